@@ -1,0 +1,114 @@
+//! `/accounts` routes.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{JsonBody, uuid};
+use super::{blocking, notes::rfc3339};
+use crate::accounts::{Account, AccountChange};
+use crate::app::{App, MigrationStatus};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountBody {
+    id: String,
+    name: String,
+    is_migrating: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Account> for AccountBody {
+    fn from(a: Account) -> Self {
+        AccountBody {
+            id: a.id.to_string(),
+            name: a.name,
+            is_migrating: a.is_migrating,
+            created_at: rfc3339(a.created_at_ms),
+            updated_at: rfc3339(a.updated_at_ms),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAccount {
+    name: Option<String>,
+    #[serde(default)]
+    is_migrating: bool,
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountPatch {
+    name: Option<String>,
+    is_migrating: Option<bool>,
+}
+
+pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAccount>) -> Result<(StatusCode, Json<AccountBody>), ApiError> {
+    let name = body.name.ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let id = body.id.as_deref().map(|id| uuid("account", id)).transpose()?;
+    let account = blocking(&app, move |app| app.create_account(id, &name, body.is_migrating)).await?;
+    Ok((StatusCode::CREATED, Json(account.into())))
+}
+
+pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<AccountBody>>, ApiError> {
+    let accounts = blocking(&app, |app| app.accounts()).await?;
+    Ok(Json(accounts.into_iter().map(Into::into).collect()))
+}
+
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<AccountBody>, ApiError> {
+    let id = uuid("account", &id)?;
+    Ok(Json(blocking(&app, move |app| app.account(id)).await?.into()))
+}
+
+/// PUT: `name` is required; `isMigrating` is optional so Notely clients,
+/// which do not know the flag, keep working (it is left unchanged).
+pub async fn put(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AccountPatch>,
+) -> Result<Json<AccountBody>, ApiError> {
+    if body.name.is_none() {
+        return Err(ApiError::bad_request("name is required (use PATCH to change only isMigrating)"));
+    }
+    update(app, id, body).await
+}
+
+/// PATCH: any subset of `name` and `isMigrating`.
+pub async fn patch(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AccountPatch>,
+) -> Result<Json<AccountBody>, ApiError> {
+    if body.name.is_none() && body.is_migrating.is_none() {
+        return Err(ApiError::bad_request("nothing to change: give name and/or isMigrating"));
+    }
+    update(app, id, body).await
+}
+
+async fn update(app: Arc<App>, id: String, body: AccountPatch) -> Result<Json<AccountBody>, ApiError> {
+    let id = uuid("account", &id)?;
+    let change = AccountChange { name: body.name, is_migrating: body.is_migrating };
+    Ok(Json(blocking(&app, move |app| app.update_account(id, change)).await?.into()))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationBody {
+    is_migrating: bool,
+    legacy_notes: u64,
+    new_notes: u64,
+}
+
+pub async fn migration(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MigrationBody>, ApiError> {
+    let id = uuid("account", &id)?;
+    let MigrationStatus { is_migrating, legacy_notes, new_notes } = blocking(&app, move |app| app.migration_status(id)).await?;
+    Ok(Json(MigrationBody { is_migrating, legacy_notes, new_notes }))
+}

@@ -1,0 +1,45 @@
+//! Request parsing with JSON errors: bodies, ids in paths, `If-Match`.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::HeaderMap;
+use axum::http::header::IF_MATCH;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::error::ApiError;
+
+/// A JSON body. Parsed whatever the Content-Type says (Notely clients do not
+/// always send one); bad JSON is 400, a body over the limit 413.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Parses an id from the path; ids are UUIDs, always handled in their
+/// canonical (lowercase, hyphenated) form.
+pub fn uuid(what: &str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("{what} id {raw:?} is not a UUID")))
+}
+
+/// `If-Match: "<version>"` (quotes optional; `*` matches any version).
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| ApiError::bad_request("If-Match is not text"))?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let version = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    version
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request(format!("If-Match must be a note version such as \"3\", got {text:?}")))
+}

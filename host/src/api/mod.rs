@@ -1,0 +1,68 @@
+//! The HTTP API (Notely-compatible): the only module that knows HTTP.
+//! Handlers parse and check the request, run one `App` operation on a
+//! blocking thread (SQLite and plugin calls block) and shape the response.
+
+mod accounts;
+mod auth;
+mod error;
+mod extract;
+mod notes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::AdminToken;
+use error::ApiError;
+
+use crate::app::App;
+
+/// A request still running after this is answered 503. Plugin calls stop at
+/// their own, shorter deadline; this catches everything else (lock waits).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct ApiConfig {
+    pub max_body_bytes: usize,
+    pub admin_token: Option<AdminToken>,
+}
+
+pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
+    let protected = Router::new()
+        .route("/accounts", get(accounts::list).post(accounts::create))
+        .route("/accounts/{account}", get(accounts::get).put(accounts::put).patch(accounts::patch))
+        .route("/accounts/{account}/migration", get(accounts::migration))
+        .route("/accounts/{account}/notes", get(notes::list).post(notes::create))
+        .route("/accounts/{account}/notes/{note}", get(notes::get).put(notes::update).delete(notes::delete))
+        .route("/accounts/{account}/notes/{note}/placement", get(notes::placement))
+        .route_layer(axum::middleware::from_fn_with_state(config.admin_token.clone(), auth::require_admin));
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// Runs a blocking `App` operation off the async workers.
+async fn blocking<T: Send + 'static>(
+    app: &Arc<App>,
+    op: impl FnOnce(&App) -> Result<T, crate::app::AppError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let app = Arc::clone(app);
+    match tokio::task::spawn_blocking(move || op(&app)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
+    }
+}

@@ -1,0 +1,102 @@
+//! The `notes-host` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use notes_host::plugins::PluginLimits;
+use notes_host::serve::{ServeConfig, serve};
+
+#[derive(Parser)]
+#[command(name = "notes-host", version, about = "A notes service whose storage routing is a WebAssembly plugin")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the SQLite files (accounts.db, legacy.db, new-shard-N.db); created if missing.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Plugin component (.wasm). Default: the migrate plugin built by this repo
+    /// (target/plugins/migrate.wasm, next to the binary's target dir).
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// Number of new-store shard files; 0 runs without a new store (plain mode).
+    /// Fixed when the data dir is created.
+    #[arg(long, default_value_t = 4)]
+    shards: u32,
+    /// Bearer token required on every route but /healthz. Without one the host
+    /// only listens on loopback.
+    #[arg(long, env = "NOTES_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Longest a plugin call may run before it is stopped (request gets 503).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    plugin_deadline_ms: u64,
+    /// Linear-memory cap per plugin instance; growing past it traps (500).
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    plugin_memory_mib: usize,
+    /// Warm plugin instances kept for reuse; 0 gives every request a fresh
+    /// instance (strict isolation, ~40 µs more per request).
+    #[arg(long, default_value_t = 32)]
+    plugin_instances: usize,
+    /// Largest request body accepted (413 above).
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    max_body_bytes: usize,
+}
+
+fn default_plugin() -> PathBuf {
+    // target/release/notes-host -> target/plugins/migrate.wasm
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|target| target.join("plugins").join("migrate.wasm")))
+        .unwrap_or_else(|| PathBuf::from("target/plugins/migrate.wasm"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NOTES_LOG").unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            let config = ServeConfig {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                plugin: args.plugin.unwrap_or_else(default_plugin),
+                new_shards: args.shards,
+                admin_token: args.admin_token,
+                limits: PluginLimits {
+                    deadline: Duration::from_millis(args.plugin_deadline_ms.max(1)),
+                    memory_bytes: args.plugin_memory_mib.saturating_mul(1024 * 1024),
+                    max_idle_instances: args.plugin_instances,
+                },
+                max_body_bytes: args.max_body_bytes,
+            };
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("notes-host: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

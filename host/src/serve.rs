@@ -1,0 +1,89 @@
+//! `notes-host serve`: opens the data dir, loads the plugin, listens.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use crate::accounts::Accounts;
+use crate::api::{self, AdminToken, ApiConfig};
+use crate::app::App;
+use crate::layout;
+use crate::plugins::{PluginLimits, Runtime};
+use crate::stores::DataStores;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub plugin: PathBuf,
+    pub new_shards: u32,
+    pub admin_token: Option<String>,
+    pub limits: PluginLimits,
+    pub max_body_bytes: usize,
+}
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let admin_token = config.admin_token.clone().map(AdminToken::new).transpose()?;
+    if admin_token.is_none() && !config.listen.ip().is_loopback() {
+        bail!(
+            "protected mode: refusing to listen on {} without an admin token; set --admin-token or NOTES_ADMIN_TOKEN, \
+             or listen on a loopback address",
+            config.listen
+        );
+    }
+    let app = Arc::new(open(&config)?);
+    tracing::info!(plugin = app.plugin().label(), data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // The first stdout line is the contract scripts and tests rely on.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    if admin_token.is_none() {
+        tracing::warn!("no admin token: protected mode, serving on loopback only");
+    }
+
+    let router = api::router(app, ApiConfig { max_body_bytes: config.max_body_bytes, admin_token });
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Opens everything a host serves from; fails early and clearly.
+pub fn open(config: &ServeConfig) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let accounts_db = config.data_dir.join("accounts.db");
+    layout::check_new_store_shards(&accounts_db, config.new_shards)?;
+    let accounts = Accounts::open(&accounts_db)?;
+    let stores = DataStores::open_sqlite(&config.data_dir, config.new_shards)?;
+    let runtime = Runtime::new(config.limits.clone())?;
+    if !config.plugin.is_file() {
+        bail!(
+            "plugin {} not found; build the plugins with `cargo xtask build` or pass --plugin FILE",
+            config.plugin.display()
+        );
+    }
+    let plugin = runtime.load(&config.plugin)?;
+    Ok(App::new(accounts, stores, plugin))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+

@@ -1,0 +1,90 @@
+//! Data stores: where notes live. One trait, [`DataStore`], with the legacy
+//! store (one SQLite file) and the new sharded store (N SQLite files) behind
+//! it; a PostgreSQL store goes behind the same trait. No other module writes
+//! SQL for notes.
+//!
+//! Store writes are conditional on the note's version (see `wit/notes.wit`):
+//! `put` only moves a note forward; `delete_if_not_newer` leaves a tombstone.
+
+mod sharded;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use notes_routing::{Note, Store};
+pub use sharded::ShardedStore;
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached now (locked, I/O, pool exhausted).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The request cannot be stored as given.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// A store of notes, for every account. Implementations are blocking; the
+/// host calls them from blocking threads.
+pub trait DataStore: Send + Sync {
+    /// The live note, if any (tombstones are invisible).
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
+    /// Writes `note` (under `note.account_id`) unless this version or a newer
+    /// one is recorded; true if written.
+    fn put(&self, note: &Note) -> Result<bool, StoreError>;
+    /// Deletes the note if its recorded version is `version` or older and
+    /// records a tombstone at `version`; true if a live note was removed.
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError>;
+    /// Ids of the account's live notes, sorted.
+    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+    /// How many live notes the account has.
+    fn count(&self, account_id: &str) -> Result<u64, StoreError>;
+}
+
+/// The two stores of a host. `new` is `None` in plain mode.
+#[derive(Clone)]
+pub struct DataStores {
+    pub legacy: Arc<dyn DataStore>,
+    pub new: Option<Arc<dyn DataStore>>,
+}
+
+impl DataStores {
+    /// Opens `legacy.db` and `new-shard-<i>.db` (i < `new_shards`) in `dir`.
+    pub fn open_sqlite(dir: &Path, new_shards: u32) -> anyhow::Result<Self> {
+        let legacy: Arc<dyn DataStore> = Arc::new(SqliteStore::open(&dir.join("legacy.db"))?);
+        let new: Option<Arc<dyn DataStore>> = match new_shards {
+            0 => None,
+            n => Some(Arc::new(ShardedStore::open(dir, n)?)),
+        };
+        Ok(DataStores { legacy, new })
+    }
+
+    pub fn get(&self, store: Store) -> Option<&dyn DataStore> {
+        match store {
+            Store::Legacy => Some(&*self.legacy),
+            Store::New => self.new.as_deref(),
+        }
+    }
+}
+
+/// Versions are `u64` in the contract and `INTEGER` (i64) in SQL.
+fn version_to_sql(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|_| StoreError::Invalid(format!("version {version} is out of range")))
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if crate::db::is_transient(&e) { StoreError::Unavailable(e.to_string()) } else { StoreError::Internal(e.to_string()) }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,181 @@
+//! [`SqliteStore`]: notes in one SQLite file.
+
+use std::path::Path;
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{DataStore, Note, StoreError, version_to_sql};
+use crate::db::{self, Pool};
+
+/// A tombstone is a row with `deleted = 1`: it keeps the deleted version so a
+/// late `put` of that version cannot bring the note back.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notes (
+    account_id    TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    content       TEXT    NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    version       INTEGER NOT NULL CHECK (version >= 0),
+    deleted       INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+    PRIMARY KEY (account_id, id)
+) WITHOUT ROWID;
+";
+
+const MAX_CONNECTIONS: u32 = 8;
+
+pub struct SqliteStore {
+    pool: Pool,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)? })
+    }
+}
+
+impl DataStore for SqliteStore {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT content, created_at_ms, updated_at_ms, version FROM notes
+             WHERE account_id = ?1 AND id = ?2 AND deleted = 0",
+        )?;
+        let note = stmt
+            .query_row(params![account_id, note_id], |r| {
+                Ok(Note {
+                    id: note_id.to_owned(),
+                    account_id: account_id.to_owned(),
+                    content: r.get(0)?,
+                    created_at_ms: r.get(1)?,
+                    updated_at_ms: r.get(2)?,
+                    version: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .optional()?;
+        Ok(note)
+    }
+
+    fn put(&self, note: &Note) -> Result<bool, StoreError> {
+        let version = version_to_sql(note.version)?;
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+             ON CONFLICT (account_id, id) DO UPDATE SET
+                 content = excluded.content, created_at_ms = excluded.created_at_ms,
+                 updated_at_ms = excluded.updated_at_ms, version = excluded.version, deleted = 0
+             WHERE excluded.version > notes.version",
+        )?;
+        let changed = stmt.execute(params![
+            note.account_id,
+            note.id,
+            note.content,
+            note.created_at_ms,
+            note.updated_at_ms,
+            version
+        ])?;
+        Ok(changed == 1)
+    }
+
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+        let version = version_to_sql(version)?;
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let removed = tx
+            .prepare_cached(
+                "UPDATE notes SET deleted = 1, content = '', version = ?3
+                 WHERE account_id = ?1 AND id = ?2 AND deleted = 0 AND version <= ?3",
+            )?
+            .execute(params![account_id, note_id, version])?
+            == 1;
+        // No row, or an older tombstone: record (or raise) the tombstone.
+        tx.prepare_cached(
+            "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+             VALUES (?1, ?2, '', 0, 0, ?3, 1)
+             ON CONFLICT (account_id, id) DO UPDATE SET version = excluded.version
+             WHERE notes.deleted = 1 AND notes.version < excluded.version",
+        )?
+        .execute(params![account_id, note_id, version])?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached("SELECT id FROM notes WHERE account_id = ?1 AND deleted = 0 ORDER BY id")?;
+        let ids = stmt.query_map([account_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    fn count(&self, account_id: &str) -> Result<u64, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached("SELECT count(*) FROM notes WHERE account_id = ?1 AND deleted = 0")?;
+        Ok(stmt.query_row([account_id], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(version: u64, content: &str) -> Note {
+        Note {
+            id: "n".into(),
+            account_id: "a".into(),
+            content: content.into(),
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            version,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn put_replaces_only_with_a_newer_version() {
+        let (_d, s) = store();
+        assert!(s.put(&note(2, "two")).unwrap());
+        assert!(!s.put(&note(2, "again")).unwrap(), "same version is not newer");
+        assert!(!s.put(&note(1, "old")).unwrap());
+        assert_eq!(s.get("a", "n").unwrap().unwrap().content, "two");
+        assert!(s.put(&note(3, "three")).unwrap());
+        assert_eq!(s.get("a", "n").unwrap().unwrap(), note(3, "three"));
+    }
+
+    #[test]
+    fn delete_if_not_newer_never_removes_a_newer_write() {
+        let (_d, s) = store();
+        s.put(&note(3, "three")).unwrap();
+        assert!(!s.delete_if_not_newer("a", "n", 2).unwrap());
+        assert!(s.get("a", "n").unwrap().is_some());
+        assert!(s.delete_if_not_newer("a", "n", 3).unwrap());
+        assert!(s.get("a", "n").unwrap().is_none());
+        assert!(!s.delete_if_not_newer("a", "n", 3).unwrap(), "idempotent");
+    }
+
+    #[test]
+    fn a_tombstone_refuses_the_deleted_version_and_older() {
+        let (_d, s) = store();
+        assert!(!s.delete_if_not_newer("a", "n", 4).unwrap(), "tombstone without a live note");
+        assert!(!s.put(&note(4, "late")).unwrap());
+        assert!(s.list_ids("a").unwrap().is_empty());
+        assert_eq!(s.count("a").unwrap(), 0);
+        assert!(s.put(&note(5, "newer")).unwrap());
+        assert_eq!(s.list_ids("a").unwrap(), ["n"]);
+    }
+
+    #[test]
+    fn accounts_do_not_see_each_other() {
+        let (_d, s) = store();
+        s.put(&note(1, "x")).unwrap();
+        assert!(s.get("b", "n").unwrap().is_none());
+        assert_eq!(s.count("b").unwrap(), 0);
+        assert!(!s.delete_if_not_newer("b", "n", 9).unwrap());
+        assert!(s.get("a", "n").unwrap().is_some());
+    }
+}

@@ -1,0 +1,89 @@
+//! Routing strategies for notes plugins, in plain Rust.
+//!
+//! The types here mirror the WIT package `notes:plugin` one to one; the
+//! `notes-plugin-sdk` crate converts between them and the wit-bindgen types, so
+//! a strategy never sees wit-bindgen and can be unit-tested natively (see
+//! [`memory::MemoryStores`]) or compiled straight into the host.
+
+pub mod legacy;
+pub mod memory;
+pub mod migrate;
+mod ops;
+
+/// A stored note (WIT `note`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub id: String,
+    pub account_id: String,
+    pub content: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// 1 after create, +1 per update.
+    pub version: u64,
+}
+
+/// What a client asked to write (WIT `note-change`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteChange {
+    pub id: String,
+    pub content: String,
+    pub at_ms: i64,
+}
+
+/// WIT `error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    NotFound,
+    VersionMismatch(u64),
+    Conflict(String),
+    Invalid(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// WIT `plugin-info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub supports_migration: bool,
+}
+
+/// WIT `store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Store {
+    Legacy,
+    New,
+}
+
+/// The data stores of one account (WIT interface `stores`). The host's
+/// implementation is already bound to the request's account.
+pub trait Stores {
+    fn get(&self, store: Store, note_id: &str) -> Result<Option<Note>>;
+    /// Writes unless this version or a newer one is recorded; true if written.
+    fn put(&self, store: Store, note: &Note) -> Result<bool>;
+    /// Deletes up to `version` and leaves a tombstone there; true if a live
+    /// note was removed.
+    fn delete_if_not_newer(&self, store: Store, note_id: &str, version: u64) -> Result<bool>;
+    fn list_ids(&self, store: Store) -> Result<Vec<String>>;
+    fn is_configured(&self, store: Store) -> bool;
+}
+
+/// A routing strategy (WIT interface `note-store`).
+pub trait Strategy {
+    fn info(&self) -> PluginInfo;
+    fn create_note(&self, stores: &dyn Stores, account_id: &str, change: NoteChange, is_migrating: bool) -> Result<Note>;
+    fn get_note(&self, stores: &dyn Stores, account_id: &str, note_id: &str, is_migrating: bool) -> Result<Note>;
+    fn list_notes(&self, stores: &dyn Stores, account_id: &str, is_migrating: bool) -> Result<Vec<String>>;
+    fn update_note(
+        &self,
+        stores: &dyn Stores,
+        account_id: &str,
+        change: NoteChange,
+        expected_version: Option<u64>,
+        is_migrating: bool,
+    ) -> Result<Note>;
+    fn delete_note(&self, stores: &dyn Stores, account_id: &str, note_id: &str, is_migrating: bool) -> Result<()>;
+}

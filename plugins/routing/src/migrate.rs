@@ -1,0 +1,235 @@
+//! The seed's migration strategy.
+//!
+//! - migration mode (flag on): create → new; update moves the note to new
+//!   (write the next version to new, then delete it from legacy); get → new
+//!   first, then legacy; list → union; delete → both.
+//! - rollback mode (flag off, new store configured): data flows back: create →
+//!   legacy; update upserts to legacy, then deletes from new; get → legacy
+//!   first, then new; list → union; delete → both.
+//! - plain mode (no new store configured): legacy only.
+
+use crate::ops::{self, Route};
+use crate::{Note, NoteChange, PluginInfo, Result, Store, Stores, Strategy};
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Migrate;
+
+/// The route for one request, from the account's flag and the host's stores.
+pub fn route(stores: &dyn Stores, is_migrating: bool) -> Mode {
+    match (stores.is_configured(Store::New), is_migrating) {
+        (false, _) => Mode::Plain,
+        (true, true) => Mode::Migration,
+        (true, false) => Mode::Rollback,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Migration,
+    Rollback,
+}
+
+impl Mode {
+    fn route(self) -> Route {
+        match self {
+            Mode::Plain => Route::LEGACY_ONLY,
+            Mode::Migration => Route::MIGRATION,
+            Mode::Rollback => Route::ROLLBACK,
+        }
+    }
+}
+
+impl Strategy for Migrate {
+    fn info(&self) -> PluginInfo {
+        PluginInfo { name: "migrate".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: true }
+    }
+
+    fn create_note(&self, stores: &dyn Stores, account_id: &str, change: NoteChange, is_migrating: bool) -> Result<Note> {
+        ops::create(stores, route(stores, is_migrating).route(), account_id, change)
+    }
+
+    fn get_note(&self, stores: &dyn Stores, _: &str, note_id: &str, is_migrating: bool) -> Result<Note> {
+        ops::get(stores, route(stores, is_migrating).route(), note_id)
+    }
+
+    fn list_notes(&self, stores: &dyn Stores, _: &str, is_migrating: bool) -> Result<Vec<String>> {
+        ops::list(stores, route(stores, is_migrating).route())
+    }
+
+    fn update_note(
+        &self,
+        stores: &dyn Stores,
+        _: &str,
+        change: NoteChange,
+        expected: Option<u64>,
+        is_migrating: bool,
+    ) -> Result<Note> {
+        ops::update(stores, route(stores, is_migrating).route(), change, expected)
+    }
+
+    fn delete_note(&self, stores: &dyn Stores, _: &str, note_id: &str, is_migrating: bool) -> Result<()> {
+        ops::delete(stores, route(stores, is_migrating).route(), note_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+    use crate::legacy::Legacy;
+    use crate::memory::MemoryStores;
+    use Store::{Legacy as L, New as N};
+
+    const ACCOUNT: &str = "acct";
+
+    fn change(id: &str, content: &str, at_ms: i64) -> NoteChange {
+        NoteChange { id: id.into(), content: content.into(), at_ms }
+    }
+
+    fn create(s: &MemoryStores, id: &str, migrating: bool) -> Note {
+        Migrate.create_note(s, ACCOUNT, change(id, "first", 10), migrating).unwrap()
+    }
+
+    fn placement(s: &MemoryStores, id: &str) -> (bool, bool) {
+        (s.peek(L, id).is_some(), s.peek(N, id).is_some())
+    }
+
+    #[test]
+    fn migration_mode_create_goes_to_the_new_store() {
+        let s = MemoryStores::new(true);
+        let n = create(&s, "a", true);
+        assert_eq!((n.version, n.created_at_ms, n.account_id.as_str()), (1, 10, ACCOUNT));
+        assert_eq!(placement(&s, "a"), (false, true));
+    }
+
+    #[test]
+    fn migration_mode_update_moves_the_note_to_the_new_store() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", false);
+        assert_eq!(placement(&s, "a"), (true, false));
+        let n = Migrate.update_note(&s, ACCOUNT, change("a", "second", 20), None, true).unwrap();
+        assert_eq!((n.version, n.content.as_str(), n.created_at_ms, n.updated_at_ms), (2, "second", 10, 20));
+        assert_eq!(placement(&s, "a"), (false, true));
+    }
+
+    #[test]
+    fn rollback_mode_update_brings_the_note_back_to_legacy() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", true);
+        Migrate.update_note(&s, ACCOUNT, change("a", "back", 20), None, false).unwrap();
+        assert_eq!(placement(&s, "a"), (true, false));
+        assert_eq!(s.peek(L, "a").unwrap().content, "back");
+    }
+
+    #[test]
+    fn rollback_mode_create_goes_to_legacy() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", false);
+        assert_eq!(placement(&s, "a"), (true, false));
+    }
+
+    #[test]
+    fn list_reads_both_stores_once_each_id() {
+        let s = MemoryStores::new(true);
+        create(&s, "b", false);
+        create(&s, "a", true);
+        // A duplicate left by a cut-off move is listed once.
+        s.put(L, &Note { version: 1, ..s.peek(N, "a").unwrap() }).unwrap();
+        for migrating in [true, false] {
+            assert_eq!(Migrate.list_notes(&s, ACCOUNT, migrating).unwrap(), ["a", "b"]);
+        }
+    }
+
+    #[test]
+    fn get_returns_the_newest_copy_and_drops_the_stale_one() {
+        for migrating in [true, false] {
+            let s = MemoryStores::new(true);
+            create(&s, "a", false);
+            // A move cut off after its write: new has v2, legacy still v1.
+            let v2 = Note { content: "moved".into(), version: 2, ..s.peek(L, "a").unwrap() };
+            s.put(N, &v2).unwrap();
+            assert_eq!(Migrate.get_note(&s, ACCOUNT, "a", migrating).unwrap(), v2);
+            assert_eq!(placement(&s, "a"), (false, true), "migrating={migrating}");
+        }
+    }
+
+    #[test]
+    fn update_after_a_cut_off_move_writes_past_the_newest_copy() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", false);
+        s.put(N, &Note { content: "moved".into(), version: 2, ..s.peek(L, "a").unwrap() }).unwrap();
+        let n = Migrate.update_note(&s, ACCOUNT, change("a", "third", 30), None, false).unwrap();
+        assert_eq!(n.version, 3);
+        assert_eq!(placement(&s, "a"), (true, false));
+    }
+
+    #[test]
+    fn delete_removes_from_both_stores() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", false);
+        s.put(N, &Note { version: 2, ..s.peek(L, "a").unwrap() }).unwrap();
+        Migrate.delete_note(&s, ACCOUNT, "a", true).unwrap();
+        assert_eq!(placement(&s, "a"), (false, false));
+        assert_eq!(Migrate.delete_note(&s, ACCOUNT, "a", true), Err(Error::NotFound));
+    }
+
+    #[test]
+    fn a_write_that_raced_a_delete_cannot_bring_the_note_back() {
+        let s = MemoryStores::new(true);
+        let v1 = create(&s, "a", true);
+        Migrate.delete_note(&s, ACCOUNT, "a", true).unwrap();
+        // An update that read v1 before the delete now writes v2.
+        assert!(!s.put(N, &Note { version: 2, ..v1.clone() }).unwrap());
+        assert!(!s.put(L, &Note { version: 2, ..v1 }).unwrap());
+        assert_eq!(Migrate.get_note(&s, ACCOUNT, "a", true), Err(Error::NotFound));
+    }
+
+    #[test]
+    fn update_of_a_missing_note_is_not_found() {
+        let s = MemoryStores::new(true);
+        assert_eq!(Migrate.update_note(&s, ACCOUNT, change("x", "c", 1), None, true), Err(Error::NotFound));
+        assert_eq!(placement(&s, "x"), (false, false));
+    }
+
+    #[test]
+    fn expected_version_must_match() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", true);
+        assert_eq!(
+            Migrate.update_note(&s, ACCOUNT, change("a", "c", 1), Some(7), true),
+            Err(Error::VersionMismatch(1))
+        );
+        assert_eq!(Migrate.update_note(&s, ACCOUNT, change("a", "c", 1), Some(1), true).unwrap().version, 2);
+    }
+
+    #[test]
+    fn create_refuses_an_id_taken_in_either_store() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", false);
+        for migrating in [true, false] {
+            let err = Migrate.create_note(&s, ACCOUNT, change("a", "dup", 1), migrating).unwrap_err();
+            assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn plain_mode_keeps_everything_in_legacy_whatever_the_flag() {
+        let s = MemoryStores::new(false);
+        create(&s, "a", true);
+        Migrate.update_note(&s, ACCOUNT, change("a", "b", 2), None, true).unwrap();
+        assert_eq!(placement(&s, "a"), (true, false));
+        assert_eq!(Migrate.list_notes(&s, ACCOUNT, true).unwrap(), ["a"]);
+    }
+
+    #[test]
+    fn old_code_loses_track_of_a_moved_note() {
+        // The seed's first data-loss case: the legacy plugin cannot see or
+        // update a note the migrate plugin moved.
+        let s = MemoryStores::new(true);
+        create(&s, "a", true);
+        assert_eq!(Legacy.get_note(&s, ACCOUNT, "a", true), Err(Error::NotFound));
+        assert_eq!(Legacy.update_note(&s, ACCOUNT, change("a", "x", 2), None, true), Err(Error::NotFound));
+        assert!(!Legacy.info().supports_migration && Migrate.info().supports_migration);
+    }
+}

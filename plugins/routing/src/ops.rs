@@ -1,0 +1,155 @@
+//! The note operations both strategies share, parameterised by [`Route`]:
+//! which store writes go to (`home`) and which store may still hold copies
+//! that must be read and cleaned up (`other`).
+//!
+//! Every operation reads both stores and trusts the newest version, so a note
+//! left in both stores (a move cut off between its write and its cleanup) is
+//! never read stale and is resolved by the next read or write.
+
+use crate::{Error, Note, NoteChange, Result, Store, Stores};
+
+/// How often an update or delete re-reads and retries after losing a race to
+/// another writer of the same note before answering `conflict`.
+const MAX_ATTEMPTS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    /// Where creates and updates write.
+    pub home: Store,
+    /// The store that may still hold notes from before the route changed.
+    pub other: Option<Store>,
+}
+
+impl Route {
+    pub const LEGACY_ONLY: Route = Route { home: Store::Legacy, other: None };
+    /// Migration mode: write to new, drain legacy.
+    pub const MIGRATION: Route = Route { home: Store::New, other: Some(Store::Legacy) };
+    /// Rollback mode: write to legacy, drain new.
+    pub const ROLLBACK: Route = Route { home: Store::Legacy, other: Some(Store::New) };
+}
+
+/// The newest copy of a note and, if another store holds an older copy, where.
+struct Found {
+    newest: Note,
+    newest_in: Store,
+    stale_copy: Option<(Store, u64)>,
+}
+
+/// Reads `home` first, then `other`. On equal versions `home` wins.
+fn find(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Option<Found>> {
+    let home = stores.get(route.home, note_id)?;
+    let other = match route.other {
+        Some(store) => stores.get(store, note_id)?.map(|n| (store, n)),
+        None => None,
+    };
+    Ok(match (home, other) {
+        (None, None) => None,
+        (Some(n), None) => Some(Found { newest: n, newest_in: route.home, stale_copy: None }),
+        (None, Some((store, n))) => Some(Found { newest: n, newest_in: store, stale_copy: None }),
+        (Some(h), Some((store, o))) if o.version > h.version => {
+            Some(Found { stale_copy: Some((route.home, h.version)), newest: o, newest_in: store })
+        }
+        (Some(h), Some((store, o))) => {
+            Some(Found { stale_copy: Some((store, o.version)), newest: h, newest_in: route.home })
+        }
+    })
+}
+
+pub(crate) fn create(stores: &dyn Stores, route: Route, account_id: &str, change: NoteChange) -> Result<Note> {
+    if let Some(other) = route.other {
+        if stores.get(other, &change.id)?.is_some() {
+            return Err(taken(&change.id));
+        }
+    }
+    let note = Note {
+        id: change.id,
+        account_id: account_id.to_owned(),
+        content: change.content,
+        created_at_ms: change.at_ms,
+        updated_at_ms: change.at_ms,
+        version: 1,
+    };
+    // `put` refuses version 1 if the id holds a live note or a tombstone.
+    if stores.put(route.home, &note)? { Ok(note) } else { Err(taken(&note.id)) }
+}
+
+fn taken(id: &str) -> Error {
+    Error::Conflict(format!("note id {id} is already taken (by a note, or by a deleted note)"))
+}
+
+pub(crate) fn get(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Note> {
+    let found = find(stores, route, note_id)?.ok_or(Error::NotFound)?;
+    if let Some((store, version)) = found.stale_copy {
+        // Read repair: the older copy can never be served again, drop it.
+        // Best effort: a failure leaves a harmless duplicate for the next
+        // read or write to resolve.
+        let _ = stores.delete_if_not_newer(store, note_id, version);
+    }
+    Ok(found.newest)
+}
+
+pub(crate) fn list(stores: &dyn Stores, route: Route) -> Result<Vec<String>> {
+    let mut ids = stores.list_ids(route.home)?;
+    if let Some(other) = route.other {
+        ids.extend(stores.list_ids(other)?);
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    Ok(ids)
+}
+
+/// Writes the next version to `home`, then removes every older copy from the
+/// other store. A crash between the two leaves a duplicate whose newest copy
+/// wins every later read, never a loss.
+pub(crate) fn update(stores: &dyn Stores, route: Route, change: NoteChange, expected_version: Option<u64>) -> Result<Note> {
+    for _ in 0..MAX_ATTEMPTS {
+        let found = find(stores, route, &change.id)?.ok_or(Error::NotFound)?;
+        let current = found.newest.version;
+        if let Some(expected) = expected_version {
+            if expected != current {
+                return Err(Error::VersionMismatch(current));
+            }
+        }
+        let next = Note {
+            content: change.content.clone(),
+            updated_at_ms: change.at_ms,
+            version: current + 1,
+            ..found.newest
+        };
+        if !stores.put(route.home, &next)? {
+            continue; // another writer got this version first: re-read
+        }
+        let copy_elsewhere = found.stale_copy.map(|(store, _)| store).into_iter().chain(Some(found.newest_in));
+        for store in copy_elsewhere.filter(|s| *s != route.home) {
+            // Best effort, as in `get`: the new version is durable in `home`.
+            let _ = stores.delete_if_not_newer(store, &next.id, next.version);
+        }
+        return Ok(next);
+    }
+    Err(Error::Conflict(format!("note {} kept changing during the update; retry", change.id)))
+}
+
+/// Deletes from every store. The tombstone goes one version past the newest
+/// one read, so an update that raced this delete (it read that version and is
+/// about to write the next) is refused instead of bringing the note back.
+pub(crate) fn delete(stores: &dyn Stores, route: Route, note_id: &str) -> Result<()> {
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(found) = find(stores, route, note_id)? else {
+            return Err(Error::NotFound);
+        };
+        let tombstone = found.newest.version + 1;
+        let mut removed = stores.delete_if_not_newer(route.home, note_id, tombstone)?;
+        if let Some(other) = route.other {
+            removed |= stores.delete_if_not_newer(other, note_id, tombstone)?;
+        }
+        if removed {
+            return Ok(());
+        }
+        // Nothing removed: a racing writer moved past our tombstone, or a
+        // racing delete won. Re-read to tell which.
+        if find(stores, route, note_id)?.is_none() {
+            return Ok(());
+        }
+    }
+    Err(Error::Conflict(format!("note {note_id} kept changing during the delete; retry")))
+}

@@ -1,0 +1,95 @@
+//! TEST ONLY. The migrate strategy, plus faults a test triggers through the
+//! content of the note it creates or updates:
+//!
+//! - `fault:panic` — panics (the instance traps).
+//! - `fault:crash-after-write` — an update writes the new version, then the
+//!   plugin crashes before cleaning up the other store (a move cut in half).
+//! - `fault:loop` — never returns (the host's deadline must stop it).
+//! - `fault:alloc` — allocates without end (the host's memory cap must stop it).
+//!
+//! Any other content behaves exactly like the migrate plugin.
+
+use notes_routing::migrate::Migrate;
+use notes_routing::{Note, NoteChange, PluginInfo, Result, Store, Stores, Strategy};
+
+struct Faulty;
+
+fn trigger(content: &str) {
+    match content {
+        "fault:panic" => panic!("the faulty plugin panics, as asked"),
+        "fault:loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "fault:alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Passes every call through, but dies right after the first successful put.
+struct CrashAfterFirstPut<'a>(&'a dyn Stores);
+
+impl Stores for CrashAfterFirstPut<'_> {
+    fn get(&self, s: Store, id: &str) -> Result<Option<Note>> {
+        self.0.get(s, id)
+    }
+    fn put(&self, s: Store, note: &Note) -> Result<bool> {
+        let written = self.0.put(s, note)?;
+        if written {
+            panic!("the faulty plugin crashes after writing {} v{} to {s:?}", note.id, note.version);
+        }
+        Ok(written)
+    }
+    fn delete_if_not_newer(&self, s: Store, id: &str, version: u64) -> Result<bool> {
+        self.0.delete_if_not_newer(s, id, version)
+    }
+    fn list_ids(&self, s: Store) -> Result<Vec<String>> {
+        self.0.list_ids(s)
+    }
+    fn is_configured(&self, s: Store) -> bool {
+        self.0.is_configured(s)
+    }
+}
+
+impl Strategy for Faulty {
+    fn info(&self) -> PluginInfo {
+        PluginInfo { name: "faulty".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: true }
+    }
+    fn create_note(&self, stores: &dyn Stores, account: &str, change: NoteChange, migrating: bool) -> Result<Note> {
+        trigger(&change.content);
+        Migrate.create_note(stores, account, change, migrating)
+    }
+    fn get_note(&self, stores: &dyn Stores, account: &str, id: &str, migrating: bool) -> Result<Note> {
+        Migrate.get_note(stores, account, id, migrating)
+    }
+    fn list_notes(&self, stores: &dyn Stores, account: &str, migrating: bool) -> Result<Vec<String>> {
+        Migrate.list_notes(stores, account, migrating)
+    }
+    fn update_note(
+        &self,
+        stores: &dyn Stores,
+        account: &str,
+        change: NoteChange,
+        expected: Option<u64>,
+        migrating: bool,
+    ) -> Result<Note> {
+        trigger(&change.content);
+        if change.content == "fault:crash-after-write" {
+            return Migrate.update_note(&CrashAfterFirstPut(stores), account, change, expected, migrating);
+        }
+        Migrate.update_note(stores, account, change, expected, migrating)
+    }
+    fn delete_note(&self, stores: &dyn Stores, account: &str, id: &str, migrating: bool) -> Result<()> {
+        Migrate.delete_note(stores, account, id, migrating)
+    }
+}
+
+notes_plugin_sdk::export_plugin!(Faulty);

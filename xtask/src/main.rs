@@ -1,0 +1,119 @@
+//! `cargo xtask <command>`: the project's build and test entry points.
+//!
+//! - `build`  install the wasm32-wasip2 target if missing, build the plugins
+//!   (their own workspace, wasm32-wasip2) and the host (release); leaves
+//!   `target/release/notes-host` and `target/plugins/*.wasm`.
+//! - `run [ARGS]`  build, then `notes-host serve --data-dir data ARGS`.
+//! - `test [ARGS]` build, then every test: plugin routing unit tests
+//!   (native), host unit tests and the scenario tests (release profile, so
+//!   wasmtime is compiled once for the binary and the tests). ARGS go to the
+//!   host workspace's `cargo test`.
+//!
+//! No dependencies on purpose: it must build in seconds on a fresh machine.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+/// (crate in plugins/, artifact under target/plugins/)
+const PLUGINS: &[(&str, &str)] = &[
+    ("legacy_plugin", "legacy.wasm"),
+    ("migrate_plugin", "migrate.wasm"),
+    ("faulty_plugin", "testing/faulty.wasm"),
+];
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build(),
+        Some("run") => build().and_then(|()| run(&args[1..])),
+        Some("test") => build().and_then(|()| test(&args[1..])),
+        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the repo root").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    // Both workspaces share one target dir: the native crates they have in
+    // common (notes-routing) are built once.
+    cmd.env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
+fn run_cmd(mut cmd: Command) -> Result {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed: {status}")) }
+}
+
+fn ensure_wasm_target() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup is needed to install the {WASM_TARGET} target: {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", WASM_TARGET]);
+    run_cmd(add)
+}
+
+fn build() -> Result {
+    ensure_wasm_target()?;
+    let mut plugins = cargo();
+    plugins.args(["build", "--release", "--target", WASM_TARGET, "--manifest-path", "plugins/Cargo.toml"]);
+    for (krate, _) in PLUGINS {
+        plugins.args(["-p", &krate.replace('_', "-")]);
+    }
+    run_cmd(plugins)?;
+    let built = target_dir().join(WASM_TARGET).join("release");
+    let out = target_dir().join("plugins");
+    for (krate, artifact) in PLUGINS {
+        let dest = out.join(artifact);
+        fs::create_dir_all(dest.parent().expect("artifact has a parent")).map_err(|e| e.to_string())?;
+        fs::copy(built.join(format!("{krate}.wasm")), &dest).map_err(|e| format!("cannot copy {krate}.wasm: {e}"))?;
+    }
+    let mut host = cargo();
+    host.args(["build", "--release", "-p", "notes-host"]);
+    run_cmd(host)
+}
+
+fn run(args: &[String]) -> Result {
+    let mut host = Command::new(target_dir().join("release").join("notes-host"));
+    host.arg("serve");
+    if !args.iter().any(|a| a == "--data-dir" || a.starts_with("--data-dir=")) {
+        host.args(["--data-dir", "data"]);
+    }
+    host.args(args).current_dir(root());
+    run_cmd(host)
+}
+
+fn test(args: &[String]) -> Result {
+    let mut routing = cargo();
+    routing.args(["test", "--release", "--manifest-path", "plugins/Cargo.toml", "-p", "notes-routing"]);
+    run_cmd(routing)?;
+    let mut workspace = cargo();
+    workspace.args(["test", "--release", "--workspace"]).args(args);
+    run_cmd(workspace)
+}
