@@ -69,8 +69,11 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(accounts: Accounts, stores: DataStores, plugin: Plugin) -> Self {
-        App { accounts, stores, plugin: Arc::new(plugin) }
+    /// Refuses a plugin that cannot migrate while any account migrates.
+    pub fn new(accounts: Accounts, stores: DataStores, plugin: Plugin) -> Result<Self, AppError> {
+        let app = App { accounts, stores, plugin: Arc::new(plugin) };
+        app.plugin_gate(&app.plugin)?;
+        Ok(app)
     }
 
     pub fn plugin(&self) -> &Plugin {
@@ -122,6 +125,25 @@ impl App {
             ));
         }
         Ok(())
+    }
+
+    /// The other half of the gate: old code must not serve an account that
+    /// is migrating.
+    fn plugin_gate(&self, plugin: &Plugin) -> Result<(), AppError> {
+        if plugin.info().supports_migration {
+            return Ok(());
+        }
+        let migrating = self.accounts.migrating()?;
+        if migrating.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = migrating.iter().map(Uuid::to_string).collect();
+        Err(AppError::Gate(format!(
+            "plugin {} does not support migration, but {} account(s) are migrating: {}; turn their isMigrating off first",
+            plugin.label(),
+            ids.len(),
+            ids.join(", ")
+        )))
     }
 
     // ---- notes, through the plugin ---------------------------------------

@@ -68,7 +68,7 @@ pub fn open(config: &ServeConfig) -> anyhow::Result<App> {
         );
     }
     let plugin = runtime.load(&config.plugin)?;
-    Ok(App::new(accounts, stores, plugin))
+    Ok(App::new(accounts, stores, plugin)?)
 }
 
 async fn shutdown_signal() {

@@ -1,1 +1,396 @@
+//! Harness for the scenario tests: start the real `notes-host` binary with a
+//! real plugin on a temp data dir, talk to it over HTTP on loopback.
+//!
+//! Build first (`cargo xtask build`, or `cargo xtask test` which does it).
 
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The plugins built by `cargo xtask build`.
+#[derive(Debug, Clone, Copy)]
+pub enum Plugin {
+    Migrate,
+    Legacy,
+    /// Test-only: migrate plus faults triggered by note content.
+    Faulty,
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+impl Plugin {
+    pub fn path(self) -> PathBuf {
+        let file = match self {
+            Plugin::Migrate => "plugins/migrate.wasm",
+            Plugin::Legacy => "plugins/legacy.wasm",
+            Plugin::Faulty => "plugins/testing/faulty.wasm",
+        };
+        let path = target_dir().join(file);
+        assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
+        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "wit"]);
+        path
+    }
+}
+
+pub fn host_binary() -> PathBuf {
+    let path = target_dir().join("release/notes-host");
+    assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
+    assert_fresh(&path, &["host/src", "wit", "plugins/routing/src"]);
+    path
+}
+
+/// `cargo test` alone does not rebuild the binary or the plugins these tests
+/// run; refuse to test a stale build (`cargo xtask test` builds first).
+fn assert_fresh(artifact: &Path, sources: &[&str]) {
+    fn newest(dir: &Path) -> std::time::SystemTime {
+        let mut newest = std::time::SystemTime::UNIX_EPOCH;
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let time = if path.is_dir() { newest_of(&path) } else { entry.metadata().and_then(|m| m.modified()).ok() };
+            newest = newest.max(time.unwrap_or(newest));
+        }
+        newest
+    }
+    fn newest_of(dir: &Path) -> Option<std::time::SystemTime> {
+        Some(newest(dir))
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = std::fs::metadata(artifact).and_then(|m| m.modified()).expect("artifact time");
+    for source in sources {
+        assert!(
+            newest(&root.join(source)) <= built,
+            "{} is older than {source}/: run `cargo xtask build` (or `cargo xtask test`)",
+            artifact.display()
+        );
+    }
+}
+
+/// How a host is started. `Host::builder().plugin(Plugin::Legacy).start()`.
+#[derive(Debug, Clone)]
+pub struct HostBuilder {
+    plugin: Plugin,
+    data_dir: Option<PathBuf>,
+    args: Vec<String>,
+    token: Option<String>,
+}
+
+impl HostBuilder {
+    pub fn plugin(mut self, plugin: Plugin) -> Self {
+        self.plugin = plugin;
+        self
+    }
+
+    /// Use this data dir (to restart on the same files) instead of a new one.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn admin_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    fn command(&self, data_dir: &Path) -> Command {
+        let mut cmd = Command::new(host_binary());
+        cmd.arg("serve");
+        if !self.args.iter().any(|a| a == "--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .arg("--plugin")
+            .arg(self.plugin.path())
+            .args(&self.args)
+            .env_remove("NOTES_ADMIN_TOKEN");
+        if let Some(token) = &self.token {
+            cmd.env("NOTES_ADMIN_TOKEN", token);
+        }
+        cmd
+    }
+
+    pub fn start(self) -> Host {
+        let (tmp, data_dir) = match &self.data_dir {
+            Some(dir) => (None, dir.clone()),
+            None => {
+                let tmp = tempfile::tempdir().expect("temp dir");
+                let dir = tmp.path().join("data");
+                (Some(tmp), dir)
+            }
+        };
+        let log = data_dir.with_extension("host.log");
+        std::fs::create_dir_all(data_dir.parent().expect("parent")).unwrap();
+        let mut child = self
+            .command(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start notes-host");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let Some(base) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("host did not start: first line {line:?}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        };
+        Host { child, base, data_dir, token: self.token.clone(), builder: self, _tmp: tmp, agent: agent() }
+    }
+
+    /// Runs the host expecting it to refuse to start; returns its stderr.
+    pub fn start_fails(self) -> String {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| tmp.path().join("data"));
+        let stderr_path = tmp.path().join("stderr");
+        let mut child = self
+            .command(&data_dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("run notes-host");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the host kept running but should have refused to start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        assert!(!status.success(), "the host exited 0 but should have refused: {stderr}");
+        stderr
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A running host; killed when dropped.
+pub struct Host {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    token: Option<String>,
+    builder: HostBuilder,
+    _tmp: Option<TempDir>,
+    agent: ureq::Agent,
+}
+
+/// The data dir of a stopped host; deleted when dropped (if it was a temp dir).
+pub struct DataDir {
+    pub path: PathBuf,
+    _tmp: Option<TempDir>,
+}
+
+/// An HTTP response, read whole.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The `error` message of an error body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error message in {:?}", self.body)).to_owned()
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        self
+    }
+}
+
+impl Host {
+    pub fn builder() -> HostBuilder {
+        HostBuilder { plugin: Plugin::Migrate, data_dir: None, args: Vec::new(), token: None }
+    }
+
+    /// A host with the migrate plugin on a new data dir.
+    pub fn start() -> Host {
+        Host::builder().start()
+    }
+
+    pub fn start_with(plugin: Plugin) -> Host {
+        Host::builder().plugin(plugin).start()
+    }
+
+    /// Stops this host and starts another on the same data dir, the same
+    /// settings, and `plugin`.
+    pub fn restart_with(mut self, plugin: Plugin) -> Host {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let tmp = self._tmp.take();
+        let mut next = self.builder.clone().plugin(plugin).data_dir(&self.data_dir).start();
+        next._tmp = tmp;
+        next
+    }
+
+    /// Stops the host, keeping its data dir for another host to open.
+    pub fn stop(mut self) -> DataDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        DataDir { path: self.data_dir.clone(), _tmp: self._tmp.take() }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("host.log")).unwrap_or_default()
+    }
+
+    // ---- raw HTTP ---------------------------------------------------------
+
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let result = match body {
+            Some(b) => self.agent.run(req.header("content-type", "application/json").body(b.to_owned()).unwrap()),
+            None => self.agent.run(req.body(()).unwrap()),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{method} {path} failed: {e}; host log:\n{}", self.log()));
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let mut body = String::new();
+        response.body_mut().as_reader().read_to_string(&mut body).expect("read body");
+        Resp { status: response.status().as_u16(), body, headers }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Resp {
+        self.request("POST", path, Some(&body.to_string()), &[])
+    }
+
+    pub fn put(&self, path: &str, body: Value) -> Resp {
+        self.request("PUT", path, Some(&body.to_string()), &[])
+    }
+
+    pub fn patch(&self, path: &str, body: Value) -> Resp {
+        self.request("PATCH", path, Some(&body.to_string()), &[])
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, None, &[])
+    }
+
+    // ---- the seed's vocabulary --------------------------------------------
+
+    /// Creates an account; returns its id.
+    pub fn create_account(&self, is_migrating: bool) -> String {
+        let r = self.post("/accounts", json!({ "name": "Ada", "isMigrating": is_migrating })).expect(201);
+        r.json()["id"].as_str().expect("id").to_owned()
+    }
+
+    pub fn set_migrating(&self, account: &str, on: bool) -> Resp {
+        self.patch(&format!("/accounts/{account}"), json!({ "isMigrating": on }))
+    }
+
+    /// Creates a note; returns its id.
+    pub fn create_note(&self, account: &str, content: &str) -> String {
+        let r = self.post(&format!("/accounts/{account}/notes"), json!({ "content": content })).expect(201);
+        r.json()["id"].as_str().expect("id").to_owned()
+    }
+
+    pub fn get_note(&self, account: &str, note: &str) -> Resp {
+        self.get(&format!("/accounts/{account}/notes/{note}"))
+    }
+
+    pub fn update_note(&self, account: &str, note: &str, content: &str) -> Resp {
+        self.put(&format!("/accounts/{account}/notes/{note}"), json!({ "content": content }))
+    }
+
+    pub fn delete_note(&self, account: &str, note: &str) -> Resp {
+        self.delete(&format!("/accounts/{account}/notes/{note}"))
+    }
+
+    /// The account's note ids, as listed through the plugin.
+    pub fn list_notes(&self, account: &str) -> Vec<String> {
+        let r = self.get(&format!("/accounts/{account}/notes")).expect(200);
+        serde_json::from_value(r.json()).expect("array of ids")
+    }
+
+    /// Where the note is stored right now: (legacy, new).
+    pub fn placement(&self, account: &str, note: &str) -> (bool, bool) {
+        let r = self.get(&format!("/accounts/{account}/notes/{note}/placement"));
+        match r.status {
+            404 => (false, false),
+            _ => {
+                let v = r.expect(200).json();
+                (v["legacy"].as_bool().unwrap(), v["new"].as_bool().unwrap())
+            }
+        }
+    }
+
+    /// (legacyNotes, newNotes) from the migration endpoint.
+    pub fn counts(&self, account: &str) -> (u64, u64) {
+        let v = self.get(&format!("/accounts/{account}/migration")).expect(200).json();
+        (v["legacyNotes"].as_u64().unwrap(), v["newNotes"].as_u64().unwrap())
+    }
+
+    /// Opens one of the host's SQLite files directly (as an operator or a
+    /// failing disk would).
+    pub fn sqlite(&self, file: &str) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.data_dir.join(file)).expect("open sqlite");
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const LEGACY: (bool, bool) = (true, false);
+pub const NEW: (bool, bool) = (false, true);
+pub const BOTH: (bool, bool) = (true, true);
+pub const NOWHERE: (bool, bool) = (false, false);

@@ -1,0 +1,150 @@
+//! The HTTP API: Notely-compatible shapes, clear errors for bad input, the
+//! admin token and protected mode.
+
+use notes_scenarios::*;
+use serde_json::json;
+
+#[test]
+fn accounts_are_created_read_listed_and_changed() {
+    let host = Host::start();
+    host.get("/healthz").expect(200);
+    let created = host.post("/accounts", json!({ "name": "  Ada  " })).expect(201).json();
+    assert_eq!((created["name"].as_str(), created["isMigrating"].as_bool()), (Some("Ada"), Some(false)));
+    let id = created["id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok());
+    assert_eq!(host.get(&format!("/accounts/{id}")).expect(200).json(), created);
+
+    let chosen = uuid::Uuid::new_v4().to_string();
+    host.post("/accounts", json!({ "name": "Bob", "id": chosen, "isMigrating": true })).expect(201);
+    host.post("/accounts", json!({ "name": "Bob again", "id": chosen })).expect(409);
+    assert_eq!(host.get("/accounts").expect(200).json().as_array().unwrap().len(), 2);
+
+    let put = host.put(&format!("/accounts/{id}"), json!({ "name": "Ada L." })).expect(200).json();
+    assert_eq!((put["name"].as_str(), put["isMigrating"].as_bool()), (Some("Ada L."), Some(false)));
+    let patched = host.patch(&format!("/accounts/{id}"), json!({ "isMigrating": true })).expect(200).json();
+    assert_eq!((patched["name"].as_str(), patched["isMigrating"].as_bool()), (Some("Ada L."), Some(true)));
+}
+
+#[test]
+fn bad_account_input_gets_a_clear_error_and_changes_nothing() {
+    let host = Host::start();
+    let long = "x".repeat(101);
+    for (body, needle) in [
+        (json!({}), "name is required"),
+        (json!({ "name": "   " }), "must not be blank"),
+        (json!({ "name": long }), "at most 100 characters"),
+        (json!({ "name": "A", "id": "not-a-uuid" }), "not a UUID"),
+        (json!({ "name": "A", "isMigrating": "yes" }), "invalid JSON body"),
+    ] {
+        let r = host.post("/accounts", body.clone()).expect(400);
+        assert!(r.error().contains(needle), "{body}: {}", r.error());
+    }
+    assert!(host.get("/accounts").json().as_array().unwrap().is_empty());
+    host.post("/accounts", json!({ "name": "x".repeat(100) })).expect(201);
+
+    let id = host.create_account(false);
+    host.patch(&format!("/accounts/{id}"), json!({})).expect(400);
+    host.put(&format!("/accounts/{id}"), json!({ "isMigrating": true })).expect(400);
+    host.get("/accounts/not-a-uuid").expect(400);
+    host.get(&format!("/accounts/{}", uuid::Uuid::new_v4())).expect(404);
+    host.patch(&format!("/accounts/{}", uuid::Uuid::new_v4()), json!({ "name": "ghost" })).expect(404);
+}
+
+#[test]
+fn notes_have_the_notely_shape() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    let r = host.post(&format!("/accounts/{account}/notes"), json!({ "content": "hello" })).expect(201);
+    assert_eq!(r.header("x-plugin"), Some("migrate@0.1.0"));
+    assert_eq!(r.header("etag"), Some("\"1\""));
+    let note = r.json();
+    for key in ["id", "creator", "createdAt", "updatedAt", "content", "version"] {
+        assert!(note.get(key).is_some(), "missing {key} in {note}");
+    }
+    assert_eq!(note["creator"], account.as_str());
+    assert!(note["createdAt"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC: {note}");
+    let id = note["id"].as_str().unwrap();
+    assert_eq!(host.get(&format!("/accounts/{account}/notes")).json(), json!([id]));
+
+    let chosen = uuid::Uuid::new_v4().to_string();
+    host.post(&format!("/accounts/{account}/notes"), json!({ "content": "mine", "id": chosen })).expect(201);
+    host.post(&format!("/accounts/{account}/notes"), json!({ "content": "again", "id": chosen })).expect(409);
+}
+
+#[test]
+fn bad_note_input_gets_a_clear_error_and_changes_nothing() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    let notes = format!("/accounts/{account}/notes");
+    assert!(host.post(&notes, json!({ "content": "" })).expect(400).error().contains("must not be empty"));
+    host.post(&notes, json!({})).expect(400);
+    host.request("POST", &notes, Some("{not json"), &[]).expect(400);
+    let big = json!({ "content": "x".repeat(1024 * 1024) });
+    host.post(&notes, big).expect(413);
+    assert!(host.list_notes(&account).is_empty());
+
+    host.post(&format!("/accounts/{}/notes", uuid::Uuid::new_v4()), json!({ "content": "c" })).expect(404);
+    host.get(&format!("{notes}/not-a-uuid")).expect(400);
+    let note = host.create_note(&account, "v1");
+    host.request("PUT", &format!("{notes}/{note}"), Some("{\"content\":\"v2\"}"), &[("if-match", "soon")]).expect(400);
+    assert_eq!(host.get_note(&account, &note).json()["version"], 1);
+}
+
+#[test]
+fn update_of_a_missing_note_is_404_and_creates_nothing() {
+    let host = Host::start();
+    let account = host.create_account(true);
+    let ghost = uuid::Uuid::new_v4().to_string();
+    host.update_note(&account, &ghost, "anything").expect(404);
+    assert_eq!(host.placement(&account, &ghost), NOWHERE);
+    host.delete_note(&account, &ghost).expect(404);
+    host.get_note(&account, &ghost).expect(404);
+}
+
+#[test]
+fn an_account_never_sees_another_accounts_notes() {
+    let host = Host::start();
+    let (ada, bob) = (host.create_account(true), host.create_account(true));
+    let note = host.create_note(&ada, "Ada's");
+    host.get_note(&bob, &note).expect(404);
+    host.update_note(&bob, &note, "Bob was here").expect(404);
+    host.delete_note(&bob, &note).expect(404);
+    assert!(host.list_notes(&bob).is_empty());
+    assert_eq!(host.get_note(&ada, &note).expect(200).json()["content"], "Ada's");
+}
+
+#[test]
+fn unknown_routes_are_404_and_wrong_methods_405() {
+    let host = Host::start();
+    assert_eq!(host.get("/nothing/here").expect(404).error(), "no such route");
+    host.delete("/accounts").expect(405);
+    host.request("PATCH", "/healthz", None, &[]).expect(405);
+}
+
+#[test]
+fn with_an_admin_token_every_route_but_healthz_needs_it() {
+    let token = "correct-horse-battery-staple";
+    let host = Host::builder().admin_token(token).start();
+    host.get("/accounts").expect(200);
+    let anonymous = Host::builder().data_dir(&host.data_dir).admin_token(token).start();
+    // Same data dir, but a client that sends no or a wrong token:
+    let bare = |headers: &[(&str, &str)]| {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut req = agent.get(format!("{}/accounts", anonymous.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.call().unwrap().status().as_u16()
+    };
+    assert_eq!(bare(&[]), 401);
+    assert_eq!(bare(&[("authorization", "Bearer wrong-token-wrong-token")]), 403);
+    assert_eq!(bare(&[("authorization", &format!("Bearer {token}"))]), 200);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    assert_eq!(agent.get(format!("{}/healthz", anonymous.base)).call().unwrap().status().as_u16(), 200);
+}
+
+#[test]
+fn without_a_token_the_host_refuses_to_listen_beyond_loopback() {
+    let err = Host::builder().arg("--listen").arg("0.0.0.0:0").start_fails();
+    assert!(err.contains("protected mode"), "{err}");
+}

@@ -1,0 +1,64 @@
+//! A failing plugin fails one request, not the host; a move cut in half is
+//! resolved by the next read or write, never a loss.
+
+use notes_scenarios::*;
+
+#[test]
+fn a_plugin_that_traps_fails_one_request_and_the_host_keeps_serving() {
+    let host = Host::start_with(Plugin::Faulty);
+    let account = host.create_account(false);
+    let failed = host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "fault:panic" })).expect(500);
+    assert_eq!(failed.json()["plugin"], "faulty@0.1.0");
+    assert!(failed.error().contains("faulty@0.1.0") && failed.error().contains("panics, as asked"), "{}", failed.error());
+    assert!(host.list_notes(&account).is_empty(), "the failed create stored nothing");
+    let note = host.create_note(&account, "fine");
+    assert_eq!(host.get_note(&account, &note).expect(200).json()["content"], "fine");
+}
+
+#[test]
+fn a_plugin_stuck_in_a_loop_is_stopped_at_its_deadline() {
+    let host = Host::builder().plugin(Plugin::Faulty).arg("--plugin-deadline-ms").arg("200").start();
+    let account = host.create_account(false);
+    let stuck = host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "fault:loop" })).expect(503);
+    assert!(stuck.error().contains("did not finish within 200ms"), "{}", stuck.error());
+    host.create_note(&account, "served after the loop");
+}
+
+#[test]
+fn a_plugin_that_grabs_memory_hits_its_cap_and_the_host_keeps_serving() {
+    let host = Host::builder().plugin(Plugin::Faulty).arg("--plugin-memory-mib").arg("16").start();
+    let account = host.create_account(false);
+    let bomb = host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "fault:alloc" })).expect(500);
+    assert_eq!(bomb.json()["plugin"], "faulty@0.1.0");
+    host.create_note(&account, "served after the bomb");
+}
+
+#[test]
+fn a_note_left_in_both_stores_is_resolved_by_the_next_write() {
+    let host = Host::start_with(Plugin::Faulty);
+    let account = host.create_account(false);
+    let note = host.create_note(&account, "v1");
+    host.set_migrating(&account, true).expect(200);
+    host.update_note(&account, &note, "fault:crash-after-write").expect(500);
+    assert_eq!(host.placement(&account, &note), BOTH, "the move was cut off after writing to new");
+    assert_eq!(host.list_notes(&account), [note.clone()], "listed once");
+
+    let next = host.update_note(&account, &note, "v3").expect(200).json();
+    assert_eq!(next["version"], 3, "written past the newest copy, not the stale one");
+    assert_eq!(host.placement(&account, &note), NEW);
+}
+
+#[test]
+fn a_note_left_in_both_stores_is_read_at_its_newest_and_cleaned_up() {
+    let host = Host::start_with(Plugin::Faulty);
+    let account = host.create_account(false);
+    let note = host.create_note(&account, "v1");
+    host.set_migrating(&account, true).expect(200);
+    host.update_note(&account, &note, "fault:crash-after-write").expect(500);
+    // Rolled back before anyone wrote again: legacy is read first now, yet
+    // the newer copy in the new store wins.
+    host.set_migrating(&account, false).expect(200);
+    let read = host.get_note(&account, &note).expect(200).json();
+    assert_eq!((read["version"].as_u64(), read["content"].as_str()), (Some(2), Some("fault:crash-after-write")));
+    assert_eq!(host.placement(&account, &note), NEW, "the stale legacy copy is gone");
+}

@@ -1,0 +1,10 @@
+//! Scenario tests: the real host binary, the real plugins, real SQLite files,
+//! over HTTP on loopback. One test binary (one link step), one module per
+//! area; test names say the behaviour in the seed's words.
+
+mod api;
+mod faults;
+mod gate;
+mod migration;
+mod plain;
+mod rollback;
