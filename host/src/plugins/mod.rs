@@ -14,7 +14,7 @@ mod scope;
 mod wasi;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -203,6 +203,3 @@ impl Plugin {
         PluginFailure::Trapped { plugin, message }
     }
 }
-
-/// Shared handle to the active plugin.
-pub type ActivePlugin = Arc<Plugin>;

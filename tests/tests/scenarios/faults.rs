@@ -62,3 +62,16 @@ fn a_note_left_in_both_stores_is_read_at_its_newest_and_cleaned_up() {
     assert_eq!((read["version"].as_u64(), read["content"].as_str()), (Some(2), Some("fault:crash-after-write")));
     assert_eq!(host.placement(&account, &note), NEW, "the stale legacy copy is gone");
 }
+
+#[test]
+fn a_plugin_cannot_write_into_another_account() {
+    let host = Host::start_with(Plugin::Faulty);
+    let account = host.create_account(false);
+    let other = "00000000-0000-4000-8000-000000000000";
+    host.post("/accounts", serde_json::json!({ "name": "victim", "id": other })).expect(201);
+    let refused =
+        host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "fault:write-other-account" })).expect(400);
+    assert!(refused.error().contains("cannot write a note of account"), "{}", refused.error());
+    assert!(host.list_notes(other).is_empty(), "nothing was written into the other account");
+    assert_eq!(host.counts(other), (0, 0));
+}

@@ -6,6 +6,8 @@
 //!   plugin crashes before cleaning up the other store (a move cut in half).
 //! - `fault:loop` — never returns (the host's deadline must stop it).
 //! - `fault:alloc` — allocates without end (the host's memory cap must stop it).
+//! - `fault:write-other-account` — a create tries to write the note under
+//!   another account id (the host's store scope must refuse it).
 //!
 //! Any other content behaves exactly like the migrate plugin.
 
@@ -65,6 +67,18 @@ impl Strategy for Faulty {
     }
     fn create_note(&self, stores: &dyn Stores, account: &str, change: NoteChange, migrating: bool) -> Result<Note> {
         trigger(&change.content);
+        if change.content == "fault:write-other-account" {
+            let stolen = Note {
+                id: change.id,
+                account_id: "00000000-0000-4000-8000-000000000000".into(),
+                content: change.content,
+                created_at_ms: change.at_ms,
+                updated_at_ms: change.at_ms,
+                version: 1,
+            };
+            stores.put(Store::Legacy, &stolen)?;
+            return Ok(stolen);
+        }
         Migrate.create_note(stores, account, change, migrating)
     }
     fn get_note(&self, stores: &dyn Stores, account: &str, id: &str, migrating: bool) -> Result<Note> {
