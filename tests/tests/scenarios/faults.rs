@@ -41,7 +41,7 @@ fn a_note_left_in_both_stores_is_resolved_by_the_next_write() {
     host.set_migrating(&account, true).expect(200);
     host.update_note(&account, &note, "fault:crash-after-write").expect(500);
     assert_eq!(host.placement(&account, &note), BOTH, "the move was cut off after writing to new");
-    assert_eq!(host.list_notes(&account), [note.clone()], "listed once");
+    assert_eq!(host.list_notes(&account), [note.as_str()], "listed once");
 
     let next = host.update_note(&account, &note, "v3").expect(200).json();
     assert_eq!(next["version"], 3, "written past the newest copy, not the stale one");

@@ -64,7 +64,7 @@ fn a_flag_that_cannot_be_read_fails_the_request_and_writes_nothing() {
     host.get(&format!("/accounts/{account}/notes")).expect(503);
 
     db.execute_batch("ALTER TABLE accounts_unreadable RENAME TO accounts").unwrap();
-    assert_eq!(host.list_notes(&account), [note.clone()], "the failed create wrote nothing, the delete deleted nothing");
+    assert_eq!(host.list_notes(&account), [note.as_str()], "the failed create wrote nothing, the delete deleted nothing");
     assert_eq!(host.get_note(&account, &note).expect(200).json()["version"], 1, "the failed update wrote nothing");
 }
 

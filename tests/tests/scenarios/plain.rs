@@ -9,7 +9,7 @@ fn plain_mode_keeps_every_note_in_legacy() {
     let note = host.create_note(&account, "v1");
     host.update_note(&account, &note, "v2").expect(200);
     assert_eq!(host.placement(&account, &note), LEGACY);
-    assert_eq!(host.list_notes(&account), [note.clone()]);
+    assert_eq!(host.list_notes(&account), [note.as_str()]);
     assert_eq!(host.counts(&account), (1, 0));
     host.delete_note(&account, &note).expect(204);
     assert_eq!(host.placement(&account, &note), NOWHERE);
