@@ -8,14 +8,16 @@
 //! - deployment gate: `is_migrating = true` is refused while the active
 //!   plugin does not support migration, or there is no new store.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use notes_routing::{Error as PluginError, Note, NoteChange, Store};
 use uuid::Uuid;
 
 use crate::accounts::{Account, AccountChange, AccountError, Accounts};
-use crate::plugins::{AccountScope, Plugin, PluginFailure};
+use crate::plugins::registry::{Activation, LoadReport, PluginRecord, Registry, RegistryError};
+use crate::plugins::{AccountScope, Plugin, PluginFailure, short};
 use crate::stores::{DataStores, StoreError};
 
 /// Longest account name, in characters.
@@ -38,6 +40,9 @@ pub enum AppError {
     Unavailable(String),
     #[error(transparent)]
     Plugin(#[from] PluginFailure),
+    /// An uploaded plugin this host cannot run (HTTP 422).
+    #[error("plugin rejected: {0}")]
+    Rejected(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -62,28 +67,146 @@ pub struct Placement {
     pub new: bool,
 }
 
+/// The plugin serving new requests. A request clones the `Arc` once, at its
+/// start, and uses that plugin to its end: a swap never mixes two plugins in
+/// one request, and requests in flight finish on the plugin they started with.
+pub struct ActivePlugin {
+    pub plugin: Arc<Plugin>,
+    pub load: LoadReport,
+    probation: Probation,
+}
+
+/// Automatic rollback: a newly activated plugin that fails (trap, deadline)
+/// on more than `max_failure_share` of its first `requests` requests is
+/// replaced by the previous plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbationConfig {
+    pub requests: u32,
+    pub max_failure_share: f64,
+}
+
+impl Default for ProbationConfig {
+    fn default() -> Self {
+        ProbationConfig { requests: 20, max_failure_share: 0.25 }
+    }
+}
+
+struct Probation {
+    window: u32,
+    max_failures: u32,
+    seen: AtomicU32,
+    failed: AtomicU32,
+    tripped: AtomicBool,
+}
+
+impl Probation {
+    fn new(config: ProbationConfig) -> Self {
+        let max_failures = (f64::from(config.requests) * config.max_failure_share).floor() as u32;
+        Probation { window: config.requests, max_failures, seen: 0.into(), failed: 0.into(), tripped: false.into() }
+    }
+
+    /// No probation: a plugin that was already active at startup.
+    fn none() -> Self {
+        Probation { window: 0, max_failures: 0, seen: 0.into(), failed: 0.into(), tripped: false.into() }
+    }
+
+    /// Counts one request; true exactly once, when the failures go over the share.
+    fn record(&self, failed: bool) -> bool {
+        if self.seen.fetch_add(1, Ordering::Relaxed) >= self.window || !failed {
+            return false;
+        }
+        let failures = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        failures > self.max_failures && !self.tripped.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// Settings of the application core.
+#[derive(Debug, Clone, Copy)]
+pub struct AppSettings {
+    pub probation: ProbationConfig,
+    /// A note a plugin returns may not be larger than a request could have
+    /// written: a bigger one is a plugin bug (500), not something to serve.
+    pub max_note_bytes: usize,
+}
+
+/// Who activated a plugin, as recorded in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Operator,
+    Startup,
+    Automatic,
+}
+
+impl Actor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Actor::Operator => "operator",
+            Actor::Startup => "startup",
+            Actor::Automatic => "automatic",
+        }
+    }
+}
+
+/// `GET /plugins`.
+pub struct PluginsView {
+    pub active: Arc<ActivePlugin>,
+    pub plugins: Vec<PluginRecord>,
+    pub history: Vec<Activation>,
+}
+
 pub struct App {
     accounts: Accounts,
     stores: DataStores,
-    plugin: Arc<Plugin>,
+    registry: Registry,
+    active: RwLock<Arc<ActivePlugin>>,
+    /// Held while a gate decision and the change it allows happen together
+    /// (turning a flag on; activating a plugin), so neither can slip past the other.
+    admin: Mutex<()>,
+    settings: AppSettings,
 }
 
 impl App {
+    /// Starts serving with the plugin `digest` (already in the registry).
     /// Refuses a plugin that cannot migrate while any account migrates.
-    pub fn new(accounts: Accounts, stores: DataStores, plugin: Plugin) -> Result<Self, AppError> {
-        let app = App { accounts, stores, plugin: Arc::new(plugin) };
-        app.plugin_gate(&app.plugin)?;
+    pub fn start(
+        accounts: Accounts,
+        stores: DataStores,
+        registry: Registry,
+        digest: &str,
+        settings: AppSettings,
+    ) -> Result<Self, AppError> {
+        let (plugin, load) = registry.load(digest)?;
+        let already_active = registry.active_digest().map_err(internal)?.as_deref() == Some(digest);
+        let active = ActivePlugin { plugin, load, probation: if already_active { Probation::none() } else { Probation::new(settings.probation) } };
+        let app = App {
+            accounts,
+            stores,
+            registry,
+            active: RwLock::new(Arc::new(active)),
+            admin: Mutex::new(()),
+            settings,
+        };
+        let plugin = app.active().plugin.clone();
+        app.plugin_gate(&plugin)?;
+        if !already_active {
+            app.registry.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", now_ms()).map_err(internal)?;
+        }
         Ok(app)
     }
 
-    pub fn plugin(&self) -> &Plugin {
-        &self.plugin
+    pub fn active(&self) -> Arc<ActivePlugin> {
+        self.active.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     // ---- accounts -------------------------------------------------------
 
     pub fn create_account(&self, id: Option<Uuid>, name: &str, is_migrating: bool) -> Result<Account, AppError> {
         let name = valid_name(name)?;
+        let _admin = is_migrating.then(|| self.admin_lock());
         if is_migrating {
             self.migration_gate()?;
         }
@@ -102,6 +225,7 @@ impl App {
         if let Some(name) = &change.name {
             change.name = Some(valid_name(name)?.to_owned());
         }
+        let _admin = (change.is_migrating == Some(true)).then(|| self.admin_lock());
         if change.is_migrating == Some(true) {
             self.migration_gate()?;
         }
@@ -111,12 +235,12 @@ impl App {
     /// Seed goal 1: a migration starts only once the code that understands it
     /// runs. Mixed code loses notes (see `plugins/routing/src/legacy.rs`).
     fn migration_gate(&self) -> Result<(), AppError> {
-        let info = self.plugin.info();
-        if !info.supports_migration {
+        let active = self.active();
+        if !active.plugin.info().supports_migration {
             return Err(AppError::Gate(format!(
                 "cannot turn isMigrating on: the active plugin {} does not support migration; \
                  old code running beside a migration loses notes. Activate a plugin that supports migration first",
-                self.plugin.label()
+                active.plugin.label()
             )));
         }
         if self.stores.new.is_none() {
@@ -154,14 +278,14 @@ impl App {
         self.with_plugin(account, |store, p, account, migrating| {
             p.notes_plugin_note_store().call_create_note(store, account, &change.into(), migrating)
         })
-        .map(|served| served.map(Note::from))
+        .and_then(|served| self.checked(served))
     }
 
     pub fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
         self.with_plugin(account, |store, p, account, migrating| {
             p.notes_plugin_note_store().call_get_note(store, account, &id.to_string(), migrating)
         })
-        .map(|served| served.map(Note::from))
+        .and_then(|served| self.checked(served))
     }
 
     pub fn note_ids(&self, account: Uuid) -> Result<Served<Vec<String>>, AppError> {
@@ -182,13 +306,25 @@ impl App {
         self.with_plugin(account, |store, p, account, migrating| {
             p.notes_plugin_note_store().call_update_note(store, account, &change.into(), expected_version, migrating)
         })
-        .map(|served| served.map(Note::from))
+        .and_then(|served| self.checked(served))
     }
 
     pub fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
         self.with_plugin(account, |store, p, account, migrating| {
             p.notes_plugin_note_store().call_delete_note(store, account, &id.to_string(), migrating)
         })
+    }
+
+    /// Refuses to pass on a note larger than any request could have written.
+    fn checked(&self, served: Served<crate::plugins::WitNote>) -> Result<Served<Note>, AppError> {
+        let size = served.value.content.len();
+        if size > self.settings.max_note_bytes {
+            return Err(AppError::Plugin(PluginFailure::Trapped {
+                message: format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes),
+                plugin: served.plugin,
+            }));
+        }
+        Ok(served.map(Note::from))
     }
 
     /// Reads the account's flag now, then makes one plugin call with the
@@ -204,11 +340,15 @@ impl App {
         ) -> wasmtime::Result<Result<T, crate::plugins::WitError>>,
     ) -> Result<Served<T>, AppError> {
         let is_migrating = self.flag(account)?;
-        let plugin = Arc::clone(&self.plugin);
+        let active = self.active();
+        let plugin = &active.plugin;
         let account_id = account.to_string();
         let scope = AccountScope::new(account_id.clone(), self.stores.clone());
-        let answer = plugin.call(Some(scope), |store, p| call(store, p, &account_id, is_migrating))?;
-        match answer {
+        let answer = plugin.call(Some(scope), |store, p| call(store, p, &account_id, is_migrating));
+        if active.probation.record(answer.is_err()) {
+            self.automatic_rollback(&active, answer.as_ref().err());
+        }
+        match answer? {
             Ok(value) => Ok(Served { value, plugin: plugin.label().to_owned() }),
             Err(e) => Err(from_plugin_error(PluginError::from(e), plugin.label())),
         }
@@ -221,6 +361,80 @@ impl App {
             Ok(None) => Err(no_account(account)),
             Err(e) => Err(AppError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}"))),
         }
+    }
+
+    // ---- the plugin registry ---------------------------------------------
+
+    /// Validates and stores an upload; does not activate it.
+    pub fn push_plugin(&self, wasm: &[u8]) -> Result<(PluginRecord, bool), AppError> {
+        Ok(self.registry.push(wasm, now_ms())?)
+    }
+
+    /// Makes `digest` the plugin for every new request. Requests already
+    /// running finish on the plugin they started with.
+    pub fn activate_plugin(&self, digest: &str, actor: Actor, reason: &str) -> Result<PluginRecord, AppError> {
+        let _admin = self.admin_lock();
+        self.activate_locked(digest, actor, reason)
+    }
+
+    fn activate_locked(&self, digest: &str, actor: Actor, reason: &str) -> Result<PluginRecord, AppError> {
+        let record = self.registry.record(digest).map_err(internal)?.ok_or_else(|| RegistryError::Unknown(digest.into()))?;
+        let (plugin, load) = self.registry.load(digest)?;
+        self.plugin_gate(&plugin)?;
+        if self.active().plugin.digest() == digest {
+            return Ok(record);
+        }
+        self.registry.record_activation(digest, actor.as_str(), reason, now_ms()).map_err(internal)?;
+        let next = Arc::new(ActivePlugin { plugin, load, probation: Probation::new(self.settings.probation) });
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = next;
+        tracing::info!(digest = short(digest), plugin = %format!("{}@{}", record.name, record.version), actor = actor.as_str(), reason, "plugin activated");
+        Ok(record)
+    }
+
+    /// Back to the plugin active before the current one.
+    pub fn rollback_plugin(&self) -> Result<PluginRecord, AppError> {
+        let _admin = self.admin_lock();
+        let previous = self
+            .registry
+            .previous_digest()
+            .map_err(internal)?
+            .ok_or_else(|| AppError::Conflict("no previous plugin to roll back to".into()))?;
+        self.activate_locked(&previous, Actor::Operator, "rollback")
+    }
+
+    /// The probation of `failed_on` tripped: put the previous plugin back, if
+    /// `failed_on` is still active and the gate allows the previous one.
+    fn automatic_rollback(&self, failed_on: &Arc<ActivePlugin>, last: Option<&PluginFailure>) {
+        let _admin = self.admin_lock();
+        if !Arc::ptr_eq(&self.active(), failed_on) {
+            return;
+        }
+        let p = &failed_on.probation;
+        let reason = format!(
+            "automatic rollback: {} failed {} of its first {} requests (more than {} allowed); last failure: {}",
+            failed_on.plugin.label(),
+            p.failed.load(Ordering::Relaxed),
+            p.window,
+            p.max_failures,
+            last.map(ToString::to_string).unwrap_or_default()
+        );
+        let outcome = match self.registry.previous_digest() {
+            Ok(Some(previous)) => self.activate_locked(&previous, Actor::Automatic, &reason).map(|_| ()),
+            Ok(None) => Err(AppError::Conflict("there is no previous plugin".into())),
+            Err(e) => Err(internal(e)),
+        };
+        match outcome {
+            Ok(()) => tracing::warn!(%reason, "plugin rolled back"),
+            Err(e) => tracing::error!(%reason, error = %e, "automatic rollback impossible; the failing plugin stays active"),
+        }
+    }
+
+    pub fn plugins(&self) -> Result<PluginsView, AppError> {
+        Ok(PluginsView {
+            active: self.active(),
+            plugins: self.registry.records().map_err(internal)?,
+            history: self.registry.history().map_err(internal)?,
+        })
     }
 
     // ---- operator views, straight from the stores -------------------------
@@ -293,6 +507,20 @@ fn valid_content(content: &str) -> Result<(), AppError> {
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn internal(e: anyhow::Error) -> AppError {
+    AppError::Internal(format!("{e:#}"))
+}
+
+impl From<RegistryError> for AppError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Rejected(m) => AppError::Rejected(m),
+            RegistryError::Unknown(_) => AppError::NotFound(e.to_string()),
+            RegistryError::Failed(e) => internal(e),
+        }
+    }
 }
 
 impl From<AccountError> for AppError {

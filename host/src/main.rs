@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use notes_host::app::ProbationConfig;
 use notes_host::plugins::PluginLimits;
 use notes_host::serve::{ServeConfig, serve};
+
+mod plugin_cli;
 
 #[derive(Parser)]
 #[command(name = "notes-host", version, about = "A notes service whose storage routing is a WebAssembly plugin")]
@@ -20,6 +23,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    /// Manage the plugins of a running host (over its HTTP API).
+    Plugin(plugin_cli::PluginArgs),
 }
 
 #[derive(clap::Args)]
@@ -30,7 +35,9 @@ struct ServeArgs {
     /// Directory of the SQLite files (accounts.db, legacy.db, new-shard-N.db); created if missing.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
-    /// Plugin component (.wasm). Default: the migrate plugin built by this repo
+    /// Plugin component (.wasm) to store in the registry and activate.
+    /// Default: the plugin that was active when the host last ran on this data
+    /// dir; in a new data dir, the migrate plugin built by this repo
     /// (target/plugins/migrate.wasm, next to the binary's target dir).
     #[arg(long)]
     plugin: Option<PathBuf>,
@@ -55,6 +62,22 @@ struct ServeArgs {
     /// Largest request body accepted (413 above).
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     max_body_bytes: usize,
+    /// Largest plugin upload accepted by POST /plugins.
+    #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
+    max_plugin_bytes: usize,
+    /// Automatic rollback watches this many first requests of a newly activated plugin...
+    #[arg(long, default_value_t = ProbationConfig::default().requests)]
+    probation_requests: u32,
+    /// ...and rolls back when more than this share of them fail (trap or deadline).
+    #[arg(long, default_value_t = ProbationConfig::default().max_failure_share, value_parser = share)]
+    probation_max_failure_share: f64,
+}
+
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a share between 0 and 1")),
+    }
 }
 
 fn default_plugin() -> PathBuf {
@@ -79,7 +102,8 @@ fn main() -> ExitCode {
             let config = ServeConfig {
                 listen: args.listen,
                 data_dir: args.data_dir,
-                plugin: args.plugin.unwrap_or_else(default_plugin),
+                plugin: args.plugin,
+                default_plugin: default_plugin(),
                 new_shards: args.shards,
                 admin_token: args.admin_token,
                 limits: PluginLimits {
@@ -88,9 +112,12 @@ fn main() -> ExitCode {
                     max_idle_instances: args.plugin_instances,
                 },
                 max_body_bytes: args.max_body_bytes,
+                max_plugin_bytes: args.max_plugin_bytes,
+                probation: ProbationConfig { requests: args.probation_requests, max_failure_share: args.probation_max_failure_share },
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))
         }
+        Command::Plugin(args) => plugin_cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 
 use crate::accounts::Accounts;
 use crate::api::{self, AdminToken, ApiConfig};
-use crate::app::App;
+use crate::app::{App, AppSettings, ProbationConfig};
 use crate::layout;
+use crate::plugins::registry::Registry;
 use crate::plugins::{PluginLimits, Runtime};
 use crate::stores::DataStores;
 
@@ -18,11 +19,16 @@ use crate::stores::DataStores;
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub plugin: PathBuf,
+    /// Plugin to push and activate at startup. `None`: the registry's active
+    /// plugin, or `default_plugin` in a new data dir.
+    pub plugin: Option<PathBuf>,
+    pub default_plugin: PathBuf,
     pub new_shards: u32,
     pub admin_token: Option<String>,
     pub limits: PluginLimits,
     pub max_body_bytes: usize,
+    pub max_plugin_bytes: usize,
+    pub probation: ProbationConfig,
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -35,7 +41,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let app = Arc::new(open(&config)?);
-    tracing::info!(plugin = app.plugin().label(), data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
+    tracing::info!(plugin = app.active().plugin.label(), data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -48,7 +54,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("no admin token: protected mode, serving on loopback only");
     }
 
-    let router = api::router(app, ApiConfig { max_body_bytes: config.max_body_bytes, admin_token });
+    let router = api::router(
+        app,
+        ApiConfig { max_body_bytes: config.max_body_bytes, max_plugin_bytes: config.max_plugin_bytes, admin_token },
+    );
     axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
@@ -60,15 +69,22 @@ pub fn open(config: &ServeConfig) -> anyhow::Result<App> {
     layout::check_new_store_shards(&accounts_db, config.new_shards)?;
     let accounts = Accounts::open(&accounts_db)?;
     let stores = DataStores::open_sqlite(&config.data_dir, config.new_shards)?;
-    let runtime = Runtime::new(config.limits.clone())?;
-    if !config.plugin.is_file() {
-        bail!(
-            "plugin {} not found; build the plugins with `cargo xtask build` or pass --plugin FILE",
-            config.plugin.display()
-        );
-    }
-    let plugin = runtime.load(&config.plugin)?;
-    Ok(App::new(accounts, stores, plugin)?)
+    let registry = Registry::open(&config.data_dir, Runtime::new(config.limits.clone())?)?;
+    let digest = match (&config.plugin, registry.active_digest()?) {
+        (None, Some(active)) => active,
+        (Some(path), _) => push_file(&registry, path)?,
+        (None, None) => push_file(&registry, &config.default_plugin)?,
+    };
+    let settings = AppSettings { probation: config.probation, max_note_bytes: config.max_body_bytes };
+    Ok(App::start(accounts, stores, registry, &digest, settings)?)
+}
+
+fn push_file(registry: &Registry, path: &std::path::Path) -> anyhow::Result<String> {
+    let wasm = std::fs::read(path).with_context(|| {
+        format!("cannot read plugin {}; build the plugins with `cargo xtask build` or pass --plugin FILE", path.display())
+    })?;
+    let (record, _) = registry.push(&wasm, crate::app::now_ms()).with_context(|| format!("plugin {}", path.display()))?;
+    Ok(record.digest)
 }
 
 async fn shutdown_signal() {

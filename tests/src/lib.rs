@@ -19,6 +19,10 @@ pub enum Plugin {
     Legacy,
     /// Test-only: migrate plus faults triggered by note content.
     Faulty,
+    /// Test-only: answers info(), panics on every note operation.
+    AlwaysFails,
+    /// Test-only: built against an incompatible WIT version (0.2.0).
+    FutureWit,
 }
 
 fn target_dir() -> PathBuf {
@@ -33,11 +37,17 @@ impl Plugin {
             Plugin::Migrate => "plugins/migrate.wasm",
             Plugin::Legacy => "plugins/legacy.wasm",
             Plugin::Faulty => "plugins/testing/faulty.wasm",
+            Plugin::AlwaysFails => "plugins/testing/always-fails.wasm",
+            Plugin::FutureWit => "plugins/testing/future-wit.wasm",
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
         assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "wit"]);
         path
+    }
+
+    pub fn bytes(self) -> Vec<u8> {
+        std::fs::read(self.path()).expect("read plugin")
     }
 }
 
@@ -77,7 +87,8 @@ fn assert_fresh(artifact: &Path, sources: &[&str]) {
 /// How a host is started. `Host::builder().plugin(Plugin::Legacy).start()`.
 #[derive(Debug, Clone)]
 pub struct HostBuilder {
-    plugin: Plugin,
+    /// `None`: no `--plugin`, the host restores the registry's active plugin.
+    plugin: Option<Plugin>,
     data_dir: Option<PathBuf>,
     args: Vec<String>,
     token: Option<String>,
@@ -85,7 +96,13 @@ pub struct HostBuilder {
 
 impl HostBuilder {
     pub fn plugin(mut self, plugin: Plugin) -> Self {
-        self.plugin = plugin;
+        self.plugin = Some(plugin);
+        self
+    }
+
+    /// Start without `--plugin`: the host serves the plugin that was active.
+    pub fn without_plugin_flag(mut self) -> Self {
+        self.plugin = None;
         self
     }
 
@@ -111,12 +128,11 @@ impl HostBuilder {
         if !self.args.iter().any(|a| a == "--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        cmd.arg("--data-dir")
-            .arg(data_dir)
-            .arg("--plugin")
-            .arg(self.plugin.path())
-            .args(&self.args)
-            .env_remove("NOTES_ADMIN_TOKEN");
+        cmd.arg("--data-dir").arg(data_dir);
+        if let Some(plugin) = self.plugin {
+            cmd.arg("--plugin").arg(plugin.path());
+        }
+        cmd.args(&self.args).env_remove("NOTES_ADMIN_TOKEN");
         if let Some(token) = &self.token {
             cmd.env("NOTES_ADMIN_TOKEN", token);
         }
@@ -241,7 +257,7 @@ impl Resp {
 
 impl Host {
     pub fn builder() -> HostBuilder {
-        HostBuilder { plugin: Plugin::Migrate, data_dir: None, args: Vec::new(), token: None }
+        HostBuilder { plugin: Some(Plugin::Migrate), data_dir: None, args: Vec::new(), token: None }
     }
 
     /// A host with the migrate plugin on a new data dir.
@@ -255,11 +271,23 @@ impl Host {
 
     /// Stops this host and starts another on the same data dir, the same
     /// settings, and `plugin`.
-    pub fn restart_with(mut self, plugin: Plugin) -> Host {
+    pub fn restart_with(self, plugin: Plugin) -> Host {
+        let builder = self.builder.clone().plugin(plugin);
+        self.restart(builder)
+    }
+
+    /// Stops this host and starts another on the same data dir without
+    /// `--plugin`: it must restore the plugin that was active.
+    pub fn restart_without_plugin_flag(self) -> Host {
+        let builder = self.builder.clone().without_plugin_flag();
+        self.restart(builder)
+    }
+
+    fn restart(mut self, builder: HostBuilder) -> Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let tmp = self._tmp.take();
-        let mut next = self.builder.clone().plugin(plugin).data_dir(&self.data_dir).start();
+        let mut next = builder.data_dir(&self.data_dir).start();
         next._tmp = tmp;
         next
     }
@@ -278,6 +306,10 @@ impl Host {
     // ---- raw HTTP ---------------------------------------------------------
 
     pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+        self.request_bytes(method, path, body.map(|b| b.as_bytes().to_vec()), headers)
+    }
+
+    pub fn request_bytes(&self, method: &str, path: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Resp {
         let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             req = req.header("authorization", format!("Bearer {token}"));
@@ -286,7 +318,7 @@ impl Host {
             req = req.header(*k, *v);
         }
         let result = match body {
-            Some(b) => self.agent.run(req.header("content-type", "application/json").body(b.to_owned()).unwrap()),
+            Some(b) => self.agent.run(req.header("content-type", "application/json").body(b).unwrap()),
             None => self.agent.run(req.body(()).unwrap()),
         };
         let mut response = result.unwrap_or_else(|e| panic!("{method} {path} failed: {e}; host log:\n{}", self.log()));
@@ -372,6 +404,31 @@ impl Host {
     pub fn counts(&self, account: &str) -> (u64, u64) {
         let v = self.get(&format!("/accounts/{account}/migration")).expect(200).json();
         (v["legacyNotes"].as_u64().unwrap(), v["newNotes"].as_u64().unwrap())
+    }
+
+    /// Uploads a plugin (`POST /plugins`).
+    pub fn push_plugin(&self, plugin: Plugin) -> Resp {
+        self.request_bytes("POST", "/plugins", Some(plugin.bytes()), &[])
+    }
+
+    /// Uploads (if needed) and activates a plugin; returns its digest.
+    pub fn activate(&self, plugin: Plugin) -> String {
+        let pushed = self.push_plugin(plugin);
+        assert!(pushed.status == 200 || pushed.status == 201, "push failed: {}", pushed.body);
+        let digest = pushed.json()["digest"].as_str().unwrap().to_owned();
+        self.put("/plugins/active", json!({ "digest": digest })).expect(200);
+        digest
+    }
+
+    /// `GET /plugins`.
+    pub fn plugins(&self) -> Value {
+        self.get("/plugins").expect(200).json()
+    }
+
+    /// The `X-Plugin` of a note request: which plugin serves now.
+    pub fn serving_plugin(&self, account: &str) -> String {
+        let r = self.get(&format!("/accounts/{account}/notes")).expect(200);
+        r.header("x-plugin").expect("X-Plugin header").to_owned()
     }
 
     /// Opens one of the host's SQLite files directly (as an operator or a

@@ -22,6 +22,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("legacy_plugin", "legacy.wasm"),
     ("migrate_plugin", "migrate.wasm"),
     ("faulty_plugin", "testing/faulty.wasm"),
+    ("always_fails_plugin", "testing/always-fails.wasm"),
+    ("future_wit_plugin", "testing/future-wit.wasm"),
 ];
 
 type Result<T = ()> = std::result::Result<T, String>;

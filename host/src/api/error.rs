@@ -48,6 +48,7 @@ impl From<AppError> for ApiError {
             AppError::Plugin(PluginFailure::Trapped { plugin, .. }) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, message).with("plugin", plugin)
             }
+            AppError::Rejected(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, message),
             AppError::Internal(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
         }
     }

@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod extract;
 mod notes;
+mod plugins;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct ApiConfig {
     pub max_body_bytes: usize,
+    /// Body limit of `POST /plugins` (a component is larger than a note).
+    pub max_plugin_bytes: usize,
     pub admin_token: Option<AdminToken>,
 }
 
@@ -41,6 +44,12 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .route("/accounts/{account}/notes", get(notes::list).post(notes::create))
         .route("/accounts/{account}/notes/{note}", get(notes::get).put(notes::update).delete(notes::delete))
         .route("/accounts/{account}/notes/{note}/placement", get(notes::placement))
+        .route(
+            "/plugins",
+            get(plugins::list).post(plugins::push).layer(DefaultBodyLimit::max(config.max_plugin_bytes)),
+        )
+        .route("/plugins/active", axum::routing::put(plugins::activate))
+        .route("/plugins/rollback", axum::routing::post(plugins::rollback))
         .route_layer(axum::middleware::from_fn_with_state(config.admin_token.clone(), auth::require_admin));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))

@@ -10,6 +10,7 @@
 //! import is bound to the request's account for the length of one call.
 
 mod bindings;
+pub mod registry;
 mod scope;
 mod wasi;
 
@@ -21,7 +22,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-pub use bindings::WitError;
+pub use bindings::{WitError, WitNote};
 pub use bindings::{NotePlugin, NotePluginPre};
 pub use scope::AccountScope;
 
@@ -80,27 +81,78 @@ impl Runtime {
         Ok(Runtime { engine, linker, limits })
     }
 
-    /// Compiles the component at `path`, links it and asks it who it is.
-    pub fn load(&self, path: &Path) -> anyhow::Result<Plugin> {
-        let component = Component::from_file(&self.engine, path)
-            .map_err(|e| anyhow::Error::from(e).context(format!("cannot load plugin {}", path.display())))?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            anyhow::Error::from(e).context(format!("plugin {} does not fit the notes:plugin world", path.display()))
-        })?;
-        let pre = NotePluginPre::new(pre)?;
+    /// Compiles a component to a precompiled artifact (`.cwasm`) and loads
+    /// it, so the compile happens once: the artifact is what gets stored and
+    /// what restarts load.
+    pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<(Component, Vec<u8>)> {
+        let artifact = self.engine.precompile_component(wasm).map_err(|e| anyhow::Error::from(e).context("not a valid component"))?;
+        // SAFETY: the bytes were produced by this engine just now.
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }?;
+        Ok((component, artifact))
+    }
+
+    /// Loads a precompiled artifact written by [`Runtime::compile`]. Fails if
+    /// it was made by another wasmtime version or engine configuration.
+    pub fn load_artifact(&self, path: &Path) -> anyhow::Result<Component> {
+        // SAFETY: artifacts live in the host's own data dir and are written
+        // only by `compile`; wasmtime checks version and configuration.
+        Ok(unsafe { Component::deserialize_file(&self.engine, path) }?)
+    }
+
+    /// The `notes:plugin` version a component was built against, read from
+    /// its export name (`notes:plugin/note-store@X.Y.Z`).
+    pub fn wit_version(&self, component: &Component) -> Option<String> {
+        let ty = component.component_type();
+        let prefix = format!("{WIT_PACKAGE}/note-store@");
+        ty.exports(&self.engine).find_map(|(name, _)| name.strip_prefix(&prefix).map(str::to_owned))
+    }
+
+    /// Links `component` against the host's world and asks it who it is.
+    pub fn instantiate(&self, component: &Component, digest: &str) -> anyhow::Result<Plugin> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| anyhow::Error::from(e).context("its imports do not match what the host provides"))?;
+        let pre = NotePluginPre::new(pre).map_err(|e| anyhow::Error::from(e).context("its exports do not match the note-store interface"))?;
         let mut plugin = Plugin {
-            label: path.display().to_string(),
+            label: format!("plugin {}", short(digest)),
+            digest: digest.to_owned(),
             info: PluginInfo::default(),
             pre,
             limits: self.limits.clone(),
             deadline_ticks: self.limits.deadline.div_duration_f64(EPOCH_TICK).ceil().max(1.0) as u64,
             idle: Mutex::new(Vec::new()),
         };
-        let info = plugin.call(None, |store, p| p.notes_plugin_note_store().call_info(store))?;
+        let info = plugin
+            .call(None, |store, p| p.notes_plugin_note_store().call_info(store))
+            .map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
         plugin.info = PluginInfo { name: info.name, version: info.version, supports_migration: info.supports_migration };
         plugin.label = format!("{}@{}", plugin.info.name, plugin.info.version);
         Ok(plugin)
     }
+}
+
+/// The WIT package the host serves (`wit/notes.wit`).
+pub const WIT_PACKAGE: &str = "notes:plugin";
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Semver compatibility of a plugin's WIT version with the host's: same
+/// major (for 0.x: same minor), and not newer than what the host serves.
+pub fn wit_compatible(plugin: &str, host: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut parts = v.split('.').map(|p| p.split(['-', '+']).next().unwrap_or(p).parse::<u64>().ok());
+        Some((parts.next()??, parts.next()??, parts.next()??))
+    };
+    match (parse(plugin), parse(host)) {
+        (Some(p), Some(h)) if h.0 == 0 => p.0 == 0 && p.1 == h.1 && p.2 <= h.2,
+        (Some(p), Some(h)) => p.0 == h.0 && (p.1, p.2) <= (h.1, h.2),
+        _ => false,
+    }
+}
+
+/// The first 12 hex digits of a digest, for messages.
+pub fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,6 +166,8 @@ pub struct PluginInfo {
 pub struct Plugin {
     /// `name@version`, as in the `X-Plugin` response header.
     label: String,
+    /// sha256 of the `.wasm`, hex.
+    digest: String,
     info: PluginInfo,
     pre: NotePluginPre<CallState>,
     limits: PluginLimits,
@@ -143,6 +197,10 @@ impl Plugin {
 
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// Runs `f` on a warm instance with the `stores` import bound to `scope`.

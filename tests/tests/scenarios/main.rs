@@ -7,4 +7,5 @@ mod faults;
 mod gate;
 mod migration;
 mod plain;
+mod plugins;
 mod rollback;

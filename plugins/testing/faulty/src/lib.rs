@@ -6,6 +6,8 @@
 //!   plugin crashes before cleaning up the other store (a move cut in half).
 //! - `fault:loop` — never returns (the host's deadline must stop it).
 //! - `fault:alloc` — allocates without end (the host's memory cap must stop it).
+//! - `fault:huge` — a create returns a note of 24 MiB (the host must refuse
+//!   to pass it on).
 //! - `fault:write-other-account` — a create tries to write the note under
 //!   another account id (the host's store scope must refuse it).
 //!
@@ -67,6 +69,10 @@ impl Strategy for Faulty {
     }
     fn create_note(&self, stores: &dyn Stores, account: &str, change: NoteChange, migrating: bool) -> Result<Note> {
         trigger(&change.content);
+        if change.content == "fault:huge" {
+            let huge = "x".repeat(24 << 20);
+            return Ok(Note { id: change.id, account_id: account.into(), content: huge, created_at_ms: 0, updated_at_ms: 0, version: 1 });
+        }
         if change.content == "fault:write-other-account" {
             let stolen = Note {
                 id: change.id,

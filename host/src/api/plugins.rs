@@ -1,0 +1,112 @@
+//! `/plugins` routes: upload, list, activate, roll back.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::JsonBody;
+use super::{blocking, notes::rfc3339};
+use crate::app::{Actor, App, PluginsView};
+use crate::plugins::registry::{Activation, PluginRecord};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginBody {
+    digest: String,
+    name: String,
+    version: String,
+    supports_migration: bool,
+    wit_version: String,
+    size_bytes: u64,
+    uploaded_at: String,
+}
+
+impl From<PluginRecord> for PluginBody {
+    fn from(r: PluginRecord) -> Self {
+        PluginBody {
+            digest: r.digest,
+            name: r.name,
+            version: r.version,
+            supports_migration: r.supports_migration,
+            wit_version: r.wit_version,
+            size_bytes: r.size_bytes,
+            uploaded_at: rfc3339(r.uploaded_at_ms),
+        }
+    }
+}
+
+/// The body is the `.wasm` itself. 201 for a new plugin, 200 if this exact
+/// component is already stored; 422 with the reason if it cannot run here.
+pub async fn push(State(app): State<Arc<App>>, wasm: Bytes) -> Result<(StatusCode, Json<PluginBody>), ApiError> {
+    if wasm.is_empty() {
+        return Err(ApiError::bad_request("the body must be the plugin's .wasm bytes"));
+    }
+    let (record, new) = blocking(&app, move |app| app.push_plugin(&wasm)).await?;
+    Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(record.into())))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActiveBody {
+    digest: String,
+    plugin: String,
+    loaded_from: &'static str,
+    load_ms: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActivationBody {
+    digest: String,
+    at: String,
+    actor: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+pub struct RegistryBody {
+    active: ActiveBody,
+    plugins: Vec<PluginBody>,
+    /// Oldest first.
+    history: Vec<ActivationBody>,
+}
+
+pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, ApiError> {
+    let PluginsView { active, plugins, history } = blocking(&app, |app| app.plugins()).await?;
+    Ok(Json(RegistryBody {
+        active: ActiveBody {
+            digest: active.plugin.digest().to_owned(),
+            plugin: active.plugin.label().to_owned(),
+            loaded_from: if active.load.from_artifact { "artifact" } else { "compiled" },
+            load_ms: (active.load.millis * 100.0).round() / 100.0,
+        },
+        plugins: plugins.into_iter().map(Into::into).collect(),
+        history: history
+            .into_iter()
+            .map(|Activation { digest, at_ms, actor, reason, .. }| ActivationBody { digest, at: rfc3339(at_ms), actor, reason })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct Activate {
+    digest: Option<String>,
+}
+
+pub async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Activate>) -> Result<Json<PluginBody>, ApiError> {
+    let digest = body.digest.ok_or_else(|| ApiError::bad_request("digest is required"))?;
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(ApiError::bad_request(format!("digest {digest:?} is not a sha256 (64 lowercase hex digits)")));
+    }
+    let record = blocking(&app, move |app| app.activate_plugin(&digest, Actor::Operator, "activated by an operator")).await?;
+    Ok(Json(record.into()))
+}
+
+pub async fn rollback(State(app): State<Arc<App>>) -> Result<Json<PluginBody>, ApiError> {
+    Ok(Json(blocking(&app, |app| app.rollback_plugin()).await?.into()))
+}
