@@ -59,6 +59,9 @@ struct ServeArgs {
     /// instance (strict isolation, ~40 µs more per request).
     #[arg(long, default_value_t = 32)]
     plugin_instances: usize,
+    /// Instruction budget per plugin call (wasmtime fuel); off when absent.
+    #[arg(long, value_name = "UNITS")]
+    plugin_fuel: Option<u64>,
     /// Largest request body accepted (413 above).
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     max_body_bytes: usize,
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
                     deadline: Duration::from_millis(args.plugin_deadline_ms.max(1)),
                     memory_bytes: args.plugin_memory_mib.saturating_mul(1024 * 1024),
                     max_idle_instances: args.plugin_instances,
+                    fuel: args.plugin_fuel,
                 },
                 max_body_bytes: args.max_body_bytes,
                 max_plugin_bytes: args.max_plugin_bytes,

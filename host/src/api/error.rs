@@ -42,7 +42,7 @@ impl From<AppError> for ApiError {
                 Self::new(StatusCode::PRECONDITION_FAILED, message).with("currentVersion", current)
             }
             AppError::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
-            AppError::Plugin(PluginFailure::Timeout { plugin, .. }) => {
+            AppError::Plugin(PluginFailure::Timeout { plugin, .. } | PluginFailure::OutOfFuel { plugin, .. }) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, message).with("plugin", plugin)
             }
             AppError::Plugin(PluginFailure::Trapped { plugin, .. }) => {

@@ -40,6 +40,9 @@ pub struct PluginLimits {
     pub memory_bytes: usize,
     /// Warm instances kept per plugin; 0 means a fresh instance per request.
     pub max_idle_instances: usize,
+    /// Optional instruction budget per call (wasmtime fuel); `None` = off.
+    /// Deterministic where the deadline is wall-clock, at ~15% call cost.
+    pub fuel: Option<u64>,
 }
 
 /// What a failed plugin call tells the caller.
@@ -47,6 +50,8 @@ pub struct PluginLimits {
 pub enum PluginFailure {
     #[error("plugin {plugin} did not finish within {deadline:?}")]
     Timeout { plugin: String, deadline: Duration },
+    #[error("plugin {plugin} ran out of fuel ({fuel} units)")]
+    OutOfFuel { plugin: String, fuel: u64 },
     #[error("plugin {plugin} failed: {message}")]
     Trapped { plugin: String, message: String },
 }
@@ -61,7 +66,7 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(limits: PluginLimits) -> anyhow::Result<Self> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config.wasm_component_model(true).epoch_interruption(true).consume_fuel(limits.fuel.is_some());
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         // On its own OS thread: as a task on a busy runtime it could starve,
@@ -216,6 +221,9 @@ impl Plugin {
         };
         warm.store.data_mut().scope = scope;
         warm.store.set_epoch_deadline(self.deadline_ticks);
+        if let Some(fuel) = self.limits.fuel {
+            warm.store.set_fuel(fuel).expect("fuel is enabled when a budget is set");
+        }
         let result = f(&mut warm.store, &warm.plugin);
         warm.store.data_mut().scope = None;
         match result {
@@ -241,14 +249,19 @@ impl Plugin {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks);
+        if let Some(fuel) = self.limits.fuel {
+            store.set_fuel(fuel)?;
+        }
         let plugin = self.pre.instantiate(&mut store)?;
         Ok(Warm { store, plugin, stderr })
     }
 
     fn failure(&self, e: wasmtime::Error, stderr: Option<&MemoryOutputPipe>) -> PluginFailure {
         let plugin = self.label.clone();
-        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return PluginFailure::Timeout { plugin, deadline: self.limits.deadline };
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return PluginFailure::Timeout { plugin, deadline: self.limits.deadline },
+            Some(Trap::OutOfFuel) => return PluginFailure::OutOfFuel { plugin, fuel: self.limits.fuel.unwrap_or(0) },
+            _ => {}
         }
         let mut message = match e.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
@@ -259,5 +272,28 @@ impl Plugin {
             message = format!("{message}: {printed}");
         }
         PluginFailure::Trapped { plugin, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_wit_version_is_the_one_in_wit_notes_wit() {
+        let wit = include_str!("../../../wit/notes.wit");
+        assert!(wit.contains(&format!("package {WIT_PACKAGE}@{WIT_VERSION};")), "update WIT_VERSION with wit/notes.wit");
+    }
+
+    #[test]
+    fn wit_versions_are_compatible_by_semver() {
+        assert!(wit_compatible("0.1.0", "0.1.0"));
+        assert!(wit_compatible("0.1.0", "0.1.3"), "an older patch of the same 0.x minor");
+        assert!(!wit_compatible("0.1.4", "0.1.3"), "newer than the host serves");
+        assert!(!wit_compatible("0.2.0", "0.1.0"));
+        assert!(!wit_compatible("1.0.0", "0.1.0"));
+        assert!(wit_compatible("1.2.0", "1.4.1"));
+        assert!(!wit_compatible("2.0.0", "1.4.1"));
+        assert!(!wit_compatible("banana", "0.1.0"));
     }
 }

@@ -25,6 +25,15 @@ fn a_plugin_stuck_in_a_loop_is_stopped_at_its_deadline() {
 }
 
 #[test]
+fn a_fuel_budget_stops_a_looping_plugin_too() {
+    let host = Host::builder().plugin(Plugin::Faulty).arg("--plugin-fuel").arg("5000000").start();
+    let account = host.create_account(false);
+    let stuck = host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "fault:loop" })).expect(503);
+    assert!(stuck.error().contains("ran out of fuel"), "{}", stuck.error());
+    host.create_note(&account, "ordinary requests fit the budget");
+}
+
+#[test]
 fn a_plugin_that_grabs_memory_hits_its_cap_and_the_host_keeps_serving() {
     let host = Host::builder().plugin(Plugin::Faulty).arg("--plugin-memory-mib").arg("16").start();
     let account = host.create_account(false);
