@@ -8,6 +8,8 @@
 //!   (native), host unit tests and the scenario tests (release profile, so
 //!   wasmtime is compiled once for the binary and the tests). ARGS go to the
 //!   host workspace's `cargo test`.
+//! - `bench-plugins`  build, then `xtask/bench-plugins.sh` (plugin activation
+//!   times, request latency during swaps; results go to BENCHMARKS.md).
 //!
 //! No dependencies on purpose: it must build in seconds on a fresh machine.
 
@@ -34,7 +36,12 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("run") => build().and_then(|()| run(&args[1..])),
         Some("test") => build().and_then(|()| test(&args[1..])),
-        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS]".into()),
+        Some("bench-plugins") => build().and_then(|()| {
+            let mut script = Command::new("bash");
+            script.arg(root().join("xtask/bench-plugins.sh")).env("CARGO_TARGET_DIR", target_dir());
+            run_cmd(script)
+        }),
+        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench-plugins".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
