@@ -85,7 +85,7 @@ fn swapping_back_and_forth_under_load_fails_no_request_and_never_mixes_plugins()
                 let host = &host;
                 s.spawn(move || {
                     let mut seen = BTreeMap::new();
-                    for i in 0..150 {
+                    for i in 0..250 {
                         let note = host.create_note(account, &format!("note {i}"));
                         for r in [host.get_note(account, &note), host.update_note(account, &note, "edited")] {
                             let r = r.expect(200);
@@ -110,13 +110,29 @@ fn swapping_back_and_forth_under_load_fails_no_request_and_never_mixes_plugins()
             all
         })
     });
-    assert_eq!(served.values().sum::<usize>(), 4 * 150 * 2);
+    assert_eq!(served.values().sum::<usize>(), 4 * 250 * 2);
     assert!(served.keys().all(|p| p == "migrate@0.1.0" || p == "faulty@0.1.0"), "{served:?}");
     let history = host.plugins()["history"].as_array().unwrap().len();
     assert_eq!(history, 21, "startup + 20 swaps");
     for account in &accounts {
-        assert_eq!(host.list_notes(account).len(), 150, "every note survived the swaps");
+        assert_eq!(host.list_notes(account).len(), 250, "every note survived the swaps");
     }
+}
+
+#[test]
+fn a_request_running_during_a_swap_finishes_on_the_plugin_it_started_with() {
+    let host = Host::start_with(Plugin::Faulty);
+    let account = host.create_account(false);
+    let migrate = host.push_plugin(Plugin::Migrate).json()["digest"].as_str().unwrap().to_owned();
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| host.post(&format!("/accounts/{account}/notes"), json!({ "content": "fault:slow" })));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        host.put("/plugins/active", json!({ "digest": migrate })).expect(200);
+        assert_eq!(host.serving_plugin(&account), "migrate@0.1.0", "new requests get the new plugin at once");
+        assert!(!slow.is_finished(), "the slow request must still be running for this test to mean anything");
+        let slow = slow.join().unwrap().expect(201);
+        assert_eq!(slow.header("x-plugin"), Some("faulty@0.1.0"), "the running request finished on the old plugin");
+    });
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //!   plugin crashes before cleaning up the other store (a move cut in half).
 //! - `fault:loop` — never returns (the host's deadline must stop it).
 //! - `fault:alloc` — allocates without end (the host's memory cap must stop it).
+//! - `fault:slow` — a create spins for a while (≈0.2 s here; the guest has no
+//!   clock) before succeeding: a request still running during a swap.
 //! - `fault:huge` — a create returns a note of 24 MiB (the host must refuse
 //!   to pass it on).
 //! - `fault:write-other-account` — a create tries to write the note under
@@ -25,6 +27,12 @@ fn trigger(content: &str) {
             let mut n: u64 = 0;
             loop {
                 n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "fault:slow" => {
+            let mut n: u64 = 0;
+            for i in 0..400_000_000u64 {
+                n = std::hint::black_box(n.wrapping_add(i));
             }
         }
         "fault:alloc" => {
