@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::accounts::{Account, AccountChange, AccountError, Accounts};
 use crate::plugins::registry::{Activation, LoadReport, PluginRecord, Registry, RegistryError};
-use crate::plugins::{AccountScope, Plugin, PluginFailure, short};
+use crate::plugins::{AccountScope, NoteRouter, Plugin, PluginFailure, Routed, short};
 use crate::stores::{DataStores, StoreError};
 
 /// Longest account name, in characters.
@@ -163,6 +163,8 @@ pub struct App {
     /// (turning a flag on; activating a plugin), so neither can slip past the other.
     admin: Mutex<()>,
     settings: AppSettings,
+    /// `--strategy native-*`: route natively instead of through the plugin.
+    native: Option<Arc<dyn NoteRouter>>,
 }
 
 impl App {
@@ -185,6 +187,7 @@ impl App {
             active: RwLock::new(Arc::new(active)),
             admin: Mutex::new(()),
             settings,
+            native: None,
         };
         let plugin = app.active().plugin.clone();
         app.plugin_gate(&plugin)?;
@@ -192,6 +195,13 @@ impl App {
             app.registry.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", now_ms()).map_err(internal)?;
         }
         Ok(app)
+    }
+
+    /// Routes every note request through `router` (compiled into the host)
+    /// instead of the plugin: the benchmark baseline.
+    pub fn with_native(mut self, router: Arc<dyn NoteRouter>) -> Self {
+        self.native = Some(router);
+        self
     }
 
     pub fn active(&self) -> Arc<ActivePlugin> {
@@ -236,11 +246,15 @@ impl App {
     /// runs. Mixed code loses notes (see `plugins/routing/src/legacy.rs`).
     fn migration_gate(&self) -> Result<(), AppError> {
         let active = self.active();
-        if !active.plugin.info().supports_migration {
+        let router: &dyn NoteRouter = match &self.native {
+            Some(native) => native.as_ref(),
+            None => active.plugin.as_ref(),
+        };
+        if !router.supports_migration() {
             return Err(AppError::Gate(format!(
                 "cannot turn isMigrating on: the active plugin {} does not support migration; \
                  old code running beside a migration loses notes. Activate a plugin that supports migration first",
-                active.plugin.label()
+                router.label()
             )));
         }
         if self.stores.new.is_none() {
@@ -275,23 +289,15 @@ impl App {
     pub fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String) -> Result<Served<Note>, AppError> {
         valid_content(&content)?;
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms: now_ms() };
-        self.with_plugin(account, |store, p, account, migrating| {
-            p.notes_plugin_note_store().call_create_note(store, account, &change.into(), migrating)
-        })
-        .and_then(|served| self.checked(served))
+        self.route(account, |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
     }
 
     pub fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
-        self.with_plugin(account, |store, p, account, migrating| {
-            p.notes_plugin_note_store().call_get_note(store, account, &id.to_string(), migrating)
-        })
-        .and_then(|served| self.checked(served))
+        self.route(account, |r, scope, migrating| r.get_note(scope, &id.to_string(), migrating)).and_then(|n| self.checked(n))
     }
 
     pub fn note_ids(&self, account: Uuid) -> Result<Served<Vec<String>>, AppError> {
-        self.with_plugin(account, |store, p, account, migrating| {
-            p.notes_plugin_note_store().call_list_notes(store, account, migrating)
-        })
+        self.route(account, |r, scope, migrating| r.list_notes(scope, migrating))
     }
 
     pub fn update_note(
@@ -303,20 +309,16 @@ impl App {
     ) -> Result<Served<Note>, AppError> {
         valid_content(&content)?;
         let change = NoteChange { id: id.to_string(), content, at_ms: now_ms() };
-        self.with_plugin(account, |store, p, account, migrating| {
-            p.notes_plugin_note_store().call_update_note(store, account, &change.into(), expected_version, migrating)
-        })
-        .and_then(|served| self.checked(served))
+        self.route(account, |r, scope, migrating| r.update_note(scope, change, expected_version, migrating))
+            .and_then(|n| self.checked(n))
     }
 
     pub fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
-        self.with_plugin(account, |store, p, account, migrating| {
-            p.notes_plugin_note_store().call_delete_note(store, account, &id.to_string(), migrating)
-        })
+        self.route(account, |r, scope, migrating| r.delete_note(scope, &id.to_string(), migrating))
     }
 
     /// Refuses to pass on a note larger than any request could have written.
-    fn checked(&self, served: Served<crate::plugins::WitNote>) -> Result<Served<Note>, AppError> {
+    fn checked(&self, served: Served<Note>) -> Result<Served<Note>, AppError> {
         let size = served.value.content.len();
         if size > self.settings.max_note_bytes {
             return Err(AppError::Plugin(PluginFailure::Trapped {
@@ -324,33 +326,31 @@ impl App {
                 plugin: served.plugin,
             }));
         }
-        Ok(served.map(Note::from))
+        Ok(served)
     }
 
-    /// Reads the account's flag now, then makes one plugin call with the
-    /// stores bound to that account.
-    fn with_plugin<T>(
+    /// Reads the account's flag now, then makes one routing call (the active
+    /// plugin, or the native baseline) with the stores bound to that account.
+    fn route<T>(
         &self,
         account: Uuid,
-        call: impl FnOnce(
-            &mut wasmtime::Store<crate::plugins::CallState>,
-            &crate::plugins::NotePlugin,
-            &str,
-            bool,
-        ) -> wasmtime::Result<Result<T, crate::plugins::WitError>>,
+        call: impl FnOnce(&dyn NoteRouter, AccountScope, bool) -> Routed<T>,
     ) -> Result<Served<T>, AppError> {
         let is_migrating = self.flag(account)?;
+        let scope = AccountScope::new(account.to_string(), self.stores.clone());
+        if let Some(native) = &self.native {
+            let answer = call(native.as_ref(), scope, is_migrating)?;
+            return answer.map(|value| Served { value, plugin: native.label().to_owned() }).map_err(|e| from_plugin_error(e, native.label()));
+        }
         let active = self.active();
         let plugin = &active.plugin;
-        let account_id = account.to_string();
-        let scope = AccountScope::new(account_id.clone(), self.stores.clone());
-        let answer = plugin.call(Some(scope), |store, p| call(store, p, &account_id, is_migrating));
+        let answer = call(plugin.as_ref(), scope, is_migrating);
         if active.probation.record(answer.is_err()) {
             self.automatic_rollback(&active, answer.as_ref().err());
         }
         match answer? {
             Ok(value) => Ok(Served { value, plugin: plugin.label().to_owned() }),
-            Err(e) => Err(from_plugin_error(PluginError::from(e), plugin.label())),
+            Err(e) => Err(from_plugin_error(e, plugin.label())),
         }
     }
 
@@ -378,6 +378,12 @@ impl App {
     }
 
     fn activate_locked(&self, digest: &str, actor: Actor, reason: &str) -> Result<PluginRecord, AppError> {
+        if let Some(native) = &self.native {
+            return Err(AppError::Conflict(format!(
+                "this host routes natively ({}, started with --strategy); plugins are not used",
+                native.label()
+            )));
+        }
         let record = self.registry.record(digest).map_err(internal)?.ok_or_else(|| RegistryError::Unknown(digest.into()))?;
         let (plugin, load) = self.registry.load(digest)?;
         self.plugin_gate(&plugin)?;
@@ -463,12 +469,6 @@ impl App {
             return Err(AppError::NotFound(format!("note {note} is in no store")));
         }
         Ok(placement)
-    }
-}
-
-impl<T> Served<T> {
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> Served<U> {
-        Served { value: f(self.value), plugin: self.plugin }
     }
 }
 

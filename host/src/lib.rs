@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 mod db;
 pub mod layout;
+pub mod native;
 pub mod plugins;
 pub mod serve;
 pub mod stores;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use notes_host::app::ProbationConfig;
 use notes_host::plugins::PluginLimits;
-use notes_host::serve::{ServeConfig, serve};
+use notes_host::serve::{ServeConfig, Strategy, serve};
 
 mod plugin_cli;
 
@@ -59,6 +59,10 @@ struct ServeArgs {
     /// instance (strict isolation, ~40 µs more per request).
     #[arg(long, default_value_t = 32)]
     plugin_instances: usize,
+    /// What routes note requests: the Wasm plugin, or the same migrate
+    /// strategy compiled into the host (a benchmark baseline).
+    #[arg(long, value_enum, default_value_t = Strategy::Plugin)]
+    strategy: Strategy,
     /// Instruction budget per plugin call (wasmtime fuel); off when absent.
     #[arg(long, value_name = "UNITS")]
     plugin_fuel: Option<u64>,
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
                 },
                 max_body_bytes: args.max_body_bytes,
                 max_plugin_bytes: args.max_plugin_bytes,
+                strategy: args.strategy,
                 probation: ProbationConfig { requests: args.probation_requests, max_failure_share: args.probation_max_failure_share },
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))

@@ -11,6 +11,7 @@ use crate::accounts::Accounts;
 use crate::api::{self, AdminToken, ApiConfig};
 use crate::app::{App, AppSettings, ProbationConfig};
 use crate::layout;
+use crate::native::NativeRouter;
 use crate::plugins::registry::Registry;
 use crate::plugins::{PluginLimits, Runtime};
 use crate::stores::DataStores;
@@ -29,6 +30,16 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub max_plugin_bytes: usize,
     pub probation: ProbationConfig,
+    pub strategy: Strategy,
+}
+
+/// What routes note requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// The active Wasm plugin (the product).
+    Plugin,
+    /// The migrate strategy compiled into the host: the benchmark baseline.
+    NativeMigrate,
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -41,7 +52,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let app = Arc::new(open(&config)?);
-    tracing::info!(plugin = app.active().plugin.label(), data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
+    tracing::info!(plugin = app.active().plugin.label(), strategy = ?config.strategy, data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -76,7 +87,11 @@ pub fn open(config: &ServeConfig) -> anyhow::Result<App> {
         (None, None) => push_file(&registry, &config.default_plugin)?,
     };
     let settings = AppSettings { probation: config.probation, max_note_bytes: config.max_body_bytes };
-    Ok(App::start(accounts, stores, registry, &digest, settings)?)
+    let app = App::start(accounts, stores, registry, &digest, settings)?;
+    Ok(match config.strategy {
+        Strategy::Plugin => app,
+        Strategy::NativeMigrate => app.with_native(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
+    })
 }
 
 fn push_file(registry: &Registry, path: &std::path::Path) -> anyhow::Result<String> {

@@ -22,8 +22,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-pub use bindings::{WitError, WitNote};
-pub use bindings::{NotePlugin, NotePluginPre};
+use bindings::{NotePlugin, NotePluginPre};
+use notes_routing::{Note, NoteChange};
 pub use scope::AccountScope;
 
 /// How often the epoch advances; the deadline is counted in these ticks.
@@ -54,6 +54,70 @@ pub enum PluginFailure {
     OutOfFuel { plugin: String, fuel: u64 },
     #[error("plugin {plugin} failed: {message}")]
     Trapped { plugin: String, message: String },
+}
+
+/// What a routing call returns: the routing's own answer (`Ok` or a WIT
+/// `error`), or a failure of the code that routes (trap, deadline, fuel).
+pub type Routed<T> = Result<Result<T, notes_routing::Error>, PluginFailure>;
+
+/// Whatever routes note requests: a Wasm plugin, or the same strategy
+/// compiled natively into the host (the benchmark baseline). Every call gets
+/// the stores bound to the request's account, and the account's flag.
+pub trait NoteRouter: Send + Sync {
+    /// `name@version`, as in `X-Plugin`.
+    fn label(&self) -> &str;
+    fn supports_migration(&self) -> bool;
+    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note>;
+    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note>;
+    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>>;
+    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note>;
+    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
+}
+
+impl NoteRouter for Plugin {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn supports_migration(&self) -> bool {
+        self.info.supports_migration
+    }
+
+    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
+        let account = scope.account_id().to_owned();
+        let answer = self.call(Some(scope), |store, p| {
+            p.notes_plugin_note_store().call_create_note(store, &account, &change.into(), is_migrating)
+        })?;
+        Ok(answer.map(Note::from).map_err(Into::into))
+    }
+
+    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
+        let account = scope.account_id().to_owned();
+        let answer =
+            self.call(Some(scope), |store, p| p.notes_plugin_note_store().call_get_note(store, &account, note_id, is_migrating))?;
+        Ok(answer.map(Note::from).map_err(Into::into))
+    }
+
+    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>> {
+        let account = scope.account_id().to_owned();
+        let answer = self.call(Some(scope), |store, p| p.notes_plugin_note_store().call_list_notes(store, &account, is_migrating))?;
+        Ok(answer.map_err(Into::into))
+    }
+
+    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
+        let account = scope.account_id().to_owned();
+        let answer = self.call(Some(scope), |store, p| {
+            p.notes_plugin_note_store().call_update_note(store, &account, &change.into(), expected, is_migrating)
+        })?;
+        Ok(answer.map(Note::from).map_err(Into::into))
+    }
+
+    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
+        let account = scope.account_id().to_owned();
+        let answer =
+            self.call(Some(scope), |store, p| p.notes_plugin_note_store().call_delete_note(store, &account, note_id, is_migrating))?;
+        Ok(answer.map_err(Into::into))
+    }
 }
 
 /// The wasmtime engine and linker shared by every plugin of this host.
@@ -209,7 +273,7 @@ impl Plugin {
     }
 
     /// Runs `f` on a warm instance with the `stores` import bound to `scope`.
-    pub(crate) fn call<R>(
+    fn call<R>(
         &self,
         scope: Option<AccountScope>,
         f: impl FnOnce(&mut Store<CallState>, &NotePlugin) -> wasmtime::Result<R>,

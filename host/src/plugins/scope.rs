@@ -22,6 +22,10 @@ impl AccountScope {
         AccountScope { account_id, stores }
     }
 
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
     fn store(&self, store: Store) -> Result<&dyn DataStore> {
         self.stores.get(store).ok_or_else(|| Error::Invalid("the new store is not configured on this host".into()))
     }

@@ -201,3 +201,21 @@ fn the_cli_pushes_activates_lists_and_rolls_back() {
     cli(&["activate", pushed["digest"].as_str().unwrap()]);
     assert_eq!(host.serving_plugin(&account), "faulty@0.1.0");
 }
+
+#[test]
+fn the_native_baseline_routes_exactly_like_the_migrate_plugin() {
+    let host = Host::builder().arg("--strategy").arg("native-migrate").start();
+    let account = host.create_account(false);
+    let note = host.create_note(&account, "v1");
+    assert_eq!(host.placement(&account, &note), LEGACY);
+    host.set_migrating(&account, true).expect(200);
+    let moved = host.update_note(&account, &note, "v2").expect(200);
+    assert_eq!(moved.header("x-plugin"), Some("native-migrate@0.1.0"));
+    assert_eq!(host.placement(&account, &note), NEW, "update moves the note to the new store");
+    host.set_migrating(&account, false).expect(200);
+    host.update_note(&account, &note, "v3").expect(200);
+    assert_eq!(host.placement(&account, &note), LEGACY, "rollback brings it back");
+    let digest = host.push_plugin(Plugin::Faulty).json()["digest"].as_str().unwrap().to_owned();
+    let refused = host.put("/plugins/active", json!({ "digest": digest })).expect(409);
+    assert!(refused.error().contains("routes natively"), "{}", refused.error());
+}
