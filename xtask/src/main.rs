@@ -10,6 +10,8 @@
 //!   host workspace's `cargo test`.
 //! - `bench-plugins`  build, then `xtask/bench-plugins.sh` (plugin activation
 //!   times, request latency during swaps; results go to BENCHMARKS.md).
+//! - `bench-http`  build, then `xtask/bench_http.py`: Wasm plugin against the
+//!   native baseline over HTTP (wrk), alternating; writes docs/bench-results.json.
 //!
 //! No dependencies on purpose: it must build in seconds on a fresh machine.
 
@@ -41,7 +43,12 @@ fn main() -> ExitCode {
             script.arg(root().join("xtask/bench-plugins.sh")).env("CARGO_TARGET_DIR", target_dir());
             run_cmd(script)
         }),
-        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench-plugins".into()),
+        Some("bench-http") => build().and_then(|()| {
+            let mut script = Command::new("python3");
+            script.arg(root().join("xtask/bench_http.py")).env("CARGO_TARGET_DIR", target_dir());
+            run_cmd(script)
+        }),
+        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench-plugins | bench-http".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: notes in one SQLite file.
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -26,11 +27,21 @@ const MAX_CONNECTIONS: u32 = 8;
 
 pub struct SqliteStore {
     pool: Pool,
+    /// One writer at a time per file, queued here. SQLite allows one writer
+    /// anyway; without this, a writer that finds the lock taken sleeps in
+    /// SQLite's busy handler (1, 2, 5 … 100 ms steps), which made write p99
+    /// hundreds of ms under load (BENCHMARKS.md). Writers in other processes
+    /// still meet the busy handler.
+    writer: Mutex<()>,
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)? })
+        Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)?, writer: Mutex::new(()) })
+    }
+
+    fn write_turn(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -58,6 +69,9 @@ impl DataStore for SqliteStore {
 
     fn put(&self, note: &Note) -> Result<bool, StoreError> {
         let version = version_to_sql(note.version)?;
+        // The turn before the connection: a queued writer must not hold one
+        // of the pool's connections that readers need.
+        let _turn = self.write_turn();
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
@@ -80,6 +94,7 @@ impl DataStore for SqliteStore {
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
         let version = version_to_sql(version)?;
+        let _turn = self.write_turn();
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let removed = tx
