@@ -95,6 +95,14 @@ def start(args, workdir, name):
     sys.exit(f"{name} did not start")
 
 
+def rss_mib(pid, field):
+    """VmRSS (now) or VmHWM (peak) of a process, in MiB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 def populate(base, migrating):
     """ACCOUNTS accounts with NOTES notes each; returns 'account note' lines."""
     lines = []
@@ -139,12 +147,13 @@ def main():
     workdir = tempfile.mkdtemp(prefix="bench-http-")
     script = os.path.join(workdir, "bench.lua")
     open(script, "w").write(LUA)
-    hosts, procs = {}, []
+    hosts, procs, pids = {}, [], {}
     for impl, strategy in [("wasm", "plugin"), ("native", "native-migrate")]:
         for shards in ["4", "0"]:
             proc, base = start(["--strategy", strategy, "--shards", shards], workdir, f"{impl}-{shards}")
             procs.append(proc)
             hosts[(impl, shards)] = base
+            pids[f"{impl}, {shards} shards"] = proc.pid
     try:
         ids = {}
         for impl in ["wasm", "native"]:
@@ -154,6 +163,7 @@ def main():
                 path = os.path.join(workdir, f"{impl}-{mode}.ids")
                 open(path, "w").write("\n".join(lines) + "\n")
                 ids[(impl, mode)] = path
+        memory = {name: {"idle_rss_mib": rss_mib(pid, "VmRSS")} for name, pid in pids.items()}
         results = []
         for scenario in SCENARIOS:
             for mode in MODES:
@@ -170,6 +180,8 @@ def main():
                 results.append(row)
                 print(f"{scenario:7} {mode:9} wasm {row['wasm']['rps']:9.0f} req/s  native {row['native']['rps']:9.0f} req/s  "
                       f"ratio {row['throughput_ratio']:.2f}  p99 ratio {row['p99_ratio']:.2f}", file=sys.stderr)
+        for name, pid in pids.items():
+            memory[name]["peak_rss_mib"] = rss_mib(pid, "VmHWM")
     finally:
         for p in procs:
             p.terminate()
@@ -184,13 +196,18 @@ def main():
     }
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     with open(os.path.join(ROOT, "docs", "bench-results.json"), "w") as f:
-        json.dump({"meta": meta, "http": results}, f, indent=2)
+        json.dump({"meta": meta, "http": results, "memory": memory}, f, indent=2)
     print("| scenario | mode | Wasm req/s | native req/s | ratio | Wasm p50 | native p50 | Wasm p99 | native p99 | p99 ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         w, n = r["wasm"], r["native"]
         print(f"| {r['scenario']} | {r['mode']} | {w['rps']:,.0f} | {n['rps']:,.0f} | {r['throughput_ratio']:.2f} | "
               f"{w['p50_ms']:.2f} ms | {n['p50_ms']:.2f} ms | {w['p99_ms']:.2f} ms | {n['p99_ms']:.2f} ms | {r['p99_ratio']:.2f} |")
+    print()
+    print("| host | RSS after populating (idle) | peak RSS over the run (VmHWM) |")
+    print("|---|---|---|")
+    for name, m in memory.items():
+        print(f"| {name} | {m['idle_rss_mib']} MiB | {m['peak_rss_mib']} MiB |")
 
 
 if __name__ == "__main__":
