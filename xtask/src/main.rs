@@ -116,6 +116,9 @@ fn build() -> Result {
 }
 
 fn run(args: &[String]) -> Result {
+    // `cargo xtask run -- --listen …`: the alias already ends in `--`, so a
+    // second one arrives here as an argument.
+    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
     let mut host = Command::new(target_dir().join("release").join("notes-host"));
     host.arg("serve");
     if !args.iter().any(|a| a == "--data-dir" || a.starts_with("--data-dir=")) {
