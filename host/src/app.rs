@@ -112,6 +112,10 @@ impl Probation {
 
     /// Counts one request; true exactly once, when the failures go over the share.
     fn record(&self, failed: bool) -> bool {
+        // On the hot path of every request: after the window, only a load.
+        if self.seen.load(Ordering::Relaxed) >= self.window {
+            return false;
+        }
         if self.seen.fetch_add(1, Ordering::Relaxed) >= self.window || !failed {
             return false;
         }
