@@ -3,10 +3,13 @@
 //! and no wasmtime (that is `plugins`).
 //!
 //! Rules kept here:
-//! - the flag is read for every note request and passed to the plugin; if it
-//!   cannot be read the request fails (`Unavailable`), it never guesses;
-//! - deployment gate: `is_migrating = true` is refused while the active
-//!   plugin does not support migration, or there is no new store.
+//! - the flag is read for every note request (through `fleet::Fleet::admit`)
+//!   and passed to the plugin; if it cannot be read the request fails
+//!   (`Unavailable`), it never guesses;
+//! - deployment gate: `is_migrating = true` is refused while this host's
+//!   plugin does not support migration, or there is no new store; the
+//!   fleet-wide half (every other host) is `fleet`'s;
+//! - a flag change goes through `fleet::Fleet::flip`, never a plain write.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,6 +19,7 @@ use notes_routing::{Error as PluginError, Note, NoteChange, Store};
 use uuid::Uuid;
 
 use crate::accounts::{Account, AccountChange, AccountError, Accounts};
+use crate::fleet::{Fleet, FleetError, FlipOutcome, HostView, PluginSummary};
 use crate::plugins::registry::{Activation, LoadReport, PluginRecord, Registry, RegistryError};
 use crate::plugins::{AccountScope, NoteRouter, Plugin, PluginFailure, Routed, short};
 use crate::stores::{DataStores, StoreError};
@@ -169,20 +173,41 @@ pub struct App {
     settings: AppSettings,
     /// `--strategy native-*`: route natively instead of through the plugin.
     native: Option<Arc<dyn NoteRouter>>,
+    fleet: Fleet,
+}
+
+/// How this host joins the fleet on its data dir.
+pub struct FleetJoin {
+    pub data_dir: std::path::PathBuf,
+    pub identity: crate::fleet::Identity,
+    pub settings: crate::fleet::FleetSettings,
 }
 
 impl App {
-    /// Starts serving with the plugin `digest` (already in the registry).
-    /// Refuses a plugin that cannot migrate while any account migrates.
+    /// Starts serving with the plugin `digest` (already in the registry), or
+    /// with `native` routing, and joins the fleet. Refuses a plugin that
+    /// cannot migrate while any account migrates.
     pub fn start(
         accounts: Accounts,
         stores: DataStores,
         registry: Registry,
         digest: &str,
         settings: AppSettings,
+        join: FleetJoin,
+        native: Option<Arc<dyn NoteRouter>>,
     ) -> Result<Self, AppError> {
         let (plugin, load) = registry.load(digest)?;
         let already_active = registry.active_digest().map_err(internal)?.as_deref() == Some(digest);
+        let summary = match &native {
+            Some(native) => PluginSummary {
+                digest: "native".into(),
+                label: native.label().to_owned(),
+                supports_migration: native.supports_migration(),
+            },
+            None => summary(&plugin),
+        };
+        let fleet = Fleet::join(&accounts, &join.data_dir, join.identity, &summary, join.settings, now_ms())
+            .map_err(|e| gate_error(e, &summary.label))?;
         let active = ActivePlugin { plugin, load, probation: if already_active { Probation::none() } else { Probation::new(settings.probation) } };
         let app = App {
             accounts,
@@ -191,21 +216,13 @@ impl App {
             active: RwLock::new(Arc::new(active)),
             admin: Mutex::new(()),
             settings,
-            native: None,
+            native,
+            fleet,
         };
-        let plugin = app.active().plugin.clone();
-        app.plugin_gate(&plugin)?;
-        if !already_active {
+        if !already_active && app.native.is_none() {
             app.registry.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", now_ms()).map_err(internal)?;
         }
         Ok(app)
-    }
-
-    /// Routes every note request through `router` (compiled into the host)
-    /// instead of the plugin: the benchmark baseline.
-    pub fn with_native(mut self, router: Arc<dyn NoteRouter>) -> Self {
-        self.native = Some(router);
-        self
     }
 
     pub fn active(&self) -> Arc<ActivePlugin> {
@@ -224,7 +241,9 @@ impl App {
         if is_migrating {
             self.migration_gate()?;
         }
-        self.accounts.create(id.unwrap_or_else(Uuid::new_v4), name, is_migrating, now_ms()).map_err(Into::into)
+        self.accounts.create(id.unwrap_or_else(Uuid::new_v4), name, is_migrating, now_ms(), |tx| {
+            if is_migrating { self.fleet.migration_gate(tx).map_err(|e| gate_error(e, "")) } else { Ok(()) }
+        })
     }
 
     pub fn account(&self, id: Uuid) -> Result<Account, AppError> {
@@ -235,15 +254,37 @@ impl App {
         Ok(self.accounts.list()?)
     }
 
-    pub fn update_account(&self, id: Uuid, mut change: AccountChange) -> Result<Account, AppError> {
-        if let Some(name) = &change.name {
-            change.name = Some(valid_name(name)?.to_owned());
+    /// Renames and/or flips. A flip changes the flag on the whole fleet and
+    /// returns once no host runs a request of the account under the old
+    /// value; if it fails, nothing changed (the name neither).
+    pub fn update_account(&self, id: Uuid, change: AccountChange) -> Result<Account, AppError> {
+        let name = change.name.as_deref().map(valid_name).transpose()?;
+        if let Some(to) = change.is_migrating {
+            let _admin = to.then(|| self.admin_lock());
+            if to {
+                self.migration_gate()?;
+            }
+            match self.fleet.flip(id, to, now_ms()).map_err(|e| gate_error(e, ""))? {
+                FlipOutcome::Unchanged => {}
+                FlipOutcome::Flipped { hosts, took } => {
+                    tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, "isMigrating changed on the fleet");
+                }
+            }
         }
-        let _admin = (change.is_migrating == Some(true)).then(|| self.admin_lock());
-        if change.is_migrating == Some(true) {
-            self.migration_gate()?;
+        match name {
+            Some(name) => self.accounts.rename(id, name, now_ms())?.ok_or_else(|| no_account(id)),
+            None => self.account(id),
         }
-        self.accounts.update(id, &change, now_ms())?.ok_or_else(|| no_account(id))
+    }
+
+    /// Deregisters this host from the fleet (at shutdown, once requests ended).
+    pub fn leave_fleet(&self) {
+        self.fleet.leave();
+    }
+
+    /// Every host serving this data dir (`GET /hosts`).
+    pub fn hosts(&self) -> Result<Vec<HostView>, AppError> {
+        self.fleet.hosts().map_err(|e| gate_error(e, ""))
     }
 
     /// Seed goal 1: a migration starts only once the code that understands it
@@ -267,25 +308,6 @@ impl App {
             ));
         }
         Ok(())
-    }
-
-    /// The other half of the gate: old code must not serve an account that
-    /// is migrating.
-    fn plugin_gate(&self, plugin: &Plugin) -> Result<(), AppError> {
-        if plugin.info().supports_migration {
-            return Ok(());
-        }
-        let migrating = self.accounts.migrating()?;
-        if migrating.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<String> = migrating.iter().map(Uuid::to_string).collect();
-        Err(AppError::Gate(format!(
-            "plugin {} does not support migration, but {} account(s) are migrating: {}; turn their isMigrating off first",
-            plugin.label(),
-            ids.len(),
-            ids.join(", ")
-        )))
     }
 
     // ---- notes, through the plugin ---------------------------------------
@@ -340,7 +362,10 @@ impl App {
         account: Uuid,
         call: impl FnOnce(&dyn NoteRouter, AccountScope, bool) -> Routed<T>,
     ) -> Result<Served<T>, AppError> {
-        let is_migrating = self.flag(account)?;
+        // Held to the end of the call: no flip of this account completes
+        // anywhere while this request runs under the value it read.
+        let admission = self.fleet.admit(account).map_err(|e| gate_error(e, ""))?;
+        let is_migrating = admission.is_migrating;
         let scope = AccountScope::new(account.to_string(), self.stores.clone());
         if let Some(native) = &self.native {
             let answer = call(native.as_ref(), scope, is_migrating)?;
@@ -390,13 +415,20 @@ impl App {
         }
         let record = self.registry.record(digest).map_err(internal)?.ok_or_else(|| RegistryError::Unknown(digest.into()))?;
         let (plugin, load) = self.registry.load(digest)?;
-        self.plugin_gate(&plugin)?;
         if self.active().plugin.digest() == digest {
             return Ok(record);
         }
-        self.registry.record_activation(digest, actor.as_str(), reason, now_ms()).map_err(internal)?;
+        let summary = summary(&plugin);
         let next = Arc::new(ActivePlugin { plugin, load, probation: Probation::new(self.settings.probation) });
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = next;
+        let swapped = self
+            .fleet
+            .change_plugin(&summary, || -> Result<(), AppError> {
+                self.registry.record_activation(digest, actor.as_str(), reason, now_ms()).map_err(internal)?;
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = next;
+                Ok(())
+            })
+            .map_err(|e| gate_error(e, &summary.label))?;
+        swapped?;
         tracing::info!(digest = short(digest), plugin = %format!("{}@{}", record.name, record.version), actor = actor.as_str(), reason, "plugin activated");
         Ok(record)
     }
@@ -484,6 +516,35 @@ fn from_plugin_error(e: PluginError, plugin: &str) -> AppError {
         PluginError::Invalid(m) => AppError::Invalid(m),
         PluginError::Unavailable(m) => AppError::Unavailable(m),
         PluginError::Internal(m) => AppError::Internal(format!("plugin {plugin}: {m}")),
+    }
+}
+
+fn summary(plugin: &Plugin) -> PluginSummary {
+    PluginSummary {
+        digest: plugin.digest().to_owned(),
+        label: plugin.label().to_owned(),
+        supports_migration: plugin.info().supports_migration,
+    }
+}
+
+/// The fleet's answers, in the words an operator needs. `plugin` names the
+/// plugin being started or activated, for the plugin side of the gate.
+fn gate_error(e: FleetError, plugin: &str) -> AppError {
+    match e {
+        FleetError::NoAccount(id) => no_account(id),
+        FleetError::HostsCannotMigrate(hosts) => AppError::Gate(format!(
+            "cannot turn isMigrating on: {} host(s) run a plugin that does not support migration: {}; \
+             old code running beside a migration loses notes. Upgrade them first",
+            hosts.len(),
+            hosts.iter().map(HostView::describe).collect::<Vec<_>>().join(", ")
+        )),
+        FleetError::AccountsMigrating(ids) => AppError::Gate(format!(
+            "plugin {plugin} does not support migration, but {} account(s) are migrating: {}; turn their isMigrating off first",
+            ids.len(),
+            ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+        )),
+        FleetError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
+        FleetError::FlipFailed(m) | FleetError::Busy(m) | FleetError::Unavailable(m) => AppError::Unavailable(m),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod api;
 pub mod app;
 mod db;
+pub mod fleet;
 pub mod layout;
 pub mod native;
 pub mod plugins;

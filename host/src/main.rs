@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use notes_host::app::ProbationConfig;
+use notes_host::fleet::FleetSettings;
 use notes_host::plugins::PluginLimits;
 use notes_host::serve::{ServeConfig, Strategy, serve};
 
@@ -78,6 +79,25 @@ struct ServeArgs {
     /// ...and rolls back when more than this share of them fail (trap or deadline).
     #[arg(long, default_value_t = ProbationConfig::default().max_failure_share, value_parser = share)]
     probation_max_failure_share: f64,
+    /// This host's name in the fleet (GET /hosts, plugin history). Default: the --listen value.
+    #[arg(long)]
+    host_name: Option<String>,
+    /// Longest a change of isMigrating waits for every host to drain the
+    /// account's requests; then it fails and changes nothing (503).
+    #[arg(long, default_value_t = FleetSettings::default().flip_timeout.as_millis() as u64, value_name = "MS")]
+    flip_timeout_ms: u64,
+    /// Longest a note request waits while its account's isMigrating is being
+    /// changed; then it fails (503) without running.
+    #[arg(long, default_value_t = FleetSettings::default().flip_wait.as_millis() as u64, value_name = "MS")]
+    flip_wait_ms: u64,
+    /// A host whose heartbeat is older than this is shown as unresponsive in
+    /// GET /hosts (it is dropped when its process ends).
+    #[arg(long, default_value_t = FleetSettings::default().host_timeout.as_millis() as u64, value_name = "MS")]
+    host_timeout_ms: u64,
+    /// TEST ONLY: turn off the fleet-wide deployment gate and the flip drain
+    /// barrier, to reproduce the data loss they prevent. Never in production.
+    #[arg(long, hide = true)]
+    unsafe_no_fleet_safety: bool,
 }
 
 fn share(s: &str) -> Result<f64, String> {
@@ -122,6 +142,14 @@ fn main() -> ExitCode {
                 max_body_bytes: args.max_body_bytes,
                 max_plugin_bytes: args.max_plugin_bytes,
                 strategy: args.strategy,
+                host_name: args.host_name,
+                fleet: FleetSettings {
+                    flip_timeout: Duration::from_millis(args.flip_timeout_ms.max(1)),
+                    flip_wait: Duration::from_millis(args.flip_wait_ms),
+                    host_timeout: Duration::from_millis(args.host_timeout_ms.max(1)),
+                    unsafe_no_fleet_safety: args.unsafe_no_fleet_safety,
+                    ..FleetSettings::default()
+                },
                 probation: ProbationConfig { requests: args.probation_requests, max_failure_share: args.probation_max_failure_share },
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))

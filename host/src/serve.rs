@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 
 use crate::accounts::Accounts;
 use crate::api::{self, AdminToken, ApiConfig};
-use crate::app::{App, AppSettings, ProbationConfig};
+use crate::app::{App, AppSettings, FleetJoin, ProbationConfig};
+use crate::fleet::{FleetSettings, Identity};
 use crate::layout;
 use crate::native::NativeRouter;
 use crate::plugins::registry::Registry;
@@ -31,6 +32,9 @@ pub struct ServeConfig {
     pub max_plugin_bytes: usize,
     pub probation: ProbationConfig,
     pub strategy: Strategy,
+    /// This host's name in the fleet; `None`: its listen address.
+    pub host_name: Option<String>,
+    pub fleet: FleetSettings,
 }
 
 /// What routes note requests.
@@ -51,11 +55,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             config.listen
         );
     }
-    let app = Arc::new(open(&config)?);
-    tracing::info!(plugin = app.active().plugin.label(), strategy = ?config.strategy, data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
-
+    // Bound first: the fleet registers this host under its real address.
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let app = Arc::new(open(&config, addr)?);
+    tracing::info!(plugin = app.active().plugin.label(), strategy = ?config.strategy, data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
+
     // The first stdout line is the contract scripts and tests rely on.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on http://{addr}")?;
@@ -66,32 +71,43 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
 
     let router = api::router(
-        app,
+        app.clone(),
         ApiConfig { max_body_bytes: config.max_body_bytes, max_plugin_bytes: config.max_plugin_bytes, admin_token },
     );
     axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    // Requests have finished: leave the fleet now rather than when the last
+    // reference goes, so flips stop waiting for this host at once.
+    app.leave_fleet();
     Ok(())
 }
 
 /// Opens everything a host serves from; fails early and clearly.
-pub fn open(config: &ServeConfig) -> anyhow::Result<App> {
+pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let accounts_db = config.data_dir.join("accounts.db");
     layout::check_new_store_shards(&accounts_db, config.new_shards)?;
     let accounts = Accounts::open(&accounts_db)?;
     let stores = DataStores::open_sqlite(&config.data_dir, config.new_shards)?;
-    let registry = Registry::open(&config.data_dir, Runtime::new(config.limits.clone())?)?;
+    // The configured address, not the bound one: the name must survive a
+    // restart (port 0 binds another port each time).
+    let host_name = config.host_name.clone().unwrap_or_else(|| config.listen.to_string());
+    let registry = Registry::open(&config.data_dir, Runtime::new(config.limits.clone())?, &host_name)?;
     let digest = match (&config.plugin, registry.active_digest()?) {
         (None, Some(active)) => active,
         (Some(path), _) => push_file(&registry, path)?,
         (None, None) => push_file(&registry, &config.default_plugin)?,
     };
     let settings = AppSettings { probation: config.probation, max_note_bytes: config.max_body_bytes };
-    let app = App::start(accounts, stores, registry, &digest, settings)?;
-    Ok(match config.strategy {
-        Strategy::Plugin => app,
-        Strategy::NativeMigrate => app.with_native(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
-    })
+    let native: Option<Arc<dyn crate::plugins::NoteRouter>> = match config.strategy {
+        Strategy::Plugin => None,
+        Strategy::NativeMigrate => Some(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
+    };
+    let join = FleetJoin {
+        data_dir: config.data_dir.clone(),
+        identity: Identity { id: uuid::Uuid::new_v4(), name: host_name, address: format!("http://{addr}") },
+        settings: config.fleet,
+    };
+    Ok(App::start(accounts, stores, registry, &digest, settings, join, native)?)
 }
 
 fn push_file(registry: &Registry, path: &std::path::Path) -> anyhow::Result<String> {

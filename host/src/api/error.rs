@@ -61,6 +61,10 @@ impl IntoResponse for ApiError {
         }
         let mut body = self.extra;
         body.insert("error".into(), json!(self.message));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Everything answered 503 is worth retrying: a flip, a lock, a deadline.
+            return (self.status, [(axum::http::header::RETRY_AFTER, "1")], Json(Value::Object(body))).into_response();
+        }
         (self.status, Json(Value::Object(body))).into_response()
     }
 }

@@ -6,6 +6,7 @@ mod accounts;
 mod auth;
 mod error;
 mod extract;
+mod hosts;
 mod notes;
 mod plugins;
 
@@ -50,6 +51,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         )
         .route("/plugins/active", axum::routing::put(plugins::activate))
         .route("/plugins/rollback", axum::routing::post(plugins::rollback))
+        .route("/hosts", get(hosts::list))
         .route_layer(axum::middleware::from_fn_with_state(config.admin_token.clone(), auth::require_admin));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))

@@ -66,6 +66,8 @@ struct ActivationBody {
     at: String,
     actor: String,
     reason: String,
+    /// The host (`--host-name`) it was activated on.
+    host: String,
 }
 
 #[derive(Serialize)]
@@ -88,7 +90,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, Api
         plugins: plugins.into_iter().map(Into::into).collect(),
         history: history
             .into_iter()
-            .map(|Activation { digest, at_ms, actor, reason, .. }| ActivationBody { digest, at: rfc3339(at_ms), actor, reason })
+            .map(|Activation { digest, at_ms, actor, reason, host, .. }| ActivationBody { digest, at: rfc3339(at_ms), actor, reason, host })
             .collect(),
     }))
 }

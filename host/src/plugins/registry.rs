@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS activations (
 );
 ";
 
+/// Added when several hosts began sharing a data dir: which host (by
+/// `--host-name`) activated. Each host restores and rolls back its own.
+const ADD_HOST_COLUMN: &str = "ALTER TABLE activations ADD COLUMN host TEXT NOT NULL DEFAULT ''";
+
 /// What the registry knows of a stored plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginRecord {
@@ -58,6 +62,7 @@ pub struct Activation {
     pub at_ms: i64,
     pub actor: String,
     pub reason: String,
+    pub host: String,
 }
 
 /// How a plugin came to be in memory: measured, for `GET /plugins`.
@@ -86,14 +91,27 @@ pub struct Registry {
     /// Plugins in memory, by digest, with how they were loaded. Swapping
     /// back and forth reuses them (and their warm instances).
     loaded: Mutex<HashMap<String, (Arc<Plugin>, LoadReport)>>,
+    /// This host's name: activations are recorded and read per host.
+    host: String,
 }
 
 impl Registry {
-    pub fn open(data_dir: &Path, runtime: Runtime) -> anyhow::Result<Self> {
+    pub fn open(data_dir: &Path, runtime: Runtime, host: &str) -> anyhow::Result<Self> {
         let dir = data_dir.join("plugins");
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let pool = db::open(&data_dir.join("plugins.db"), 4, SCHEMA)?;
-        Ok(Registry { dir, pool, runtime, loaded: Mutex::new(HashMap::new()) })
+        {
+            let conn = pool.get()?;
+            let has_host: bool = conn.query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('activations') WHERE name = 'host'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_host {
+                conn.execute_batch(ADD_HOST_COLUMN)?;
+            }
+        }
+        Ok(Registry { dir, pool, runtime, loaded: Mutex::new(HashMap::new()), host: host.to_owned() })
     }
 
     fn wasm_path(&self, digest: &str) -> PathBuf {
@@ -206,30 +224,45 @@ impl Registry {
     /// Every activation, oldest first.
     pub fn history(&self) -> anyhow::Result<Vec<Activation>> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached("SELECT seq, digest, at_ms, actor, reason FROM activations ORDER BY seq")?;
+        let mut stmt = conn.prepare_cached("SELECT seq, digest, at_ms, actor, reason, host FROM activations ORDER BY seq")?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(Activation { seq: r.get(0)?, digest: r.get(1)?, at_ms: r.get(2)?, actor: r.get(3)?, reason: r.get(4)? })
+                Ok(Activation {
+                    seq: r.get(0)?,
+                    digest: r.get(1)?,
+                    at_ms: r.get(2)?,
+                    actor: r.get(3)?,
+                    reason: r.get(4)?,
+                    host: r.get(5)?,
+                })
             })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
 
-    /// The digest of the newest activation.
+    /// The digest of this host's newest activation (rows from before hosts
+    /// were named, `host = ''`, count as this host's).
     pub fn active_digest(&self) -> anyhow::Result<Option<String>> {
         let conn = self.pool.get()?;
-        Ok(conn.query_row("SELECT digest FROM activations ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?)
+        Ok(conn
+            .query_row(
+                "SELECT digest FROM activations WHERE host IN (?1, '') ORDER BY seq DESC LIMIT 1",
+                [&self.host],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
-    /// The plugin that was active before the current one.
+    /// The plugin this host had active before the current one.
     pub fn previous_digest(&self) -> anyhow::Result<Option<String>> {
         let conn = self.pool.get()?;
         Ok(conn
             .query_row(
                 "SELECT digest FROM activations
-                 WHERE digest <> (SELECT digest FROM activations ORDER BY seq DESC LIMIT 1)
+                 WHERE host IN (?1, '')
+                   AND digest <> (SELECT digest FROM activations WHERE host IN (?1, '') ORDER BY seq DESC LIMIT 1)
                  ORDER BY seq DESC LIMIT 1",
-                [],
+                [&self.host],
                 |r| r.get(0),
             )
             .optional()?)
@@ -238,8 +271,8 @@ impl Registry {
     pub fn record_activation(&self, digest: &str, actor: &str, reason: &str, now_ms: i64) -> anyhow::Result<()> {
         let conn = self.pool.get()?;
         conn.execute(
-            "INSERT INTO activations (digest, at_ms, actor, reason) VALUES (?1, ?2, ?3, ?4)",
-            params![digest, now_ms, actor, reason],
+            "INSERT INTO activations (digest, at_ms, actor, reason, host) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![digest, now_ms, actor, reason, self.host],
         )?;
         Ok(())
     }

@@ -1,0 +1,61 @@
+//! `GET /hosts`: the fleet of hosts serving this data dir.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::{blocking, notes::rfc3339};
+use crate::app::{App, now_ms};
+use crate::fleet::HostView;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostBody {
+    id: String,
+    name: String,
+    address: String,
+    pid: u32,
+    version: String,
+    started_at: String,
+    last_heartbeat: String,
+    heartbeat_age_ms: i64,
+    /// `live`, or `unresponsive` (heartbeat older than --host-timeout-ms, process still running).
+    state: &'static str,
+    plugin: PluginBody,
+    supports_migration: bool,
+    /// The host that answered this request.
+    #[serde(rename = "self")]
+    is_self: bool,
+}
+
+#[derive(Serialize)]
+pub struct PluginBody {
+    digest: String,
+    label: String,
+}
+
+pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<HostBody>>, ApiError> {
+    let hosts = blocking(&app, |app| app.hosts()).await?;
+    let now = now_ms();
+    Ok(Json(hosts.into_iter().map(|h| body(h, now)).collect()))
+}
+
+fn body(h: HostView, now: i64) -> HostBody {
+    HostBody {
+        state: if h.unresponsive { "unresponsive" } else { "live" },
+        heartbeat_age_ms: (now - h.heartbeat_ms).max(0),
+        started_at: rfc3339(h.started_at_ms),
+        last_heartbeat: rfc3339(h.heartbeat_ms),
+        plugin: PluginBody { digest: h.plugin_digest, label: h.plugin_label },
+        id: h.id,
+        name: h.name,
+        address: h.address,
+        pid: h.pid,
+        version: h.version,
+        supports_migration: h.supports_migration,
+        is_self: h.is_self,
+    }
+}

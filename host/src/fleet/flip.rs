@@ -1,0 +1,227 @@
+//! Changing `isMigrating` across the fleet, and admitting note requests.
+//!
+//! A flip of account A to value V:
+//! 1. **Announce** (one write transaction): check the gate, note which hosts
+//!    are registered, and mark A's row "flip F to V pending". From then on,
+//!    every request for A on any host sees the mark when it reads the flag
+//!    and waits instead of running.
+//! 2. **Drain**: every host's watcher sees the mark, freezes A locally and
+//!    acknowledges F once none of its requests for A is running. A request
+//!    that read the old value counts as running until its answer is computed.
+//! 3. **Commit** (one write transaction, only if F is still pending): set the
+//!    flag to V and clear the mark. Waiting requests read V and go on.
+//!
+//! If a registered host does not acknowledge within the flip timeout, and its
+//! process has not ended, the flip is **aborted**: the mark is cleared, the
+//! flag keeps its old value, the caller gets an error naming the host. A host
+//! whose process has ended runs nothing, so it is not waited for. A flip whose
+//! caller dies is aborted by any host once its flipper is gone or its deadline
+//! has passed. Commit and abort are both conditional on F still being
+//! pending, so SQLite orders them: exactly one of them happens.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rusqlite::{TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::inflight::Entered;
+use super::{Fleet, FleetError, Shared};
+use crate::accounts::Accounts;
+
+/// A note request admitted to run under `is_migrating`. While it lives, no
+/// flip of its account can complete anywhere in the fleet.
+pub struct Admission<'a> {
+    pub is_migrating: bool,
+    _entered: Entered<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlipOutcome {
+    /// The flag already had the value.
+    Unchanged,
+    /// Changed; every host had drained.
+    Flipped { hosts: usize, took: Duration },
+}
+
+/// How long after its timeout an unfinished flip may be aborted by any host.
+/// The flipper itself aborts at its timeout; this covers a flipper that died.
+const ABANDON_GRACE: Duration = Duration::from_millis(1000);
+
+impl Fleet {
+    /// Reads the account's flag for one note request and counts the request
+    /// as running under it. Waits (up to the flip wait) while a flip of the
+    /// account is in progress. Fails closed: an unreadable flag is an error.
+    pub fn admit(&self, account: Uuid) -> Result<Admission<'_>, FleetError> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        let deadline = started + shared.settings.flip_wait;
+        let busy = || {
+            FleetError::Busy(format!(
+                "isMigrating of account {account} is being changed; waited {} ms, retry",
+                started.elapsed().as_millis()
+            ))
+        };
+        if !shared.registered.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(FleetError::Unavailable("this host is not registered in the fleet; it serves no note request".into()));
+        }
+        loop {
+            let entered = shared.inflight.enter(account, deadline).ok_or_else(busy)?;
+            let state = shared
+                .accounts
+                .flag_state(account)
+                .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
+                .ok_or(FleetError::NoAccount(account))?;
+            if state.flip.is_none() {
+                return Ok(Admission { is_migrating: state.is_migrating, _entered: entered });
+            }
+            drop(entered);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(busy());
+            }
+            shared.inflight.wait_for_thaw(account, left);
+        }
+    }
+
+    /// Sets the account's flag to `to` on the whole fleet (see the module doc).
+    pub fn flip(&self, account: Uuid, to: bool, now_ms: i64) -> Result<FlipOutcome, FleetError> {
+        let shared = &self.shared;
+        let started = Instant::now();
+        if shared.settings.unsafe_no_fleet_safety {
+            return shared.flip_unsafely(account, to, now_ms);
+        }
+        shared.prune_gone_hosts();
+        let flip_id = Uuid::new_v4().to_string();
+        let mut waiting_for: BTreeSet<String> = {
+            let mut conn = shared.pool.get()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let state = Accounts::flag_state_in(&tx, account)?.ok_or(FleetError::NoAccount(account))?;
+            if state.flip.is_some() {
+                return Err(FleetError::FlipInProgress(account));
+            }
+            if state.is_migrating == to {
+                return Ok(FlipOutcome::Unchanged);
+            }
+            let hosts = shared.hosts_in(&tx)?;
+            if to {
+                let lacking: Vec<_> = hosts.iter().filter(|h| !h.supports_migration).cloned().collect();
+                if !lacking.is_empty() {
+                    return Err(FleetError::HostsCannotMigrate(lacking));
+                }
+            }
+            let deadline = now_ms + (shared.settings.flip_timeout + ABANDON_GRACE).as_millis() as i64;
+            tx.execute(
+                "UPDATE accounts SET flip_id = ?2, flip_to = ?3, flip_deadline_ms = ?4, flip_by = ?5 WHERE id = ?1",
+                params![account.to_string(), flip_id, to, deadline, shared.me.id.to_string()],
+            )?;
+            tx.commit()?;
+            hosts.into_iter().map(|h| h.id).collect()
+        };
+        let hosts = waiting_for.len();
+
+        let timeout = started + shared.settings.flip_timeout;
+        let mut next_liveness_check = Instant::now() + Duration::from_millis(10);
+        while !waiting_for.is_empty() && Instant::now() < timeout {
+            std::thread::sleep(Duration::from_micros(300));
+            match shared.acks(&flip_id) {
+                Ok(acked) => waiting_for.retain(|h| !acked.contains(h)),
+                Err(e) => tracing::warn!(error = %e, "cannot read flip acknowledgements"),
+            }
+            if Instant::now() >= next_liveness_check {
+                // A host that ended runs no request: nothing to wait for.
+                waiting_for.retain(|h| !shared.is_gone(h));
+                next_liveness_check = Instant::now() + Duration::from_millis(10);
+            }
+        }
+        if !waiting_for.is_empty() {
+            let names = shared.describe_hosts(&waiting_for);
+            shared.abort(account, &flip_id)?;
+            return Err(FleetError::FlipFailed(format!(
+                "isMigrating of account {account} was not changed: after {} ms, host(s) {} still ran requests under the old value \
+                 or did not answer; nothing changed, retry (a host that stopped is dropped as soon as its process ends)",
+                started.elapsed().as_millis(),
+                names.join(", ")
+            )));
+        }
+
+        let mut conn = shared.pool.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if to {
+            // The plugin side of the gate counts a pending "on" as migrating,
+            // so no host that cannot migrate joined since the announcement;
+            // checked again all the same.
+            let lacking: Vec<_> = shared.hosts_in(&tx)?.into_iter().filter(|h| !h.supports_migration).collect();
+            if !lacking.is_empty() {
+                drop(tx);
+                shared.abort(account, &flip_id)?;
+                return Err(FleetError::HostsCannotMigrate(lacking));
+            }
+        }
+        let committed = tx.execute(
+            "UPDATE accounts SET is_migrating = ?3, updated_at_ms = ?4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL
+             WHERE id = ?1 AND flip_id = ?2",
+            params![account.to_string(), flip_id, to, crate::app::now_ms()],
+        )?;
+        tx.execute("DELETE FROM flip_acks WHERE flip_id = ?1", [&flip_id])?;
+        tx.commit()?;
+        if committed == 0 {
+            return Err(FleetError::FlipFailed(format!(
+                "isMigrating of account {account} was not changed: the flip was aborted by another host (it ran past its deadline); retry"
+            )));
+        }
+        Ok(FlipOutcome::Flipped { hosts, took: started.elapsed() })
+    }
+}
+
+impl Shared {
+    fn acks(&self, flip_id: &str) -> Result<BTreeSet<String>, FleetError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached("SELECT host_id FROM flip_acks WHERE flip_id = ?1")?;
+        let acked = stmt.query_map([flip_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(acked)
+    }
+
+    fn describe_hosts(&self, ids: &BTreeSet<String>) -> Vec<String> {
+        let conn = self.pool.get().ok();
+        ids.iter()
+            .map(|id| match conn.as_ref().and_then(|c| self.host(c, id)) {
+                Some((name, address, plugin)) => format!("{name} ({address}, plugin {plugin})"),
+                None => id.clone(),
+            })
+            .collect()
+    }
+
+    /// Clears flip `flip_id` of `account` if it is still pending; the flag
+    /// keeps its value.
+    pub(super) fn abort(&self, account: Uuid, flip_id: &str) -> Result<bool, FleetError> {
+        let conn = self.pool.get()?;
+        abort_on(&conn, account, flip_id)
+    }
+
+    /// TEST ONLY: the flag is written at once, no gate, no drain.
+    fn flip_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<FlipOutcome, FleetError> {
+        let conn = self.pool.get()?;
+        let changed = conn.execute(
+            "UPDATE accounts SET is_migrating = ?2, updated_at_ms = ?3 WHERE id = ?1",
+            params![account.to_string(), to, now_ms],
+        )?;
+        if changed == 0 {
+            return Err(FleetError::NoAccount(account));
+        }
+        tracing::warn!(%account, to, "isMigrating changed WITHOUT the fleet gate and drain barrier (--unsafe-no-fleet-safety)");
+        Ok(FlipOutcome::Flipped { hosts: 0, took: Duration::ZERO })
+    }
+}
+
+pub(super) fn abort_on(conn: &rusqlite::Connection, account: Uuid, flip_id: &str) -> Result<bool, FleetError> {
+    let aborted = conn.execute(
+        "UPDATE accounts SET flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL WHERE id = ?1 AND flip_id = ?2",
+        params![account.to_string(), flip_id],
+    )?;
+    conn.execute("DELETE FROM flip_acks WHERE flip_id = ?1", [flip_id])?;
+    if aborted > 0 {
+        tracing::warn!(%account, flip = flip_id, "flip aborted; isMigrating keeps its value");
+    }
+    Ok(aborted > 0)
+}

@@ -1,0 +1,150 @@
+//! Which accounts have note requests running in this process, and which are
+//! frozen by a flip in progress.
+//!
+//! A request enters (counts itself) *before* it reads the flag and leaves when
+//! its answer is computed. So when the watcher has seen a flip pending and
+//! then sees an account's count at zero, no request of this process still
+//! runs under the old value: those that read it have left, and any that
+//! enter later read the flag after the flip was written and see it pending.
+//! Freezing only keeps new arrivals from entering at all, so the count drains.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+/// Independent locks, so requests for different accounts rarely contend.
+const SHARDS: usize = 16;
+
+#[derive(Default)]
+pub(crate) struct InFlight {
+    shards: [Shard; SHARDS],
+}
+
+#[derive(Default)]
+struct Shard {
+    accounts: Mutex<HashMap<Uuid, Entry>>,
+    /// Notified when an account thaws.
+    thawed: Condvar,
+}
+
+#[derive(Default)]
+struct Entry {
+    running: u32,
+    frozen: bool,
+}
+
+/// A request counted as running for its account; leaves on drop.
+pub(crate) struct Entered<'a> {
+    tracker: &'a InFlight,
+    account: Uuid,
+}
+
+impl InFlight {
+    fn shard(&self, account: &Uuid) -> &Shard {
+        // v4 ids are random in their low bits.
+        &self.shards[(account.as_u128() % SHARDS as u128) as usize]
+    }
+
+    fn lock(shard: &Shard) -> MutexGuard<'_, HashMap<Uuid, Entry>> {
+        shard.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a request for `account`, waiting while the account is frozen;
+    /// `None` if it is still frozen at `deadline`.
+    pub(crate) fn enter(&self, account: Uuid, deadline: Instant) -> Option<Entered<'_>> {
+        let shard = self.shard(&account);
+        let mut map = Self::lock(shard);
+        loop {
+            let entry = map.entry(account).or_default();
+            if !entry.frozen {
+                entry.running += 1;
+                return Some(Entered { tracker: self, account });
+            }
+            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+            map = shard.thawed.wait_timeout(map, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Waits until `account` thaws or `timeout` passes, whichever is first.
+    pub(crate) fn wait_for_thaw(&self, account: Uuid, timeout: Duration) {
+        let shard = self.shard(&account);
+        let map = Self::lock(shard);
+        if map.get(&account).is_some_and(|e| e.frozen) {
+            drop(shard.thawed.wait_timeout(map, timeout));
+        } else {
+            drop(map);
+            // Not frozen here yet (the watcher has not seen the flip): poll.
+            std::thread::sleep(timeout.min(Duration::from_micros(500)));
+        }
+    }
+
+    pub(crate) fn freeze(&self, account: Uuid) {
+        Self::lock(self.shard(&account)).entry(account).or_default().frozen = true;
+    }
+
+    pub(crate) fn thaw(&self, account: Uuid) {
+        let shard = self.shard(&account);
+        let mut map = Self::lock(shard);
+        if let Some(entry) = map.get_mut(&account) {
+            entry.frozen = false;
+            if entry.running == 0 {
+                map.remove(&account);
+            }
+        }
+        shard.thawed.notify_all();
+    }
+
+    /// Requests for `account` running in this process now.
+    pub(crate) fn running(&self, account: Uuid) -> u32 {
+        Self::lock(self.shard(&account)).get(&account).map_or(0, |e| e.running)
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let mut map = InFlight::lock(self.tracker.shard(&self.account));
+        if let Some(entry) = map.get_mut(&self.account) {
+            entry.running -= 1;
+            if entry.running == 0 && !entry.frozen {
+                map.remove(&self.account);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frozen_account_admits_no_new_request_and_its_running_ones_drain() {
+        let tracker = InFlight::default();
+        let a = Uuid::new_v4();
+        let soon = || Instant::now() + Duration::from_millis(20);
+        let first = tracker.enter(a, soon()).unwrap();
+        tracker.freeze(a);
+        assert_eq!(tracker.running(a), 1, "the request that entered before the freeze still counts");
+        assert!(tracker.enter(a, soon()).is_none(), "no new request while frozen");
+        assert!(tracker.enter(Uuid::new_v4(), soon()).is_some(), "other accounts are not slowed");
+        drop(first);
+        assert_eq!(tracker.running(a), 0);
+        tracker.thaw(a);
+        assert!(tracker.enter(a, soon()).is_some());
+    }
+
+    #[test]
+    fn a_waiting_request_enters_as_soon_as_the_account_thaws() {
+        let tracker = std::sync::Arc::new(InFlight::default());
+        let a = Uuid::new_v4();
+        tracker.freeze(a);
+        let waiter = {
+            let tracker = tracker.clone();
+            std::thread::spawn(move || tracker.enter(a, Instant::now() + Duration::from_secs(5)).is_some())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        tracker.thaw(a);
+        assert!(waiter.join().unwrap());
+    }
+}

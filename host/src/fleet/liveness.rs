@@ -1,0 +1,61 @@
+//! Is a host process still alive? Each host holds an exclusive lock on
+//! `<data dir>/hosts/<host id>.lock` for as long as it runs; the kernel drops
+//! the lock when the process ends, however it ends (exit, crash, SIGKILL).
+//!
+//! This is a perfect failure detector for one machine, which is the fleet
+//! this host supports (SQLite in WAL mode needs one machine anyway). A host
+//! that is alive but stalled (stopped, swapping) keeps its lock, so it is
+//! never mistaken for gone: it may still finish a request it started.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+pub(crate) fn lock_path(dir: &Path, host: &str) -> PathBuf {
+    dir.join(format!("{host}.lock"))
+}
+
+/// Creates and locks this host's lock file; the lock lasts as long as the
+/// returned `File`.
+pub(crate) fn hold(dir: &Path, host: &str) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = lock_path(dir, host);
+    let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.try_lock().with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
+}
+
+/// True only if the host's process has certainly ended.
+pub(crate) fn is_gone(dir: &Path, host: &str) -> bool {
+    match File::open(lock_path(dir, host)) {
+        Err(e) => e.kind() == ErrorKind::NotFound,
+        Ok(file) => match file.try_lock() {
+            Ok(()) => true, // nobody holds it; dropping `file` releases it again
+            Err(TryLockError::WouldBlock) => false,
+            Err(TryLockError::Error(_)) => false, // cannot tell: assume alive
+        },
+    }
+}
+
+/// Removes a gone host's lock file (best effort).
+pub(crate) fn remove(dir: &Path, host: &str) {
+    let _ = std::fs::remove_file(lock_path(dir, host));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_is_gone_once_its_lock_is_released_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = hold(dir.path(), "a").unwrap();
+        assert!(!is_gone(dir.path(), "a"), "held, even when checked from the same process");
+        drop(held);
+        assert!(is_gone(dir.path(), "a"));
+        assert!(is_gone(dir.path(), "never-started"));
+    }
+}
