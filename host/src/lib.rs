@@ -11,4 +11,5 @@ pub mod layout;
 pub mod native;
 pub mod plugins;
 pub mod serve;
+pub mod sim;
 pub mod stores;

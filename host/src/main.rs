@@ -26,6 +26,11 @@ enum Command {
     Serve(ServeArgs),
     /// Manage the plugins of a running host (over its HTTP API).
     Plugin(plugin_cli::PluginArgs),
+    /// Strict-client simulator: drives hosts with N accounts, checks every
+    /// read against what was acknowledged, optionally with chaos (random
+    /// flips, host restarts). Exits 1 on any lost, stale, duplicated or
+    /// resurrected note.
+    Sim(notes_host::sim::SimArgs),
 }
 
 #[derive(clap::Args)]
@@ -155,6 +160,11 @@ fn main() -> ExitCode {
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))
         }
         Command::Plugin(args) => plugin_cli::run(args),
+        Command::Sim(args) => match notes_host::sim::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

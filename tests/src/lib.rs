@@ -299,6 +299,17 @@ impl Host {
         DataDir { path: self.data_dir.clone(), _tmp: self._tmp.take() }
     }
 
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`KILL`, `STOP`, `CONT`, `TERM`) to the host process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.with_extension("host.log")).unwrap_or_default()
     }
@@ -310,6 +321,12 @@ impl Host {
     }
 
     pub fn request_bytes(&self, method: &str, path: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Resp {
+        self.try_request(method, path, body, headers).unwrap_or_else(|e| panic!("{method} {path} failed: {e}; host log:\n{}", self.log()))
+    }
+
+    /// Like `request_bytes`, but a broken connection (the host was killed) is
+    /// an `Err` instead of a panic.
+    pub fn try_request(&self, method: &str, path: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Result<Resp, String> {
         let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             req = req.header("authorization", format!("Bearer {token}"));
@@ -321,15 +338,15 @@ impl Host {
             Some(b) => self.agent.run(req.header("content-type", "application/json").body(b).unwrap()),
             None => self.agent.run(req.body(()).unwrap()),
         };
-        let mut response = result.unwrap_or_else(|e| panic!("{method} {path} failed: {e}; host log:\n{}", self.log()));
+        let mut response = result.map_err(|e| e.to_string())?;
         let headers = response
             .headers()
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect();
         let mut body = String::new();
-        response.body_mut().as_reader().read_to_string(&mut body).expect("read body");
-        Resp { status: response.status().as_u16(), body, headers }
+        response.body_mut().as_reader().read_to_string(&mut body).map_err(|e| e.to_string())?;
+        Ok(Resp { status: response.status().as_u16(), body, headers })
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -444,6 +461,65 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The test-only switch that turns off the fleet gate and the flip barrier.
+pub const UNSAFE_NO_FLEET_SAFETY: &str = "--unsafe-no-fleet-safety";
+
+/// Several hosts on one data dir (the embedded fleet), named `host-0`,
+/// `host-1`, …; all killed when dropped, then the dir is deleted.
+pub struct Fleet {
+    pub hosts: Vec<Host>,
+    pub dir: PathBuf,
+    _tmp: TempDir,
+}
+
+impl Fleet {
+    /// One host per plugin, each with `args`.
+    pub fn of(plugins: &[Plugin], args: &[&str]) -> Fleet {
+        Fleet::start(
+            plugins
+                .iter()
+                .map(|p| args.iter().fold(Host::builder().plugin(*p), |b, a| b.arg(*a)))
+                .collect(),
+        )
+    }
+
+    pub fn start(builders: Vec<HostBuilder>) -> Fleet {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let hosts = builders.into_iter().enumerate().map(|(i, b)| Fleet::named(b, i).data_dir(&dir).start()).collect();
+        Fleet { hosts, dir, _tmp: tmp }
+    }
+
+    fn named(builder: HostBuilder, i: usize) -> HostBuilder {
+        builder.arg("--host-name").arg(format!("host-{i}"))
+    }
+
+    /// Replaces host `i` (killed if still running) with a new process from
+    /// `builder`, under the same name.
+    pub fn restart(&mut self, i: usize, builder: HostBuilder) {
+        let _ = self.hosts[i].child.kill();
+        let _ = self.hosts[i].child.wait();
+        self.hosts[i] = Fleet::named(builder, i).data_dir(&self.dir).start();
+    }
+
+    /// `GET /hosts` as seen from host `i`: the names of the hosts listed.
+    pub fn host_names(&self, i: usize) -> Vec<String> {
+        let hosts = self.hosts[i].get("/hosts").expect(200).json();
+        hosts.as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+/// Polls `condition` until it holds; panics with `what` after 10 s. For
+/// states that arrive eventually (a heartbeat, a pruned host), not timing.
+#[track_caller]
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

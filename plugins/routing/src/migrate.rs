@@ -95,6 +95,25 @@ mod tests {
         (s.peek(L, id).is_some(), s.peek(N, id).is_some())
     }
 
+    /// A delete whose host died after tombstoning one store and before the
+    /// other: the note is still readable in the other store, and must not
+    /// become impossible to update (each `put` refused by the tombstone).
+    #[test]
+    fn an_update_finishes_a_delete_cut_in_half_instead_of_failing_forever() {
+        for migrating in [true, false] {
+            let s = MemoryStores::new(true);
+            let n = create(&s, "a", !migrating); // in the store that is "other" now
+            let home = if migrating { N } else { L };
+            s.delete_if_not_newer(home, "a", n.version + 1).unwrap(); // half of a delete
+            assert_eq!(Migrate.get_note(&s, ACCOUNT, "a", migrating).unwrap().content, "first");
+            let err = Migrate.update_note(&s, ACCOUNT, change("a", "late", 20), None, migrating).unwrap_err();
+            assert_eq!(err, Error::NotFound, "the unanswered delete took effect");
+            assert_eq!(placement(&s, "a"), (false, false));
+            assert_eq!(Migrate.get_note(&s, ACCOUNT, "a", migrating).unwrap_err(), Error::NotFound);
+            assert!(Migrate.list_notes(&s, ACCOUNT, migrating).unwrap().is_empty());
+        }
+    }
+
     #[test]
     fn migration_mode_create_goes_to_the_new_store() {
         let s = MemoryStores::new(true);

@@ -101,10 +101,26 @@ pub(crate) fn list(stores: &dyn Stores, route: Route) -> Result<Vec<String>> {
 /// Writes the next version to `home`, then removes every older copy from the
 /// other store. A crash between the two leaves a duplicate whose newest copy
 /// wins every later read, never a loss.
+///
+/// A refused `put` means a newer record is in `home`. If the re-read shows the
+/// same newest copy, that record is invisible to reads: a tombstone left by a
+/// delete that stopped between its two stores (its host crashed). That delete
+/// read this version and was never answered; it takes effect now: the update
+/// finishes it and answers `NotFound`, as it would had the delete completed
+/// first. (Writing past the tombstone instead would let an update racing a
+/// delete that is still running bring the note back after both succeed.)
 pub(crate) fn update(stores: &dyn Stores, route: Route, change: NoteChange, expected_version: Option<u64>) -> Result<Note> {
+    let mut refused: Option<(u64, Store)> = None;
     for _ in 0..MAX_ATTEMPTS {
         let found = find(stores, route, &change.id)?.ok_or(Error::NotFound)?;
         let current = found.newest.version;
+        if refused == Some((current, found.newest_in)) {
+            let copies = found.stale_copy.map(|(store, _)| store).into_iter().chain(Some(found.newest_in));
+            for store in copies {
+                stores.delete_if_not_newer(store, &change.id, current + 1)?;
+            }
+            return Err(Error::NotFound);
+        }
         if let Some(expected) = expected_version {
             if expected != current {
                 return Err(Error::VersionMismatch(current));
@@ -117,7 +133,9 @@ pub(crate) fn update(stores: &dyn Stores, route: Route, change: NoteChange, expe
             ..found.newest
         };
         if !stores.put(route.home, &next)? {
-            continue; // another writer got this version first: re-read
+            // Another writer got this version first, or a tombstone: re-read.
+            refused = Some((current, found.newest_in));
+            continue;
         }
         let copy_elsewhere = found.stale_copy.map(|(store, _)| store).into_iter().chain(Some(found.newest_in));
         for store in copy_elsewhere.filter(|s| *s != route.home) {

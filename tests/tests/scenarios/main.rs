@@ -4,6 +4,7 @@
 
 mod api;
 mod faults;
+mod fleet;
 mod gate;
 mod migration;
 mod plain;
