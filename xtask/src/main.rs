@@ -8,10 +8,15 @@
 //!   (native), host unit tests and the scenario tests (release profile, so
 //!   wasmtime is compiled once for the binary and the tests). ARGS go to the
 //!   host workspace's `cargo test`.
+//! - `test` also runs `notes-host sim --chaos` for 30 s on 3 hosts (0 anomalies
+//!   or it fails).
 //! - `bench-plugins`  build, then `xtask/bench-plugins.sh` (plugin activation
 //!   times, request latency during swaps; results go to BENCHMARKS.md).
 //! - `bench-http`  build, then `xtask/bench_http.py`: Wasm plugin against the
 //!   native baseline over HTTP (wrk), alternating; writes docs/bench-results.json.
+//! - `bench-fleet`  build, then `xtask/bench_fleet.py`: flip propagation and the
+//!   cost of a flip on 3 hosts (via `notes-host sim`); writes
+//!   docs/fleet-bench-results.json and prints the BENCHMARKS.md table.
 //!
 //! No dependencies on purpose: it must build in seconds on a fresh machine.
 
@@ -48,7 +53,12 @@ fn main() -> ExitCode {
             script.arg(root().join("xtask/bench_http.py")).env("CARGO_TARGET_DIR", target_dir());
             run_cmd(script)
         }),
-        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench-plugins | bench-http".into()),
+        Some("bench-fleet") => build().and_then(|()| {
+            let mut script = Command::new("python3");
+            script.arg(root().join("xtask/bench_fleet.py")).env("CARGO_TARGET_DIR", target_dir());
+            run_cmd(script)
+        }),
+        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench-plugins | bench-http | bench-fleet".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,5 +144,15 @@ fn test(args: &[String]) -> Result {
     run_cmd(routing)?;
     let mut workspace = cargo();
     workspace.args(["test", "--release", "--workspace"]).args(args);
-    run_cmd(workspace)
+    run_cmd(workspace)?;
+    if !args.is_empty() {
+        return Ok(()); // a filtered run (`cargo xtask test fleet`) skips the soak
+    }
+    // The strict-client soak: 3 hosts, random flips and restarts, 0 anomalies.
+    let mut sim = Command::new(target_dir().join("release/notes-host"));
+    sim.args(["sim", "--hosts", "3", "--accounts", "8", "--seconds", SIM_SECONDS, "--chaos"]);
+    run_cmd(sim)
 }
+
+/// How long `cargo xtask test` (and so CI) runs the chaos simulator.
+const SIM_SECONDS: &str = "30";
