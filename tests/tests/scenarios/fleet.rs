@@ -61,8 +61,8 @@ fn the_gate_refuses_while_one_host_runs_the_legacy_plugin_and_allows_once_it_is_
 /// reproduced with the fleet gate and the flip barrier switched off.
 #[test]
 fn with_fleet_safety_off_old_code_beside_a_migration_loses_notes_in_the_seeds_four_ways() {
-    let fleet = Fleet::of(&[Migrate, Legacy], &[UNSAFE_NO_FLEET_SAFETY]);
-    let (new_code, old_code) = (&fleet.hosts[0], &fleet.hosts[1]);
+    let fleet = Fleet::of(&[Migrate, Migrate, Legacy], &[UNSAFE_NO_FLEET_SAFETY]);
+    let (new_code, old_code) = (&fleet.hosts[0], &fleet.hosts[2]);
     let account = new_code.create_account(false);
     let note = new_code.create_note(&account, "v1");
     new_code.set_migrating(&account, true).expect(200); // the gate would have refused
@@ -92,8 +92,8 @@ fn with_fleet_safety_off_old_code_beside_a_migration_loses_notes_in_the_seeds_fo
 /// old code runs, and once every host runs new code, every host agrees.
 #[test]
 fn with_fleet_safety_on_none_of_the_four_can_happen() {
-    let fleet = Fleet::of(&[Migrate, Legacy], &[]);
-    let (a, b) = (&fleet.hosts[0], &fleet.hosts[1]);
+    let fleet = Fleet::of(&[Migrate, Migrate, Legacy], &[]);
+    let (a, b) = (&fleet.hosts[0], &fleet.hosts[2]);
     let account = a.create_account(false);
     let note = a.create_note(&account, "v1");
     a.set_migrating(&account, true).expect(409);
@@ -140,7 +140,7 @@ fn slow_create<'s>(scope: &'s std::thread::Scope<'s, '_>, host: &'s Host, accoun
 
 #[test]
 fn a_flip_returns_only_after_every_request_that_read_the_old_value_has_finished() {
-    let fleet = Fleet::of(&[Faulty, Faulty], &[]);
+    let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &[]);
     let account = fleet.hosts[0].create_account(false);
     let (created, created_at, flipped_at) = std::thread::scope(|s| {
         let slow = slow_create(s, &fleet.hosts[0], &account);
@@ -161,7 +161,7 @@ fn a_flip_returns_only_after_every_request_that_read_the_old_value_has_finished(
 /// operator was told the account migrates (the seed's second case).
 #[test]
 fn without_the_barrier_a_create_under_the_old_value_lands_after_the_flip_was_acknowledged() {
-    let fleet = Fleet::of(&[Faulty, Faulty], &[UNSAFE_NO_FLEET_SAFETY]);
+    let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &[UNSAFE_NO_FLEET_SAFETY]);
     let account = fleet.hosts[0].create_account(false);
     let (created, created_at, flipped_at) = std::thread::scope(|s| {
         let slow = slow_create(s, &fleet.hosts[0], &account);
