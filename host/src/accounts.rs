@@ -162,9 +162,7 @@ impl Accounts {
     /// snapshot); `None` if there is no such account.
     pub fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, AccountError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT is_migrating, flip_id, flip_to, flip_deadline_ms, flip_by FROM accounts WHERE id = ?1",
-        )?;
+        let mut stmt = conn.prepare_cached(FLAG_STATE)?;
         Ok(stmt.query_row([id.to_string()], row_to_flag_state).optional()?)
     }
 
@@ -198,12 +196,13 @@ impl Accounts {
 
     /// The flag and flip of an account, read in `tx`.
     pub(crate) fn flag_state_in(tx: &Transaction<'_>, id: Uuid) -> Result<Option<FlagState>, AccountError> {
-        let mut stmt = tx.prepare_cached(
-            "SELECT is_migrating, flip_id, flip_to, flip_deadline_ms, flip_by FROM accounts WHERE id = ?1",
-        )?;
+        let mut stmt = tx.prepare_cached(FLAG_STATE)?;
         Ok(stmt.query_row([id.to_string()], row_to_flag_state).optional()?)
     }
 }
+
+/// The flag and any flip in progress of one account (`row_to_flag_state`).
+const FLAG_STATE: &str = "SELECT is_migrating, flip_id, flip_to, flip_deadline_ms, flip_by FROM accounts WHERE id = ?1";
 
 fn row_to_flag_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlagState> {
     let flip = match r.get::<_, Option<String>>(1)? {

@@ -207,7 +207,7 @@ impl App {
             None => summary(&plugin),
         };
         let fleet = Fleet::join(&accounts, &join.data_dir, join.identity, &summary, join.settings, now_ms())
-            .map_err(|e| gate_error(e, &summary.label))?;
+            .map_err(AppError::from)?;
         let active = ActivePlugin { plugin, load, probation: if already_active { Probation::none() } else { Probation::new(settings.probation) } };
         let app = App {
             accounts,
@@ -242,7 +242,7 @@ impl App {
             self.migration_gate()?;
         }
         self.accounts.create(id.unwrap_or_else(Uuid::new_v4), name, is_migrating, now_ms(), |tx| {
-            if is_migrating { self.fleet.migration_gate(tx).map_err(|e| gate_error(e, "")) } else { Ok(()) }
+            if is_migrating { Ok(self.fleet.migration_gate(tx)?) } else { Ok(()) }
         })
     }
 
@@ -264,7 +264,7 @@ impl App {
             if to {
                 self.migration_gate()?;
             }
-            match self.fleet.flip(id, to, now_ms()).map_err(|e| gate_error(e, ""))? {
+            match self.fleet.flip(id, to, now_ms())? {
                 FlipOutcome::Unchanged => {}
                 FlipOutcome::Flipped { hosts, took } => {
                     tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, "isMigrating changed on the fleet");
@@ -284,7 +284,7 @@ impl App {
 
     /// Every host serving this data dir (`GET /hosts`).
     pub fn hosts(&self) -> Result<Vec<HostView>, AppError> {
-        self.fleet.hosts().map_err(|e| gate_error(e, ""))
+        Ok(self.fleet.hosts()?)
     }
 
     /// Seed goal 1: a migration starts only once the code that understands it
@@ -364,7 +364,7 @@ impl App {
     ) -> Result<Served<T>, AppError> {
         // Held to the end of the call: no flip of this account completes
         // anywhere while this request runs under the value it read.
-        let admission = self.fleet.admit(account).map_err(|e| gate_error(e, ""))?;
+        let admission = self.fleet.admit(account)?;
         let is_migrating = admission.is_migrating;
         let scope = AccountScope::new(account.to_string(), self.stores.clone());
         if let Some(native) = &self.native {
@@ -427,7 +427,7 @@ impl App {
                 *self.active.write().unwrap_or_else(|e| e.into_inner()) = next;
                 Ok(())
             })
-            .map_err(|e| gate_error(e, &summary.label))?;
+            .map_err(AppError::from)?;
         swapped?;
         tracing::info!(digest = short(digest), plugin = %format!("{}@{}", record.name, record.version), actor = actor.as_str(), reason, "plugin activated");
         Ok(record)
@@ -527,24 +527,25 @@ fn summary(plugin: &Plugin) -> PluginSummary {
     }
 }
 
-/// The fleet's answers, in the words an operator needs. `plugin` names the
-/// plugin being started or activated, for the plugin side of the gate.
-fn gate_error(e: FleetError, plugin: &str) -> AppError {
-    match e {
-        FleetError::NoAccount(id) => no_account(id),
-        FleetError::HostsCannotMigrate(hosts) => AppError::Gate(format!(
-            "cannot turn isMigrating on: {} host(s) run a plugin that does not support migration: {}; \
-             old code running beside a migration loses notes. Upgrade them first",
-            hosts.len(),
-            hosts.iter().map(HostView::describe).collect::<Vec<_>>().join(", ")
-        )),
-        FleetError::AccountsMigrating(ids) => AppError::Gate(format!(
-            "plugin {plugin} does not support migration, but {} account(s) are migrating: {}; turn their isMigrating off first",
-            ids.len(),
-            ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
-        )),
-        FleetError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
-        FleetError::FlipFailed(m) | FleetError::Busy(m) | FleetError::Unavailable(m) => AppError::Unavailable(m),
+/// The fleet's answers, in the words an operator needs.
+impl From<FleetError> for AppError {
+    fn from(e: FleetError) -> Self {
+        match e {
+            FleetError::NoAccount(id) => no_account(id),
+            FleetError::HostsCannotMigrate(hosts) => AppError::Gate(format!(
+                "cannot turn isMigrating on: {} host(s) run a plugin that does not support migration: {}; \
+                 old code running beside a migration loses notes. Upgrade them first",
+                hosts.len(),
+                hosts.iter().map(HostView::describe).collect::<Vec<_>>().join(", ")
+            )),
+            FleetError::AccountsMigrating { plugin, accounts } => AppError::Gate(format!(
+                "plugin {plugin} does not support migration, but {} account(s) are migrating: {}; turn their isMigrating off first",
+                accounts.len(),
+                accounts.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+            )),
+            FleetError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
+            FleetError::FlipFailed(m) | FleetError::Busy(m) | FleetError::Unavailable(m) => AppError::Unavailable(m),
+        }
     }
 }
 

@@ -381,6 +381,11 @@ impl Host {
         self.patch(&format!("/accounts/{account}"), json!({ "isMigrating": on }))
     }
 
+    /// The account's `isMigrating`, as this host answers it.
+    pub fn is_migrating(&self, account: &str) -> bool {
+        self.get(&format!("/accounts/{account}")).expect(200).json()["isMigrating"].as_bool().expect("isMigrating")
+    }
+
     /// Creates a note; returns its id.
     pub fn create_note(&self, account: &str, content: &str) -> String {
         let r = self.post(&format!("/accounts/{account}/notes"), json!({ "content": content })).expect(201);

@@ -26,7 +26,7 @@ use rusqlite::{TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::inflight::Entered;
-use super::{Fleet, FleetError, Shared};
+use super::{Fleet, FleetError, HostView, Shared, all_can_migrate};
 use crate::accounts::Accounts;
 
 /// A note request admitted to run under `is_migrating`. While it lives, no
@@ -105,10 +105,7 @@ impl Fleet {
             }
             let hosts = shared.hosts_in(&tx)?;
             if to {
-                let lacking: Vec<_> = hosts.iter().filter(|h| !h.supports_migration).cloned().collect();
-                if !lacking.is_empty() {
-                    return Err(FleetError::HostsCannotMigrate(lacking));
-                }
+                all_can_migrate(&hosts)?;
             }
             let deadline = now_ms + (shared.settings.flip_timeout + ABANDON_GRACE).as_millis() as i64;
             tx.execute(
@@ -135,7 +132,7 @@ impl Fleet {
             }
         }
         if !waiting_for.is_empty() {
-            let names = shared.describe_hosts(&waiting_for);
+            let names = shared.describe_hosts(&waiting_for)?;
             shared.abort(account, &flip_id)?;
             return Err(FleetError::FlipFailed(format!(
                 "isMigrating of account {account} was not changed: after {} ms, host(s) {} still ran requests under the old value \
@@ -151,11 +148,10 @@ impl Fleet {
             // The plugin side of the gate counts a pending "on" as migrating,
             // so no host that cannot migrate joined since the announcement;
             // checked again all the same.
-            let lacking: Vec<_> = shared.hosts_in(&tx)?.into_iter().filter(|h| !h.supports_migration).collect();
-            if !lacking.is_empty() {
+            if let Err(refused) = all_can_migrate(&shared.hosts_in(&tx)?) {
                 drop(tx);
                 shared.abort(account, &flip_id)?;
-                return Err(FleetError::HostsCannotMigrate(lacking));
+                return Err(refused);
             }
         }
         let committed = tx.execute(
@@ -182,14 +178,11 @@ impl Shared {
         Ok(acked)
     }
 
-    fn describe_hosts(&self, ids: &BTreeSet<String>) -> Vec<String> {
-        let conn = self.pool.get().ok();
-        ids.iter()
-            .map(|id| match conn.as_ref().and_then(|c| self.host(c, id)) {
-                Some((name, address, plugin)) => format!("{name} ({address}, plugin {plugin})"),
-                None => id.clone(),
-            })
-            .collect()
+    /// `name (address, plugin)` of the hosts `ids`.
+    fn describe_hosts(&self, ids: &BTreeSet<String>) -> Result<Vec<String>, FleetError> {
+        let mut conn = self.pool.get()?;
+        let hosts = self.hosts_in(&conn.transaction()?)?;
+        Ok(hosts.iter().filter(|h| ids.contains(&h.id)).map(HostView::describe).collect())
     }
 
     /// Clears flip `flip_id` of `account` if it is still pending; the flag

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
 use crate::accounts::{AccountError, Accounts};
@@ -133,9 +133,9 @@ pub enum FleetError {
     /// The gate: hosts whose plugin cannot migrate.
     #[error("hosts lacking migration support")]
     HostsCannotMigrate(Vec<HostView>),
-    /// The gate: accounts that migrate (or are being turned on).
+    /// The gate: `plugin` cannot migrate, but these accounts migrate (or are being turned on).
     #[error("accounts migrating")]
-    AccountsMigrating(Vec<Uuid>),
+    AccountsMigrating { plugin: String, accounts: Vec<Uuid> },
     #[error("a change of isMigrating for account {0} is already in progress; retry when it ends")]
     FlipInProgress(Uuid),
     #[error("{0}")]
@@ -239,14 +239,6 @@ impl Fleet {
         Ok(Fleet { shared, threads: std::sync::Mutex::new(threads) })
     }
 
-    pub fn id(&self) -> Uuid {
-        self.shared.me.id
-    }
-
-    pub fn settings(&self) -> &FleetSettings {
-        &self.shared.settings
-    }
-
     /// Changes this host's plugin. `swap` makes the change in memory; it runs
     /// while this host's row says it cannot migrate whenever it might run
     /// code that cannot (see the ordering below). Refuses a plugin that
@@ -280,8 +272,7 @@ impl Fleet {
             return Ok(());
         }
         self.shared.prune_gone_hosts();
-        let lacking = self.shared.hosts_in(tx)?.into_iter().filter(|h| !h.supports_migration).collect::<Vec<_>>();
-        if lacking.is_empty() { Ok(()) } else { Err(FleetError::HostsCannotMigrate(lacking)) }
+        all_can_migrate(&self.shared.hosts_in(tx)?)
     }
 
     /// Every registered host, this one included.
@@ -325,8 +316,8 @@ impl Shared {
         if plugin.supports_migration || self.settings.unsafe_no_fleet_safety {
             return Ok(());
         }
-        let migrating = Accounts::migrating_in(tx)?;
-        if migrating.is_empty() { Ok(()) } else { Err(FleetError::AccountsMigrating(migrating)) }
+        let accounts = Accounts::migrating_in(tx)?;
+        if accounts.is_empty() { Ok(()) } else { Err(FleetError::AccountsMigrating { plugin: plugin.label.clone(), accounts }) }
     }
 
     fn hosts_in(&self, tx: &Transaction<'_>) -> Result<Vec<HostView>, FleetError> {
@@ -387,11 +378,10 @@ impl Shared {
             Err(e) => tracing::warn!(error = %e, "could not check the fleet for ended hosts"),
         }
     }
+}
 
-    fn host(&self, conn: &rusqlite::Connection, id: &str) -> Option<(String, String, String)> {
-        conn.query_row("SELECT name, address, plugin_label FROM hosts WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()
-            .ok()
-            .flatten()
-    }
+/// The flag side of the gate: every host's plugin must support migration.
+fn all_can_migrate(hosts: &[HostView]) -> Result<(), FleetError> {
+    let lacking: Vec<HostView> = hosts.iter().filter(|h| !h.supports_migration).cloned().collect();
+    if lacking.is_empty() { Ok(()) } else { Err(FleetError::HostsCannotMigrate(lacking)) }
 }

@@ -37,7 +37,7 @@ fn the_gate_refuses_while_one_host_runs_the_legacy_plugin_and_allows_once_it_is_
     let refused = fleet.hosts[0].set_migrating(&account, true).expect(409);
     assert!(refused.error().contains("host-2") && refused.error().contains("legacy@0.1.0"), "{}", refused.error());
     for host in &fleet.hosts {
-        assert_eq!(host.get(&format!("/accounts/{account}")).json()["isMigrating"], false, "nothing changed");
+        assert!(!host.is_migrating(&account), "nothing changed");
     }
     let before = fleet.hosts[1].get("/accounts").json().as_array().unwrap().len();
     fleet.hosts[1].post("/accounts", json!({ "name": "Bob", "isMigrating": true })).expect(409);
@@ -172,7 +172,7 @@ fn without_the_barrier_a_create_under_the_old_value_lands_after_the_flip_was_ack
     });
     assert!(flipped_at < created_at, "the flip did not wait");
     let id = created.json()["id"].as_str().unwrap().to_owned();
-    assert_eq!(fleet.hosts[1].get(&format!("/accounts/{account}")).json()["isMigrating"], true);
+    assert!(fleet.hosts[1].is_migrating(&account));
     assert_eq!(fleet.hosts[1].placement(&account, &id), LEGACY, "created in legacy after migration mode was acknowledged");
 }
 
@@ -190,7 +190,7 @@ fn a_host_killed_during_a_flip_leaves_the_account_neither_stuck_nor_split() {
         assert!(slow.join().unwrap().0.is_err(), "the slow create died with its host, unanswered");
     });
     for host in &fleet.hosts[..2] {
-        assert_eq!(host.get(&format!("/accounts/{account}")).json()["isMigrating"], true);
+        assert!(host.is_migrating(&account));
         assert_eq!(host.get_note(&account, &kept).expect(200).json()["content"], "kept");
     }
     assert_eq!(fleet.hosts[0].list_notes(&account), fleet.hosts[1].list_notes(&account), "every host sees the same notes");
@@ -220,7 +220,7 @@ fn a_flip_whose_own_host_is_killed_midway_is_aborted_and_changes_nothing() {
         slow.join().unwrap().0.unwrap().expect(201);
     });
     // The others abort the orphaned flip: the account is served, unchanged.
-    assert_eq!(fleet.hosts[1].get(&format!("/accounts/{account}")).json()["isMigrating"], false);
+    assert!(!fleet.hosts[1].is_migrating(&account));
     let note = fleet.hosts[1].create_note(&account, "served after the aborted flip");
     assert_eq!(fleet.hosts[2].placement(&account, &note), LEGACY);
     fleet.hosts[1].set_migrating(&account, true).expect(200);
@@ -236,7 +236,7 @@ fn a_flip_fails_cleanly_while_a_host_does_not_answer_and_succeeds_once_it_does()
     let failed = failed.expect(503);
     assert!(failed.error().contains("host-2") && failed.error().contains("nothing changed"), "{}", failed.error());
     assert_eq!(failed.header("retry-after"), Some("1"));
-    assert_eq!(fleet.hosts[1].get(&format!("/accounts/{account}")).json()["isMigrating"], false);
+    assert!(!fleet.hosts[1].is_migrating(&account));
     let note = fleet.hosts[1].create_note(&account, "still legacy");
     assert_eq!(fleet.hosts[0].placement(&account, &note), LEGACY);
 
