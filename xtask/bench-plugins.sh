@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Plugin lifecycle benchmarks (run by `cargo xtask bench-plugins` after a build):
+# Plugin lifecycle benchmarks (run by `cargo xtask bench plugins` after a build):
 # - activation time: upload (validate + compile + precompile) vs load from the
 #   precompiled artifact at restart vs swap to an already loaded plugin;
 # - request latency during 20 swaps/s against steady state (wrk).
-# Prints a Markdown table; numbers go to BENCHMARKS.md by hand.
+# Prints Markdown tables; `xtask/bench.py plugins` publishes them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}

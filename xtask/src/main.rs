@@ -10,13 +10,9 @@
 //!   host workspace's `cargo test`.
 //! - `test` also runs `notes-host sim --chaos` for 30 s on 3 hosts (0 anomalies
 //!   or it fails).
-//! - `bench-plugins`  build, then `xtask/bench-plugins.sh` (plugin activation
-//!   times, request latency during swaps; results go to BENCHMARKS.md).
-//! - `bench-http`  build, then `xtask/bench_http.py`: Wasm plugin against the
-//!   native baseline over HTTP (wrk), alternating; writes docs/bench-results.json.
-//! - `bench-fleet`  build, then `xtask/bench_fleet.py`: flip propagation and the
-//!   cost of a flip on 3 hosts (via `notes-host sim`); writes
-//!   docs/fleet-bench-results.json and prints the BENCHMARKS.md table.
+//! - `bench [PART…]`  build, then `xtask/bench.py`: the benchmark suite (micro,
+//!   http, scaling, profile, fleet, plugins; all by default). Each part writes
+//!   its block of BENCHMARKS.md and its section of docs/bench-results.json.
 //!
 //! No dependencies on purpose: it must build in seconds on a fresh machine.
 
@@ -43,22 +39,12 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("run") => build().and_then(|()| run(&args[1..])),
         Some("test") => build().and_then(|()| test(&args[1..])),
-        Some("bench-plugins") => build().and_then(|()| {
-            let mut script = Command::new("bash");
-            script.arg(root().join("xtask/bench-plugins.sh")).env("CARGO_TARGET_DIR", target_dir());
-            run_cmd(script)
+        Some("bench") => build().and_then(|()| {
+            let mut suite = Command::new("python3");
+            suite.arg(root().join("xtask/bench.py")).args(&args[1..]).env("CARGO_TARGET_DIR", target_dir());
+            run_cmd(suite)
         }),
-        Some("bench-http") => build().and_then(|()| {
-            let mut script = Command::new("python3");
-            script.arg(root().join("xtask/bench_http.py")).env("CARGO_TARGET_DIR", target_dir());
-            run_cmd(script)
-        }),
-        Some("bench-fleet") => build().and_then(|()| {
-            let mut script = Command::new("python3");
-            script.arg(root().join("xtask/bench_fleet.py")).env("CARGO_TARGET_DIR", target_dir());
-            run_cmd(script)
-        }),
-        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench-plugins | bench-http | bench-fleet".into()),
+        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench [micro|http|scaling|profile|fleet|plugins]…".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

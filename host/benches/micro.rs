@@ -1,0 +1,209 @@
+//! Micro-benchmarks of the pieces every note request goes through:
+//!
+//! - `dispatch/*`: one routing call through the Wasm plugin (a warm instance
+//!   from the pool, bind the account, call the export, return) against the
+//!   same strategy compiled natively, over an in-memory store so that only
+//!   the boundary differs. `fresh-instance` is the same call with the pool
+//!   off (a new instance per call).
+//! - `store/*`: each `DataStore` operation on a real SQLite file
+//!   (`synchronous = FULL`, so the writes include an fsync).
+//! - `flag/*`: the flag read of every note request: the SQL alone, and
+//!   `Fleet::admit` (in-flight count + the same read).
+//!
+//! Run with `cargo xtask bench` (builds the plugins first), or
+//! `cargo bench -p notes-host --bench micro` once `target/plugins/` exists.
+//! Results land in `target/criterion/<group>/<name>/new/estimates.json`.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use notes_host::accounts::Accounts;
+use notes_host::fleet::{Fleet, FleetSettings, Identity, PluginSummary};
+use notes_host::native::NativeRouter;
+use notes_host::plugins::{AccountScope, NoteRouter, PluginLimits, Runtime};
+use notes_host::stores::{DataStore, DataStores, Note, SqliteStore, StoreError};
+use notes_routing::NoteChange;
+use uuid::Uuid;
+
+const ACCOUNT: &str = "3f0c8a52-6d1e-4a57-9a3e-2b7d4c1e9f00";
+
+/// Notes in memory: the dispatch benchmarks measure the boundary, not SQLite.
+#[derive(Default)]
+struct MemoryStore(RwLock<BTreeMap<(String, String), Note>>);
+
+impl DataStore for MemoryStore {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        Ok(self.0.read().unwrap().get(&(account_id.to_owned(), note_id.to_owned())).cloned())
+    }
+    fn put(&self, note: &Note) -> Result<bool, StoreError> {
+        let mut notes = self.0.write().unwrap();
+        let key = (note.account_id.clone(), note.id.clone());
+        if notes.get(&key).is_some_and(|n| n.version >= note.version) {
+            return Ok(false);
+        }
+        notes.insert(key, note.clone());
+        Ok(true)
+    }
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+        let mut notes = self.0.write().unwrap();
+        let key = (account_id.to_owned(), note_id.to_owned());
+        Ok(notes.get(&key).is_some_and(|n| n.version <= version) && notes.remove(&key).is_some())
+    }
+    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+        let notes = self.0.read().unwrap();
+        Ok(notes.keys().filter(|(a, _)| a == account_id).map(|(_, id)| id.clone()).collect())
+    }
+    fn count(&self, account_id: &str) -> Result<u64, StoreError> {
+        Ok(self.list_ids(account_id)?.len() as u64)
+    }
+}
+
+fn note(id: usize, version: u64) -> Note {
+    Note {
+        id: format!("{:08}-0000-4000-8000-000000000000", id),
+        account_id: ACCOUNT.into(),
+        content: "x".repeat(200),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version,
+    }
+}
+
+/// Legacy and new stores in memory, holding `notes` notes in the new store.
+fn memory_stores(notes: usize) -> DataStores {
+    let new = MemoryStore::default();
+    for i in 0..notes {
+        new.put(&note(i, 1)).unwrap();
+    }
+    DataStores { legacy: Arc::new(MemoryStore::default()), new: Some(Arc::new(new)) }
+}
+
+fn plugin_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("plugins/migrate.wasm")
+}
+
+fn migrate_plugin(max_idle_instances: usize) -> Arc<dyn NoteRouter> {
+    let path = plugin_path();
+    let wasm = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; build the plugins first (`cargo xtask build`)", path.display()));
+    let runtime = Runtime::new(PluginLimits {
+        deadline: Duration::from_secs(5),
+        memory_bytes: 64 << 20,
+        max_idle_instances,
+        fuel: None,
+    })
+    .unwrap();
+    let (component, _) = runtime.compile(&wasm).unwrap();
+    Arc::new(runtime.instantiate(&component, "bench").unwrap())
+}
+
+fn dispatch(c: &mut Criterion) {
+    let routers: [(&str, Arc<dyn NoteRouter>); 3] = [
+        ("wasm", migrate_plugin(16)),
+        ("native", Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
+        ("wasm-fresh-instance", migrate_plugin(0)),
+    ];
+    let mut group = c.benchmark_group("dispatch");
+    for (name, router) in &routers {
+        let stores = memory_stores(50);
+        let id = note(7, 1).id;
+        group.bench_function(format!("{name}/get"), |b| {
+            b.iter(|| router.get_note(AccountScope::new(ACCOUNT.into(), stores.clone()), black_box(&id), true).unwrap().unwrap())
+        });
+        if *name == "wasm-fresh-instance" {
+            continue; // the instance dominates; one operation shows it
+        }
+        group.bench_function(format!("{name}/list-50"), |b| {
+            b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), stores.clone()), true).unwrap().unwrap())
+        });
+        let big = memory_stores(1000);
+        group.bench_function(format!("{name}/list-1000"), |b| {
+            b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), big.clone()), true).unwrap().unwrap())
+        });
+        group.bench_function(format!("{name}/update"), |b| {
+            let change = || NoteChange { id: id.clone(), content: "y".repeat(200), at_ms: 2 };
+            b.iter(|| router.update_note(AccountScope::new(ACCOUNT.into(), stores.clone()), change(), None, true).unwrap().unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn store(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("legacy.db")).unwrap();
+    for i in 0..1000 {
+        store.put(&note(i, 1)).unwrap();
+    }
+    let mut small = note(0, 1);
+    small.account_id = "small".into();
+    for i in 0..50 {
+        store.put(&Note { id: format!("{i:08}"), ..small.clone() }).unwrap();
+    }
+    let mut group = c.benchmark_group("store");
+    let id = note(7, 1).id;
+    group.bench_function("get", |b| b.iter(|| store.get(ACCOUNT, black_box(&id)).unwrap().unwrap()));
+    group.bench_function("get-missing", |b| b.iter(|| store.get(ACCOUNT, black_box("nope")).unwrap()));
+    group.bench_function("list-ids-50", |b| b.iter(|| store.list_ids(black_box("small")).unwrap()));
+    group.bench_function("list-ids-1000", |b| b.iter(|| store.list_ids(black_box(ACCOUNT)).unwrap()));
+    // Writes: fewer samples, each is a commit with an fsync.
+    group.sample_size(20);
+    let mut version = 1;
+    group.bench_function("put", |b| {
+        b.iter(|| {
+            version += 1;
+            assert!(store.put(&note(7, version)).unwrap());
+        })
+    });
+    let mut next = 10_000;
+    group.bench_function("delete-if-not-newer", |b| {
+        b.iter_batched(
+            || {
+                next += 1;
+                store.put(&note(next, 1)).unwrap();
+                note(next, 1).id
+            },
+            |id| assert!(store.delete_if_not_newer(ACCOUNT, &id, 1).unwrap()),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn flag(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = Accounts::open(&dir.path().join("accounts.db")).unwrap();
+    let account = Uuid::new_v4();
+    // Among many accounts, as in production: the read is a primary-key lookup.
+    for i in 0..1000 {
+        let id = if i == 500 { account } else { Uuid::new_v4() };
+        accounts.create(id, "bench", i % 2 == 0, 1, |_| Ok::<_, notes_host::accounts::AccountError>(())).unwrap();
+    }
+    let fleet = Fleet::join(
+        &accounts,
+        dir.path(),
+        Identity { id: Uuid::new_v4(), name: "bench".into(), address: "-".into() },
+        &PluginSummary { digest: "native".into(), label: "bench".into(), supports_migration: true },
+        FleetSettings::default(),
+        1,
+    )
+    .unwrap();
+    let mut group = c.benchmark_group("flag");
+    group.bench_function("flag-state-sql", |b| b.iter(|| accounts.flag_state(black_box(account)).unwrap().unwrap()));
+    group.bench_function("fleet-admit", |b| b.iter(|| fleet.admit(black_box(account)).unwrap().is_migrating));
+    group.finish();
+    fleet.leave();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = dispatch, store, flag
+}
+criterion_main!(benches);
