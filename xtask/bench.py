@@ -100,7 +100,12 @@ def micro_markdown(results):
 
 # Where a sample's symbol belongs, first match wins.
 CATEGORIES = [
-    ("kernel: scheduling, thread hand-off, network", lambda dso, sym: dso.startswith("[kernel")),
+    ("kernel: thread wake-ups and switches", lambda dso, sym: dso.startswith("[kernel") and re.search(
+        r"finish_task_switch|_raw_spin_unlock_irq|futex|schedule|wake_up|switch_to|pick_next|enqueue|dequeue", sym) is not None),
+    ("kernel: loopback TCP, epoll", lambda dso, sym: dso.startswith("[kernel") and re.search(
+        r"tcp|ip_|sock|skb|net|epoll|dev_|loopback|napi|inet", sym) is not None),
+    ("kernel: disk (fsync)", lambda dso, sym: dso.startswith("[kernel") and re.search(r"ext4|blk|jbd2|fsync|bio|nvme|virtio", sym) is not None),
+    ("kernel: other", lambda dso, sym: dso.startswith("[kernel")),
     ("guest code (plugin, JIT-compiled)", lambda dso, sym: dso.startswith("[JIT]")),
     ("wasmtime: calls, lowering and lifting values", lambda dso, sym: "wasmtime" in sym),
     ("SQLite", lambda dso, sym: re.match(r"(sqlite3|pcache|btree|pager|wal|vdbe|balance|getAndInitPage|moveToChild|rusqlite)", sym, re.I) is not None),
