@@ -219,7 +219,7 @@ def versions():
         "wasmtime": locked("wasmtime"),
         "axum": locked("axum"),
         "rusqlite": locked("rusqlite"),
-        "sqlite (bundled)": locked("libsqlite3-sys"),
+        "libsqlite3-sys (bundles SQLite)": locked("libsqlite3-sys"),
         "criterion": locked("criterion"),
         "wrk": first_line(["sh", "-c", "wrk -v 2>&1"]),
         "perf": first_line(["perf", "--version"]),

@@ -62,7 +62,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     plugin_memory_mib: usize,
     /// Warm plugin instances kept for reuse; 0 gives every request a fresh
-    /// instance (strict isolation, ~40 µs more per request).
+    /// instance (strict isolation, ~20 µs more per request).
     #[arg(long, default_value_t = 32)]
     plugin_instances: usize,
     /// What routes note requests: the Wasm plugin, or the same migrate

@@ -2,9 +2,10 @@
 //!
 //! One [`Engine`] per host ([`Runtime`]). Each plugin is compiled once into a
 //! `Component` and an `InstancePre`; warm instances are kept in a pool and
-//! reused across requests (a call into a warm instance costs ~2 µs, a fresh
-//! instance ~40 µs). An instance that failed a call is dropped: a trapped
-//! instance cannot be entered again, and its memory may be inconsistent.
+//! reused across requests (a call into a warm instance costs ~1 µs, a fresh
+//! instance ~22 µs). An instance that failed a call is dropped: a trapped
+//! instance cannot be entered again, and its memory may be inconsistent. So is
+//! one whose memory grew large (linear memory never shrinks).
 //!
 //! Each call runs under an epoch deadline and a memory cap. The `stores`
 //! import is bound to the request's account for the length of one call.
@@ -19,7 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use bindings::{NotePlugin, NotePluginPre};
@@ -30,6 +31,11 @@ pub use scope::AccountScope;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How much of a plugin's stderr (where a Rust panic message goes) is kept.
 const STDERR_CAPACITY: usize = 4096;
+/// An instance whose linear memory grew past this is dropped after its call
+/// instead of going back to the pool. Linear memory never shrinks, so one
+/// list of 100k ids would otherwise leave every warm instance holding ~10
+/// MiB for the life of the process (BENCHMARKS.md, "Scaling").
+const KEEP_WARM_MAX_MEMORY: usize = 8 << 20;
 
 /// Per-call limits; the defaults are the CLI's defaults.
 #[derive(Debug, Clone)]
@@ -248,9 +254,49 @@ pub struct Plugin {
 pub struct CallState {
     wasi: wasmtime_wasi::WasiCtx,
     table: wasmtime::component::ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryWatch,
     /// The account this call may touch; `None` between calls.
     scope: Option<AccountScope>,
+}
+
+/// The memory cap, and how large the instance's linear memory has grown.
+struct MemoryWatch {
+    limits: StoreLimits,
+    largest: usize,
+}
+
+impl ResourceLimiter for MemoryWatch {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.largest = self.largest.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 struct Warm {
@@ -293,7 +339,7 @@ impl Plugin {
         match result {
             Ok(value) => {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if idle.len() < self.limits.max_idle_instances {
+                if idle.len() < self.limits.max_idle_instances && warm.store.data().limits.largest <= KEEP_WARM_MAX_MEMORY {
                     idle.push(warm);
                 }
                 Ok(value)
@@ -307,7 +353,10 @@ impl Plugin {
         let state = CallState {
             wasi: wasi::deny_all(stderr.clone()),
             table: Default::default(),
-            limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build(),
+            limits: MemoryWatch {
+                limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build(),
+                largest: 0,
+            },
             scope: None,
         };
         let mut store = Store::new(self.pre.engine(), state);
