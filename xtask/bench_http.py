@@ -19,7 +19,7 @@ import sys
 import tempfile
 from datetime import date
 
-from benchlib import CONNECTIONS, call, ensure_wrk, mean_runs, publish, rss_mib, start, table, wrk, write_lua
+from benchlib import CONNECTIONS, call, ensure_wrk, load_accounts, mean_runs, publish, rss_mib, start, table, wrk, write_lua
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
@@ -32,18 +32,20 @@ MODES = ["plain", "migration", "rollback"]
 
 
 def populate(base, migrating):
-    """ACCOUNTS accounts with NOTES notes each; returns 'account note' lines."""
-    lines = []
-    for _ in range(ACCOUNTS):
-        account = call(base, "POST", "/accounts", {"name": "bench"})["id"]
-        notes = [call(base, "POST", f"/accounts/{account}/notes", {"content": "x" * 200})["id"] for _ in range(NOTES)]
-        if migrating is not None:
-            # Half the notes moved to the new store, as mid-migration.
+    """ACCOUNTS accounts with NOTES notes each; returns 'account note' lines.
+    For migration and rollback, half of each account's notes are moved to the
+    new store, as mid-migration."""
+    lines = load_accounts(base, ACCOUNTS, NOTES, False)
+    if migrating is not None:
+        by_account = {}
+        for line in lines:
+            account, note = line.split()
+            by_account.setdefault(account, []).append(note)
+        for account, notes in by_account.items():
             call(base, "PATCH", f"/accounts/{account}", {"isMigrating": True})
             for note in notes[: NOTES // 2]:
                 call(base, "PUT", f"/accounts/{account}/notes/{note}", {"content": "y" * 200})
             call(base, "PATCH", f"/accounts/{account}", {"isMigrating": migrating})
-        lines += [f"{account} {note}" for note in notes]
     return lines
 
 

@@ -36,8 +36,9 @@ SCENARIOS = ["get", "list", "update"]
 IMPLS = ["wasm", "native"]
 
 
-def steps(largest):
-    return [n for n in (1, 10, 100, 1000, 10_000, 100_000) if n <= largest]
+def steps(smallest, largest):
+    """Powers of ten from `smallest` to `largest`."""
+    return [n for n in (1, 10, 100, 1000, 10_000, 100_000) if smallest <= n <= largest]
 
 
 def measure(hosts, ids, script):
@@ -103,8 +104,8 @@ def run():
     script = write_lua(workdir)
     try:
         results = {
-            "accounts": axis("accounts", steps(MAX_ACCOUNTS), more_accounts, workdir, script),
-            "notes": axis("notes", steps(MAX_NOTES)[1:], more_notes, workdir, script),
+            "accounts": axis("accounts", steps(1, MAX_ACCOUNTS), more_accounts, workdir, script),
+            "notes": axis("notes", steps(10, MAX_NOTES), more_notes, workdir, script),
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +87,6 @@ def start(args, workdir, name):
 
 
 def call(base, method, path, body=None):
-    import urllib.request
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(base + path, data=data, method=method, headers={"content-type": "application/json"})
     with urllib.request.urlopen(req) as r:

@@ -220,10 +220,7 @@ fn a_flip_whose_own_host_is_killed_midway_is_aborted_and_changes_nothing() {
         slow.join().unwrap().0.unwrap().expect(201);
     });
     // The others abort the orphaned flip: the account is served, unchanged.
-    assert!(!fleet.hosts[1].is_migrating(&account));
-    let note = fleet.hosts[1].create_note(&account, "served after the aborted flip");
-    assert_eq!(fleet.hosts[2].placement(&account, &note), LEGACY);
-    fleet.hosts[1].set_migrating(&account, true).expect(200);
+    assert_unchanged_then_flippable(&fleet.hosts[1], &fleet.hosts[2], &account);
 }
 
 #[test]
@@ -236,11 +233,16 @@ fn a_flip_fails_cleanly_while_a_host_does_not_answer_and_succeeds_once_it_does()
     let failed = failed.expect(503);
     assert!(failed.error().contains("host-2") && failed.error().contains("nothing changed"), "{}", failed.error());
     assert_eq!(failed.header("retry-after"), Some("1"));
-    assert!(!fleet.hosts[1].is_migrating(&account));
-    let note = fleet.hosts[1].create_note(&account, "still legacy");
-    assert_eq!(fleet.hosts[0].placement(&account, &note), LEGACY);
+    assert_unchanged_then_flippable(&fleet.hosts[1], &fleet.hosts[0], &account);
+}
 
-    fleet.hosts[0].set_migrating(&account, true).expect(200);
+/// After a flip that failed: the account is still not migrating, serves
+/// creates into legacy (as `observer` sees the stores), and can be flipped.
+fn assert_unchanged_then_flippable(host: &Host, observer: &Host, account: &str) {
+    assert!(!host.is_migrating(account));
+    let note = host.create_note(account, "served after the failed flip");
+    assert_eq!(observer.placement(account, &note), LEGACY);
+    host.set_migrating(account, true).expect(200);
 }
 
 #[test]
