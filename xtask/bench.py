@@ -35,9 +35,9 @@ PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins"]
 
 # (criterion id, what it measures), in table order.
 MICRO = [
-    ("dispatch/wasm/get", "get through the Wasm plugin: warm instance from the pool, bind the account, call, one store read, return the note"),
+    ("dispatch/wasm/get", "get through the Wasm plugin: fresh instance from the pooling allocator, bind the account, call, one store read, return the note"),
     ("dispatch/native/get", "the same get, strategy compiled into the host"),
-    ("dispatch/wasm-fresh-instance/get", "the Wasm get with the pool off (`--plugin-instances 0`): a new instance per call"),
+    ("dispatch/wasm-reused-instance/get", "the Wasm get on a kept instance (`--unsafe-reuse-instances`): what isolation costs is the difference to the first row"),
     ("dispatch/wasm/update", "update through the Wasm plugin (get, put, clean-up of the other store)"),
     ("dispatch/native/update", "the same update, native"),
     ("dispatch/wasm/list-50", "list of 50 ids through the Wasm plugin (reads both stores)"),

@@ -1,10 +1,10 @@
 //! Micro-benchmarks of the pieces every note request goes through:
 //!
-//! - `dispatch/*`: one routing call through the Wasm plugin (a warm instance
-//!   from the pool, bind the account, call the export, return) against the
-//!   same strategy compiled natively, over an in-memory store so that only
-//!   the boundary differs. `fresh-instance` is the same call with the pool
-//!   off (a new instance per call).
+//! - `dispatch/*`: one routing call through the Wasm plugin (a fresh instance
+//!   from the pooling allocator, bind the account, call the export, return)
+//!   against the same strategy compiled natively, over an in-memory store so
+//!   that only the boundary differs. `wasm-reused-instance` is the same call
+//!   on a kept instance (`--unsafe-reuse-instances`): the cost of isolation.
 //! - `store/*`: each `DataStore` operation on a real SQLite file
 //!   (`synchronous = FULL`, so the writes include an fsync).
 //! - `flag/*`: the flag read of every note request: the SQL alone, and
@@ -89,15 +89,14 @@ fn plugin_path() -> PathBuf {
     target.join("plugins/migrate.wasm")
 }
 
-fn migrate_plugin(max_idle_instances: usize) -> Arc<dyn NoteRouter> {
+fn migrate_plugin(reuse_instances: usize) -> Arc<dyn NoteRouter> {
     let path = plugin_path();
     let wasm = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; build the plugins first (`cargo xtask build`)", path.display()));
     let runtime = Runtime::new(PluginLimits {
         deadline: Duration::from_secs(5),
-        memory_bytes: 64 << 20,
-        max_idle_instances,
-        fuel: None,
+        reuse_instances,
+        ..PluginLimits::default()
     })
     .unwrap();
     let (component, _) = runtime.compile(&wasm).unwrap();
@@ -106,9 +105,9 @@ fn migrate_plugin(max_idle_instances: usize) -> Arc<dyn NoteRouter> {
 
 fn dispatch(c: &mut Criterion) {
     let routers: [(&str, Arc<dyn NoteRouter>); 3] = [
-        ("wasm", migrate_plugin(16)),
+        ("wasm", migrate_plugin(0)),
         ("native", Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
-        ("wasm-fresh-instance", migrate_plugin(0)),
+        ("wasm-reused-instance", migrate_plugin(16)),
     ];
     let mut group = c.benchmark_group("dispatch");
     for (name, router) in &routers {
@@ -117,8 +116,8 @@ fn dispatch(c: &mut Criterion) {
         group.bench_function(format!("{name}/get"), |b| {
             b.iter(|| router.get_note(AccountScope::new(ACCOUNT.into(), stores.clone()), black_box(&id), true).unwrap().unwrap())
         });
-        if *name == "wasm-fresh-instance" {
-            continue; // the instance dominates; one operation shows it
+        if *name == "wasm-reused-instance" {
+            continue; // the cost of isolation is what it shows; one operation does
         }
         group.bench_function(format!("{name}/list-50"), |b| {
             b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), stores.clone()), true).unwrap().unwrap())

@@ -11,8 +11,7 @@
 //!   fleet-wide half (every other host) is `fleet`'s;
 //! - a flag change goes through `fleet::Fleet::flip`, never a plain write.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use notes_routing::{Error as PluginError, Note, NoteChange, Store};
@@ -21,6 +20,8 @@ use uuid::Uuid;
 use crate::accounts::{Account, AccountChange, AccountError, Accounts};
 use crate::fleet::{Fleet, FleetError, FlipOutcome, HostView, PluginSummary};
 use crate::plugins::registry::{Activation, LoadReport, PluginRecord, Registry, RegistryError};
+use crate::plugin_health::{PluginHealth, Tripped};
+pub use crate::plugin_health::{BreakerConfig, ProbationConfig};
 use crate::plugins::{AccountScope, NoteRouter, Plugin, PluginFailure, Routed, short};
 use crate::stores::{DataStores, StoreError};
 
@@ -42,6 +43,9 @@ pub enum AppError {
     VersionMismatch { current: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// One account asks for more at once than it may have (HTTP 429).
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error(transparent)]
     Plugin(#[from] PluginFailure),
     /// An uploaded plugin this host cannot run (HTTP 422).
@@ -77,54 +81,21 @@ pub struct Placement {
 pub struct ActivePlugin {
     pub plugin: Arc<Plugin>,
     pub load: LoadReport,
-    probation: Probation,
+    health: PluginHealth,
+    /// Set when a health watch tripped and there was nothing to roll back to:
+    /// note requests then fail (503) with this reason until an operator
+    /// activates a plugin (the same one lifts the suspension).
+    suspended: OnceLock<String>,
 }
 
-/// Automatic rollback: a newly activated plugin that fails (trap, deadline)
-/// on more than `max_failure_share` of its first `requests` requests is
-/// replaced by the previous plugin.
-#[derive(Debug, Clone, Copy)]
-pub struct ProbationConfig {
-    pub requests: u32,
-    pub max_failure_share: f64,
-}
-
-impl Default for ProbationConfig {
-    fn default() -> Self {
-        ProbationConfig { requests: 20, max_failure_share: 0.25 }
-    }
-}
-
-struct Probation {
-    window: u32,
-    max_failures: u32,
-    seen: AtomicU32,
-    failed: AtomicU32,
-    tripped: AtomicBool,
-}
-
-impl Probation {
-    fn new(config: ProbationConfig) -> Self {
-        let max_failures = (f64::from(config.requests) * config.max_failure_share).floor() as u32;
-        Probation { window: config.requests, max_failures, seen: 0.into(), failed: 0.into(), tripped: false.into() }
+impl ActivePlugin {
+    fn new(plugin: Arc<Plugin>, load: LoadReport, health: PluginHealth) -> Self {
+        ActivePlugin { plugin, load, health, suspended: OnceLock::new() }
     }
 
-    /// No probation: a plugin that was already active at startup.
-    fn none() -> Self {
-        Probation { window: 0, max_failures: 0, seen: 0.into(), failed: 0.into(), tripped: false.into() }
-    }
-
-    /// Counts one request; true exactly once, when the failures go over the share.
-    fn record(&self, failed: bool) -> bool {
-        // On the hot path of every request: after the window, only a load.
-        if self.seen.load(Ordering::Relaxed) >= self.window {
-            return false;
-        }
-        if self.seen.fetch_add(1, Ordering::Relaxed) >= self.window || !failed {
-            return false;
-        }
-        let failures = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-        failures > self.max_failures && !self.tripped.swap(true, Ordering::AcqRel)
+    /// Why this plugin serves no note request, if it is suspended.
+    pub fn suspended(&self) -> Option<&str> {
+        self.suspended.get().map(String::as_str)
     }
 }
 
@@ -132,6 +103,7 @@ impl Probation {
 #[derive(Debug, Clone, Copy)]
 pub struct AppSettings {
     pub probation: ProbationConfig,
+    pub breaker: BreakerConfig,
     /// A note a plugin returns may not be larger than a request could have
     /// written: a bigger one is a plugin bug (500), not something to serve.
     pub max_note_bytes: usize,
@@ -208,7 +180,12 @@ impl App {
         };
         let fleet = Fleet::join(&accounts, &join.data_dir, join.identity, &summary, join.settings, now_ms())
             .map_err(AppError::from)?;
-        let active = ActivePlugin { plugin, load, probation: if already_active { Probation::none() } else { Probation::new(settings.probation) } };
+        let health = if already_active {
+            PluginHealth::proven(settings.breaker)
+        } else {
+            PluginHealth::on_probation(settings.probation, settings.breaker)
+        };
+        let active = ActivePlugin::new(plugin, load, health);
         let app = App {
             accounts,
             stores,
@@ -373,9 +350,17 @@ impl App {
         }
         let active = self.active();
         let plugin = &active.plugin;
+        if let Some(reason) = active.suspended() {
+            return Err(AppError::Unavailable(format!(
+                "plugin {} is suspended ({reason}); an operator must activate a plugin",
+                plugin.label()
+            )));
+        }
         let answer = call(plugin.as_ref(), scope, is_migrating);
-        if active.probation.record(answer.is_err()) {
-            self.automatic_rollback(&active, answer.as_ref().err());
+        // A full instance pool is the host's state, not the plugin's fault.
+        let failed = matches!(&answer, Err(f) if !matches!(f, PluginFailure::Busy { .. }));
+        if let Some(tripped) = active.health.record(failed) {
+            self.automatic_rollback(&active, tripped, answer.as_ref().err());
         }
         match answer? {
             Ok(value) => Ok(Served { value, plugin: plugin.label().to_owned() }),
@@ -415,11 +400,12 @@ impl App {
         }
         let record = self.registry.record(digest).map_err(internal)?.ok_or_else(|| RegistryError::Unknown(digest.into()))?;
         let (plugin, load) = self.registry.load(digest)?;
-        if self.active().plugin.digest() == digest {
+        let current = self.active();
+        if current.plugin.digest() == digest && current.suspended().is_none() {
             return Ok(record);
         }
         let summary = summary(&plugin);
-        let next = Arc::new(ActivePlugin { plugin, load, probation: Probation::new(self.settings.probation) });
+        let next = Arc::new(ActivePlugin::new(plugin, load, PluginHealth::on_probation(self.settings.probation, self.settings.breaker)));
         let swapped = self
             .fleet
             .change_plugin(&summary, || -> Result<(), AppError> {
@@ -444,20 +430,18 @@ impl App {
         self.activate_locked(&previous, Actor::Operator, "rollback")
     }
 
-    /// The probation of `failed_on` tripped: put the previous plugin back, if
-    /// `failed_on` is still active and the gate allows the previous one.
-    fn automatic_rollback(&self, failed_on: &Arc<ActivePlugin>, last: Option<&PluginFailure>) {
+    /// A health watch of `failed_on` tripped: put the previous plugin back,
+    /// if `failed_on` is still active and the gate allows the previous one;
+    /// else suspend `failed_on`. Both are recorded in the history.
+    fn automatic_rollback(&self, failed_on: &Arc<ActivePlugin>, tripped: Tripped, last: Option<&PluginFailure>) {
         let _admin = self.admin_lock();
         if !Arc::ptr_eq(&self.active(), failed_on) {
             return;
         }
-        let p = &failed_on.probation;
         let reason = format!(
-            "automatic rollback: {} failed {} of its first {} requests (more than {} allowed); last failure: {}",
+            "automatic rollback: {} {}; last failure: {}",
             failed_on.plugin.label(),
-            p.failed.load(Ordering::Relaxed),
-            p.window,
-            p.max_failures,
+            tripped.0,
             last.map(ToString::to_string).unwrap_or_default()
         );
         let outcome = match self.registry.previous_digest() {
@@ -467,7 +451,15 @@ impl App {
         };
         match outcome {
             Ok(()) => tracing::warn!(%reason, "plugin rolled back"),
-            Err(e) => tracing::error!(%reason, error = %e, "automatic rollback impossible; the failing plugin stays active"),
+            Err(e) => {
+                let why = format!("{}; it could not be rolled back: {e}", tripped.0);
+                tracing::error!(plugin = failed_on.plugin.label(), reason = %why, "plugin suspended: its note requests fail until an operator activates a plugin");
+                let recorded = self.registry.record_activation(failed_on.plugin.digest(), Actor::Automatic.as_str(), &format!("suspended: {why}"), now_ms());
+                if let Err(e) = recorded {
+                    tracing::error!(error = %format!("{e:#}"), "cannot record the suspension in the plugin history");
+                }
+                let _ = failed_on.suspended.set(why);
+            }
         }
     }
 
@@ -545,6 +537,7 @@ impl From<FleetError> for AppError {
             )),
             FleetError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
             FleetError::FlipFailed(m) | FleetError::Busy(m) | FleetError::Unavailable(m) => AppError::Unavailable(m),
+            FleetError::AccountSaturated { .. } => AppError::TooManyRequests(e.to_string()),
         }
     }
 }
@@ -560,6 +553,9 @@ fn valid_name(name: &str) -> Result<&str, AppError> {
     }
     if trimmed.chars().count() > MAX_NAME_CHARS {
         return Err(AppError::Invalid(format!("name must be at most {MAX_NAME_CHARS} characters")));
+    }
+    if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
+        return Err(AppError::Invalid(format!("name must not contain control characters, found {c:?}")));
     }
     Ok(trimmed)
 }

@@ -1,33 +1,281 @@
-//! What a data dir was created with. The shard count decides which file holds
-//! an account's notes; starting a host with another count would silently hide
-//! notes, so the first start records it and later starts must match.
+//! What a data dir is: its identity and its layout, recorded twice so that
+//! losing one file cannot silently reset it.
+//!
+//! - `data-dir.json` holds the id and the new-store shard count;
+//! - `accounts.db` holds the same pair (table `layout`).
+//!
+//! A new data dir (none of the files below exist) gets a fresh id, written to
+//! `accounts.db` first and to `data-dir.json` last, once the store files
+//! exist: a start cut short leaves no identity file, and the next start
+//! finishes it. Otherwise
+//! a host starts only if both records exist and agree, and every store file
+//! the layout names is there. A lost `data-dir.json` is rewritten from
+//! `accounts.db`; a lost `accounts.db` (accounts, flags) is refused with a
+//! message naming it, because recreating it empty would hide every note:
+//! the notes are still in the stores, but no account would own them.
+//!
+//! The shard count decides which file holds an account's notes; starting a
+//! host with another count would send accounts to other files and hide their
+//! notes, so later starts must match.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use rusqlite::OptionalExtension;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::db;
 
+const IDENTITY_FILE: &str = "data-dir.json";
+const ACCOUNTS_DB: &str = "accounts.db";
+const LEGACY_DB: &str = "legacy.db";
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS layout (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);";
 
-/// Records `new_shards` in a new data dir, or checks it against the record.
-pub fn check_new_store_shards(accounts_db: &Path, new_shards: u32) -> anyhow::Result<()> {
-    let pool = db::open(accounts_db, 1, SCHEMA)?;
-    let conn = pool.get()?;
-    conn.execute(
-        "INSERT INTO layout (key, value) VALUES ('new_store_shards', ?1) ON CONFLICT (key) DO NOTHING",
-        [new_shards.to_string()],
-    )?;
-    let recorded: Option<String> =
-        conn.query_row("SELECT value FROM layout WHERE key = 'new_store_shards'", [], |r| r.get(0)).optional()?;
-    match recorded.as_deref().map(str::parse::<u32>) {
-        Some(Ok(n)) if n == new_shards => Ok(()),
-        Some(Ok(n)) => bail!(
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataDirIdentity {
+    pub id: Uuid,
+    pub new_store_shards: u32,
+}
+
+fn shard_file(i: u32) -> String {
+    format!("new-shard-{i}.db")
+}
+
+/// Checks the data dir `dir` before anything is opened in it. If it is new,
+/// creates its identity, with `create_stores` making the store files in
+/// between. `new_shards` is the count this start asks for.
+pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<DataDirIdentity> {
+    // Hosts of a fleet may start on a new data dir at once: one decides.
+    let lock_path = dir.join("data-dir.lock");
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let accounts_db = dir.join(ACCOUNTS_DB);
+    let file_identity = read_identity_file(dir)?;
+    let db_identity = if accounts_db.exists() { read_db_identity(&accounts_db)? } else { None };
+    let stores = existing_store_files(dir)?;
+
+    let identity = match (file_identity, db_identity) {
+        (None, None) if !accounts_db.exists() && stores.is_empty() => {
+            let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: new_shards };
+            write_db_identity(&accounts_db, identity)?;
+            create_stores()?;
+            write_identity_file(dir, identity)?;
+            tracing::info!(data_dir = %dir.display(), id = %identity.id, shards = new_shards, "new data dir");
+            return Ok(identity);
+        }
+        (Some(file), Some(db)) if file == db => file,
+        (Some(file), Some(db)) => bail!(
+            "{ACCOUNTS_DB} in {} belongs to another data dir (it records {} with {} shard(s), {IDENTITY_FILE} records {} with {}); \
+             put back this data dir's own {ACCOUNTS_DB}",
+            dir.display(),
+            db.id,
+            db.new_store_shards,
+            file.id,
+            file.new_store_shards
+        ),
+        (Some(_), None) => bail!(
+            "the data dir {} is missing {ACCOUNTS_DB} (accounts and their isMigrating flags), but {IDENTITY_FILE} says it exists{}; \
+             restore {ACCOUNTS_DB} from a backup. Starting would create it empty, and every account's notes would be orphaned",
+            dir.display(),
+            if stores.is_empty() { String::new() } else { format!(" and these store files are here: {}", stores.join(", ")) }
+        ),
+        (None, Some(db)) if stores.is_empty() => {
+            // The first start was cut short before the stores existed.
+            if db.new_store_shards == new_shards {
+                create_stores()?;
+            }
+            write_identity_file(dir, db)?;
+            db
+        }
+        (None, Some(db)) => {
+            // Lost: rewrite it.
+            write_identity_file(dir, db)?;
+            tracing::warn!(data_dir = %dir.display(), id = %db.id, "{IDENTITY_FILE} was missing; rewritten from {ACCOUNTS_DB}");
+            db
+        }
+        (None, None) if accounts_db.exists() => {
+            // A data dir from before identities: adopt it with this shard count,
+            // which `legacy_layout` has checked when there was a record.
+            let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: legacy_layout(&accounts_db)?.unwrap_or(new_shards) };
+            write_db_identity(&accounts_db, identity)?;
+            write_identity_file(dir, identity)?;
+            identity
+        }
+        (None, None) => bail!(
+            "the data dir {} is missing {ACCOUNTS_DB} (accounts and their isMigrating flags), but holds store files: {}; \
+             restore {ACCOUNTS_DB} from a backup, or start on an empty data dir",
+            dir.display(),
+            stores.join(", ")
+        ),
+    };
+    if identity.new_store_shards != new_shards {
+        bail!(
             "this data dir was created with {n} new-store shard(s), not {new_shards}: \
              another count would send accounts to other shard files and hide their notes; \
-             start with --shards {n}"
-        ),
-        other => bail!("the data dir's layout record is damaged: new_store_shards = {other:?}"),
+             start with --shards {n}",
+            n = identity.new_store_shards
+        );
+    }
+    let expected = std::iter::once(LEGACY_DB.to_owned()).chain((0..identity.new_store_shards).map(shard_file));
+    let missing: Vec<String> = expected.filter(|f| !dir.join(f).exists()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "the data dir {} is missing {}: its notes would be silently gone; restore the file(s) from a backup",
+            dir.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(identity)
+}
+
+/// `legacy.db` and `new-shard-N.db` files present in `dir`.
+fn existing_store_files(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e).with_context(|| format!("cannot read data dir {}", dir.display())),
+    };
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name == LEGACY_DB || (name.starts_with("new-shard-") && name.ends_with(".db")) {
+            found.push(name);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn identity_path(dir: &Path) -> PathBuf {
+    dir.join(IDENTITY_FILE)
+}
+
+fn read_identity_file(dir: &Path) -> anyhow::Result<Option<DataDirIdentity>> {
+    let path = identity_path(dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("{} is damaged; it can be deleted, and is then rewritten from {ACCOUNTS_DB}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_identity_file(dir: &Path, identity: DataDirIdentity) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = identity_path(dir);
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&serde_json::to_vec_pretty(&identity).expect("plain data"))?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn read_db_identity(accounts_db: &Path) -> anyhow::Result<Option<DataDirIdentity>> {
+    let pool = db::open(accounts_db, 1, SCHEMA)?;
+    let conn = pool.get()?;
+    let value = |key: &str| -> anyhow::Result<Option<String>> {
+        Ok(conn.query_row("SELECT value FROM layout WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    };
+    let (Some(id), Some(shards)) = (value("data_dir_id")?, value("new_store_shards")?) else { return Ok(None) };
+    let damaged = || format!("the layout record in {} is damaged: data_dir_id = {id:?}, new_store_shards = {shards:?}", accounts_db.display());
+    Ok(Some(DataDirIdentity {
+        id: id.parse().with_context(damaged)?,
+        new_store_shards: shards.parse().with_context(damaged)?,
+    }))
+}
+
+/// The shard count recorded by hosts from before the data-dir id.
+fn legacy_layout(accounts_db: &Path) -> anyhow::Result<Option<u32>> {
+    let pool = db::open(accounts_db, 1, SCHEMA)?;
+    let conn = pool.get()?;
+    let recorded: Option<String> =
+        conn.query_row("SELECT value FROM layout WHERE key = 'new_store_shards'", [], |r| r.get(0)).optional()?;
+    recorded.map(|v| v.parse().with_context(|| format!("the layout record is damaged: new_store_shards = {v:?}"))).transpose()
+}
+
+fn write_db_identity(accounts_db: &Path, identity: DataDirIdentity) -> anyhow::Result<()> {
+    let pool = db::open(accounts_db, 1, SCHEMA)?;
+    let mut conn = pool.get()?;
+    let tx = conn.transaction()?;
+    for (key, value) in [("data_dir_id", identity.id.to_string()), ("new_store_shards", identity.new_store_shards.to_string())] {
+        tx.execute("INSERT INTO layout (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, &value])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create_stores(dir: &Path, shards: u32) -> impl FnOnce() -> anyhow::Result<()> {
+        move || Ok(crate::stores::DataStores::open_sqlite(dir, shards).map(drop)?)
+    }
+
+    fn nothing() -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[test]
+    fn a_new_data_dir_gets_an_identity_that_later_starts_find() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open_data_dir(dir.path(), 2, create_stores(dir.path(), 2)).unwrap();
+        assert_eq!(open_data_dir(dir.path(), 2, nothing).unwrap(), first);
+        let err = open_data_dir(dir.path(), 3, nothing).unwrap_err().to_string();
+        assert!(err.contains("start with --shards 2"), "{err}");
+    }
+
+    #[test]
+    fn a_lost_accounts_db_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
+        std::fs::remove_file(dir.path().join(ACCOUNTS_DB)).unwrap();
+        let err = open_data_dir(dir.path(), 1, nothing).unwrap_err().to_string();
+        assert!(err.contains("missing accounts.db"), "{err}");
+        assert!(!dir.path().join(ACCOUNTS_DB).exists(), "refusing created nothing");
+    }
+
+    #[test]
+    fn a_lost_accounts_db_and_identity_beside_stores_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
+        std::fs::remove_file(dir.path().join(ACCOUNTS_DB)).unwrap();
+        std::fs::remove_file(dir.path().join(IDENTITY_FILE)).unwrap();
+        let err = open_data_dir(dir.path(), 1, nothing).unwrap_err().to_string();
+        assert!(err.contains("missing accounts.db") && err.contains("legacy.db"), "{err}");
+    }
+
+    #[test]
+    fn a_lost_identity_file_is_rewritten_from_accounts_db() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
+        std::fs::remove_file(dir.path().join(IDENTITY_FILE)).unwrap();
+        assert_eq!(open_data_dir(dir.path(), 1, nothing).unwrap(), first);
+        assert!(dir.path().join(IDENTITY_FILE).exists());
+    }
+
+    #[test]
+    fn a_lost_store_file_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        open_data_dir(dir.path(), 2, create_stores(dir.path(), 2)).unwrap();
+        std::fs::remove_file(dir.path().join("new-shard-1.db")).unwrap();
+        let err = open_data_dir(dir.path(), 2, nothing).unwrap_err().to_string();
+        assert!(err.contains("missing new-shard-1.db"), "{err}");
+    }
+
+    #[test]
+    fn an_accounts_db_from_another_data_dir_is_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        open_data_dir(a.path(), 1, nothing).unwrap();
+        open_data_dir(b.path(), 1, nothing).unwrap();
+        std::fs::copy(b.path().join(ACCOUNTS_DB), a.path().join(ACCOUNTS_DB)).unwrap();
+        let err = open_data_dir(a.path(), 1, nothing).unwrap_err().to_string();
+        assert!(err.contains("belongs to another data dir"), "{err}");
     }
 }

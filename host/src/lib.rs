@@ -9,6 +9,7 @@ mod db;
 pub mod fleet;
 pub mod layout;
 pub mod native;
+pub mod plugin_health;
 pub mod plugins;
 pub mod serve;
 pub mod sim;

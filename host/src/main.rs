@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use notes_host::app::ProbationConfig;
+use notes_host::app::{BreakerConfig, ProbationConfig};
 use notes_host::fleet::FleetSettings;
+use notes_host::api::server::ConnectionLimits;
 use notes_host::plugins::PluginLimits;
 use notes_host::serve::{ServeConfig, Strategy, serve};
 
@@ -58,13 +59,23 @@ struct ServeArgs {
     /// Longest a plugin call may run before it is stopped (request gets 503).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     plugin_deadline_ms: u64,
-    /// Linear-memory cap per plugin instance; growing past it traps (500).
+    /// Cap on all the linear memory of one plugin instance together; growing
+    /// past it fails the call (500).
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     plugin_memory_mib: usize,
-    /// Warm plugin instances kept for reuse; 0 gives every request a fresh
-    /// instance (strict isolation, ~20 µs more per request).
-    #[arg(long, default_value_t = 32)]
-    plugin_instances: usize,
+    /// Cap on all the table elements of one plugin instance together.
+    #[arg(long, default_value_t = PluginLimits::default().table_elements, value_name = "ELEMENTS")]
+    plugin_table_elements: usize,
+    /// Plugin instances alive at once, over all plugins; a request that finds
+    /// none free gets 503.
+    #[arg(long, default_value_t = PluginLimits::default().max_instances, value_name = "N")]
+    plugin_max_instances: u32,
+    /// UNSAFE for plugins you did not write: keep up to N plugin instances
+    /// after a call and reuse them for later requests of any account, so a
+    /// plugin can carry one account's data into another's request. Saves a
+    /// few microseconds per call. 0 (the default): a fresh instance per request.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    unsafe_reuse_instances: usize,
     /// What routes note requests: the Wasm plugin, or the same migrate
     /// strategy compiled into the host (a benchmark baseline).
     #[arg(long, value_enum, default_value_t = Strategy::Plugin)]
@@ -75,6 +86,17 @@ struct ServeArgs {
     /// Largest request body accepted (413 above).
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     max_body_bytes: usize,
+    /// A request's headers must arrive within this; it also closes a
+    /// keep-alive connection that sends nothing for this long.
+    #[arg(long, default_value_t = ConnectionLimits::default().header_read_timeout.as_millis() as u64, value_name = "MS")]
+    header_read_timeout_ms: u64,
+    /// A request's body must arrive within this (else 408).
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    body_read_timeout_ms: u64,
+    /// Connections open at once; at the cap, new ones wait in the listen
+    /// backlog (keep it under the file-descriptor limit, `ulimit -n`).
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
     /// Largest plugin upload accepted by POST /plugins.
     #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
     max_plugin_bytes: usize,
@@ -84,6 +106,14 @@ struct ServeArgs {
     /// ...and rolls back when more than this share of them fail (trap or deadline).
     #[arg(long, default_value_t = ProbationConfig::default().max_failure_share, value_parser = share)]
     probation_max_failure_share: f64,
+    /// After probation too, a circuit breaker judges every block of this many
+    /// requests of the active plugin...
+    #[arg(long, default_value_t = BreakerConfig::default().requests, value_parser = clap::value_parser!(u32).range(1..))]
+    breaker_requests: u32,
+    /// ...and rolls the plugin back (or suspends it, with nothing to roll back
+    /// to) when more than this share of a block failed.
+    #[arg(long, default_value_t = BreakerConfig::default().max_failure_share, value_parser = share)]
+    breaker_max_failure_share: f64,
     /// This host's name in the fleet (GET /hosts, plugin history). Default: the --listen value.
     #[arg(long)]
     host_name: Option<String>,
@@ -95,6 +125,11 @@ struct ServeArgs {
     /// changed; then it fails (503) without running.
     #[arg(long, default_value_t = FleetSettings::default().flip_wait.as_millis() as u64, value_name = "MS")]
     flip_wait_ms: u64,
+    /// Note requests one account may run at once on this host; more get 429
+    /// with Retry-After, so one account (say, one whose plugin calls loop)
+    /// cannot take every thread from the others.
+    #[arg(long, default_value_t = FleetSettings::default().max_requests_per_account, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_requests_per_account: u32,
     /// A host whose heartbeat is older than this is shown as unresponsive in
     /// GET /hosts (it is dropped when its process ends).
     #[arg(long, default_value_t = FleetSettings::default().host_timeout.as_millis() as u64, value_name = "MS")]
@@ -137,25 +172,35 @@ fn main() -> ExitCode {
                 plugin: args.plugin,
                 default_plugin: default_plugin(),
                 new_shards: args.shards,
-                admin_token: args.admin_token,
+                // NOTES_ADMIN_TOKEN= (empty) means no token, as unset would.
+                admin_token: args.admin_token.filter(|t| !t.is_empty()),
                 limits: PluginLimits {
                     deadline: Duration::from_millis(args.plugin_deadline_ms.max(1)),
                     memory_bytes: args.plugin_memory_mib.saturating_mul(1024 * 1024),
-                    max_idle_instances: args.plugin_instances,
+                    table_elements: args.plugin_table_elements,
+                    reuse_instances: args.unsafe_reuse_instances,
                     fuel: args.plugin_fuel,
+                    max_instances: args.plugin_max_instances,
                 },
                 max_body_bytes: args.max_body_bytes,
                 max_plugin_bytes: args.max_plugin_bytes,
+                body_read_timeout: Duration::from_millis(args.body_read_timeout_ms.max(1)),
+                connections: ConnectionLimits {
+                    max_connections: args.max_connections as usize,
+                    header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(1)),
+                },
                 strategy: args.strategy,
                 host_name: args.host_name,
                 fleet: FleetSettings {
                     flip_timeout: Duration::from_millis(args.flip_timeout_ms.max(1)),
                     flip_wait: Duration::from_millis(args.flip_wait_ms),
                     host_timeout: Duration::from_millis(args.host_timeout_ms.max(1)),
+                    max_requests_per_account: args.max_requests_per_account,
                     unsafe_no_fleet_safety: args.unsafe_no_fleet_safety,
                     ..FleetSettings::default()
                 },
                 probation: ProbationConfig { requests: args.probation_requests, max_failure_share: args.probation_max_failure_share },
+                breaker: BreakerConfig { requests: args.breaker_requests, max_failure_share: args.breaker_max_failure_share },
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))
         }

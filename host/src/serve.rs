@@ -8,8 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use crate::accounts::Accounts;
+use crate::api::server::ConnectionLimits;
 use crate::api::{self, AdminToken, ApiConfig};
-use crate::app::{App, AppSettings, FleetJoin, ProbationConfig};
+use crate::app::{App, AppSettings, BreakerConfig, FleetJoin, ProbationConfig};
 use crate::fleet::{FleetSettings, Identity};
 use crate::layout;
 use crate::native::NativeRouter;
@@ -30,7 +31,11 @@ pub struct ServeConfig {
     pub limits: PluginLimits,
     pub max_body_bytes: usize,
     pub max_plugin_bytes: usize,
+    /// A request body must arrive within this (408).
+    pub body_read_timeout: std::time::Duration,
+    pub connections: ConnectionLimits,
     pub probation: ProbationConfig,
+    pub breaker: BreakerConfig,
     pub strategy: Strategy,
     /// This host's name in the fleet; `None`: its listen address.
     pub host_name: Option<String>,
@@ -72,9 +77,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let router = api::router(
         app.clone(),
-        ApiConfig { max_body_bytes: config.max_body_bytes, max_plugin_bytes: config.max_plugin_bytes, admin_token },
+        ApiConfig {
+            max_body_bytes: config.max_body_bytes,
+            max_plugin_bytes: config.max_plugin_bytes,
+            body_read_timeout: config.body_read_timeout,
+            admin_token,
+        },
     );
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    api::server::serve(listener, router, config.connections, shutdown_signal()).await?;
     // Requests have finished: leave the fleet now rather than when the last
     // reference goes, so flips stop waiting for this host at once.
     app.leave_fleet();
@@ -85,7 +95,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let accounts_db = config.data_dir.join("accounts.db");
-    layout::check_new_store_shards(&accounts_db, config.new_shards)?;
+    layout::open_data_dir(&config.data_dir, config.new_shards, || {
+        Ok(DataStores::open_sqlite(&config.data_dir, config.new_shards).map(drop)?)
+    })?;
     let accounts = Accounts::open(&accounts_db)?;
     let stores = DataStores::open_sqlite(&config.data_dir, config.new_shards)?;
     // The configured address, not the bound one: the name must survive a
@@ -97,7 +109,7 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
         (Some(path), _) => push_file(&registry, path)?,
         (None, None) => push_file(&registry, &config.default_plugin)?,
     };
-    let settings = AppSettings { probation: config.probation, max_note_bytes: config.max_body_bytes };
+    let settings = AppSettings { probation: config.probation, breaker: config.breaker, max_note_bytes: config.max_body_bytes };
     let native: Option<Arc<dyn crate::plugins::NoteRouter>> = match config.strategy {
         Strategy::Plugin => None,
         Strategy::NativeMigrate => Some(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),

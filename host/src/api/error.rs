@@ -42,7 +42,10 @@ impl From<AppError> for ApiError {
                 Self::new(StatusCode::PRECONDITION_FAILED, message).with("currentVersion", current)
             }
             AppError::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),
-            AppError::Plugin(PluginFailure::Timeout { plugin, .. } | PluginFailure::OutOfFuel { plugin, .. }) => {
+            AppError::TooManyRequests(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, message),
+            AppError::Plugin(
+                PluginFailure::Timeout { plugin, .. } | PluginFailure::OutOfFuel { plugin, .. } | PluginFailure::Busy { plugin, .. },
+            ) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, message).with("plugin", plugin)
             }
             AppError::Plugin(PluginFailure::Trapped { plugin, .. }) => {
@@ -61,8 +64,9 @@ impl IntoResponse for ApiError {
         }
         let mut body = self.extra;
         body.insert("error".into(), json!(self.message));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            // Everything answered 503 is worth retrying: a flip, a lock, a deadline.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
+            // Everything answered 503 or 429 is worth retrying: a flip, a
+            // lock, a deadline, an account at its maximum of requests.
             return (self.status, [(axum::http::header::RETRY_AFTER, "1")], Json(Value::Object(body))).into_response();
         }
         (self.status, Json(Value::Object(body))).into_response()

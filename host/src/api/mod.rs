@@ -4,11 +4,13 @@
 
 mod accounts;
 mod auth;
+mod body;
 mod error;
 mod extract;
 mod hosts;
 mod notes;
 mod plugins;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Body limit of `POST /plugins` (a component is larger than a note).
     pub max_plugin_bytes: usize,
+    /// A request body must arrive within this (else 408).
+    pub body_read_timeout: Duration,
     pub admin_token: Option<AdminToken>,
 }
 
@@ -52,6 +56,15 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .route("/plugins/active", axum::routing::put(plugins::activate))
         .route("/plugins/rollback", axum::routing::post(plugins::rollback))
         .route("/hosts", get(hosts::list))
+        // Layers run outside in: the token is checked before a body is read.
+        .route_layer(axum::middleware::from_fn_with_state(
+            body::BodyLimits {
+                max_body_bytes: config.max_body_bytes,
+                max_plugin_bytes: config.max_plugin_bytes,
+                read_timeout: config.body_read_timeout,
+            },
+            body::read_body,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(config.admin_token.clone(), auth::require_admin));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))

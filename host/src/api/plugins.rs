@@ -57,6 +57,9 @@ struct ActiveBody {
     plugin: String,
     loaded_from: &'static str,
     load_ms: f64,
+    /// Why the plugin serves no note request, when a health watch suspended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suspended: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -86,6 +89,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, Api
             plugin: active.plugin.label().to_owned(),
             loaded_from: if active.load.from_artifact { "artifact" } else { "compiled" },
             load_ms: (active.load.millis * 100.0).round() / 100.0,
+            suspended: active.suspended().map(str::to_owned),
         },
         plugins: plugins.into_iter().map(Into::into).collect(),
         history: history

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::inflight::Entered;
+use super::inflight::{Entered, NotEntered};
 use super::{Fleet, FleetError, HostView, Shared, all_can_migrate};
 use crate::accounts::Accounts;
 
@@ -66,7 +66,10 @@ impl Fleet {
             return Err(FleetError::Unavailable("this host is not registered in the fleet; it serves no note request".into()));
         }
         loop {
-            let entered = shared.inflight.enter(account, deadline).ok_or_else(busy)?;
+            let entered = shared.inflight.enter(account, deadline, shared.settings.max_requests_per_account).map_err(|refused| match refused {
+                NotEntered::Frozen => busy(),
+                NotEntered::Saturated { running } => FleetError::AccountSaturated { account, running },
+            })?;
             let state = shared
                 .accounts
                 .flag_state(account)

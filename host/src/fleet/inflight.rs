@@ -7,6 +7,9 @@
 //! runs under the old value: those that read it have left, and any that
 //! enter later read the flag after the flip was written and see it pending.
 //! Freezing only keeps new arrivals from entering at all, so the count drains.
+//!
+//! The same count caps how many requests one account may run at once in this
+//! process: one account whose plugin calls loop cannot take every thread.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -35,6 +38,15 @@ struct Entry {
     frozen: bool,
 }
 
+/// Why a request did not enter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotEntered {
+    /// The account was still frozen by a flip at the deadline.
+    Frozen,
+    /// The account already runs its maximum of requests here.
+    Saturated { running: u32 },
+}
+
 /// A request counted as running for its account; leaves on drop.
 pub(crate) struct Entered<'a> {
     tracker: &'a InFlight,
@@ -51,18 +63,22 @@ impl InFlight {
         shard.accounts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a request for `account`, waiting while the account is frozen;
-    /// `None` if it is still frozen at `deadline`.
-    pub(crate) fn enter(&self, account: Uuid, deadline: Instant) -> Option<Entered<'_>> {
+    /// Counts a request for `account`, waiting while the account is frozen.
+    /// Refused at once if the account already runs `max_running` requests,
+    /// and if it is still frozen at `deadline`.
+    pub(crate) fn enter(&self, account: Uuid, deadline: Instant, max_running: u32) -> Result<Entered<'_>, NotEntered> {
         let shard = self.shard(&account);
         let mut map = Self::lock(shard);
         loop {
             let entry = map.entry(account).or_default();
             if !entry.frozen {
+                if entry.running >= max_running {
+                    return Err(NotEntered::Saturated { running: entry.running });
+                }
                 entry.running += 1;
-                return Some(Entered { tracker: self, account });
+                return Ok(Entered { tracker: self, account });
             }
-            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(NotEntered::Frozen)?;
             map = shard.thawed.wait_timeout(map, left).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
@@ -123,15 +139,29 @@ mod tests {
         let tracker = InFlight::default();
         let a = Uuid::new_v4();
         let soon = || Instant::now() + Duration::from_millis(20);
-        let first = tracker.enter(a, soon()).unwrap();
+        let first = tracker.enter(a, soon(), 8).unwrap();
         tracker.freeze(a);
         assert_eq!(tracker.running(a), 1, "the request that entered before the freeze still counts");
-        assert!(tracker.enter(a, soon()).is_none(), "no new request while frozen");
-        assert!(tracker.enter(Uuid::new_v4(), soon()).is_some(), "other accounts are not slowed");
+        assert_eq!(tracker.enter(a, soon(), 8).err(), Some(NotEntered::Frozen), "no new request while frozen");
+        assert!(tracker.enter(Uuid::new_v4(), soon(), 8).is_ok(), "other accounts are not slowed");
         drop(first);
         assert_eq!(tracker.running(a), 0);
         tracker.thaw(a);
-        assert!(tracker.enter(a, soon()).is_some());
+        assert!(tracker.enter(a, soon(), 8).is_ok());
+    }
+
+    #[test]
+    fn an_account_at_its_maximum_is_refused_at_once_and_others_are_not() {
+        let tracker = InFlight::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let later = Instant::now() + Duration::from_secs(5);
+        let running: Vec<_> = (0..3).map(|_| tracker.enter(a, later, 3).unwrap()).collect();
+        let started = Instant::now();
+        assert_eq!(tracker.enter(a, later, 3).err(), Some(NotEntered::Saturated { running: 3 }));
+        assert!(started.elapsed() < Duration::from_secs(1), "refused without waiting");
+        assert!(tracker.enter(b, later, 3).is_ok(), "another account still enters");
+        drop(running);
+        assert!(tracker.enter(a, later, 3).is_ok(), "a slot freed: the account enters again");
     }
 
     #[test]
@@ -141,7 +171,7 @@ mod tests {
         tracker.freeze(a);
         let waiter = {
             let tracker = tracker.clone();
-            std::thread::spawn(move || tracker.enter(a, Instant::now() + Duration::from_secs(5)).is_some())
+            std::thread::spawn(move || tracker.enter(a, Instant::now() + Duration::from_secs(5), 8).is_ok())
         };
         std::thread::sleep(Duration::from_millis(20));
         tracker.thaw(a);

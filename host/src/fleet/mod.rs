@@ -67,6 +67,9 @@ pub struct FleetSettings {
     pub host_timeout: Duration,
     /// How often the watcher looks for flips (SQLite `data_version`).
     pub poll_every: Duration,
+    /// Note requests one account may run at once on this host; more are
+    /// refused (429) at once, so one account cannot take every thread.
+    pub max_requests_per_account: u32,
     /// TEST ONLY: no fleet gate and no drain barrier; a flip is a plain write.
     /// Exists to reproduce the data loss the two prevent.
     pub unsafe_no_fleet_safety: bool,
@@ -80,6 +83,7 @@ impl Default for FleetSettings {
             heartbeat_every: Duration::from_millis(250),
             host_timeout: Duration::from_millis(2000),
             poll_every: Duration::from_millis(1),
+            max_requests_per_account: 8,
             unsafe_no_fleet_safety: false,
         }
     }
@@ -142,6 +146,9 @@ pub enum FleetError {
     FlipFailed(String),
     #[error("{0}")]
     Busy(String),
+    /// The account runs its maximum of requests on this host.
+    #[error("account {account} already runs {running} requests on this host, its maximum; retry shortly")]
+    AccountSaturated { account: Uuid, running: u32 },
     #[error("{0}")]
     Unavailable(String),
 }

@@ -1,29 +1,33 @@
 //! The plugin runtime: the only module that knows wasmtime.
 //!
-//! One [`Engine`] per host ([`Runtime`]). Each plugin is compiled once into a
-//! `Component` and an `InstancePre`; warm instances are kept in a pool and
-//! reused across requests (a call into a warm instance costs ~1 µs, a fresh
-//! instance ~22 µs). An instance that failed a call is dropped: a trapped
-//! instance cannot be entered again, and its memory may be inconsistent. So is
-//! one whose memory grew large (linear memory never shrinks).
+//! One [`Engine`] per host ([`Runtime`]), with the pooling instance
+//! allocator. Each plugin is compiled once into a `Component` and an
+//! `InstancePre`. Every call gets a **fresh instance** by default: from a
+//! pool slot with a copy-on-write memory image, that costs a few
+//! microseconds, and no plugin state (globals, heap) survives from one
+//! request, or account, to the next. Reusing instances is opt-in
+//! (`reuse_instances`), for plugins you wrote yourself.
 //!
-//! Each call runs under an epoch deadline and a memory cap. The `stores`
-//! import is bound to the request's account for the length of one call.
+//! Each call runs under an epoch deadline and the limits of
+//! [`limits`]. The `stores` import is bound to the request's account for the
+//! length of one call.
 
 mod bindings;
+mod limits;
 pub mod registry;
 mod scope;
 mod wasi;
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use bindings::{NotePlugin, NotePluginPre};
+use limits::{Allowance, LimitExceeded};
+pub use limits::PluginLimits;
 use notes_routing::{Note, NoteChange};
 pub use scope::AccountScope;
 
@@ -31,25 +35,11 @@ pub use scope::AccountScope;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How much of a plugin's stderr (where a Rust panic message goes) is kept.
 const STDERR_CAPACITY: usize = 4096;
-/// An instance whose linear memory grew past this is dropped after its call
-/// instead of going back to the pool. Linear memory never shrinks, so one
-/// list of 100k ids would otherwise leave every warm instance holding ~10
-/// MiB for the life of the process (BENCHMARKS.md, "Scaling").
-const KEEP_WARM_MAX_MEMORY: usize = 8 << 20;
-
-/// Per-call limits; the defaults are the CLI's defaults.
-#[derive(Debug, Clone)]
-pub struct PluginLimits {
-    /// A call running longer than this is stopped (HTTP 503).
-    pub deadline: Duration,
-    /// Cap on a plugin instance's linear memory (growing past it traps).
-    pub memory_bytes: usize,
-    /// Warm instances kept per plugin; 0 means a fresh instance per request.
-    pub max_idle_instances: usize,
-    /// Optional instruction budget per call (wasmtime fuel); `None` = off.
-    /// Deterministic where the deadline is wall-clock, at ~15% call cost.
-    pub fuel: Option<u64>,
-}
+/// With `reuse_instances`, an instance whose linear memory grew past this is
+/// dropped after its call instead of being kept. Linear memory never shrinks,
+/// so one list of 100k ids would otherwise leave every kept instance holding
+/// ~10 MiB for the life of the process (BENCHMARKS.md, "Scaling").
+const REUSE_MAX_MEMORY: usize = 8 << 20;
 
 /// What a failed plugin call tells the caller.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +50,9 @@ pub enum PluginFailure {
     OutOfFuel { plugin: String, fuel: u64 },
     #[error("plugin {plugin} failed: {message}")]
     Trapped { plugin: String, message: String },
+    /// Every plugin instance slot is in use (HTTP 503, retry).
+    #[error("plugin {plugin} could not start: the host runs its maximum of plugin instances ({message}); retry shortly")]
+    Busy { plugin: String, message: String },
 }
 
 /// What a routing call returns: the routing's own answer (`Ok` or a WIT
@@ -136,7 +129,14 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(limits: PluginLimits) -> anyhow::Result<Self> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true).consume_fuel(limits.fuel.is_some());
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(limits.fuel.is_some())
+            .allocation_strategy(limits::allocation_strategy(&limits))
+            // The default, stated: a fresh instance maps the plugin's memory
+            // image copy-on-write instead of copying its data segments.
+            .memory_init_cow(true);
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         // On its own OS thread: as a task on a busy runtime it could starve,
@@ -168,10 +168,11 @@ impl Runtime {
 
     /// Loads a precompiled artifact written by [`Runtime::compile`]. Fails if
     /// it was made by another wasmtime version or engine configuration.
-    pub fn load_artifact(&self, path: &Path) -> anyhow::Result<Component> {
-        // SAFETY: artifacts live in the host's own data dir and are written
-        // only by `compile`; wasmtime checks version and configuration.
-        Ok(unsafe { Component::deserialize_file(&self.engine, path) }?)
+    pub fn load_artifact(&self, artifact: &[u8]) -> anyhow::Result<Component> {
+        // SAFETY: the registry checked these bytes against the sha256 it
+        // recorded when `compile` made them; wasmtime checks version and
+        // configuration.
+        Ok(unsafe { Component::deserialize(&self.engine, artifact) }?)
     }
 
     /// The `notes:plugin` version a component was built against, read from
@@ -254,49 +255,9 @@ pub struct Plugin {
 pub struct CallState {
     wasi: wasmtime_wasi::WasiCtx,
     table: wasmtime::component::ResourceTable,
-    limits: MemoryWatch,
+    allowance: Allowance,
     /// The account this call may touch; `None` between calls.
     scope: Option<AccountScope>,
-}
-
-/// The memory cap, and how large the instance's linear memory has grown.
-struct MemoryWatch {
-    limits: StoreLimits,
-    largest: usize,
-}
-
-impl ResourceLimiter for MemoryWatch {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.largest = self.largest.max(desired);
-        }
-        Ok(allowed)
-    }
-
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.memory_grow_failed(error)
-    }
-
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.table_grow_failed(error)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
-    }
 }
 
 struct Warm {
@@ -318,14 +279,15 @@ impl Plugin {
         &self.digest
     }
 
-    /// Runs `f` on a warm instance with the `stores` import bound to `scope`.
+    /// Runs `f` on an instance with the `stores` import bound to `scope`: a
+    /// fresh one, unless instances are reused and one is kept.
     fn call<R>(
         &self,
         scope: Option<AccountScope>,
         f: impl FnOnce(&mut Store<CallState>, &NotePlugin) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
-        let warm = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut warm = match warm {
+        let kept = if self.limits.reuse_instances > 0 { self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() } else { None };
+        let mut warm = match kept {
             Some(warm) => warm,
             None => self.instantiate().map_err(|e| self.failure(e, None))?,
         };
@@ -338,9 +300,11 @@ impl Plugin {
         warm.store.data_mut().scope = None;
         match result {
             Ok(value) => {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if idle.len() < self.limits.max_idle_instances && warm.store.data().limits.largest <= KEEP_WARM_MAX_MEMORY {
-                    idle.push(warm);
+                if self.limits.reuse_instances > 0 && warm.store.data().allowance.memory_bytes <= REUSE_MAX_MEMORY {
+                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    if idle.len() < self.limits.reuse_instances {
+                        idle.push(warm);
+                    }
                 }
                 Ok(value)
             }
@@ -353,14 +317,11 @@ impl Plugin {
         let state = CallState {
             wasi: wasi::deny_all(stderr.clone()),
             table: Default::default(),
-            limits: MemoryWatch {
-                limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build(),
-                largest: 0,
-            },
+            allowance: Allowance::new(&self.limits),
             scope: None,
         };
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.allowance);
         store.set_epoch_deadline(self.deadline_ticks);
         if let Some(fuel) = self.limits.fuel {
             store.set_fuel(fuel)?;
@@ -375,6 +336,12 @@ impl Plugin {
             Some(Trap::Interrupt) => return PluginFailure::Timeout { plugin, deadline: self.limits.deadline },
             Some(Trap::OutOfFuel) => return PluginFailure::OutOfFuel { plugin, fuel: self.limits.fuel.unwrap_or(0) },
             _ => {}
+        }
+        if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
+            return PluginFailure::Trapped { plugin, message: limit.to_string() };
+        }
+        if let Some(full) = e.downcast_ref::<PoolConcurrencyLimitError>() {
+            return PluginFailure::Busy { plugin, message: full.to_string() };
         }
         let mut message = match e.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),

@@ -6,6 +6,12 @@
 //!
 //! Upload → validate (compiles; WIT version compatible; imports and exports
 //! type-check; `info()` answers) → store (wasm + artifact) → activate.
+//!
+//! Safe under racing uploads, in one process and across the processes of a
+//! fleet: one upload per digest at a time here, every file written to its own
+//! temp file and renamed into place, and both files checked against their
+//! recorded sha256 when loaded. An artifact that fails the check, or no longer
+//! loads, is compiled again from the `.wasm`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,9 +45,16 @@ CREATE TABLE IF NOT EXISTS activations (
 );
 ";
 
-/// Added when several hosts began sharing a data dir: which host (by
-/// `--host-name`) activated. Each host restores and rolls back its own.
-const ADD_HOST_COLUMN: &str = "ALTER TABLE activations ADD COLUMN host TEXT NOT NULL DEFAULT ''";
+/// Columns added after the first release, each with the statement that adds
+/// it to an older `plugins.db`.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // Which host (by `--host-name`) activated: each host restores and rolls
+    // back its own.
+    ("activations", "host", "ALTER TABLE activations ADD COLUMN host TEXT NOT NULL DEFAULT ''"),
+    // sha256 of the `.cwasm`, checked when it is loaded ('' = not recorded:
+    // the artifact is compiled again and its digest recorded).
+    ("plugins", "artifact_sha256", "ALTER TABLE plugins ADD COLUMN artifact_sha256 TEXT NOT NULL DEFAULT ''"),
+];
 
 /// What the registry knows of a stored plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +106,8 @@ pub struct Registry {
     loaded: Mutex<HashMap<String, (Arc<Plugin>, LoadReport)>>,
     /// This host's name: activations are recorded and read per host.
     host: String,
+    /// One upload per digest at a time: the second waits, then finds it stored.
+    uploads: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Registry {
@@ -102,16 +117,30 @@ impl Registry {
         let pool = db::open(&data_dir.join("plugins.db"), 4, SCHEMA)?;
         {
             let conn = pool.get()?;
-            let has_host: bool = conn.query_row(
-                "SELECT count(*) > 0 FROM pragma_table_info('activations') WHERE name = 'host'",
-                [],
-                |r| r.get(0),
-            )?;
-            if !has_host {
-                conn.execute_batch(ADD_HOST_COLUMN)?;
+            for (table, column, add) in ADDED_COLUMNS {
+                let present: bool = conn.query_row(
+                    "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, column],
+                    |r| r.get(0),
+                )?;
+                if !present {
+                    // Two hosts opening an old file at once may both try.
+                    if let Err(e) = conn.execute_batch(add) {
+                        if !e.to_string().contains("duplicate column") {
+                            return Err(e.into());
+                        }
+                    }
+                }
             }
         }
-        Ok(Registry { dir, pool, runtime, loaded: Mutex::new(HashMap::new()), host: host.to_owned() })
+        Ok(Registry {
+            dir,
+            pool,
+            runtime,
+            loaded: Mutex::new(HashMap::new()),
+            host: host.to_owned(),
+            uploads: Mutex::new(HashMap::new()),
+        })
     }
 
     fn wasm_path(&self, digest: &str) -> PathBuf {
@@ -126,6 +155,8 @@ impl Registry {
     /// whether it is new (an identical upload is not stored twice).
     pub fn push(&self, wasm: &[u8], now_ms: i64) -> Result<(PluginRecord, bool), RegistryError> {
         let digest = sha256_hex(wasm);
+        let upload = self.uploads.lock().unwrap_or_else(|e| e.into_inner()).entry(digest.clone()).or_default().clone();
+        let _one_at_a_time = upload.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(record) = self.record(&digest)? {
             return Ok((record, false));
         }
@@ -147,6 +178,7 @@ impl Registry {
 
         write_atomically(&self.wasm_path(&digest), wasm)?;
         write_atomically(&self.artifact_path(&digest), &artifact)?;
+        let artifact_sha256 = sha256_hex(&artifact);
         let info = plugin.info().clone();
         let record = PluginRecord {
             digest: digest.clone(),
@@ -159,8 +191,8 @@ impl Registry {
         };
         let conn = self.pool.get().context("plugins.db")?;
         conn.execute(
-            "INSERT INTO plugins (digest, name, version, supports_migration, wit_version, size_bytes, uploaded_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (digest) DO NOTHING",
+            "INSERT INTO plugins (digest, name, version, supports_migration, wit_version, size_bytes, uploaded_at_ms, artifact_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (digest) DO UPDATE SET artifact_sha256 = excluded.artifact_sha256",
             params![
                 record.digest,
                 record.name,
@@ -168,7 +200,8 @@ impl Registry {
                 record.supports_migration,
                 record.wit_version,
                 record.size_bytes as i64,
-                record.uploaded_at_ms
+                record.uploaded_at_ms,
+                artifact_sha256
             ],
         )
         .context("cannot record the plugin")?;
@@ -187,14 +220,11 @@ impl Registry {
             return Err(RegistryError::Unknown(digest.to_owned()));
         }
         let started = Instant::now();
-        let (component, from_artifact) = match self.runtime.load_artifact(&self.artifact_path(digest)) {
+        let (component, from_artifact) = match self.load_artifact(digest) {
             Ok(component) => (component, true),
             Err(e) => {
-                tracing::warn!(digest = short(digest), error = %format!("{e:#}"), "precompiled artifact unusable; compiling again");
-                let wasm = std::fs::read(self.wasm_path(digest)).context("cannot read the stored plugin")?;
-                let (component, artifact) = self.runtime.compile(&wasm)?;
-                write_atomically(&self.artifact_path(digest), &artifact)?;
-                (component, false)
+                tracing::warn!(digest = short(digest), error = %format!("{e:#}"), "precompiled artifact unusable; compiling again from the .wasm");
+                (self.recompile(digest)?, false)
             }
         };
         let plugin = Arc::new(self.runtime.instantiate(&component, digest)?);
@@ -202,6 +232,40 @@ impl Registry {
         tracing::info!(plugin = plugin.label(), digest = short(digest), from_artifact, millis = load.millis, "plugin loaded");
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(digest.to_owned(), (plugin.clone(), load));
         Ok((plugin, load))
+    }
+
+    /// The stored artifact, if it matches the sha256 recorded for it and
+    /// this engine can load it.
+    fn load_artifact(&self, digest: &str) -> anyhow::Result<wasmtime::component::Component> {
+        let conn = self.pool.get()?;
+        let recorded: String =
+            conn.query_row("SELECT artifact_sha256 FROM plugins WHERE digest = ?1", [digest], |r| r.get(0))?;
+        drop(conn);
+        let bytes = std::fs::read(self.artifact_path(digest)).with_context(|| format!("cannot read {}", file_name(digest, "cwasm")))?;
+        let actual = sha256_hex(&bytes);
+        if actual != recorded {
+            anyhow::bail!("{} does not match its recorded sha256 (recorded {:?}, found {})", file_name(digest, "cwasm"), short(&recorded), short(&actual));
+        }
+        self.runtime.load_artifact(&bytes)
+    }
+
+    /// Compiles the stored `.wasm` again, checking it against its digest, and
+    /// replaces the artifact and its recorded sha256.
+    fn recompile(&self, digest: &str) -> Result<wasmtime::component::Component, RegistryError> {
+        let wasm = std::fs::read(self.wasm_path(digest)).with_context(|| format!("cannot read {}", file_name(digest, "wasm")))?;
+        if sha256_hex(&wasm) != digest {
+            return Err(RegistryError::Failed(anyhow::anyhow!(
+                "the stored plugin {} is damaged: {} does not match its digest; upload it again",
+                short(digest),
+                file_name(digest, "wasm")
+            )));
+        }
+        let (component, artifact) = self.runtime.compile(&wasm)?;
+        write_atomically(&self.artifact_path(digest), &artifact)?;
+        let conn = self.pool.get().context("plugins.db")?;
+        conn.execute("UPDATE plugins SET artifact_sha256 = ?2 WHERE digest = ?1", params![digest, sha256_hex(&artifact)])
+            .context("cannot record the artifact's digest")?;
+        Ok(component)
     }
 
     pub fn record(&self, digest: &str) -> anyhow::Result<Option<PluginRecord>> {
@@ -294,10 +358,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Write to a temp file, then rename: a crash never leaves half an artifact.
+/// `plugins/<digest>.<ext>`: how files are named in messages. Never the
+/// absolute path, which would tell a client where the data dir is.
+fn file_name(digest: &str, ext: &str) -> String {
+    format!("plugins/{}….{ext}", short(digest))
+}
+
+/// Writes to a temp file of its own (racing writers never share one), syncs
+/// it, then renames it over `path`: readers see the old file or the whole new
+/// one, never a mix, and a crash never leaves half a file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    use std::io::Write;
+    let dir = path.parent().expect("plugin files live in the plugins dir");
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write plugins/{name}"))
 }

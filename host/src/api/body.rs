@@ -1,0 +1,55 @@
+//! Request bodies, read before any handler runs: within a size limit
+//! (413, decided from `Content-Length` before a byte is read, so a client
+//! that sent `Expect: 100-continue` gets its 413 instead of `100 Continue`)
+//! and within a time limit (408), so a slow client cannot hold a request
+//! open. Both answers are JSON like every other error.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::error::ApiError;
+
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_body_bytes: usize,
+    /// `POST /plugins` carries a component, larger than any note.
+    pub max_plugin_bytes: usize,
+    /// The whole body must arrive within this.
+    pub read_timeout: Duration,
+}
+
+impl BodyLimits {
+    fn limit_for(&self, req: &Request) -> usize {
+        if req.method() == Method::POST && req.uri().path() == "/plugins" { self.max_plugin_bytes } else { self.max_body_bytes }
+    }
+}
+
+pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let limit = limits.limit_for(&req);
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {limit} bytes"));
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large().into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(limits.read_timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large().into_response(),
+        Ok(Err(e)) => return ApiError::bad_request(format!("cannot read the request body: {e}")).into_response(),
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within {} ms", limits.read_timeout.as_millis()),
+            )
+            .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}

@@ -1,0 +1,101 @@
+//! The listener: HTTP/1 connections served with limits a slow or greedy
+//! client cannot get around.
+//!
+//! - a cap on open connections: at the cap, new ones wait in the kernel's
+//!   listen backlog (and a warning says so) instead of using up file
+//!   descriptors the open ones need;
+//! - a header read timeout, which also closes a keep-alive connection that
+//!   sends nothing;
+//! - graceful shutdown: requests in flight finish.
+//!
+//! axum's own `serve` sets no header timeout and no connection cap, hence
+//! this loop on hyper's connection builder.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How connections are accepted and kept.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// A request's headers, or the first byte of the next request on a
+    /// keep-alive connection, must arrive within this.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits { max_connections: 1024, header_read_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Longest shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let at_cap = Arc::new(AtomicBool::new(false));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        if slots.available_permits() == 0 && !at_cap.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "connection limit reached: new connections wait in the listen backlog until one closes (--max-connections)"
+            );
+        }
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+        let connection = graceful.watch(connection);
+        let (at_cap, slots) = (Arc::clone(&at_cap), Arc::clone(&slots));
+        tokio::spawn(async move {
+            // Errors here are a client's doing (reset, header timeout).
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+            // Warn again only after the pressure really eased, not per close.
+            if slots.available_permits() * 2 >= limits.max_connections {
+                at_cap.store(false, Ordering::Relaxed);
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown: some connections were still open after {SHUTDOWN_GRACE:?}");
+    }
+    Ok(())
+}
