@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+pub mod hostile;
+
 /// The plugins built by `cargo xtask build`.
 #[derive(Debug, Clone, Copy)]
 pub enum Plugin {
@@ -23,6 +25,9 @@ pub enum Plugin {
     AlwaysFails,
     /// Test-only: built against an incompatible WIT version (0.2.0).
     FutureWit,
+    /// Test-only, hostile: keeps every note it sees in its memory and serves
+    /// them to whoever asks next, whatever the account.
+    Remembers,
 }
 
 fn target_dir() -> PathBuf {
@@ -39,6 +44,7 @@ impl Plugin {
             Plugin::Faulty => "plugins/testing/faulty.wasm",
             Plugin::AlwaysFails => "plugins/testing/always-fails.wasm",
             Plugin::FutureWit => "plugins/testing/future-wit.wasm",
+            Plugin::Remembers => "plugins/testing/remembers.wasm",
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
@@ -114,6 +120,11 @@ impl HostBuilder {
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> Self {
+        self.args.extend(args.into_iter().map(str::to_owned));
         self
     }
 

@@ -29,6 +29,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("faulty_plugin", "testing/faulty.wasm"),
     ("always_fails_plugin", "testing/always-fails.wasm"),
     ("future_wit_plugin", "testing/future-wit.wasm"),
+    ("remembers_plugin", "testing/remembers.wasm"),
 ];
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -106,8 +107,12 @@ fn build() -> Result {
         fs::create_dir_all(dest.parent().expect("artifact has a parent")).map_err(|e| e.to_string())?;
         fs::copy(built.join(format!("{krate}.wasm")), &dest).map_err(|e| format!("cannot copy {krate}.wasm: {e}"))?;
     }
+    // The whole workspace, as `test` builds it: cargo unifies features over
+    // the packages it builds, so a host-only build would give wasmparser
+    // (shared by wasmtime and the tests' wit-component) other features, and
+    // the test run would compile wasmtime a second time.
     let mut host = cargo();
-    host.args(["build", "--release", "-p", "notes-host"]);
+    host.args(["build", "--release", "--workspace"]);
     run_cmd(host)
 }
 

@@ -1,14 +1,18 @@
-//! Request bodies, read before any handler runs: within a size limit
-//! (413, decided from `Content-Length` before a byte is read, so a client
-//! that sent `Expect: 100-continue` gets its 413 instead of `100 Continue`)
+//! Request bodies, read before any handler runs: within a size limit (413)
 //! and within a time limit (408), so a slow client cannot hold a request
 //! open. Both answers are JSON like every other error.
+//!
+//! A client that sent `Expect: 100-continue` with a `Content-Length` over the
+//! limit gets its 413 before a byte is read (hyper sends `100 Continue` only
+//! once the body is polled). Any other client's body is read up to the limit
+//! first, as before: answering while it is still sending would make it see a
+//! broken pipe instead of the 413.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::header::{CONTENT_LENGTH, EXPECT};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -35,7 +39,8 @@ pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Nex
     let limit = limits.limit_for(&req);
     let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {limit} bytes"));
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let waits_for_continue = req.headers().get(EXPECT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if waits_for_continue && declared.is_some_and(|n| n > limit as u64) {
         return too_large().into_response();
     }
     let (parts, body) = req.into_parts();

@@ -139,6 +139,7 @@ fn with_an_admin_token_every_route_but_healthz_needs_it() {
     assert_eq!(bare(&[]), 401);
     assert_eq!(bare(&[("authorization", "Bearer wrong-token-wrong-token")]), 403);
     assert_eq!(bare(&[("authorization", &format!("Bearer {token}"))]), 200);
+    assert_eq!(bare(&[("authorization", &format!("bearer {token}"))]), 200, "the scheme is case-insensitive");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     assert_eq!(agent.get(format!("{}/healthz", anonymous.base)).call().unwrap().status().as_u16(), 200);
 }

@@ -10,3 +10,5 @@ mod migration;
 mod plain;
 mod plugins;
 mod rollback;
+mod sandbox;
+mod slow_clients;
