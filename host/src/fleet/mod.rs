@@ -83,6 +83,10 @@ impl Default for FleetSettings {
             heartbeat_every: Duration::from_millis(250),
             host_timeout: Duration::from_millis(2000),
             poll_every: Duration::from_millis(1),
+            // Enough for one account's honest concurrency (the benchmarks
+            // bulk-load one account from 8 connections); few enough that its
+            // looping calls leave most of the CPUs to others (BENCHMARKS.md,
+            // "Fairness").
             max_requests_per_account: 8,
             unsafe_no_fleet_safety: false,
         }
