@@ -59,6 +59,11 @@ struct ServeArgs {
     /// Longest a plugin call may run before it is stopped (request gets 503).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     plugin_deadline_ms: u64,
+    /// CPU a plugin call may use at full speed; after it, the call is paced
+    /// to about 5% of a core until its deadline, so a looping plugin leaves
+    /// the CPUs to other requests. 0 turns pacing off.
+    #[arg(long, default_value_t = PluginLimits::default().pacing_after.map_or(0, |d| d.as_millis() as u64), value_name = "MS")]
+    plugin_pacing_after_ms: u64,
     /// Cap on all the linear memory of one plugin instance together; growing
     /// past it fails the call (500).
     #[arg(long, default_value_t = 64, value_name = "MIB")]
@@ -176,6 +181,7 @@ fn main() -> ExitCode {
                 admin_token: args.admin_token.filter(|t| !t.is_empty()),
                 limits: PluginLimits {
                     deadline: Duration::from_millis(args.plugin_deadline_ms.max(1)),
+                    pacing_after: (args.plugin_pacing_after_ms > 0).then(|| Duration::from_millis(args.plugin_pacing_after_ms)),
                     memory_bytes: args.plugin_memory_mib.saturating_mul(1024 * 1024),
                     table_elements: args.plugin_table_elements,
                     reuse_instances: args.unsafe_reuse_instances,

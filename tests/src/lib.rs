@@ -483,6 +483,11 @@ impl Drop for Host {
 /// The test-only switch that turns off the fleet gate and the flip barrier.
 pub const UNSAFE_NO_FLEET_SAFETY: &str = "--unsafe-no-fleet-safety";
 
+/// The faulty plugin's `fault:slow` spins about 0.2 s of CPU: more than a
+/// call may use at full speed before the host paces it. Tests that need a
+/// request to stay in flight that long turn pacing off.
+pub const NO_PACING: [&str; 2] = ["--plugin-pacing-after-ms", "0"];
+
 /// Several hosts on one data dir (the embedded fleet), named `host-0`,
 /// `host-1`, …; all killed when dropped, then the dir is deleted.
 pub struct Fleet {

@@ -14,6 +14,7 @@
 
 mod bindings;
 mod limits;
+mod pacing;
 pub mod registry;
 mod scope;
 mod wasi;
@@ -27,6 +28,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use bindings::{NotePlugin, NotePluginPre};
 use limits::{Allowance, LimitExceeded};
+use pacing::CallClock;
 pub use limits::PluginLimits;
 use notes_routing::{Note, NoteChange};
 pub use scope::AccountScope;
@@ -196,7 +198,6 @@ impl Runtime {
             info: PluginInfo::default(),
             pre,
             limits: self.limits.clone(),
-            deadline_ticks: self.limits.deadline.div_duration_f64(EPOCH_TICK).ceil().max(1.0) as u64,
             idle: Mutex::new(Vec::new()),
         };
         let info = plugin
@@ -247,7 +248,6 @@ pub struct Plugin {
     info: PluginInfo,
     pre: NotePluginPre<CallState>,
     limits: PluginLimits,
-    deadline_ticks: u64,
     idle: Mutex<Vec<Warm>>,
 }
 
@@ -256,6 +256,8 @@ pub struct CallState {
     wasi: wasmtime_wasi::WasiCtx,
     table: wasmtime::component::ResourceTable,
     allowance: Allowance,
+    /// Deadline and CPU pacing of the call in progress, checked every epoch tick.
+    clock: CallClock,
     /// The account this call may touch; `None` between calls.
     scope: Option<AccountScope>,
 }
@@ -288,11 +290,15 @@ impl Plugin {
     ) -> Result<R, PluginFailure> {
         let kept = if self.limits.reuse_instances > 0 { self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() } else { None };
         let mut warm = match kept {
-            Some(warm) => warm,
+            Some(mut warm) => {
+                warm.store.data_mut().clock = CallClock::start(self.limits.deadline, self.limits.pacing_after);
+                warm
+            }
+            // Its clock started before instantiation: the deadline counts it.
             None => self.instantiate().map_err(|e| self.failure(e, None))?,
         };
         warm.store.data_mut().scope = scope;
-        warm.store.set_epoch_deadline(self.deadline_ticks);
+        warm.store.set_epoch_deadline(1);
         if let Some(fuel) = self.limits.fuel {
             warm.store.set_fuel(fuel).expect("fuel is enabled when a budget is set");
         }
@@ -318,11 +324,15 @@ impl Plugin {
             wasi: wasi::deny_all(stderr.clone()),
             table: Default::default(),
             allowance: Allowance::new(&self.limits),
+            clock: CallClock::start(self.limits.deadline, self.limits.pacing_after),
             scope: None,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.allowance);
-        store.set_epoch_deadline(self.deadline_ticks);
+        // Every tick: stop the call at its deadline, pace it once it used a
+        // lot of CPU (`pacing`).
+        store.epoch_deadline_callback(|store| Ok(store.data().clock.on_tick()));
+        store.set_epoch_deadline(1);
         if let Some(fuel) = self.limits.fuel {
             store.set_fuel(fuel)?;
         }

@@ -140,7 +140,7 @@ fn slow_create<'s>(scope: &'s std::thread::Scope<'s, '_>, host: &'s Host, accoun
 
 #[test]
 fn a_flip_returns_only_after_every_request_that_read_the_old_value_has_finished() {
-    let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &[]);
+    let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &NO_PACING);
     let account = fleet.hosts[0].create_account(false);
     let (created, created_at, flipped_at) = std::thread::scope(|s| {
         let slow = slow_create(s, &fleet.hosts[0], &account);
@@ -161,7 +161,7 @@ fn a_flip_returns_only_after_every_request_that_read_the_old_value_has_finished(
 /// operator was told the account migrates (the seed's second case).
 #[test]
 fn without_the_barrier_a_create_under_the_old_value_lands_after_the_flip_was_acknowledged() {
-    let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &[UNSAFE_NO_FLEET_SAFETY]);
+    let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &[UNSAFE_NO_FLEET_SAFETY, NO_PACING[0], NO_PACING[1]]);
     let account = fleet.hosts[0].create_account(false);
     let (created, created_at, flipped_at) = std::thread::scope(|s| {
         let slow = slow_create(s, &fleet.hosts[0], &account);
@@ -178,7 +178,7 @@ fn without_the_barrier_a_create_under_the_old_value_lands_after_the_flip_was_ack
 
 #[test]
 fn a_host_killed_during_a_flip_leaves_the_account_neither_stuck_nor_split() {
-    let mut fleet = Fleet::of(&[Faulty, Faulty, Faulty], &[]);
+    let mut fleet = Fleet::of(&[Faulty, Faulty, Faulty], &NO_PACING);
     let account = fleet.hosts[0].create_account(false);
     let kept = fleet.hosts[0].create_note(&account, "kept");
     std::thread::scope(|s| {
@@ -202,14 +202,14 @@ fn a_host_killed_during_a_flip_leaves_the_account_neither_stuck_nor_split() {
     assert_eq!(fleet.hosts[0].placement(&account, &created), NEW);
     eventually("the killed host is dropped", || fleet.host_names(0) == ["host-0", "host-1"]);
 
-    fleet.restart(2, Host::builder().plugin(Faulty));
+    fleet.restart(2, Host::builder().plugin(Faulty).args(NO_PACING));
     let via_restarted = fleet.hosts[2].create_note(&account, "through the restarted host");
     assert_eq!(fleet.hosts[0].placement(&account, &via_restarted), NEW);
 }
 
 #[test]
 fn a_flip_whose_own_host_is_killed_midway_is_aborted_and_changes_nothing() {
-    let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &[]);
+    let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &NO_PACING);
     let account = fleet.hosts[0].create_account(false);
     std::thread::scope(|s| {
         let slow = slow_create(s, &fleet.hosts[2], &account);
@@ -247,7 +247,7 @@ fn assert_unchanged_then_flippable(host: &Host, observer: &Host, account: &str) 
 
 #[test]
 fn a_second_flip_of_an_account_while_one_runs_is_refused() {
-    let fleet = Fleet::of(&[Faulty, Faulty], &[]);
+    let fleet = Fleet::of(&[Faulty, Faulty], &NO_PACING);
     let account = fleet.hosts[0].create_account(false);
     std::thread::scope(|s| {
         let slow = slow_create(s, &fleet.hosts[1], &account);

@@ -121,7 +121,7 @@ fn swapping_back_and_forth_under_load_fails_no_request_and_never_mixes_plugins()
 
 #[test]
 fn a_request_running_during_a_swap_finishes_on_the_plugin_it_started_with() {
-    let host = Host::start_with(Plugin::Faulty);
+    let host = Host::builder().plugin(Plugin::Faulty).args(NO_PACING).start();
     let account = host.create_account(false);
     let migrate = host.push_plugin(Plugin::Migrate).json()["digest"].as_str().unwrap().to_owned();
     std::thread::scope(|s| {

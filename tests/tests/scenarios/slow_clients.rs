@@ -117,3 +117,12 @@ fn an_account_name_with_control_characters_is_refused() {
     }
     assert!(host.get("/accounts").expect(200).json().as_array().unwrap().is_empty());
 }
+
+#[test]
+fn every_error_body_is_json_even_when_the_framework_refuses_the_request() {
+    let host = Host::start();
+    // A path segment that is not UTF-8 once decoded: refused by axum's extractor.
+    let r = host.get("/accounts/%FF").expect(400);
+    assert!(!r.error().is_empty(), "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
