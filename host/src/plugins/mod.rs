@@ -331,7 +331,7 @@ impl Plugin {
         store.limiter(|s| &mut s.allowance);
         // Every tick: stop the call at its deadline, pace it once it used a
         // lot of CPU (`pacing`).
-        store.epoch_deadline_callback(|store| Ok(store.data().clock.on_tick()));
+        store.epoch_deadline_callback(|mut store| Ok(store.data_mut().clock.on_tick()));
         store.set_epoch_deadline(1);
         if let Some(fuel) = self.limits.fuel {
             store.set_fuel(fuel)?;

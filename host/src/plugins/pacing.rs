@@ -30,22 +30,31 @@ pub struct CallClock {
     deadline: Duration,
     /// `None`: never paced.
     pacing_after: Option<Duration>,
-    cpu_at_start: Duration,
+    /// The thread's CPU clock at the call's first tick. Read then, not at the
+    /// start: the thread CPU clock is a real system call (~1 µs here), and
+    /// most calls end before their first tick. The slice is counted from the
+    /// first tick, so a call may run at most one tick (10 ms) more at full
+    /// speed.
+    cpu_at_first_tick: Option<Duration>,
 }
 
 impl CallClock {
     pub fn start(deadline: Duration, pacing_after: Option<Duration>) -> Self {
-        CallClock { started: Instant::now(), deadline, pacing_after, cpu_at_start: thread_cpu_time() }
+        CallClock { started: Instant::now(), deadline, pacing_after, cpu_at_first_tick: None }
     }
 
     /// What the call does at an epoch tick.
-    pub fn on_tick(&self) -> UpdateDeadline {
+    pub fn on_tick(&mut self) -> UpdateDeadline {
         let elapsed = self.started.elapsed();
         if elapsed >= self.deadline {
             return UpdateDeadline::Interrupt;
         }
-        if self.pacing_after.is_some_and(|slice| thread_cpu_time().saturating_sub(self.cpu_at_start) > slice) {
-            std::thread::sleep(PACED_PAUSE.min(self.deadline - elapsed));
+        if let Some(slice) = self.pacing_after {
+            let now = thread_cpu_time();
+            let first = *self.cpu_at_first_tick.get_or_insert(now);
+            if now.saturating_sub(first) > slice {
+                std::thread::sleep(PACED_PAUSE.min(self.deadline - elapsed));
+            }
         }
         UpdateDeadline::Continue(1)
     }
@@ -68,19 +77,20 @@ mod tests {
 
     #[test]
     fn a_call_past_its_deadline_is_interrupted() {
-        let clock = CallClock::start(Duration::from_millis(5), Some(DEFAULT_PACING_AFTER));
+        let mut clock = CallClock::start(Duration::from_millis(5), Some(DEFAULT_PACING_AFTER));
         std::thread::sleep(Duration::from_millis(10));
         assert!(matches!(clock.on_tick(), UpdateDeadline::Interrupt));
     }
 
     #[test]
     fn a_call_that_burned_its_cpu_slice_is_paced_and_a_short_one_is_not() {
-        let clock = CallClock::start(Duration::from_secs(10), Some(DEFAULT_PACING_AFTER));
+        let mut clock = CallClock::start(Duration::from_secs(10), Some(DEFAULT_PACING_AFTER));
         let started = Instant::now();
         assert!(matches!(clock.on_tick(), UpdateDeadline::Continue(1)));
         assert!(started.elapsed() < PACED_PAUSE, "a call that used little CPU runs on at once");
+        let first = clock.cpu_at_first_tick.expect("read at the first tick");
         let spin = Instant::now();
-        while thread_cpu_time().saturating_sub(clock.cpu_at_start) <= DEFAULT_PACING_AFTER && spin.elapsed() < Duration::from_secs(5) {
+        while thread_cpu_time().saturating_sub(first) <= DEFAULT_PACING_AFTER && spin.elapsed() < Duration::from_secs(5) {
             std::hint::black_box(0u64);
         }
         let paused = Instant::now();
