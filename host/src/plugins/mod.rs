@@ -253,7 +253,11 @@ pub struct Plugin {
 
 /// The per-instance state the host functions see.
 pub struct CallState {
-    wasi: wasmtime_wasi::WasiCtx,
+    /// Built on the plugin's first WASI call, not per instance: most calls
+    /// make none, and building one seeds random generators (~3% of a call).
+    wasi: Option<wasmtime_wasi::WasiCtx>,
+    /// Where the plugin's stderr goes once `wasi` exists.
+    stderr: MemoryOutputPipe,
     table: wasmtime::component::ResourceTable,
     allowance: Allowance,
     /// Deadline and CPU pacing of the call in progress, checked every epoch tick.
@@ -321,7 +325,8 @@ impl Plugin {
     fn instantiate(&self) -> wasmtime::Result<Warm> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let state = CallState {
-            wasi: wasi::deny_all(stderr.clone()),
+            wasi: None,
+            stderr: stderr.clone(),
             table: Default::default(),
             allowance: Allowance::new(&self.limits),
             clock: CallClock::start(self.limits.deadline, self.limits.pacing_after),

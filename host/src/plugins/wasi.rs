@@ -36,6 +36,8 @@ impl HostMonotonicClock for FrozenClock {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let stderr = &self.stderr;
+        let ctx = self.wasi.get_or_insert_with(|| deny_all(stderr.clone()));
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
