@@ -25,8 +25,10 @@ pub use crate::plugin_health::{BreakerConfig, ProbationConfig};
 use crate::plugins::{AccountScope, NoteRouter, Plugin, PluginFailure, Routed, short};
 use crate::stores::{DataStores, StoreError};
 
-/// Longest account name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
+/// Notely's limits, in bytes of UTF-8 (Notely counts bytes): the defaults of
+/// `--max-name-bytes` and `--max-content-bytes`.
+pub const DEFAULT_MAX_NAME_BYTES: usize = 100;
+pub const DEFAULT_MAX_CONTENT_BYTES: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -107,6 +109,10 @@ pub struct AppSettings {
     /// A note a plugin returns may not be larger than a request could have
     /// written: a bigger one is a plugin bug (500), not something to serve.
     pub max_note_bytes: usize,
+    /// Longest note content a client may write, in bytes (400 above).
+    pub max_content_bytes: usize,
+    /// Longest account name, in bytes (400 above).
+    pub max_name_bytes: usize,
 }
 
 /// Who activated a plugin, as recorded in the history.
@@ -213,7 +219,7 @@ impl App {
     // ---- accounts -------------------------------------------------------
 
     pub fn create_account(&self, id: Option<Uuid>, name: &str, is_migrating: bool) -> Result<Account, AppError> {
-        let name = valid_name(name)?;
+        let name = valid_name(name, self.settings.max_name_bytes)?;
         let _admin = is_migrating.then(|| self.admin_lock());
         if is_migrating {
             self.migration_gate()?;
@@ -235,7 +241,7 @@ impl App {
     /// returns once no host runs a request of the account under the old
     /// value; if it fails, nothing changed (the name neither).
     pub fn update_account(&self, id: Uuid, change: AccountChange) -> Result<Account, AppError> {
-        let name = change.name.as_deref().map(valid_name).transpose()?;
+        let name = change.name.as_deref().map(|n| valid_name(n, self.settings.max_name_bytes)).transpose()?;
         if let Some(to) = change.is_migrating {
             let _admin = to.then(|| self.admin_lock());
             if to {
@@ -290,7 +296,7 @@ impl App {
     // ---- notes, through the plugin ---------------------------------------
 
     pub fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String) -> Result<Served<Note>, AppError> {
-        valid_content(&content)?;
+        valid_content(&content, self.settings.max_content_bytes)?;
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms: now_ms() };
         self.route(account, |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
     }
@@ -310,14 +316,19 @@ impl App {
         content: String,
         expected_version: Option<u64>,
     ) -> Result<Served<Note>, AppError> {
-        valid_content(&content)?;
+        valid_content(&content, self.settings.max_content_bytes)?;
         let change = NoteChange { id: id.to_string(), content, at_ms: now_ms() };
         self.route(account, |r, scope, migrating| r.update_note(scope, change, expected_version, migrating))
             .and_then(|n| self.checked(n))
     }
 
+    /// Idempotent, as for Notely's clients: deleting a note that does not
+    /// exist succeeds (the plugin's `not-found` is a success here).
     pub fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
-        self.route(account, |r, scope, migrating| r.delete_note(scope, &id.to_string(), migrating))
+        self.route(account, |r, scope, migrating| match r.delete_note(scope, &id.to_string(), migrating) {
+            Ok(Err(PluginError::NotFound)) => Ok(Ok(())),
+            answer => answer,
+        })
     }
 
     /// Refuses to pass on a note larger than any request could have written.
@@ -546,13 +557,13 @@ fn no_account(id: Uuid) -> AppError {
     AppError::NotFound(format!("account {id} not found"))
 }
 
-fn valid_name(name: &str) -> Result<&str, AppError> {
+fn valid_name(name: &str, max_bytes: usize) -> Result<&str, AppError> {
     let trimmed = name.trim();
     if trimmed.is_empty() {
         return Err(AppError::Invalid("name must not be blank".into()));
     }
-    if trimmed.chars().count() > MAX_NAME_CHARS {
-        return Err(AppError::Invalid(format!("name must be at most {MAX_NAME_CHARS} characters")));
+    if trimmed.len() > max_bytes {
+        return Err(AppError::Invalid(format!("name must be at most {max_bytes} bytes, got {}", trimmed.len())));
     }
     if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
         return Err(AppError::Invalid(format!("name must not contain control characters, found {c:?}")));
@@ -560,9 +571,12 @@ fn valid_name(name: &str) -> Result<&str, AppError> {
     Ok(trimmed)
 }
 
-fn valid_content(content: &str) -> Result<(), AppError> {
+fn valid_content(content: &str, max_bytes: usize) -> Result<(), AppError> {
     if content.is_empty() {
         return Err(AppError::Invalid("content must not be empty".into()));
+    }
+    if content.len() > max_bytes {
+        return Err(AppError::Invalid(format!("content must be at most {max_bytes} bytes, got {}", content.len())));
     }
     Ok(())
 }

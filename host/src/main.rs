@@ -91,6 +91,12 @@ struct ServeArgs {
     /// Largest request body accepted (413 above).
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     max_body_bytes: usize,
+    /// Longest note content, in bytes (Notely's limit; 400 above).
+    #[arg(long, default_value_t = notes_host::app::DEFAULT_MAX_CONTENT_BYTES, value_name = "BYTES")]
+    max_content_bytes: usize,
+    /// Longest account name, in bytes (Notely's limit; 400 above).
+    #[arg(long, default_value_t = notes_host::app::DEFAULT_MAX_NAME_BYTES, value_name = "BYTES")]
+    max_name_bytes: usize,
     /// A request's headers must arrive within this; it also closes a
     /// keep-alive connection that sends nothing for this long.
     #[arg(long, default_value_t = ConnectionLimits::default().header_read_timeout.as_millis() as u64, value_name = "MS")]
@@ -191,6 +197,8 @@ fn main() -> ExitCode {
                 max_body_bytes: args.max_body_bytes,
                 max_plugin_bytes: args.max_plugin_bytes,
                 body_read_timeout: Duration::from_millis(args.body_read_timeout_ms.max(1)),
+                max_content_bytes: args.max_content_bytes,
+                max_name_bytes: args.max_name_bytes,
                 connections: ConnectionLimits {
                     max_connections: args.max_connections as usize,
                     header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(1)),

@@ -31,6 +31,9 @@ pub struct ServeConfig {
     pub limits: PluginLimits,
     pub max_body_bytes: usize,
     pub max_plugin_bytes: usize,
+    /// Longest note content and account name, in bytes (400 above).
+    pub max_content_bytes: usize,
+    pub max_name_bytes: usize,
     /// A request body must arrive within this (408).
     pub body_read_timeout: std::time::Duration,
     pub connections: ConnectionLimits,
@@ -109,7 +112,13 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
         (Some(path), _) => push_file(&registry, path)?,
         (None, None) => push_file(&registry, &config.default_plugin)?,
     };
-    let settings = AppSettings { probation: config.probation, breaker: config.breaker, max_note_bytes: config.max_body_bytes };
+    let settings = AppSettings {
+        probation: config.probation,
+        breaker: config.breaker,
+        max_note_bytes: config.max_body_bytes,
+        max_content_bytes: config.max_content_bytes,
+        max_name_bytes: config.max_name_bytes,
+    };
     let native: Option<Arc<dyn crate::plugins::NoteRouter>> = match config.strategy {
         Strategy::Plugin => None,
         Strategy::NativeMigrate => Some(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{JsonBody, uuid};
+use super::extract::{JsonBody, client_id, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::accounts::{Account, AccountChange};
 use crate::app::{App, MigrationStatus};
@@ -53,7 +53,7 @@ pub struct AccountPatch {
 
 pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAccount>) -> Result<(StatusCode, Json<AccountBody>), ApiError> {
     let name = body.name.ok_or_else(|| ApiError::bad_request("name is required"))?;
-    let id = body.id.as_deref().map(|id| uuid("account", id)).transpose()?;
+    let id = client_id("account", body.id.as_deref())?;
     let account = blocking(&app, move |app| app.create_account(id, &name, body.is_migrating)).await?;
     Ok((StatusCode::CREATED, Json(account.into())))
 }

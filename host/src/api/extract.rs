@@ -30,6 +30,12 @@ pub fn uuid(what: &str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("{what} id {raw:?} is not a UUID")))
 }
 
+/// An id a client may supply in a body. Notely's client always sends `"id"`,
+/// as the nil UUID when its caller left it unset: that means "generate one".
+pub fn client_id(what: &str, raw: Option<&str>) -> Result<Option<Uuid>, ApiError> {
+    Ok(raw.map(|raw| uuid(what, raw)).transpose()?.filter(|id| !id.is_nil()))
+}
+
 /// `If-Match: "<version>"` (quotes optional; `*` matches any version).
 pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(IF_MATCH) else { return Ok(None) };

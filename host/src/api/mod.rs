@@ -67,7 +67,10 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         ))
         .route_layer(axum::middleware::from_fn_with_state(config.admin_token.clone(), auth::require_admin));
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok", "timestamp": notes::rfc3339(crate::app::now_ms()) })) }),
+        )
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::blocking;
 use super::error::ApiError;
-use super::extract::{JsonBody, if_match, uuid};
+use super::extract::{JsonBody, client_id, if_match, uuid};
 use crate::app::{App, Placement, Served};
 use crate::stores::Note;
 
@@ -82,7 +82,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let account = uuid("account", &account)?;
     let content = content(body.content)?;
-    let id = body.id.as_deref().map(|id| uuid("note", id)).transpose()?;
+    let id = client_id("note", body.id.as_deref())?;
     let note = blocking(&app, move |app| app.create_note(account, id, content)).await?;
     Ok(served(StatusCode::CREATED, note, note_response))
 }

@@ -32,7 +32,7 @@ fn bad_account_input_gets_a_clear_error_and_changes_nothing() {
     for (body, needle) in [
         (json!({}), "name is required"),
         (json!({ "name": "   " }), "must not be blank"),
-        (json!({ "name": long }), "at most 100 characters"),
+        (json!({ "name": long }), "at most 100 bytes"),
         (json!({ "name": "A", "id": "not-a-uuid" }), "not a UUID"),
         (json!({ "name": "A", "isMigrating": "yes" }), "invalid JSON body"),
     ] {
@@ -97,7 +97,8 @@ fn update_of_a_missing_note_is_404_and_creates_nothing() {
     let ghost = uuid::Uuid::new_v4().to_string();
     host.update_note(&account, &ghost, "anything").expect(404);
     assert_eq!(host.placement(&account, &ghost), NOWHERE);
-    host.delete_note(&account, &ghost).expect(404);
+    host.delete_note(&account, &ghost).expect(204); // idempotent, as Notely's clients expect
+    assert_eq!(host.placement(&account, &ghost), NOWHERE, "deleting nothing created nothing");
     host.get_note(&account, &ghost).expect(404);
 }
 
@@ -108,7 +109,7 @@ fn an_account_never_sees_another_accounts_notes() {
     let note = host.create_note(&ada, "Ada's");
     host.get_note(&bob, &note).expect(404);
     host.update_note(&bob, &note, "Bob was here").expect(404);
-    host.delete_note(&bob, &note).expect(404);
+    host.delete_note(&bob, &note).expect(204); // nothing of Bob's to delete
     assert!(host.list_notes(&bob).is_empty());
     assert_eq!(host.get_note(&ada, &note).expect(200).json()["content"], "Ada's");
 }
