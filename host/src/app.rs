@@ -12,12 +12,12 @@
 //! - a flag change goes through `fleet::Fleet::flip`, never a plain write.
 
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use notes_routing::{Error as PluginError, Note, NoteChange, Store};
 use uuid::Uuid;
 
 use crate::accounts::{Account, AccountChange, AccountError, Accounts};
+use crate::clock::now_ms;
 use crate::fleet::{Fleet, FleetError, FlipOutcome, HostView, PluginSummary};
 use crate::plugins::registry::{Activation, LoadReport, PluginRecord, Registry, RegistryError};
 use crate::plugin_health::{PluginHealth, Tripped};
@@ -579,10 +579,6 @@ fn valid_content(content: &str, max_bytes: usize) -> Result<(), AppError> {
         return Err(AppError::Invalid(format!("content must be at most {max_bytes} bytes, got {}", content.len())));
     }
     Ok(())
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn internal(e: anyhow::Error) -> AppError {

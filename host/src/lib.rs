@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod api;
 pub mod app;
+pub mod clock;
 mod db;
 pub mod fleet;
 pub mod layout;

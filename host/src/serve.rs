@@ -135,7 +135,7 @@ fn push_file(registry: &Registry, path: &std::path::Path) -> anyhow::Result<Stri
     let wasm = std::fs::read(path).with_context(|| {
         format!("cannot read plugin {}; build the plugins with `cargo xtask build` or pass --plugin FILE", path.display())
     })?;
-    let (record, _) = registry.push(&wasm, crate::app::now_ms()).with_context(|| format!("plugin {}", path.display()))?;
+    let (record, _) = registry.push(&wasm, crate::clock::now_ms()).with_context(|| format!("plugin {}", path.display()))?;
     Ok(record.digest)
 }
 

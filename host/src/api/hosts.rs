@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::{blocking, notes::rfc3339};
-use crate::app::{App, now_ms};
+use crate::app::App;
+use crate::clock::now_ms;
 use crate::fleet::HostView;
 
 #[derive(Serialize)]

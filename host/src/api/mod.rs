@@ -69,7 +69,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     Router::new()
         .route(
             "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok", "timestamp": notes::rfc3339(crate::app::now_ms()) })) }),
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok", "timestamp": notes::rfc3339(crate::clock::now_ms()) })) }),
         )
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })

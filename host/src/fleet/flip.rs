@@ -160,7 +160,7 @@ impl Fleet {
         let committed = tx.execute(
             "UPDATE accounts SET is_migrating = ?3, updated_at_ms = ?4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL
              WHERE id = ?1 AND flip_id = ?2",
-            params![account.to_string(), flip_id, to, crate::app::now_ms()],
+            params![account.to_string(), flip_id, to, crate::clock::now_ms()],
         )?;
         tx.execute("DELETE FROM flip_acks WHERE flip_id = ?1", [&flip_id])?;
         tx.commit()?;

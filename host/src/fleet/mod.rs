@@ -332,7 +332,7 @@ impl Shared {
     }
 
     fn hosts_in(&self, tx: &Transaction<'_>) -> Result<Vec<HostView>, FleetError> {
-        let now = crate::app::now_ms();
+        let now = crate::clock::now_ms();
         let timeout = self.settings.host_timeout.as_millis() as i64;
         let me = self.me.id.to_string();
         let mut stmt = tx.prepare_cached(

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::Shared;
 use super::flip::abort_on;
-use crate::app::now_ms;
+use crate::clock::now_ms;
 
 /// How often the watcher checks for abandoned flips (deadline, dead flipper).
 const ABANDONED_CHECK_EVERY: Duration = Duration::from_millis(20);
