@@ -1,0 +1,101 @@
+//! Accounts, their `isMigrating` flag, and this host's half of the deployment gate.
+
+use uuid::Uuid;
+
+use crate::accounts::{Account, AccountChange};
+use crate::clock::now_ms;
+use crate::fleet::{FlipOutcome, HostView};
+use crate::plugins::NoteRouter;
+use super::{App, AppError};
+use super::errors::no_account;
+
+impl App {
+    pub fn create_account(&self, id: Option<Uuid>, name: &str, is_migrating: bool) -> Result<Account, AppError> {
+        let name = valid_name(name, self.settings.max_name_bytes)?;
+        let _admin = is_migrating.then(|| self.admin_lock());
+        if is_migrating {
+            self.migration_gate()?;
+        }
+        self.accounts.create(id.unwrap_or_else(Uuid::new_v4), name, is_migrating, now_ms(), |tx| {
+            if is_migrating { Ok(self.fleet.migration_gate(tx)?) } else { Ok(()) }
+        })
+    }
+
+    pub fn account(&self, id: Uuid) -> Result<Account, AppError> {
+        self.accounts.get(id)?.ok_or_else(|| no_account(id))
+    }
+
+    pub fn accounts(&self) -> Result<Vec<Account>, AppError> {
+        Ok(self.accounts.list()?)
+    }
+
+    /// Renames and/or flips. A flip changes the flag on the whole fleet and
+    /// returns once no host runs a request of the account under the old
+    /// value; if it fails, nothing changed (the name neither).
+    pub fn update_account(&self, id: Uuid, change: AccountChange) -> Result<Account, AppError> {
+        let name = change.name.as_deref().map(|n| valid_name(n, self.settings.max_name_bytes)).transpose()?;
+        if let Some(to) = change.is_migrating {
+            let _admin = to.then(|| self.admin_lock());
+            if to {
+                self.migration_gate()?;
+            }
+            match self.fleet.flip(id, to, now_ms())? {
+                FlipOutcome::Unchanged => {}
+                FlipOutcome::Flipped { hosts, took } => {
+                    tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, "isMigrating changed on the fleet");
+                }
+            }
+        }
+        match name {
+            Some(name) => self.accounts.rename(id, name, now_ms())?.ok_or_else(|| no_account(id)),
+            None => self.account(id),
+        }
+    }
+
+    /// Deregisters this host from the fleet (at shutdown, once requests ended).
+    pub fn leave_fleet(&self) {
+        self.fleet.leave();
+    }
+
+    /// Every host serving this data dir (`GET /hosts`).
+    pub fn hosts(&self) -> Result<Vec<HostView>, AppError> {
+        Ok(self.fleet.hosts()?)
+    }
+
+    /// Seed goal 1: a migration starts only once the code that understands it
+    /// runs. Mixed code loses notes (see `plugins/routing/src/legacy.rs`).
+    fn migration_gate(&self) -> Result<(), AppError> {
+        let active = self.active();
+        let router: &dyn NoteRouter = match &self.native {
+            Some(native) => native.as_ref(),
+            None => active.plugin.as_ref(),
+        };
+        if !router.supports_migration() {
+            return Err(AppError::Gate(format!(
+                "cannot turn isMigrating on: the active plugin {} does not support migration; \
+                 old code running beside a migration loses notes. Activate a plugin that supports migration first",
+                router.label()
+            )));
+        }
+        if self.stores.new.is_none() {
+            return Err(AppError::Gate(
+                "cannot turn isMigrating on: this host has no new store (started with --shards 0)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn valid_name(name: &str, max_bytes: usize) -> Result<&str, AppError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(AppError::Invalid("name must not be blank".into()));
+    }
+    if trimmed.len() > max_bytes {
+        return Err(AppError::Invalid(format!("name must be at most {max_bytes} bytes, got {}", trimmed.len())));
+    }
+    if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
+        return Err(AppError::Invalid(format!("name must not contain control characters, found {c:?}")));
+    }
+    Ok(trimmed)
+}

@@ -1,0 +1,165 @@
+//! The plugin serving new requests, its health watches, and how plugins are
+//! activated, rolled back and suspended.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::clock::now_ms;
+use crate::fleet::PluginSummary;
+use crate::plugins::registry::{Activation, LoadReport, PluginRecord, RegistryError};
+use crate::plugin_health::{PluginHealth, Tripped};
+use crate::plugins::{Plugin, PluginFailure, short};
+use super::{App, AppError};
+use super::errors::internal;
+
+/// The plugin serving new requests. A request clones the `Arc` once, at its
+/// start, and uses that plugin to its end: a swap never mixes two plugins in
+/// one request, and requests in flight finish on the plugin they started with.
+pub struct ActivePlugin {
+    pub plugin: Arc<Plugin>,
+    pub load: LoadReport,
+    pub(super) health: PluginHealth,
+    /// Set when a health watch tripped and there was nothing to roll back to:
+    /// note requests then fail (503) with this reason until an operator
+    /// activates a plugin (the same one lifts the suspension).
+    suspended: OnceLock<String>,
+}
+
+impl ActivePlugin {
+    pub(super) fn new(plugin: Arc<Plugin>, load: LoadReport, health: PluginHealth) -> Self {
+        ActivePlugin { plugin, load, health, suspended: OnceLock::new() }
+    }
+
+    /// Why this plugin serves no note request, if it is suspended.
+    pub fn suspended(&self) -> Option<&str> {
+        self.suspended.get().map(String::as_str)
+    }
+}
+
+/// Who activated a plugin, as recorded in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Operator,
+    Startup,
+    Automatic,
+}
+
+impl Actor {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Actor::Operator => "operator",
+            Actor::Startup => "startup",
+            Actor::Automatic => "automatic",
+        }
+    }
+}
+
+/// `GET /plugins`.
+pub struct PluginsView {
+    pub active: Arc<ActivePlugin>,
+    pub plugins: Vec<PluginRecord>,
+    pub history: Vec<Activation>,
+}
+
+impl App {
+    // ---- the plugin registry ---------------------------------------------
+
+    /// Validates and stores an upload; does not activate it.
+    pub fn push_plugin(&self, wasm: &[u8]) -> Result<(PluginRecord, bool), AppError> {
+        Ok(self.registry.push(wasm, now_ms())?)
+    }
+
+    /// Makes `digest` the plugin for every new request. Requests already
+    /// running finish on the plugin they started with.
+    pub fn activate_plugin(&self, digest: &str, actor: Actor, reason: &str) -> Result<PluginRecord, AppError> {
+        let _admin = self.admin_lock();
+        self.activate_locked(digest, actor, reason)
+    }
+
+    fn activate_locked(&self, digest: &str, actor: Actor, reason: &str) -> Result<PluginRecord, AppError> {
+        if let Some(native) = &self.native {
+            return Err(AppError::Conflict(format!(
+                "this host routes natively ({}, started with --strategy); plugins are not used",
+                native.label()
+            )));
+        }
+        let record = self.registry.record(digest).map_err(internal)?.ok_or_else(|| RegistryError::Unknown(digest.into()))?;
+        let (plugin, load) = self.registry.load(digest)?;
+        let current = self.active();
+        if current.plugin.digest() == digest && current.suspended().is_none() {
+            return Ok(record);
+        }
+        let summary = summary(&plugin);
+        let next = Arc::new(ActivePlugin::new(plugin, load, PluginHealth::on_probation(self.settings.probation, self.settings.breaker)));
+        let swapped = self
+            .fleet
+            .change_plugin(&summary, || -> Result<(), AppError> {
+                self.registry.record_activation(digest, actor.as_str(), reason, now_ms()).map_err(internal)?;
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = next;
+                Ok(())
+            })
+            .map_err(AppError::from)?;
+        swapped?;
+        tracing::info!(digest = short(digest), plugin = %format!("{}@{}", record.name, record.version), actor = actor.as_str(), reason, "plugin activated");
+        Ok(record)
+    }
+
+    /// Back to the plugin active before the current one.
+    pub fn rollback_plugin(&self) -> Result<PluginRecord, AppError> {
+        let _admin = self.admin_lock();
+        let previous = self
+            .registry
+            .previous_digest()
+            .map_err(internal)?
+            .ok_or_else(|| AppError::Conflict("no previous plugin to roll back to".into()))?;
+        self.activate_locked(&previous, Actor::Operator, "rollback")
+    }
+
+    /// A health watch of `failed_on` tripped: put the previous plugin back,
+    /// if `failed_on` is still active and the gate allows the previous one;
+    /// else suspend `failed_on`. Both are recorded in the history.
+    pub(super) fn automatic_rollback(&self, failed_on: &Arc<ActivePlugin>, tripped: Tripped, last: Option<&PluginFailure>) {
+        let _admin = self.admin_lock();
+        if !Arc::ptr_eq(&self.active(), failed_on) {
+            return;
+        }
+        let reason = format!(
+            "automatic rollback: {} {}; last failure: {}",
+            failed_on.plugin.label(),
+            tripped.0,
+            last.map(ToString::to_string).unwrap_or_default()
+        );
+        let outcome = match self.registry.previous_digest() {
+            Ok(Some(previous)) => self.activate_locked(&previous, Actor::Automatic, &reason).map(|_| ()),
+            Ok(None) => Err(AppError::Conflict("there is no previous plugin".into())),
+            Err(e) => Err(internal(e)),
+        };
+        match outcome {
+            Ok(()) => tracing::warn!(%reason, "plugin rolled back"),
+            Err(e) => {
+                let why = format!("{}; it could not be rolled back: {e}", tripped.0);
+                tracing::error!(plugin = failed_on.plugin.label(), reason = %why, "plugin suspended: its note requests fail until an operator activates a plugin");
+                let recorded = self.registry.record_activation(failed_on.plugin.digest(), Actor::Automatic.as_str(), &format!("suspended: {why}"), now_ms());
+                if let Err(e) = recorded {
+                    tracing::error!(error = %format!("{e:#}"), "cannot record the suspension in the plugin history");
+                }
+                let _ = failed_on.suspended.set(why);
+            }
+        }
+    }
+
+    pub fn plugins(&self) -> Result<PluginsView, AppError> {
+        Ok(PluginsView {
+            active: self.active(),
+            plugins: self.registry.records().map_err(internal)?,
+            history: self.registry.history().map_err(internal)?,
+        })
+    }
+}
+
+pub(super) fn summary(plugin: &Plugin) -> PluginSummary {
+    PluginSummary {
+        digest: plugin.digest().to_owned(),
+        label: plugin.label().to_owned(),
+        supports_migration: plugin.info().supports_migration,
+    }
+}

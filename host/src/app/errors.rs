@@ -1,0 +1,109 @@
+//! What can go wrong in an operation, and how the other layers' errors
+//! become `AppError` in the words an operator needs.
+
+use notes_routing::Error as PluginError;
+use uuid::Uuid;
+
+use crate::accounts::AccountError;
+use crate::fleet::{FleetError, HostView};
+use crate::plugins::registry::RegistryError;
+use crate::plugins::PluginFailure;
+use crate::stores::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The deployment gate refused to turn migration on.
+    #[error("{0}")]
+    Gate(String),
+    #[error("version mismatch: the note is at version {current}")]
+    VersionMismatch { current: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    /// One account asks for more at once than it may have (HTTP 429).
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginFailure),
+    /// An uploaded plugin this host cannot run (HTTP 422).
+    #[error("plugin rejected: {0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub(super) fn from_plugin_error(e: PluginError, plugin: &str) -> AppError {
+    match e {
+        PluginError::NotFound => AppError::NotFound("note not found".into()),
+        PluginError::VersionMismatch(current) => AppError::VersionMismatch { current },
+        PluginError::Conflict(m) => AppError::Conflict(m),
+        PluginError::Invalid(m) => AppError::Invalid(m),
+        PluginError::Unavailable(m) => AppError::Unavailable(m),
+        PluginError::Internal(m) => AppError::Internal(format!("plugin {plugin}: {m}")),
+    }
+}
+
+/// The fleet's answers, in the words an operator needs.
+impl From<FleetError> for AppError {
+    fn from(e: FleetError) -> Self {
+        match e {
+            FleetError::NoAccount(id) => no_account(id),
+            FleetError::HostsCannotMigrate(hosts) => AppError::Gate(format!(
+                "cannot turn isMigrating on: {} host(s) run a plugin that does not support migration: {}; \
+                 old code running beside a migration loses notes. Upgrade them first",
+                hosts.len(),
+                hosts.iter().map(HostView::describe).collect::<Vec<_>>().join(", ")
+            )),
+            FleetError::AccountsMigrating { plugin, accounts } => AppError::Gate(format!(
+                "plugin {plugin} does not support migration, but {} account(s) are migrating: {}; turn their isMigrating off first",
+                accounts.len(),
+                accounts.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+            )),
+            FleetError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
+            FleetError::FlipFailed(m) | FleetError::Busy(m) | FleetError::Unavailable(m) => AppError::Unavailable(m),
+            FleetError::AccountSaturated { .. } => AppError::TooManyRequests(e.to_string()),
+        }
+    }
+}
+
+pub(super) fn no_account(id: Uuid) -> AppError {
+    AppError::NotFound(format!("account {id} not found"))
+}
+
+pub(super) fn internal(e: anyhow::Error) -> AppError {
+    AppError::Internal(format!("{e:#}"))
+}
+
+impl From<RegistryError> for AppError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Rejected(m) => AppError::Rejected(m),
+            RegistryError::Unknown(_) => AppError::NotFound(e.to_string()),
+            RegistryError::Failed(e) => internal(e),
+        }
+    }
+}
+
+impl From<AccountError> for AppError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::AlreadyExists(_) => AppError::Conflict(e.to_string()),
+            AccountError::Unavailable(_) => AppError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => AppError::Unavailable(e.to_string()),
+            StoreError::Invalid(m) => AppError::Invalid(m),
+            StoreError::Internal(_) => AppError::Internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The note path: read the flag, call the plugin bound to the account; and
+//! the operator views of notes, straight from the stores.
+
+use notes_routing::{Error as PluginError, Note, NoteChange, Store};
+use uuid::Uuid;
+
+use crate::clock::now_ms;
+use crate::plugins::{AccountScope, NoteRouter, PluginFailure, Routed};
+use super::{App, AppError, Served};
+use super::errors::{from_plugin_error, no_account};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub is_migrating: bool,
+    pub legacy_notes: u64,
+    pub new_notes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub legacy: bool,
+    pub new: bool,
+}
+
+impl App {
+    pub fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String) -> Result<Served<Note>, AppError> {
+        valid_content(&content, self.settings.max_content_bytes)?;
+        let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms: now_ms() };
+        self.route(account, |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
+    }
+
+    pub fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
+        self.route(account, |r, scope, migrating| r.get_note(scope, &id.to_string(), migrating)).and_then(|n| self.checked(n))
+    }
+
+    pub fn note_ids(&self, account: Uuid) -> Result<Served<Vec<String>>, AppError> {
+        self.route(account, |r, scope, migrating| r.list_notes(scope, migrating))
+    }
+
+    pub fn update_note(
+        &self,
+        account: Uuid,
+        id: Uuid,
+        content: String,
+        expected_version: Option<u64>,
+    ) -> Result<Served<Note>, AppError> {
+        valid_content(&content, self.settings.max_content_bytes)?;
+        let change = NoteChange { id: id.to_string(), content, at_ms: now_ms() };
+        self.route(account, |r, scope, migrating| r.update_note(scope, change, expected_version, migrating))
+            .and_then(|n| self.checked(n))
+    }
+
+    /// Idempotent, as for Notely's clients: deleting a note that does not
+    /// exist succeeds (the plugin's `not-found` is a success here).
+    pub fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
+        self.route(account, |r, scope, migrating| match r.delete_note(scope, &id.to_string(), migrating) {
+            Ok(Err(PluginError::NotFound)) => Ok(Ok(())),
+            answer => answer,
+        })
+    }
+
+    /// Refuses to pass on a note larger than any request could have written.
+    fn checked(&self, served: Served<Note>) -> Result<Served<Note>, AppError> {
+        let size = served.value.content.len();
+        if size > self.settings.max_note_bytes {
+            return Err(AppError::Plugin(PluginFailure::Trapped {
+                message: format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes),
+                plugin: served.plugin,
+            }));
+        }
+        Ok(served)
+    }
+
+    /// Reads the account's flag now, then makes one routing call (the active
+    /// plugin, or the native baseline) with the stores bound to that account.
+    fn route<T>(
+        &self,
+        account: Uuid,
+        call: impl FnOnce(&dyn NoteRouter, AccountScope, bool) -> Routed<T>,
+    ) -> Result<Served<T>, AppError> {
+        // Held to the end of the call: no flip of this account completes
+        // anywhere while this request runs under the value it read.
+        let admission = self.fleet.admit(account)?;
+        let is_migrating = admission.is_migrating;
+        let scope = AccountScope::new(account.to_string(), self.stores.clone());
+        if let Some(native) = &self.native {
+            let answer = call(native.as_ref(), scope, is_migrating)?;
+            return answer.map(|value| Served { value, plugin: native.label().to_owned() }).map_err(|e| from_plugin_error(e, native.label()));
+        }
+        let active = self.active();
+        let plugin = &active.plugin;
+        if let Some(reason) = active.suspended() {
+            return Err(AppError::Unavailable(format!(
+                "plugin {} is suspended ({reason}); an operator must activate a plugin",
+                plugin.label()
+            )));
+        }
+        let answer = call(plugin.as_ref(), scope, is_migrating);
+        // A full instance pool is the host's state, not the plugin's fault.
+        let failed = matches!(&answer, Err(f) if !matches!(f, PluginFailure::Busy { .. }));
+        if let Some(tripped) = active.health.record(failed) {
+            self.automatic_rollback(&active, tripped, answer.as_ref().err());
+        }
+        match answer? {
+            Ok(value) => Ok(Served { value, plugin: plugin.label().to_owned() }),
+            Err(e) => Err(from_plugin_error(e, plugin.label())),
+        }
+    }
+
+    /// Fail closed: an account that cannot be read fails the request.
+    fn flag(&self, account: Uuid) -> Result<bool, AppError> {
+        match self.accounts.is_migrating(account) {
+            Ok(Some(flag)) => Ok(flag),
+            Ok(None) => Err(no_account(account)),
+            Err(e) => Err(AppError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}"))),
+        }
+    }
+
+    // ---- operator views, straight from the stores -------------------------
+
+    pub fn migration_status(&self, account: Uuid) -> Result<MigrationStatus, AppError> {
+        let is_migrating = self.flag(account)?;
+        let key = account.to_string();
+        let new_notes = match &self.stores.new {
+            Some(new) => new.count(&key)?,
+            None => 0,
+        };
+        Ok(MigrationStatus { is_migrating, legacy_notes: self.stores.legacy.count(&key)?, new_notes })
+    }
+
+    pub fn placement(&self, account: Uuid, note: Uuid) -> Result<Placement, AppError> {
+        self.flag(account)?;
+        let (key, id) = (account.to_string(), note.to_string());
+        let is_in = |store| -> Result<bool, AppError> {
+            Ok(match self.stores.get(store) {
+                Some(s) => s.get(&key, &id)?.is_some(),
+                None => false,
+            })
+        };
+        let placement = Placement { legacy: is_in(Store::Legacy)?, new: is_in(Store::New)? };
+        if !placement.legacy && !placement.new {
+            return Err(AppError::NotFound(format!("note {note} is in no store")));
+        }
+        Ok(placement)
+    }
+}
+
+fn valid_content(content: &str, max_bytes: usize) -> Result<(), AppError> {
+    if content.is_empty() {
+        return Err(AppError::Invalid("content must not be empty".into()));
+    }
+    if content.len() > max_bytes {
+        return Err(AppError::Invalid(format!("content must be at most {max_bytes} bytes, got {}", content.len())));
+    }
+    Ok(())
+}
