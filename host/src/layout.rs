@@ -82,11 +82,23 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
             if stores.is_empty() { String::new() } else { format!(" and these store files are here: {}", stores.join(", ")) }
         ),
         (None, Some(db)) if stores.is_empty() => {
-            // The first start was cut short before the stores existed.
+            // The first start was cut short before the stores existed, or the
+            // identity file and every store were lost. Only the first may be
+            // finished: if accounts exist, their notes were in those stores.
+            let accounts = count_accounts(&accounts_db)?;
+            if accounts > 0 {
+                bail!(
+                    "the data dir {} has {accounts} account(s) in {ACCOUNTS_DB} but none of its store files ({LEGACY_DB}, \
+                     new-shard-N.db) and no {IDENTITY_FILE}: their notes would be silently gone; restore the files from a backup",
+                    dir.display()
+                );
+            }
+            // Only with the count it was begun with; another count leaves it
+            // to be finished by a start with the right one.
             if db.new_store_shards == new_shards {
                 create_stores()?;
+                write_identity_file(dir, db)?;
             }
-            write_identity_file(dir, db)?;
             db
         }
         (None, Some(db)) => {
@@ -190,6 +202,18 @@ fn read_db_identity(accounts_db: &Path) -> anyhow::Result<Option<DataDirIdentity
     }))
 }
 
+/// Accounts in `accounts.db` (0 if its table does not exist yet).
+fn count_accounts(accounts_db: &Path) -> anyhow::Result<u64> {
+    let pool = db::open(accounts_db, 1, SCHEMA)?;
+    let conn = pool.get()?;
+    let has_table: bool =
+        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'accounts'", [], |r| r.get(0))?;
+    if !has_table {
+        return Ok(0);
+    }
+    Ok(conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
 /// The shard count recorded by hosts from before the data-dir id.
 fn legacy_layout(accounts_db: &Path) -> anyhow::Result<Option<u32>> {
     let pool = db::open(accounts_db, 1, SCHEMA)?;
@@ -267,6 +291,33 @@ mod tests {
         std::fs::remove_file(dir.path().join("new-shard-1.db")).unwrap();
         let err = open_data_dir(dir.path(), 2, nothing).unwrap_err().to_string();
         assert!(err.contains("missing new-shard-1.db"), "{err}");
+    }
+
+    #[test]
+    fn a_first_start_cut_short_is_finished_by_the_next_with_the_same_shard_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = || -> anyhow::Result<()> { anyhow::bail!("killed while creating the stores") };
+        assert!(open_data_dir(dir.path(), 2, failing).is_err());
+        let err = open_data_dir(dir.path(), 3, nothing).unwrap_err().to_string();
+        assert!(err.contains("start with --shards 2"), "{err}");
+        open_data_dir(dir.path(), 2, create_stores(dir.path(), 2)).unwrap();
+        assert!(dir.path().join(IDENTITY_FILE).exists() && dir.path().join("new-shard-1.db").exists());
+    }
+
+    #[test]
+    fn accounts_whose_stores_and_identity_are_all_gone_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
+        crate::accounts::Accounts::open(&dir.path().join(ACCOUNTS_DB))
+            .unwrap()
+            .create(Uuid::new_v4(), "Ada", false, 0, |_| Ok::<(), crate::accounts::AccountError>(()))
+            .unwrap();
+        for file in [IDENTITY_FILE, LEGACY_DB, "new-shard-0.db"] {
+            std::fs::remove_file(dir.path().join(file)).unwrap();
+        }
+        let err = open_data_dir(dir.path(), 1, nothing).unwrap_err().to_string();
+        assert!(err.contains("1 account(s)"), "{err}");
+        assert!(!dir.path().join(LEGACY_DB).exists(), "refusing created nothing");
     }
 
     #[test]

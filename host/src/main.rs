@@ -108,6 +108,10 @@ struct ServeArgs {
     /// backlog (keep it under the file-descriptor limit, `ulimit -n`).
     #[arg(long, default_value_t = ConnectionLimits::default().max_connections as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
+    /// Connections open at once from one client address; more are closed at
+    /// once. Behind a proxy every client has the proxy's address: raise it.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections_per_client as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_client: u64,
     /// Largest plugin upload accepted by POST /plugins.
     #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
     max_plugin_bytes: usize,
@@ -201,6 +205,7 @@ fn main() -> ExitCode {
                 max_name_bytes: args.max_name_bytes,
                 connections: ConnectionLimits {
                     max_connections: args.max_connections as usize,
+                    max_connections_per_client: args.max_connections_per_client as usize,
                     header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(1)),
                 },
                 strategy: args.strategy,

@@ -4,6 +4,9 @@
 //! - a cap on open connections: at the cap, new ones wait in the kernel's
 //!   listen backlog (and a warning says so) instead of using up file
 //!   descriptors the open ones need;
+//! - a cap per client address, so one client cannot hold every slot: its
+//!   connections over the cap are closed at once (behind a proxy every
+//!   client has the proxy's address: raise it);
 //! - a header read timeout, which also closes a keep-alive connection that
 //!   sends nothing;
 //! - graceful shutdown: requests in flight finish.
@@ -11,6 +14,7 @@
 //! axum's own `serve` sets no header timeout and no connection cap, hence
 //! this loop on hyper's connection builder.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,6 +31,8 @@ use tokio::sync::Semaphore;
 pub struct ConnectionLimits {
     /// Connections open at once.
     pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_client: usize,
     /// A request's headers, or the first byte of the next request on a
     /// keep-alive connection, must arrive within this.
     pub header_read_timeout: Duration,
@@ -34,7 +40,42 @@ pub struct ConnectionLimits {
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        ConnectionLimits { max_connections: 1024, header_read_timeout: Duration::from_secs(10) }
+        ConnectionLimits { max_connections: 1024, max_connections_per_client: 256, header_read_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+impl PerClient {
+    /// Counts a connection of `ip`, unless it already has `max`.
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot { clients: Arc::clone(self), ip })
+    }
+}
+
+/// One open connection of a client; leaves its count on drop.
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -50,6 +91,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let at_cap = Arc::new(AtomicBool::new(false));
+    let clients = Arc::new(PerClient::default());
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
@@ -65,7 +107,7 @@ pub async fn serve(
                 "connection limit reached: new connections wait in the listen backlog until one closes (--max-connections)"
             );
         }
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -77,6 +119,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(client) = clients.enter(peer.ip(), limits.max_connections_per_client) else {
+            tracing::debug!(client = %peer.ip(), "connection refused: this client has its maximum open (--max-connections-per-client)");
+            continue; // dropping the stream closes it, and the slot is free again
+        };
         let _ = stream.set_nodelay(true);
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
         let connection = graceful.watch(connection);
@@ -86,6 +132,7 @@ pub async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(client);
             drop(slot);
             // Warn again only after the pressure really eased, not per close.
             if slots.available_permits() * 2 >= limits.max_connections {

@@ -128,7 +128,17 @@ impl App {
             tripped.0,
             last.map(ToString::to_string).unwrap_or_default()
         );
+        let already_failed = {
+            let mut tripped = self.tripped.lock().unwrap_or_else(|e| e.into_inner());
+            tripped.insert(failed_on.plugin.digest().to_owned());
+            tripped.clone()
+        };
         let outcome = match self.registry.previous_digest() {
+            // Never back to a plugin a watch already took out: suspend instead.
+            Ok(Some(previous)) if already_failed.contains(&previous) => Err(AppError::Conflict(format!(
+                "the previous plugin {} was itself taken out by a health watch",
+                short(&previous)
+            ))),
             Ok(Some(previous)) => self.activate_locked(&previous, Actor::Automatic, &reason).map(|_| ()),
             Ok(None) => Err(AppError::Conflict("there is no previous plugin".into())),
             Err(e) => Err(internal(e)),

@@ -73,6 +73,9 @@ pub struct App {
     /// Held while a gate decision and the change it allows happen together
     /// (turning a flag on; activating a plugin), so neither can slip past the other.
     admin: Mutex<()>,
+    /// Digests a health watch took out since this host started: automatic
+    /// rollback never goes back to one of them.
+    tripped: Mutex<std::collections::HashSet<String>>,
     settings: AppSettings,
     /// `--strategy native-*`: route natively instead of through the plugin.
     native: Option<Arc<dyn NoteRouter>>,
@@ -123,6 +126,7 @@ impl App {
             registry,
             active: RwLock::new(Arc::new(active)),
             admin: Mutex::new(()),
+            tripped: Mutex::default(),
             settings,
             native,
             fleet,

@@ -98,7 +98,7 @@ impl App {
         let answer = call(plugin.as_ref(), scope, is_migrating);
         // A full instance pool is the host's state, not the plugin's fault.
         let failed = matches!(&answer, Err(f) if !matches!(f, PluginFailure::Busy { .. }));
-        if let Some(tripped) = active.health.record(failed) {
+        if let Some(tripped) = active.health.record(account, failed) {
             self.automatic_rollback(&active, tripped, answer.as_ref().err());
         }
         match answer? {

@@ -95,6 +95,12 @@ pub struct LimitExceeded(pub String);
 /// What one instance holds, against its caps. `memory_growing` is also called
 /// when a memory is created (with `current = 0`), so the sums include every
 /// memory and table from instantiation on.
+///
+/// A growth is counted when allowed, even if wasmtime then fails it (over the
+/// memory's declared maximum): that errs against the plugin only. Undoing it
+/// in `memory_grow_failed` would not be safe, since wasmtime also calls that
+/// for failures it never asked the limiter about, and a plugin could then
+/// undo growths that did happen.
 #[derive(Debug)]
 pub struct Allowance {
     memory_cap: usize,

@@ -152,8 +152,8 @@ impl Runtime {
         })?;
         let mut linker = Linker::new(&engine);
         // A std wasm32-wasip2 guest imports wasi:cli and wasi:io even if it
-        // does no I/O; link them to a context that grants nothing.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // does no I/O; link them to a context that grants nothing (`wasi`).
+        wasi::add_to_linker(&mut linker)?;
         NotePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         Ok(Runtime { engine, linker, limits })
     }
@@ -303,6 +303,9 @@ impl Plugin {
         };
         warm.store.data_mut().scope = scope;
         warm.store.set_epoch_deadline(1);
+        // A kept instance's stderr holds earlier calls' output, maybe of
+        // other accounts: report only this call's.
+        let stderr_before = warm.stderr.contents().len();
         if let Some(fuel) = self.limits.fuel {
             warm.store.set_fuel(fuel).expect("fuel is enabled when a budget is set");
         }
@@ -318,7 +321,7 @@ impl Plugin {
                 }
                 Ok(value)
             }
-            Err(e) => Err(self.failure(e, Some(&warm.stderr))),
+            Err(e) => Err(self.failure(e, Some(&warm.stderr.contents()[stderr_before..]))),
         }
     }
 
@@ -327,7 +330,11 @@ impl Plugin {
         let state = CallState {
             wasi: None,
             stderr: stderr.clone(),
-            table: Default::default(),
+            table: {
+                let mut table = wasmtime::component::ResourceTable::new();
+                table.set_max_capacity(wasi::MAX_RESOURCES);
+                table
+            },
             allowance: Allowance::new(&self.limits),
             clock: CallClock::start(self.limits.deadline, self.limits.pacing_after),
             scope: None,
@@ -345,7 +352,7 @@ impl Plugin {
         Ok(Warm { store, plugin, stderr })
     }
 
-    fn failure(&self, e: wasmtime::Error, stderr: Option<&MemoryOutputPipe>) -> PluginFailure {
+    fn failure(&self, e: wasmtime::Error, stderr: Option<&[u8]>) -> PluginFailure {
         let plugin = self.label.clone();
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => return PluginFailure::Timeout { plugin, deadline: self.limits.deadline },
@@ -362,7 +369,7 @@ impl Plugin {
             Some(trap) => trap.to_string(),
             None => format!("{e:#}"),
         };
-        let printed = stderr.map(|s| String::from_utf8_lossy(&s.contents()).trim().to_owned()).unwrap_or_default();
+        let printed = stderr.map(|s| String::from_utf8_lossy(s).trim().to_owned()).unwrap_or_default();
         if !printed.is_empty() {
             message = format!("{message}: {printed}");
         }

@@ -156,7 +156,20 @@ impl Registry {
     pub fn push(&self, wasm: &[u8], now_ms: i64) -> Result<(PluginRecord, bool), RegistryError> {
         let digest = sha256_hex(wasm);
         let upload = self.uploads.lock().unwrap_or_else(|e| e.into_inner()).entry(digest.clone()).or_default().clone();
-        let _one_at_a_time = upload.lock().unwrap_or_else(|e| e.into_inner());
+        let pushed = {
+            let _one_at_a_time = upload.lock().unwrap_or_else(|e| e.into_inner());
+            self.push_alone(wasm, digest.clone(), now_ms)
+        };
+        // The last uploader of this digest removes its lock.
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&upload) == 2 {
+            uploads.remove(&digest);
+        }
+        pushed
+    }
+
+    /// `push`, with no other upload of this digest running in this process.
+    fn push_alone(&self, wasm: &[u8], digest: String, now_ms: i64) -> Result<(PluginRecord, bool), RegistryError> {
         if let Some(record) = self.record(&digest)? {
             return Ok((record, false));
         }

@@ -224,3 +224,15 @@ fn a_host_whose_active_artifact_is_gone_or_damaged_recompiles_it_at_start() {
     assert_eq!(host.plugins()["active"]["loadedFrom"], "compiled");
     assert_eq!(host.get_note(&account, &note).expect(200).json()["content"], "kept");
 }
+
+#[test]
+fn a_plugin_cannot_sleep_in_the_host_past_its_deadline() {
+    // Sleeping through WASI would block in the host, where the deadline
+    // cannot reach; the host's clock is frozen and every wait on it is over
+    // at once, so the plugin spins in its own code and is stopped there.
+    let host = Host::builder().plugin(Plugin::Faulty).args(["--probation-requests", "0"]).start();
+    let account = host.create_account(false);
+    let r = host.post(&format!("/accounts/{account}/notes"), json!({ "content": "fault:sleep-forever" })).expect(503);
+    assert!(r.error().contains("did not finish within"), "{}", r.body);
+    host.create_note(&account, "the account is served again");
+}

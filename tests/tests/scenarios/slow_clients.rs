@@ -126,3 +126,16 @@ fn every_error_body_is_json_even_when_the_framework_refuses_the_request() {
     assert!(!r.error().is_empty(), "{}", r.body);
     assert_eq!(r.header("content-type"), Some("application/json"));
 }
+
+#[test]
+fn one_client_cannot_hold_every_connection() {
+    let host = Host::builder().args(["--max-connections-per-client", "2"]).start();
+    let held: Vec<TcpStream> = (0..2).map(|_| connect(&host)).collect();
+    std::thread::sleep(Duration::from_millis(100)); // both accepted
+    let mut third = connect(&host);
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(read_to_close(third).is_empty(), "a third connection from the same client is closed unanswered");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(100)); // both closed
+    host.get("/healthz").expect(200);
+}

@@ -5,6 +5,10 @@
 //! - `fault:crash-after-write` — an update writes the new version, then the
 //!   plugin crashes before cleaning up the other store (a move cut in half).
 //! - `fault:loop` — never returns (the host's deadline must stop it).
+//! - `fault:sleep-forever` — sleeps an hour, again and again, through WASI
+//!   (`monotonic-clock.subscribe-duration`, then `pollable.block`): in the
+//!   host, where no deadline could stop it, unless the host makes every such
+//!   wait end at once.
 //! - `fault:alloc` — allocates without end (the host's memory cap must stop it).
 //! - `fault:slow` — a create spins for a while (≈0.2 s here; the guest has no
 //!   clock) before succeeding: a request still running during a swap.
@@ -29,6 +33,9 @@ fn trigger(content: &str) {
                 n = std::hint::black_box(n.wrapping_add(1));
             }
         }
+        "fault:sleep-forever" => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
         "fault:slow" => {
             let mut n: u64 = 0;
             for i in 0..400_000_000u64 {
