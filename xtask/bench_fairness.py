@@ -20,14 +20,13 @@ import time
 import urllib.parse
 from datetime import date
 
-from benchlib import CONNECTIONS, call, ensure_wrk, load_accounts, rss_mib, start, table, write_lua, wrk
+from benchlib import CONNECTIONS, TARGET, call, ensure_wrk, load_accounts, rss_mib, start, table, write_lua, wrk
 
 SECONDS = int(os.environ.get("BENCH_FAIRNESS_SECONDS", "5"))
 LOOPERS = int(os.environ.get("BENCH_FAIRNESS_LOOPERS", "128"))
 ACCOUNTS, NOTES = 50, 20
 DEADLINE_MS = 1000
-FAULTY = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "target")),
-                      "plugins", "testing", "faulty.wasm")
+FAULTY = os.path.join(TARGET, "plugins", "testing", "faulty.wasm")
 
 
 def loop_forever(base, account, stop, outcomes):

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use rusqlite::OptionalExtension;
+use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -52,14 +52,18 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
     let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
     lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let accounts_db = dir.join(ACCOUNTS_DB);
+    // One connection for every read and write below; opened only if the
+    // file exists, since opening creates it (the new-dir branch opens its own).
+    let existing = accounts_db.exists().then(|| db::open(&accounts_db, 1, SCHEMA)).transpose()?;
+    let conn = existing.as_ref().map(|pool| pool.get()).transpose()?;
     let file_identity = read_identity_file(dir)?;
-    let db_identity = if accounts_db.exists() { read_db_identity(&accounts_db)? } else { None };
+    let db_identity = conn.as_deref().map(|conn| read_db_identity(conn, &accounts_db)).transpose()?.flatten();
     let stores = existing_store_files(dir)?;
 
     let identity = match (file_identity, db_identity) {
-        (None, None) if !accounts_db.exists() && stores.is_empty() => {
+        (None, None) if conn.is_none() && stores.is_empty() => {
             let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: new_shards };
-            write_db_identity(&accounts_db, identity)?;
+            write_db_identity(&*db::open(&accounts_db, 1, SCHEMA)?.get()?, identity)?;
             create_stores()?;
             write_identity_file(dir, identity)?;
             tracing::info!(data_dir = %dir.display(), id = %identity.id, shards = new_shards, "new data dir");
@@ -82,10 +86,11 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
             if stores.is_empty() { String::new() } else { format!(" and these store files are here: {}", stores.join(", ")) }
         ),
         (None, Some(db)) if stores.is_empty() => {
+            let conn = conn.as_deref().expect("a record was read from it");
             // The first start was cut short before the stores existed, or the
             // identity file and every store were lost. Only the first may be
             // finished: if accounts exist, their notes were in those stores.
-            let accounts = count_accounts(&accounts_db)?;
+            let accounts = count_accounts(conn)?;
             if accounts > 0 {
                 bail!(
                     "the data dir {} has {accounts} account(s) in {ACCOUNTS_DB} but none of its store files ({LEGACY_DB}, \
@@ -107,11 +112,11 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
             tracing::warn!(data_dir = %dir.display(), id = %db.id, "{IDENTITY_FILE} was missing; rewritten from {ACCOUNTS_DB}");
             db
         }
-        (None, None) if accounts_db.exists() => {
-            // A data dir from before identities: adopt it with this shard count,
-            // which `legacy_layout` has checked when there was a record.
-            let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: legacy_layout(&accounts_db)?.unwrap_or(new_shards) };
-            write_db_identity(&accounts_db, identity)?;
+        (None, None) if let Some(conn) = conn.as_deref() => {
+            // A data dir from before identities: adopt it with the shard count
+            // it recorded (checked below), or this start's.
+            let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: legacy_layout(conn)?.unwrap_or(new_shards) };
+            write_db_identity(conn, identity)?;
             write_identity_file(dir, identity)?;
             identity
         }
@@ -176,25 +181,19 @@ fn read_identity_file(dir: &Path) -> anyhow::Result<Option<DataDirIdentity>> {
 }
 
 fn write_identity_file(dir: &Path, identity: DataDirIdentity) -> anyhow::Result<()> {
-    use std::io::Write;
     let path = identity_path(dir);
-    let write = || -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&serde_json::to_vec_pretty(&identity).expect("plain data"))?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().with_context(|| format!("cannot write {}", path.display()))
+    let json = serde_json::to_vec_pretty(&identity).expect("plain data");
+    crate::files::write_atomically(&path, &json).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn read_db_identity(accounts_db: &Path) -> anyhow::Result<Option<DataDirIdentity>> {
-    let pool = db::open(accounts_db, 1, SCHEMA)?;
-    let conn = pool.get()?;
-    let value = |key: &str| -> anyhow::Result<Option<String>> {
-        Ok(conn.query_row("SELECT value FROM layout WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+fn layout_value(conn: &Connection, key: &str) -> anyhow::Result<Option<String>> {
+    Ok(conn.query_row("SELECT value FROM layout WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+fn read_db_identity(conn: &Connection, accounts_db: &Path) -> anyhow::Result<Option<DataDirIdentity>> {
+    let (Some(id), Some(shards)) = (layout_value(conn, "data_dir_id")?, layout_value(conn, "new_store_shards")?) else {
+        return Ok(None);
     };
-    let (Some(id), Some(shards)) = (value("data_dir_id")?, value("new_store_shards")?) else { return Ok(None) };
     let damaged = || format!("the layout record in {} is damaged: data_dir_id = {id:?}, new_store_shards = {shards:?}", accounts_db.display());
     Ok(Some(DataDirIdentity {
         id: id.parse().with_context(damaged)?,
@@ -203,9 +202,7 @@ fn read_db_identity(accounts_db: &Path) -> anyhow::Result<Option<DataDirIdentity
 }
 
 /// Accounts in `accounts.db` (0 if its table does not exist yet).
-fn count_accounts(accounts_db: &Path) -> anyhow::Result<u64> {
-    let pool = db::open(accounts_db, 1, SCHEMA)?;
-    let conn = pool.get()?;
+fn count_accounts(conn: &Connection) -> anyhow::Result<u64> {
     let has_table: bool =
         conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'accounts'", [], |r| r.get(0))?;
     if !has_table {
@@ -215,18 +212,14 @@ fn count_accounts(accounts_db: &Path) -> anyhow::Result<u64> {
 }
 
 /// The shard count recorded by hosts from before the data-dir id.
-fn legacy_layout(accounts_db: &Path) -> anyhow::Result<Option<u32>> {
-    let pool = db::open(accounts_db, 1, SCHEMA)?;
-    let conn = pool.get()?;
-    let recorded: Option<String> =
-        conn.query_row("SELECT value FROM layout WHERE key = 'new_store_shards'", [], |r| r.get(0)).optional()?;
-    recorded.map(|v| v.parse().with_context(|| format!("the layout record is damaged: new_store_shards = {v:?}"))).transpose()
+fn legacy_layout(conn: &Connection) -> anyhow::Result<Option<u32>> {
+    layout_value(conn, "new_store_shards")?
+        .map(|v| v.parse().with_context(|| format!("the layout record is damaged: new_store_shards = {v:?}")))
+        .transpose()
 }
 
-fn write_db_identity(accounts_db: &Path, identity: DataDirIdentity) -> anyhow::Result<()> {
-    let pool = db::open(accounts_db, 1, SCHEMA)?;
-    let mut conn = pool.get()?;
-    let tx = conn.transaction()?;
+fn write_db_identity(conn: &Connection, identity: DataDirIdentity) -> anyhow::Result<()> {
+    let tx = conn.unchecked_transaction()?;
     for (key, value) in [("data_dir_id", identity.id.to_string()), ("new_store_shards", identity.new_store_shards.to_string())] {
         tx.execute("INSERT INTO layout (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, &value])?;
     }

@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod clock;
 mod db;
+mod files;
 pub mod fleet;
 pub mod layout;
 pub mod native;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use notes_host::app::{BreakerConfig, ProbationConfig};
+use notes_host::app::WatchConfig;
 use notes_host::fleet::FleetSettings;
 use notes_host::api::server::ConnectionLimits;
 use notes_host::plugins::PluginLimits;
@@ -116,18 +116,18 @@ struct ServeArgs {
     #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
     max_plugin_bytes: usize,
     /// Automatic rollback watches this many first requests of a newly activated plugin...
-    #[arg(long, default_value_t = ProbationConfig::default().requests)]
+    #[arg(long, default_value_t = WatchConfig::PROBATION.requests)]
     probation_requests: u32,
     /// ...and rolls back when more than this share of them fail (trap or deadline).
-    #[arg(long, default_value_t = ProbationConfig::default().max_failure_share, value_parser = share)]
+    #[arg(long, default_value_t = WatchConfig::PROBATION.max_failure_share, value_parser = share)]
     probation_max_failure_share: f64,
     /// After probation too, a circuit breaker judges every block of this many
     /// requests of the active plugin...
-    #[arg(long, default_value_t = BreakerConfig::default().requests, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = WatchConfig::BREAKER.requests, value_parser = clap::value_parser!(u32).range(1..))]
     breaker_requests: u32,
     /// ...and rolls the plugin back (or suspends it, with nothing to roll back
     /// to) when more than this share of a block failed.
-    #[arg(long, default_value_t = BreakerConfig::default().max_failure_share, value_parser = share)]
+    #[arg(long, default_value_t = WatchConfig::BREAKER.max_failure_share, value_parser = share)]
     breaker_max_failure_share: f64,
     /// This host's name in the fleet (GET /hosts, plugin history). Default: the --listen value.
     #[arg(long)]
@@ -218,8 +218,8 @@ fn main() -> ExitCode {
                     unsafe_no_fleet_safety: args.unsafe_no_fleet_safety,
                     ..FleetSettings::default()
                 },
-                probation: ProbationConfig { requests: args.probation_requests, max_failure_share: args.probation_max_failure_share },
-                breaker: BreakerConfig { requests: args.breaker_requests, max_failure_share: args.breaker_max_failure_share },
+                probation: WatchConfig { requests: args.probation_requests, max_failure_share: args.probation_max_failure_share },
+                breaker: WatchConfig { requests: args.breaker_requests, max_failure_share: args.breaker_max_failure_share },
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))
         }

@@ -16,32 +16,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 
-/// Automatic rollback of a new plugin: more than `max_failure_share` of its
-/// first `requests` requests failed.
+/// One watch: more than `max_failure_share` of `requests` requests failed.
+/// Probation counts a new plugin's first `requests`; the breaker counts
+/// consecutive blocks of `requests` for the plugin's whole life.
 #[derive(Debug, Clone, Copy)]
-pub struct ProbationConfig {
+pub struct WatchConfig {
     pub requests: u32,
     pub max_failure_share: f64,
 }
 
-impl Default for ProbationConfig {
-    fn default() -> Self {
-        ProbationConfig { requests: 20, max_failure_share: 0.25 }
-    }
-}
-
-/// The continuous watch: counted in consecutive blocks of `requests`; a block
-/// with more than `max_failure_share` failures trips it.
-#[derive(Debug, Clone, Copy)]
-pub struct BreakerConfig {
-    pub requests: u32,
-    pub max_failure_share: f64,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig { requests: 100, max_failure_share: 0.5 }
-    }
+impl WatchConfig {
+    pub const PROBATION: WatchConfig = WatchConfig { requests: 20, max_failure_share: 0.25 };
+    pub const BREAKER: WatchConfig = WatchConfig { requests: 100, max_failure_share: 0.5 };
 }
 
 /// Why a watch tripped, in words for the log and the activation history.
@@ -128,7 +114,7 @@ impl Window {
 
 impl PluginHealth {
     /// A newly activated plugin: on probation, and watched by the breaker.
-    pub fn on_probation(probation: ProbationConfig, breaker: BreakerConfig) -> Self {
+    pub fn on_probation(probation: WatchConfig, breaker: WatchConfig) -> Self {
         PluginHealth {
             probation: (probation.requests > 0).then(|| Window::new(probation.requests, probation.max_failure_share)),
             ..Self::proven(breaker)
@@ -136,7 +122,7 @@ impl PluginHealth {
     }
 
     /// A plugin that was already active (at startup): only the breaker.
-    pub fn proven(breaker: BreakerConfig) -> Self {
+    pub fn proven(breaker: WatchConfig) -> Self {
         PluginHealth { probation: None, breaker: Window::new(breaker.requests, breaker.max_failure_share), tripped: false.into() }
     }
 
@@ -194,8 +180,8 @@ impl PluginHealth {
 mod tests {
     use super::*;
 
-    const PROBATION: ProbationConfig = ProbationConfig { requests: 20, max_failure_share: 0.25 };
-    const BREAKER: BreakerConfig = BreakerConfig { requests: 10, max_failure_share: 0.5 };
+    const PROBATION: WatchConfig = WatchConfig::PROBATION;
+    const BREAKER: WatchConfig = WatchConfig { requests: 10, max_failure_share: 0.5 };
 
     fn accounts(n: usize) -> Vec<Uuid> {
         (0..n).map(|_| Uuid::new_v4()).collect()
@@ -203,7 +189,7 @@ mod tests {
 
     #[test]
     fn probation_trips_once_when_failures_pass_the_share_of_the_first_requests() {
-        let health = PluginHealth::on_probation(PROBATION, BreakerConfig { requests: 1000, ..BREAKER });
+        let health = PluginHealth::on_probation(PROBATION, WatchConfig { requests: 1000, ..BREAKER });
         let ids = accounts(4);
         // Three of the four accounts fail every time.
         let verdicts: Vec<_> = (0..20).filter_map(|i| health.record(ids[i % 4], i % 4 != 3)).collect();

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use crate::accounts::Accounts;
 use crate::api::server::ConnectionLimits;
 use crate::api::{self, AdminToken, ApiConfig};
-use crate::app::{App, AppSettings, BreakerConfig, FleetJoin, ProbationConfig};
+use crate::app::{App, AppSettings, FleetJoin, WatchConfig};
 use crate::fleet::{FleetSettings, Identity};
 use crate::layout;
 use crate::native::NativeRouter;
@@ -37,8 +37,8 @@ pub struct ServeConfig {
     /// A request body must arrive within this (408).
     pub body_read_timeout: std::time::Duration,
     pub connections: ConnectionLimits,
-    pub probation: ProbationConfig,
-    pub breaker: BreakerConfig,
+    pub probation: WatchConfig,
+    pub breaker: WatchConfig,
     pub strategy: Strategy,
     /// This host's name in the fleet; `None`: its listen address.
     pub host_name: Option<String>,

@@ -32,7 +32,7 @@ use crate::plugins::NoteRouter;
 use crate::plugins::registry::Registry;
 use crate::stores::DataStores;
 
-pub use crate::plugin_health::{BreakerConfig, ProbationConfig};
+pub use crate::plugin_health::WatchConfig;
 pub use active_plugin::{ActivePlugin, Actor, PluginsView};
 pub use errors::AppError;
 pub use notes::{MigrationStatus, Placement};
@@ -54,8 +54,8 @@ pub struct Served<T> {
 /// Settings of the application core.
 #[derive(Debug, Clone, Copy)]
 pub struct AppSettings {
-    pub probation: ProbationConfig,
-    pub breaker: BreakerConfig,
+    pub probation: WatchConfig,
+    pub breaker: WatchConfig,
     /// A note a plugin returns may not be larger than a request could have
     /// written: a bigger one is a plugin bug (500), not something to serve.
     pub max_note_bytes: usize,

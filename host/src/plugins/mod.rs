@@ -293,19 +293,19 @@ impl Plugin {
         f: impl FnOnce(&mut Store<CallState>, &NotePlugin) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
         let kept = if self.limits.reuse_instances > 0 { self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() } else { None };
-        let mut warm = match kept {
+        let (mut warm, stderr_before) = match kept {
             Some(mut warm) => {
                 warm.store.data_mut().clock = CallClock::start(self.limits.deadline, self.limits.pacing_after);
-                warm
+                // Its stderr holds earlier calls' output, maybe of other
+                // accounts: report only this call's.
+                let before = warm.stderr.contents().len();
+                (warm, before)
             }
             // Its clock started before instantiation: the deadline counts it.
-            None => self.instantiate().map_err(|e| self.failure(e, None))?,
+            None => (self.instantiate().map_err(|e| self.failure(e, None))?, 0),
         };
         warm.store.data_mut().scope = scope;
         warm.store.set_epoch_deadline(1);
-        // A kept instance's stderr holds earlier calls' output, maybe of
-        // other accounts: report only this call's.
-        let stderr_before = warm.stderr.contents().len();
         if let Some(fuel) = self.limits.fuel {
             warm.store.set_fuel(fuel).expect("fuel is enabled when a budget is set");
         }

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Plugin, Runtime, WIT_PACKAGE, WIT_VERSION, short, wit_compatible};
 use crate::db::{self, Pool};
+use crate::files;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS plugins (
@@ -229,11 +230,17 @@ impl Registry {
         if let Some(hit) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(digest) {
             return Ok(hit.clone());
         }
-        if self.record(digest)?.is_none() {
-            return Err(RegistryError::Unknown(digest.to_owned()));
-        }
+        // One read says both that the plugin exists and what its artifact must hash to.
+        let recorded_artifact: Option<String> = self
+            .pool
+            .get()
+            .context("plugins.db")?
+            .query_row("SELECT artifact_sha256 FROM plugins WHERE digest = ?1", [digest], |r| r.get(0))
+            .optional()
+            .context("plugins.db")?;
+        let Some(recorded_artifact) = recorded_artifact else { return Err(RegistryError::Unknown(digest.to_owned())) };
         let started = Instant::now();
-        let (component, from_artifact) = match self.load_artifact(digest) {
+        let (component, from_artifact) = match self.load_artifact(digest, &recorded_artifact) {
             Ok(component) => (component, true),
             Err(e) => {
                 tracing::warn!(digest = short(digest), error = %format!("{e:#}"), "precompiled artifact unusable; compiling again from the .wasm");
@@ -247,13 +254,9 @@ impl Registry {
         Ok((plugin, load))
     }
 
-    /// The stored artifact, if it matches the sha256 recorded for it and
-    /// this engine can load it.
-    fn load_artifact(&self, digest: &str) -> anyhow::Result<wasmtime::component::Component> {
-        let conn = self.pool.get()?;
-        let recorded: String =
-            conn.query_row("SELECT artifact_sha256 FROM plugins WHERE digest = ?1", [digest], |r| r.get(0))?;
-        drop(conn);
+    /// The stored artifact, if it matches `recorded` (its sha256 in
+    /// plugins.db) and this engine can load it.
+    fn load_artifact(&self, digest: &str, recorded: &str) -> anyhow::Result<wasmtime::component::Component> {
         let bytes = std::fs::read(self.artifact_path(digest)).with_context(|| format!("cannot read {}", file_name(digest, "cwasm")))?;
         let actual = sha256_hex(&bytes);
         if actual != recorded {
@@ -377,19 +380,8 @@ fn file_name(digest: &str, ext: &str) -> String {
     format!("plugins/{}….{ext}", short(digest))
 }
 
-/// Writes to a temp file of its own (racing writers never share one), syncs
-/// it, then renames it over `path`: readers see the old file or the whole new
-/// one, never a mix, and a crash never leaves half a file.
+/// [`files::write_atomically`], naming the file as clients may see it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().expect("plugin files live in the plugins dir");
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let write = || -> std::io::Result<()> {
-        let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().with_context(|| format!("cannot write plugins/{name}"))
+    files::write_atomically(path, bytes).with_context(|| format!("cannot write plugins/{name}"))
 }

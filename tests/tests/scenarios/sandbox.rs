@@ -32,35 +32,32 @@ fn host_keeping_hostile_plugins() -> Host {
     Host::builder().arg("--probation-requests").arg("0").arg("--breaker-requests").arg("1000000").start()
 }
 
-#[test]
-fn a_plugin_that_grows_a_table_fails_its_call_and_host_memory_stays_bounded() {
+/// Activates `bomb` on a host that keeps it, calls it `calls` times: every
+/// call fails naming `limit`, the host's RSS ends near where it started, and
+/// the host still answers.
+fn bombs_fail_and_memory_returns(bomb: Vec<u8>, calls: usize, limit: &str) {
     let host = host_keeping_hostile_plugins();
     let account = host.create_account(false);
     let baseline = rss_mib(&host);
-    activate_bytes(&host, hostile::table_bomb());
-    for _ in 0..8 {
+    activate_bytes(&host, bomb);
+    for _ in 0..calls {
         let r = host.get(&format!("/accounts/{account}/notes")).expect(500);
-        assert!(r.error().contains("table limit"), "the failure names the limit: {}", r.body);
+        assert!(r.error().contains(limit), "the failure names the limit: {}", r.body);
     }
     let after = rss_mib(&host);
-    assert!(after < baseline + 16.0, "RSS went from {baseline:.1} to {after:.1} MiB after 8 table bombs");
+    assert!(after < baseline + 16.0, "RSS went from {baseline:.1} to {after:.1} MiB after {calls} calls");
     host.get("/healthz").expect(200);
 }
 
 #[test]
+fn a_plugin_that_grows_a_table_fails_its_call_and_host_memory_stays_bounded() {
+    bombs_fail_and_memory_returns(hostile::table_bomb(), 8, "table limit");
+}
+
+#[test]
 fn many_memories_count_together_against_one_cap_and_their_pages_are_returned() {
-    let host = host_keeping_hostile_plugins();
-    let account = host.create_account(false);
-    let baseline = rss_mib(&host);
     // Three more memories of 30 MiB each: each under the 64 MiB cap, 90 MiB together.
-    activate_bytes(&host, hostile::memory_bomb(3, 30));
-    for _ in 0..6 {
-        let r = host.get(&format!("/accounts/{account}/notes")).expect(500);
-        assert!(r.error().contains("memory limit"), "the failure names the limit: {}", r.body);
-    }
-    let after = rss_mib(&host);
-    assert!(after < baseline + 16.0, "RSS went from {baseline:.1} to {after:.1} MiB after 6 memory bombs");
-    host.get("/healthz").expect(200);
+    bombs_fail_and_memory_returns(hostile::memory_bomb(3, 30), 6, "memory limit");
 }
 
 #[test]
