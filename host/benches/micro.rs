@@ -21,10 +21,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use notes_host::accounts::Accounts;
-use notes_host::fleet::{Fleet, FleetSettings, Identity, PluginSummary};
-use notes_host::native::NativeRouter;
-use notes_host::plugins::{AccountScope, NoteRouter, PluginLimits, Runtime};
+use notes_host::clock::SystemClock;
+use notes_host::coordination::{Account, Coordination, Gate, PluginSummary, SqliteCoordination};
+use notes_host::fleet::liveness::Liveness;
+use notes_host::fleet::{Fleet, FleetSettings, Identity};
+use notes_host::plugins::{PluginLimits, Runtime};
+use notes_host::router::{AccountScope, NativeRouter, NoteRouter};
 use notes_host::stores::{DataStore, DataStores, Note, SqliteStore, StoreError};
 use notes_routing::NoteChange;
 use uuid::Uuid;
@@ -177,20 +179,22 @@ fn store(c: &mut Criterion) {
 
 fn flag(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let accounts = Accounts::open(&dir.path().join("accounts.db")).unwrap();
+    let accounts = Arc::new(SqliteCoordination::open(&dir.path().join("accounts.db")).unwrap());
     let account = Uuid::new_v4();
     // Among many accounts, as in production: the read is a primary-key lookup.
     for i in 0..1000 {
         let id = if i == 500 { account } else { Uuid::new_v4() };
-        accounts.create(id, "bench", i % 2 == 0, 1, |_| Ok::<_, notes_host::accounts::AccountError>(())).unwrap();
+        let row = Account { id, name: "bench".into(), is_migrating: i % 2 == 0, created_at_ms: 1, updated_at_ms: 1 };
+        accounts.create_account(&row, Gate::Checked).unwrap();
     }
+    let me = Identity { id: Uuid::new_v4(), name: "bench".into(), address: "-".into() };
     let fleet = Fleet::join(
-        &accounts,
-        dir.path(),
-        Identity { id: Uuid::new_v4(), name: "bench".into(), address: "-".into() },
+        accounts.clone(),
+        Liveness::lock_files(&dir.path().join("hosts"), &me.id.to_string()).unwrap(),
+        me,
         &PluginSummary { digest: "native".into(), label: "bench".into(), supports_migration: true },
         FleetSettings::default(),
-        1,
+        Arc::new(SystemClock),
     )
     .unwrap();
     let mut group = c.benchmark_group("flag");

@@ -21,16 +21,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db;
+use crate::coordination::LayoutRecord;
 
 const IDENTITY_FILE: &str = "data-dir.json";
 const ACCOUNTS_DB: &str = "accounts.db";
 const LEGACY_DB: &str = "legacy.db";
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS layout (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,18 +50,17 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
     let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
     lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let accounts_db = dir.join(ACCOUNTS_DB);
-    // One connection for every read and write below; opened only if the
-    // file exists, since opening creates it (the new-dir branch opens its own).
-    let existing = accounts_db.exists().then(|| db::open(&accounts_db, 1, SCHEMA)).transpose()?;
-    let conn = existing.as_ref().map(|pool| pool.get()).transpose()?;
+    // Opened only if the file exists, since opening creates it (the new-dir
+    // branch opens its own).
+    let conn = accounts_db.exists().then(|| LayoutRecord::open(&accounts_db)).transpose()?;
     let file_identity = read_identity_file(dir)?;
-    let db_identity = conn.as_deref().map(|conn| read_db_identity(conn, &accounts_db)).transpose()?.flatten();
+    let db_identity = conn.as_ref().map(|conn| read_db_identity(conn, &accounts_db)).transpose()?.flatten();
     let stores = existing_store_files(dir)?;
 
     let identity = match (file_identity, db_identity) {
         (None, None) if conn.is_none() && stores.is_empty() => {
             let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: new_shards };
-            write_db_identity(&*db::open(&accounts_db, 1, SCHEMA)?.get()?, identity)?;
+            write_db_identity(&LayoutRecord::open(&accounts_db)?, identity)?;
             create_stores()?;
             write_identity_file(dir, identity)?;
             tracing::info!(data_dir = %dir.display(), id = %identity.id, shards = new_shards, "new data dir");
@@ -86,11 +83,11 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
             if stores.is_empty() { String::new() } else { format!(" and these store files are here: {}", stores.join(", ")) }
         ),
         (None, Some(db)) if stores.is_empty() => {
-            let conn = conn.as_deref().expect("a record was read from it");
+            let conn = conn.as_ref().expect("a record was read from it");
             // The first start was cut short before the stores existed, or the
             // identity file and every store were lost. Only the first may be
             // finished: if accounts exist, their notes were in those stores.
-            let accounts = count_accounts(conn)?;
+            let accounts = conn.count_accounts()?;
             if accounts > 0 {
                 bail!(
                     "the data dir {} has {accounts} account(s) in {ACCOUNTS_DB} but none of its store files ({LEGACY_DB}, \
@@ -112,7 +109,7 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
             tracing::warn!(data_dir = %dir.display(), id = %db.id, "{IDENTITY_FILE} was missing; rewritten from {ACCOUNTS_DB}");
             db
         }
-        (None, None) if let Some(conn) = conn.as_deref() => {
+        (None, None) if let Some(conn) = conn.as_ref() => {
             // A data dir from before identities: adopt it with the shard count
             // it recorded (checked below), or this start's.
             let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: legacy_layout(conn)?.unwrap_or(new_shards) };
@@ -186,12 +183,8 @@ fn write_identity_file(dir: &Path, identity: DataDirIdentity) -> anyhow::Result<
     crate::files::write_atomically(&path, &json).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn layout_value(conn: &Connection, key: &str) -> anyhow::Result<Option<String>> {
-    Ok(conn.query_row("SELECT value FROM layout WHERE key = ?1", [key], |r| r.get(0)).optional()?)
-}
-
-fn read_db_identity(conn: &Connection, accounts_db: &Path) -> anyhow::Result<Option<DataDirIdentity>> {
-    let (Some(id), Some(shards)) = (layout_value(conn, "data_dir_id")?, layout_value(conn, "new_store_shards")?) else {
+fn read_db_identity(conn: &LayoutRecord, accounts_db: &Path) -> anyhow::Result<Option<DataDirIdentity>> {
+    let (Some(id), Some(shards)) = (conn.value("data_dir_id")?, conn.value("new_store_shards")?) else {
         return Ok(None);
     };
     let damaged = || format!("the layout record in {} is damaged: data_dir_id = {id:?}, new_store_shards = {shards:?}", accounts_db.display());
@@ -201,30 +194,15 @@ fn read_db_identity(conn: &Connection, accounts_db: &Path) -> anyhow::Result<Opt
     }))
 }
 
-/// Accounts in `accounts.db` (0 if its table does not exist yet).
-fn count_accounts(conn: &Connection) -> anyhow::Result<u64> {
-    let has_table: bool =
-        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'accounts'", [], |r| r.get(0))?;
-    if !has_table {
-        return Ok(0);
-    }
-    Ok(conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get::<_, i64>(0))? as u64)
-}
-
 /// The shard count recorded by hosts from before the data-dir id.
-fn legacy_layout(conn: &Connection) -> anyhow::Result<Option<u32>> {
-    layout_value(conn, "new_store_shards")?
+fn legacy_layout(conn: &LayoutRecord) -> anyhow::Result<Option<u32>> {
+    conn.value("new_store_shards")?
         .map(|v| v.parse().with_context(|| format!("the layout record is damaged: new_store_shards = {v:?}")))
         .transpose()
 }
 
-fn write_db_identity(conn: &Connection, identity: DataDirIdentity) -> anyhow::Result<()> {
-    let tx = conn.unchecked_transaction()?;
-    for (key, value) in [("data_dir_id", identity.id.to_string()), ("new_store_shards", identity.new_store_shards.to_string())] {
-        tx.execute("INSERT INTO layout (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, &value])?;
-    }
-    tx.commit()?;
-    Ok(())
+fn write_db_identity(conn: &LayoutRecord, identity: DataDirIdentity) -> anyhow::Result<()> {
+    conn.write(&[("data_dir_id", identity.id.to_string()), ("new_store_shards", identity.new_store_shards.to_string())])
 }
 
 #[cfg(test)]
@@ -301,10 +279,9 @@ mod tests {
     fn accounts_whose_stores_and_identity_are_all_gone_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
-        crate::accounts::Accounts::open(&dir.path().join(ACCOUNTS_DB))
-            .unwrap()
-            .create(Uuid::new_v4(), "Ada", false, 0, |_| Ok::<(), crate::accounts::AccountError>(()))
-            .unwrap();
+        use crate::coordination::{Account, Coordination, Gate, SqliteCoordination};
+        let ada = Account { id: Uuid::new_v4(), name: "Ada".into(), is_migrating: false, created_at_ms: 0, updated_at_ms: 0 };
+        SqliteCoordination::open(&dir.path().join(ACCOUNTS_DB)).unwrap().create_account(&ada, Gate::Checked).unwrap();
         for file in [IDENTITY_FILE, LEGACY_DB, "new-shard-0.db"] {
             std::fs::remove_file(dir.path().join(file)).unwrap();
         }

@@ -2,17 +2,19 @@
 //! store is decided per request by a WebAssembly plugin and the account's
 //! `is_migrating` flag. See ARCHITECTURE.md for the map.
 
-pub mod accounts;
 pub mod api;
 pub mod app;
+pub mod catalog;
 pub mod clock;
+pub mod coordination;
 mod db;
 mod files;
 pub mod fleet;
+pub mod in_process;
 pub mod layout;
-pub mod native;
 pub mod plugin_health;
 pub mod plugins;
+pub mod router;
 pub mod serve;
 pub mod sim;
 pub mod stores;

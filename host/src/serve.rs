@@ -7,15 +7,18 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::accounts::Accounts;
 use crate::api::server::ConnectionLimits;
 use crate::api::{self, AdminToken, ApiConfig};
-use crate::app::{App, AppSettings, FleetJoin, WatchConfig};
+use crate::app::{App, AppParts, AppSettings, FleetJoin, WatchConfig};
+use crate::catalog::{Catalog, PluginLoader, SqliteCatalog};
+use crate::clock::{Clock, SystemClock};
+use crate::coordination::SqliteCoordination;
+use crate::fleet::liveness::Liveness;
 use crate::fleet::{FleetSettings, Identity};
 use crate::layout;
-use crate::native::NativeRouter;
 use crate::plugins::registry::Registry;
 use crate::plugins::{PluginLimits, Runtime};
+use crate::router::{NativeRouter, NoteRouter};
 use crate::stores::DataStores;
 
 #[derive(Debug, Clone)]
@@ -101,16 +104,18 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
     layout::open_data_dir(&config.data_dir, config.new_shards, || {
         Ok(DataStores::open_sqlite(&config.data_dir, config.new_shards).map(drop)?)
     })?;
-    let accounts = Accounts::open(&accounts_db)?;
+    let coordination = Arc::new(SqliteCoordination::open(&accounts_db)?);
     let stores = DataStores::open_sqlite(&config.data_dir, config.new_shards)?;
     // The configured address, not the bound one: the name must survive a
     // restart (port 0 binds another port each time).
     let host_name = config.host_name.clone().unwrap_or_else(|| config.listen.to_string());
-    let registry = Registry::open(&config.data_dir, Runtime::new(config.limits.clone())?, &host_name)?;
-    let digest = match (&config.plugin, registry.active_digest()?) {
+    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&config.data_dir.join("plugins.db"), &host_name)?);
+    let registry = Registry::open(&config.data_dir, Runtime::new(config.limits.clone())?, catalog.clone())?;
+    let clock = Arc::new(SystemClock);
+    let digest = match (&config.plugin, catalog.active_digest()?) {
         (None, Some(active)) => active,
-        (Some(path), _) => push_file(&registry, path)?,
-        (None, None) => push_file(&registry, &config.default_plugin)?,
+        (Some(path), _) => push_file(&registry, path, clock.now_ms())?,
+        (None, None) => push_file(&registry, &config.default_plugin, clock.now_ms())?,
     };
     let settings = AppSettings {
         probation: config.probation,
@@ -119,23 +124,25 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
         max_content_bytes: config.max_content_bytes,
         max_name_bytes: config.max_name_bytes,
     };
-    let native: Option<Arc<dyn crate::plugins::NoteRouter>> = match config.strategy {
+    let native: Option<Arc<dyn NoteRouter>> = match config.strategy {
         Strategy::Plugin => None,
         Strategy::NativeMigrate => Some(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
     };
+    let identity = Identity { id: uuid::Uuid::new_v4(), name: host_name, address: format!("http://{addr}") };
     let join = FleetJoin {
-        data_dir: config.data_dir.clone(),
-        identity: Identity { id: uuid::Uuid::new_v4(), name: host_name, address: format!("http://{addr}") },
+        liveness: Liveness::lock_files(&config.data_dir.join("hosts"), &identity.id.to_string())?,
+        identity,
         settings: config.fleet,
     };
-    Ok(App::start(accounts, stores, registry, &digest, settings, join, native)?)
+    let parts = AppParts { coordination, stores, catalog, loader: Arc::new(registry), clock, native };
+    Ok(App::start(parts, &digest, settings, join)?)
 }
 
-fn push_file(registry: &Registry, path: &std::path::Path) -> anyhow::Result<String> {
+fn push_file(registry: &Registry, path: &std::path::Path, now_ms: i64) -> anyhow::Result<String> {
     let wasm = std::fs::read(path).with_context(|| {
         format!("cannot read plugin {}; build the plugins with `cargo xtask build` or pass --plugin FILE", path.display())
     })?;
-    let (record, _) = registry.push(&wasm, crate::clock::now_ms()).with_context(|| format!("plugin {}", path.display()))?;
+    let (record, _) = registry.push(&wasm, now_ms).with_context(|| format!("plugin {}", path.display()))?;
     Ok(record.digest)
 }
 

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::{JsonBody, client_id, uuid};
 use super::{blocking, notes::rfc3339};
-use crate::accounts::{Account, AccountChange};
+use crate::app::AccountChange;
+use crate::coordination::Account;
 use crate::app::{App, MigrationStatus};
 
 #[derive(Serialize)]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::app::AppError;
-use crate::plugins::PluginFailure;
+use crate::router::PluginFailure;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -98,4 +98,49 @@ pub async fn json_errors(response: Response) -> Response {
         }
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `AppError`, with the status README.md's API section documents
+    /// for it; a new variant must be added here (the match is exhaustive).
+    #[test]
+    fn every_app_error_maps_to_its_documented_status() {
+        let plugin = || "p@1".to_owned();
+        let cases = [
+            (AppError::Invalid("x".into()), StatusCode::BAD_REQUEST),
+            (AppError::NotFound("x".into()), StatusCode::NOT_FOUND),
+            (AppError::Conflict("x".into()), StatusCode::CONFLICT),
+            (AppError::Gate("x".into()), StatusCode::CONFLICT),
+            (AppError::VersionMismatch { current: 3 }, StatusCode::PRECONDITION_FAILED),
+            (AppError::Unavailable("x".into()), StatusCode::SERVICE_UNAVAILABLE),
+            (AppError::TooManyRequests("x".into()), StatusCode::TOO_MANY_REQUESTS),
+            (AppError::Plugin(PluginFailure::Timeout { plugin: plugin(), deadline: std::time::Duration::ZERO }), StatusCode::SERVICE_UNAVAILABLE),
+            (AppError::Plugin(PluginFailure::OutOfFuel { plugin: plugin(), fuel: 1 }), StatusCode::SERVICE_UNAVAILABLE),
+            (AppError::Plugin(PluginFailure::Busy { plugin: plugin(), message: "x".into() }), StatusCode::SERVICE_UNAVAILABLE),
+            (AppError::Plugin(PluginFailure::Trapped { plugin: plugin(), message: "x".into() }), StatusCode::INTERNAL_SERVER_ERROR),
+            (AppError::Rejected("x".into()), StatusCode::UNPROCESSABLE_ENTITY),
+            (AppError::Internal("x".into()), StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (error, status) in cases {
+            let exhaustive = match &error {
+                AppError::Invalid(_)
+                | AppError::NotFound(_)
+                | AppError::Conflict(_)
+                | AppError::Gate(_)
+                | AppError::VersionMismatch { .. }
+                | AppError::Unavailable(_)
+                | AppError::TooManyRequests(_)
+                | AppError::Plugin(_)
+                | AppError::Rejected(_)
+                | AppError::Internal(_) => format!("{error:?}"),
+            };
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), status, "{exhaustive}");
+            let retry = response.headers().get(axum::http::header::RETRY_AFTER).is_some();
+            assert_eq!(retry, status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS, "{exhaustive}: Retry-After");
+        }
+    }
 }

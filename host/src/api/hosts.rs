@@ -9,7 +9,6 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::{blocking, notes::rfc3339};
 use crate::app::App;
-use crate::clock::now_ms;
 use crate::fleet::HostView;
 
 #[derive(Serialize)]
@@ -40,23 +39,23 @@ pub struct PluginBody {
 
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<HostBody>>, ApiError> {
     let hosts = blocking(&app, |app| app.hosts()).await?;
-    let now = now_ms();
+    let now = app.now_ms();
     Ok(Json(hosts.into_iter().map(|h| body(h, now)).collect()))
 }
 
-fn body(h: HostView, now: i64) -> HostBody {
+fn body(HostView { host: h, unresponsive, is_self }: HostView, now: i64) -> HostBody {
     HostBody {
-        state: if h.unresponsive { "unresponsive" } else { "live" },
+        state: if unresponsive { "unresponsive" } else { "live" },
         heartbeat_age_ms: (now - h.heartbeat_ms).max(0),
         started_at: rfc3339(h.started_at_ms),
         last_heartbeat: rfc3339(h.heartbeat_ms),
-        plugin: PluginBody { digest: h.plugin_digest, label: h.plugin_label },
+        plugin: PluginBody { digest: h.plugin.digest, label: h.plugin.label },
         id: h.id,
         name: h.name,
         address: h.address,
         pid: h.pid,
         version: h.version,
-        supports_migration: h.supports_migration,
-        is_self: h.is_self,
+        supports_migration: h.plugin.supports_migration,
+        is_self,
     }
 }

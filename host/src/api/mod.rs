@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use tower_http::timeout::TimeoutLayer;
@@ -69,7 +69,9 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     Router::new()
         .route(
             "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok", "timestamp": notes::rfc3339(crate::clock::now_ms()) })) }),
+            get(|State(app): State<Arc<App>>| async move {
+                axum::Json(serde_json::json!({ "status": "ok", "timestamp": notes::rfc3339(app.now_ms()) }))
+            }),
         )
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::JsonBody;
 use super::{blocking, notes::rfc3339};
 use crate::app::{Actor, App, PluginsView};
-use crate::plugins::registry::{Activation, PluginRecord};
+use crate::catalog::{Activation, PluginRecord};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

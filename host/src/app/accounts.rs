@@ -2,12 +2,18 @@
 
 use uuid::Uuid;
 
-use crate::accounts::{Account, AccountChange};
-use crate::clock::now_ms;
+use crate::coordination::Account;
 use crate::fleet::{FlipOutcome, HostView};
-use crate::plugins::NoteRouter;
+use crate::router::NoteRouter;
 use super::{App, AppError};
 use super::errors::no_account;
+
+/// A change to an account; `None` leaves the field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AccountChange {
+    pub name: Option<String>,
+    pub is_migrating: Option<bool>,
+}
 
 impl App {
     pub fn create_account(&self, id: Option<Uuid>, name: &str, is_migrating: bool) -> Result<Account, AppError> {
@@ -16,17 +22,24 @@ impl App {
         if is_migrating {
             self.migration_gate()?;
         }
-        self.accounts.create(id.unwrap_or_else(Uuid::new_v4), name, is_migrating, now_ms(), |tx| {
-            if is_migrating { Ok(self.fleet.migration_gate(tx)?) } else { Ok(()) }
-        })
+        let now = self.now_ms();
+        let account = Account {
+            id: id.unwrap_or_else(Uuid::new_v4),
+            name: name.to_owned(),
+            is_migrating,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        self.fleet.create_account(&account)?;
+        Ok(account)
     }
 
     pub fn account(&self, id: Uuid) -> Result<Account, AppError> {
-        self.accounts.get(id)?.ok_or_else(|| no_account(id))
+        self.coordination.account(id)?.ok_or_else(|| no_account(id))
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>, AppError> {
-        Ok(self.accounts.list()?)
+        Ok(self.coordination.accounts()?)
     }
 
     /// Renames and/or flips. A flip changes the flag on the whole fleet and
@@ -39,7 +52,7 @@ impl App {
             if to {
                 self.migration_gate()?;
             }
-            match self.fleet.flip(id, to, now_ms())? {
+            match self.fleet.flip(id, to)? {
                 FlipOutcome::Unchanged => {}
                 FlipOutcome::Flipped { hosts, took } => {
                     tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, "isMigrating changed on the fleet");
@@ -47,7 +60,7 @@ impl App {
             }
         }
         match name {
-            Some(name) => self.accounts.rename(id, name, now_ms())?.ok_or_else(|| no_account(id)),
+            Some(name) => self.coordination.rename_account(id, name, self.now_ms())?.ok_or_else(|| no_account(id)),
             None => self.account(id),
         }
     }
@@ -62,8 +75,9 @@ impl App {
         Ok(self.fleet.hosts()?)
     }
 
-    /// Seed goal 1: a migration starts only once the code that understands it
-    /// runs. Mixed code loses notes (see `plugins/routing/src/legacy.rs`).
+    /// A migration starts only once the code that understands it runs
+    /// (the design note's first goal): old code beside a migration loses
+    /// notes (see `plugins/routing/src/legacy.rs`).
     fn migration_gate(&self) -> Result<(), AppError> {
         let active = self.active();
         let router: &dyn NoteRouter = match &self.native {

@@ -3,11 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::clock::now_ms;
-use crate::fleet::PluginSummary;
-use crate::plugins::registry::{Activation, LoadReport, PluginRecord, RegistryError};
+use crate::catalog::{Activation, LoadReport, PluginRecord, RegistryError, short};
+use crate::coordination::PluginSummary;
 use crate::plugin_health::{PluginHealth, Tripped};
-use crate::plugins::{Plugin, PluginFailure, short};
+use crate::router::{NoteRouter, PluginFailure};
 use super::{App, AppError};
 use super::errors::internal;
 
@@ -15,7 +14,7 @@ use super::errors::internal;
 /// start, and uses that plugin to its end: a swap never mixes two plugins in
 /// one request, and requests in flight finish on the plugin they started with.
 pub struct ActivePlugin {
-    pub plugin: Arc<Plugin>,
+    pub plugin: Arc<dyn NoteRouter>,
     pub load: LoadReport,
     pub(super) health: PluginHealth,
     /// Set when a health watch tripped and there was nothing to roll back to:
@@ -25,7 +24,7 @@ pub struct ActivePlugin {
 }
 
 impl ActivePlugin {
-    pub(super) fn new(plugin: Arc<Plugin>, load: LoadReport, health: PluginHealth) -> Self {
+    pub(super) fn new(plugin: Arc<dyn NoteRouter>, load: LoadReport, health: PluginHealth) -> Self {
         ActivePlugin { plugin, load, health, suspended: OnceLock::new() }
     }
 
@@ -65,7 +64,7 @@ impl App {
 
     /// Validates and stores an upload; does not activate it.
     pub fn push_plugin(&self, wasm: &[u8]) -> Result<(PluginRecord, bool), AppError> {
-        Ok(self.registry.push(wasm, now_ms())?)
+        Ok(self.loader.push(wasm, self.now_ms())?)
     }
 
     /// Makes `digest` the plugin for every new request. Requests already
@@ -82,18 +81,18 @@ impl App {
                 native.label()
             )));
         }
-        let record = self.registry.record(digest).map_err(internal)?.ok_or_else(|| RegistryError::Unknown(digest.into()))?;
-        let (plugin, load) = self.registry.load(digest)?;
+        let record = self.catalog.record(digest).map_err(internal)?.ok_or_else(|| RegistryError::Unknown(digest.into()))?;
+        let (plugin, load) = self.loader.load(digest)?;
         let current = self.active();
         if current.plugin.digest() == digest && current.suspended().is_none() {
             return Ok(record);
         }
-        let summary = summary(&plugin);
+        let summary = summary(plugin.as_ref());
         let next = Arc::new(ActivePlugin::new(plugin, load, PluginHealth::on_probation(self.settings.probation, self.settings.breaker)));
         let swapped = self
             .fleet
             .change_plugin(&summary, || -> Result<(), AppError> {
-                self.registry.record_activation(digest, actor.as_str(), reason, now_ms()).map_err(internal)?;
+                self.catalog.record_activation(digest, actor.as_str(), reason, self.now_ms()).map_err(internal)?;
                 *self.active.write().unwrap_or_else(|e| e.into_inner()) = next;
                 Ok(())
             })
@@ -107,7 +106,7 @@ impl App {
     pub fn rollback_plugin(&self) -> Result<PluginRecord, AppError> {
         let _admin = self.admin_lock();
         let previous = self
-            .registry
+            .catalog
             .previous_digest()
             .map_err(internal)?
             .ok_or_else(|| AppError::Conflict("no previous plugin to roll back to".into()))?;
@@ -133,7 +132,7 @@ impl App {
             tripped.insert(failed_on.plugin.digest().to_owned());
             tripped.clone()
         };
-        let outcome = match self.registry.previous_digest() {
+        let outcome = match self.catalog.previous_digest() {
             // Never back to a plugin a watch already took out: suspend instead.
             Ok(Some(previous)) if already_failed.contains(&previous) => Err(AppError::Conflict(format!(
                 "the previous plugin {} was itself taken out by a health watch",
@@ -148,7 +147,7 @@ impl App {
             Err(e) => {
                 let why = format!("{}; it could not be rolled back: {e}", tripped.0);
                 tracing::error!(plugin = failed_on.plugin.label(), reason = %why, "plugin suspended: its note requests fail until an operator activates a plugin");
-                let recorded = self.registry.record_activation(failed_on.plugin.digest(), Actor::Automatic.as_str(), &format!("suspended: {why}"), now_ms());
+                let recorded = self.catalog.record_activation(failed_on.plugin.digest(), Actor::Automatic.as_str(), &format!("suspended: {why}"), self.now_ms());
                 if let Err(e) = recorded {
                     tracing::error!(error = %format!("{e:#}"), "cannot record the suspension in the plugin history");
                 }
@@ -160,16 +159,17 @@ impl App {
     pub fn plugins(&self) -> Result<PluginsView, AppError> {
         Ok(PluginsView {
             active: self.active(),
-            plugins: self.registry.records().map_err(internal)?,
-            history: self.registry.history().map_err(internal)?,
+            plugins: self.catalog.records().map_err(internal)?,
+            history: self.catalog.history().map_err(internal)?,
         })
     }
 }
 
-pub(super) fn summary(plugin: &Plugin) -> PluginSummary {
+/// What the deployment gate needs to know of a router.
+pub(super) fn summary(router: &dyn NoteRouter) -> PluginSummary {
     PluginSummary {
-        digest: plugin.digest().to_owned(),
-        label: plugin.label().to_owned(),
-        supports_migration: plugin.info().supports_migration,
+        digest: router.digest().to_owned(),
+        label: router.label().to_owned(),
+        supports_migration: router.supports_migration(),
     }
 }

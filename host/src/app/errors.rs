@@ -4,10 +4,10 @@
 use notes_routing::Error as PluginError;
 use uuid::Uuid;
 
-use crate::accounts::AccountError;
+use crate::catalog::RegistryError;
+use crate::coordination::CoordinationError;
 use crate::fleet::{FleetError, HostView};
-use crate::plugins::registry::RegistryError;
-use crate::plugins::PluginFailure;
+use crate::router::PluginFailure;
 use crate::stores::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,7 @@ impl From<FleetError> for AppError {
     fn from(e: FleetError) -> Self {
         match e {
             FleetError::NoAccount(id) => no_account(id),
+            FleetError::AccountExists(_) => AppError::Conflict(e.to_string()),
             FleetError::HostsCannotMigrate(hosts) => AppError::Gate(format!(
                 "cannot turn isMigrating on: {} host(s) run a plugin that does not support migration: {}; \
                  old code running beside a migration loses notes. Upgrade them first",
@@ -89,11 +90,14 @@ impl From<RegistryError> for AppError {
     }
 }
 
-impl From<AccountError> for AppError {
-    fn from(e: AccountError) -> Self {
+/// Reads and renames of accounts, straight from the coordination state.
+impl From<CoordinationError> for AppError {
+    fn from(e: CoordinationError) -> Self {
         match e {
-            AccountError::AlreadyExists(_) => AppError::Conflict(e.to_string()),
-            AccountError::Unavailable(_) => AppError::Unavailable(e.to_string()),
+            CoordinationError::NoAccount(id) => no_account(id),
+            CoordinationError::AlreadyExists(_) | CoordinationError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
+            CoordinationError::HostsCannotMigrate(_) | CoordinationError::AccountsMigrating(_) => AppError::Gate(e.to_string()),
+            CoordinationError::Unavailable(_) => AppError::Unavailable(e.to_string()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The application core: every operation the API offers, with its rules.
-//! Knows no HTTP (that is `api`), no SQL (that is `accounts` and `stores`)
-//! and no wasmtime (that is `plugins`).
+//! Knows no HTTP (that is `api`), no SQL (that is `coordination`, `catalog`
+//! and `stores`) and no wasmtime (that is `plugins`): it is built from
+//! traits, so an `App` runs in one process without files too (`in_process`).
 //!
 //! Rules kept here:
 //! - the flag is read for every note request (through `fleet::Fleet::admit`)
@@ -24,15 +25,17 @@ mod notes;
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::accounts::Accounts;
-use crate::clock::now_ms;
-use crate::fleet::{Fleet, PluginSummary};
+use crate::catalog::{Catalog, PluginLoader};
+use crate::clock::Clock;
+use crate::coordination::Coordination;
+use crate::fleet::Fleet;
+use crate::fleet::liveness::Liveness;
 use crate::plugin_health::PluginHealth;
-use crate::plugins::NoteRouter;
-use crate::plugins::registry::Registry;
+use crate::router::NoteRouter;
 use crate::stores::DataStores;
 
 pub use crate::plugin_health::WatchConfig;
+pub use accounts::AccountChange;
 pub use active_plugin::{ActivePlugin, Actor, PluginsView};
 pub use errors::AppError;
 pub use notes::{MigrationStatus, Placement};
@@ -65,10 +68,25 @@ pub struct AppSettings {
     pub max_name_bytes: usize,
 }
 
+impl Default for AppSettings {
+    /// The defaults of `notes-host serve`.
+    fn default() -> Self {
+        AppSettings {
+            probation: WatchConfig::PROBATION,
+            breaker: WatchConfig::BREAKER,
+            max_note_bytes: 1024 * 1024,
+            max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
+            max_name_bytes: DEFAULT_MAX_NAME_BYTES,
+        }
+    }
+}
+
 pub struct App {
-    accounts: Accounts,
+    coordination: Arc<dyn Coordination>,
     stores: DataStores,
-    registry: Registry,
+    catalog: Arc<dyn Catalog>,
+    loader: Arc<dyn PluginLoader>,
+    clock: Arc<dyn Clock>,
     active: RwLock<Arc<ActivePlugin>>,
     /// Held while a gate decision and the change it allows happen together
     /// (turning a flag on; activating a plugin), so neither can slip past the other.
@@ -82,37 +100,35 @@ pub struct App {
     fleet: Fleet,
 }
 
-/// How this host joins the fleet on its data dir.
+/// What an `App` is built from: SQLite files and wasmtime in a host
+/// (`serve::open`), memory and native routers in process (`in_process`).
+pub struct AppParts {
+    pub coordination: Arc<dyn Coordination>,
+    pub stores: DataStores,
+    pub catalog: Arc<dyn Catalog>,
+    pub loader: Arc<dyn PluginLoader>,
+    pub clock: Arc<dyn Clock>,
+    /// `--strategy native-*`: route natively instead of through the plugin.
+    pub native: Option<Arc<dyn NoteRouter>>,
+}
+
+/// How this host joins the fleet.
 pub struct FleetJoin {
-    pub data_dir: std::path::PathBuf,
+    pub liveness: Liveness,
     pub identity: crate::fleet::Identity,
     pub settings: crate::fleet::FleetSettings,
 }
 
 impl App {
-    /// Starts serving with the plugin `digest` (already in the registry), or
-    /// with `native` routing, and joins the fleet. Refuses a plugin that
+    /// Starts serving with the plugin `digest` (already in the catalog), or
+    /// with the native router, and joins the fleet. Refuses a plugin that
     /// cannot migrate while any account migrates.
-    pub fn start(
-        accounts: Accounts,
-        stores: DataStores,
-        registry: Registry,
-        digest: &str,
-        settings: AppSettings,
-        join: FleetJoin,
-        native: Option<Arc<dyn NoteRouter>>,
-    ) -> Result<Self, AppError> {
-        let (plugin, load) = registry.load(digest)?;
-        let already_active = registry.active_digest().map_err(internal)?.as_deref() == Some(digest);
-        let summary = match &native {
-            Some(native) => PluginSummary {
-                digest: "native".into(),
-                label: native.label().to_owned(),
-                supports_migration: native.supports_migration(),
-            },
-            None => summary(&plugin),
-        };
-        let fleet = Fleet::join(&accounts, &join.data_dir, join.identity, &summary, join.settings, now_ms())
+    pub fn start(parts: AppParts, digest: &str, settings: AppSettings, join: FleetJoin) -> Result<Self, AppError> {
+        let AppParts { coordination, stores, catalog, loader, clock, native } = parts;
+        let (plugin, load) = loader.load(digest)?;
+        let already_active = catalog.active_digest().map_err(internal)?.as_deref() == Some(digest);
+        let summary = summary(native.as_deref().unwrap_or(plugin.as_ref()));
+        let fleet = Fleet::join(coordination.clone(), join.liveness, join.identity, &summary, join.settings, clock.clone())
             .map_err(AppError::from)?;
         let health = if already_active {
             PluginHealth::proven(settings.breaker)
@@ -121,9 +137,11 @@ impl App {
         };
         let active = ActivePlugin::new(plugin, load, health);
         let app = App {
-            accounts,
+            coordination,
             stores,
-            registry,
+            catalog,
+            loader,
+            clock,
             active: RwLock::new(Arc::new(active)),
             admin: Mutex::new(()),
             tripped: Mutex::default(),
@@ -132,13 +150,18 @@ impl App {
             fleet,
         };
         if !already_active && app.native.is_none() {
-            app.registry.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", now_ms()).map_err(internal)?;
+            app.catalog.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", app.now_ms()).map_err(internal)?;
         }
         Ok(app)
     }
 
     pub fn active(&self) -> Arc<ActivePlugin> {
         self.active.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Now, by the clock this app was built with.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {

@@ -4,8 +4,7 @@
 use notes_routing::{Error as PluginError, Note, NoteChange, Store};
 use uuid::Uuid;
 
-use crate::clock::now_ms;
-use crate::plugins::{AccountScope, NoteRouter, PluginFailure, Routed};
+use crate::router::{AccountScope, NoteRouter, PluginFailure, Routed};
 use super::{App, AppError, Served};
 use super::errors::{from_plugin_error, no_account};
 
@@ -25,7 +24,7 @@ pub struct Placement {
 impl App {
     pub fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String) -> Result<Served<Note>, AppError> {
         valid_content(&content, self.settings.max_content_bytes)?;
-        let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms: now_ms() };
+        let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms: self.now_ms() };
         self.route(account, |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
     }
 
@@ -45,7 +44,7 @@ impl App {
         expected_version: Option<u64>,
     ) -> Result<Served<Note>, AppError> {
         valid_content(&content, self.settings.max_content_bytes)?;
-        let change = NoteChange { id: id.to_string(), content, at_ms: now_ms() };
+        let change = NoteChange { id: id.to_string(), content, at_ms: self.now_ms() };
         self.route(account, |r, scope, migrating| r.update_note(scope, change, expected_version, migrating))
             .and_then(|n| self.checked(n))
     }
@@ -109,8 +108,8 @@ impl App {
 
     /// Fail closed: an account that cannot be read fails the request.
     fn flag(&self, account: Uuid) -> Result<bool, AppError> {
-        match self.accounts.is_migrating(account) {
-            Ok(Some(flag)) => Ok(flag),
+        match self.coordination.flag_state(account) {
+            Ok(Some(state)) => Ok(state.is_migrating),
             Ok(None) => Err(no_account(account)),
             Err(e) => Err(AppError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}"))),
         }

@@ -17,17 +17,17 @@
 //! whose process has ended runs nothing, so it is not waited for. A flip whose
 //! caller dies is aborted by any host once its flipper is gone or its deadline
 //! has passed. Commit and abort are both conditional on F still being
-//! pending, so SQLite orders them: exactly one of them happens.
+//! pending, and each is one atomic step of the coordination state, so
+//! exactly one of them happens.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rusqlite::{TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::inflight::{Entered, NotEntered};
-use super::{Fleet, FleetError, HostView, Shared, all_can_migrate};
-use crate::accounts::Accounts;
+use super::{Fleet, FleetError, Shared};
+use crate::coordination::{Announced, CoordinationError, PendingFlip};
 
 /// A note request admitted to run under `is_migrating`. While it lives, no
 /// flip of its account can complete anywhere in the fleet.
@@ -71,7 +71,7 @@ impl Fleet {
                 NotEntered::Saturated { running } => FleetError::AccountSaturated { account, running },
             })?;
             let state = shared
-                .accounts
+                .coordination
                 .flag_state(account)
                 .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
                 .ok_or(FleetError::NoAccount(account))?;
@@ -88,35 +88,26 @@ impl Fleet {
     }
 
     /// Sets the account's flag to `to` on the whole fleet (see the module doc).
-    pub fn flip(&self, account: Uuid, to: bool, now_ms: i64) -> Result<FlipOutcome, FleetError> {
+    pub fn flip(&self, account: Uuid, to: bool) -> Result<FlipOutcome, FleetError> {
         let shared = &self.shared;
+        let now_ms = shared.clock.now_ms();
         let started = Instant::now();
         if shared.settings.unsafe_no_fleet_safety {
             return shared.flip_unsafely(account, to, now_ms);
         }
         shared.prune_gone_hosts();
-        let flip_id = Uuid::new_v4().to_string();
-        let mut waiting_for: BTreeSet<String> = {
-            let mut conn = shared.pool.get()?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let state = Accounts::flag_state_in(&tx, account)?.ok_or(FleetError::NoAccount(account))?;
-            if state.flip.is_some() {
-                return Err(FleetError::FlipInProgress(account));
-            }
-            if state.is_migrating == to {
-                return Ok(FlipOutcome::Unchanged);
-            }
-            let hosts = shared.hosts_in(&tx)?;
-            if to {
-                all_can_migrate(&hosts)?;
-            }
-            let deadline = now_ms + (shared.settings.flip_timeout + ABANDON_GRACE).as_millis() as i64;
-            tx.execute(
-                "UPDATE accounts SET flip_id = ?2, flip_to = ?3, flip_deadline_ms = ?4, flip_by = ?5 WHERE id = ?1",
-                params![account.to_string(), flip_id, to, deadline, shared.me.id.to_string()],
-            )?;
-            tx.commit()?;
-            hosts.into_iter().map(|h| h.id).collect()
+        let flip = PendingFlip {
+            account,
+            id: Uuid::new_v4().to_string(),
+            to,
+            deadline_ms: now_ms + (shared.settings.flip_timeout + ABANDON_GRACE).as_millis() as i64,
+            by_host: shared.me.id.to_string(),
+        };
+        let flip_id = flip.id.as_str();
+        let mut waiting_for: BTreeSet<String> = match shared.coordination.announce_flip(&flip, shared.gate()) {
+            Ok(Announced::Unchanged) => return Ok(FlipOutcome::Unchanged),
+            Ok(Announced::Pending { hosts }) => hosts.into_iter().map(|h| h.id).collect(),
+            Err(e) => return Err(shared.fleet_error(e)),
         };
         let hosts = waiting_for.len();
 
@@ -124,7 +115,7 @@ impl Fleet {
         let mut next_liveness_check = Instant::now() + Duration::from_millis(10);
         while !waiting_for.is_empty() && Instant::now() < timeout {
             std::thread::sleep(Duration::from_micros(300));
-            match shared.acks(&flip_id) {
+            match shared.coordination.flip_acks(flip_id) {
                 Ok(acked) => waiting_for.retain(|h| !acked.contains(h)),
                 Err(e) => tracing::warn!(error = %e, "cannot read flip acknowledgements"),
             }
@@ -136,7 +127,7 @@ impl Fleet {
         }
         if !waiting_for.is_empty() {
             let names = shared.describe_hosts(&waiting_for)?;
-            shared.abort(account, &flip_id)?;
+            shared.abort(account, flip_id)?;
             return Err(FleetError::FlipFailed(format!(
                 "isMigrating of account {account} was not changed: after {} ms, host(s) {} still ran requests under the old value \
                  or did not answer; nothing changed, retry (a host that stopped is dropped as soon as its process ends)",
@@ -145,26 +136,18 @@ impl Fleet {
             )));
         }
 
-        let mut conn = shared.pool.get()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if to {
-            // The plugin side of the gate counts a pending "on" as migrating,
-            // so no host that cannot migrate joined since the announcement;
-            // checked again all the same.
-            if let Err(refused) = all_can_migrate(&shared.hosts_in(&tx)?) {
-                drop(tx);
-                shared.abort(account, &flip_id)?;
-                return Err(refused);
+        // Turning on is checked against the hosts again. The plugin side of
+        // the gate counts a pending "on" as migrating, so no host that cannot
+        // migrate joined since the announcement; checked all the same.
+        let committed = match shared.coordination.commit_flip(&flip, shared.gate(), shared.clock.now_ms()) {
+            Ok(committed) => committed,
+            Err(refused @ CoordinationError::HostsCannotMigrate(_)) => {
+                shared.abort(account, flip_id)?;
+                return Err(shared.fleet_error(refused));
             }
-        }
-        let committed = tx.execute(
-            "UPDATE accounts SET is_migrating = ?3, updated_at_ms = ?4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL
-             WHERE id = ?1 AND flip_id = ?2",
-            params![account.to_string(), flip_id, to, crate::clock::now_ms()],
-        )?;
-        tx.execute("DELETE FROM flip_acks WHERE flip_id = ?1", [&flip_id])?;
-        tx.commit()?;
-        if committed == 0 {
+            Err(e) => return Err(shared.fleet_error(e)),
+        };
+        if !committed {
             return Err(FleetError::FlipFailed(format!(
                 "isMigrating of account {account} was not changed: the flip was aborted by another host (it ran past its deadline); retry"
             )));
@@ -174,50 +157,27 @@ impl Fleet {
 }
 
 impl Shared {
-    fn acks(&self, flip_id: &str) -> Result<BTreeSet<String>, FleetError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached("SELECT host_id FROM flip_acks WHERE flip_id = ?1")?;
-        let acked = stmt.query_map([flip_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(acked)
-    }
-
     /// `name (address, plugin)` of the hosts `ids`.
     fn describe_hosts(&self, ids: &BTreeSet<String>) -> Result<Vec<String>, FleetError> {
-        let mut conn = self.pool.get()?;
-        let hosts = self.hosts_in(&conn.transaction()?)?;
-        Ok(hosts.iter().filter(|h| ids.contains(&h.id)).map(HostView::describe).collect())
+        Ok(self.hosts()?.iter().filter(|h| ids.contains(&h.host.id)).map(super::HostView::describe).collect())
     }
 
     /// Clears flip `flip_id` of `account` if it is still pending; the flag
     /// keeps its value.
     pub(super) fn abort(&self, account: Uuid, flip_id: &str) -> Result<bool, FleetError> {
-        let conn = self.pool.get()?;
-        abort_on(&conn, account, flip_id)
+        let aborted = self.coordination.abort_flip(account, flip_id).map_err(|e| self.fleet_error(e))?;
+        if aborted {
+            tracing::warn!(%account, flip = flip_id, "flip aborted; isMigrating keeps its value");
+        }
+        Ok(aborted)
     }
 
     /// TEST ONLY: the flag is written at once, no gate, no drain.
     fn flip_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<FlipOutcome, FleetError> {
-        let conn = self.pool.get()?;
-        let changed = conn.execute(
-            "UPDATE accounts SET is_migrating = ?2, updated_at_ms = ?3 WHERE id = ?1",
-            params![account.to_string(), to, now_ms],
-        )?;
-        if changed == 0 {
+        if !self.coordination.set_flag_unsafely(account, to, now_ms).map_err(|e| self.fleet_error(e))? {
             return Err(FleetError::NoAccount(account));
         }
         tracing::warn!(%account, to, "isMigrating changed WITHOUT the fleet gate and drain barrier (--unsafe-no-fleet-safety)");
         Ok(FlipOutcome::Flipped { hosts: 0, took: Duration::ZERO })
     }
-}
-
-pub(super) fn abort_on(conn: &rusqlite::Connection, account: Uuid, flip_id: &str) -> Result<bool, FleetError> {
-    let aborted = conn.execute(
-        "UPDATE accounts SET flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL WHERE id = ?1 AND flip_id = ?2",
-        params![account.to_string(), flip_id],
-    )?;
-    conn.execute("DELETE FROM flip_acks WHERE flip_id = ?1", [flip_id])?;
-    if aborted > 0 {
-        tracing::warn!(%account, flip = flip_id, "flip aborted; isMigrating keeps its value");
-    }
-    Ok(aborted > 0)
 }

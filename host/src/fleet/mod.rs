@@ -1,58 +1,38 @@
 //! The fleet: every host process serving one data dir.
 //!
-//! Each host registers itself in `accounts.db` (table `hosts`), holds a lock
-//! file while it runs (`liveness`), heartbeats, and watches the file for flag
-//! flips (`watcher`). A change of `isMigrating` goes through `flip`: it
+//! Each host registers itself in the coordination state (`coordination`,
+//! `accounts.db` in production), holds a lock file while it runs
+//! (`liveness`), heartbeats, and watches the state for flag flips
+//! (`watcher`). The protocol is here; the state, and every query on it, is
+//! `coordination`'s. A change of `isMigrating` goes through `flip`: it
 //! returns only once every host has stopped running requests under the old
 //! value, so one account's requests never run under two values at once.
 //!
 //! The deployment gate is fleet-wide and lives here too: a flag is refused
 //! while any host's plugin cannot migrate, and a plugin that cannot migrate
-//! is refused while any account migrates. Both sides decide inside one
-//! SQLite write transaction on `accounts.db`, so across processes they
-//! cannot interleave.
+//! is refused while any account migrates. Each side is decided in one
+//! atomic step of the coordination state (one SQLite write transaction), so
+//! across processes they cannot interleave.
 //!
 //! See ARCHITECTURE.md, "The fleet", for the protocol and why it is safe.
 
 mod flip;
 mod inflight;
-mod liveness;
+pub mod liveness;
 mod watcher;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
-use crate::accounts::{AccountError, Accounts};
-use crate::db::Pool;
+use crate::clock::Clock;
+use crate::coordination::{Account, Coordination, CoordinationError, Gate, HostRecord, PluginSummary};
+use liveness::Liveness;
 
 pub use flip::{Admission, FlipOutcome};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS hosts (
-    id                 TEXT    PRIMARY KEY NOT NULL,
-    name               TEXT    NOT NULL,
-    address            TEXT    NOT NULL,
-    pid                INTEGER NOT NULL,
-    version            TEXT    NOT NULL,
-    started_at_ms      INTEGER NOT NULL,
-    heartbeat_ms       INTEGER NOT NULL,
-    plugin_digest      TEXT    NOT NULL,
-    plugin_label       TEXT    NOT NULL,
-    supports_migration INTEGER NOT NULL CHECK (supports_migration IN (0, 1))
-);
-CREATE TABLE IF NOT EXISTS flip_acks (
-    flip_id TEXT    NOT NULL,
-    host_id TEXT    NOT NULL,
-    at_ms   INTEGER NOT NULL,
-    PRIMARY KEY (flip_id, host_id)
-);
-";
 
 /// Timing of the fleet protocol; `serve` fills it from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -101,27 +81,10 @@ pub struct Identity {
     pub address: String,
 }
 
-/// What routes this host's note requests, as the gate sees it.
-#[derive(Debug, Clone)]
-pub struct PluginSummary {
-    pub digest: String,
-    pub label: String,
-    pub supports_migration: bool,
-}
-
-/// One row of `GET /hosts`.
+/// One row of `GET /hosts`: a registered host, as this host sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostView {
-    pub id: String,
-    pub name: String,
-    pub address: String,
-    pub pid: u32,
-    pub version: String,
-    pub started_at_ms: i64,
-    pub heartbeat_ms: i64,
-    pub plugin_digest: String,
-    pub plugin_label: String,
-    pub supports_migration: bool,
+    pub host: HostRecord,
     /// Heartbeat older than the host timeout (process still alive).
     pub unresponsive: bool,
     pub is_self: bool,
@@ -130,7 +93,7 @@ pub struct HostView {
 impl HostView {
     /// `name (address, plugin)`, for error messages.
     pub fn describe(&self) -> String {
-        format!("{} ({}, plugin {})", self.name, self.address, self.plugin_label)
+        format!("{} ({}, plugin {})", self.host.name, self.host.address, self.host.plugin.label)
     }
 }
 
@@ -138,6 +101,8 @@ impl HostView {
 pub enum FleetError {
     #[error("account {0} not found")]
     NoAccount(Uuid),
+    #[error("account {0} already exists")]
+    AccountExists(Uuid),
     /// The gate: hosts whose plugin cannot migrate.
     #[error("hosts lacking migration support")]
     HostsCannotMigrate(Vec<HostView>),
@@ -157,24 +122,6 @@ pub enum FleetError {
     Unavailable(String),
 }
 
-impl From<AccountError> for FleetError {
-    fn from(e: AccountError) -> Self {
-        FleetError::Unavailable(e.to_string())
-    }
-}
-
-impl From<rusqlite::Error> for FleetError {
-    fn from(e: rusqlite::Error) -> Self {
-        FleetError::Unavailable(format!("accounts database: {e}"))
-    }
-}
-
-impl From<r2d2::Error> for FleetError {
-    fn from(e: r2d2::Error) -> Self {
-        FleetError::Unavailable(format!("accounts database: {e}"))
-    }
-}
-
 /// This host's membership in the fleet. Dropping it leaves the fleet.
 pub struct Fleet {
     shared: Arc<Shared>,
@@ -184,113 +131,91 @@ pub struct Fleet {
 /// What the request path, the flip and the background threads share.
 struct Shared {
     me: Identity,
-    accounts: Accounts,
-    pool: Pool,
-    locks_dir: PathBuf,
+    coordination: Arc<dyn Coordination>,
+    liveness: Liveness,
+    clock: Arc<dyn Clock>,
     inflight: inflight::InFlight,
     settings: FleetSettings,
     stop: AtomicBool,
     /// False if this host's row went missing: it then serves no note request,
     /// because flips would not wait for it.
     registered: AtomicBool,
-    /// Held for the life of the process: the liveness lock.
-    _lock: std::fs::File,
 }
 
 impl Fleet {
     /// Registers this host with `plugin`. Refuses (nothing registered) a
     /// plugin that cannot migrate while any account migrates.
     pub fn join(
-        accounts: &Accounts,
-        data_dir: &Path,
+        coordination: Arc<dyn Coordination>,
+        liveness: Liveness,
         me: Identity,
         plugin: &PluginSummary,
         settings: FleetSettings,
-        now_ms: i64,
+        clock: Arc<dyn Clock>,
     ) -> Result<Fleet, FleetError> {
-        let pool = accounts.pool().clone();
-        pool.get()?.execute_batch(SCHEMA)?;
-        let locks_dir = data_dir.join("hosts");
-        let lock = liveness::hold(&locks_dir, &me.id.to_string()).map_err(|e| FleetError::Unavailable(format!("{e:#}")))?;
         let shared = Arc::new(Shared {
             me,
-            accounts: accounts.clone(),
-            pool,
-            locks_dir,
+            coordination,
+            liveness,
+            clock,
             inflight: inflight::InFlight::default(),
             settings,
             stop: AtomicBool::new(false),
             registered: AtomicBool::new(true),
-            _lock: lock,
         });
         shared.prune_gone_hosts();
-        {
-            let mut conn = shared.pool.get()?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            shared.plugin_gate(&tx, plugin)?;
-            tx.execute(
-                "INSERT INTO hosts (id, name, address, pid, version, started_at_ms, heartbeat_ms, plugin_digest, plugin_label, supports_migration)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
-                params![
-                    shared.me.id.to_string(),
-                    shared.me.name,
-                    shared.me.address,
-                    std::process::id(),
-                    env!("CARGO_PKG_VERSION"),
-                    now_ms,
-                    plugin.digest,
-                    plugin.label,
-                    plugin.supports_migration
-                ],
-            )?;
-            tx.commit()?;
-        }
+        let now = shared.clock.now_ms();
+        let record = HostRecord {
+            id: shared.me.id.to_string(),
+            name: shared.me.name.clone(),
+            address: shared.me.address.clone(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_ms: now,
+            heartbeat_ms: now,
+            plugin: plugin.clone(),
+        };
+        shared.coordination.register_host(&record, shared.gate()).map_err(|e| shared.refusal(e, plugin))?;
         let threads = watcher::start(&shared).map_err(|e| FleetError::Unavailable(format!("cannot start the fleet threads: {e}")))?;
         tracing::info!(host = %shared.me.id, name = %shared.me.name, address = %shared.me.address, plugin = %plugin.label, "joined the fleet");
         Ok(Fleet { shared, threads: std::sync::Mutex::new(threads) })
     }
 
     /// Changes this host's plugin. `swap` makes the change in memory; it runs
-    /// while this host's row says it cannot migrate whenever it might run
+    /// while this host's record says it cannot migrate whenever it might run
     /// code that cannot (see the ordering below). Refuses a plugin that
     /// cannot migrate while any account migrates or is being turned on.
     pub fn change_plugin<T>(&self, plugin: &PluginSummary, swap: impl FnOnce() -> T) -> Result<T, FleetError> {
-        let mut conn = self.shared.pool.get()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        self.shared.plugin_gate(&tx, plugin)?;
-        tx.execute(
-            "UPDATE hosts SET plugin_digest = ?2, plugin_label = ?3, supports_migration = ?4 WHERE id = ?1",
-            params![self.shared.me.id.to_string(), plugin.digest, plugin.label, plugin.supports_migration],
-        )?;
+        let shared = &self.shared;
+        let me = shared.me.id.to_string();
+        let mut swap = Some(swap);
+        let mut out = None;
         if plugin.supports_migration {
-            // Upgrade: run the new code before claiming it. If the commit
-            // fails, the row still says "cannot migrate": only too strict.
-            let out = swap();
-            tx.commit()?;
-            Ok(out)
+            // Upgrade: run the new code before claiming it. If the claim
+            // fails, the record still says "cannot migrate": only too strict.
+            let mut run = || out = swap.take().map(|f| f());
+            shared.coordination.change_host_plugin(&me, plugin, shared.gate(), &mut run).map_err(|e| shared.refusal(e, plugin))?;
         } else {
             // Downgrade: the fleet learns first, so no flip can turn a flag
             // on between the claim and the old code running.
-            tx.commit()?;
-            Ok(swap())
+            shared.coordination.change_host_plugin(&me, plugin, shared.gate(), &mut || {}).map_err(|e| shared.refusal(e, plugin))?;
+            out = swap.take().map(|f| f());
         }
+        Ok(out.expect("the swap ran once the change was allowed"))
     }
 
-    /// The flag side of the gate, for a new account created with the flag on:
-    /// runs inside the account's insert transaction.
-    pub fn migration_gate(&self, tx: &Transaction<'_>) -> Result<(), FleetError> {
-        if self.shared.settings.unsafe_no_fleet_safety {
-            return Ok(());
+    /// Creates an account. With its flag on, only if every host's plugin can
+    /// migrate (the flag side of the gate), decided together with the insert.
+    pub fn create_account(&self, account: &Account) -> Result<(), FleetError> {
+        if account.is_migrating {
+            self.shared.prune_gone_hosts();
         }
-        self.shared.prune_gone_hosts();
-        all_can_migrate(&self.shared.hosts_in(tx)?)
+        self.shared.coordination.create_account(account, self.shared.gate()).map_err(|e| self.shared.fleet_error(e))
     }
 
     /// Every registered host, this one included.
     pub fn hosts(&self) -> Result<Vec<HostView>, FleetError> {
-        let mut conn = self.shared.pool.get()?;
-        let tx = conn.transaction()?;
-        self.shared.hosts_in(&tx)
+        self.shared.hosts()
     }
 
     /// Deregisters now (also done on drop).
@@ -303,15 +228,10 @@ impl Fleet {
             let _ = thread.join();
         }
         let id = self.shared.me.id.to_string();
-        let removed = self.shared.pool.get().map_err(FleetError::from).and_then(|c| {
-            c.execute("DELETE FROM hosts WHERE id = ?1", [&id])?;
-            c.execute("DELETE FROM flip_acks WHERE host_id = ?1", [&id])?;
-            Ok(())
-        });
-        if let Err(e) = removed {
+        if let Err(e) = self.shared.coordination.remove_host(&id) {
             tracing::warn!(error = %e, "could not deregister from the fleet; others will drop this host once its process ends");
         }
-        liveness::remove(&self.shared.locks_dir, &id);
+        self.shared.liveness.forget(&id);
         tracing::info!(host = %id, "left the fleet");
     }
 }
@@ -323,60 +243,56 @@ impl Drop for Fleet {
 }
 
 impl Shared {
-    fn plugin_gate(&self, tx: &Transaction<'_>, plugin: &PluginSummary) -> Result<(), FleetError> {
-        if plugin.supports_migration || self.settings.unsafe_no_fleet_safety {
-            return Ok(());
-        }
-        let accounts = Accounts::migrating_in(tx)?;
-        if accounts.is_empty() { Ok(()) } else { Err(FleetError::AccountsMigrating { plugin: plugin.label.clone(), accounts }) }
+    fn gate(&self) -> Gate {
+        if self.settings.unsafe_no_fleet_safety { Gate::Unchecked } else { Gate::Checked }
     }
 
-    fn hosts_in(&self, tx: &Transaction<'_>) -> Result<Vec<HostView>, FleetError> {
-        let now = crate::clock::now_ms();
+    /// A refusal of the coordination state, in the fleet's words.
+    fn refusal(&self, e: CoordinationError, plugin: &PluginSummary) -> FleetError {
+        match e {
+            CoordinationError::AccountsMigrating(accounts) => FleetError::AccountsMigrating { plugin: plugin.label.clone(), accounts },
+            other => self.fleet_error(other),
+        }
+    }
+
+    fn fleet_error(&self, e: CoordinationError) -> FleetError {
+        match e {
+            CoordinationError::NoAccount(id) => FleetError::NoAccount(id),
+            CoordinationError::FlipInProgress(id) => FleetError::FlipInProgress(id),
+            CoordinationError::HostsCannotMigrate(hosts) => FleetError::HostsCannotMigrate(self.views(hosts)),
+            CoordinationError::AccountsMigrating(accounts) => FleetError::AccountsMigrating { plugin: "?".into(), accounts },
+            CoordinationError::AlreadyExists(id) => FleetError::AccountExists(id),
+            CoordinationError::Unavailable(_) => FleetError::Unavailable(e.to_string()),
+        }
+    }
+
+    fn views(&self, hosts: Vec<HostRecord>) -> Vec<HostView> {
+        let now = self.clock.now_ms();
         let timeout = self.settings.host_timeout.as_millis() as i64;
         let me = self.me.id.to_string();
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, name, address, pid, version, started_at_ms, heartbeat_ms, plugin_digest, plugin_label, supports_migration
-             FROM hosts ORDER BY started_at_ms, id",
-        )?;
-        let hosts = stmt
-            .query_map([], |r| {
-                let id: String = r.get(0)?;
-                let heartbeat_ms: i64 = r.get(6)?;
-                Ok(HostView {
-                    is_self: id == me,
-                    id,
-                    name: r.get(1)?,
-                    address: r.get(2)?,
-                    pid: r.get(3)?,
-                    version: r.get(4)?,
-                    started_at_ms: r.get(5)?,
-                    heartbeat_ms,
-                    plugin_digest: r.get(7)?,
-                    plugin_label: r.get(8)?,
-                    supports_migration: r.get(9)?,
-                    unresponsive: now - heartbeat_ms > timeout,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(hosts)
+        hosts
+            .into_iter()
+            .map(|host| HostView { unresponsive: now - host.heartbeat_ms > timeout, is_self: host.id == me, host })
+            .collect()
+    }
+
+    fn hosts(&self) -> Result<Vec<HostView>, FleetError> {
+        let hosts = self.coordination.hosts().map_err(|e| self.fleet_error(e))?;
+        Ok(self.views(hosts))
     }
 
     fn is_gone(&self, host: &str) -> bool {
-        host != self.me.id.to_string() && liveness::is_gone(&self.locks_dir, host)
+        host != self.me.id.to_string() && self.liveness.is_gone(host)
     }
 
-    /// Drops the rows of hosts whose process has ended (their lock is free).
+    /// Drops the records of hosts whose process has ended.
     fn prune_gone_hosts(&self) {
-        let pruned = (|| -> Result<Vec<String>, FleetError> {
-            let conn = self.pool.get()?;
-            let ids: Vec<String> = conn.prepare_cached("SELECT id FROM hosts")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let pruned = (|| -> Result<Vec<String>, CoordinationError> {
             let mut gone = Vec::new();
-            for id in ids.into_iter().filter(|id| self.is_gone(id)) {
-                conn.execute("DELETE FROM hosts WHERE id = ?1", [&id])?;
-                conn.execute("DELETE FROM flip_acks WHERE host_id = ?1", [&id])?;
-                liveness::remove(&self.locks_dir, &id);
-                gone.push(id);
+            for host in self.coordination.hosts()?.into_iter().filter(|h| self.is_gone(&h.id)) {
+                self.coordination.remove_host(&host.id)?;
+                self.liveness.forget(&host.id);
+                gone.push(host.id);
             }
             Ok(gone)
         })();
@@ -389,10 +305,4 @@ impl Shared {
             Err(e) => tracing::warn!(error = %e, "could not check the fleet for ended hosts"),
         }
     }
-}
-
-/// The flag side of the gate: every host's plugin must support migration.
-fn all_can_migrate(hosts: &[HostView]) -> Result<(), FleetError> {
-    let lacking: Vec<HostView> = hosts.iter().filter(|h| !h.supports_migration).cloned().collect();
-    if lacking.is_empty() { Ok(()) } else { Err(FleetError::HostsCannotMigrate(lacking)) }
 }

@@ -31,7 +31,8 @@ use limits::{Allowance, LimitExceeded};
 use pacing::CallClock;
 pub use limits::PluginLimits;
 use notes_routing::{Note, NoteChange};
-pub use scope::AccountScope;
+use crate::catalog::short;
+use crate::router::{AccountScope, NoteRouter, PluginFailure, Routed};
 
 /// How often the epoch advances; the deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -43,41 +44,13 @@ const STDERR_CAPACITY: usize = 4096;
 /// ~10 MiB for the life of the process (BENCHMARKS.md, "Scaling").
 const REUSE_MAX_MEMORY: usize = 8 << 20;
 
-/// What a failed plugin call tells the caller.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginFailure {
-    #[error("plugin {plugin} did not finish within {deadline:?}")]
-    Timeout { plugin: String, deadline: Duration },
-    #[error("plugin {plugin} ran out of fuel ({fuel} units)")]
-    OutOfFuel { plugin: String, fuel: u64 },
-    #[error("plugin {plugin} failed: {message}")]
-    Trapped { plugin: String, message: String },
-    /// Every plugin instance slot is in use (HTTP 503, retry).
-    #[error("plugin {plugin} could not start: the host runs its maximum of plugin instances ({message}); retry shortly")]
-    Busy { plugin: String, message: String },
-}
-
-/// What a routing call returns: the routing's own answer (`Ok` or a WIT
-/// `error`), or a failure of the code that routes (trap, deadline, fuel).
-pub type Routed<T> = Result<Result<T, notes_routing::Error>, PluginFailure>;
-
-/// Whatever routes note requests: a Wasm plugin, or the same strategy
-/// compiled natively into the host (the benchmark baseline). Every call gets
-/// the stores bound to the request's account, and the account's flag.
-pub trait NoteRouter: Send + Sync {
-    /// `name@version`, as in `X-Plugin`.
-    fn label(&self) -> &str;
-    fn supports_migration(&self) -> bool;
-    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note>;
-    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note>;
-    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>>;
-    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note>;
-    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
-}
-
 impl NoteRouter for Plugin {
     fn label(&self) -> &str {
         &self.label
+    }
+
+    fn digest(&self) -> &str {
+        &self.digest
     }
 
     fn supports_migration(&self) -> bool {
@@ -227,11 +200,6 @@ pub fn wit_compatible(plugin: &str, host: &str) -> bool {
     }
 }
 
-/// The first 12 hex digits of a digest, for messages.
-pub fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginInfo {
     pub name: String,
@@ -279,10 +247,6 @@ impl Plugin {
 
     pub fn info(&self) -> &PluginInfo {
         &self.info
-    }
-
-    pub fn digest(&self) -> &str {
-        &self.digest
     }
 
     /// Runs `f` on an instance with the `stores` import bound to `scope`: a

@@ -228,7 +228,7 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
     if args.accounts == 0 {
         bail!("--accounts must be at least 1");
     }
-    let seed = args.seed.unwrap_or_else(|| crate::clock::now_ms() as u64);
+    let seed = args.seed.unwrap_or_else(|| crate::clock::Clock::now_ms(&crate::clock::SystemClock) as u64);
     let _tmp;
     let mut processes = None;
     let targets: Targets = if args.urls.is_empty() {

@@ -1,11 +1,12 @@
 //! Data stores: where notes live. One trait, [`DataStore`], with the legacy
 //! store (one SQLite file) and the new sharded store (N SQLite files) behind
-//! it; a PostgreSQL store goes behind the same trait. No other module writes
-//! SQL for notes.
+//! it, and [`MemoryStore`] for in-process tests; a PostgreSQL store goes
+//! behind the same trait. No other module writes SQL for notes.
 //!
 //! Store writes are conditional on the note's version (see `wit/notes.wit`):
 //! `put` only moves a note forward; `delete_if_not_newer` leaves a tombstone.
 
+mod memory;
 mod sharded;
 mod sqlite;
 
@@ -13,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use notes_routing::{Note, Store};
+pub use memory::MemoryStore;
 pub use sharded::ShardedStore;
 pub use sqlite::SqliteStore;
 
@@ -62,6 +64,12 @@ impl DataStores {
             n => Some(Arc::new(ShardedStore::open(dir, n)?)),
         };
         Ok(DataStores { legacy, new })
+    }
+
+    /// Both stores in memory (`new_store`: with a new store, or plain mode).
+    pub fn in_memory(new_store: bool) -> Self {
+        let new: Option<Arc<dyn DataStore>> = new_store.then(|| Arc::new(MemoryStore::default()) as Arc<dyn DataStore>);
+        DataStores { legacy: Arc::new(MemoryStore::default()), new }
     }
 
     pub fn get(&self, store: Store) -> Option<&dyn DataStore> {

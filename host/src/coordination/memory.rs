@@ -1,0 +1,230 @@
+//! [`Coordination`] in one process's memory: every operation under one lock,
+//! so each is as atomic as a SQLite write transaction. For in-process tests,
+//! which can also make it fail (`set_unavailable`), as a database can.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use uuid::Uuid;
+
+use super::{
+    Account, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
+    every_host_can_migrate, no_account_migrates,
+};
+
+#[derive(Default)]
+pub struct MemoryCoordination {
+    state: Mutex<State>,
+    /// Bumped by every write: what `change_watch` looks at.
+    version: Arc<AtomicU64>,
+    unavailable: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    accounts: BTreeMap<Uuid, (Account, Option<PendingFlip>)>,
+    acks: HashMap<String, BTreeSet<String>>,
+    hosts: BTreeMap<String, HostRecord>,
+}
+
+impl State {
+    fn hosts(&self) -> Vec<HostRecord> {
+        let mut hosts: Vec<HostRecord> = self.hosts.values().cloned().collect();
+        hosts.sort_by(|a, b| (a.started_at_ms, &a.id).cmp(&(b.started_at_ms, &b.id)));
+        hosts
+    }
+
+    fn migrating(&self) -> Vec<Uuid> {
+        let on = |(a, f): &(Account, Option<PendingFlip>)| a.is_migrating || f.as_ref().is_some_and(|f| f.to);
+        self.accounts.values().filter(|row| on(row)).map(|(a, _)| a.id).collect()
+    }
+}
+
+impl MemoryCoordination {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every operation fail as an unreachable database does, until
+    /// called again with `false`.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    fn read(&self) -> Result<MutexGuard<'_, State>, CoordinationError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(CoordinationError::Unavailable("the coordination state is unavailable (made so by a test)".into()));
+        }
+        Ok(self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn write(&self) -> Result<MutexGuard<'_, State>, CoordinationError> {
+        let state = self.read()?;
+        self.version.fetch_add(1, Ordering::SeqCst);
+        Ok(state)
+    }
+}
+
+impl Coordination for MemoryCoordination {
+    fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
+        let mut state = self.write()?;
+        if account.is_migrating && gate == Gate::Checked {
+            every_host_can_migrate(&state.hosts())?;
+        }
+        if state.accounts.contains_key(&account.id) {
+            return Err(CoordinationError::AlreadyExists(account.id));
+        }
+        state.accounts.insert(account.id, (account.clone(), None));
+        Ok(())
+    }
+
+    fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError> {
+        Ok(self.read()?.accounts.get(&id).map(|(a, _)| a.clone()))
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>, CoordinationError> {
+        let mut accounts: Vec<Account> = self.read()?.accounts.values().map(|(a, _)| a.clone()).collect();
+        accounts.sort_by_key(|a| (a.created_at_ms, a.id));
+        Ok(accounts)
+    }
+
+    fn rename_account(&self, id: Uuid, name: &str, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
+        let mut state = self.write()?;
+        Ok(state.accounts.get_mut(&id).map(|(a, _)| {
+            a.name = name.to_owned();
+            a.updated_at_ms = now_ms;
+            a.clone()
+        }))
+    }
+
+    fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
+        Ok(self.read()?.accounts.get(&id).map(|(a, flip)| FlagState { is_migrating: a.is_migrating, flip: flip.clone() }))
+    }
+
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
+        let mut state = self.write()?;
+        let hosts = state.hosts();
+        let (account, pending) = state.accounts.get_mut(&flip.account).ok_or(CoordinationError::NoAccount(flip.account))?;
+        if pending.is_some() {
+            return Err(CoordinationError::FlipInProgress(flip.account));
+        }
+        if account.is_migrating == flip.to {
+            return Ok(Announced::Unchanged);
+        }
+        if flip.to && gate == Gate::Checked {
+            every_host_can_migrate(&hosts)?;
+        }
+        *pending = Some(flip.clone());
+        Ok(Announced::Pending { hosts })
+    }
+
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        if flip.to && gate == Gate::Checked {
+            every_host_can_migrate(&state.hosts())?;
+        }
+        state.acks.remove(&flip.id);
+        let Some((account, pending)) = state.accounts.get_mut(&flip.account) else { return Ok(false) };
+        if pending.as_ref().map(|p| &p.id) != Some(&flip.id) {
+            return Ok(false);
+        }
+        *pending = None;
+        account.is_migrating = flip.to;
+        account.updated_at_ms = now_ms;
+        Ok(true)
+    }
+
+    fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        state.acks.remove(flip_id);
+        match state.accounts.get_mut(&account) {
+            Some((_, pending)) if pending.as_ref().is_some_and(|p| p.id == flip_id) => {
+                *pending = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError> {
+        Ok(self.read()?.accounts.values().filter_map(|(_, flip)| flip.clone()).collect())
+    }
+
+    fn acknowledge_flip(&self, flip_id: &str, host: &str, _now_ms: i64) -> Result<(), CoordinationError> {
+        self.write()?.acks.entry(flip_id.to_owned()).or_default().insert(host.to_owned());
+        Ok(())
+    }
+
+    fn flip_acks(&self, flip_id: &str) -> Result<BTreeSet<String>, CoordinationError> {
+        Ok(self.read()?.acks.get(flip_id).cloned().unwrap_or_default())
+    }
+
+    fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        Ok(state.accounts.get_mut(&account).map(|(a, _)| {
+            a.is_migrating = to;
+            a.updated_at_ms = now_ms;
+        }).is_some())
+    }
+
+    fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError> {
+        let mut state = self.write()?;
+        if gate == Gate::Checked {
+            no_account_migrates(&host.plugin, state.migrating())?;
+        }
+        state.hosts.insert(host.id.clone(), host.clone());
+        Ok(())
+    }
+
+    fn change_host_plugin(
+        &self,
+        host: &str,
+        plugin: &PluginSummary,
+        gate: Gate,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<(), CoordinationError> {
+        let mut state = self.write()?;
+        if gate == Gate::Checked {
+            no_account_migrates(plugin, state.migrating())?;
+        }
+        before_commit();
+        if let Some(record) = state.hosts.get_mut(host) {
+            record.plugin = plugin.clone();
+        }
+        Ok(())
+    }
+
+    fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        Ok(self.write()?.hosts.get_mut(host).map(|h| h.heartbeat_ms = now_ms).is_some())
+    }
+
+    fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {
+        Ok(self.read()?.hosts())
+    }
+
+    fn remove_host(&self, host: &str) -> Result<(), CoordinationError> {
+        let mut state = self.write()?;
+        state.hosts.remove(host);
+        for acked in state.acks.values_mut() {
+            acked.remove(host);
+        }
+        Ok(())
+    }
+
+    fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
+        Ok(Box::new(VersionWatch { version: self.version.clone(), last: None }))
+    }
+}
+
+struct VersionWatch {
+    version: Arc<AtomicU64>,
+    last: Option<u64>,
+}
+
+impl ChangeWatch for VersionWatch {
+    fn changed(&mut self) -> Result<bool, CoordinationError> {
+        let now = self.version.load(Ordering::SeqCst);
+        Ok(self.last.replace(now) != Some(now))
+    }
+}

@@ -1,0 +1,199 @@
+//! Coordination state: the accounts and their `isMigrating` flags, the flips
+//! of a flag in progress and who acknowledged them, and the hosts of the
+//! fleet. Every host of a data dir shares it, so it is the one state that
+//! decides how a note request is routed.
+//!
+//! One owner: the [`Coordination`] trait, with named operations. `fleet`
+//! keeps the protocol (when to announce, wait, commit or abort) and `app`
+//! the rules; neither knows how the state is kept.
+//! - [`SqliteCoordination`] keeps it in `accounts.db`: the only code that
+//!   runs SQL on that file (`sqlite.rs`, one `impl` block).
+//! - [`MemoryCoordination`] keeps it in one process: for in-process tests
+//!   and for a host embedded without files.
+//!
+//! Each operation that decides something (a gate, a flip) decides it
+//! atomically: a SQLite write transaction, or one lock in memory. That is
+//! what makes both halves of the deployment gate safe across processes.
+
+mod memory;
+mod sqlite;
+
+use std::collections::BTreeSet;
+
+use uuid::Uuid;
+
+pub use memory::MemoryCoordination;
+pub use sqlite::{LayoutRecord, SqliteCoordination};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    pub is_migrating: bool,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// What a note request needs to know about its account, read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagState {
+    pub is_migrating: bool,
+    /// A change of the flag in progress: the request must wait for it.
+    pub flip: Option<PendingFlip>,
+}
+
+/// A change of one account's flag that hosts are draining for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingFlip {
+    pub account: Uuid,
+    pub id: String,
+    pub to: bool,
+    /// After this (ms since the epoch) any host may abort the flip.
+    pub deadline_ms: i64,
+    /// The host running the flip.
+    pub by_host: String,
+}
+
+/// A host of the fleet, as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub pid: u32,
+    pub version: String,
+    pub started_at_ms: i64,
+    pub heartbeat_ms: i64,
+    pub plugin: PluginSummary,
+}
+
+/// What routes a host's note requests, as the deployment gate sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSummary {
+    pub digest: String,
+    pub label: String,
+    pub supports_migration: bool,
+}
+
+/// How an announcement of a flip ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announced {
+    /// The flag already had the value: nothing was written.
+    Unchanged,
+    /// The flip is pending; these hosts were registered when it was announced.
+    Pending { hosts: Vec<HostRecord> },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CoordinationError {
+    #[error("account {0} already exists")]
+    AlreadyExists(Uuid),
+    #[error("account {0} not found")]
+    NoAccount(Uuid),
+    #[error("a change of isMigrating for account {0} is already in progress; retry when it ends")]
+    FlipInProgress(Uuid),
+    /// The flag side of the gate: these hosts' plugins cannot migrate.
+    #[error("{} host(s) run a plugin that does not support migration", .0.len())]
+    HostsCannotMigrate(Vec<HostRecord>),
+    /// The plugin side of the gate: these accounts migrate (or are being turned on).
+    #[error("{} account(s) are migrating", .0.len())]
+    AccountsMigrating(Vec<Uuid>),
+    /// The state could not be read or written now.
+    #[error("accounts database unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Whether the deployment gate is checked. Only `--unsafe-no-fleet-safety`
+/// turns it off, to reproduce the loss it prevents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Checked,
+    Unchecked,
+}
+
+/// The shared state of a fleet. Implementations are blocking; every method
+/// is one atomic step.
+pub trait Coordination: Send + Sync {
+    // ---- accounts ----------------------------------------------------------
+
+    /// Creates `account`. If its flag is on and `gate` is checked, refused
+    /// (`HostsCannotMigrate`) unless every registered host can migrate,
+    /// decided atomically with the insert.
+    fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError>;
+    fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError>;
+    /// Every account, oldest first.
+    fn accounts(&self) -> Result<Vec<Account>, CoordinationError>;
+    /// `None` if there is no such account. Never changes the flag.
+    fn rename_account(&self, id: Uuid, name: &str, now_ms: i64) -> Result<Option<Account>, CoordinationError>;
+    /// The flag and any flip in progress, read at once: the one read every
+    /// note request makes. `None` if there is no such account.
+    fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError>;
+
+    // ---- flips (see `fleet::flip` for the protocol) ---------------------------
+
+    /// Marks `flip` pending on its account unless another flip is pending
+    /// (`FlipInProgress`) or the flag already has the value (`Unchanged`).
+    /// Turning on with `gate` checked is refused unless every host can migrate.
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError>;
+    /// Sets the flag to the flip's value and clears the mark, only if the flip
+    /// is still pending (false if it was aborted). With `gate` checked, a flip
+    /// to on is refused (nothing changes) unless every host can migrate.
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64) -> Result<bool, CoordinationError>;
+    /// Clears the mark if the flip is still pending; the flag keeps its value.
+    fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError>;
+    fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError>;
+    /// `host` runs no request of the flip's account under the old value.
+    fn acknowledge_flip(&self, flip_id: &str, host: &str, now_ms: i64) -> Result<(), CoordinationError>;
+    /// The hosts that acknowledged `flip_id`.
+    fn flip_acks(&self, flip_id: &str) -> Result<BTreeSet<String>, CoordinationError>;
+    /// TEST ONLY (`--unsafe-no-fleet-safety`): writes the flag, no flip.
+    fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError>;
+
+    // ---- hosts ---------------------------------------------------------------
+
+    /// Registers `host`. If its plugin cannot migrate and `gate` is checked,
+    /// refused (`AccountsMigrating`) while any account migrates or is being
+    /// turned on.
+    fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError>;
+    /// Records that `host` runs `plugin`, with the same refusal as
+    /// `register_host`. `before_commit` runs after the check and the write,
+    /// before they take effect: `fleet` uses it to order a plugin swap.
+    fn change_host_plugin(
+        &self,
+        host: &str,
+        plugin: &PluginSummary,
+        gate: Gate,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<(), CoordinationError>;
+    /// False if the host's record is gone.
+    fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError>;
+    /// Every registered host, oldest first.
+    fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError>;
+    /// Removes the host and its acknowledgements.
+    fn remove_host(&self, host: &str) -> Result<(), CoordinationError>;
+
+    /// A cheap way to learn that any host changed the state (the fleet's
+    /// watcher polls it every millisecond).
+    fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError>;
+}
+
+/// Tells whether the coordination state changed since the last look.
+pub trait ChangeWatch: Send {
+    /// True on the first call, and whenever anything may have changed since.
+    fn changed(&mut self) -> Result<bool, CoordinationError>;
+}
+
+/// The flag side of the deployment gate: every host's plugin must migrate.
+fn every_host_can_migrate(hosts: &[HostRecord]) -> Result<(), CoordinationError> {
+    let lacking: Vec<HostRecord> = hosts.iter().filter(|h| !h.plugin.supports_migration).cloned().collect();
+    if lacking.is_empty() { Ok(()) } else { Err(CoordinationError::HostsCannotMigrate(lacking)) }
+}
+
+/// The plugin side: a plugin that cannot migrate, while no account migrates.
+fn no_account_migrates(plugin: &PluginSummary, migrating: Vec<Uuid>) -> Result<(), CoordinationError> {
+    if plugin.supports_migration || migrating.is_empty() {
+        Ok(())
+    } else {
+        Err(CoordinationError::AccountsMigrating(migrating))
+    }
+}

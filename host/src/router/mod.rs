@@ -1,0 +1,50 @@
+//! The router: whatever decides, per request, how a note operation is routed
+//! between the legacy and the new store. A Wasm plugin is one
+//! (`plugins::Plugin`); the same routing compiled into the host is another
+//! (`native`, the benchmark baseline and the in-process tests' router).
+//! The rest of the host sees only [`NoteRouter`], and knows no wasmtime.
+
+mod native;
+mod scope;
+
+use std::time::Duration;
+
+use notes_routing::{Note, NoteChange};
+
+pub use native::{FailingRouter, NativeRouter};
+pub use scope::AccountScope;
+
+/// What a failed plugin call tells the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginFailure {
+    #[error("plugin {plugin} did not finish within {deadline:?}")]
+    Timeout { plugin: String, deadline: Duration },
+    #[error("plugin {plugin} ran out of fuel ({fuel} units)")]
+    OutOfFuel { plugin: String, fuel: u64 },
+    #[error("plugin {plugin} failed: {message}")]
+    Trapped { plugin: String, message: String },
+    /// Every plugin instance slot is in use (HTTP 503, retry).
+    #[error("plugin {plugin} could not start: the host runs its maximum of plugin instances ({message}); retry shortly")]
+    Busy { plugin: String, message: String },
+}
+
+/// What a routing call returns: the routing's own answer (`Ok` or a WIT
+/// `error`), or a failure of the code that routes (trap, deadline, fuel).
+pub type Routed<T> = Result<Result<T, notes_routing::Error>, PluginFailure>;
+
+/// Whatever routes note requests: a Wasm plugin, or the same strategy
+/// compiled natively into the host (the benchmark baseline). Every call gets
+/// the stores bound to the request's account, and the account's flag.
+pub trait NoteRouter: Send + Sync {
+    /// `name@version`, as in `X-Plugin`.
+    fn label(&self) -> &str;
+    /// What the registry knows it by: the sha256 of its `.wasm`, or `native`.
+    fn digest(&self) -> &str;
+    fn supports_migration(&self) -> bool;
+    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note>;
+    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note>;
+    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>>;
+    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note>;
+    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
+}
+

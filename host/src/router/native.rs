@@ -1,0 +1,116 @@
+//! Routers compiled into the host, behind the same [`NoteRouter`] as a Wasm
+//! plugin, so the Wasm boundary is the only difference between the two
+//! (same HTTP, flag reads, stores):
+//! - [`NativeRouter`] runs a routing strategy natively. Selected with
+//!   `--strategy native-migrate`, it measures what the plugin costs; in
+//!   in-process tests it stands in for the compiled plugins.
+//! - [`FailingRouter`] fails every call as a trapping plugin does: the
+//!   in-process tests' broken plugin.
+
+use notes_routing::{Note, NoteChange, Strategy};
+
+use super::{AccountScope, NoteRouter, PluginFailure, Routed};
+
+pub struct NativeRouter<S> {
+    strategy: S,
+    label: String,
+    digest: String,
+}
+
+impl<S: Strategy> NativeRouter<S> {
+    /// Known as `native` (it is not in any registry).
+    pub fn new(strategy: S) -> Self {
+        Self::with_digest(strategy, "native".into())
+    }
+
+    /// Known by `digest`, as if a registry had stored it.
+    pub fn with_digest(strategy: S, digest: String) -> Self {
+        let info = strategy.info();
+        NativeRouter { label: format!("native-{}@{}", info.name, info.version), strategy, digest }
+    }
+}
+
+impl<S: Strategy + Send + Sync> NoteRouter for NativeRouter<S> {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    fn supports_migration(&self) -> bool {
+        self.strategy.info().supports_migration
+    }
+
+    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
+        Ok(self.strategy.create_note(&scope, &scope.account_id().to_owned(), change, is_migrating))
+    }
+
+    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
+        Ok(self.strategy.get_note(&scope, scope.account_id(), note_id, is_migrating))
+    }
+
+    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>> {
+        Ok(self.strategy.list_notes(&scope, scope.account_id(), is_migrating))
+    }
+
+    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
+        Ok(self.strategy.update_note(&scope, scope.account_id(), change, expected, is_migrating))
+    }
+
+    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
+        Ok(self.strategy.delete_note(&scope, scope.account_id(), note_id, is_migrating))
+    }
+}
+
+/// Every call fails (`Trapped`), and the stores are never touched.
+pub struct FailingRouter {
+    label: String,
+    digest: String,
+    supports_migration: bool,
+}
+
+impl FailingRouter {
+    pub fn new(label: &str, digest: String, supports_migration: bool) -> Self {
+        FailingRouter { label: label.to_owned(), digest, supports_migration }
+    }
+
+    fn fail<T>(&self) -> Routed<T> {
+        Err(PluginFailure::Trapped { plugin: self.label.clone(), message: "wasm trap: unreachable (a failing router)".into() })
+    }
+}
+
+impl NoteRouter for FailingRouter {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    fn supports_migration(&self) -> bool {
+        self.supports_migration
+    }
+
+    fn create_note(&self, _: AccountScope, _: NoteChange, _: bool) -> Routed<Note> {
+        self.fail()
+    }
+
+    fn get_note(&self, _: AccountScope, _: &str, _: bool) -> Routed<Note> {
+        self.fail()
+    }
+
+    fn list_notes(&self, _: AccountScope, _: bool) -> Routed<Vec<String>> {
+        self.fail()
+    }
+
+    fn update_note(&self, _: AccountScope, _: NoteChange, _: Option<u64>, _: bool) -> Routed<Note> {
+        self.fail()
+    }
+
+    fn delete_note(&self, _: AccountScope, _: &str, _: bool) -> Routed<()> {
+        self.fail()
+    }
+}

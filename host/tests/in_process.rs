@@ -1,0 +1,426 @@
+//! In-process tests: the axum router driven with `oneshot`, on an `App`
+//! built without wasmtime or files (`notes_host::in_process`). They check
+//! the host's rules (routing by the flag, both sides of the deployment gate,
+//! probation and rollback, activation order, fail-closed flag reads) in
+//! milliseconds. What only processes show (the real plugins, crashes, a
+//! fleet of processes) stays in the scenario tests (`tests/`).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use notes_host::api::{self, ApiConfig};
+use notes_host::app::{App, AppError, AppSettings};
+use notes_host::catalog::{Catalog, sha256_hex};
+use notes_host::coordination::{
+    Account, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
+};
+use notes_host::in_process::InProcess;
+
+const MIGRATE: &str = "native:migrate";
+const LEGACY: &str = "native:legacy";
+const FAILING: &str = "native:failing";
+
+fn start(fleet: &InProcess, host: &str, plugin: &str) -> Arc<App> {
+    Arc::new(fleet.start(host, plugin.as_bytes(), AppSettings::default()).expect("the host starts"))
+}
+
+fn http(app: &Arc<App>) -> Router {
+    api::router(
+        app.clone(),
+        ApiConfig { max_body_bytes: 1 << 20, max_plugin_bytes: 1 << 20, body_read_timeout: Duration::from_secs(5), admin_token: None },
+    )
+}
+
+/// One request through the whole router; the answer's status and JSON body.
+async fn call(router: &Router, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    call_with(router, method, path, body, &[]).await
+}
+
+async fn call_with(router: &Router, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+}
+
+async fn new_account(router: &Router, migrating: bool) -> String {
+    let (status, body) = call(router, "POST", "/accounts", Some(json!({ "name": "Ada", "isMigrating": migrating }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn new_note(router: &Router, account: &str) -> String {
+    let (status, body) = call(router, "POST", &format!("/accounts/{account}/notes"), Some(json!({ "content": "hello" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn placement(router: &Router, account: &str, note: &str) -> Value {
+    let (status, body) = call(router, "GET", &format!("/accounts/{account}/notes/{note}/placement"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn set_migrating(router: &Router, account: &str, on: bool) -> (StatusCode, Value) {
+    call(router, "PATCH", &format!("/accounts/{account}"), Some(json!({ "isMigrating": on }))).await
+}
+
+async fn active_plugin(router: &Router) -> Value {
+    call(router, "GET", "/plugins", None).await.1
+}
+
+fn digest(plugin: &str) -> String {
+    sha256_hex(plugin.as_bytes())
+}
+
+// ---- routing by the flag -----------------------------------------------------
+
+#[tokio::test]
+async fn in_migration_mode_a_new_note_goes_to_the_new_store_only() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, true).await;
+    let note = new_note(&router, &account).await;
+    assert_eq!(placement(&router, &account, &note).await, json!({ "legacy": false, "new": true }));
+}
+
+#[tokio::test]
+async fn update_moves_the_note_to_the_new_store_and_rollback_moves_it_back() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let note = new_note(&router, &account).await;
+    assert_eq!(placement(&router, &account, &note).await, json!({ "legacy": true, "new": false }));
+
+    assert_eq!(set_migrating(&router, &account, true).await.0, StatusCode::OK);
+    let path = format!("/accounts/{account}/notes/{note}");
+    assert_eq!(call(&router, "PUT", &path, Some(json!({ "content": "moved" }))).await.0, StatusCode::OK);
+    assert_eq!(placement(&router, &account, &note).await, json!({ "legacy": false, "new": true }));
+
+    assert_eq!(set_migrating(&router, &account, false).await.0, StatusCode::OK);
+    assert_eq!(call(&router, "PUT", &path, Some(json!({ "content": "back" }))).await.0, StatusCode::OK);
+    assert_eq!(placement(&router, &account, &note).await, json!({ "legacy": true, "new": false }));
+    assert_eq!(call(&router, "GET", &path, None).await.1["content"], "back");
+}
+
+#[tokio::test]
+async fn the_clock_the_app_is_built_with_dates_notes_and_the_health_check() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let note = new_note(&router, &account).await;
+    fleet.clock.advance(60_000);
+    let (_, updated) = call(&router, "PUT", &format!("/accounts/{account}/notes/{note}"), Some(json!({ "content": "later" }))).await;
+    assert_eq!(updated["createdAt"], "2023-11-14T22:13:20Z");
+    assert_eq!(updated["updatedAt"], "2023-11-14T22:14:20Z", "a minute later, by the app's clock");
+    assert_eq!(call(&router, "GET", "/healthz", None).await.1["timestamp"], "2023-11-14T22:14:20Z");
+}
+
+// ---- the deployment gate -------------------------------------------------------
+
+#[tokio::test]
+async fn turning_migration_on_is_refused_while_this_hosts_plugin_cannot_migrate() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", LEGACY));
+    let account = new_account(&router, false).await;
+    let (status, body) = set_migrating(&router, &account, true).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("does not support migration"), "{body}");
+    assert_eq!(call(&router, "GET", &format!("/accounts/{account}"), None).await.1["isMigrating"], false);
+    let (status, _) = call(&router, "POST", "/accounts", Some(json!({ "name": "Bo", "isMigrating": true }))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "creating an account with the flag on is the same change");
+}
+
+#[tokio::test]
+async fn turning_migration_on_is_refused_while_another_host_runs_old_code() {
+    let fleet = InProcess::default();
+    let _old = start(&fleet, "old-host", LEGACY);
+    let router = http(&start(&fleet, "new-host", MIGRATE));
+    let account = new_account(&router, false).await;
+    let (status, body) = set_migrating(&router, &account, true).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("old-host"), "the refusal names the host: {body}");
+    let (status, _) = call(&router, "POST", "/accounts", Some(json!({ "name": "Bo", "isMigrating": true }))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, accounts) = call(&router, "GET", "/accounts", None).await;
+    assert_eq!(accounts.as_array().unwrap().len(), 1, "the refused account was not created");
+}
+
+#[tokio::test]
+async fn a_plugin_that_cannot_migrate_is_refused_while_an_account_migrates() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, true).await;
+    fleet.start("b", LEGACY.as_bytes(), AppSettings::default()).err().expect("a host with old code cannot join");
+
+    let app = start(&fleet, "c", MIGRATE);
+    app.push_plugin(LEGACY.as_bytes()).unwrap();
+    let (status, body) = call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(LEGACY) }))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(&account), "the refusal names the account: {body}");
+    assert_eq!(active_plugin(&router).await["active"]["digest"], digest(MIGRATE));
+}
+
+#[tokio::test]
+async fn without_a_new_store_migration_cannot_be_turned_on() {
+    let fleet = InProcess::new(false);
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let (status, body) = set_migrating(&router, &account, true).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("no new store"), "{body}");
+}
+
+// ---- the flag is read for every request, and fails closed -------------------
+
+#[tokio::test]
+async fn a_failed_flag_read_fails_the_request_and_never_calls_the_plugin() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", FAILING));
+    let accounts = [new_account(&router, false).await, new_account(&router, false).await, new_account(&router, false).await];
+    fleet.coordination.set_unavailable(true);
+    for i in 0..30 {
+        let (status, body) = call(&router, "POST", &format!("/accounts/{}/notes", accounts[i % 3]), Some(json!({ "content": "x" }))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body["error"].as_str().unwrap().contains("isMigrating"), "{body}");
+    }
+    fleet.coordination.set_unavailable(false);
+    // Had the failing plugin been called 30 times, probation would have
+    // taken it out: it is still active, with no automatic entry.
+    let plugins = active_plugin(&router).await;
+    assert_eq!(plugins["active"]["digest"], digest(FAILING));
+    assert!(plugins["active"].get("suspended").is_none(), "{plugins}");
+    assert!(plugins["history"].as_array().unwrap().iter().all(|a| a["actor"] != "automatic"), "{plugins}");
+    assert_eq!(fleet.stores.legacy.count(&accounts[0]).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_flip_changes_the_flag_on_every_host_of_the_fleet() {
+    let fleet = InProcess::default();
+    let a = start(&fleet, "a", MIGRATE);
+    let b = http(&start(&fleet, "b", MIGRATE));
+    let account = new_account(&b, false).await;
+    let account_id: Uuid = account.parse().unwrap();
+    let flipped = tokio::task::spawn_blocking(move || {
+        a.update_account(account_id, notes_host::app::AccountChange { name: None, is_migrating: Some(true) })
+    });
+    assert!(flipped.await.unwrap().unwrap().is_migrating);
+    let note = new_note(&b, &account).await;
+    assert_eq!(placement(&b, &account, &note).await, json!({ "legacy": false, "new": true }), "host b routes under the new value");
+}
+
+// ---- probation, rollback, suspension -----------------------------------------
+
+#[tokio::test]
+async fn a_new_plugin_that_fails_probation_is_rolled_back_to_the_previous_one() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", MIGRATE);
+    let router = http(&app);
+    let accounts = [new_account(&router, false).await, new_account(&router, false).await, new_account(&router, false).await];
+    app.push_plugin(FAILING.as_bytes()).unwrap();
+    assert_eq!(call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(FAILING) }))).await.0, StatusCode::OK);
+    let mut failures = 0;
+    for i in 0..20 {
+        let (status, _) = call(&router, "GET", &format!("/accounts/{}/notes", accounts[i % 3]), None).await;
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            failures += 1;
+        }
+    }
+    assert!((1..20).contains(&failures), "it failed until probation took it out, then the old plugin served ({failures} failures)");
+    let plugins = active_plugin(&router).await;
+    assert_eq!(plugins["active"]["digest"], digest(MIGRATE));
+    let last = plugins["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "automatic");
+    assert!(last["reason"].as_str().unwrap().contains("automatic rollback"), "{last}");
+}
+
+#[tokio::test]
+async fn a_failing_plugin_with_nothing_to_roll_back_to_is_suspended_until_an_operator_acts() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", FAILING);
+    let router = http(&app);
+    let accounts = [new_account(&router, false).await, new_account(&router, false).await, new_account(&router, false).await];
+    for i in 0..20 {
+        call(&router, "GET", &format!("/accounts/{}/notes", accounts[i % 3]), None).await;
+    }
+    let (status, body) = call(&router, "GET", &format!("/accounts/{}/notes", accounts[0]), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["error"].as_str().unwrap().contains("suspended"), "{body}");
+    assert!(active_plugin(&router).await["active"]["suspended"].is_string());
+
+    app.push_plugin(MIGRATE.as_bytes()).unwrap();
+    assert_eq!(call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(MIGRATE) }))).await.0, StatusCode::OK);
+    assert_eq!(call(&router, "GET", &format!("/accounts/{}/notes", accounts[0]), None).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn automatic_rollback_never_returns_to_a_plugin_a_watch_took_out() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", FAILING);
+    let router = http(&app);
+    let accounts = [new_account(&router, false).await, new_account(&router, false).await, new_account(&router, false).await];
+    let other_failing = "native:failing#2";
+    app.push_plugin(other_failing.as_bytes()).unwrap();
+    // The first failing plugin is taken out (suspended: nothing before it);
+    // an operator activates the second, which fails as well.
+    for i in 0..20 {
+        call(&router, "GET", &format!("/accounts/{}/notes", accounts[i % 3]), None).await;
+    }
+    assert_eq!(call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(other_failing) }))).await.0, StatusCode::OK);
+    for i in 0..20 {
+        call(&router, "GET", &format!("/accounts/{}/notes", accounts[i % 3]), None).await;
+    }
+    let plugins = active_plugin(&router).await;
+    assert_eq!(plugins["active"]["digest"], digest(other_failing), "not rolled back to the plugin already taken out");
+    assert!(plugins["active"]["suspended"].as_str().unwrap().contains("taken out by a health watch"), "{plugins}");
+}
+
+// ---- activation order ---------------------------------------------------------
+
+/// The memory coordination state, recording for each change of this host's
+/// plugin which plugin the catalog had active when the change took effect.
+struct Recording {
+    inner: Arc<dyn Coordination>,
+    catalog: Box<dyn Catalog>,
+    at_commit: Mutex<Vec<(bool, Option<String>)>>,
+}
+
+#[tokio::test]
+async fn an_upgrade_runs_the_new_code_before_the_fleet_learns_and_a_downgrade_after() {
+    let fleet = InProcess::default();
+    let recording = Arc::new(Recording {
+        inner: fleet.coordination.clone(),
+        catalog: Box::new(fleet.catalog.for_host("a")),
+        at_commit: Mutex::default(),
+    });
+    let app = fleet.start_with("a", LEGACY.as_bytes(), AppSettings::default(), recording.clone()).unwrap();
+    app.push_plugin(MIGRATE.as_bytes()).unwrap();
+    app.activate_plugin(&digest(MIGRATE), notes_host::app::Actor::Operator, "upgrade").unwrap();
+    app.activate_plugin(&digest(LEGACY), notes_host::app::Actor::Operator, "downgrade").unwrap();
+    let at_commit = recording.at_commit.lock().unwrap().clone();
+    assert_eq!(
+        at_commit,
+        vec![
+            // Upgrade: the new code was already serving when the fleet was told it can migrate.
+            (true, Some(digest(MIGRATE))),
+            // Downgrade: the fleet was told "cannot migrate" while the old code was not yet serving.
+            (false, Some(digest(MIGRATE))),
+        ]
+    );
+}
+
+impl Coordination for Recording {
+    fn change_host_plugin(&self, host: &str, plugin: &PluginSummary, gate: Gate, before_commit: &mut dyn FnMut()) -> Result<(), CoordinationError> {
+        self.inner.change_host_plugin(host, plugin, gate, before_commit)?;
+        self.at_commit.lock().unwrap().push((plugin.supports_migration, self.catalog.active_digest().unwrap()));
+        Ok(())
+    }
+    fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
+        self.inner.create_account(account, gate)
+    }
+    fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError> {
+        self.inner.account(id)
+    }
+    fn accounts(&self) -> Result<Vec<Account>, CoordinationError> {
+        self.inner.accounts()
+    }
+    fn rename_account(&self, id: Uuid, name: &str, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
+        self.inner.rename_account(id, name, now_ms)
+    }
+    fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
+        self.inner.flag_state(id)
+    }
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
+        self.inner.announce_flip(flip, gate)
+    }
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64) -> Result<bool, CoordinationError> {
+        self.inner.commit_flip(flip, gate, now_ms)
+    }
+    fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError> {
+        self.inner.abort_flip(account, flip_id)
+    }
+    fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError> {
+        self.inner.pending_flips()
+    }
+    fn acknowledge_flip(&self, flip_id: &str, host: &str, now_ms: i64) -> Result<(), CoordinationError> {
+        self.inner.acknowledge_flip(flip_id, host, now_ms)
+    }
+    fn flip_acks(&self, flip_id: &str) -> Result<BTreeSet<String>, CoordinationError> {
+        self.inner.flip_acks(flip_id)
+    }
+    fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
+        self.inner.set_flag_unsafely(account, to, now_ms)
+    }
+    fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError> {
+        self.inner.register_host(host, gate)
+    }
+    fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        self.inner.heartbeat(host, now_ms)
+    }
+    fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {
+        self.inner.hosts()
+    }
+    fn remove_host(&self, host: &str) -> Result<(), CoordinationError> {
+        self.inner.remove_host(host)
+    }
+    fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
+        self.inner.change_watch()
+    }
+}
+
+// ---- errors as the API documents them ------------------------------------------
+
+#[tokio::test]
+async fn errors_are_json_with_the_documented_status() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let missing = Uuid::new_v4();
+    let cases = [
+        ("POST", "/accounts".to_owned(), Some(json!({ "name": "  " })), StatusCode::BAD_REQUEST),
+        ("GET", format!("/accounts/{missing}"), None, StatusCode::NOT_FOUND),
+        ("POST", "/accounts".to_owned(), Some(json!({ "id": account, "name": "again" })), StatusCode::CONFLICT),
+        ("GET", format!("/accounts/{account}/notes/{missing}"), None, StatusCode::NOT_FOUND),
+        ("PUT", "/plugins/active".to_owned(), Some(json!({ "digest": "0".repeat(64) })), StatusCode::NOT_FOUND),
+        ("GET", "/no/such/route".to_owned(), None, StatusCode::NOT_FOUND),
+        ("DELETE", "/accounts".to_owned(), None, StatusCode::METHOD_NOT_ALLOWED),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, answer) = call(&router, method, &path, body).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        assert!(answer["error"].is_string(), "{method} {path}: {answer}");
+    }
+    // A rejected upload: not a plugin this host can run.
+    let app = start(&fleet, "b", MIGRATE);
+    assert!(matches!(app.push_plugin(b"not a plugin"), Err(AppError::Rejected(_))));
+    // Deleting a note that does not exist succeeds, as Notely's clients expect.
+    let (status, _) = call(&router, "DELETE", &format!("/accounts/{account}/notes/{missing}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_stale_update_is_refused_with_the_current_version() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let note = new_note(&router, &account).await;
+    let path = format!("/accounts/{account}/notes/{note}");
+    let (status, body) = call_with(&router, "PUT", &path, Some(json!({ "content": "v2" })), &[("if-match", "\"7\"")]).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert_eq!(body["currentVersion"], 1);
+    assert_eq!(call(&router, "GET", &path, None).await.1["content"], "hello", "nothing changed");
+}
