@@ -26,7 +26,7 @@ use notes_host::coordination::{Account, Coordination, Gate, PluginSummary, Sqlit
 use notes_host::fleet::liveness::Liveness;
 use notes_host::fleet::{Fleet, FleetSettings, Identity};
 use notes_host::plugins::{PluginLimits, Runtime};
-use notes_host::router::{AccountScope, NativeRouter, NoteRouter};
+use notes_host::router::{AccountScope, NativeRouter, Router};
 use notes_host::stores::{DataStore, DataStores, Note, SqliteStore, StoreError};
 use notes_routing::NoteChange;
 use uuid::Uuid;
@@ -91,7 +91,7 @@ fn plugin_path() -> PathBuf {
     target.join("plugins/migrate.wasm")
 }
 
-fn migrate_plugin(reuse_instances: usize) -> Arc<dyn NoteRouter> {
+fn migrate_plugin(reuse_instances: usize) -> Arc<dyn Router> {
     let path = plugin_path();
     let wasm = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; build the plugins first (`cargo xtask build`)", path.display()));
@@ -106,7 +106,7 @@ fn migrate_plugin(reuse_instances: usize) -> Arc<dyn NoteRouter> {
 }
 
 fn dispatch(c: &mut Criterion) {
-    let routers: [(&str, Arc<dyn NoteRouter>); 3] = [
+    let routers: [(&str, Arc<dyn Router>); 3] = [
         ("wasm", migrate_plugin(0)),
         ("native", Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
         ("wasm-reused-instance", migrate_plugin(16)),

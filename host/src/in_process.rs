@@ -21,7 +21,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::coordination::{Coordination, MemoryCoordination};
 use crate::fleet::liveness::Liveness;
 use crate::fleet::{FleetSettings, Identity};
-use crate::router::{FailingRouter, NativeRouter, NoteRouter};
+use crate::router::{FailingRouter, NativeRouter, Router};
 use crate::stores::DataStores;
 
 /// The shared parts of an in-process fleet.
@@ -30,7 +30,7 @@ pub struct InProcess {
     pub catalog: MemoryCatalog,
     pub stores: DataStores,
     pub clock: Arc<ManualClock>,
-    loaded: Arc<Mutex<HashMap<String, Arc<dyn NoteRouter>>>>,
+    loaded: Arc<Mutex<HashMap<String, Arc<dyn Router>>>>,
 }
 
 impl Default for InProcess {
@@ -87,11 +87,11 @@ impl InProcess {
 struct NativeLoader {
     catalog: Arc<dyn Catalog>,
     /// By digest: shared by every host of the fleet, as plugin files are.
-    loaded: Arc<Mutex<HashMap<String, Arc<dyn NoteRouter>>>>,
+    loaded: Arc<Mutex<HashMap<String, Arc<dyn Router>>>>,
 }
 
 impl NativeLoader {
-    fn router(bytes: &[u8], digest: &str) -> Result<Arc<dyn NoteRouter>, RegistryError> {
+    fn router(bytes: &[u8], digest: &str) -> Result<Arc<dyn Router>, RegistryError> {
         let text = std::str::from_utf8(bytes).unwrap_or("");
         let kind = text.strip_prefix("native:").map(|k| k.split('#').next().unwrap_or(k));
         let digest = digest.to_owned();
@@ -126,7 +126,7 @@ impl PluginLoader for NativeLoader {
         Ok((record, true))
     }
 
-    fn load(&self, digest: &str) -> Result<(Arc<dyn NoteRouter>, LoadReport), RegistryError> {
+    fn load(&self, digest: &str) -> Result<(Arc<dyn Router>, LoadReport), RegistryError> {
         let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         let router = loaded.get(digest).cloned().ok_or_else(|| RegistryError::Unknown(digest.to_owned()))?;
         Ok((router, LoadReport { from_artifact: false, millis: 0.0 }))

@@ -18,7 +18,7 @@ use crate::fleet::{FleetSettings, Identity};
 use crate::layout;
 use crate::plugins::registry::Registry;
 use crate::plugins::{PluginLimits, Runtime};
-use crate::router::{NativeRouter, NoteRouter};
+use crate::router::{NativeRouter, Router};
 use crate::stores::DataStores;
 
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
         max_content_bytes: config.max_content_bytes,
         max_name_bytes: config.max_name_bytes,
     };
-    let native: Option<Arc<dyn NoteRouter>> = match config.strategy {
+    let native: Option<Arc<dyn Router>> = match config.strategy {
         Strategy::Plugin => None,
         Strategy::NativeMigrate => Some(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
     };

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::coordination::Account;
 use crate::fleet::{FlipOutcome, HostView};
-use crate::router::NoteRouter;
+use crate::router::Router;
 use super::{App, AppError};
 use super::errors::no_account;
 
@@ -80,7 +80,7 @@ impl App {
     /// notes (see `plugins/routing/src/legacy.rs`).
     fn migration_gate(&self) -> Result<(), AppError> {
         let active = self.active();
-        let router: &dyn NoteRouter = match &self.native {
+        let router: &dyn Router = match &self.native {
             Some(native) => native.as_ref(),
             None => active.plugin.as_ref(),
         };

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::catalog::{Activation, LoadReport, PluginRecord, RegistryError, short};
 use crate::coordination::PluginSummary;
 use crate::plugin_health::{PluginHealth, Tripped};
-use crate::router::{NoteRouter, PluginFailure};
+use crate::router::{Router, PluginFailure};
 use super::{App, AppError};
 use super::errors::internal;
 
@@ -14,7 +14,7 @@ use super::errors::internal;
 /// start, and uses that plugin to its end: a swap never mixes two plugins in
 /// one request, and requests in flight finish on the plugin they started with.
 pub struct ActivePlugin {
-    pub plugin: Arc<dyn NoteRouter>,
+    pub plugin: Arc<dyn Router>,
     pub load: LoadReport,
     pub(super) health: PluginHealth,
     /// Set when a health watch tripped and there was nothing to roll back to:
@@ -24,7 +24,7 @@ pub struct ActivePlugin {
 }
 
 impl ActivePlugin {
-    pub(super) fn new(plugin: Arc<dyn NoteRouter>, load: LoadReport, health: PluginHealth) -> Self {
+    pub(super) fn new(plugin: Arc<dyn Router>, load: LoadReport, health: PluginHealth) -> Self {
         ActivePlugin { plugin, load, health, suspended: OnceLock::new() }
     }
 
@@ -166,7 +166,7 @@ impl App {
 }
 
 /// What the deployment gate needs to know of a router.
-pub(super) fn summary(router: &dyn NoteRouter) -> PluginSummary {
+pub(super) fn summary(router: &dyn Router) -> PluginSummary {
     PluginSummary {
         digest: router.digest().to_owned(),
         label: router.label().to_owned(),

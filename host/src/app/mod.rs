@@ -31,7 +31,7 @@ use crate::coordination::Coordination;
 use crate::fleet::Fleet;
 use crate::fleet::liveness::Liveness;
 use crate::plugin_health::PluginHealth;
-use crate::router::NoteRouter;
+use crate::router::Router;
 use crate::stores::DataStores;
 
 pub use crate::plugin_health::WatchConfig;
@@ -96,7 +96,7 @@ pub struct App {
     tripped: Mutex<std::collections::HashSet<String>>,
     settings: AppSettings,
     /// `--strategy native-*`: route natively instead of through the plugin.
-    native: Option<Arc<dyn NoteRouter>>,
+    native: Option<Arc<dyn Router>>,
     fleet: Fleet,
 }
 
@@ -109,7 +109,7 @@ pub struct AppParts {
     pub loader: Arc<dyn PluginLoader>,
     pub clock: Arc<dyn Clock>,
     /// `--strategy native-*`: route natively instead of through the plugin.
-    pub native: Option<Arc<dyn NoteRouter>>,
+    pub native: Option<Arc<dyn Router>>,
 }
 
 /// How this host joins the fleet.

@@ -4,7 +4,7 @@
 use notes_routing::{Error as PluginError, Note, NoteChange, Store};
 use uuid::Uuid;
 
-use crate::router::{AccountScope, NoteRouter, PluginFailure, Routed};
+use crate::router::{AccountScope, Router, PluginFailure, Routed};
 use super::{App, AppError, Served};
 use super::errors::{from_plugin_error, no_account};
 
@@ -75,7 +75,7 @@ impl App {
     fn route<T>(
         &self,
         account: Uuid,
-        call: impl FnOnce(&dyn NoteRouter, AccountScope, bool) -> Routed<T>,
+        call: impl FnOnce(&dyn Router, AccountScope, bool) -> Routed<T>,
     ) -> Result<Served<T>, AppError> {
         // Held to the end of the call: no flip of this account completes
         // anywhere while this request runs under the value it read.

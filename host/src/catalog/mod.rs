@@ -17,7 +17,7 @@ mod sqlite;
 
 use std::sync::Arc;
 
-use crate::router::NoteRouter;
+use crate::router::Router;
 
 pub use memory::MemoryCatalog;
 pub use sqlite::SqliteCatalog;
@@ -90,7 +90,7 @@ pub trait PluginLoader: Send + Sync {
     /// record and whether it is new (an identical upload is stored once).
     fn push(&self, wasm: &[u8], now_ms: i64) -> Result<(PluginRecord, bool), RegistryError>;
     /// The plugin with this digest, ready to route.
-    fn load(&self, digest: &str) -> Result<(Arc<dyn NoteRouter>, LoadReport), RegistryError>;
+    fn load(&self, digest: &str) -> Result<(Arc<dyn Router>, LoadReport), RegistryError>;
 }
 
 /// The first 12 hex digits of a digest, for messages.

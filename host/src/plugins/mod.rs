@@ -32,7 +32,7 @@ use pacing::CallClock;
 pub use limits::PluginLimits;
 use notes_routing::{Note, NoteChange};
 use crate::catalog::short;
-use crate::router::{AccountScope, NoteRouter, PluginFailure, Routed};
+use crate::router::{AccountScope, Router, PluginFailure, Routed};
 
 /// How often the epoch advances; the deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -44,7 +44,7 @@ const STDERR_CAPACITY: usize = 4096;
 /// ~10 MiB for the life of the process (BENCHMARKS.md, "Scaling").
 const REUSE_MAX_MEMORY: usize = 8 << 20;
 
-impl NoteRouter for Plugin {
+impl Router for Plugin {
     fn label(&self) -> &str {
         &self.label
     }

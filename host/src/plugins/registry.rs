@@ -22,7 +22,7 @@ use anyhow::Context;
 use super::{Plugin, Runtime, WIT_PACKAGE, WIT_VERSION, wit_compatible};
 use crate::catalog::{Catalog, LoadReport, PluginLoader, PluginRecord, RegistryError, sha256_hex, short};
 use crate::files;
-use crate::router::NoteRouter;
+use crate::router::Router;
 
 pub struct Registry {
     dir: PathBuf,
@@ -166,7 +166,7 @@ impl PluginLoader for Registry {
         self.push_one_per_digest(wasm, now_ms)
     }
 
-    fn load(&self, digest: &str) -> Result<(Arc<dyn NoteRouter>, LoadReport), RegistryError> {
+    fn load(&self, digest: &str) -> Result<(Arc<dyn Router>, LoadReport), RegistryError> {
         let (plugin, load) = self.load_plugin(digest)?;
         Ok((plugin, load))
     }

@@ -2,7 +2,7 @@
 //! between the legacy and the new store. A Wasm plugin is one
 //! (`plugins::Plugin`); the same routing compiled into the host is another
 //! (`native`, the benchmark baseline and the in-process tests' router).
-//! The rest of the host sees only [`NoteRouter`], and knows no wasmtime.
+//! The rest of the host sees only [`Router`], and knows no wasmtime.
 
 mod native;
 mod scope;
@@ -35,7 +35,7 @@ pub type Routed<T> = Result<Result<T, notes_routing::Error>, PluginFailure>;
 /// Whatever routes note requests: a Wasm plugin, or the same strategy
 /// compiled natively into the host (the benchmark baseline). Every call gets
 /// the stores bound to the request's account, and the account's flag.
-pub trait NoteRouter: Send + Sync {
+pub trait Router: Send + Sync {
     /// `name@version`, as in `X-Plugin`.
     fn label(&self) -> &str;
     /// What the registry knows it by: the sha256 of its `.wasm`, or `native`.

@@ -1,36 +1,36 @@
-//! Routers compiled into the host, behind the same [`NoteRouter`] as a Wasm
+//! Routers compiled into the host, behind the same [`Router`] as a Wasm
 //! plugin, so the Wasm boundary is the only difference between the two
 //! (same HTTP, flag reads, stores):
-//! - [`NativeRouter`] runs a routing strategy natively. Selected with
-//!   `--strategy native-migrate`, it measures what the plugin costs; in
+//! - [`NativeRouter`] runs a `notes_routing::Router` (a plugin's routing, as plain Rust) natively. Selected with
+//!   `--routing native-migrate`, it measures what the plugin costs; in
 //!   in-process tests it stands in for the compiled plugins.
 //! - [`FailingRouter`] fails every call as a trapping plugin does: the
 //!   in-process tests' broken plugin.
 
-use notes_routing::{Note, NoteChange, Strategy};
+use notes_routing::{Note, NoteChange};
 
-use super::{AccountScope, NoteRouter, PluginFailure, Routed};
+use super::{AccountScope, Router, PluginFailure, Routed};
 
 pub struct NativeRouter<S> {
-    strategy: S,
+    routing: S,
     label: String,
     digest: String,
 }
 
-impl<S: Strategy> NativeRouter<S> {
+impl<S: notes_routing::Router> NativeRouter<S> {
     /// Known as `native` (it is not in any registry).
-    pub fn new(strategy: S) -> Self {
-        Self::with_digest(strategy, "native".into())
+    pub fn new(routing: S) -> Self {
+        Self::with_digest(routing, "native".into())
     }
 
     /// Known by `digest`, as if a registry had stored it.
-    pub fn with_digest(strategy: S, digest: String) -> Self {
-        let info = strategy.info();
-        NativeRouter { label: format!("native-{}@{}", info.name, info.version), strategy, digest }
+    pub fn with_digest(routing: S, digest: String) -> Self {
+        let info = routing.info();
+        NativeRouter { label: format!("native-{}@{}", info.name, info.version), routing, digest }
     }
 }
 
-impl<S: Strategy + Send + Sync> NoteRouter for NativeRouter<S> {
+impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
     fn label(&self) -> &str {
         &self.label
     }
@@ -40,27 +40,27 @@ impl<S: Strategy + Send + Sync> NoteRouter for NativeRouter<S> {
     }
 
     fn supports_migration(&self) -> bool {
-        self.strategy.info().supports_migration
+        self.routing.info().supports_migration
     }
 
     fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
-        Ok(self.strategy.create_note(&scope, &scope.account_id().to_owned(), change, is_migrating))
+        Ok(self.routing.create_note(&scope, &scope.account_id().to_owned(), change, is_migrating))
     }
 
     fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
-        Ok(self.strategy.get_note(&scope, scope.account_id(), note_id, is_migrating))
+        Ok(self.routing.get_note(&scope, scope.account_id(), note_id, is_migrating))
     }
 
     fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>> {
-        Ok(self.strategy.list_notes(&scope, scope.account_id(), is_migrating))
+        Ok(self.routing.list_notes(&scope, scope.account_id(), is_migrating))
     }
 
     fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
-        Ok(self.strategy.update_note(&scope, scope.account_id(), change, expected, is_migrating))
+        Ok(self.routing.update_note(&scope, scope.account_id(), change, expected, is_migrating))
     }
 
     fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
-        Ok(self.strategy.delete_note(&scope, scope.account_id(), note_id, is_migrating))
+        Ok(self.routing.delete_note(&scope, scope.account_id(), note_id, is_migrating))
     }
 }
 
@@ -81,7 +81,7 @@ impl FailingRouter {
     }
 }
 
-impl NoteRouter for FailingRouter {
+impl Router for FailingRouter {
     fn label(&self) -> &str {
         &self.label
     }

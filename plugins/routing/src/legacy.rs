@@ -1,17 +1,17 @@
 //! The "old code": every note in the legacy store, the flag ignored.
 //!
 //! It exists to show the deployment-timing problem: run beside the migrate
-//! strategy with the flag on, it misses notes that were moved, creates notes
+//! router with the flag on, it misses notes that were moved, creates notes
 //! in the wrong store and leaves copies behind on delete. The host refuses to
-//! turn the flag on while this strategy is active (`supports_migration = false`).
+//! turn the flag on while this router is active (`supports_migration = false`).
 
 use crate::ops::{self, Route};
-use crate::{Note, NoteChange, PluginInfo, Result, Stores, Strategy};
+use crate::{Note, NoteChange, PluginInfo, Result, Stores, Router};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Legacy;
 
-impl Strategy for Legacy {
+impl Router for Legacy {
     fn info(&self) -> PluginInfo {
         PluginInfo { name: "legacy".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: false }
     }

@@ -1,8 +1,9 @@
-//! Routing strategies for notes plugins, in plain Rust.
+//! Routers for notes plugins, in plain Rust: the [`Router`] trait a plugin
+//! implements, and the two routers this repo ships (`migrate`, `legacy`).
 //!
 //! The types here mirror the WIT package `notes:plugin` one to one; the
 //! `notes-plugin-sdk` crate converts between them and the wit-bindgen types, so
-//! a strategy never sees wit-bindgen and can be unit-tested natively (see
+//! a router never sees wit-bindgen and can be unit-tested natively (see
 //! [`memory::MemoryStores`]) or compiled straight into the host.
 
 pub mod legacy;
@@ -71,8 +72,10 @@ pub trait Stores {
     fn is_configured(&self, store: Store) -> bool;
 }
 
-/// A routing strategy (WIT interface `note-store`).
-pub trait Strategy {
+/// A router: decides, per request, how a note operation is routed between the
+/// legacy and the new store (WIT interface `note-store`, to be renamed
+/// `router` in the next WIT version).
+pub trait Router {
     fn info(&self) -> PluginInfo;
     fn create_note(&self, stores: &dyn Stores, account_id: &str, change: NoteChange, is_migrating: bool) -> Result<Note>;
     fn get_note(&self, stores: &dyn Stores, account_id: &str, note_id: &str, is_migrating: bool) -> Result<Note>;

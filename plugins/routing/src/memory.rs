@@ -1,6 +1,6 @@
 //! [`MemoryStores`]: an in-memory [`Stores`] that keeps the WIT contract
 //! (versions never go down, deletes leave tombstones), for unit-testing
-//! strategies without a host.
+//! routers without a host.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

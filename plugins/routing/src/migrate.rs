@@ -1,4 +1,5 @@
-//! The seed's migration strategy.
+//! The migration router: the routing the design note asks for (see
+//! ARCHITECTURE.md, "Words").
 //!
 //! - migration mode (flag on): create → new; update moves the note to new
 //!   (write the next version to new, then delete it from legacy); get → new
@@ -9,7 +10,7 @@
 //! - plain mode (no new store configured): legacy only.
 
 use crate::ops::{self, Route};
-use crate::{Note, NoteChange, PluginInfo, Result, Store, Stores, Strategy};
+use crate::{Note, NoteChange, PluginInfo, Result, Store, Stores, Router};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Migrate;
@@ -40,7 +41,7 @@ impl Mode {
     }
 }
 
-impl Strategy for Migrate {
+impl Router for Migrate {
     fn info(&self) -> PluginInfo {
         PluginInfo { name: "migrate".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: true }
     }

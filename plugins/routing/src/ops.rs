@@ -1,4 +1,4 @@
-//! The note operations both strategies share, parameterised by [`Route`]:
+//! The note operations both routers share, parameterised by [`Route`]:
 //! which store writes go to (`home`) and which store may still hold copies
 //! that must be read and cleaned up (`other`).
 //!

@@ -1,6 +1,6 @@
 //! The notes plugin SDK: WIT bindings for `notes:plugin`, conversions to the
 //! plain-Rust [`notes_routing`] types, and [`export_plugin!`], which turns a
-//! [`Strategy`](notes_routing::Strategy) into the component's exports.
+//! [`Router`](notes_routing::Router) into the component's exports.
 //!
 //! ```ignore
 //! notes_plugin_sdk::export_plugin!(notes_routing::migrate::Migrate);
@@ -22,38 +22,38 @@ pub mod bindings {
 
 use bindings::notes::plugin::stores as host;
 use bindings::notes::plugin::types as wit;
-use routing::{Error, Note, NoteChange, PluginInfo, Store, Strategy};
+use routing::{Error, Note, NoteChange, PluginInfo, Store, Router};
 
-/// Exports `$strategy` (an expression of a type implementing
-/// [`Strategy`](notes_routing::Strategy)) as the component's `note-store`.
+/// Exports `$router` (an expression of a type implementing
+/// [`Router`](notes_routing::Router)) as the component's `note-store`.
 #[macro_export]
 macro_rules! export_plugin {
-    ($strategy:expr) => {
-        struct Plugin;
+    ($router:expr) => {
+        struct Exported;
 
-        impl $crate::bindings::exports::notes::plugin::note_store::Guest for Plugin {
+        impl $crate::bindings::exports::notes::plugin::note_store::Guest for Exported {
             fn info() -> $crate::bindings::notes::plugin::types::PluginInfo {
-                $crate::glue::info(&$strategy)
+                $crate::glue::info(&$router)
             }
             fn create_note(
                 account_id: String,
                 change: $crate::bindings::notes::plugin::types::NoteChange,
                 is_migrating: bool,
             ) -> Result<$crate::bindings::notes::plugin::types::Note, $crate::bindings::notes::plugin::types::Error> {
-                $crate::glue::create_note(&$strategy, account_id, change, is_migrating)
+                $crate::glue::create_note(&$router, account_id, change, is_migrating)
             }
             fn get_note(
                 account_id: String,
                 note_id: String,
                 is_migrating: bool,
             ) -> Result<$crate::bindings::notes::plugin::types::Note, $crate::bindings::notes::plugin::types::Error> {
-                $crate::glue::get_note(&$strategy, account_id, note_id, is_migrating)
+                $crate::glue::get_note(&$router, account_id, note_id, is_migrating)
             }
             fn list_notes(
                 account_id: String,
                 is_migrating: bool,
             ) -> Result<Vec<String>, $crate::bindings::notes::plugin::types::Error> {
-                $crate::glue::list_notes(&$strategy, account_id, is_migrating)
+                $crate::glue::list_notes(&$router, account_id, is_migrating)
             }
             fn update_note(
                 account_id: String,
@@ -61,18 +61,18 @@ macro_rules! export_plugin {
                 expected_version: Option<u64>,
                 is_migrating: bool,
             ) -> Result<$crate::bindings::notes::plugin::types::Note, $crate::bindings::notes::plugin::types::Error> {
-                $crate::glue::update_note(&$strategy, account_id, change, expected_version, is_migrating)
+                $crate::glue::update_note(&$router, account_id, change, expected_version, is_migrating)
             }
             fn delete_note(
                 account_id: String,
                 note_id: String,
                 is_migrating: bool,
             ) -> Result<(), $crate::bindings::notes::plugin::types::Error> {
-                $crate::glue::delete_note(&$strategy, account_id, note_id, is_migrating)
+                $crate::glue::delete_note(&$router, account_id, note_id, is_migrating)
             }
         }
 
-        $crate::bindings::export_note_plugin!(Plugin);
+        $crate::bindings::export_note_plugin!(Exported);
     };
 }
 
@@ -81,25 +81,25 @@ macro_rules! export_plugin {
 pub mod glue {
     use super::*;
 
-    pub fn info(s: &impl Strategy) -> wit::PluginInfo {
+    pub fn info(s: &impl Router) -> wit::PluginInfo {
         let PluginInfo { name, version, supports_migration } = s.info();
         wit::PluginInfo { name, version, supports_migration }
     }
 
-    pub fn create_note(s: &impl Strategy, account: String, change: wit::NoteChange, migrating: bool) -> Result<wit::Note, wit::Error> {
+    pub fn create_note(s: &impl Router, account: String, change: wit::NoteChange, migrating: bool) -> Result<wit::Note, wit::Error> {
         s.create_note(&HostStores, &account, change_from_wit(change), migrating).map(note_to_wit).map_err(error_to_wit)
     }
 
-    pub fn get_note(s: &impl Strategy, account: String, id: String, migrating: bool) -> Result<wit::Note, wit::Error> {
+    pub fn get_note(s: &impl Router, account: String, id: String, migrating: bool) -> Result<wit::Note, wit::Error> {
         s.get_note(&HostStores, &account, &id, migrating).map(note_to_wit).map_err(error_to_wit)
     }
 
-    pub fn list_notes(s: &impl Strategy, account: String, migrating: bool) -> Result<Vec<String>, wit::Error> {
+    pub fn list_notes(s: &impl Router, account: String, migrating: bool) -> Result<Vec<String>, wit::Error> {
         s.list_notes(&HostStores, &account, migrating).map_err(error_to_wit)
     }
 
     pub fn update_note(
-        s: &impl Strategy,
+        s: &impl Router,
         account: String,
         change: wit::NoteChange,
         expected: Option<u64>,
@@ -110,7 +110,7 @@ pub mod glue {
             .map_err(error_to_wit)
     }
 
-    pub fn delete_note(s: &impl Strategy, account: String, id: String, migrating: bool) -> Result<(), wit::Error> {
+    pub fn delete_note(s: &impl Router, account: String, id: String, migrating: bool) -> Result<(), wit::Error> {
         s.delete_note(&HostStores, &account, &id, migrating).map_err(error_to_wit)
     }
 }

@@ -1,11 +1,11 @@
 //! TEST ONLY. A plugin that loads and says who it is, then panics on every
 //! note operation: the kind of bad release automatic rollback exists for.
 
-use notes_routing::{Note, NoteChange, PluginInfo, Result, Stores, Strategy};
+use notes_routing::{Note, NoteChange, PluginInfo, Result, Stores, Router};
 
 struct AlwaysFails;
 
-impl Strategy for AlwaysFails {
+impl Router for AlwaysFails {
     fn info(&self) -> PluginInfo {
         PluginInfo { name: "always-fails".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: true }
     }

@@ -1,4 +1,4 @@
-//! TEST ONLY. The migrate strategy, plus faults a test triggers through the
+//! TEST ONLY. The migrate router, plus faults a test triggers through the
 //! content of the note it creates or updates:
 //!
 //! - `fault:panic` — panics (the instance traps).
@@ -20,7 +20,7 @@
 //! Any other content behaves exactly like the migrate plugin.
 
 use notes_routing::migrate::Migrate;
-use notes_routing::{Note, NoteChange, PluginInfo, Result, Store, Stores, Strategy};
+use notes_routing::{Note, NoteChange, PluginInfo, Result, Store, Stores, Router};
 
 struct Faulty;
 
@@ -78,7 +78,7 @@ impl Stores for CrashAfterFirstPut<'_> {
     }
 }
 
-impl Strategy for Faulty {
+impl Router for Faulty {
     fn info(&self) -> PluginInfo {
         PluginInfo { name: "faulty".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: true }
     }

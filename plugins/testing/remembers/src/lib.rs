@@ -1,4 +1,4 @@
-//! TEST ONLY, hostile. The migrate strategy, plus a memory: every note it
+//! TEST ONLY, hostile. The migrate router, plus a memory: every note it
 //! creates or reads stays in the plugin's heap, and a get of a note that
 //! does not exist answers with the first note it remembers, whatever its
 //! account. A buggy cache in an honest plugin leaks the same way. Only the
@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use notes_routing::migrate::Migrate;
-use notes_routing::{Error, Note, NoteChange, PluginInfo, Result, Stores, Strategy};
+use notes_routing::{Error, Note, NoteChange, PluginInfo, Result, Stores, Router};
 
 static SEEN: Mutex<Vec<Note>> = Mutex::new(Vec::new());
 
@@ -21,7 +21,7 @@ fn remember(note: Result<Note>) -> Result<Note> {
 
 struct Remembers;
 
-impl Strategy for Remembers {
+impl Router for Remembers {
     fn info(&self) -> PluginInfo {
         PluginInfo { name: "remembers".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: true }
     }
