@@ -21,7 +21,7 @@ use notes_host::api::{self, ApiConfig};
 use notes_host::app::{App, AppError, AppSettings};
 use notes_host::catalog::{Catalog, sha256_hex};
 use notes_host::coordination::{
-    Account, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
+    Account, AccountDetails, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
 };
 use notes_host::in_process::InProcess;
 
@@ -216,7 +216,7 @@ async fn a_flip_changes_the_flag_on_every_host_of_the_fleet() {
     let account = new_account(&b, false).await;
     let account_id: Uuid = account.parse().unwrap();
     let flipped = tokio::task::spawn_blocking(move || {
-        a.update_account(account_id, notes_host::app::AccountChange { name: None, is_migrating: Some(true) })
+        a.update_account(account_id, notes_host::app::AccountChange { is_migrating: Some(true), ..Default::default() })
     });
     assert!(flipped.await.unwrap().unwrap().is_migrating);
     let note = new_note(&b, &account).await;
@@ -338,8 +338,8 @@ impl Coordination for Recording {
     fn accounts(&self) -> Result<Vec<Account>, CoordinationError> {
         self.inner.accounts()
     }
-    fn rename_account(&self, id: Uuid, name: &str, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
-        self.inner.rename_account(id, name, now_ms)
+    fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
+        self.inner.update_account(id, details, now_ms)
     }
     fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
         self.inner.flag_state(id)
@@ -423,4 +423,57 @@ async fn a_stale_update_is_refused_with_the_current_version() {
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
     assert_eq!(body["currentVersion"], 1);
     assert_eq!(call(&router, "GET", &path, None).await.1["content"], "hello", "nothing changed");
+}
+
+// ---- Notely's rules --------------------------------------------------------------
+
+#[tokio::test]
+async fn notely_a_client_created_at_is_kept_and_a_stale_updated_at_changes_nothing() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let two_days_ago = "2023-11-12T22:13:20Z";
+    let (status, note) = call(
+        &router,
+        "POST",
+        &format!("/accounts/{account}/notes"),
+        Some(json!({ "id": Uuid::nil(), "content": "first", "createdAt": two_days_ago, "updatedAt": "0001-01-01T00:00:00Z" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(note["createdAt"], two_days_ago);
+    let path = format!("/accounts/{account}/notes/{}", note["id"].as_str().unwrap());
+
+    let written = "2023-11-14T22:13:20Z";
+    let (status, body) = call(&router, "PUT", &path, Some(json!({ "content": "second", "updatedAt": written }))).await;
+    assert_eq!((status, body["content"].as_str(), body["updatedAt"].as_str()), (StatusCode::OK, Some("second"), Some(written)));
+
+    let older = "2023-11-13T22:13:20Z";
+    let (status, body) = call(&router, "PUT", &path, Some(json!({ "content": "stale", "updatedAt": older }))).await;
+    assert_eq!(status, StatusCode::OK, "Notely answers 200 to a stale write");
+    assert_eq!(body["content"], "second", "and leaves the note as it is");
+    assert_eq!(call(&router, "GET", &path, None).await.1["content"], "second");
+
+    let (status, body) = call(&router, "PUT", &path, Some(json!({ "content": "third", "updatedAt": "0001-01-01T00:00:00Z" }))).await;
+    assert_eq!((status, body["content"].as_str()), (StatusCode::OK, Some("third")), "Go's zero time means no time given");
+}
+
+#[tokio::test]
+async fn notely_nil_ids_mean_generate_one_and_the_shard_is_echoed() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let mut ids = BTreeSet::new();
+    for name in ["Ada", "Grace"] {
+        let (status, body) =
+            call(&router, "POST", "/accounts", Some(json!({ "id": Uuid::nil(), "name": name, "isMigrating": false, "shard": "eu-1" }))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["shard"], "eu-1");
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 2, "two nil ids, two accounts");
+    let account = ids.first().unwrap();
+    let (_, renamed) = call(&router, "PUT", &format!("/accounts/{account}"), Some(json!({ "name": "Ada L.", "isMigrating": false }))).await;
+    assert_eq!((renamed["name"].as_str(), renamed["shard"].as_str()), (Some("Ada L."), Some("eu-1")), "a rename keeps the shard");
+    let (status, body) = call(&router, "POST", "/accounts", Some(json!({ "name": " " }))).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("account name is required")), "Notely's text");
 }

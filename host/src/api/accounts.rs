@@ -20,6 +20,9 @@ pub struct AccountBody {
     id: String,
     name: String,
     is_migrating: bool,
+    /// Notely's `shard`, echoed when one was given; it does not decide placement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -30,6 +33,7 @@ impl From<Account> for AccountBody {
             id: a.id.to_string(),
             name: a.name,
             is_migrating: a.is_migrating,
+            shard: a.shard,
             created_at: rfc3339(a.created_at_ms),
             updated_at: rfc3339(a.updated_at_ms),
         }
@@ -43,6 +47,7 @@ pub struct NewAccount {
     #[serde(default)]
     is_migrating: bool,
     id: Option<String>,
+    shard: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -50,12 +55,13 @@ pub struct NewAccount {
 pub struct AccountPatch {
     name: Option<String>,
     is_migrating: Option<bool>,
+    shard: Option<String>,
 }
 
 pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAccount>) -> Result<(StatusCode, Json<AccountBody>), ApiError> {
-    let name = body.name.ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let name = body.name.ok_or_else(|| ApiError::bad_request("account name is required"))?;
     let id = client_id("account", body.id.as_deref())?;
-    let account = blocking(&app, move |app| app.create_account(id, &name, body.is_migrating)).await?;
+    let account = blocking(&app, move |app| app.create_account(id, &name, body.is_migrating, body.shard)).await?;
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
@@ -77,26 +83,26 @@ pub async fn put(
     JsonBody(body): JsonBody<AccountPatch>,
 ) -> Result<Json<AccountBody>, ApiError> {
     if body.name.is_none() {
-        return Err(ApiError::bad_request("name is required (use PATCH to change only isMigrating)"));
+        return Err(ApiError::bad_request("account name is required (use PATCH to change only isMigrating)"));
     }
     update(app, id, body).await
 }
 
-/// PATCH: any subset of `name` and `isMigrating`.
+/// PATCH: any subset of `name`, `shard` and `isMigrating`.
 pub async fn patch(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<AccountPatch>,
 ) -> Result<Json<AccountBody>, ApiError> {
-    if body.name.is_none() && body.is_migrating.is_none() {
-        return Err(ApiError::bad_request("nothing to change: give name and/or isMigrating"));
+    if body.name.is_none() && body.is_migrating.is_none() && body.shard.is_none() {
+        return Err(ApiError::bad_request("nothing to change: give name, shard and/or isMigrating"));
     }
     update(app, id, body).await
 }
 
 async fn update(app: Arc<App>, id: String, body: AccountPatch) -> Result<Json<AccountBody>, ApiError> {
     let id = uuid("account", &id)?;
-    let change = AccountChange { name: body.name, is_migrating: body.is_migrating };
+    let change = AccountChange { name: body.name, is_migrating: body.is_migrating, shard: body.shard };
     Ok(Json(blocking(&app, move |app| app.update_account(id, change)).await?.into()))
 }
 

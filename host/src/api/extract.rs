@@ -36,6 +36,17 @@ pub fn client_id(what: &str, raw: Option<&str>) -> Result<Option<Uuid>, ApiError
     Ok(raw.map(|raw| uuid(what, raw)).transpose()?.filter(|id| !id.is_nil()))
 }
 
+/// A time a client may supply (RFC 3339), in Unix ms. Notely's client sends
+/// Go's zero time (`0001-01-01T00:00:00Z`) when its caller left it unset:
+/// that, and any time before 1970, means "none".
+pub fn client_time(what: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let time = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| ApiError::bad_request(format!("{what} {raw:?} is not an RFC 3339 time: {e}")))?;
+    let ms = time.unix_timestamp_nanos() / 1_000_000;
+    Ok((ms > 0).then(|| i64::try_from(ms).unwrap_or(i64::MAX)))
+}
+
 /// `If-Match: "<version>"` (quotes optional; `*` matches any version).
 pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(IF_MATCH) else { return Ok(None) };

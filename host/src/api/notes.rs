@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::blocking;
 use super::error::ApiError;
-use super::extract::{JsonBody, client_id, if_match, uuid};
+use super::extract::{JsonBody, client_id, client_time, if_match, uuid};
 use crate::app::{App, Placement, Served};
 use crate::stores::Note;
 
@@ -32,14 +32,20 @@ struct NoteBody {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewNote {
     content: Option<String>,
     id: Option<String>,
+    /// Kept when a client supplies one (Notely's rule).
+    created_at: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NoteEdit {
     content: Option<String>,
+    /// A write older than the stored note is not applied (Notely's rule).
+    updated_at: Option<String>,
 }
 
 pub fn rfc3339(ms: i64) -> String {
@@ -83,7 +89,8 @@ pub async fn create(
     let account = uuid("account", &account)?;
     let content = content(body.content)?;
     let id = client_id("note", body.id.as_deref())?;
-    let note = blocking(&app, move |app| app.create_note(account, id, content)).await?;
+    let created_at = client_time("createdAt", body.created_at.as_deref())?;
+    let note = blocking(&app, move |app| app.create_note(account, id, content, created_at)).await?;
     Ok(served(StatusCode::CREATED, note, note_response))
 }
 
@@ -108,7 +115,8 @@ pub async fn update(
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
     let expected = if_match(&headers)?;
     let content = content(body.content)?;
-    let note = blocking(&app, move |app| app.update_note(account, note, content, expected)).await?;
+    let updated_at = client_time("updatedAt", body.updated_at.as_deref())?;
+    let note = blocking(&app, move |app| app.update_note(account, note, content, expected, updated_at)).await?;
     Ok(served(StatusCode::OK, note, note_response))
 }
 

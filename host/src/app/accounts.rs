@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::coordination::Account;
+use crate::coordination::{Account, AccountDetails};
 use crate::fleet::{FlipOutcome, HostView};
 use crate::router::Router;
 use super::{App, AppError};
@@ -13,11 +13,14 @@ use super::errors::no_account;
 pub struct AccountChange {
     pub name: Option<String>,
     pub is_migrating: Option<bool>,
+    /// Notely's `shard` (echoed, not deciding placement).
+    pub shard: Option<String>,
 }
 
 impl App {
-    pub fn create_account(&self, id: Option<Uuid>, name: &str, is_migrating: bool) -> Result<Account, AppError> {
+    pub fn create_account(&self, id: Option<Uuid>, name: &str, is_migrating: bool, shard: Option<String>) -> Result<Account, AppError> {
         let name = valid_name(name, self.settings.max_name_bytes)?;
+        let shard = shard.map(|s| valid_shard(s, self.settings.max_name_bytes)).transpose()?;
         let _admin = is_migrating.then(|| self.admin_lock());
         if is_migrating {
             self.migration_gate()?;
@@ -27,6 +30,7 @@ impl App {
             id: id.unwrap_or_else(Uuid::new_v4),
             name: name.to_owned(),
             is_migrating,
+            shard,
             created_at_ms: now,
             updated_at_ms: now,
         };
@@ -42,11 +46,12 @@ impl App {
         Ok(self.coordination.accounts()?)
     }
 
-    /// Renames and/or flips. A flip changes the flag on the whole fleet and
-    /// returns once no host runs a request of the account under the old
-    /// value; if it fails, nothing changed (the name neither).
+    /// Renames, sets the shard and/or flips. A flip changes the flag on the
+    /// whole fleet and returns once no host runs a request of the account
+    /// under the old value; if it fails, nothing changed (the name neither).
     pub fn update_account(&self, id: Uuid, change: AccountChange) -> Result<Account, AppError> {
         let name = change.name.as_deref().map(|n| valid_name(n, self.settings.max_name_bytes)).transpose()?;
+        let shard = change.shard.map(|s| valid_shard(s, self.settings.max_name_bytes)).transpose()?;
         if let Some(to) = change.is_migrating {
             let _admin = to.then(|| self.admin_lock());
             if to {
@@ -59,10 +64,11 @@ impl App {
                 }
             }
         }
-        match name {
-            Some(name) => self.coordination.rename_account(id, name, self.now_ms())?.ok_or_else(|| no_account(id)),
-            None => self.account(id),
+        if name.is_none() && shard.is_none() {
+            return self.account(id);
         }
+        let details = AccountDetails { name: name.map(str::to_owned), shard };
+        self.coordination.update_account(id, &details, self.now_ms())?.ok_or_else(|| no_account(id))
     }
 
     /// Deregisters this host from the fleet (at shutdown, once requests ended).
@@ -103,7 +109,8 @@ impl App {
 fn valid_name(name: &str, max_bytes: usize) -> Result<&str, AppError> {
     let trimmed = name.trim();
     if trimmed.is_empty() {
-        return Err(AppError::Invalid("name must not be blank".into()));
+        // Notely's text, which its client shows to its user.
+        return Err(AppError::Invalid("account name is required".into()));
     }
     if trimmed.len() > max_bytes {
         return Err(AppError::Invalid(format!("name must be at most {max_bytes} bytes, got {}", trimmed.len())));
@@ -112,4 +119,16 @@ fn valid_name(name: &str, max_bytes: usize) -> Result<&str, AppError> {
         return Err(AppError::Invalid(format!("name must not contain control characters, found {c:?}")));
     }
     Ok(trimmed)
+}
+
+/// A shard is echoed to Notely clients as they sent it: any text up to the
+/// name limit, without control characters.
+fn valid_shard(shard: String, max_bytes: usize) -> Result<String, AppError> {
+    if shard.len() > max_bytes {
+        return Err(AppError::Invalid(format!("shard must be at most {max_bytes} bytes, got {}", shard.len())));
+    }
+    if let Some(c) = shard.chars().find(|c| c.is_control()) {
+        return Err(AppError::Invalid(format!("shard must not contain control characters, found {c:?}")));
+    }
+    Ok(shard)
 }

@@ -8,6 +8,10 @@ use crate::router::{AccountScope, Router, PluginFailure, Routed};
 use super::{App, AppError, Served};
 use super::errors::{from_plugin_error, no_account};
 
+/// How often an update carrying `updatedAt` re-reads a note that changed
+/// under it before giving up (503).
+const STALE_CHECK_ATTEMPTS: usize = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationStatus {
     pub is_migrating: bool,
@@ -22,9 +26,12 @@ pub struct Placement {
 }
 
 impl App {
-    pub fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String) -> Result<Served<Note>, AppError> {
+    /// `created_at_ms`: the client's creation time, kept if given (Notely's
+    /// rule); else now.
+    pub fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String, created_at_ms: Option<i64>) -> Result<Served<Note>, AppError> {
         valid_content(&content, self.settings.max_content_bytes)?;
-        let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms: self.now_ms() };
+        let at_ms = created_at_ms.unwrap_or_else(|| self.now_ms());
+        let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms };
         self.route(account, |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
     }
 
@@ -36,17 +43,38 @@ impl App {
         self.route(account, |r, scope, migrating| r.list_notes(scope, migrating))
     }
 
+    /// `expected_version` (`If-Match`) is the strict form: any other version
+    /// is refused. Without it, `updated_at_ms` (the client's time of the
+    /// write) is Notely's rule: a write older than the stored note leaves it
+    /// unchanged and answers the stored note. The check and the write are
+    /// one compare-and-set on the note's version, retried if another write
+    /// slips in between.
     pub fn update_note(
         &self,
         account: Uuid,
         id: Uuid,
         content: String,
         expected_version: Option<u64>,
+        updated_at_ms: Option<i64>,
     ) -> Result<Served<Note>, AppError> {
         valid_content(&content, self.settings.max_content_bytes)?;
-        let change = NoteChange { id: id.to_string(), content, at_ms: self.now_ms() };
-        self.route(account, |r, scope, migrating| r.update_note(scope, change, expected_version, migrating))
-            .and_then(|n| self.checked(n))
+        let at_ms = updated_at_ms.unwrap_or_else(|| self.now_ms());
+        let write = |expected: Option<u64>| {
+            let change = NoteChange { id: id.to_string(), content: content.clone(), at_ms };
+            self.route(account, |r, scope, migrating| r.update_note(scope, change, expected, migrating)).and_then(|n| self.checked(n))
+        };
+        let Some(client_time) = updated_at_ms.filter(|_| expected_version.is_none()) else { return write(expected_version) };
+        for _ in 0..STALE_CHECK_ATTEMPTS {
+            let stored = self.note(account, id)?;
+            if client_time < stored.value.updated_at_ms {
+                return Ok(stored);
+            }
+            match write(Some(stored.value.version)) {
+                Err(AppError::VersionMismatch { .. }) => continue,
+                written => return written,
+            }
+        }
+        Err(AppError::Unavailable(format!("note {id} kept changing while this update was checked against it; retry")))
     }
 
     /// Idempotent, as for Notely's clients: deleting a note that does not

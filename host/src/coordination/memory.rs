@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::{
-    Account, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
+    Account, AccountDetails, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
     every_host_can_migrate, no_account_migrates,
 };
 
@@ -89,10 +89,15 @@ impl Coordination for MemoryCoordination {
         Ok(accounts)
     }
 
-    fn rename_account(&self, id: Uuid, name: &str, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
+    fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
         let mut state = self.write()?;
         Ok(state.accounts.get_mut(&id).map(|(a, _)| {
-            a.name = name.to_owned();
+            if let Some(name) = &details.name {
+                a.name = name.clone();
+            }
+            if let Some(shard) = &details.shard {
+                a.shard = Some(shard.clone());
+            }
             a.updated_at_ms = now_ms;
             a.clone()
         }))

@@ -30,8 +30,18 @@ pub struct Account {
     pub id: Uuid,
     pub name: String,
     pub is_migrating: bool,
+    /// Notely's `shard`: stored and echoed for its clients; it does not
+    /// decide where notes live (the new store's sharding does).
+    pub shard: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+/// What `update_account` changes; `None` leaves it as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountDetails {
+    pub name: Option<String>,
+    pub shard: Option<String>,
 }
 
 /// What a note request needs to know about its account, read at once.
@@ -123,8 +133,9 @@ pub trait Coordination: Send + Sync {
     fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError>;
     /// Every account, oldest first.
     fn accounts(&self) -> Result<Vec<Account>, CoordinationError>;
-    /// `None` if there is no such account. Never changes the flag.
-    fn rename_account(&self, id: Uuid, name: &str, now_ms: i64) -> Result<Option<Account>, CoordinationError>;
+    /// Changes the name and/or shard (`None` keeps it); `None` if there is
+    /// no such account. Never changes the flag.
+    fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError>;
     /// The flag and any flip in progress, read at once: the one read every
     /// note request makes. `None` if there is no such account.
     fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError>;

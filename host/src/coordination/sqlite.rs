@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use uuid::Uuid;
 
 use super::{
-    Account, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
+    Account, AccountDetails, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
     every_host_can_migrate, no_account_migrates,
 };
 use crate::db::{self, Pool};
@@ -59,9 +59,11 @@ const UPGRADES: &[(&str, &str)] = &[
     ("flip_to", "ALTER TABLE accounts ADD COLUMN flip_to INTEGER"),
     ("flip_deadline_ms", "ALTER TABLE accounts ADD COLUMN flip_deadline_ms INTEGER"),
     ("flip_by", "ALTER TABLE accounts ADD COLUMN flip_by TEXT"),
+    // Notely's `shard`, stored and echoed.
+    ("shard", "ALTER TABLE accounts ADD COLUMN shard TEXT"),
 ];
 
-const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms";
+const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms, shard";
 const HOST_COLUMNS: &str =
     "id, name, address, pid, version, started_at_ms, heartbeat_ms, plugin_digest, plugin_label, supports_migration";
 /// The flag and any flip in progress of one account (`row_to_flag_state`).
@@ -108,9 +110,9 @@ impl Coordination for SqliteCoordination {
             every_host_can_migrate(&hosts_in(&tx)?)?;
         }
         let inserted = tx.execute(
-            "INSERT INTO accounts (id, name, is_migrating, created_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
-            params![account.id.to_string(), account.name, account.is_migrating, account.created_at_ms, account.updated_at_ms],
+            "INSERT INTO accounts (id, name, is_migrating, created_at_ms, updated_at_ms, shard)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            params![account.id.to_string(), account.name, account.is_migrating, account.created_at_ms, account.updated_at_ms, account.shard],
         )?;
         if inserted == 0 {
             return Err(CoordinationError::AlreadyExists(account.id));
@@ -132,12 +134,13 @@ impl Coordination for SqliteCoordination {
         Ok(accounts)
     }
 
-    fn rename_account(&self, id: Uuid, name: &str, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
+    fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
         let conn = self.write()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE accounts SET name = ?2, updated_at_ms = ?3 WHERE id = ?1 RETURNING {ACCOUNT_COLUMNS}"
+            "UPDATE accounts SET name = coalesce(?2, name), shard = coalesce(?3, shard), updated_at_ms = ?4 WHERE id = ?1
+             RETURNING {ACCOUNT_COLUMNS}"
         ))?;
-        Ok(stmt.query_row(params![id.to_string(), name, now_ms], row_to_account).optional()?)
+        Ok(stmt.query_row(params![id.to_string(), details.name, details.shard, now_ms], row_to_account).optional()?)
     }
 
     fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
@@ -374,6 +377,7 @@ fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         is_migrating: r.get(2)?,
         created_at_ms: r.get(3)?,
         updated_at_ms: r.get(4)?,
+        shard: r.get(5)?,
     })
 }
 
@@ -433,7 +437,7 @@ mod tests {
     use super::*;
 
     fn account(id: Uuid, name: &str, is_migrating: bool) -> Account {
-        Account { id, name: name.into(), is_migrating, created_at_ms: 1, updated_at_ms: 1 }
+        Account { id, name: name.into(), is_migrating, shard: None, created_at_ms: 1, updated_at_ms: 1 }
     }
 
     fn host(id: &str, supports_migration: bool) -> HostRecord {
@@ -461,8 +465,13 @@ mod tests {
         let other = Connection::open(&path).unwrap();
         other.execute("UPDATE accounts SET is_migrating = 1 WHERE id = ?1", [id.to_string()]).unwrap();
         assert_eq!(state.flag_state(id).unwrap().unwrap().is_migrating, true);
-        state.rename_account(id, "Grace", 2).unwrap();
-        assert!(state.account(id).unwrap().unwrap().is_migrating, "a rename keeps the flag");
+        let details = AccountDetails { name: Some("Grace".into()), shard: Some("eu-1".into()) };
+        state.update_account(id, &details, 2).unwrap();
+        let renamed = state.account(id).unwrap().unwrap();
+        assert!(renamed.is_migrating, "a rename keeps the flag");
+        assert_eq!((renamed.name.as_str(), renamed.shard.as_deref()), ("Grace", Some("eu-1")));
+        let renamed = state.update_account(id, &AccountDetails { name: Some("Ada".into()), shard: None }, 3).unwrap().unwrap();
+        assert_eq!(renamed.shard.as_deref(), Some("eu-1"), "a rename without a shard keeps it");
         assert_eq!(state.flag_state(Uuid::new_v4()).unwrap(), None);
     }
 
