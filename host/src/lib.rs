@@ -14,5 +14,4 @@ pub mod native;
 pub mod plugin_health;
 pub mod plugins;
 pub mod serve;
-pub mod sim;
 pub mod stores;
