@@ -11,8 +11,11 @@ host=$target/release/notes-host
 command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }; }
 port=18181; base=http://127.0.0.1:$port
 dir=$(mktemp -d); trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-start() { "$host" serve --listen 127.0.0.1:$port --data-dir "$dir/data" "$@" >"$dir/out" 2>>"$dir/log" & pid=$!;
-          for _ in $(seq 200); do grep -q listening "$dir/out" 2>/dev/null && return; sleep 0.05; done; cat "$dir/log"; exit 1; }
+# `notes-host launch` (the launcher the tests and the simulator use) prints a
+# line once the host listens, and stops the host on SIGTERM or when this
+# script ends (its stdin, the coprocess pipe, closes).
+start() { coproc LAUNCH { "$host" launch --data-dir "$dir/data" -- --listen 127.0.0.1:$port "$@" 2>>"$dir/log"; }
+          pid=$LAUNCH_PID; read -r _ <&"${LAUNCH[0]}" || { cat "$dir/log"; exit 1; }; }
 stop() { kill $pid; wait $pid 2>/dev/null || true; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -69,21 +68,38 @@ def write_lua(workdir):
     return path
 
 
+class Launched:
+    """A host started by `notes-host launch`. `pid` is the host's own (for
+    /proc and perf); terminate() stops the host through its launcher, and so
+    does this script's end (the launcher's stdin closes)."""
+
+    def __init__(self, launcher, pid):
+        self.launcher = launcher
+        self.pid = pid
+
+    def terminate(self):
+        self.launcher.terminate()
+
+    def wait(self):
+        return self.launcher.wait()
+
+
 def start(args, workdir, name):
-    """Starts `notes-host serve` on a free port; returns (process, base URL)."""
+    """Starts `notes-host serve ARGS` on a free port through `notes-host
+    launch` (the launcher the tests and the simulator use); returns
+    (Launched, base URL)."""
     data = os.path.join(workdir, name)
-    out = open(os.path.join(workdir, name + ".out"), "w+")
-    proc = subprocess.Popen(
-        [HOST, "serve", "--listen", "127.0.0.1:0", "--data-dir", data] + args,
-        stdout=out, stderr=open(os.path.join(workdir, name + ".log"), "w"),
+    log = os.path.join(workdir, name + ".log")
+    launcher = subprocess.Popen(
+        [HOST, "launch", "--data-dir", data, "--", *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True,
     )
-    for _ in range(400):
-        out.seek(0)
-        line = out.readline()
-        if line.startswith("listening on "):
-            return proc, line.split()[-1]
-        time.sleep(0.05)
-    sys.exit(f"{name} did not start; see {workdir}/{name}.log")
+    line = launcher.stdout.readline()  # the launcher gives up after 60 s
+    if not line:
+        launcher.wait()
+        sys.exit(f"{name} did not start; see {log}")
+    host = json.loads(line)
+    return Launched(launcher, host["pid"]), host["url"]
 
 
 def call(base, method, path, body=None):

@@ -16,5 +16,4 @@ pub mod plugin_health;
 pub mod plugins;
 pub mod router;
 pub mod serve;
-pub mod sim;
 pub mod stores;

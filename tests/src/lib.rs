@@ -3,13 +3,12 @@
 //!
 //! Build first (`cargo xtask build`, or `cargo xtask test` which does it).
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use notes_client::launcher::{Launcher, RunningHost, Signal, StartError};
+use notes_client::{AccountChange, Body, Client, NewAccount, NewNote, TransportError};
+use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod hostile;
@@ -60,7 +59,7 @@ impl Plugin {
 pub fn host_binary() -> PathBuf {
     let path = target_dir().join("release/notes-host");
     assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
-    assert_fresh(&path, &["host/src", "wit", "plugins/routing/src"]);
+    assert_fresh(&path, &["host/src", "client/src", "cli/src", "wit", "plugins/routing/src"]);
     path
 }
 
@@ -133,21 +132,16 @@ impl HostBuilder {
         self
     }
 
-    fn command(&self, data_dir: &Path) -> Command {
-        let mut cmd = Command::new(host_binary());
-        cmd.arg("serve");
-        if !self.args.iter().any(|a| a == "--listen") {
-            cmd.args(["--listen", "127.0.0.1:0"]);
-        }
-        cmd.arg("--data-dir").arg(data_dir);
+    fn launcher(&self, data_dir: &Path) -> Launcher {
+        let mut launcher = Launcher::serve(host_binary(), data_dir);
         if let Some(plugin) = self.plugin {
-            cmd.arg("--plugin").arg(plugin.path());
+            launcher = launcher.arg("--plugin").arg(plugin.path());
         }
-        cmd.args(&self.args).env_remove("NOTES_ADMIN_TOKEN");
+        launcher = launcher.args(&self.args).env_remove("NOTES_ADMIN_TOKEN");
         if let Some(token) = &self.token {
-            cmd.env("NOTES_ADMIN_TOKEN", token);
+            launcher = launcher.env("NOTES_ADMIN_TOKEN", token);
         }
-        cmd
+        launcher
     }
 
     pub fn start(self) -> Host {
@@ -159,76 +153,44 @@ impl HostBuilder {
                 (Some(tmp), dir)
             }
         };
-        let log = data_dir.with_extension("host.log");
         std::fs::create_dir_all(data_dir.parent().expect("parent")).unwrap();
-        let mut child = self
-            .command(&data_dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start notes-host");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let Some(base) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("host did not start: first line {line:?}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        };
-        Host { child, base, data_dir, token: self.token.clone(), builder: self, _tmp: tmp, agent: agent() }
+        let process = self
+            .launcher(&data_dir)
+            .stderr_to(log_path(&data_dir))
+            .start()
+            .unwrap_or_else(|e| panic!("host did not start: {e}"));
+        let client = Client::new(process.url()).with_token(self.token.clone());
+        Host { process, base: client.base().to_owned(), data_dir, client, builder: self, _tmp: tmp }
     }
 
     /// Runs the host expecting it to refuse to start; returns its stderr.
     pub fn start_fails(self) -> String {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = self.data_dir.clone().unwrap_or_else(|| tmp.path().join("data"));
-        let stderr_path = tmp.path().join("stderr");
-        let mut child = self
-            .command(&data_dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("run notes-host");
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
+        match self.launcher(&data_dir).stderr_to(tmp.path().join("stderr")).start() {
+            Ok(_) => panic!("the host listens but should have refused to start"),
+            Err(StartError::Exited { status, stderr }) => {
+                assert!(!status.success(), "the host exited 0 but should have refused: {stderr}");
+                stderr
             }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the host kept running but should have refused to start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        assert!(!status.success(), "the host exited 0 but should have refused: {stderr}");
-        stderr
+            Err(e) => panic!("the host should have refused to start: {e}"),
+        }
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.with_extension("host.log")
 }
 
 /// A running host; killed when dropped.
 pub struct Host {
-    child: Child,
+    // Declared before `_tmp`: the process dies before its data dir is deleted.
+    process: RunningHost,
     pub base: String,
     pub data_dir: PathBuf,
-    token: Option<String>,
+    client: Client,
     builder: HostBuilder,
     _tmp: Option<TempDir>,
-    agent: ureq::Agent,
 }
 
 /// The data dir of a stopped host; deleted when dropped (if it was a temp dir).
@@ -243,6 +205,12 @@ pub struct Resp {
     pub status: u16,
     pub body: String,
     pub headers: Vec<(String, String)>,
+}
+
+impl From<notes_client::Response> for Resp {
+    fn from(r: notes_client::Response) -> Resp {
+        Resp { status: r.status, body: r.body, headers: r.headers }
+    }
 }
 
 impl Resp {
@@ -295,8 +263,7 @@ impl Host {
     }
 
     fn restart(mut self, builder: HostBuilder) -> Host {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.process.kill();
         let tmp = self._tmp.take();
         let mut next = builder.data_dir(&self.data_dir).start();
         next._tmp = tmp;
@@ -305,24 +272,29 @@ impl Host {
 
     /// Stops the host, keeping its data dir for another host to open.
     pub fn stop(mut self) -> DataDir {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.process.kill();
         DataDir { path: self.data_dir.clone(), _tmp: self._tmp.take() }
     }
 
     /// The host's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Sends a signal (`KILL`, `STOP`, `CONT`, `TERM`) to the host process.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
+        let signal = match signal {
+            "KILL" => Signal::Kill,
+            "STOP" => Signal::Stop,
+            "CONT" => Signal::Cont,
+            "TERM" => Signal::Term,
+            other => panic!("no such signal here: {other}"),
+        };
+        self.process.signal(signal).unwrap_or_else(|e| panic!("kill -{signal:?} failed: {e}"));
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.with_extension("host.log")).unwrap_or_default()
+        std::fs::read_to_string(log_path(&self.data_dir)).unwrap_or_default()
     }
 
     // ---- raw HTTP ---------------------------------------------------------
@@ -338,26 +310,13 @@ impl Host {
     /// Like `request_bytes`, but a broken connection (the host was killed) is
     /// an `Err` instead of a panic.
     pub fn try_request(&self, method: &str, path: &str, body: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Result<Resp, String> {
-        let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let result = match body {
-            Some(b) => self.agent.run(req.header("content-type", "application/json").body(b).unwrap()),
-            None => self.agent.run(req.body(()).unwrap()),
-        };
-        let mut response = result.map_err(|e| e.to_string())?;
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
-            .collect();
-        let mut body = String::new();
-        response.body_mut().as_reader().read_to_string(&mut body).map_err(|e| e.to_string())?;
-        Ok(Resp { status: response.status().as_u16(), body, headers })
+        let body = body.map(|bytes| Body { content_type: "application/json".into(), bytes });
+        self.client.request(method, path, body, headers).map(Resp::from).map_err(|e| e.to_string())
+    }
+
+    /// The typed client's answer; a failure to get one panics with the host's log.
+    fn answer(&self, reply: Result<notes_client::Response, TransportError>) -> Resp {
+        reply.map(Resp::from).unwrap_or_else(|e| panic!("{e}; host log:\n{}", self.log()))
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -384,46 +343,47 @@ impl Host {
 
     /// Creates an account; returns its id.
     pub fn create_account(&self, is_migrating: bool) -> String {
-        let r = self.post("/accounts", json!({ "name": "Ada", "isMigrating": is_migrating })).expect(201);
+        let account = NewAccount { id: None, name: "Ada".into(), is_migrating };
+        let r = self.answer(self.client.create_account(&account)).expect(201);
         r.json()["id"].as_str().expect("id").to_owned()
     }
 
     pub fn set_migrating(&self, account: &str, on: bool) -> Resp {
-        self.patch(&format!("/accounts/{account}"), json!({ "isMigrating": on }))
+        self.answer(self.client.patch_account(account, &AccountChange { name: None, is_migrating: Some(on) }))
     }
 
     /// The account's `isMigrating`, as this host answers it.
     pub fn is_migrating(&self, account: &str) -> bool {
-        self.get(&format!("/accounts/{account}")).expect(200).json()["isMigrating"].as_bool().expect("isMigrating")
+        self.answer(self.client.get_account(account)).expect(200).json()["isMigrating"].as_bool().expect("isMigrating")
     }
 
     /// Creates a note; returns its id.
     pub fn create_note(&self, account: &str, content: &str) -> String {
-        let r = self.post(&format!("/accounts/{account}/notes"), json!({ "content": content })).expect(201);
+        let r = self.answer(self.client.create_note(account, &NewNote { id: None, content: content.into() })).expect(201);
         r.json()["id"].as_str().expect("id").to_owned()
     }
 
     pub fn get_note(&self, account: &str, note: &str) -> Resp {
-        self.get(&format!("/accounts/{account}/notes/{note}"))
+        self.answer(self.client.get_note(account, note))
     }
 
     pub fn update_note(&self, account: &str, note: &str, content: &str) -> Resp {
-        self.put(&format!("/accounts/{account}/notes/{note}"), json!({ "content": content }))
+        self.answer(self.client.update_note(account, note, content))
     }
 
     pub fn delete_note(&self, account: &str, note: &str) -> Resp {
-        self.delete(&format!("/accounts/{account}/notes/{note}"))
+        self.answer(self.client.delete_note(account, note))
     }
 
     /// The account's note ids, as listed through the plugin.
     pub fn list_notes(&self, account: &str) -> Vec<String> {
-        let r = self.get(&format!("/accounts/{account}/notes")).expect(200);
+        let r = self.answer(self.client.list_notes(account)).expect(200);
         serde_json::from_value(r.json()).expect("array of ids")
     }
 
     /// Where the note is stored right now: (legacy, new).
     pub fn placement(&self, account: &str, note: &str) -> (bool, bool) {
-        let r = self.get(&format!("/accounts/{account}/notes/{note}/placement"));
+        let r = self.answer(self.client.placement(account, note));
         match r.status {
             404 => (false, false),
             _ => {
@@ -435,13 +395,13 @@ impl Host {
 
     /// (legacyNotes, newNotes) from the migration endpoint.
     pub fn counts(&self, account: &str) -> (u64, u64) {
-        let v = self.get(&format!("/accounts/{account}/migration")).expect(200).json();
+        let v = self.answer(self.client.migration(account)).expect(200).json();
         (v["legacyNotes"].as_u64().unwrap(), v["newNotes"].as_u64().unwrap())
     }
 
     /// Uploads a plugin (`POST /plugins`).
     pub fn push_plugin(&self, plugin: Plugin) -> Resp {
-        self.request_bytes("POST", "/plugins", Some(plugin.bytes()), &[])
+        self.answer(self.client.push_plugin(plugin.bytes()))
     }
 
     /// Uploads (if needed) and activates a plugin; returns its digest.
@@ -449,18 +409,18 @@ impl Host {
         let pushed = self.push_plugin(plugin);
         assert!(pushed.status == 200 || pushed.status == 201, "push failed: {}", pushed.body);
         let digest = pushed.json()["digest"].as_str().unwrap().to_owned();
-        self.put("/plugins/active", json!({ "digest": digest })).expect(200);
+        self.answer(self.client.activate_plugin(&digest)).expect(200);
         digest
     }
 
     /// `GET /plugins`.
     pub fn plugins(&self) -> Value {
-        self.get("/plugins").expect(200).json()
+        self.answer(self.client.list_plugins()).expect(200).json()
     }
 
     /// The `X-Plugin` of a note request: which plugin serves now.
     pub fn serving_plugin(&self, account: &str) -> String {
-        let r = self.get(&format!("/accounts/{account}/notes")).expect(200);
+        let r = self.answer(self.client.list_notes(account)).expect(200);
         r.header("x-plugin").expect("X-Plugin header").to_owned()
     }
 
@@ -470,13 +430,6 @@ impl Host {
         let conn = rusqlite::Connection::open(self.data_dir.join(file)).expect("open sqlite");
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
         conn
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -521,14 +474,13 @@ impl Fleet {
     /// Replaces host `i` (killed if still running) with a new process from
     /// `builder`, under the same name.
     pub fn restart(&mut self, i: usize, builder: HostBuilder) {
-        let _ = self.hosts[i].child.kill();
-        let _ = self.hosts[i].child.wait();
+        let _ = self.hosts[i].process.kill();
         self.hosts[i] = Fleet::named(builder, i).data_dir(&self.dir).start();
     }
 
     /// `GET /hosts` as seen from host `i`: the names of the hosts listed.
     pub fn host_names(&self, i: usize) -> Vec<String> {
-        let hosts = self.hosts[i].get("/hosts").expect(200).json();
+        let hosts = self.hosts[i].answer(self.hosts[i].client.hosts()).expect(200).json();
         hosts.as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap().to_owned()).collect()
     }
 }

@@ -129,20 +129,13 @@ fn with_an_admin_token_every_route_but_healthz_needs_it() {
     host.get("/accounts").expect(200);
     let anonymous = Host::builder().data_dir(&host.data_dir).admin_token(token).start();
     // Same data dir, but a client that sends no or a wrong token:
-    let bare = |headers: &[(&str, &str)]| {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut req = agent.get(format!("{}/accounts", anonymous.base));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.call().unwrap().status().as_u16()
-    };
+    let client = notes_client::Client::new(&anonymous.base);
+    let bare = |headers: &[(&str, &str)]| client.request("GET", "/accounts", None, headers).unwrap().status;
     assert_eq!(bare(&[]), 401);
     assert_eq!(bare(&[("authorization", "Bearer wrong-token-wrong-token")]), 403);
     assert_eq!(bare(&[("authorization", &format!("Bearer {token}"))]), 200);
     assert_eq!(bare(&[("authorization", &format!("bearer {token}"))]), 200, "the scheme is case-insensitive");
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    assert_eq!(agent.get(format!("{}/healthz", anonymous.base)).call().unwrap().status().as_u16(), 200);
+    assert_eq!(client.healthz().unwrap().status, 200);
 }
 
 #[test]

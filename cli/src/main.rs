@@ -1,4 +1,6 @@
-//! The `notes-host` command line.
+//! The `notes-host` command line: `serve` runs the server crate
+//! (`notes_host`); `plugin`, `sim` and `launch` are clients of it
+//! (`notes_client`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use notes_host::api::server::ConnectionLimits;
 use notes_host::plugins::PluginLimits;
 use notes_host::serve::{ServeConfig, Strategy, serve};
 
-mod plugin_cli;
+mod launch;
 
 #[derive(Parser)]
 #[command(name = "notes-host", version, about = "A notes service whose storage routing is a WebAssembly plugin")]
@@ -26,12 +28,16 @@ enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
     /// Manage the plugins of a running host (over its HTTP API).
-    Plugin(plugin_cli::PluginArgs),
+    Plugin(notes_client::plugin_cli::PluginArgs),
     /// Strict-client simulator: drives hosts with N accounts, checks every
     /// read against what was acknowledged, optionally with chaos (random
     /// flips, host restarts). Exits 1 on any lost, stale, duplicated or
     /// resurrected note.
-    Sim(notes_host::sim::SimArgs),
+    Sim(notes_client::sim::SimArgs),
+    /// Start hosts (`serve`) on one data dir, print one JSON line per host
+    /// once all listen (`{"url":…,"pid":…}`), keep them until stdin closes
+    /// or SIGTERM/SIGINT, then stop them. For scripts (the benchmarks).
+    Launch(launch::LaunchArgs),
 }
 
 #[derive(clap::Args)]
@@ -223,8 +229,9 @@ fn main() -> ExitCode {
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))
         }
-        Command::Plugin(args) => plugin_cli::run(args),
-        Command::Sim(args) => match notes_host::sim::run(args) {
+        Command::Plugin(args) => notes_client::plugin_cli::run(args),
+        Command::Launch(args) => launch::run(args),
+        Command::Sim(args) => match notes_client::sim::run(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),

@@ -5,22 +5,22 @@
 //! and restarts hosts. It prints ops/s and the anomalies, and fails (exit 1)
 //! on any.
 
+mod hosts;
 mod model;
-mod processes;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::{NewAccount, NewNote, Response, TransportError};
+use hosts::{Hosts, Targets};
 pub use model::Anomalies;
 use model::{Expect, Memory};
-use processes::{Processes, Targets};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
@@ -105,42 +105,28 @@ thread_local! {
     static LAST_CALL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
+/// The API client, sent to a random live host on every call.
 #[derive(Clone)]
 struct Client {
-    agent: ureq::Agent,
-    token: Option<String>,
+    api: crate::Client,
     targets: Targets,
 }
 
 impl Client {
-    fn pick(&self, rng: &mut Rng) -> Option<String> {
+    fn pick(&self, rng: &mut Rng) -> Option<crate::Client> {
         let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
         let up: Vec<&String> = targets.iter().flatten().collect();
-        (!up.is_empty()).then(|| up[rng.below(up.len())].clone())
+        (!up.is_empty()).then(|| self.api.at(up[rng.below(up.len())]))
     }
 
-    fn call(&self, rng: &mut Rng, method: &str, path: &str, body: Option<Value>) -> Answer {
-        let Some(base) = self.pick(rng) else { return Answer::Refused };
-        let mut req = ureq::http::Request::builder().method(method).uri(format!("{base}{path}"));
-        if let Some(token) = &self.token {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        let result = match body {
-            Some(b) => self.agent.run(req.header("content-type", "application/json").body(b.to_string().into_bytes()).expect("request")),
-            None => self.agent.run(req.body(()).expect("request")),
+    fn call(&self, rng: &mut Rng, request: impl FnOnce(&crate::Client) -> Result<Response, TransportError>) -> Answer {
+        let Some(host) = self.pick(rng) else { return Answer::Refused };
+        let (answer, said) = match request(&host) {
+            Ok(r) => (Answer::Status(r.status, r.json().unwrap_or(Value::Null)), format!("{} -> {} {}", r.request, r.status, r.body)),
+            Err(e @ TransportError::Refused { .. }) => (Answer::Refused, e.to_string()),
+            Err(e @ TransportError::Broken { .. }) => (Answer::Broken, e.to_string()),
         };
-        let (answer, said) = match result {
-            Ok(mut response) => {
-                let mut text = String::new();
-                let _ = response.body_mut().as_reader().read_to_string(&mut text);
-                let status = response.status().as_u16();
-                (Answer::Status(status, serde_json::from_str(&text).unwrap_or(Value::Null)), format!("{status} {text}"))
-            }
-            Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => (Answer::Refused, e.to_string()),
-            Err(ureq::Error::ConnectionFailed) => (Answer::Refused, "connection failed".into()),
-            Err(e) => (Answer::Broken, e.to_string()),
-        };
-        LAST_CALL.with(|l| *l.borrow_mut() = format!("{method} {base}{path} -> {said}"));
+        LAST_CALL.with(|l| *l.borrow_mut() = said);
         answer
     }
 }
@@ -228,9 +214,9 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
     if args.accounts == 0 {
         bail!("--accounts must be at least 1");
     }
-    let seed = args.seed.unwrap_or_else(|| crate::clock::Clock::now_ms(&crate::clock::SystemClock) as u64);
+    let seed = args.seed.unwrap_or_else(|| SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64));
     let _tmp;
-    let mut processes = None;
+    let mut started = None;
     let targets: Targets = if args.urls.is_empty() {
         let data_dir = match &args.data_dir {
             Some(dir) => dir.clone(),
@@ -244,24 +230,27 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
             host_args.push("--plugin".into());
             host_args.push(plugin.display().to_string());
         }
-        let p = Processes::start(args.hosts.max(1), &data_dir, host_args)?;
-        let targets = p.targets();
-        processes = Some(p);
+        // `sim` runs inside the notes-host binary: its hosts are that binary too.
+        let exe = std::env::current_exe().context("cannot find the notes-host binary")?;
+        let hosts = Hosts::start(&exe, args.hosts.max(1), &data_dir, host_args)?;
+        let targets = hosts.targets();
+        started = Some(hosts);
         targets
     } else {
         Arc::new(std::sync::RwLock::new(args.urls.iter().map(|u| Some(u.trim_end_matches('/').to_owned())).collect()))
     };
     let host_count = targets.read().unwrap_or_else(|e| e.into_inner()).len();
     let client = Client {
-        agent: ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into(),
-        token: args.admin_token.clone(),
+        // The base URL is replaced by a live host's on every call.
+        api: crate::Client::new("http://unset").with_token(args.admin_token.clone()),
         targets: targets.clone(),
     };
 
     let mut rng = Rng(seed);
     let mut accounts = Vec::new();
     for i in 0..args.accounts {
-        match client.call(&mut rng, "POST", "/accounts", Some(json!({ "name": format!("sim-{i}") }))) {
+        let account = NewAccount { id: None, name: format!("sim-{i}"), is_migrating: false };
+        match client.call(&mut rng, |c| c.create_account(&account)) {
             Answer::Status(201, v) => accounts.push(v["id"].as_str().context("account id")?.to_owned()),
             Answer::Status(s, v) => bail!("cannot create an account: {s} {v}"),
             _ => bail!("cannot create an account: no answer"),
@@ -297,7 +286,7 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
     if args.idle {
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
     }
-    if let (Some(p), true) = (processes.as_mut(), args.restart_every_ms > 0) {
+    if let (Some(p), true) = (started.as_mut(), args.restart_every_ms > 0) {
         let mut rng = Rng(seed ^ 0x5E57);
         let mut next = Instant::now() + jitter(&mut rng, args.restart_every_ms);
         while Instant::now() < until {
@@ -334,7 +323,7 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    drop(processes);
+    drop(started);
     let mut ok = report.anomalies.total() == 0 && (report.ops > 0 || args.idle);
     if args.flip_every_ms > 0 && report.flips_ok == 0 {
         println!("sim: FAILED: flips were asked for but none succeeded");
@@ -350,7 +339,6 @@ fn jitter(rng: &mut Rng, every_ms: u64) -> Duration {
 /// One account's client: one request at a time until `until`.
 fn drive(index: usize, account: &str, client: &Client, rng: &mut Rng, max_notes: usize, epoch: Instant, until: Instant) -> WorkerResult {
     let mut r = WorkerResult::default();
-    let notes = format!("/accounts/{account}/notes");
     let mut written = 0u64;
     while Instant::now() < until {
         let anomalies_before = r.anomalies.total();
@@ -361,13 +349,14 @@ fn drive(index: usize, account: &str, client: &Client, rng: &mut Rng, max_notes:
         let answered = if let Some(id) = unknown.first() {
             // Settle an unknown outcome before writing to that note again.
             r.ops.get += 1;
-            read(client, rng, &notes, id, &mut r)
+            read(client, rng, account, id, &mut r)
         } else if (roll < 20 || present.is_empty()) && r.memory.live_count() < max_notes {
             r.ops.create += 1;
             let id = uuid::Uuid::new_v4().to_string();
             written += 1;
             let content = format!("a{index}-{}-w{written}", &id[..8]);
-            match client.call(rng, "POST", &notes, Some(json!({ "id": id, "content": content }))) {
+            let note = NewNote { id: Some(id.clone()), content: content.clone() };
+            match client.call(rng, |c| c.create_note(account, &note)) {
                 Answer::Status(201, _) => { r.memory.acknowledged(&id, Some(content)); true }
                 Answer::Status(409 | 400 | 404, _) => { r.anomalies.unexpected += 1; true }
                 Answer::Status(..) | Answer::Broken => { r.memory.uncertain(&id, Some(content)); false }
@@ -378,7 +367,7 @@ fn drive(index: usize, account: &str, client: &Client, rng: &mut Rng, max_notes:
             let id = &present[rng.below(present.len())];
             written += 1;
             let content = format!("a{index}-{}-w{written}", &id[..8]);
-            match client.call(rng, "PUT", &format!("{notes}/{id}"), Some(json!({ "content": content }))) {
+            match client.call(rng, |c| c.update_note(account, id, &content)) {
                 Answer::Status(200, _) => { r.memory.acknowledged(id, Some(content)); true }
                 Answer::Status(404, _) => { r.anomalies.lost += u64::from(!r.memory.may_vanish(id)); r.memory.acknowledged(id, None); true }
                 Answer::Status(409 | 400 | 412, _) => { r.anomalies.unexpected += 1; true }
@@ -388,10 +377,10 @@ fn drive(index: usize, account: &str, client: &Client, rng: &mut Rng, max_notes:
         } else if roll < 72 && !present.is_empty() {
             r.ops.get += 1;
             let id = present[rng.below(present.len())].clone();
-            read(client, rng, &notes, &id, &mut r)
+            read(client, rng, account, &id, &mut r)
         } else if roll < 87 || present.is_empty() {
             r.ops.list += 1;
-            match client.call(rng, "GET", &notes, None) {
+            match client.call(rng, |c| c.list_notes(account)) {
                 Answer::Status(200, v) => {
                     let ids: Vec<String> = serde_json::from_value(v).unwrap_or_default();
                     r.memory.judge_list(&ids, &mut r.anomalies);
@@ -402,7 +391,7 @@ fn drive(index: usize, account: &str, client: &Client, rng: &mut Rng, max_notes:
         } else {
             r.ops.delete += 1;
             let id = &present[rng.below(present.len())];
-            match client.call(rng, "DELETE", &format!("{notes}/{id}"), None) {
+            match client.call(rng, |c| c.delete_note(account, id)) {
                 Answer::Status(204, _) => { r.memory.acknowledged(id, None); true }
                 Answer::Status(404, _) => { r.anomalies.lost += u64::from(!r.memory.may_vanish(id)); r.memory.acknowledged(id, None); true }
                 Answer::Status(..) | Answer::Broken => { r.memory.uncertain(id, None); false }
@@ -424,8 +413,8 @@ fn drive(index: usize, account: &str, client: &Client, rng: &mut Rng, max_notes:
 }
 
 /// GETs one note and judges it; false if there was no usable answer.
-fn read(client: &Client, rng: &mut Rng, notes: &str, id: &str, r: &mut WorkerResult) -> bool {
-    let seen = match client.call(rng, "GET", &format!("{notes}/{id}"), None) {
+fn read(client: &Client, rng: &mut Rng, account: &str, id: &str, r: &mut WorkerResult) -> bool {
+    let seen = match client.call(rng, |c| c.get_note(account, id)) {
         Answer::Status(200, v) => Some(v["content"].as_str().unwrap_or_default().to_owned()),
         Answer::Status(404, _) => None,
         _ => return false,
@@ -444,16 +433,15 @@ fn flip_at_random(client: &Client, accounts: &[String], rng: &mut Rng, every_ms:
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(jitter(rng, every_ms));
         let i = rng.below(accounts.len());
-        let path = format!("/accounts/{}", accounts[i]);
         let current = match flags[i] {
             Some(flag) => flag,
-            None => match client.call(rng, "GET", &path, None) {
+            None => match client.call(rng, |c| c.get_account(&accounts[i])) {
                 Answer::Status(200, v) => v["isMigrating"].as_bool().unwrap_or(false),
                 _ => continue,
             },
         };
         let started = Instant::now();
-        let answer = client.call(rng, "PATCH", &path, Some(json!({ "isMigrating": !current })));
+        let answer = client.call(rng, |c| c.set_migrating(&accounts[i], !current));
         let record = |ok| FlipRecord {
             account: i,
             start_us: started.duration_since(epoch).as_micros() as u64,
@@ -470,19 +458,18 @@ fn flip_at_random(client: &Client, accounts: &[String], rng: &mut Rng, every_ms:
 }
 
 fn final_audit(account: &str, client: &Client, rng: &mut Rng, memory: &mut Memory, out: &mut Anomalies) -> anyhow::Result<()> {
-    let notes = format!("/accounts/{account}/notes");
-    let answer = retry(|| client.call(rng, "GET", &notes, None))?;
+    let answer = retry(|| client.call(rng, |c| c.list_notes(account)))?;
     let ids: Vec<String> = serde_json::from_value(answer).unwrap_or_default();
     memory.judge_list(&ids, out);
     let ids: Vec<String> = memory.notes.keys().cloned().collect();
     for id in ids {
-        let seen = match retry_status(|| client.call(rng, "GET", &format!("{notes}/{id}"), None))? {
+        let seen = match retry_status(|| client.call(rng, |c| c.get_note(account, &id)))? {
             (200, v) => Some(v["content"].as_str().unwrap_or_default().to_owned()),
             _ => None,
         };
         memory.judge_read(&id, seen.clone(), out);
         if seen.is_some() && !matches!(memory.notes.get(&id), Some(Expect::Deleted)) {
-            let (_, placement) = retry_status(|| client.call(rng, "GET", &format!("{notes}/{id}/placement"), None))?;
+            let (_, placement) = retry_status(|| client.call(rng, |c| c.placement(account, &id)))?;
             if placement["legacy"] == true && placement["new"] == true {
                 out.duplicated += 1;
             }

@@ -1,0 +1,17 @@
+//! Clients of the notes-host HTTP API, kept out of the server crate (which
+//! depends on no HTTP client):
+//!
+//! - [`Client`]: the one typed client of the API (simulator, plugin CLI,
+//!   scenario tests);
+//! - [`launcher`]: starts `notes-host serve` and waits for its
+//!   `listening on` line (simulator, tests, `notes-host launch` for the
+//!   benchmark scripts);
+//! - [`sim`]: `notes-host sim`, the strict-client simulator;
+//! - [`plugin_cli`]: `notes-host plugin`, the CLI face of `/plugins`.
+
+mod http;
+pub mod launcher;
+pub mod plugin_cli;
+pub mod sim;
+
+pub use http::{AccountChange, Body, Client, NewAccount, NewNote, Response, TransportError};
