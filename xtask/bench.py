@@ -36,7 +36,7 @@ PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness"]
 # (criterion id, what it measures), in table order.
 MICRO = [
     ("dispatch/wasm/get", "get through the Wasm plugin: fresh instance from the pooling allocator, bind the account, call, one store read, return the note"),
-    ("dispatch/native/get", "the same get, strategy compiled into the host"),
+    ("dispatch/native/get", "the same get, router compiled into the host"),
     ("dispatch/wasm-reused-instance/get", "the Wasm get on a kept instance (`--unsafe-reuse-instances`): what isolation costs is the difference to the first row"),
     ("dispatch/wasm/update", "update through the Wasm plugin (get, put, clean-up of the other store)"),
     ("dispatch/native/update", "the same update, native"),
@@ -148,8 +148,8 @@ def profile():
                         "how": "perf record -F 1999 -g on the host process for 5 s while wrk -t2 -c16 runs; plain mode, 8 accounts x 50 notes"},
                "rows": []}
     try:
-        for impl, strategy in [("wasm", "plugin"), ("native", "native-migrate")]:
-            proc, base = start(["--strategy", strategy, "--shards", "0"], workdir, impl)
+        for impl, router in [("wasm", "plugin"), ("native", "native-migrate")]:
+            proc, base = start(["--router", router, "--shards", "0"], workdir, impl)
             try:
                 ids = os.path.join(workdir, f"{impl}.ids")
                 with open(ids, "w") as f:

@@ -54,9 +54,9 @@ def run():
     workdir = tempfile.mkdtemp(prefix="bench-http-")
     script = write_lua(workdir)
     hosts, procs, pids = {}, [], {}
-    for impl, strategy in [("wasm", "plugin"), ("native", "native-migrate")]:
+    for impl, router in [("wasm", "plugin"), ("native", "native-migrate")]:
         for shards in ["4", "0"]:
-            proc, base = start(["--strategy", strategy, "--shards", shards], workdir, f"{impl}-{shards}")
+            proc, base = start(["--router", router, "--shards", shards], workdir, f"{impl}-{shards}")
             procs.append(proc)
             hosts[(impl, shards)] = base
             pids[f"{impl}, {shards} shards"] = proc.pid

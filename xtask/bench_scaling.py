@@ -70,8 +70,8 @@ def axis(name, points, grow, workdir, script):
     """Starts a Wasm and a native host, grows both through `points`, and
     measures at every point."""
     hosts, procs = {}, []
-    for impl, strategy in [("wasm", "plugin"), ("native", "native-migrate")]:
-        proc, base = start(["--strategy", strategy, "--shards", "4"], workdir, f"{name}-{impl}")
+    for impl, router in [("wasm", "plugin"), ("native", "native-migrate")]:
+        proc, base = start(["--router", router, "--shards", "4"], workdir, f"{name}-{impl}")
         procs.append(proc)
         hosts[impl] = (base, proc.pid)
     have = {impl: [] for impl in IMPLS}

@@ -12,7 +12,7 @@ use notes_host::app::WatchConfig;
 use notes_host::fleet::FleetSettings;
 use notes_host::api::server::ConnectionLimits;
 use notes_host::plugins::PluginLimits;
-use notes_host::serve::{ServeConfig, Strategy, serve};
+use notes_host::serve::{RouterChoice, ServeConfig, serve};
 
 mod launch;
 
@@ -88,9 +88,10 @@ struct ServeArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     unsafe_reuse_instances: usize,
     /// What routes note requests: the Wasm plugin, or the same migrate
-    /// strategy compiled into the host (a benchmark baseline).
-    #[arg(long, value_enum, default_value_t = Strategy::Plugin)]
-    strategy: Strategy,
+    /// router compiled into the host (a benchmark baseline). `--strategy`
+    /// is its older name.
+    #[arg(long, alias = "strategy", value_enum, default_value_t = RouterChoice::Plugin)]
+    router: RouterChoice,
     /// Instruction budget per plugin call (wasmtime fuel); off when absent.
     #[arg(long, value_name = "UNITS")]
     plugin_fuel: Option<u64>,
@@ -214,7 +215,7 @@ fn main() -> ExitCode {
                     max_connections_per_client: args.max_connections_per_client as usize,
                     header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(1)),
                 },
-                strategy: args.strategy,
+                router: args.router,
                 host_name: args.host_name,
                 fleet: FleetSettings {
                     flip_timeout: Duration::from_millis(args.flip_timeout_ms.max(1)),

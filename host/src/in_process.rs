@@ -5,8 +5,8 @@
 //!
 //! A "plugin" here is uploaded as the bytes `native:<kind>`, optionally
 //! followed by `#<anything>` to make another digest of the same kind:
-//! - `migrate`: the migrate strategy (supports migration);
-//! - `legacy`: the strategy from before migrations (does not);
+//! - `migrate`: the migrate router (supports migration);
+//! - `legacy`: the router from before migrations (does not);
 //! - `failing`: every call fails as a trapping plugin does.
 //!
 //! Several `App`s started from one [`InProcess`] form a fleet in one

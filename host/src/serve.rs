@@ -42,7 +42,7 @@ pub struct ServeConfig {
     pub connections: ConnectionLimits,
     pub probation: WatchConfig,
     pub breaker: WatchConfig,
-    pub strategy: Strategy,
+    pub router: RouterChoice,
     /// This host's name in the fleet; `None`: its listen address.
     pub host_name: Option<String>,
     pub fleet: FleetSettings,
@@ -50,10 +50,10 @@ pub struct ServeConfig {
 
 /// What routes note requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Strategy {
+pub enum RouterChoice {
     /// The active Wasm plugin (the product).
     Plugin,
-    /// The migrate strategy compiled into the host: the benchmark baseline.
+    /// The migrate router compiled into the host: the benchmark baseline.
     NativeMigrate,
 }
 
@@ -70,7 +70,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let app = Arc::new(open(&config, addr)?);
-    tracing::info!(plugin = app.active().plugin.label(), strategy = ?config.strategy, data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
+    tracing::info!(plugin = app.active().plugin.label(), router = ?config.router, data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
 
     // The first stdout line is the contract scripts and tests rely on.
     let mut stdout = std::io::stdout().lock();
@@ -124,9 +124,9 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
         max_content_bytes: config.max_content_bytes,
         max_name_bytes: config.max_name_bytes,
     };
-    let native: Option<Arc<dyn Router>> = match config.strategy {
-        Strategy::Plugin => None,
-        Strategy::NativeMigrate => Some(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
+    let native: Option<Arc<dyn Router>> = match config.router {
+        RouterChoice::Plugin => None,
+        RouterChoice::NativeMigrate => Some(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
     };
     let identity = Identity { id: uuid::Uuid::new_v4(), name: host_name, address: format!("http://{addr}") };
     let join = FleetJoin {

@@ -339,7 +339,7 @@ impl Host {
         self.request("DELETE", path, None, &[])
     }
 
-    // ---- the seed's vocabulary --------------------------------------------
+    // ---- the design note's vocabulary (ARCHITECTURE.md, "Words") --------------------------------------------
 
     /// Creates an account; returns its id.
     pub fn create_account(&self, is_migrating: bool) -> String {

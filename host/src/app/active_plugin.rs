@@ -77,7 +77,7 @@ impl App {
     fn activate_locked(&self, digest: &str, actor: Actor, reason: &str) -> Result<PluginRecord, AppError> {
         if let Some(native) = &self.native {
             return Err(AppError::Conflict(format!(
-                "this host routes natively ({}, started with --strategy); plugins are not used",
+                "this host routes natively ({}, started with --router); plugins are not used",
                 native.label()
             )));
         }

@@ -95,7 +95,7 @@ pub struct App {
     /// rollback never goes back to one of them.
     tripped: Mutex<std::collections::HashSet<String>>,
     settings: AppSettings,
-    /// `--strategy native-*`: route natively instead of through the plugin.
+    /// `--router native-*`: route natively instead of through the plugin.
     native: Option<Arc<dyn Router>>,
     fleet: Fleet,
 }
@@ -108,7 +108,7 @@ pub struct AppParts {
     pub catalog: Arc<dyn Catalog>,
     pub loader: Arc<dyn PluginLoader>,
     pub clock: Arc<dyn Clock>,
-    /// `--strategy native-*`: route natively instead of through the plugin.
+    /// `--router native-*`: route natively instead of through the plugin.
     pub native: Option<Arc<dyn Router>>,
 }
 

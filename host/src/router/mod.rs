@@ -32,7 +32,7 @@ pub enum PluginFailure {
 /// `error`), or a failure of the code that routes (trap, deadline, fuel).
 pub type Routed<T> = Result<Result<T, notes_routing::Error>, PluginFailure>;
 
-/// Whatever routes note requests: a Wasm plugin, or the same strategy
+/// Whatever routes note requests: a Wasm plugin, or the same routing
 /// compiled natively into the host (the benchmark baseline). Every call gets
 /// the stores bound to the request's account, and the account's flag.
 pub trait Router: Send + Sync {

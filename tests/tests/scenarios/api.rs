@@ -31,7 +31,7 @@ fn bad_account_input_gets_a_clear_error_and_changes_nothing() {
     let long = "x".repeat(101);
     for (body, needle) in [
         (json!({}), "name is required"),
-        (json!({ "name": "   " }), "must not be blank"),
+        (json!({ "name": "   " }), "account name is required"),
         (json!({ "name": long }), "at most 100 bytes"),
         (json!({ "name": "A", "id": "not-a-uuid" }), "not a UUID"),
         (json!({ "name": "A", "isMigrating": "yes" }), "invalid JSON body"),

@@ -57,10 +57,10 @@ fn the_gate_refuses_while_one_host_runs_the_legacy_plugin_and_allows_once_it_is_
     assert!(err.contains("does not support migration") && err.contains(&account), "{err}");
 }
 
-/// The seed's four ways old code running beside new code loses notes,
+/// The design note's four ways old code running beside new code loses notes,
 /// reproduced with the fleet gate and the flip barrier switched off.
 #[test]
-fn with_fleet_safety_off_old_code_beside_a_migration_loses_notes_in_the_seeds_four_ways() {
+fn with_fleet_safety_off_old_code_beside_a_migration_loses_notes_in_the_design_notes_four_ways() {
     let fleet = Fleet::of(&[Migrate, Migrate, Legacy], &[UNSAFE_NO_FLEET_SAFETY]);
     let (new_code, old_code) = (&fleet.hosts[0], &fleet.hosts[2]);
     let account = new_code.create_account(false);
@@ -158,7 +158,7 @@ fn a_flip_returns_only_after_every_request_that_read_the_old_value_has_finished(
 
 /// Without the barrier, a request that read the old value still runs after
 /// the flip was acknowledged: here a create lands in legacy after the
-/// operator was told the account migrates (the seed's second case).
+/// operator was told the account migrates (the design note's second case).
 #[test]
 fn without_the_barrier_a_create_under_the_old_value_lands_after_the_flip_was_acknowledged() {
     let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &[UNSAFE_NO_FLEET_SAFETY, NO_PACING[0], NO_PACING[1]]);

@@ -1,4 +1,4 @@
-//! Deployment timing (seed goal 1): a migration may only start once the code
+//! Deployment timing (the design note's first goal): a migration may only start once the code
 //! that understands it runs; and the flag is read, failing closed.
 
 use notes_scenarios::*;
@@ -31,7 +31,7 @@ fn old_code_cannot_start_while_an_account_is_migrating() {
 }
 
 /// Why the gate exists: old code serving after a migration began misses the
-/// notes that moved (the seed's first and third data-loss cases).
+/// notes that moved (the design note's first and third data-loss cases).
 #[test]
 fn old_code_after_a_migration_misses_moved_notes() {
     let host = Host::start();

@@ -1,6 +1,6 @@
 //! Scenario tests: the real host binary, the real plugins, real SQLite files,
 //! over HTTP on loopback. One test binary (one link step), one module per
-//! area; test names say the behaviour in the seed's words.
+//! area; test names say the behaviour in the design note's words (ARCHITECTURE.md, "Words").
 
 mod api;
 mod faults;

@@ -67,7 +67,7 @@ fn migration_mode_delete_removes_from_both_stores() {
     assert_eq!(host.placement(&account, &note), NOWHERE);
 }
 
-/// The seed's whole story: notes in legacy → flag on → updates move them →
+/// The design note's whole story: notes in legacy → flag on → updates move them →
 /// flag off → updates bring them back; every note readable and listed at
 /// every step.
 #[test]

@@ -62,3 +62,54 @@ fn healthz_carries_a_timestamp() {
     let stamp = health["timestamp"].as_str().expect("timestamp");
     assert!(stamp.starts_with("20") && stamp.ends_with('Z'), "RFC 3339 UTC: {stamp}");
 }
+
+/// Go's zero `time.Time`, which Notely's client sends for a time its caller left unset.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// The requests of Notely's load simulator, one account's life, in the
+/// shape Notely's Go client serializes them: every field present, zero ids,
+/// zero times, a `createdAt` 48 h in the past and an `updatedAt` older than
+/// the stored note's.
+#[test]
+fn a_notely_simulator_session_replayed_request_by_request_gets_notelys_answers() {
+    let host = Host::start();
+    let account = host
+        .post("/accounts", json!({ "id": NIL, "name": "sim-account-7", "isMigrating": false, "shard": "" }))
+        .expect(201)
+        .json();
+    let id = account["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, NIL);
+    assert_eq!(account["shard"], "", "the shard is echoed as sent");
+    let renamed = host
+        .put(&format!("/accounts/{id}"), json!({ "id": id, "name": "sim-account-7b", "isMigrating": false, "shard": "s2" }))
+        .expect(200)
+        .json();
+    assert_eq!((renamed["name"].as_str(), renamed["shard"].as_str()), (Some("sim-account-7b"), Some("s2")));
+
+    let created_at = "2026-11-25T08:00:00Z";
+    let notes = format!("/accounts/{id}/notes");
+    let note = host
+        .post(&notes, json!({ "id": NIL, "creator": id, "createdAt": created_at, "updatedAt": ZERO_TIME, "content": "first draft" }))
+        .expect(201)
+        .json();
+    assert_eq!(note["createdAt"], created_at, "the client's createdAt is kept");
+    let note_id = note["id"].as_str().unwrap().to_owned();
+    let path = format!("{notes}/{note_id}");
+
+    let edited_at = "2026-11-26T08:00:00Z";
+    let body = |content: &str, updated_at: &str| {
+        json!({ "id": note_id, "creator": id, "createdAt": created_at, "updatedAt": updated_at, "content": content })
+    };
+    let edited = host.put(&path, body("second draft", edited_at)).expect(200).json();
+    assert_eq!((edited["content"].as_str(), edited["updatedAt"].as_str()), (Some("second draft"), Some(edited_at)));
+    let stale = host.put(&path, body("a stale edit", "2026-11-25T20:00:00Z")).expect(200).json();
+    assert_eq!(stale["content"], "second draft", "a write older than the stored note is not applied, and answered 200");
+    assert_eq!(host.get(&path).expect(200).json()["content"], "second draft");
+    let unset = host.put(&path, body("third draft", ZERO_TIME)).expect(200).json();
+    assert_eq!(unset["content"], "third draft", "a zero updatedAt is no time: the write applies");
+
+    host.delete(&path).expect(204);
+    host.delete(&path).expect(204);
+    host.get(&path).expect(404);
+    assert!(host.list_notes(&id).is_empty());
+}

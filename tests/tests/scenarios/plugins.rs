@@ -204,7 +204,7 @@ fn the_cli_pushes_activates_lists_and_rolls_back() {
 
 #[test]
 fn the_native_baseline_routes_exactly_like_the_migrate_plugin() {
-    let host = Host::builder().arg("--strategy").arg("native-migrate").start();
+    let host = Host::builder().arg("--router").arg("native-migrate").start();
     let account = host.create_account(false);
     let note = host.create_note(&account, "v1");
     assert_eq!(host.placement(&account, &note), LEGACY);
