@@ -62,6 +62,9 @@ impl DataStore for MemoryStore {
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
         Ok(self.list_ids(account_id)?.len() as u64)
     }
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(account_id, note_id)?.map(|n| n.version))
+    }
 }
 
 fn note(id: usize, version: u64) -> Note {

@@ -477,3 +477,43 @@ async fn notely_nil_ids_mean_generate_one_and_the_shard_is_echoed() {
     let (status, body) = call(&router, "POST", "/accounts", Some(json!({ "name": " " }))).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("account name is required")), "Notely's text");
 }
+
+// ---- moving notes --------------------------------------------------------------
+
+#[tokio::test]
+async fn a_move_follows_the_flag_each_batch_reads() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    for _ in 0..300 {
+        new_note(&router, &account).await;
+    }
+    let path = format!("/accounts/{account}/migration/move");
+    let (_, stayed) = call(&router, "POST", &path, None).await;
+    assert_eq!((stayed["moved"].as_u64(), stayed["legacyNotes"].as_u64()), (Some(0), Some(300)), "flag off: all already in legacy");
+    set_migrating(&router, &account, true).await;
+    let (status, moved) = call(&router, "POST", &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let batches = 300_usize.div_ceil(notes_host::app::MOVE_BATCH) as u64;
+    assert_eq!((moved["moved"].as_u64(), moved["batches"].as_u64(), moved["newNotes"].as_u64()), (Some(300), Some(batches), Some(300)));
+}
+
+#[tokio::test]
+async fn old_code_cannot_move_notes() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", LEGACY));
+    let account = new_account(&router, false).await;
+    let (status, body) = call(&router, "POST", &format!("/accounts/{account}/migration/move"), None).await;
+    assert_eq!(status, StatusCode::OK, "nothing to move: the legacy plugin is not even asked ({body})");
+    fleet.stores.new.as_ref().unwrap().put(&notes_routing::Note {
+        id: Uuid::new_v4().to_string(),
+        account_id: account.clone(),
+        content: "left in new".into(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version: 1,
+    }).unwrap();
+    let (status, body) = call(&router, "POST", &format!("/accounts/{account}/migration/move"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("does not move notes"), "{body}");
+}

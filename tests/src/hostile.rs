@@ -1,12 +1,13 @@
 //! Hostile plugins written by hand in WAT, for what a Rust plugin cannot do:
 //! grow a `funcref` table, or own many linear memories. Each is a core module
 //! that exports the note-store functions by their canonical-ABI names,
-//! wrapped into a component by `wit-component` against `wit/notes.wit`, as
+//! wrapped into a component by `wit-component` against `wit/v0.1/notes.wit` (hostile
+//! plugins need no newer version: 0.1 is served), as
 //! `wasm-tools component embed` + `component new` would. The host sees a
 //! real, valid plugin: `info()` answers, and every note operation does its
 //! damage and then traps.
 
-const NOTES_WIT: &str = include_str!("../../wit/notes.wit");
+const NOTES_WIT: &str = include_str!("../../wit/v0.1/notes.wit");
 const EXPORT: &str = "notes:plugin/note-store@0.1.0";
 
 /// Grows a `funcref` table by 100k elements at a time until refused (each
@@ -92,7 +93,7 @@ fn component(name: &str, declarations: &str, bomb: &str) -> Vec<u8> {
     );
     let mut module = wat::parse_str(&wat).unwrap_or_else(|e| panic!("hostile plugin {name}: {e}"));
     let mut resolve = wit_parser::Resolve::default();
-    let package = resolve.push_str("notes.wit", NOTES_WIT).expect("wit/notes.wit parses");
+    let package = resolve.push_str("notes.wit", NOTES_WIT).expect("wit/v0.1/notes.wit parses");
     let world = resolve.select_world(&[package], Some("note-plugin")).expect("world note-plugin");
     wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
         .expect("embed the component type");

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 pub mod hostile;
 
 /// The plugins built by `cargo xtask build`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plugin {
     Migrate,
     Legacy,
@@ -22,11 +22,14 @@ pub enum Plugin {
     Faulty,
     /// Test-only: answers info(), panics on every note operation.
     AlwaysFails,
-    /// Test-only: built against an incompatible WIT version (0.2.0).
+    /// Test-only: built against a WIT version the host does not serve (0.3.0).
     FutureWit,
     /// Test-only, hostile: keeps every note it sees in its memory and serves
     /// them to whoever asks next, whatever the account.
     Remembers,
+    /// The migrate plugin as built against `notes:plugin@0.1.0`, kept as
+    /// shipped (`tests/fixtures/`): an older plugin the host still serves.
+    MigrateWit01,
 }
 
 fn target_dir() -> PathBuf {
@@ -37,6 +40,9 @@ fn target_dir() -> PathBuf {
 
 impl Plugin {
     pub fn path(self) -> PathBuf {
+        if self == Plugin::MigrateWit01 {
+            return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.1.0.wasm");
+        }
         let file = match self {
             Plugin::Migrate => "plugins/migrate.wasm",
             Plugin::Legacy => "plugins/legacy.wasm",
@@ -44,6 +50,7 @@ impl Plugin {
             Plugin::AlwaysFails => "plugins/testing/always-fails.wasm",
             Plugin::FutureWit => "plugins/testing/future-wit.wasm",
             Plugin::Remembers => "plugins/testing/remembers.wasm",
+            Plugin::MigrateWit01 => unreachable!("a fixture, returned above"),
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());

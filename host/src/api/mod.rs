@@ -46,6 +46,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .route("/accounts", get(accounts::list).post(accounts::create))
         .route("/accounts/{account}", get(accounts::get).put(accounts::put).patch(accounts::patch))
         .route("/accounts/{account}/migration", get(accounts::migration))
+        .route("/accounts/{account}/migration/move", axum::routing::post(accounts::move_notes))
         .route("/accounts/{account}/notes", get(notes::list).post(notes::create))
         .route("/accounts/{account}/notes/{note}", get(notes::get).put(notes::update).delete(notes::delete))
         .route("/accounts/{account}/notes/{note}/placement", get(notes::placement))

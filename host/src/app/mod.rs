@@ -38,7 +38,7 @@ pub use crate::plugin_health::WatchConfig;
 pub use accounts::AccountChange;
 pub use active_plugin::{ActivePlugin, Actor, PluginsView};
 pub use errors::AppError;
-pub use notes::{MigrationStatus, Placement};
+pub use notes::{MOVE_BATCH, MigrationStatus, MoveOutcome, Placement};
 use active_plugin::summary;
 use errors::internal;
 

@@ -1,69 +1,147 @@
-//! Host-side bindings of `wit/notes.wit`, and their conversions to the plain
-//! [`notes_routing`] types the rest of the host uses.
+//! Host-side bindings of every served version of `notes:plugin`
+//! (`wit/VERSIONS.md`), and their conversions to the plain [`notes_routing`]
+//! types the rest of the host uses. Each version gets its own `bindgen!`
+//! module; the conversions and the `stores` import are written once, by the
+//! macros below, for the types every version shares.
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "note-plugin",
-});
+/// `notes:plugin@0.1.0`: the interface `note-store`; no move, no recorded version.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({ path: "../wit/v0.1/notes.wit", world: "note-plugin" });
+}
 
-pub use notes::plugin::stores::Store as WitStore;
-pub use notes::plugin::types::{Error as WitError, Note as WitNote, NoteChange as WitChange};
+/// `notes:plugin@0.2.0` (the current version): the interface `router`.
+pub mod v0_2 {
+    wasmtime::component::bindgen!({ path: "../wit/notes.wit", world: "note-plugin" });
+}
 
-use notes_routing::{Error, Note, NoteChange, Store};
+use notes_routing::{Error, MoveReport, Note, NoteChange, Store, Stores};
 
-impl notes::plugin::types::Host for super::CallState {}
+use super::CallState;
+use crate::router::AccountScope;
 
-impl From<WitStore> for Store {
-    fn from(s: WitStore) -> Self {
-        match s {
-            WitStore::Legacy => Store::Legacy,
-            WitStore::New => Store::New,
+/// The conversions between one version's types and the plain ones, and the
+/// `stores` functions every version has, answered from the call's scope.
+macro_rules! shared_by_every_version {
+    ($v:ident) => {
+        impl $v::notes::plugin::types::Host for CallState {}
+
+        impl From<$v::notes::plugin::stores::Store> for Store {
+            fn from(s: $v::notes::plugin::stores::Store) -> Self {
+                match s {
+                    $v::notes::plugin::stores::Store::Legacy => Store::Legacy,
+                    $v::notes::plugin::stores::Store::New => Store::New,
+                }
+            }
         }
-    }
-}
 
-impl From<WitNote> for Note {
-    fn from(n: WitNote) -> Self {
-        let WitNote { id, account_id, content, created_at_ms, updated_at_ms, version } = n;
-        Note { id, account_id, content, created_at_ms, updated_at_ms, version }
-    }
-}
-
-impl From<Note> for WitNote {
-    fn from(n: Note) -> Self {
-        let Note { id, account_id, content, created_at_ms, updated_at_ms, version } = n;
-        WitNote { id, account_id, content, created_at_ms, updated_at_ms, version }
-    }
-}
-
-impl From<NoteChange> for WitChange {
-    fn from(c: NoteChange) -> Self {
-        WitChange { id: c.id, content: c.content, at_ms: c.at_ms }
-    }
-}
-
-impl From<Error> for WitError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::NotFound => WitError::NotFound,
-            Error::VersionMismatch(v) => WitError::VersionMismatch(v),
-            Error::Conflict(m) => WitError::Conflict(m),
-            Error::Invalid(m) => WitError::Invalid(m),
-            Error::Unavailable(m) => WitError::Unavailable(m),
-            Error::Internal(m) => WitError::Internal(m),
+        impl From<$v::notes::plugin::types::Note> for Note {
+            fn from(n: $v::notes::plugin::types::Note) -> Self {
+                let $v::notes::plugin::types::Note { id, account_id, content, created_at_ms, updated_at_ms, version } = n;
+                Note { id, account_id, content, created_at_ms, updated_at_ms, version }
+            }
         }
+
+        impl From<Note> for $v::notes::plugin::types::Note {
+            fn from(n: Note) -> Self {
+                let Note { id, account_id, content, created_at_ms, updated_at_ms, version } = n;
+                $v::notes::plugin::types::Note { id, account_id, content, created_at_ms, updated_at_ms, version }
+            }
+        }
+
+        impl From<NoteChange> for $v::notes::plugin::types::NoteChange {
+            fn from(c: NoteChange) -> Self {
+                $v::notes::plugin::types::NoteChange { id: c.id, content: c.content, at_ms: c.at_ms }
+            }
+        }
+
+        impl From<Error> for $v::notes::plugin::types::Error {
+            fn from(e: Error) -> Self {
+                use $v::notes::plugin::types::Error as W;
+                match e {
+                    Error::NotFound => W::NotFound,
+                    Error::VersionMismatch(v) => W::VersionMismatch(v),
+                    Error::Conflict(m) => W::Conflict(m),
+                    Error::Invalid(m) => W::Invalid(m),
+                    Error::Unavailable(m) => W::Unavailable(m),
+                    Error::Internal(m) => W::Internal(m),
+                }
+            }
+        }
+
+        impl From<$v::notes::plugin::types::Error> for Error {
+            fn from(e: $v::notes::plugin::types::Error) -> Self {
+                use $v::notes::plugin::types::Error as W;
+                match e {
+                    W::NotFound => Error::NotFound,
+                    W::VersionMismatch(v) => Error::VersionMismatch(v),
+                    W::Conflict(m) => Error::Conflict(m),
+                    W::Invalid(m) => Error::Invalid(m),
+                    W::Unavailable(m) => Error::Unavailable(m),
+                    W::Internal(m) => Error::Internal(m),
+                }
+            }
+        }
+
+        impl $v::notes::plugin::stores::Host for CallState {
+            fn get(
+                &mut self,
+                s: $v::notes::plugin::stores::Store,
+                note_id: String,
+            ) -> Result<Option<$v::notes::plugin::types::Note>, $v::notes::plugin::types::Error> {
+                Ok(scope(self)?.get(s.into(), &note_id)?.map(Into::into))
+            }
+
+            fn put(
+                &mut self,
+                s: $v::notes::plugin::stores::Store,
+                n: $v::notes::plugin::types::Note,
+            ) -> Result<bool, $v::notes::plugin::types::Error> {
+                Ok(scope(self)?.put(s.into(), &n.into())?)
+            }
+
+            fn delete_if_not_newer(
+                &mut self,
+                s: $v::notes::plugin::stores::Store,
+                note_id: String,
+                version: u64,
+            ) -> Result<bool, $v::notes::plugin::types::Error> {
+                Ok(scope(self)?.delete_if_not_newer(s.into(), &note_id, version)?)
+            }
+
+            fn list_ids(&mut self, s: $v::notes::plugin::stores::Store) -> Result<Vec<String>, $v::notes::plugin::types::Error> {
+                Ok(scope(self)?.list_ids(s.into())?)
+            }
+
+            fn is_configured(&mut self, s: $v::notes::plugin::stores::Store) -> bool {
+                self.scope.as_ref().is_some_and(|scope| scope.is_configured(s.into()))
+            }
+
+            shared_by_every_version!(@since_0_2 $v);
+        }
+    };
+    (@since_0_2 v0_1) => {};
+    (@since_0_2 v0_2) => {
+        fn recorded_version(
+            &mut self,
+            s: v0_2::notes::plugin::stores::Store,
+            note_id: String,
+        ) -> Result<Option<u64>, v0_2::notes::plugin::types::Error> {
+            Ok(scope(self)?.recorded_version(s.into(), &note_id)?)
+        }
+    };
+}
+
+shared_by_every_version!(v0_1);
+shared_by_every_version!(v0_2);
+
+impl From<v0_2::notes::plugin::types::MoveReport> for MoveReport {
+    fn from(r: v0_2::notes::plugin::types::MoveReport) -> Self {
+        MoveReport { moved: r.moved, in_place: r.in_place, missing: r.missing }
     }
 }
 
-impl From<WitError> for Error {
-    fn from(e: WitError) -> Self {
-        match e {
-            WitError::NotFound => Error::NotFound,
-            WitError::VersionMismatch(v) => Error::VersionMismatch(v),
-            WitError::Conflict(m) => Error::Conflict(m),
-            WitError::Invalid(m) => Error::Invalid(m),
-            WitError::Unavailable(m) => Error::Unavailable(m),
-            WitError::Internal(m) => Error::Internal(m),
-        }
-    }
+/// Every store call goes to the scope of the call in progress (the account
+/// of the request being served); there is none between calls.
+fn scope(state: &CallState) -> Result<&AccountScope, Error> {
+    state.scope.as_ref().ok_or_else(|| Error::Internal("store calls are allowed only while serving a request".into()))
 }

@@ -13,10 +13,10 @@
 //! length of one call.
 
 mod bindings;
+mod exports;
 mod limits;
 mod pacing;
 pub mod registry;
-mod scope;
 mod wasi;
 
 use std::sync::Mutex;
@@ -26,13 +26,13 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use bindings::{NotePlugin, NotePluginPre};
+use exports::{EXPORT_NAMES, Exports, ExportsPre};
 use limits::{Allowance, LimitExceeded};
 use pacing::CallClock;
+pub use exports::SERVED_WIT_VERSIONS;
 pub use limits::PluginLimits;
-use notes_routing::{Note, NoteChange};
 use crate::catalog::short;
-use crate::router::{AccountScope, Router, PluginFailure, Routed};
+use crate::router::{AccountScope, PluginFailure};
 
 /// How often the epoch advances; the deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -43,56 +43,6 @@ const STDERR_CAPACITY: usize = 4096;
 /// so one list of 100k ids would otherwise leave every kept instance holding
 /// ~10 MiB for the life of the process (BENCHMARKS.md, "Scaling").
 const REUSE_MAX_MEMORY: usize = 8 << 20;
-
-impl Router for Plugin {
-    fn label(&self) -> &str {
-        &self.label
-    }
-
-    fn digest(&self) -> &str {
-        &self.digest
-    }
-
-    fn supports_migration(&self) -> bool {
-        self.info.supports_migration
-    }
-
-    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
-        let account = scope.account_id().to_owned();
-        let answer = self.call(Some(scope), |store, p| {
-            p.notes_plugin_note_store().call_create_note(store, &account, &change.into(), is_migrating)
-        })?;
-        Ok(answer.map(Note::from).map_err(Into::into))
-    }
-
-    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
-        let account = scope.account_id().to_owned();
-        let answer =
-            self.call(Some(scope), |store, p| p.notes_plugin_note_store().call_get_note(store, &account, note_id, is_migrating))?;
-        Ok(answer.map(Note::from).map_err(Into::into))
-    }
-
-    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>> {
-        let account = scope.account_id().to_owned();
-        let answer = self.call(Some(scope), |store, p| p.notes_plugin_note_store().call_list_notes(store, &account, is_migrating))?;
-        Ok(answer.map_err(Into::into))
-    }
-
-    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
-        let account = scope.account_id().to_owned();
-        let answer = self.call(Some(scope), |store, p| {
-            p.notes_plugin_note_store().call_update_note(store, &account, &change.into(), expected, is_migrating)
-        })?;
-        Ok(answer.map(Note::from).map_err(Into::into))
-    }
-
-    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
-        let account = scope.account_id().to_owned();
-        let answer =
-            self.call(Some(scope), |store, p| p.notes_plugin_note_store().call_delete_note(store, &account, note_id, is_migrating))?;
-        Ok(answer.map_err(Into::into))
-    }
-}
 
 /// The wasmtime engine and linker shared by every plugin of this host.
 pub struct Runtime {
@@ -127,7 +77,10 @@ impl Runtime {
         // A std wasm32-wasip2 guest imports wasi:cli and wasi:io even if it
         // does no I/O; link them to a context that grants nothing (`wasi`).
         wasi::add_to_linker(&mut linker)?;
-        NotePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        // Every served version's imports: a plugin built against an older
+        // version links against its own.
+        bindings::v0_1::NotePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        bindings::v0_2::NotePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         Ok(Runtime { engine, linker, limits })
     }
 
@@ -151,11 +104,15 @@ impl Runtime {
     }
 
     /// The `notes:plugin` version a component was built against, read from
-    /// its export name (`notes:plugin/note-store@X.Y.Z`).
+    /// its export name (`notes:plugin/router@0.2.Z`, `notes:plugin/note-store@0.1.Z`;
+    /// a version the host does not serve is still read, to name it).
     pub fn wit_version(&self, component: &Component) -> Option<String> {
         let ty = component.component_type();
-        let prefix = format!("{WIT_PACKAGE}/note-store@");
-        ty.exports(&self.engine).find_map(|(name, _)| name.strip_prefix(&prefix).map(str::to_owned))
+        ty.exports(&self.engine).find_map(|(name, _)| {
+            let rest = name.strip_prefix(WIT_PACKAGE)?.strip_prefix('/')?;
+            let (interface, version) = rest.split_once('@')?;
+            EXPORT_NAMES.iter().any(|(_, i)| *i == interface).then(|| version.to_owned())
+        })
     }
 
     /// Links `component` against the host's world and asks it who it is.
@@ -164,30 +121,37 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(|e| anyhow::Error::from(e).context("its imports do not match what the host provides"))?;
-        let pre = NotePluginPre::new(pre).map_err(|e| anyhow::Error::from(e).context("its exports do not match the note-store interface"))?;
+        let wit_version = self.wit_version(component).ok_or_else(|| anyhow::anyhow!("it exports no {WIT_PACKAGE} router"))?;
+        let pre = ExportsPre::new(pre, &wit_version).map_err(|e| {
+            anyhow::Error::from(e).context(format!("its exports do not match the router interface of {WIT_PACKAGE}@{wit_version}"))
+        })?;
         let mut plugin = Plugin {
             label: format!("plugin {}", short(digest)),
             digest: digest.to_owned(),
             info: PluginInfo::default(),
+            wit_version,
             pre,
             limits: self.limits.clone(),
             idle: Mutex::new(Vec::new()),
         };
-        let info = plugin
-            .call(None, |store, p| p.notes_plugin_note_store().call_info(store))
-            .map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
-        plugin.info = PluginInfo { name: info.name, version: info.version, supports_migration: info.supports_migration };
+        plugin.info = plugin.call(None, |store, p| p.info(store)).map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
         plugin.label = format!("{}@{}", plugin.info.name, plugin.info.version);
         Ok(plugin)
     }
 }
 
-/// The WIT package the host serves (`wit/notes.wit`).
+/// The WIT package the host serves (`wit/notes.wit`), and its newest version.
 pub const WIT_PACKAGE: &str = "notes:plugin";
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
-/// Semver compatibility of a plugin's WIT version with the host's: same
-/// major (for 0.x: same minor), and not newer than what the host serves.
+/// Whether the host serves a plugin built against `plugin`: compatible with
+/// one of [`SERVED_WIT_VERSIONS`].
+pub fn wit_served(plugin: &str) -> bool {
+    SERVED_WIT_VERSIONS.iter().any(|served| wit_compatible(plugin, served))
+}
+
+/// Semver compatibility of a plugin's WIT version with a served one: same
+/// major (for 0.x: same minor), and not newer.
 pub fn wit_compatible(plugin: &str, host: &str) -> bool {
     let parse = |v: &str| -> Option<(u64, u64, u64)> {
         let mut parts = v.split('.').map(|p| p.split(['-', '+']).next().unwrap_or(p).parse::<u64>().ok());
@@ -214,7 +178,9 @@ pub struct Plugin {
     /// sha256 of the `.wasm`, hex.
     digest: String,
     info: PluginInfo,
-    pre: NotePluginPre<CallState>,
+    /// The `notes:plugin` version it was built against.
+    wit_version: String,
+    pre: ExportsPre,
     limits: PluginLimits,
     idle: Mutex<Vec<Warm>>,
 }
@@ -236,7 +202,7 @@ pub struct CallState {
 
 struct Warm {
     store: Store<CallState>,
-    plugin: NotePlugin,
+    plugin: Exports,
     stderr: MemoryOutputPipe,
 }
 
@@ -254,7 +220,7 @@ impl Plugin {
     fn call<R>(
         &self,
         scope: Option<AccountScope>,
-        f: impl FnOnce(&mut Store<CallState>, &NotePlugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<CallState>, &Exports) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
         let kept = if self.limits.reuse_instances > 0 { self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() } else { None };
         let (mut warm, stderr_before) = match kept {
@@ -348,6 +314,10 @@ mod tests {
     #[test]
     fn the_served_wit_version_is_the_one_in_wit_notes_wit() {
         let wit = include_str!("../../../wit/notes.wit");
+        let versions = include_str!("../../../wit/VERSIONS.md");
+        for served in SERVED_WIT_VERSIONS {
+            assert!(versions.contains(&format!("| {served} |")), "wit/VERSIONS.md lists {served}");
+        }
         assert!(wit.contains(&format!("package {WIT_PACKAGE}@{WIT_VERSION};")), "update WIT_VERSION with wit/notes.wit");
     }
 
@@ -361,5 +331,7 @@ mod tests {
         assert!(wit_compatible("1.2.0", "1.4.1"));
         assert!(!wit_compatible("2.0.0", "1.4.1"));
         assert!(!wit_compatible("banana", "0.1.0"));
+        assert!(wit_served("0.1.0") && wit_served("0.2.0"), "every version in wit/VERSIONS.md is served");
+        assert!(!wit_served("0.3.0"));
     }
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{Plugin, Runtime, WIT_PACKAGE, WIT_VERSION, wit_compatible};
+use super::{Plugin, Runtime, SERVED_WIT_VERSIONS, WIT_PACKAGE, WIT_VERSION, wit_served};
 use crate::catalog::{Catalog, LoadReport, PluginLoader, PluginRecord, RegistryError, sha256_hex, short};
 use crate::files;
 use crate::router::Router;
@@ -76,12 +76,13 @@ impl Registry {
         let (component, artifact) = self.runtime.compile(wasm).map_err(|e| RegistryError::Rejected(format!("{e:#}")))?;
         let wit_version = self.runtime.wit_version(&component).ok_or_else(|| {
             RegistryError::Rejected(format!(
-                "the component does not export {WIT_PACKAGE}/note-store: it is not a notes plugin"
+                "the component exports neither {WIT_PACKAGE}/router nor {WIT_PACKAGE}/note-store: it is not a notes plugin"
             ))
         })?;
-        if !wit_compatible(&wit_version, WIT_VERSION) {
+        if !wit_served(&wit_version) {
+            let served = SERVED_WIT_VERSIONS.map(|v| format!("{WIT_PACKAGE}@{v}")).join(" and ");
             return Err(RegistryError::Rejected(format!(
-                "the plugin was built against {WIT_PACKAGE}@{wit_version}, but this host serves {WIT_PACKAGE}@{WIT_VERSION}; \
+                "the plugin was built against {WIT_PACKAGE}@{wit_version}, but this host serves {served}; \
                  rebuild it against {WIT_VERSION}"
             )));
         }

@@ -9,7 +9,7 @@ mod scope;
 
 use std::time::Duration;
 
-use notes_routing::{Note, NoteChange};
+use notes_routing::{MoveReport, Note, NoteChange};
 
 pub use native::{FailingRouter, NativeRouter};
 pub use scope::AccountScope;
@@ -46,5 +46,7 @@ pub trait Router: Send + Sync {
     fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>>;
     fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note>;
     fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
+    /// Puts each note where the account's mode wants it (backfill, bulk rollback).
+    fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport>;
 }
 

@@ -7,7 +7,7 @@
 //! - [`FailingRouter`] fails every call as a trapping plugin does: the
 //!   in-process tests' broken plugin.
 
-use notes_routing::{Note, NoteChange};
+use notes_routing::{MoveReport, Note, NoteChange};
 
 use super::{AccountScope, Router, PluginFailure, Routed};
 
@@ -62,6 +62,10 @@ impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
     fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
         Ok(self.routing.delete_note(&scope, scope.account_id(), note_id, is_migrating))
     }
+
+    fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport> {
+        Ok(self.routing.move_notes(&scope, scope.account_id(), note_ids, is_migrating))
+    }
 }
 
 /// Every call fails (`Trapped`), and the stores are never touched.
@@ -111,6 +115,10 @@ impl Router for FailingRouter {
     }
 
     fn delete_note(&self, _: AccountScope, _: &str, _: bool) -> Routed<()> {
+        self.fail()
+    }
+
+    fn move_notes(&self, _: AccountScope, _: &[String], _: bool) -> Routed<MoveReport> {
         self.fail()
     }
 }

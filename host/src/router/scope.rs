@@ -58,6 +58,10 @@ impl Stores for AccountScope {
     fn is_configured(&self, store: Store) -> bool {
         self.stores.get(store).is_some()
     }
+
+    fn recorded_version(&self, store: Store, note_id: &str) -> Result<Option<u64>> {
+        Ok(self.store(store)?.recorded_version(&self.account_id, note_id)?)
+    }
 }
 
 impl From<StoreError> for Error {

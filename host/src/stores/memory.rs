@@ -56,4 +56,8 @@ impl DataStore for MemoryStore {
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
         Ok(self.list_ids(account_id)?.len() as u64)
     }
+
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.notes().get(&(account_id.to_owned(), note_id.to_owned())).map(|(version, _)| *version))
+    }
 }

@@ -46,6 +46,8 @@ pub trait DataStore: Send + Sync {
     fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
     /// How many live notes the account has.
     fn count(&self, account_id: &str) -> Result<u64, StoreError>;
+    /// The version recorded for the note, live or deleted; `None` if never written.
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError>;
 }
 
 /// The two stores of a host. `new` is `None` in plain mode.

@@ -49,6 +49,10 @@ impl DataStore for ShardedStore {
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
         self.shard(account_id).count(account_id)
     }
+
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        self.shard(account_id).recorded_version(account_id, note_id)
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,12 @@ impl DataStore for SqliteStore {
         let mut stmt = conn.prepare_cached("SELECT count(*) FROM notes WHERE account_id = ?1 AND deleted = 0")?;
         Ok(stmt.query_row([account_id], |r| r.get::<_, i64>(0))? as u64)
     }
+
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached("SELECT version FROM notes WHERE account_id = ?1 AND id = ?2")?;
+        Ok(stmt.query_row([account_id, note_id], |r| r.get::<_, i64>(0)).optional()?.map(|v| v as u64))
+    }
 }
 
 #[cfg(test)]

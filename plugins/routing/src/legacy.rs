@@ -6,7 +6,7 @@
 //! turn the flag on while this router is active (`supports_migration = false`).
 
 use crate::ops::{self, Route};
-use crate::{Note, NoteChange, PluginInfo, Result, Stores, Router};
+use crate::{Error, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Legacy;
@@ -34,5 +34,10 @@ impl Router for Legacy {
 
     fn delete_note(&self, stores: &dyn Stores, _: &str, note_id: &str, _: bool) -> Result<()> {
         ops::delete(stores, Route::LEGACY_ONLY, note_id)
+    }
+
+    /// Old code knows one store: it has nowhere to move notes to.
+    fn move_notes(&self, _: &dyn Stores, _: &str, _: &[String], _: bool) -> Result<MoveReport> {
+        Err(Error::Invalid("the legacy plugin knows only the legacy store: it does not move notes".into()))
     }
 }

@@ -44,6 +44,14 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// WIT `move-report`: what [`Router::move_notes`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveReport {
+    pub moved: u32,
+    pub in_place: u32,
+    pub missing: u32,
+}
+
 /// WIT `plugin-info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginInfo {
@@ -70,6 +78,8 @@ pub trait Stores {
     fn delete_if_not_newer(&self, store: Store, note_id: &str, version: u64) -> Result<bool>;
     fn list_ids(&self, store: Store) -> Result<Vec<String>>;
     fn is_configured(&self, store: Store) -> bool;
+    /// The version recorded for the id, live or deleted; `None` if never written.
+    fn recorded_version(&self, store: Store, note_id: &str) -> Result<Option<u64>>;
 }
 
 /// A router: decides, per request, how a note operation is routed between the
@@ -89,4 +99,6 @@ pub trait Router {
         is_migrating: bool,
     ) -> Result<Note>;
     fn delete_note(&self, stores: &dyn Stores, account_id: &str, note_id: &str, is_migrating: bool) -> Result<()>;
+    /// Puts each note where the account's mode wants it, keeping its version.
+    fn move_notes(&self, stores: &dyn Stores, account_id: &str, note_ids: &[String], is_migrating: bool) -> Result<MoveReport>;
 }

@@ -86,4 +86,8 @@ impl Stores for MemoryStores {
     fn is_configured(&self, store: Store) -> bool {
         store == Store::Legacy || self.new_configured
     }
+
+    fn recorded_version(&self, store: Store, note_id: &str) -> Result<Option<u64>> {
+        Ok(self.map(store).borrow().get(note_id).map(Slot::version))
+    }
 }

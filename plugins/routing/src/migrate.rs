@@ -10,7 +10,7 @@
 //! - plain mode (no new store configured): legacy only.
 
 use crate::ops::{self, Route};
-use crate::{Note, NoteChange, PluginInfo, Result, Store, Stores, Router};
+use crate::{MoveReport, Note, NoteChange, PluginInfo, Result, Router, Store, Stores};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Migrate;
@@ -71,6 +71,10 @@ impl Router for Migrate {
 
     fn delete_note(&self, stores: &dyn Stores, _: &str, note_id: &str, is_migrating: bool) -> Result<()> {
         ops::delete(stores, route(stores, is_migrating).route(), note_id)
+    }
+
+    fn move_notes(&self, stores: &dyn Stores, _: &str, note_ids: &[String], is_migrating: bool) -> Result<MoveReport> {
+        ops::move_notes(stores, route(stores, is_migrating).route(), note_ids)
     }
 }
 
@@ -234,6 +238,73 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_id_can_be_created_again_above_its_tombstone() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", false);
+        Migrate.update_note(&s, ACCOUNT, change("a", "v2", 2), None, false).unwrap();
+        Migrate.delete_note(&s, ACCOUNT, "a", false).unwrap();
+        let again = Migrate.create_note(&s, ACCOUNT, change("a", "again", 3), true).unwrap();
+        assert_eq!(again.version, 4, "one past the tombstone at 3");
+        // A late write of the deleted note's next version cannot overwrite it.
+        assert!(!s.put(Store::Legacy, &Note { version: 3, ..again.clone() }).unwrap());
+        assert_eq!(Migrate.get_note(&s, ACCOUNT, "a", true).unwrap().content, "again");
+    }
+
+    #[test]
+    fn move_puts_each_note_where_the_mode_wants_it_and_keeps_its_version() {
+        let s = MemoryStores::new(true);
+        for id in ["a", "b"] {
+            create(&s, id, false);
+        }
+        create(&s, "c", true);
+        let ids: Vec<String> = ["a", "b", "c", "gone"].map(String::from).to_vec();
+        let report = Migrate.move_notes(&s, ACCOUNT, &ids, true).unwrap();
+        assert_eq!(report, MoveReport { moved: 2, in_place: 1, missing: 1 });
+        for id in ["a", "b", "c"] {
+            assert_eq!(placement(&s, id), (false, true), "{id} is in the new store only");
+            assert_eq!(s.peek(Store::New, id).unwrap().version, 1, "{id} kept its version");
+        }
+        assert_eq!(Migrate.move_notes(&s, ACCOUNT, &ids, true).unwrap(), MoveReport { moved: 0, in_place: 3, missing: 1 }, "a retry is a no-op");
+        assert_eq!(Migrate.move_notes(&s, ACCOUNT, &ids, false).unwrap().moved, 3, "rollback mode moves them back");
+        for id in ["a", "b", "c"] {
+            assert_eq!(placement(&s, id), (true, false), "{id} is back in legacy only");
+            assert_eq!(Migrate.get_note(&s, ACCOUNT, id, false).unwrap().content, "first");
+        }
+        // And forth again: each round trip leaves every note readable, once.
+        for migrating in [true, false, true] {
+            Migrate.move_notes(&s, ACCOUNT, &ids, migrating).unwrap();
+            assert_eq!(Migrate.list_notes(&s, ACCOUNT, migrating).unwrap(), ["a", "b", "c"]);
+        }
+    }
+
+    #[test]
+    fn a_note_updated_in_migration_mode_moves_back_in_a_rollback() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", false);
+        // The update writes v2 to new and leaves a tombstone at 2 in legacy.
+        Migrate.update_note(&s, ACCOUNT, change("a", "moved by an update", 2), None, true).unwrap();
+        assert_eq!(Migrate.move_notes(&s, ACCOUNT, &["a".to_owned()], false).unwrap().moved, 1);
+        assert_eq!(placement(&s, "a"), (true, false));
+        let back = Migrate.get_note(&s, ACCOUNT, "a", false).unwrap();
+        assert_eq!((back.content.as_str(), back.version), ("moved by an update", 3), "one above legacy's tombstone at 2");
+    }
+
+    #[test]
+    fn a_client_write_racing_a_move_wins() {
+        let s = MemoryStores::new(true);
+        create(&s, "a", false);
+        // The client's update (migration mode) lands first at version 2 in new;
+        // the move then finds the newest copy already home.
+        Migrate.update_note(&s, ACCOUNT, change("a", "client", 2), None, true).unwrap();
+        let report = Migrate.move_notes(&s, ACCOUNT, &["a".to_owned()], true).unwrap();
+        assert_eq!(report.in_place, 1);
+        assert_eq!(Migrate.get_note(&s, ACCOUNT, "a", true).unwrap().content, "client");
+        // A stale move (it read version 1) can never overwrite version 2.
+        let stale = Note { id: "a".into(), account_id: ACCOUNT.into(), content: "c".into(), created_at_ms: 1, updated_at_ms: 1, version: 1 };
+        assert!(!s.put(Store::New, &stale).unwrap());
+    }
+
+    #[test]
     fn plain_mode_keeps_everything_in_legacy_whatever_the_flag() {
         let s = MemoryStores::new(false);
         create(&s, "a", true);
@@ -244,7 +315,7 @@ mod tests {
 
     #[test]
     fn old_code_loses_track_of_a_moved_note() {
-        // The seed's first data-loss case: the legacy plugin cannot see or
+        // The design note's first data-loss case: the legacy plugin cannot see or
         // update a note the migrate plugin moved.
         let s = MemoryStores::new(true);
         create(&s, "a", true);

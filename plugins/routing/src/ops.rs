@@ -6,7 +6,7 @@
 //! left in both stores (a move cut off between its write and its cleanup) is
 //! never read stale and is resolved by the next read or write.
 
-use crate::{Error, Note, NoteChange, Result, Store, Stores};
+use crate::{Error, MoveReport, Note, NoteChange, Result, Store, Stores};
 
 /// How often an update or delete re-reads and retries after losing a race to
 /// another writer of the same note before answering `conflict`.
@@ -55,11 +55,16 @@ fn find(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Option<Found
     })
 }
 
+/// Creates at version 1, or, for an id whose note was deleted, one past
+/// the newest tombstone in either store: nothing older (a late write of the
+/// deleted note) can then overwrite the new note, and the version rules hold.
 pub(crate) fn create(stores: &dyn Stores, route: Route, account_id: &str, change: NoteChange) -> Result<Note> {
-    if let Some(other) = route.other {
-        if stores.get(other, &change.id)?.is_some() {
+    let mut recorded = None;
+    for store in std::iter::once(route.home).chain(route.other) {
+        if stores.get(store, &change.id)?.is_some() {
             return Err(taken(&change.id));
         }
+        recorded = recorded.max(stores.recorded_version(store, &change.id)?);
     }
     let note = Note {
         id: change.id,
@@ -67,14 +72,84 @@ pub(crate) fn create(stores: &dyn Stores, route: Route, account_id: &str, change
         content: change.content,
         created_at_ms: change.at_ms,
         updated_at_ms: change.at_ms,
-        version: 1,
+        version: recorded.map_or(1, |v| v + 1),
     };
-    // `put` refuses version 1 if the id holds a live note or a tombstone.
+    // `put` refuses if a live note holds the id, or a racing create or
+    // write got to this version first.
     if stores.put(route.home, &note)? { Ok(note) } else { Err(taken(&note.id)) }
 }
 
 fn taken(id: &str) -> Error {
-    Error::Conflict(format!("note id {id} is already taken (by a note, or by a deleted note)"))
+    Error::Conflict(format!("note id {id} is already taken"))
+}
+
+/// Puts each note in `home`, then removes the other store's copy up to the
+/// version moved. The note keeps its version, unless `home` holds a
+/// tombstone at exactly that version (left when the note moved or was
+/// written away from `home` earlier): versions never go down in a store, so
+/// it then goes one above. A tombstone *above* the newest copy is a delete
+/// that stopped between its two stores (see `update`): the move finishes it.
+///
+/// A client write racing the move writes a newer version: the move's `put`
+/// is refused and the move re-reads, or the client's write replaces the
+/// move's (the router's update re-reads and writes past it). The cleanup
+/// removes only versions up to the one moved, so it never removes a newer
+/// write. A crash between the two steps leaves a duplicate that newest-wins
+/// reads resolve, never a loss; a retry finds the note in place.
+pub(crate) fn move_notes(stores: &dyn Stores, route: Route, note_ids: &[String]) -> Result<MoveReport> {
+    let mut report = MoveReport::default();
+    for id in note_ids {
+        match move_one(stores, route, id)? {
+            Moved::Moved => report.moved += 1,
+            Moved::InPlace => report.in_place += 1,
+            Moved::Missing => report.missing += 1,
+        }
+    }
+    Ok(report)
+}
+
+enum Moved {
+    Moved,
+    InPlace,
+    Missing,
+}
+
+fn move_one(stores: &dyn Stores, route: Route, id: &str) -> Result<Moved> {
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(found) = find(stores, route, id)? else { return Ok(Moved::Missing) };
+        let copies: Vec<(Store, u64)> = found
+            .stale_copy
+            .into_iter()
+            .chain(Some((found.newest_in, found.newest.version)))
+            .filter(|(store, _)| *store != route.home)
+            .collect();
+        if found.newest_in == route.home {
+            for (store, version) in &copies {
+                stores.delete_if_not_newer(*store, id, *version)?;
+            }
+            return Ok(if copies.is_empty() { Moved::InPlace } else { Moved::Moved });
+        }
+        let mut note = found.newest.clone();
+        match stores.recorded_version(route.home, id)? {
+            Some(t) if t > note.version => {
+                // A delete stopped between the stores: finish it.
+                for (store, _) in &copies {
+                    stores.delete_if_not_newer(*store, id, t)?;
+                }
+                return Ok(Moved::Missing);
+            }
+            Some(t) if t == note.version => note.version += 1,
+            _ => {}
+        }
+        if stores.put(route.home, &note)? {
+            for (store, version) in &copies {
+                stores.delete_if_not_newer(*store, id, *version)?;
+            }
+            return Ok(Moved::Moved);
+        }
+        // A racing write got there first: re-read.
+    }
+    Err(Error::Conflict(format!("note {id} kept changing during the move; retry")))
 }
 
 pub(crate) fn get(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Note> {

@@ -13,7 +13,7 @@ pub use notes_routing as routing;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "note-plugin",
-        path: "../../wit",
+        path: "../../wit/notes.wit",
         pub_export_macro: true,
         export_macro_name: "export_note_plugin",
         default_bindings_module: "notes_plugin_sdk::bindings",
@@ -22,16 +22,16 @@ pub mod bindings {
 
 use bindings::notes::plugin::stores as host;
 use bindings::notes::plugin::types as wit;
-use routing::{Error, Note, NoteChange, PluginInfo, Store, Router};
+use routing::{Error, MoveReport, Note, NoteChange, PluginInfo, Router, Store};
 
 /// Exports `$router` (an expression of a type implementing
-/// [`Router`](notes_routing::Router)) as the component's `note-store`.
+/// [`Router`](notes_routing::Router)) as the component's `router`.
 #[macro_export]
 macro_rules! export_plugin {
     ($router:expr) => {
         struct Exported;
 
-        impl $crate::bindings::exports::notes::plugin::note_store::Guest for Exported {
+        impl $crate::bindings::exports::notes::plugin::router::Guest for Exported {
             fn info() -> $crate::bindings::notes::plugin::types::PluginInfo {
                 $crate::glue::info(&$router)
             }
@@ -69,6 +69,13 @@ macro_rules! export_plugin {
                 is_migrating: bool,
             ) -> Result<(), $crate::bindings::notes::plugin::types::Error> {
                 $crate::glue::delete_note(&$router, account_id, note_id, is_migrating)
+            }
+            fn move_notes(
+                account_id: String,
+                note_ids: Vec<String>,
+                is_migrating: bool,
+            ) -> Result<$crate::bindings::notes::plugin::types::MoveReport, $crate::bindings::notes::plugin::types::Error> {
+                $crate::glue::move_notes(&$router, account_id, note_ids, is_migrating)
             }
         }
 
@@ -113,6 +120,11 @@ pub mod glue {
     pub fn delete_note(s: &impl Router, account: String, id: String, migrating: bool) -> Result<(), wit::Error> {
         s.delete_note(&HostStores, &account, &id, migrating).map_err(error_to_wit)
     }
+
+    pub fn move_notes(s: &impl Router, account: String, ids: Vec<String>, migrating: bool) -> Result<wit::MoveReport, wit::Error> {
+        let MoveReport { moved, in_place, missing } = s.move_notes(&HostStores, &account, &ids, migrating).map_err(error_to_wit)?;
+        Ok(wit::MoveReport { moved, in_place, missing })
+    }
 }
 
 /// The host's `stores` import as a [`routing::Stores`].
@@ -137,6 +149,10 @@ impl routing::Stores for HostStores {
 
     fn is_configured(&self, store: Store) -> bool {
         host::is_configured(store_to_wit(store))
+    }
+
+    fn recorded_version(&self, store: Store, note_id: &str) -> routing::Result<Option<u64>> {
+        host::recorded_version(store_to_wit(store), note_id).map_err(error_from_wit)
     }
 }
 

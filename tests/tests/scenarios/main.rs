@@ -7,6 +7,7 @@ mod faults;
 mod fleet;
 mod gate;
 mod migration;
+mod moves;
 mod notely;
 mod plain;
 mod plugins;

@@ -1,7 +1,7 @@
 //! TEST ONLY. A plugin that loads and says who it is, then panics on every
 //! note operation: the kind of bad release automatic rollback exists for.
 
-use notes_routing::{Note, NoteChange, PluginInfo, Result, Stores, Router};
+use notes_routing::{MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
 
 struct AlwaysFails;
 
@@ -23,6 +23,9 @@ impl Router for AlwaysFails {
     }
     fn delete_note(&self, _: &dyn Stores, _: &str, _: &str, _: bool) -> Result<()> {
         panic!("always-fails: delete")
+    }
+    fn move_notes(&self, _: &dyn Stores, _: &str, _: &[String], _: bool) -> Result<MoveReport> {
+        panic!("always-fails: move")
     }
 }
 

@@ -20,7 +20,7 @@
 //! Any other content behaves exactly like the migrate plugin.
 
 use notes_routing::migrate::Migrate;
-use notes_routing::{Note, NoteChange, PluginInfo, Result, Store, Stores, Router};
+use notes_routing::{MoveReport, Note, NoteChange, PluginInfo, Result, Router, Store, Stores};
 
 struct Faulty;
 
@@ -76,6 +76,9 @@ impl Stores for CrashAfterFirstPut<'_> {
     fn is_configured(&self, s: Store) -> bool {
         self.0.is_configured(s)
     }
+    fn recorded_version(&self, s: Store, id: &str) -> Result<Option<u64>> {
+        self.0.recorded_version(s, id)
+    }
 }
 
 impl Router for Faulty {
@@ -124,6 +127,9 @@ impl Router for Faulty {
     }
     fn delete_note(&self, stores: &dyn Stores, account: &str, id: &str, migrating: bool) -> Result<()> {
         Migrate.delete_note(stores, account, id, migrating)
+    }
+    fn move_notes(&self, stores: &dyn Stores, account: &str, ids: &[String], migrating: bool) -> Result<MoveReport> {
+        Migrate.move_notes(stores, account, ids, migrating)
     }
 }
 

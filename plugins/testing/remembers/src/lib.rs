@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use notes_routing::migrate::Migrate;
-use notes_routing::{Error, Note, NoteChange, PluginInfo, Result, Stores, Router};
+use notes_routing::{Error, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
 
 static SEEN: Mutex<Vec<Note>> = Mutex::new(Vec::new());
 
@@ -42,6 +42,9 @@ impl Router for Remembers {
     }
     fn delete_note(&self, stores: &dyn Stores, account: &str, id: &str, migrating: bool) -> Result<()> {
         Migrate.delete_note(stores, account, id, migrating)
+    }
+    fn move_notes(&self, stores: &dyn Stores, account: &str, ids: &[String], migrating: bool) -> Result<MoveReport> {
+        Migrate.move_notes(stores, account, ids, migrating)
     }
 }
 

@@ -1,0 +1,144 @@
+//! A plugin's exports, whichever served version of `notes:plugin` it was
+//! built against, and the [`Router`] calls on them: the one place that knows
+//! which version has what. Results of an older version are converted to the
+//! newest types; an operation a version lacks is refused naming the version.
+
+use notes_routing::{Error, MoveReport, Note, NoteChange};
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+
+use super::bindings::{v0_1, v0_2};
+use super::{CallState, Plugin, PluginInfo, WIT_VERSION};
+use crate::router::{AccountScope, Routed, Router};
+
+/// The served versions, oldest first: what `exports` and `wit/VERSIONS.md` list.
+pub const SERVED_WIT_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+
+/// The interface each served version exports the router as.
+pub(super) const EXPORT_NAMES: [(&str, &str); 2] = [("0.1", "note-store"), ("0.2", "router")];
+
+pub(super) enum ExportsPre {
+    V0_1(v0_1::NotePluginPre<CallState>),
+    V0_2(v0_2::NotePluginPre<CallState>),
+}
+
+pub(super) enum Exports {
+    V0_1(v0_1::NotePlugin),
+    V0_2(v0_2::NotePlugin),
+}
+
+impl ExportsPre {
+    /// Type-checks the exports against the bindings of `wit_version` (already
+    /// known to be served).
+    pub fn new(pre: InstancePre<CallState>, wit_version: &str) -> wasmtime::Result<Self> {
+        Ok(if wit_version.starts_with("0.1.") {
+            ExportsPre::V0_1(v0_1::NotePluginPre::new(pre)?)
+        } else {
+            ExportsPre::V0_2(v0_2::NotePluginPre::new(pre)?)
+        })
+    }
+
+    pub fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            ExportsPre::V0_1(pre) => pre.engine(),
+            ExportsPre::V0_2(pre) => pre.engine(),
+        }
+    }
+
+    pub fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Exports> {
+        Ok(match self {
+            ExportsPre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?),
+            ExportsPre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?),
+        })
+    }
+}
+
+impl Exports {
+    pub fn info(&self, store: &mut Store<CallState>) -> wasmtime::Result<PluginInfo> {
+        Ok(match self {
+            Exports::V0_1(p) => {
+                let i = p.notes_plugin_note_store().call_info(store)?;
+                PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
+            }
+            Exports::V0_2(p) => {
+                let i = p.notes_plugin_router().call_info(store)?;
+                PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
+            }
+        })
+    }
+}
+
+/// Runs `$call` with `$router` bound to the plugin's router export, for
+/// whichever version it is, and converts the answer to the plain types.
+macro_rules! on_router {
+    ($exports:expr, $router:ident => $call:expr) => {
+        match $exports {
+            Exports::V0_1(p) => {
+                let $router = p.notes_plugin_note_store();
+                $call.map(|answer| answer.map(Into::into).map_err(Error::from))
+            }
+            Exports::V0_2(p) => {
+                let $router = p.notes_plugin_router();
+                $call.map(|answer| answer.map(Into::into).map_err(Error::from))
+            }
+        }
+    };
+}
+
+impl Router for Plugin {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    fn supports_migration(&self) -> bool {
+        self.info.supports_migration
+    }
+
+    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
+        let account = scope.account_id().to_owned();
+        self.call(Some(scope), |store, p| on_router!(p, r => r.call_create_note(store, &account, &change.into(), is_migrating)))
+    }
+
+    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
+        let account = scope.account_id().to_owned();
+        self.call(Some(scope), |store, p| on_router!(p, r => r.call_get_note(store, &account, note_id, is_migrating)))
+    }
+
+    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>> {
+        let account = scope.account_id().to_owned();
+        self.call(Some(scope), |store, p| on_router!(p, r => r.call_list_notes(store, &account, is_migrating)))
+    }
+
+    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
+        let account = scope.account_id().to_owned();
+        self.call(Some(scope), |store, p| {
+            on_router!(p, r => r.call_update_note(store, &account, &change.into(), expected, is_migrating))
+        })
+    }
+
+    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
+        let account = scope.account_id().to_owned();
+        self.call(Some(scope), |store, p| on_router!(p, r => r.call_delete_note(store, &account, note_id, is_migrating)))
+    }
+
+    fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport> {
+        if let ExportsPre::V0_1(_) = &self.pre {
+            return Ok(Err(Error::Invalid(format!(
+                "plugin {} was built against notes:plugin@{}, which cannot move notes; rebuild it against notes:plugin@{WIT_VERSION}",
+                self.label, self.wit_version
+            ))));
+        }
+        let account = scope.account_id().to_owned();
+        self.call(Some(scope), |store, p| match p {
+            Exports::V0_2(p) => p
+                .notes_plugin_router()
+                .call_move_notes(store, &account, note_ids, is_migrating)
+                .map(|answer| answer.map(Into::into).map_err(Error::from)),
+            Exports::V0_1(_) => unreachable!("refused above: its instances come from its own pre"),
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! Moving an account's notes through the plugin (`notes:plugin@0.2.0`'s
+//! `move-notes`): a backfill with the flag on, a bulk rollback with it off;
+//! and a plugin built against 0.1.0, which serves notes but cannot move them.
+
+use notes_scenarios::*;
+use serde_json::json;
+
+#[test]
+fn a_backfill_moves_every_note_to_the_new_store_and_a_bulk_rollback_brings_them_back() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    let notes: Vec<String> = (0..600).map(|i| host.create_note(&account, &format!("note {i}"))).collect();
+    assert_eq!(host.counts(&account), (600, 0));
+    host.set_migrating(&account, true).expect(200);
+
+    let moved = host.post(&format!("/accounts/{account}/migration/move"), json!({})).expect(200).json();
+    assert_eq!((moved["isMigrating"].as_bool(), moved["moved"].as_u64()), (Some(true), Some(600)), "{moved}");
+    assert!(moved["batches"].as_u64().unwrap() > 1, "in batches: {moved}");
+    assert_eq!((moved["legacyNotes"].as_u64(), moved["newNotes"].as_u64()), (Some(0), Some(600)));
+    for (i, note) in notes.iter().enumerate().step_by(97) {
+        let got = host.get_note(&account, note).expect(200).json();
+        assert_eq!((got["content"].as_str(), got["version"].as_u64()), (Some(format!("note {i}").as_str()), Some(1)), "moved with its version");
+        assert_eq!(host.placement(&account, note), (false, true));
+    }
+    let again = host.post(&format!("/accounts/{account}/migration/move"), json!({})).expect(200).json();
+    assert_eq!((again["moved"].as_u64(), again["batches"].as_u64()), (Some(0), Some(0)), "nothing left to move: {again}");
+
+    host.set_migrating(&account, false).expect(200);
+    let back = host.post(&format!("/accounts/{account}/migration/move"), json!({})).expect(200).json();
+    assert_eq!((back["isMigrating"].as_bool(), back["moved"].as_u64()), (Some(false), Some(600)), "{back}");
+    assert_eq!(host.counts(&account), (600, 0));
+    assert_eq!(host.list_notes(&account).len(), 600);
+}
+
+#[test]
+fn a_deleted_notes_id_can_be_created_again_as_a_new_note() {
+    let host = Host::start();
+    let account = host.create_account(true);
+    let note = host.create_note(&account, "first life");
+    host.update_note(&account, &note, "edited").expect(200);
+    host.delete_note(&account, &note).expect(204);
+    let again = host.post(&format!("/accounts/{account}/notes"), json!({ "id": note, "content": "second life" })).expect(201).json();
+    assert_eq!(again["content"], "second life");
+    assert!(again["version"].as_u64().unwrap() > 2, "it starts above the deleted note's tombstone: {again}");
+    assert_eq!(host.get_note(&account, &note).expect(200).json()["content"], "second life");
+}
+
+#[test]
+fn a_plugin_built_against_wit_0_1_serves_notes_but_is_refused_for_a_move_naming_its_version() {
+    let host = Host::start();
+    let pushed = host.push_plugin(Plugin::MigrateWit01).expect(201).json();
+    assert_eq!(pushed["witVersion"], "0.1.0");
+    host.activate(Plugin::MigrateWit01);
+    let account = host.create_account(false);
+    let note = host.create_note(&account, "served by a 0.1 plugin");
+    let untouched = host.create_note(&account, "never updated");
+    host.set_migrating(&account, true).expect(200);
+    host.update_note(&account, &note, "moved by an update").expect(200);
+    assert_eq!(host.placement(&account, &note), (false, true), "update moves the note to the new store");
+    assert_eq!(host.placement(&account, &untouched), (true, false));
+    let refused = host.post(&format!("/accounts/{account}/migration/move"), json!({})).expect(409);
+    assert!(refused.error().contains("notes:plugin@0.1.0") && refused.error().contains("cannot move notes"), "{}", refused.error());
+}
