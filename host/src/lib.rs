@@ -16,4 +16,5 @@ pub mod plugin_health;
 pub mod plugins;
 pub mod router;
 pub mod serve;
+mod stable_hash;
 pub mod stores;

@@ -21,7 +21,8 @@ use notes_host::api::{self, ApiConfig};
 use notes_host::app::{App, AppError, AppSettings};
 use notes_host::catalog::{Catalog, sha256_hex};
 use notes_host::coordination::{
-    Account, AccountDetails, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
+    Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    PendingFlip, PluginSummary, Verified,
 };
 use notes_host::in_process::InProcess;
 
@@ -347,8 +348,8 @@ impl Coordination for Recording {
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
         self.inner.announce_flip(flip, gate)
     }
-    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64) -> Result<bool, CoordinationError> {
-        self.inner.commit_flip(flip, gate, now_ms)
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
+        self.inner.commit_flip(flip, gate, now_ms, audit)
     }
     fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError> {
         self.inner.abort_flip(account, flip_id)
@@ -379,6 +380,21 @@ impl Coordination for Recording {
     }
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
         self.inner.change_watch()
+    }
+    fn record_verify(&self, account: Uuid, is_migrating: bool, verified: Verified) -> Result<bool, CoordinationError> {
+        self.inner.record_verify(account, is_migrating, verified)
+    }
+    fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
+        self.inner.rollout_percent()
+    }
+    fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError> {
+        self.inner.set_rollout_percent(percent)
+    }
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
+        self.inner.append_audit(entry)
+    }
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
+        self.inner.audit(query)
     }
 }
 
@@ -516,4 +532,157 @@ async fn old_code_cannot_move_notes() {
     let (status, body) = call(&router, "POST", &format!("/accounts/{account}/migration/move"), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["error"].as_str().unwrap().contains("does not move notes"), "{body}");
+}
+
+// ---- migration states, verify, rollout, kill switch, audit -----------------------
+
+async fn state(router: &Router, account: &str) -> String {
+    call(router, "GET", &format!("/accounts/{account}/migration"), None).await.1["state"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_account_goes_from_legacy_to_migrated_and_back_to_rolled_back() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    for _ in 0..40 {
+        new_note(&router, &account).await;
+    }
+    assert_eq!(state(&router, &account).await, "legacy");
+    set_migrating(&router, &account, true).await;
+    assert_eq!(state(&router, &account).await, "migrating");
+    call(&router, "POST", &format!("/accounts/{account}/migration/move"), None).await;
+    assert_eq!(state(&router, &account).await, "migrating", "everything moved, but not verified yet");
+    let (_, verified) = call(&router, "POST", &format!("/accounts/{account}/migration/verify"), None).await;
+    assert_eq!((verified["clean"].as_bool(), verified["notes"].as_u64()), (Some(true), Some(40)), "{verified}");
+    assert_eq!(state(&router, &account).await, "migrated");
+
+    set_migrating(&router, &account, false).await;
+    assert_eq!(state(&router, &account).await, "rolling-back", "a flip forgets the verify");
+    call(&router, "POST", &format!("/accounts/{account}/migration/move"), None).await;
+    assert_eq!(state(&router, &account).await, "legacy");
+    call(&router, "POST", &format!("/accounts/{account}/migration/verify"), None).await;
+    assert_eq!(state(&router, &account).await, "rolled-back");
+    let (_, service) = call(&router, "GET", "/migration", None).await;
+    assert_eq!(service["accounts"]["rolled-back"], 1, "{service}");
+}
+
+#[tokio::test]
+async fn verify_reports_each_planted_problem_with_its_note() {
+    let fleet = InProcess::default();
+    let settings = AppSettings { max_note_bytes: 100, ..AppSettings::default() };
+    let router = http(&Arc::new(fleet.start("a", MIGRATE.as_bytes(), settings).unwrap()));
+    let account = new_account(&router, true).await;
+    for _ in 0..5 {
+        new_note(&router, &account).await;
+    }
+    let (_, clean) = call(&router, "POST", &format!("/accounts/{account}/migration/verify"), None).await;
+    assert_eq!(clean["clean"], true, "{clean}");
+
+    let note = |id: &str, content: &str, version| notes_routing::Note {
+        id: id.into(),
+        account_id: account.clone(),
+        content: content.into(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version,
+    };
+    let (wrong_store, half_deleted, unreadable) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    let new = fleet.stores.new.as_ref().unwrap();
+    fleet.stores.legacy.put(&note(&wrong_store, "left behind in legacy", 1)).unwrap();
+    new.put(&note(&half_deleted, "deleted in legacy at 2", 1)).unwrap();
+    fleet.stores.legacy.delete_if_not_newer(&account, &half_deleted, 2).unwrap();
+    new.put(&note(&unreadable, &"x".repeat(200), 1)).unwrap();
+
+    let (_, report) = call(&router, "POST", &format!("/accounts/{account}/migration/verify"), None).await;
+    assert_eq!(report["clean"], false);
+    assert_eq!((report["misplaced"].as_u64(), report["halfDeleted"].as_u64(), report["unreadable"].as_u64()), (Some(1), Some(1), Some(1)), "{report}");
+    let named = |id: &str| report["problems"].as_array().unwrap().iter().any(|p| p["note"] == id);
+    assert!(named(&wrong_store) && named(&half_deleted) && named(&unreadable), "{report}");
+    assert_eq!(state(&router, &account).await, "migrating", "an unclean verify does not finish the migration");
+}
+
+#[tokio::test]
+async fn rollout_cohorts_are_stable_and_nested_and_the_kill_switch_turns_every_account_off() {
+    let fleet = InProcess::default();
+    let _other_host = start(&fleet, "b", MIGRATE);
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let mut accounts = Vec::new();
+    for _ in 0..60 {
+        accounts.push(new_account(&router, false).await);
+    }
+    let on = |router: Router, accounts: Vec<String>| async move {
+        let mut on = BTreeSet::new();
+        for a in accounts {
+            if call(&router, "GET", &format!("/accounts/{a}"), None).await.1["isMigrating"] == true {
+                on.insert(a);
+            }
+        }
+        on
+    };
+    let (_, ten) = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 10 }))).await;
+    let at_10 = on(router.clone(), accounts.clone()).await;
+    assert_eq!(ten["turnedOn"].as_u64(), Some(at_10.len() as u64), "{ten}");
+    call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 50 }))).await;
+    let at_50 = on(router.clone(), accounts.clone()).await;
+    assert!(at_10.is_subset(&at_50) && at_50.len() > at_10.len() && at_50.len() < 60, "nested: {} ⊂ {}", at_10.len(), at_50.len());
+    call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 10 }))).await;
+    assert_eq!(on(router.clone(), accounts.clone()).await, at_10, "the same accounts at 10% every time");
+    assert_eq!(call(&router, "GET", "/migration", None).await.1["rolloutPercent"], 10.0);
+
+    let (status, killed) = call(&router, "POST", "/migration/kill-switch", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((killed["turnedOff"].as_u64(), killed["failed"].as_array().map(Vec::len)), (Some(at_10.len() as u64), Some(0)), "{killed}");
+    assert!(on(router.clone(), accounts.clone()).await.is_empty());
+    let (status, _) = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 101 }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_rollout_is_refused_while_a_host_runs_old_code() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let _old = start(&fleet, "old-host", LEGACY);
+    let (status, body) = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 100 }))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("old-host"), "{body}");
+    assert_eq!(call(&router, "GET", &format!("/accounts/{account}"), None).await.1["isMigrating"], false);
+}
+
+#[tokio::test]
+async fn every_audited_action_appears_once_in_order_with_a_cursor() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", MIGRATE);
+    let router = http(&app);
+    let account = new_account(&router, false).await;
+    set_migrating(&router, &account, true).await;
+    set_migrating(&router, &account, true).await;
+    call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 0 }))).await;
+    app.push_plugin(LEGACY.as_bytes()).unwrap();
+    call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(LEGACY) }))).await;
+    let (_, log) = call(&router, "GET", "/audit", None).await;
+    let kinds: Vec<(String, String)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap().to_owned(), e["after"].as_str().unwrap().to_owned()))
+        .collect();
+    let legacy = digest(LEGACY);
+    let expected: Vec<(&str, &str)> = vec![
+        ("account", "false"),
+        ("flag", "true"),
+        // The second PATCH changed nothing: no entry.
+        ("flag", "false"),
+        ("rollout", "0%"),
+        ("plugin", "native-legacy@0.1.0"),
+        ("plugin", &legacy),
+    ];
+    assert_eq!(kinds.iter().map(|(k, a)| (k.as_str(), a.as_str())).collect::<Vec<_>>(), expected, "{log}");
+    let (_, page) = call(&router, "GET", "/audit?kind=flag&limit=1", None).await;
+    assert_eq!((page["entries"][0]["after"].as_str(), page["next"].as_i64().is_some()), (Some("true"), true));
+    let next = page["next"].as_i64().unwrap();
+    let (_, rest) = call(&router, "GET", &format!("/audit?kind=flag&after={next}"), None).await;
+    assert_eq!(rest["entries"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest["entries"][0]["after"], "false");
 }

@@ -12,7 +12,7 @@ use super::extract::{JsonBody, client_id, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::app::AccountChange;
 use crate::coordination::Account;
-use crate::app::{App, MigrationStatus, MoveOutcome};
+use crate::app::App;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,52 +104,4 @@ async fn update(app: Arc<App>, id: String, body: AccountPatch) -> Result<Json<Ac
     let id = uuid("account", &id)?;
     let change = AccountChange { name: body.name, is_migrating: body.is_migrating, shard: body.shard };
     Ok(Json(blocking(&app, move |app| app.update_account(id, change)).await?.into()))
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MigrationBody {
-    is_migrating: bool,
-    legacy_notes: u64,
-    new_notes: u64,
-}
-
-pub async fn migration(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MigrationBody>, ApiError> {
-    let id = uuid("account", &id)?;
-    let MigrationStatus { is_migrating, legacy_notes, new_notes } = blocking(&app, move |app| app.migration_status(id)).await?;
-    Ok(Json(MigrationBody { is_migrating, legacy_notes, new_notes }))
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MoveBody {
-    /// The flag the last batch ran under: true moved notes to the new store
-    /// (a backfill), false back to legacy (a bulk rollback).
-    is_migrating: bool,
-    moved: u32,
-    in_place: u32,
-    missing: u32,
-    batches: u32,
-    legacy_notes: u64,
-    new_notes: u64,
-}
-
-/// `POST /accounts/{id}/migration/move`: every note of the account to the
-/// store its mode wants, through the plugin, in batches; then the counts.
-pub async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MoveBody>, ApiError> {
-    let id = uuid("account", &id)?;
-    let (MoveOutcome { is_migrating, report, batches }, status) = blocking(&app, move |app| {
-        let moved = app.move_notes(id)?.value;
-        Ok((moved, app.migration_status(id)?))
-    })
-    .await?;
-    Ok(Json(MoveBody {
-        is_migrating,
-        moved: report.moved,
-        in_place: report.in_place,
-        missing: report.missing,
-        batches,
-        legacy_notes: status.legacy_notes,
-        new_notes: status.new_notes,
-    }))
 }

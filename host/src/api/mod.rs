@@ -8,6 +8,7 @@ mod body;
 mod error;
 mod extract;
 mod hosts;
+mod migration;
 mod notes;
 mod plugins;
 pub mod server;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -45,8 +46,13 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     let protected = Router::new()
         .route("/accounts", get(accounts::list).post(accounts::create))
         .route("/accounts/{account}", get(accounts::get).put(accounts::put).patch(accounts::patch))
-        .route("/accounts/{account}/migration", get(accounts::migration))
-        .route("/accounts/{account}/migration/move", axum::routing::post(accounts::move_notes))
+        .route("/accounts/{account}/migration", get(migration::status))
+        .route("/accounts/{account}/migration/move", post(migration::move_notes))
+        .route("/accounts/{account}/migration/verify", post(migration::verify))
+        .route("/migration", get(migration::service))
+        .route("/migration/rollout", post(migration::rollout))
+        .route("/migration/kill-switch", post(migration::kill_switch))
+        .route("/audit", get(migration::audit))
         .route("/accounts/{account}/notes", get(notes::list).post(notes::create))
         .route("/accounts/{account}/notes/{note}", get(notes::get).put(notes::update).delete(notes::delete))
         .route("/accounts/{account}/notes/{note}/placement", get(notes::placement))

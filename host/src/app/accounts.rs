@@ -5,7 +5,7 @@ use uuid::Uuid;
 use crate::coordination::{Account, AccountDetails};
 use crate::fleet::{FlipOutcome, HostView};
 use crate::router::Router;
-use super::{App, AppError};
+use super::{Actor, App, AppError};
 use super::errors::no_account;
 
 /// A change to an account; `None` leaves the field as it is.
@@ -31,10 +31,12 @@ impl App {
             name: name.to_owned(),
             is_migrating,
             shard,
+            verified: None,
             created_at_ms: now,
             updated_at_ms: now,
         };
         self.fleet.create_account(&account)?;
+        self.fleet.audit(Actor::Operator.as_str(), "account", &account.id.to_string(), "", &is_migrating.to_string(), "created");
         Ok(account)
     }
 
@@ -53,22 +55,27 @@ impl App {
         let name = change.name.as_deref().map(|n| valid_name(n, self.settings.max_name_bytes)).transpose()?;
         let shard = change.shard.map(|s| valid_shard(s, self.settings.max_name_bytes)).transpose()?;
         if let Some(to) = change.is_migrating {
-            let _admin = to.then(|| self.admin_lock());
-            if to {
-                self.migration_gate()?;
-            }
-            match self.fleet.flip(id, to)? {
-                FlipOutcome::Unchanged => {}
-                FlipOutcome::Flipped { hosts, took } => {
-                    tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, "isMigrating changed on the fleet");
-                }
-            }
+            self.set_flag(id, to, Actor::Operator, "account update")?;
         }
         if name.is_none() && shard.is_none() {
             return self.account(id);
         }
         let details = AccountDetails { name: name.map(str::to_owned), shard };
         self.coordination.update_account(id, &details, self.now_ms())?.ok_or_else(|| no_account(id))
+    }
+
+    /// Changes the account's flag on the whole fleet (the gate first, for
+    /// on), recorded in the audit log as done by `actor` for `reason`.
+    pub(super) fn set_flag(&self, id: Uuid, to: bool, actor: Actor, reason: &str) -> Result<FlipOutcome, AppError> {
+        let _admin = to.then(|| self.admin_lock());
+        if to {
+            self.migration_gate()?;
+        }
+        let outcome = self.fleet.flip(id, to, actor.as_str(), reason)?;
+        if let FlipOutcome::Flipped { hosts, took } = outcome {
+            tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, reason, "isMigrating changed on the fleet");
+        }
+        Ok(outcome)
     }
 
     /// Deregisters this host from the fleet (at shutdown, once requests ended).
@@ -84,7 +91,7 @@ impl App {
     /// A migration starts only once the code that understands it runs
     /// (the design note's first goal): old code beside a migration loses
     /// notes (see `plugins/routing/src/legacy.rs`).
-    fn migration_gate(&self) -> Result<(), AppError> {
+    pub(super) fn migration_gate(&self) -> Result<(), AppError> {
         let active = self.active();
         let router: &dyn Router = match &self.native {
             Some(native) => native.as_ref(),

@@ -43,7 +43,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    pub(super) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Actor::Operator => "operator",
             Actor::Startup => "startup",
@@ -64,7 +64,12 @@ impl App {
 
     /// Validates and stores an upload; does not activate it.
     pub fn push_plugin(&self, wasm: &[u8]) -> Result<(PluginRecord, bool), AppError> {
-        Ok(self.loader.push(wasm, self.now_ms())?)
+        let (record, new) = self.loader.push(wasm, self.now_ms())?;
+        if new {
+            let label = format!("{}@{}", record.name, record.version);
+            self.fleet.audit(Actor::Operator.as_str(), "plugin", &record.digest, "", &label, "uploaded");
+        }
+        Ok((record, new))
     }
 
     /// Makes `digest` the plugin for every new request. Requests already
@@ -98,6 +103,7 @@ impl App {
             })
             .map_err(AppError::from)?;
         swapped?;
+        self.fleet.audit(actor.as_str(), "plugin", digest, current.plugin.digest(), digest, &format!("activated: {reason}"));
         tracing::info!(digest = short(digest), plugin = %format!("{}@{}", record.name, record.version), actor = actor.as_str(), reason, "plugin activated");
         Ok(record)
     }
@@ -151,6 +157,7 @@ impl App {
                 if let Err(e) = recorded {
                     tracing::error!(error = %format!("{e:#}"), "cannot record the suspension in the plugin history");
                 }
+                self.fleet.audit(Actor::Automatic.as_str(), "plugin", failed_on.plugin.digest(), "active", "suspended", &why);
                 let _ = failed_on.suspended.set(why);
             }
         }

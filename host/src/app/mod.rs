@@ -13,7 +13,9 @@
 //! - a flag change goes through `fleet::Fleet::flip`, never a plain write.
 //!
 //! One file per concern: `accounts` (accounts, flags and the gate), `notes`
-//! (the note path through the plugin, and the operator views of notes),
+//! (the note path through the plugin, moving notes, and the operator views
+//! of notes), `migration` (account and service states, verify, rollout and
+//! the kill switch, the audit log),
 //! `active_plugin` (the plugin serving requests, its health, activation and
 //! rollback) and `errors` (what can go wrong, and how other layers' errors
 //! become `AppError`).
@@ -21,6 +23,7 @@
 mod accounts;
 mod active_plugin;
 mod errors;
+mod migration;
 mod notes;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,7 +41,8 @@ pub use crate::plugin_health::WatchConfig;
 pub use accounts::AccountChange;
 pub use active_plugin::{ActivePlugin, Actor, PluginsView};
 pub use errors::AppError;
-pub use notes::{MOVE_BATCH, MigrationStatus, MoveOutcome, Placement};
+pub use migration::{MigrationState, MigrationStatus, Rollout, RolloutReport, ServiceMigration, VERIFY_PROBLEMS_SHOWN, VerifyReport, cohort};
+pub use notes::{MOVE_BATCH, MoveOutcome, Placement};
 use active_plugin::summary;
 use errors::internal;
 

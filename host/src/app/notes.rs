@@ -29,13 +29,6 @@ pub struct MoveOutcome {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MigrationStatus {
-    pub is_migrating: bool,
-    pub legacy_notes: u64,
-    pub new_notes: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
     pub legacy: bool,
     pub new: bool,
@@ -201,16 +194,6 @@ impl App {
     }
 
     // ---- operator views, straight from the stores -------------------------
-
-    pub fn migration_status(&self, account: Uuid) -> Result<MigrationStatus, AppError> {
-        let is_migrating = self.flag(account)?;
-        let key = account.to_string();
-        let new_notes = match &self.stores.new {
-            Some(new) => new.count(&key)?,
-            None => 0,
-        };
-        Ok(MigrationStatus { is_migrating, legacy_notes: self.stores.legacy.count(&key)?, new_notes })
-    }
 
     pub fn placement(&self, account: Uuid, note: Uuid) -> Result<Placement, AppError> {
         self.flag(account)?;

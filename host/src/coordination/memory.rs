@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
+    Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
 
@@ -26,6 +26,15 @@ struct State {
     accounts: BTreeMap<Uuid, (Account, Option<PendingFlip>)>,
     acks: HashMap<String, BTreeSet<String>>,
     hosts: BTreeMap<String, HostRecord>,
+    audit: Vec<AuditEntry>,
+    rollout_percent: Option<f64>,
+}
+
+impl State {
+    fn append_audit(&mut self, entry: &AuditEntry) {
+        let seq = self.audit.len() as i64 + 1;
+        self.audit.push(AuditEntry { seq, ..entry.clone() });
+    }
 }
 
 impl State {
@@ -124,7 +133,7 @@ impl Coordination for MemoryCoordination {
         Ok(Announced::Pending { hosts })
     }
 
-    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64) -> Result<bool, CoordinationError> {
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
         let mut state = self.write()?;
         if flip.to && gate == Gate::Checked {
             every_host_can_migrate(&state.hosts())?;
@@ -137,6 +146,8 @@ impl Coordination for MemoryCoordination {
         *pending = None;
         account.is_migrating = flip.to;
         account.updated_at_ms = now_ms;
+        account.verified = None;
+        state.append_audit(audit);
         Ok(true)
     }
 
@@ -170,6 +181,7 @@ impl Coordination for MemoryCoordination {
         Ok(state.accounts.get_mut(&account).map(|(a, _)| {
             a.is_migrating = to;
             a.updated_at_ms = now_ms;
+            a.verified = None;
         }).is_some())
     }
 
@@ -219,6 +231,42 @@ impl Coordination for MemoryCoordination {
 
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
         Ok(Box::new(VersionWatch { version: self.version.clone(), last: None }))
+    }
+
+    fn record_verify(&self, account: Uuid, is_migrating: bool, verified: Verified) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        match state.accounts.get_mut(&account) {
+            Some((a, None)) if a.is_migrating == is_migrating => {
+                a.verified = Some(verified);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
+        Ok(self.read()?.rollout_percent)
+    }
+
+    fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError> {
+        self.write()?.rollout_percent = Some(percent);
+        Ok(())
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
+        self.write()?.append_audit(entry);
+        Ok(())
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
+        let state = self.read()?;
+        let wanted = |e: &&AuditEntry| {
+            e.seq > query.after_seq
+                && query.since_ms.is_none_or(|t| e.at_ms >= t)
+                && query.until_ms.is_none_or(|t| e.at_ms <= t)
+                && query.kind.as_ref().is_none_or(|k| &e.kind == k)
+        };
+        Ok(state.audit.iter().filter(wanted).take(query.limit as usize).cloned().collect())
     }
 }
 

@@ -33,8 +33,46 @@ pub struct Account {
     /// Notely's `shard`: stored and echoed for its clients; it does not
     /// decide where notes live (the new store's sharding does).
     pub shard: Option<String>,
+    /// The last verify of the account's notes since its flag last changed.
+    pub verified: Option<Verified>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+/// The outcome of a verify (`app::verify`), kept until the flag changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub at_ms: i64,
+    pub clean: bool,
+}
+
+/// One entry of the audit log: who changed what, when, from what to what.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Assigned by the log, in order; 0 in an entry to append.
+    pub seq: i64,
+    pub at_ms: i64,
+    /// The host (`--host-name`) that made the change.
+    pub host: String,
+    /// `operator`, `startup` or `automatic`.
+    pub actor: String,
+    /// `account`, `flag`, `rollout`, `plugin`.
+    pub kind: String,
+    /// What changed: an account id, a plugin digest, `percent`.
+    pub subject: String,
+    pub before: String,
+    pub after: String,
+    pub detail: String,
+}
+
+/// A page of the audit log: oldest first, after the cursor `after_seq`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub kind: Option<String>,
+    pub after_seq: i64,
+    pub limit: u32,
 }
 
 /// What `update_account` changes; `None` leaves it as it is.
@@ -146,10 +184,11 @@ pub trait Coordination: Send + Sync {
     /// (`FlipInProgress`) or the flag already has the value (`Unchanged`).
     /// Turning on with `gate` checked is refused unless every host can migrate.
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError>;
-    /// Sets the flag to the flip's value and clears the mark, only if the flip
-    /// is still pending (false if it was aborted). With `gate` checked, a flip
-    /// to on is refused (nothing changes) unless every host can migrate.
-    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64) -> Result<bool, CoordinationError>;
+    /// Sets the flag to the flip's value, clears the mark and the account's
+    /// last verify, and appends `audit`, all only if the flip is still
+    /// pending (false if it was aborted). With `gate` checked, a flip to on is
+    /// refused (nothing changes) unless every host can migrate.
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError>;
     /// Clears the mark if the flip is still pending; the flag keeps its value.
     fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError>;
     fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError>;
@@ -186,6 +225,21 @@ pub trait Coordination: Send + Sync {
     /// A cheap way to learn that any host changed the state (the fleet's
     /// watcher polls it every millisecond).
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError>;
+
+    // ---- migration state ----------------------------------------------------
+
+    /// Records a verify of the account's notes made under the flag value
+    /// `is_migrating`, only if the flag still has it and no flip is pending
+    /// (else false: the verify says nothing about the new mode).
+    fn record_verify(&self, account: Uuid, is_migrating: bool, verified: Verified) -> Result<bool, CoordinationError>;
+    /// The percent of accounts the last rollout turned on (`None`: no rollout yet).
+    fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError>;
+    fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError>;
+
+    // ---- the audit log (append only) ------------------------------------------
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError>;
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError>;
 }
 
 /// Tells whether the coordination state changed since the last look.

@@ -15,7 +15,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, Announced, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary,
+    Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    PendingFlip, PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
 use crate::db::{self, Pool};
@@ -40,6 +41,19 @@ CREATE TABLE IF NOT EXISTS hosts (
     plugin_label       TEXT    NOT NULL,
     supports_migration INTEGER NOT NULL CHECK (supports_migration IN (0, 1))
 );
+CREATE TABLE IF NOT EXISTS audit (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms   INTEGER NOT NULL,
+    host    TEXT    NOT NULL,
+    actor   TEXT    NOT NULL,
+    kind    TEXT    NOT NULL,
+    subject TEXT    NOT NULL,
+    before  TEXT    NOT NULL,
+    after   TEXT    NOT NULL,
+    detail  TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+CREATE TABLE IF NOT EXISTS service_state (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS flip_acks (
     flip_id TEXT    NOT NULL,
     host_id TEXT    NOT NULL,
@@ -61,9 +75,13 @@ const UPGRADES: &[(&str, &str)] = &[
     ("flip_by", "ALTER TABLE accounts ADD COLUMN flip_by TEXT"),
     // Notely's `shard`, stored and echoed.
     ("shard", "ALTER TABLE accounts ADD COLUMN shard TEXT"),
+    // The last verify since the flag changed (cleared by a flip).
+    ("verified_at_ms", "ALTER TABLE accounts ADD COLUMN verified_at_ms INTEGER"),
+    ("verified_clean", "ALTER TABLE accounts ADD COLUMN verified_clean INTEGER"),
 ];
 
-const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms, shard";
+const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean";
+const AUDIT_COLUMNS: &str = "seq, at_ms, host, actor, kind, subject, before, after, detail";
 const HOST_COLUMNS: &str =
     "id, name, address, pid, version, started_at_ms, heartbeat_ms, plugin_digest, plugin_label, supports_migration";
 /// The flag and any flip in progress of one account (`row_to_flag_state`).
@@ -175,18 +193,22 @@ impl Coordination for SqliteCoordination {
         Ok(Announced::Pending { hosts })
     }
 
-    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64) -> Result<bool, CoordinationError> {
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if flip.to && gate == Gate::Checked {
             every_host_can_migrate(&hosts_in(&tx)?)?;
         }
         let committed = tx.execute(
-            "UPDATE accounts SET is_migrating = ?3, updated_at_ms = ?4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL
+            "UPDATE accounts SET is_migrating = ?3, updated_at_ms = ?4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL,
+                 verified_at_ms = NULL, verified_clean = NULL
              WHERE id = ?1 AND flip_id = ?2",
             params![flip.account.to_string(), flip.id, flip.to, now_ms],
         )?;
         tx.execute("DELETE FROM flip_acks WHERE flip_id = ?1", [&flip.id])?;
+        if committed > 0 {
+            insert_audit(&tx, audit)?;
+        }
         tx.commit()?;
         Ok(committed > 0)
     }
@@ -228,7 +250,7 @@ impl Coordination for SqliteCoordination {
     fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
         let conn = self.write()?;
         let changed = conn.execute(
-            "UPDATE accounts SET is_migrating = ?2, updated_at_ms = ?3 WHERE id = ?1",
+            "UPDATE accounts SET is_migrating = ?2, updated_at_ms = ?3, verified_at_ms = NULL, verified_clean = NULL WHERE id = ?1",
             params![account.to_string(), to, now_ms],
         )?;
         Ok(changed > 0)
@@ -306,6 +328,67 @@ impl Coordination for SqliteCoordination {
         conn.busy_timeout(Duration::from_secs(1))?;
         Ok(Box::new(DataVersion { conn, last: None }))
     }
+
+    fn record_verify(&self, account: Uuid, is_migrating: bool, verified: Verified) -> Result<bool, CoordinationError> {
+        let conn = self.write()?;
+        let changed = conn.execute(
+            "UPDATE accounts SET verified_at_ms = ?2, verified_clean = ?3 WHERE id = ?1 AND is_migrating = ?4 AND flip_id IS NULL",
+            params![account.to_string(), verified.at_ms, verified.clean, is_migrating],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
+        let conn = self.pool.get()?;
+        let value: Option<String> =
+            conn.query_row("SELECT value FROM service_state WHERE key = 'rollout_percent'", [], |r| r.get(0)).optional()?;
+        Ok(value.and_then(|v| v.parse().ok()))
+    }
+
+    fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError> {
+        let conn = self.write()?;
+        conn.execute(
+            "INSERT INTO service_state (key, value) VALUES ('rollout_percent', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [percent.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
+        let conn = self.write()?;
+        insert_audit(&*conn, entry)
+    }
+
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit
+             WHERE seq > ?1 AND at_ms >= coalesce(?2, at_ms) AND at_ms <= coalesce(?3, at_ms) AND kind = coalesce(?4, kind)
+             ORDER BY seq LIMIT ?5"
+        ))?;
+        let rows = stmt.query_map(params![query.after_seq, query.since_ms, query.until_ms, query.kind, query.limit], |r| {
+            Ok(AuditEntry {
+                seq: r.get(0)?,
+                at_ms: r.get(1)?,
+                host: r.get(2)?,
+                actor: r.get(3)?,
+                kind: r.get(4)?,
+                subject: r.get(5)?,
+                before: r.get(6)?,
+                after: r.get(7)?,
+                detail: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), CoordinationError> {
+    conn.prepare_cached(
+        "INSERT INTO audit (at_ms, host, actor, kind, subject, before, after, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![e.at_ms, e.host, e.actor, e.kind, e.subject, e.before, e.after, e.detail])?;
+    Ok(())
 }
 
 /// `PRAGMA data_version` on a connection of its own: ≈1.5 µs, no I/O.
@@ -378,6 +461,10 @@ fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         created_at_ms: r.get(3)?,
         updated_at_ms: r.get(4)?,
         shard: r.get(5)?,
+        verified: match (r.get::<_, Option<i64>>(6)?, r.get::<_, Option<bool>>(7)?) {
+            (Some(at_ms), Some(clean)) => Some(Verified { at_ms, clean }),
+            _ => None,
+        },
     })
 }
 
@@ -437,7 +524,7 @@ mod tests {
     use super::*;
 
     fn account(id: Uuid, name: &str, is_migrating: bool) -> Account {
-        Account { id, name: name.into(), is_migrating, shard: None, created_at_ms: 1, updated_at_ms: 1 }
+        Account { id, name: name.into(), is_migrating, shard: None, verified: None, created_at_ms: 1, updated_at_ms: 1 }
     }
 
     fn host(id: &str, supports_migration: bool) -> HostRecord {
@@ -510,7 +597,9 @@ mod tests {
         state.acknowledge_flip("f1", "h", 5).unwrap();
         assert_eq!(state.flip_acks("f1").unwrap(), BTreeSet::from(["h".to_owned()]));
         assert!(state.abort_flip(id, "f1").unwrap());
-        assert!(!state.commit_flip(&flip, Gate::Checked, 10).unwrap(), "aborted first: the commit changes nothing");
+        let audit = AuditEntry { kind: "flag".into(), ..AuditEntry::default() };
+        assert!(!state.commit_flip(&flip, Gate::Checked, 10, &audit).unwrap(), "aborted first: the commit changes nothing");
+        assert!(state.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).unwrap().is_empty(), "and logs nothing");
         assert_eq!(state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, flip: None });
         assert!(state.flip_acks("f1").unwrap().is_empty());
     }

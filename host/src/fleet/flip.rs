@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::inflight::{Entered, NotEntered};
 use super::{Fleet, FleetError, Shared};
-use crate::coordination::{Announced, CoordinationError, PendingFlip};
+use crate::coordination::{Announced, AuditEntry, CoordinationError, PendingFlip};
 
 /// A note request admitted to run under `is_migrating`. While it lives, no
 /// flip of its account can complete anywhere in the fleet.
@@ -87,8 +87,9 @@ impl Fleet {
         }
     }
 
-    /// Sets the account's flag to `to` on the whole fleet (see the module doc).
-    pub fn flip(&self, account: Uuid, to: bool) -> Result<FlipOutcome, FleetError> {
+    /// Sets the account's flag to `to` on the whole fleet (see the module doc),
+    /// recorded in the audit log with the commit, as done by `actor` for `reason`.
+    pub fn flip(&self, account: Uuid, to: bool, actor: &str, reason: &str) -> Result<FlipOutcome, FleetError> {
         let shared = &self.shared;
         let now_ms = shared.clock.now_ms();
         let started = Instant::now();
@@ -139,7 +140,19 @@ impl Fleet {
         // Turning on is checked against the hosts again. The plugin side of
         // the gate counts a pending "on" as migrating, so no host that cannot
         // migrate joined since the announcement; checked all the same.
-        let committed = match shared.coordination.commit_flip(&flip, shared.gate(), shared.clock.now_ms()) {
+        let now = shared.clock.now_ms();
+        let audit = AuditEntry {
+            seq: 0,
+            at_ms: now,
+            host: shared.me.name.clone(),
+            actor: actor.to_owned(),
+            kind: "flag".into(),
+            subject: account.to_string(),
+            before: (!to).to_string(),
+            after: to.to_string(),
+            detail: format!("{reason}; {hosts} host(s) drained in {} ms", started.elapsed().as_millis()),
+        };
+        let committed = match shared.coordination.commit_flip(&flip, shared.gate(), now, &audit) {
             Ok(committed) => committed,
             Err(refused @ CoordinationError::HostsCannotMigrate(_)) => {
                 shared.abort(account, flip_id)?;

@@ -29,7 +29,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::coordination::{Account, Coordination, CoordinationError, Gate, HostRecord, PluginSummary};
+use crate::coordination::{Account, AuditEntry, Coordination, CoordinationError, Gate, HostRecord, PluginSummary};
 use liveness::Liveness;
 
 pub use flip::{Admission, FlipOutcome};
@@ -211,6 +211,26 @@ impl Fleet {
             self.shared.prune_gone_hosts();
         }
         self.shared.coordination.create_account(account, self.shared.gate()).map_err(|e| self.shared.fleet_error(e))
+    }
+
+    /// Appends to the audit log, as this host, now. Best effort: a change
+    /// already made is not undone because its record could not be written
+    /// (flips are recorded atomically, in `flip`).
+    pub fn audit(&self, actor: &str, kind: &str, subject: &str, before: &str, after: &str, detail: &str) {
+        let entry = AuditEntry {
+            seq: 0,
+            at_ms: self.shared.clock.now_ms(),
+            host: self.shared.me.name.clone(),
+            actor: actor.into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            before: before.into(),
+            after: after.into(),
+            detail: detail.into(),
+        };
+        if let Err(e) = self.shared.coordination.append_audit(&entry) {
+            tracing::error!(error = %e, kind, subject, "cannot write the audit log");
+        }
     }
 
     /// Every registered host, this one included.

@@ -20,17 +20,11 @@ impl ShardedStore {
     }
 }
 
-/// FNV-1a, 64 bit: stable across Rust releases and platforms, unlike std's
-/// `DefaultHasher`. Changing it, or the shard count, re-homes accounts, so the
-/// data dir records the shard count and the host refuses to start with
-/// another (see `layout`).
+/// The account's shard: FNV-1a of its id. Changing the hash, or the shard
+/// count, re-homes accounts, so the data dir records the shard count and the
+/// host refuses to start with another (see `layout`).
 pub fn shard_index(account_id: &str, shards: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in account_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash % shards as u64) as usize
+    (crate::stable_hash::fnv1a(account_id.bytes()) % shards as u64) as usize
 }
 
 impl DataStore for ShardedStore {

@@ -1,0 +1,271 @@
+//! Migration routes: an account's state, moving and verifying its notes;
+//! the whole service's state, the rollout and the kill switch; the audit log.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{JsonBody, uuid};
+use super::{blocking, notes::rfc3339};
+use crate::app::{App, MigrationStatus, MoveOutcome, Rollout, RolloutReport, VerifyReport};
+use crate::coordination::{AuditEntry, AuditQuery};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    is_migrating: bool,
+    /// `legacy`, `migrating`, `migrated`, `rolling-back` or `rolled-back`.
+    state: &'static str,
+    legacy_notes: u64,
+    new_notes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify_clean: Option<bool>,
+}
+
+impl From<MigrationStatus> for StatusBody {
+    fn from(s: MigrationStatus) -> Self {
+        StatusBody {
+            is_migrating: s.is_migrating,
+            state: s.state.as_str(),
+            legacy_notes: s.legacy_notes,
+            new_notes: s.new_notes,
+            verified_at: s.verified.map(|v| rfc3339(v.at_ms)),
+            verify_clean: s.verified.map(|v| v.clean),
+        }
+    }
+}
+
+/// `GET /accounts/{id}/migration`.
+pub async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<StatusBody>, ApiError> {
+    let id = uuid("account", &id)?;
+    Ok(Json(blocking(&app, move |app| app.migration_status(id)).await?.into()))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveBody {
+    /// The flag the last batch ran under: true moved notes to the new store
+    /// (a backfill), false back to legacy (a bulk rollback).
+    is_migrating: bool,
+    moved: u32,
+    in_place: u32,
+    missing: u32,
+    batches: u32,
+    #[serde(flatten)]
+    status: StatusBody,
+}
+
+/// `POST /accounts/{id}/migration/move`: every note of the account to the
+/// store its mode wants, through the plugin, in batches; then its state.
+pub async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MoveBody>, ApiError> {
+    let id = uuid("account", &id)?;
+    let (MoveOutcome { is_migrating, report, batches }, status) =
+        blocking(&app, move |app| Ok((app.move_notes(id)?.value, app.migration_status(id)?))).await?;
+    Ok(Json(MoveBody {
+        is_migrating,
+        moved: report.moved,
+        in_place: report.in_place,
+        missing: report.missing,
+        batches,
+        status: status.into(),
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyBody {
+    is_migrating: bool,
+    clean: bool,
+    /// False if the flag changed while the verify ran (nothing recorded).
+    recorded: bool,
+    notes: u64,
+    duplicates: u64,
+    unreadable: u64,
+    misplaced: u64,
+    half_deleted: u64,
+    problems: Vec<ProblemBody>,
+    state: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct ProblemBody {
+    note: String,
+    problem: String,
+}
+
+/// `POST /accounts/{id}/migration/verify`: read-only checks of every note.
+pub async fn verify(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<VerifyBody>, ApiError> {
+    let id = uuid("account", &id)?;
+    let (report, status) = blocking(&app, move |app| Ok((app.verify(id)?, app.migration_status(id)?))).await?;
+    let VerifyReport { is_migrating, notes, duplicates, unreadable, misplaced, half_deleted, problems, clean, recorded } = report;
+    Ok(Json(VerifyBody {
+        is_migrating,
+        clean,
+        recorded,
+        notes,
+        duplicates,
+        unreadable,
+        misplaced,
+        half_deleted,
+        problems: problems.into_iter().map(|(note, problem)| ProblemBody { note, problem }).collect(),
+        state: status.state.as_str(),
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBody {
+    /// Accounts per state.
+    accounts: serde_json::Map<String, serde_json::Value>,
+    notes_to_new: u64,
+    notes_to_legacy: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout_percent: Option<f64>,
+}
+
+/// `GET /migration`: the whole service.
+pub async fn service(State(app): State<Arc<App>>) -> Result<Json<ServiceBody>, ApiError> {
+    let summary = blocking(&app, |app| app.service_migration()).await?;
+    Ok(Json(ServiceBody {
+        accounts: summary.accounts.iter().map(|(state, n)| ((*state).to_owned(), (*n).into())).collect(),
+        notes_to_new: summary.notes_to_new,
+        notes_to_legacy: summary.notes_to_legacy,
+        rollout_percent: summary.rollout_percent,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRequest {
+    percent: Option<f64>,
+    accounts: Option<Vec<String>>,
+    is_migrating: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent: Option<f64>,
+    turned_on: u64,
+    turned_off: u64,
+    unchanged: u64,
+    failed: Vec<FailedBody>,
+}
+
+#[derive(Serialize)]
+pub struct FailedBody {
+    account: String,
+    error: String,
+}
+
+impl From<RolloutReport> for RolloutBody {
+    fn from(r: RolloutReport) -> Self {
+        RolloutBody {
+            percent: r.percent,
+            turned_on: r.turned_on,
+            turned_off: r.turned_off,
+            unchanged: r.unchanged,
+            failed: r.failed.into_iter().map(|(account, error)| FailedBody { account: account.to_string(), error }).collect(),
+        }
+    }
+}
+
+/// `POST /migration/rollout` `{"percent"}` or `{"accounts", "isMigrating"}`.
+pub async fn rollout(State(app): State<Arc<App>>, JsonBody(body): JsonBody<RolloutRequest>) -> Result<Json<RolloutBody>, ApiError> {
+    let rollout = match body {
+        RolloutRequest { percent: Some(p), accounts: None, is_migrating: None } => Rollout::Percent(p),
+        RolloutRequest { percent: None, accounts: Some(ids), is_migrating: Some(on) } => Rollout::Accounts {
+            ids: ids.iter().map(|id| uuid("account", id)).collect::<Result<_, _>>()?,
+            is_migrating: on,
+        },
+        _ => return Err(ApiError::bad_request("give either {\"percent\": P} or {\"accounts\": [ids], \"isMigrating\": bool}")),
+    };
+    Ok(Json(blocking(&app, move |app| app.rollout(rollout)).await?.into()))
+}
+
+/// `POST /migration/kill-switch`: migration off for every account, through
+/// the barrier (a rollout to 0%).
+pub async fn kill_switch(State(app): State<Arc<App>>) -> Result<Json<RolloutBody>, ApiError> {
+    Ok(Json(blocking(&app, |app| app.rollout(Rollout::Percent(0.0))).await?.into()))
+}
+
+#[derive(Deserialize)]
+pub struct AuditParams {
+    since: Option<String>,
+    until: Option<String>,
+    kind: Option<String>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct AuditBody {
+    entries: Vec<AuditEntryBody>,
+    /// The cursor of the next page (`?after=`), if this one was full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct AuditEntryBody {
+    seq: i64,
+    at: String,
+    host: String,
+    actor: String,
+    kind: String,
+    subject: String,
+    before: String,
+    after: String,
+    detail: String,
+}
+
+const AUDIT_PAGE: u32 = 100;
+const AUDIT_MAX_PAGE: u32 = 1000;
+
+/// `GET /audit?since=&until=&kind=&after=&limit=`: oldest first.
+pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams>) -> Result<Json<AuditBody>, ApiError> {
+    let time = |what: &str, raw: Option<String>| -> Result<Option<i64>, ApiError> {
+        raw.map(|raw| {
+            time::OffsetDateTime::parse(&raw, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|e| ApiError::bad_request(format!("{what} {raw:?} is not an RFC 3339 time: {e}")))
+        })
+        .transpose()
+    };
+    let limit = params.limit.unwrap_or(AUDIT_PAGE);
+    if limit == 0 || limit > AUDIT_MAX_PAGE {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {AUDIT_MAX_PAGE}")));
+    }
+    let query = AuditQuery {
+        since_ms: time("since", params.since)?,
+        until_ms: time("until", params.until)?,
+        kind: params.kind,
+        after_seq: params.after.unwrap_or(0),
+        limit,
+    };
+    let entries = blocking(&app, move |app| app.audit(&query)).await?;
+    let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.seq)).flatten();
+    Ok(Json(AuditBody {
+        entries: entries
+            .into_iter()
+            .map(|AuditEntry { seq, at_ms, host, actor, kind, subject, before, after, detail }| AuditEntryBody {
+                seq,
+                at: rfc3339(at_ms),
+                host,
+                actor,
+                kind,
+                subject,
+                before,
+                after,
+                detail,
+            })
+            .collect(),
+        next,
+    }))
+}

@@ -1,0 +1,294 @@
+//! Migrations as an operator runs them: the state of each account and of the
+//! whole service, verify, the staged rollout and its kill switch, and the
+//! audit log they all write to.
+
+use std::collections::BTreeSet;
+
+use notes_routing::Store;
+use uuid::Uuid;
+
+use crate::coordination::{Account, AuditEntry, AuditQuery, Verified};
+use crate::fleet::FlipOutcome;
+use super::{Actor, App, AppError};
+
+/// Where an account stands, from its flag, where its notes are, and its last verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationState {
+    /// Flag off, nothing in the new store, not verified since.
+    Legacy,
+    /// Flag on, notes left in legacy (or not verified yet).
+    Migrating,
+    /// Flag on, legacy holds none of its notes, and the last verify was clean.
+    Migrated,
+    /// Flag off, notes left in the new store.
+    RollingBack,
+    /// Flag off, nothing in the new store, and the last verify was clean.
+    RolledBack,
+}
+
+impl MigrationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationState::Legacy => "legacy",
+            MigrationState::Migrating => "migrating",
+            MigrationState::Migrated => "migrated",
+            MigrationState::RollingBack => "rolling-back",
+            MigrationState::RolledBack => "rolled-back",
+        }
+    }
+
+    fn of(is_migrating: bool, legacy_notes: u64, new_notes: u64, verified: Option<Verified>) -> Self {
+        let clean = verified.is_some_and(|v| v.clean);
+        match (is_migrating, legacy_notes, new_notes) {
+            (true, 0, _) if clean => MigrationState::Migrated,
+            (true, _, _) => MigrationState::Migrating,
+            (false, _, n) if n > 0 => MigrationState::RollingBack,
+            (false, _, _) if clean => MigrationState::RolledBack,
+            (false, _, _) => MigrationState::Legacy,
+        }
+    }
+}
+
+/// `GET /accounts/{id}/migration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub is_migrating: bool,
+    pub state: MigrationState,
+    pub legacy_notes: u64,
+    pub new_notes: u64,
+    pub verified: Option<Verified>,
+}
+
+/// `GET /migration`: the whole service.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceMigration {
+    /// Accounts per state, in `MigrationState` order.
+    pub accounts: [(&'static str, u64); 5],
+    /// Notes in legacy of accounts whose flag is on: what a backfill moves.
+    pub notes_to_new: u64,
+    /// Notes in new of accounts whose flag is off: what a bulk rollback moves.
+    pub notes_to_legacy: u64,
+    pub rollout_percent: Option<f64>,
+}
+
+/// Problems a verify reports by note, at most this many.
+pub const VERIFY_PROBLEMS_SHOWN: usize = 20;
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub is_migrating: bool,
+    pub notes: u64,
+    /// In both stores: an older (or equal) copy the next read removes; not a problem.
+    pub duplicates: u64,
+    pub unreadable: u64,
+    /// In the store the account's mode drains, not its home store.
+    pub misplaced: u64,
+    /// Live in one store below a tombstone in the other: a delete cut short.
+    pub half_deleted: u64,
+    /// The first [`VERIFY_PROBLEMS_SHOWN`] problems: (note id, what).
+    pub problems: Vec<(String, String)>,
+    pub clean: bool,
+    /// False if the flag changed while the verify ran: nothing was recorded.
+    pub recorded: bool,
+}
+
+/// The outcome of a rollout or the kill switch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RolloutReport {
+    pub percent: Option<f64>,
+    pub turned_on: u64,
+    pub turned_off: u64,
+    pub unchanged: u64,
+    /// Accounts whose flag could not be changed, with the reason.
+    pub failed: Vec<(Uuid, String)>,
+}
+
+/// Which accounts a rollout targets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rollout {
+    /// Every account whose cohort falls under this percent on, the others off.
+    Percent(f64),
+    /// These accounts to this value.
+    Accounts { ids: Vec<Uuid>, is_migrating: bool },
+}
+
+/// Flips a rollout runs at once; flips of different accounts are independent.
+const ROLLOUT_PARALLELISM: usize = 4;
+
+/// An account's rollout cohort, in [0, 10 000): sticky (a hash of its id, salted
+/// so it is independent of its shard) and nested (the accounts under 10% are
+/// under 20% too).
+pub fn cohort(account: Uuid) -> u64 {
+    crate::stable_hash::fnv1a(b"rollout:".iter().copied().chain(account.to_string().into_bytes())) % 10_000
+}
+
+fn in_cohort(account: Uuid, percent: f64) -> bool {
+    (cohort(account) as f64) < percent * 100.0
+}
+
+impl App {
+    pub fn migration_status(&self, account: Uuid) -> Result<MigrationStatus, AppError> {
+        let Account { is_migrating, verified, .. } = self.account(account)?;
+        let key = account.to_string();
+        let legacy_notes = self.stores.legacy.count(&key)?;
+        let new_notes = match &self.stores.new {
+            Some(new) => new.count(&key)?,
+            None => 0,
+        };
+        let state = MigrationState::of(is_migrating, legacy_notes, new_notes, verified);
+        Ok(MigrationStatus { is_migrating, state, legacy_notes, new_notes, verified })
+    }
+
+    pub fn service_migration(&self) -> Result<ServiceMigration, AppError> {
+        let states = [
+            MigrationState::Legacy,
+            MigrationState::Migrating,
+            MigrationState::Migrated,
+            MigrationState::RollingBack,
+            MigrationState::RolledBack,
+        ];
+        let mut summary = ServiceMigration {
+            accounts: states.map(|s| (s.as_str(), 0)),
+            rollout_percent: self.coordination.rollout_percent()?,
+            ..ServiceMigration::default()
+        };
+        for account in self.accounts()? {
+            let status = self.migration_status(account.id)?;
+            let i = states.iter().position(|s| *s == status.state).expect("every state is listed");
+            summary.accounts[i].1 += 1;
+            if status.is_migrating {
+                summary.notes_to_new += status.legacy_notes;
+            } else {
+                summary.notes_to_legacy += status.new_notes;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Checks, without changing anything but what reads repair, that every
+    /// note of the account is readable through the plugin, sits in its home
+    /// store (new with the flag on, legacy with it off), and has no live copy
+    /// below a tombstone. A clean verify, recorded with the flag it ran under,
+    /// is what makes an account `migrated` or `rolled-back`.
+    pub fn verify(&self, account: Uuid) -> Result<VerifyReport, AppError> {
+        let is_migrating = self.account(account)?.is_migrating;
+        let key = account.to_string();
+        let ids = |store: Store| -> Result<BTreeSet<String>, AppError> {
+            Ok(match self.stores.get(store) {
+                Some(s) => s.list_ids(&key)?.into_iter().collect(),
+                None => BTreeSet::new(),
+            })
+        };
+        let (legacy, new) = (ids(Store::Legacy)?, ids(Store::New)?);
+        let home = if is_migrating && self.stores.new.is_some() { Store::New } else { Store::Legacy };
+        let mut report = VerifyReport { is_migrating, ..VerifyReport::default() };
+        let problem = |report: &mut VerifyReport, id: &str, what: String| {
+            if report.problems.len() < VERIFY_PROBLEMS_SHOWN {
+                report.problems.push((id.to_owned(), what));
+            }
+        };
+        for id in legacy.union(&new) {
+            report.notes += 1;
+            let (in_legacy, in_new) = (legacy.contains(id), new.contains(id));
+            if in_legacy && in_new {
+                report.duplicates += 1;
+            } else if (home == Store::New && !in_new) || (home == Store::Legacy && !in_legacy) {
+                report.misplaced += 1;
+                let (at, should) = if in_new { ("new", "legacy") } else { ("legacy", "new") };
+                problem(&mut report, id, format!("in the {at} store, but the account's mode wants it in {should}"));
+            }
+            for (live_in, other) in [(Store::Legacy, Store::New), (Store::New, Store::Legacy)] {
+                let (Some(live), Some(other_store)) = (self.stores.get(live_in), self.stores.get(other)) else { continue };
+                let Some(note) = live.get(&key, id)? else { continue };
+                if let Some(tombstone) = other_store.recorded_version(&key, id)?.filter(|v| *v > note.version) {
+                    if other_store.get(&key, id)?.is_none() {
+                        report.half_deleted += 1;
+                        problem(&mut report, id, format!("live at version {} but deleted at {tombstone} in the other store", note.version));
+                    }
+                }
+            }
+            match id.parse::<Uuid>().map_err(|e| e.to_string()).and_then(|note| self.note(account, note).map_err(|e| e.to_string())) {
+                Ok(_) => {}
+                Err(e) => {
+                    report.unreadable += 1;
+                    problem(&mut report, id, format!("not readable through the plugin: {e}"));
+                }
+            }
+        }
+        report.clean = report.unreadable == 0 && report.misplaced == 0 && report.half_deleted == 0;
+        let verified = Verified { at_ms: self.now_ms(), clean: report.clean };
+        report.recorded = self.coordination.record_verify(account, is_migrating, verified)?;
+        Ok(report)
+    }
+
+    /// Turns `isMigrating` on or off for many accounts, each through the flip
+    /// protocol (so each waits for every host to drain), a few at a time.
+    /// Turning on is refused up front while any host cannot migrate. A
+    /// percent rollout is recorded as the service's rollout percent.
+    pub fn rollout(&self, rollout: Rollout) -> Result<RolloutReport, AppError> {
+        let targets: Vec<(Uuid, bool)> = match &rollout {
+            Rollout::Percent(p) if !(0.0..=100.0).contains(p) => {
+                return Err(AppError::Invalid(format!("percent must be between 0 and 100, got {p}")));
+            }
+            Rollout::Percent(p) => self.accounts()?.into_iter().map(|a| (a.id, in_cohort(a.id, *p))).collect(),
+            Rollout::Accounts { ids, is_migrating } => {
+                for id in ids {
+                    self.account(*id)?;
+                }
+                ids.iter().map(|id| (*id, *is_migrating)).collect()
+            }
+        };
+        if targets.iter().any(|(_, on)| *on) {
+            self.migration_gate()?;
+            if let Some(host) = self.hosts()?.into_iter().find(|h| !h.host.plugin.supports_migration) {
+                return Err(AppError::Gate(format!(
+                    "cannot turn isMigrating on: host {} runs a plugin that does not support migration; upgrade it first",
+                    host.describe()
+                )));
+            }
+        }
+        let reason = match &rollout {
+            Rollout::Percent(p) => format!("rollout to {p}%"),
+            Rollout::Accounts { .. } => "rollout of listed accounts".to_owned(),
+        };
+        let previous = self.coordination.rollout_percent()?;
+        let mut report = RolloutReport { percent: None, ..RolloutReport::default() };
+        let chunk = targets.len().div_ceil(ROLLOUT_PARALLELISM).max(1);
+        let outcomes: Vec<(Uuid, bool, Result<FlipOutcome, AppError>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = targets
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| part.iter().map(|(id, on)| (*id, *on, self.set_flag(*id, *on, Actor::Operator, &reason))).collect::<Vec<_>>()))
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().expect("a rollout worker panicked")).collect()
+        });
+        for (id, on, outcome) in outcomes {
+            match outcome {
+                Ok(FlipOutcome::Unchanged) => report.unchanged += 1,
+                Ok(FlipOutcome::Flipped { .. }) if on => report.turned_on += 1,
+                Ok(FlipOutcome::Flipped { .. }) => report.turned_off += 1,
+                Err(e) => report.failed.push((id, e.to_string())),
+            }
+        }
+        if let Rollout::Percent(p) = rollout {
+            self.coordination.set_rollout_percent(p)?;
+            report.percent = Some(p);
+        }
+        let before = previous.map(|p| format!("{p}%")).unwrap_or_default();
+        let after = report.percent.map(|p| format!("{p}%")).unwrap_or_else(|| "listed accounts".into());
+        let detail = format!(
+            "{} turned on, {} turned off, {} unchanged, {} failed",
+            report.turned_on,
+            report.turned_off,
+            report.unchanged,
+            report.failed.len()
+        );
+        self.fleet.audit(Actor::Operator.as_str(), "rollout", "percent", &before, &after, &detail);
+        Ok(report)
+    }
+
+    /// The audit log, oldest first, after the cursor `query.after_seq`.
+    pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, AppError> {
+        Ok(self.coordination.audit(query)?)
+    }
+}
