@@ -90,7 +90,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             admin_token,
         },
     );
+    // Migration jobs run beside the requests, on their own thread.
+    let stop_jobs = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let jobs = crate::app::spawn_job_runner(app.clone(), stop_jobs.clone())?;
     api::server::serve(listener, router, config.connections, shutdown_signal()).await?;
+    // A job step in progress finishes (a batch is short), then the runner stops.
+    stop_jobs.store(true, std::sync::atomic::Ordering::Release);
+    let _ = tokio::task::spawn_blocking(move || jobs.join()).await;
     // Requests have finished: leave the fleet now rather than when the last
     // reference goes, so flips stop waiting for this host at once.
     app.leave_fleet();

@@ -22,7 +22,7 @@ use notes_host::app::{App, AppError, AppSettings};
 use notes_host::catalog::{Catalog, sha256_hex};
 use notes_host::coordination::{
     Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
-    PendingFlip, PluginSummary, Verified,
+    Job, PendingFlip, PluginSummary, Verified,
 };
 use notes_host::in_process::InProcess;
 
@@ -393,6 +393,24 @@ impl Coordination for Recording {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
         self.inner.append_audit(entry)
     }
+    fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
+        self.inner.create_job(job)
+    }
+    fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError> {
+        self.inner.job(id)
+    }
+    fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
+        self.inner.jobs()
+    }
+    fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        self.inner.claim_job(id, expected, host, now_ms)
+    }
+    fn save_job(&self, job: &Job) -> Result<bool, CoordinationError> {
+        self.inner.save_job(job)
+    }
+    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
+        self.inner.set_job_state(id, from, to, now_ms)
+    }
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
         self.inner.audit(query)
     }
@@ -685,4 +703,123 @@ async fn every_audited_action_appears_once_in_order_with_a_cursor() {
     let (_, rest) = call(&router, "GET", &format!("/audit?kind=flag&after={next}"), None).await;
     assert_eq!(rest["entries"].as_array().unwrap().len(), 1, "{rest}");
     assert_eq!(rest["entries"][0]["after"], "false");
+}
+
+// ---- migration jobs ----------------------------------------------------------------
+
+/// Steps jobs on this host until none has work left; the number of steps.
+fn run_jobs(app: &App) -> usize {
+    let mut steps = 0;
+    while app.run_job_step().unwrap() {
+        steps += 1;
+        assert!(steps < 10_000, "jobs never finish");
+    }
+    steps
+}
+
+#[tokio::test]
+async fn a_backfill_job_over_every_account_moves_only_the_migrating_accounts_notes() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", MIGRATE);
+    let router = http(&app);
+    let (on_a, on_b, off) = (new_account(&router, false).await, new_account(&router, false).await, new_account(&router, false).await);
+    for account in [&on_a, &on_b, &off] {
+        for _ in 0..50 {
+            new_note(&router, account).await;
+        }
+    }
+    set_migrating(&router, &on_a, true).await;
+    set_migrating(&router, &on_b, true).await;
+    let (status, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "backfill" }))).await;
+    assert_eq!((status, job["total"].as_u64(), job["state"].as_str()), (StatusCode::CREATED, Some(100), Some("running")), "{job}");
+    let steps = tokio::task::spawn_blocking({
+        let app = app.clone();
+        move || run_jobs(&app)
+    })
+    .await
+    .unwrap();
+    assert!(steps >= 4, "in batches: {steps} steps");
+    let (_, job) = call(&router, "GET", &format!("/jobs/{}", job["id"].as_str().unwrap()), None).await;
+    assert_eq!((job["state"].as_str(), job["moved"].as_u64(), job["done"].as_u64()), (Some("done"), Some(100), Some(100)), "{job}");
+    for (account, legacy, new) in [(&on_a, 0, 50), (&on_b, 0, 50), (&off, 50, 0)] {
+        let (_, status) = call(&router, "GET", &format!("/accounts/{account}/migration"), None).await;
+        assert_eq!((status["legacyNotes"].as_u64(), status["newNotes"].as_u64()), (Some(legacy), Some(new)), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn a_flip_in_the_middle_of_a_backfill_never_moves_a_note_the_wrong_way() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", MIGRATE);
+    let router = http(&app);
+    let account = new_account(&router, true).await;
+    set_migrating(&router, &account, false).await;
+    for _ in 0..100 {
+        new_note(&router, &account).await;
+    }
+    set_migrating(&router, &account, true).await;
+    let (_, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "backfill", "account": account }))).await;
+    assert!(app.run_job_step().unwrap(), "one batch");
+    set_migrating(&router, &account, false).await;
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_jobs(&app2)).await.unwrap();
+    let (_, job) = call(&router, "GET", &format!("/jobs/{}", job["id"].as_str().unwrap()), None).await;
+    assert_eq!(job["state"], "done");
+    assert!(job["detail"].as_str().unwrap().contains("isMigrating is false"), "{job}");
+    let batch = notes_host::app::MOVE_BATCH as u64;
+    let (_, status) = call(&router, "GET", &format!("/accounts/{account}/migration"), None).await;
+    assert_eq!((status["newNotes"].as_u64(), status["legacyNotes"].as_u64()), (Some(batch), Some(100 - batch)), "nothing moved back or further: {status}");
+}
+
+#[tokio::test]
+async fn a_job_can_be_paused_resumed_and_cancelled() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", MIGRATE);
+    let router = http(&app);
+    let account = new_account(&router, true).await;
+    set_migrating(&router, &account, false).await;
+    for _ in 0..100 {
+        new_note(&router, &account).await;
+    }
+    set_migrating(&router, &account, true).await;
+    let (_, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "backfill", "account": account }))).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(call(&router, "POST", &format!("/jobs/{id}/pause"), None).await.1["state"], "paused");
+    assert!(!app.run_job_step().unwrap(), "a paused job does not run");
+    assert_eq!(call(&router, "POST", &format!("/jobs/{id}/pause"), None).await.0, StatusCode::CONFLICT);
+    assert_eq!(call(&router, "POST", &format!("/jobs/{id}/resume"), None).await.1["state"], "running");
+    assert!(app.run_job_step().unwrap());
+    assert_eq!(call(&router, "POST", &format!("/jobs/{id}/cancel"), None).await.1["state"], "cancelled");
+    assert!(!app.run_job_step().unwrap());
+    let (_, job) = call(&router, "GET", &format!("/jobs/{id}"), None).await;
+    assert_eq!((job["state"].as_str(), job["done"].as_u64()), (Some("cancelled"), Some(notes_host::app::MOVE_BATCH as u64)), "{job}");
+    let (_, audit) = call(&router, "GET", "/audit?kind=job", None).await;
+    let states: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["after"].as_str().unwrap()).collect();
+    assert_eq!(states, ["running", "paused", "running", "cancelled"], "{audit}");
+    let (status, _) = call(&router, "POST", "/jobs", Some(json!({ "kind": "shuffle" }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_verify_job_over_every_account_counts_the_unclean_ones() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", MIGRATE);
+    let router = http(&app);
+    let (clean, unclean) = (new_account(&router, true).await, new_account(&router, true).await);
+    new_note(&router, &clean).await;
+    fleet.stores.legacy.put(&notes_routing::Note {
+        id: Uuid::new_v4().to_string(),
+        account_id: unclean.clone(),
+        content: "left in legacy".into(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        version: 1,
+    }).unwrap();
+    let (_, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "verify" }))).await;
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || run_jobs(&app2)).await.unwrap();
+    let (_, job) = call(&router, "GET", &format!("/jobs/{}", job["id"].as_str().unwrap()), None).await;
+    assert_eq!((job["state"].as_str(), job["done"].as_u64(), job["problems"].as_u64()), (Some("done"), Some(2), Some(1)), "{job}");
+    assert_eq!(state(&router, &clean).await, "migrated");
+    assert_eq!(state(&router, &unclean).await, "migrating");
 }

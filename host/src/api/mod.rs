@@ -8,6 +8,7 @@ mod body;
 mod error;
 mod extract;
 mod hosts;
+mod jobs;
 mod migration;
 mod notes;
 mod plugins;
@@ -53,6 +54,11 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .route("/migration/rollout", post(migration::rollout))
         .route("/migration/kill-switch", post(migration::kill_switch))
         .route("/audit", get(migration::audit))
+        .route("/jobs", get(jobs::list).post(jobs::create))
+        .route("/jobs/{job}", get(jobs::get))
+        .route("/jobs/{job}/pause", post(jobs::pause))
+        .route("/jobs/{job}/resume", post(jobs::resume))
+        .route("/jobs/{job}/cancel", post(jobs::cancel))
         .route("/accounts/{account}/notes", get(notes::list).post(notes::create))
         .route("/accounts/{account}/notes/{note}", get(notes::get).put(notes::update).delete(notes::delete))
         .route("/accounts/{account}/notes/{note}/placement", get(notes::placement))

@@ -15,7 +15,8 @@
 //! One file per concern: `accounts` (accounts, flags and the gate), `notes`
 //! (the note path through the plugin, moving notes, and the operator views
 //! of notes), `migration` (account and service states, verify, rollout and
-//! the kill switch, the audit log),
+//! the kill switch, the audit log), `jobs` (durable backfill, bulk rollback
+//! and verify jobs, and the runner that steps them),
 //! `active_plugin` (the plugin serving requests, its health, activation and
 //! rollback) and `errors` (what can go wrong, and how other layers' errors
 //! become `AppError`).
@@ -23,6 +24,7 @@
 mod accounts;
 mod active_plugin;
 mod errors;
+mod jobs;
 mod migration;
 mod notes;
 
@@ -41,6 +43,7 @@ pub use crate::plugin_health::WatchConfig;
 pub use accounts::AccountChange;
 pub use active_plugin::{ActivePlugin, Actor, PluginsView};
 pub use errors::AppError;
+pub use jobs::{JobControl, JobKind, spawn_job_runner};
 pub use migration::{MigrationState, MigrationStatus, Rollout, RolloutReport, ServiceMigration, VERIFY_PROBLEMS_SHOWN, VerifyReport, cohort};
 pub use notes::{MOVE_BATCH, MoveOutcome, Placement};
 use active_plugin::summary;
@@ -102,6 +105,8 @@ pub struct App {
     /// `--router native-*`: route natively instead of through the plugin.
     native: Option<Arc<dyn Router>>,
     fleet: Fleet,
+    /// When each throttled job may step again on this host.
+    job_pacing: jobs::JobPacing,
 }
 
 /// What an `App` is built from: SQLite files and wasmtime in a host
@@ -152,6 +157,7 @@ impl App {
             settings,
             native,
             fleet,
+            job_pacing: jobs::JobPacing::default(),
         };
         if !already_active && app.native.is_none() {
             app.catalog.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", app.now_ms()).map_err(internal)?;

@@ -19,6 +19,16 @@ const STALE_CHECK_ATTEMPTS: usize = 8;
 /// about 2–4 ms here, so 32 notes stay well inside the default 1 s deadline.
 pub const MOVE_BATCH: usize = 32;
 
+/// What one move batch found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Batch {
+    Moved { is_migrating: bool, report: MoveReport },
+    /// Nothing left in the store the account's mode drains.
+    NothingLeft { is_migrating: bool },
+    /// The flag is not the one the caller moves for.
+    OtherMode { is_migrating: bool },
+}
+
 /// What moving an account's notes did, over all its batches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveOutcome {
@@ -104,28 +114,17 @@ impl App {
     pub fn move_notes(&self, account: Uuid) -> Result<Served<MoveOutcome>, AppError> {
         let mut outcome = MoveOutcome::default();
         loop {
-            let batch = self.route(account, |router, scope, migrating| {
-                let from = if migrating { Store::Legacy } else { Store::New };
-                let ids = match scope.list_ids(from) {
-                    Ok(ids) => ids,
-                    // Plain mode: no new store, nothing to move.
-                    Err(_) if !scope.is_configured(Store::New) => Vec::new(),
-                    Err(e) => return Ok(Err(e)),
-                };
-                let ids: Vec<String> = ids.into_iter().take(MOVE_BATCH).collect();
-                if ids.is_empty() {
-                    return Ok(Ok((migrating, None)));
+            let Served { value: batch, plugin } = self.move_batch(account, None)?;
+            let report = match batch {
+                Batch::Moved { is_migrating, report } => {
+                    outcome.is_migrating = is_migrating;
+                    report
                 }
-                Ok(router.move_notes(scope, &ids, migrating)?.map(|report| (migrating, Some(report))))
-            });
-            let Served { value: (migrating, report), plugin } = batch.map_err(|e| match e {
-                // The plugin cannot move (an older WIT version, old code): a
-                // state of the host, not a bad request.
-                AppError::Invalid(m) => AppError::Conflict(m),
-                other => other,
-            })?;
-            outcome.is_migrating = migrating;
-            let Some(report) = report else { return Ok(Served { value: outcome, plugin }) };
+                Batch::NothingLeft { is_migrating } | Batch::OtherMode { is_migrating } => {
+                    outcome.is_migrating = is_migrating;
+                    return Ok(Served { value: outcome, plugin });
+                }
+            };
             outcome.batches += 1;
             outcome.report.moved += report.moved;
             outcome.report.in_place += report.in_place;
@@ -134,6 +133,36 @@ impl App {
                 return Ok(Served { value: outcome, plugin });
             }
         }
+    }
+
+    /// One batch: up to [`MOVE_BATCH`] notes from the store the account's
+    /// mode drains, through the plugin, admitted like a note request. With
+    /// `toward_new`, only if the flag read for this batch says that way
+    /// (a job never moves the wrong way after a flip).
+    pub(super) fn move_batch(&self, account: Uuid, toward_new: Option<bool>) -> Result<Served<Batch>, AppError> {
+        self.route(account, |router, scope, migrating| {
+            if toward_new.is_some_and(|want| want != migrating) {
+                return Ok(Ok(Batch::OtherMode { is_migrating: migrating }));
+            }
+            let from = if migrating { Store::Legacy } else { Store::New };
+            let ids = match scope.list_ids(from) {
+                Ok(ids) => ids,
+                // Plain mode: no new store, nothing to move.
+                Err(_) if !scope.is_configured(Store::New) => Vec::new(),
+                Err(e) => return Ok(Err(e)),
+            };
+            let ids: Vec<String> = ids.into_iter().take(MOVE_BATCH).collect();
+            if ids.is_empty() {
+                return Ok(Ok(Batch::NothingLeft { is_migrating: migrating }));
+            }
+            Ok(router.move_notes(scope, &ids, migrating)?.map(|report| Batch::Moved { is_migrating: migrating, report }))
+        })
+        .map_err(|e| match e {
+            // The plugin cannot move (an older WIT version, old code): a
+            // state of the host, not a bad request.
+            AppError::Invalid(m) => AppError::Conflict(m),
+            other => other,
+        })
     }
 
     /// Refuses to pass on a note larger than any request could have written.

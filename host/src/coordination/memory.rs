@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, PendingFlip, PluginSummary, Verified,
+    Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, Job, PendingFlip,
+    PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
 
@@ -28,6 +29,7 @@ struct State {
     hosts: BTreeMap<String, HostRecord>,
     audit: Vec<AuditEntry>,
     rollout_percent: Option<f64>,
+    jobs: Vec<Job>,
 }
 
 impl State {
@@ -256,6 +258,51 @@ impl Coordination for MemoryCoordination {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
         self.write()?.append_audit(entry);
         Ok(())
+    }
+
+    fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
+        self.write()?.jobs.push(job.clone());
+        Ok(())
+    }
+
+    fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError> {
+        Ok(self.read()?.jobs.iter().find(|j| j.id == id).cloned())
+    }
+
+    fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
+        Ok(self.read()?.jobs.iter().rev().cloned().collect())
+    }
+
+    fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        match state.jobs.iter_mut().find(|j| j.id == id && j.owner.as_deref() == expected && j.state == "running") {
+            Some(job) => {
+                job.owner = Some(host.to_owned());
+                job.updated_at_ms = now_ms;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn save_job(&self, job: &Job) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        match state.jobs.iter_mut().find(|j| j.id == job.id && j.owner == job.owner && j.state == "running") {
+            Some(stored) => {
+                *stored = job.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
+        let mut state = self.write()?;
+        Ok(state.jobs.iter_mut().find(|j| j.id == id && from.contains(&j.state.as_str())).map(|job| {
+            job.state = to.to_owned();
+            job.updated_at_ms = now_ms;
+            job.clone()
+        }))
     }
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {

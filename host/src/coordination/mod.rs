@@ -75,6 +75,36 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// A migration job: moves (or verifies) the notes of one account, or of
+/// every account in the right mode, in batches, on whichever host owns it.
+/// Kept in the coordination state so it survives its host (`app::jobs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    /// `backfill` (to the new store), `rollback` (to legacy) or `verify`.
+    pub kind: String,
+    /// `None`: every account (in the mode the kind works on).
+    pub account: Option<Uuid>,
+    /// `running`, `paused`, `cancelled`, `done` or `failed`.
+    pub state: String,
+    /// Notes per second at most; 0: as fast as batches go.
+    pub rate: u32,
+    /// Notes (verify: accounts) to go through, counted when the job started.
+    pub total: u64,
+    pub done: u64,
+    pub moved: u64,
+    /// Verify: accounts whose verify was not clean.
+    pub problems: u64,
+    /// The last account finished, for jobs over every account.
+    pub cursor: String,
+    /// The host running it (its fleet id); another host takes it over once
+    /// that host's process has ended.
+    pub owner: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub detail: String,
+}
+
 /// What `update_account` changes; `None` leaves it as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountDetails {
@@ -235,6 +265,23 @@ pub trait Coordination: Send + Sync {
     /// The percent of accounts the last rollout turned on (`None`: no rollout yet).
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError>;
     fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError>;
+
+    // ---- migration jobs ---------------------------------------------------------
+
+    fn create_job(&self, job: &Job) -> Result<(), CoordinationError>;
+    fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError>;
+    /// Every job, newest first.
+    fn jobs(&self) -> Result<Vec<Job>, CoordinationError>;
+    /// Makes `host` the job's owner if its owner is still `expected` (a
+    /// compare-and-set: of two hosts taking over a job, one wins).
+    fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError>;
+    /// Saves a job's progress (counters, cursor, state, detail), only while
+    /// `job.owner` still owns it and an operator has not paused or cancelled
+    /// it meanwhile (false then: the owner drops the step's bookkeeping).
+    fn save_job(&self, job: &Job) -> Result<bool, CoordinationError>;
+    /// An operator's change of state (pause, resume, cancel), from one of
+    /// `from`; `None` if the job is not in one of them.
+    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError>;
 
     // ---- the audit log (append only) ------------------------------------------
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
-    PendingFlip, PluginSummary, Verified,
+    Job, PendingFlip, PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
 use crate::db::{self, Pool};
@@ -53,6 +53,22 @@ CREATE TABLE IF NOT EXISTS audit (
     detail  TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+CREATE TABLE IF NOT EXISTS jobs (
+    id            TEXT    PRIMARY KEY NOT NULL,
+    kind          TEXT    NOT NULL,
+    account       TEXT,
+    state         TEXT    NOT NULL,
+    rate          INTEGER NOT NULL,
+    total         INTEGER NOT NULL,
+    done          INTEGER NOT NULL,
+    moved         INTEGER NOT NULL,
+    problems      INTEGER NOT NULL,
+    cursor        TEXT    NOT NULL,
+    owner         TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    detail        TEXT    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS service_state (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS flip_acks (
     flip_id TEXT    NOT NULL,
@@ -81,6 +97,8 @@ const UPGRADES: &[(&str, &str)] = &[
 ];
 
 const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean";
+const JOB_COLUMNS: &str =
+    "id, kind, account, state, rate, total, done, moved, problems, cursor, owner, created_at_ms, updated_at_ms, detail";
 const AUDIT_COLUMNS: &str = "seq, at_ms, host, actor, kind, subject, before, after, detail";
 const HOST_COLUMNS: &str =
     "id, name, address, pid, version, started_at_ms, heartbeat_ms, plugin_digest, plugin_label, supports_migration";
@@ -354,6 +372,84 @@ impl Coordination for SqliteCoordination {
         Ok(())
     }
 
+    fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
+        let conn = self.write()?;
+        conn.execute(
+            &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            params![
+                job.id,
+                job.kind,
+                job.account.map(|a| a.to_string()),
+                job.state,
+                job.rate,
+                job.total as i64,
+                job.done as i64,
+                job.moved as i64,
+                job.problems as i64,
+                job.cursor,
+                job.owner,
+                job.created_at_ms,
+                job.updated_at_ms,
+                job.detail
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], row_to_job).optional()?)
+    }
+
+    fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at_ms DESC, id"))?;
+        Ok(stmt.query_map([], row_to_job)?.collect::<Result<_, _>>()?)
+    }
+
+    fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        let conn = self.write()?;
+        let claimed = conn.execute(
+            "UPDATE jobs SET owner = ?3, updated_at_ms = ?4 WHERE id = ?1 AND owner IS ?2 AND state = 'running'",
+            params![id, expected, host, now_ms],
+        )?;
+        Ok(claimed > 0)
+    }
+
+    fn save_job(&self, job: &Job) -> Result<bool, CoordinationError> {
+        let conn = self.write()?;
+        let saved = conn.execute(
+            "UPDATE jobs SET state = ?3, total = ?4, done = ?5, moved = ?6, problems = ?7, cursor = ?8, updated_at_ms = ?9, detail = ?10
+             WHERE id = ?1 AND owner IS ?2 AND state = 'running'",
+            params![
+                job.id,
+                job.owner,
+                job.state,
+                job.total as i64,
+                job.done as i64,
+                job.moved as i64,
+                job.problems as i64,
+                job.cursor,
+                job.updated_at_ms,
+                job.detail
+            ],
+        )?;
+        Ok(saved > 0)
+    }
+
+    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
+        let mut conn = self.write()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let job = tx.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?.query_row([id], row_to_job).optional()?;
+        let Some(mut job) = job.filter(|j| from.contains(&j.state.as_str())) else { return Ok(None) };
+        tx.execute("UPDATE jobs SET state = ?2, updated_at_ms = ?3 WHERE id = ?1", params![id, to, now_ms])?;
+        tx.commit()?;
+        job.state = to.to_owned();
+        job.updated_at_ms = now_ms;
+        Ok(Some(job))
+    }
+
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
         let conn = self.write()?;
         insert_audit(&*conn, entry)
@@ -381,6 +477,26 @@ impl Coordination for SqliteCoordination {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    let account: Option<String> = r.get(2)?;
+    Ok(Job {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        account: account.and_then(|a| Uuid::parse_str(&a).ok()),
+        state: r.get(3)?,
+        rate: r.get(4)?,
+        total: r.get::<_, i64>(5)? as u64,
+        done: r.get::<_, i64>(6)? as u64,
+        moved: r.get::<_, i64>(7)? as u64,
+        problems: r.get::<_, i64>(8)? as u64,
+        cursor: r.get(9)?,
+        owner: r.get(10)?,
+        created_at_ms: r.get(11)?,
+        updated_at_ms: r.get(12)?,
+        detail: r.get(13)?,
+    })
 }
 
 fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), CoordinationError> {

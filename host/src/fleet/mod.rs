@@ -233,6 +233,16 @@ impl Fleet {
         }
     }
 
+    /// This host's id in the fleet.
+    pub fn host_id(&self) -> String {
+        self.shared.me.id.to_string()
+    }
+
+    /// True only if the host's process has certainly ended (never for this one).
+    pub fn host_is_gone(&self, host: &str) -> bool {
+        self.shared.is_gone(host)
+    }
+
     /// Every registered host, this one included.
     pub fn hosts(&self) -> Result<Vec<HostView>, FleetError> {
         self.shared.hosts()

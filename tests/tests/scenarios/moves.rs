@@ -61,3 +61,52 @@ fn a_plugin_built_against_wit_0_1_serves_notes_but_is_refused_for_a_move_naming_
     let refused = host.post(&format!("/accounts/{account}/migration/move"), json!({})).expect(409);
     assert!(refused.error().contains("notes:plugin@0.1.0") && refused.error().contains("cannot move notes"), "{}", refused.error());
 }
+
+fn job(host: &Host, id: &str) -> serde_json::Value {
+    host.get(&format!("/jobs/{id}")).expect(200).json()
+}
+
+#[test]
+fn a_backfill_job_killed_with_its_host_resumes_after_a_restart_and_loses_nothing() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    let notes: Vec<String> = (0..400).map(|i| host.create_note(&account, &format!("note {i}"))).collect();
+    host.set_migrating(&account, true).expect(200);
+    let created = host.post("/jobs", json!({ "kind": "backfill", "account": account, "rate": 100 })).expect(201).json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["total"], 400);
+    eventually("the job made progress", || job(&host, &id)["done"].as_u64().unwrap() >= 64);
+    let host = host.restart_without_plugin_flag(); // kill -9, then a new process on the same data dir
+    let before = job(&host, &id)["done"].as_u64().unwrap();
+    assert!(before < 400, "killed midway ({before} done)");
+    eventually("the job finished on the new process", || job(&host, &id)["state"] == "done");
+    let finished = job(&host, &id);
+    assert_eq!(finished["moved"], 400, "{finished}");
+    assert_eq!(host.counts(&account), (0, 400));
+    for (i, note) in notes.iter().enumerate() {
+        assert_eq!(host.get_note(&account, note).expect(200).json()["content"], format!("note {i}"));
+    }
+}
+
+#[test]
+fn a_job_whose_host_dies_is_taken_over_by_another_host_of_the_fleet() {
+    let fleet = Fleet::of(&[Plugin::Migrate, Plugin::Migrate], &[]);
+    let account = fleet.hosts[0].create_account(false);
+    for i in 0..300 {
+        fleet.hosts[0].create_note(&account, &format!("note {i}"));
+    }
+    fleet.hosts[0].set_migrating(&account, true).expect(200);
+    let id = fleet.hosts[0].post("/jobs", json!({ "kind": "backfill", "rate": 100 })).expect(201).json()["id"].as_str().unwrap().to_owned();
+    eventually("one host owns the job", || job(&fleet.hosts[0], &id)["owner"].is_string());
+    let owner = job(&fleet.hosts[0], &id)["owner"].as_str().unwrap().to_owned();
+    let hosts = fleet.hosts[0].get("/hosts").json();
+    let owner_address = hosts.as_array().unwrap().iter().find(|h| h["id"] == owner.as_str()).unwrap()["address"].clone();
+    let owner_index = fleet.hosts.iter().position(|h| h.base == owner_address.as_str().unwrap()).unwrap();
+    let survivor = 1 - owner_index;
+    fleet.hosts[owner_index].signal("KILL");
+    eventually("the survivor took the job over and finished it", || {
+        let j = job(&fleet.hosts[survivor], &id);
+        j["state"] == "done" && j["owner"] != owner.as_str()
+    });
+    assert_eq!(fleet.hosts[survivor].counts(&account), (0, 300));
+}

@@ -1,0 +1,269 @@
+//! Migration jobs: a backfill (notes to the new store), a bulk rollback
+//! (back to legacy) or a verify, for one account or for every account in the
+//! mode the job works on. A job lives in the coordination state, so it
+//! survives its host: any host's runner steps running jobs it owns, and takes
+//! over one whose owner's process has ended.
+//!
+//! A step is one move batch (one account, for a verify). A batch is admitted
+//! like a note request and moves only if the flag it read is the one the job
+//! moves for: after a flip, a backfill skips the account (its notes stay put,
+//! and the account's own mode now decides), it never moves a note the wrong
+//! way. Progress is saved after every step, so a job killed midway resumes
+//! from its last saved step; a step redone after a crash is a no-op.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::coordination::Job;
+use super::notes::Batch;
+use super::{Actor, App, AppError};
+
+/// How long the runner sleeps when no job has work.
+const IDLE: Duration = Duration::from_millis(100);
+/// Accounts a step of an all-accounts job may skip (nothing to move, other
+/// mode) before it yields.
+const SKIPS_PER_STEP: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Backfill,
+    Rollback,
+    Verify,
+}
+
+impl JobKind {
+    pub fn parse(kind: &str) -> Result<Self, AppError> {
+        match kind {
+            "backfill" => Ok(JobKind::Backfill),
+            "rollback" => Ok(JobKind::Rollback),
+            "verify" => Ok(JobKind::Verify),
+            other => Err(AppError::Invalid(format!("job kind must be backfill, rollback or verify, got {other:?}"))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backfill => "backfill",
+            JobKind::Rollback => "rollback",
+            JobKind::Verify => "verify",
+        }
+    }
+
+    /// The flag value of the accounts it moves: on for a backfill.
+    fn toward_new(self) -> Option<bool> {
+        match self {
+            JobKind::Backfill => Some(true),
+            JobKind::Rollback => Some(false),
+            JobKind::Verify => None,
+        }
+    }
+}
+
+/// An operator's change of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobControl {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+/// In-memory pacing of this host's runner: when each throttled job may step again.
+#[derive(Default)]
+pub(super) struct JobPacing(Mutex<HashMap<String, Instant>>);
+
+impl App {
+    /// Starts a job. Its total is counted now: notes in legacy of the
+    /// accounts with the flag on (backfill), in new of those with it off
+    /// (rollback), or accounts (verify).
+    pub fn create_job(&self, kind: JobKind, account: Option<Uuid>, rate: u32) -> Result<Job, AppError> {
+        let accounts = match account {
+            Some(id) => vec![self.account(id)?],
+            None => self.accounts()?,
+        };
+        let mut total = 0;
+        for a in &accounts {
+            total += match kind.toward_new() {
+                None => 1,
+                Some(true) if a.is_migrating => self.stores.legacy.count(&a.id.to_string())?,
+                Some(false) if !a.is_migrating => match &self.stores.new {
+                    Some(new) => new.count(&a.id.to_string())?,
+                    None => 0,
+                },
+                Some(_) => 0,
+            };
+        }
+        let now = self.now_ms();
+        let job = Job {
+            id: Uuid::new_v4().to_string(),
+            kind: kind.as_str().into(),
+            account,
+            state: "running".into(),
+            rate,
+            total,
+            created_at_ms: now,
+            updated_at_ms: now,
+            ..Job::default()
+        };
+        self.coordination.create_job(&job)?;
+        let scope = account.map_or("every account".to_owned(), |a| a.to_string());
+        self.fleet.audit(Actor::Operator.as_str(), "job", &job.id, "", "running", &format!("{} of {scope}, {total} to go", job.kind));
+        Ok(job)
+    }
+
+    pub fn jobs(&self) -> Result<Vec<Job>, AppError> {
+        Ok(self.coordination.jobs()?)
+    }
+
+    pub fn job(&self, id: &str) -> Result<Job, AppError> {
+        self.coordination.job(id)?.ok_or_else(|| AppError::NotFound(format!("job {id} not found")))
+    }
+
+    pub fn control_job(&self, id: &str, control: JobControl) -> Result<Job, AppError> {
+        let (from, to): (&[&str], &str) = match control {
+            JobControl::Pause => (&["running"], "paused"),
+            JobControl::Resume => (&["paused"], "running"),
+            JobControl::Cancel => (&["running", "paused"], "cancelled"),
+        };
+        match self.coordination.set_job_state(id, from, to, self.now_ms())? {
+            Some(job) => {
+                self.fleet.audit(Actor::Operator.as_str(), "job", id, from.join("|").as_str(), to, &job.kind);
+                Ok(job)
+            }
+            None => {
+                let job = self.job(id)?;
+                Err(AppError::Conflict(format!("job {id} is {}; it cannot be moved to {to}", job.state)))
+            }
+        }
+    }
+
+    /// Runs one step of one job this host owns or may take over; false if
+    /// no job had work now (all paced, paused or finished).
+    pub fn run_job_step(&self) -> Result<bool, AppError> {
+        let me = self.fleet.host_id();
+        for mut job in self.coordination.jobs()?.into_iter().filter(|j| j.state == "running") {
+            if job.owner.as_deref() != Some(me.as_str()) {
+                let orphaned = job.owner.as_deref().is_none_or(|owner| self.fleet.host_is_gone(owner));
+                if !orphaned || !self.coordination.claim_job(&job.id, job.owner.as_deref(), &me, self.now_ms())? {
+                    continue;
+                }
+                tracing::info!(job = %job.id, previous = ?job.owner, "took over a migration job");
+                job.owner = Some(me.clone());
+            }
+            if self.job_pacing.0.lock().unwrap_or_else(|e| e.into_inner()).get(&job.id).is_some_and(|at| Instant::now() < *at) {
+                continue;
+            }
+            let worked = self.step(&mut job)?;
+            job.updated_at_ms = self.now_ms();
+            if self.coordination.save_job(&job)? && job.state != "running" {
+                self.fleet.audit(Actor::Automatic.as_str(), "job", &job.id, "running", &job.state, &job.detail);
+            }
+            if job.rate > 0 && worked > 0 {
+                let pause = Duration::from_secs_f64(worked as f64 / f64::from(job.rate));
+                self.job_pacing.0.lock().unwrap_or_else(|e| e.into_inner()).insert(job.id.clone(), Instant::now() + pause);
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// One step of `job`, recorded in it; the notes (or accounts) it went
+    /// through, for pacing.
+    fn step(&self, job: &mut Job) -> Result<u64, AppError> {
+        let kind = JobKind::parse(&job.kind)?;
+        let finish = |job: &mut Job, state: &str, detail: String| {
+            job.state = state.into();
+            job.detail = detail;
+        };
+        let mut skipped = 0;
+        loop {
+            let account = match job.account {
+                Some(id) => id,
+                None => {
+                    let mut ids: Vec<Uuid> = self.accounts()?.into_iter().map(|a| a.id).collect();
+                    ids.sort();
+                    match ids.into_iter().find(|id| id.to_string() > job.cursor) {
+                        Some(id) => id,
+                        None => {
+                            finish(job, "done", format!("every account done; {} moved", job.moved));
+                            return Ok(0);
+                        }
+                    }
+                }
+            };
+            let next_account = |job: &mut Job| job.cursor = account.to_string();
+            if kind == JobKind::Verify {
+                let report = self.verify(account)?;
+                job.done += 1;
+                if !report.clean {
+                    job.problems += 1;
+                }
+                next_account(job);
+                if job.account.is_some() {
+                    finish(job, "done", if report.clean { "clean".into() } else { format!("{} problem(s)", report.problems.len()) });
+                }
+                return Ok(1);
+            }
+            let batch = match self.move_batch(account, kind.toward_new()) {
+                Ok(served) => served.value,
+                // Retried on the next step: the host or the account is busy.
+                Err(e @ (AppError::Unavailable(_) | AppError::TooManyRequests(_))) => {
+                    tracing::warn!(job = %job.id, %account, error = %e, "job batch deferred");
+                    return Ok(0);
+                }
+                Err(AppError::Plugin(failure)) if matches!(failure, crate::router::PluginFailure::Busy { .. }) => return Ok(0),
+                Err(e) => {
+                    finish(job, "failed", format!("account {account}: {e}"));
+                    return Ok(0);
+                }
+            };
+            match batch {
+                Batch::Moved { report, .. } => {
+                    let went = u64::from(report.moved + report.in_place + report.missing);
+                    job.done += went;
+                    job.moved += u64::from(report.moved);
+                    return Ok(went);
+                }
+                Batch::NothingLeft { .. } | Batch::OtherMode { .. } if job.account.is_some() => {
+                    let detail = match batch {
+                        Batch::OtherMode { is_migrating } => format!(
+                            "the account's isMigrating is {is_migrating}: a {} moves nothing; {} moved before",
+                            job.kind, job.moved
+                        ),
+                        _ => format!("{} moved", job.moved),
+                    };
+                    finish(job, "done", detail);
+                    return Ok(0);
+                }
+                Batch::NothingLeft { .. } | Batch::OtherMode { .. } => {
+                    next_account(job);
+                    skipped += 1;
+                    if skipped >= SKIPS_PER_STEP {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs this host's share of the jobs on an OS thread (batches block on
+/// SQLite and the plugin) until `stop` is set.
+pub fn spawn_job_runner(app: Arc<App>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("job-runner".into()).spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            match app.run_job_step() {
+                Ok(true) => {}
+                Ok(false) => std::thread::sleep(IDLE),
+                Err(e) => {
+                    tracing::warn!(error = %e, "job runner step failed; retrying");
+                    std::thread::sleep(IDLE * 5);
+                }
+            }
+        }
+    })
+}
