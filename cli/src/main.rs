@@ -29,6 +29,9 @@ enum Command {
     Serve(ServeArgs),
     /// Manage the plugins of a running host (over its HTTP API).
     Plugin(notes_client::plugin_cli::PluginArgs),
+    /// Run a migration on a running host: backfill, bulk rollback and verify
+    /// jobs (with progress bars), the rollout and its kill switch, status.
+    Migrate(notes_client::migrate_cli::MigrateArgs),
     /// Strict-client simulator: drives hosts with N accounts, checks every
     /// read against what was acknowledged, optionally with chaos (random
     /// flips, host restarts). Exits 1 on any lost, stale, duplicated or
@@ -231,6 +234,7 @@ fn main() -> ExitCode {
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))
         }
         Command::Plugin(args) => notes_client::plugin_cli::run(args),
+        Command::Migrate(args) => notes_client::migrate_cli::run(args),
         Command::Launch(args) => launch::run(args),
         Command::Sim(args) => match notes_client::sim::run(args) {
             Ok(true) => Ok(()),

@@ -273,6 +273,45 @@ impl Client {
     pub fn rollback_plugin(&self) -> Answer {
         self.send("POST", "/plugins/rollback", None)
     }
+
+    // ---- migrations ---------------------------------------------------------
+
+    /// `GET /migration`: accounts per state, notes left to move, rollout.
+    pub fn service_migration(&self) -> Answer {
+        self.send("GET", "/migration", None)
+    }
+
+    /// `POST /migration/rollout {"percent"}`.
+    pub fn rollout(&self, percent: f64) -> Answer {
+        self.send("POST", "/migration/rollout", Some(Body::json(&json!({ "percent": percent }))))
+    }
+
+    pub fn kill_switch(&self) -> Answer {
+        self.send("POST", "/migration/kill-switch", None)
+    }
+
+    /// `GET /audit`, with a query string such as `kind=flag&limit=20`.
+    pub fn audit(&self, query: &str) -> Answer {
+        self.send("GET", &format!("/audit?{query}"), None)
+    }
+
+    /// `POST /jobs`: `kind` is `backfill`, `rollback` or `verify`; no account: every account.
+    pub fn create_job(&self, kind: &str, account: Option<&str>, rate: Option<u32>) -> Answer {
+        self.send("POST", "/jobs", Some(Body::json(&json!({ "kind": kind, "account": account, "rate": rate }))))
+    }
+
+    pub fn jobs(&self) -> Answer {
+        self.send("GET", "/jobs", None)
+    }
+
+    pub fn job(&self, id: &str) -> Answer {
+        self.send("GET", &format!("/jobs/{id}"), None)
+    }
+
+    /// `action` is `pause`, `resume` or `cancel`.
+    pub fn control_job(&self, id: &str, action: &str) -> Answer {
+        self.send("POST", &format!("/jobs/{id}/{action}"), None)
+    }
 }
 
 fn agent(timeout: Duration) -> ureq::Agent {

@@ -7,10 +7,13 @@
 //!   `listening on` line (simulator, tests, `notes-host launch` for the
 //!   benchmark scripts);
 //! - [`sim`]: `notes-host sim`, the strict-client simulator;
-//! - [`plugin_cli`]: `notes-host plugin`, the CLI face of `/plugins`.
+//! - [`plugin_cli`]: `notes-host plugin`, the CLI face of `/plugins`;
+//! - [`migrate_cli`]: `notes-host migrate`, jobs, the rollout and the kill
+//!   switch, with progress bars.
 
 mod http;
 pub mod launcher;
+pub mod migrate_cli;
 pub mod plugin_cli;
 pub mod sim;
 

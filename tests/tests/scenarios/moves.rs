@@ -110,3 +110,23 @@ fn a_job_whose_host_dies_is_taken_over_by_another_host_of_the_fleet() {
     });
     assert_eq!(fleet.hosts[survivor].counts(&account), (0, 300));
 }
+
+#[test]
+fn the_migrate_cli_runs_a_backfill_to_the_end_and_reports_status() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    for i in 0..100 {
+        host.create_note(&account, &format!("note {i}"));
+    }
+    host.set_migrating(&account, true).expect(200);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(host_binary()).arg("migrate").args(args).args(["--url", &host.base]).output().unwrap();
+        assert!(out.status.success(), "notes-host migrate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let finished: serde_json::Value = serde_json::from_str(&cli(&["backfill", "--account", &account, "--watch"])).unwrap();
+    assert_eq!((finished["state"].as_str(), finished["moved"].as_u64()), (Some("done"), Some(100)), "{finished}");
+    cli(&["verify", "--account", &account, "--watch"]);
+    let status = cli(&["status"]);
+    assert!(status.contains("\"migrated\": 1") && status.contains("recent changes:"), "{status}");
+}
