@@ -8,8 +8,9 @@
 //!   (native), host unit tests and the scenario tests (release profile, so
 //!   wasmtime is compiled once for the binary and the tests). ARGS go to the
 //!   host workspace's `cargo test`.
-//! - `test` also runs `notes-host sim --chaos` for 30 s on 3 hosts (0 anomalies
-//!   or it fails).
+//! - `test` also runs `notes-host sim --chaos --jobs-every-ms 1000` for 30 s on
+//!   3 hosts: flips, restarts and migration jobs under strict clients (0
+//!   anomalies or it fails).
 //! - `bench [PART…]`  build, then `xtask/bench.py`: the benchmark suite (micro,
 //!   http, scaling, profile, fleet, plugins; all by default). Each part writes
 //!   its block of BENCHMARKS.md and its section of docs/bench-results.json.
@@ -141,7 +142,7 @@ fn test(args: &[String]) -> Result {
     }
     // The strict-client soak: 3 hosts, random flips and restarts, 0 anomalies.
     let mut sim = Command::new(target_dir().join("release/notes-host"));
-    sim.args(["sim", "--hosts", "3", "--accounts", "8", "--seconds", SIM_SECONDS, "--chaos"]);
+    sim.args(["sim", "--hosts", "3", "--accounts", "8", "--seconds", SIM_SECONDS, "--chaos", "--jobs-every-ms", "1000"]);
     run_cmd(sim)
 }
 

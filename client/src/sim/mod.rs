@@ -56,6 +56,11 @@ pub struct SimArgs {
     /// Shorthand: flips every 200 ms and restarts every 3 s (unless set).
     #[arg(long)]
     pub chaos: bool,
+    /// Start a migration job over every account about this often (ms),
+    /// alternately a backfill and a bulk rollback, so jobs move notes while
+    /// clients read and write, flags flip and hosts restart; 0 = never.
+    #[arg(long, default_value_t = 0)]
+    pub jobs_every_ms: u64,
     /// No client traffic, only the flips: measures the flip protocol alone.
     #[arg(long)]
     pub idle: bool,
@@ -282,6 +287,13 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
         let mut rng = Rng(seed ^ 0xF11F);
         std::thread::spawn(move || flip_at_random(&client, &accounts, &mut rng, every, &stop, &flips, epoch))
     });
+    let jobs_started = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let job_starter = (args.jobs_every_ms > 0).then(|| {
+        let (client, stop, started_jobs) = (client.clone(), stop.clone(), jobs_started.clone());
+        let every = args.jobs_every_ms;
+        let mut rng = Rng(seed ^ 0x70B5);
+        std::thread::spawn(move || start_jobs(&client, &mut rng, every, &stop, &started_jobs))
+    });
     let mut restarts = 0u64;
     if args.idle {
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
@@ -306,6 +318,9 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
     if let Some(f) = flipper {
         f.join().expect("flip thread");
     }
+    if let Some(j) = job_starter {
+        j.join().expect("job thread");
+    }
     let elapsed = epoch.elapsed().as_secs_f64();
 
     // Final audit, quiet: every account listed, every note read, and no note
@@ -328,6 +343,14 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
     if args.flip_every_ms > 0 && report.flips_ok == 0 {
         println!("sim: FAILED: flips were asked for but none succeeded");
         ok = false;
+    }
+    if args.jobs_every_ms > 0 {
+        let started_jobs = jobs_started.load(Ordering::Acquire);
+        println!("sim: migration jobs started: {started_jobs}");
+        if started_jobs == 0 {
+            println!("sim: FAILED: jobs were asked for but none started");
+            ok = false;
+        }
     }
     Ok(ok)
 }
@@ -426,6 +449,20 @@ fn read(client: &Client, rng: &mut Rng, account: &str, id: &str, r: &mut WorkerR
         r.memory.acknowledged(id, seen);
     }
     true
+}
+
+/// Starts a backfill, then a bulk rollback, … over every account, about
+/// every `every_ms`; the hosts' runners move notes meanwhile.
+fn start_jobs(client: &Client, rng: &mut Rng, every_ms: u64, stop: &AtomicBool, started: &std::sync::atomic::AtomicU64) {
+    let mut backfill = true;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(jitter(rng, every_ms));
+        let kind = if backfill { "backfill" } else { "rollback" };
+        if let Answer::Status(201, _) = client.call(rng, |c| c.create_job(kind, None, None)) {
+            started.fetch_add(1, Ordering::AcqRel);
+            backfill = !backfill;
+        }
+    }
 }
 
 fn flip_at_random(client: &Client, accounts: &[String], rng: &mut Rng, every_ms: u64, stop: &AtomicBool, flips: &Mutex<Vec<FlipRecord>>, epoch: Instant) {
