@@ -6,32 +6,94 @@
 
 use notes_routing::{Error, Note, Result, Store, Stores};
 
-use crate::stores::{DataStore, DataStores, StoreError};
+use std::sync::{Arc, Mutex};
+
+use crate::stores::{DataStore, DataStores, StoreBatch, StoreError};
 
 /// One account's view of the host's data stores.
 #[derive(Clone)]
 pub struct AccountScope {
     account_id: String,
     stores: DataStores,
+    /// In a batched scope, every read and write goes through these.
+    batch: Option<Arc<ScopeBatch>>,
+}
+
+/// The open batches of one batched scope, one per store, committed together
+/// by the caller once the router's call succeeded ([`ScopeBatch::commit`]);
+/// dropped uncommitted (a trap, an error), they roll back and change nothing.
+pub struct ScopeBatch {
+    legacy: Mutex<Option<Box<dyn StoreBatch>>>,
+    new: Mutex<Option<Box<dyn StoreBatch>>>,
+}
+
+impl ScopeBatch {
+    fn slot(&self, store: Store) -> &Mutex<Option<Box<dyn StoreBatch>>> {
+        match store {
+            Store::Legacy => &self.legacy,
+            Store::New => &self.new,
+        }
+    }
+
+    /// Commits `first` (the store notes moved to), then the other: a crash
+    /// in between leaves a note in both stores, which newest-wins reads
+    /// resolve, never in neither.
+    pub fn commit(&self, first: Store) -> std::result::Result<(), StoreError> {
+        let other = if first == Store::New { Store::Legacy } else { Store::New };
+        for store in [first, other] {
+            if let Some(batch) = self.slot(store).lock().unwrap_or_else(|e| e.into_inner()).take() {
+                batch.commit()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl AccountScope {
     pub fn new(account_id: String, stores: DataStores) -> Self {
-        AccountScope { account_id, stores }
+        AccountScope { account_id, stores, batch: None }
     }
 
     pub fn account_id(&self) -> &str {
         &self.account_id
     }
 
+    /// The same account's view, with one batch per store (one transaction,
+    /// one fsync at commit): what a move of many notes uses. Legacy's batch
+    /// begins first, then new's, in every process, so two never wait on
+    /// each other.
+    pub fn batched(&self) -> std::result::Result<(AccountScope, Arc<ScopeBatch>), StoreError> {
+        let legacy = self.stores.legacy.begin_batch(&self.account_id)?;
+        let new = self.stores.new.as_ref().map(|new| new.begin_batch(&self.account_id)).transpose()?;
+        let batch = Arc::new(ScopeBatch { legacy: Mutex::new(Some(legacy)), new: Mutex::new(new) });
+        Ok((AccountScope { batch: Some(batch.clone()), ..self.clone() }, batch))
+    }
+
     fn store(&self, store: Store) -> Result<&dyn DataStore> {
         self.stores.get(store).ok_or_else(|| Error::Invalid("the new store is not configured on this host".into()))
+    }
+
+    /// Runs `op` on the store's batch in a batched scope, else `plain` on the store.
+    fn on<T>(
+        &self,
+        store: Store,
+        op: impl FnOnce(&dyn StoreBatch) -> std::result::Result<T, StoreError>,
+        plain: impl FnOnce(&dyn DataStore) -> std::result::Result<T, StoreError>,
+    ) -> Result<T> {
+        let target = self.store(store)?;
+        let Some(batch) = &self.batch else { return Ok(plain(target)?) };
+        let slot = batch.slot(store).lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_deref() {
+            Some(open) => Ok(op(open)?),
+            None => Err(Error::Internal("the batch of this call was already committed".into())),
+        }
     }
 }
 
 impl Stores for AccountScope {
     fn get(&self, store: Store, note_id: &str) -> Result<Option<Note>> {
-        Ok(self.store(store)?.get(&self.account_id, note_id)?)
+        let account = self.account_id.as_str();
+        self.on(store, |b| b.get(account, note_id), |s| s.get(account, note_id))
     }
 
     fn put(&self, store: Store, note: &Note) -> Result<bool> {
@@ -44,15 +106,17 @@ impl Stores for AccountScope {
         if note.id.is_empty() {
             return Err(Error::Invalid("a note needs an id".into()));
         }
-        Ok(self.store(store)?.put(note)?)
+        self.on(store, |b| b.put(note), |s| s.put(note))
     }
 
     fn delete_if_not_newer(&self, store: Store, note_id: &str, version: u64) -> Result<bool> {
-        Ok(self.store(store)?.delete_if_not_newer(&self.account_id, note_id, version)?)
+        let account = self.account_id.as_str();
+        self.on(store, |b| b.delete_if_not_newer(account, note_id, version), |s| s.delete_if_not_newer(account, note_id, version))
     }
 
     fn list_ids(&self, store: Store) -> Result<Vec<String>> {
-        Ok(self.store(store)?.list_ids(&self.account_id)?)
+        let account = self.account_id.as_str();
+        self.on(store, |b| b.list_ids(account), |s| s.list_ids(account))
     }
 
     fn is_configured(&self, store: Store) -> bool {
@@ -60,7 +124,8 @@ impl Stores for AccountScope {
     }
 
     fn recorded_version(&self, store: Store, note_id: &str) -> Result<Option<u64>> {
-        Ok(self.store(store)?.recorded_version(&self.account_id, note_id)?)
+        let account = self.account_id.as_str();
+        self.on(store, |b| b.recorded_version(account, note_id), |s| s.recorded_version(account, note_id))
     }
 }
 

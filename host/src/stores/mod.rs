@@ -48,6 +48,23 @@ pub trait DataStore: Send + Sync {
     fn count(&self, account_id: &str) -> Result<u64, StoreError>;
     /// The version recorded for the note, live or deleted; `None` if never written.
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError>;
+    /// Starts a batch on the store holding `account_id`'s notes: its reads
+    /// and writes run in one transaction (one fsync at commit instead of one
+    /// per write), holding the file's write lock until it commits or is
+    /// dropped, which rolls it back. Batches begin legacy first, then new, so
+    /// two of them never wait on each other.
+    fn begin_batch(&self, account_id: &str) -> Result<Box<dyn StoreBatch>, StoreError>;
+}
+
+/// The operations of a [`DataStore`] inside one batch (`begin_batch`).
+pub trait StoreBatch: Send {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
+    fn put(&self, note: &Note) -> Result<bool, StoreError>;
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError>;
+    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError>;
+    /// Makes every write of the batch durable at once.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// The two stores of a host. `new` is `None` in plain mode.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{DataStore, Note, SqliteStore, StoreError};
+use super::{DataStore, Note, SqliteStore, StoreBatch, StoreError};
 
 pub struct ShardedStore {
     shards: Vec<SqliteStore>,
@@ -46,6 +46,10 @@ impl DataStore for ShardedStore {
 
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         self.shard(account_id).recorded_version(account_id, note_id)
+    }
+
+    fn begin_batch(&self, account_id: &str) -> Result<Box<dyn StoreBatch>, StoreError> {
+        self.shard(account_id).begin_batch(account_id)
     }
 }
 

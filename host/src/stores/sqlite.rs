@@ -1,11 +1,11 @@
 //! [`SqliteStore`]: notes in one SQLite file.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{DataStore, Note, StoreError, version_to_sql};
+use super::{DataStore, Note, StoreBatch, StoreError, version_to_sql};
 use crate::db::{self, Pool};
 
 /// A tombstone is a row with `deleted = 1`: it keeps the deleted version so a
@@ -32,95 +32,66 @@ pub struct SqliteStore {
     /// SQLite's busy handler (1, 2, 5 … 100 ms steps), which made write p99
     /// hundreds of ms under load (BENCHMARKS.md). Writers in other processes
     /// still meet the busy handler.
-    writer: Mutex<()>,
+    writer: Arc<WriteQueue>,
+}
+
+/// The queue of this process's writers to one file. A turn is an owned
+/// value, so a batch can hold it across a whole plugin call.
+#[derive(Default)]
+struct WriteQueue {
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+struct WriteTurn(Arc<WriteQueue>);
+
+impl WriteQueue {
+    fn take(self: &Arc<Self>) -> WriteTurn {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy {
+            busy = self.free.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy = true;
+        WriteTurn(self.clone())
+    }
+}
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.0.free.notify_one();
+    }
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)?, writer: Mutex::new(()) })
-    }
-
-    fn write_turn(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)?, writer: Arc::default() })
     }
 }
 
 impl DataStore for SqliteStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT content, created_at_ms, updated_at_ms, version FROM notes
-             WHERE account_id = ?1 AND id = ?2 AND deleted = 0",
-        )?;
-        let note = stmt
-            .query_row(params![account_id, note_id], |r| {
-                Ok(Note {
-                    id: note_id.to_owned(),
-                    account_id: account_id.to_owned(),
-                    content: r.get(0)?,
-                    created_at_ms: r.get(1)?,
-                    updated_at_ms: r.get(2)?,
-                    version: r.get::<_, i64>(3)? as u64,
-                })
-            })
-            .optional()?;
-        Ok(note)
+        get_on(&*self.pool.get()?, account_id, note_id)
     }
 
     fn put(&self, note: &Note) -> Result<bool, StoreError> {
-        let version = version_to_sql(note.version)?;
         // The turn before the connection: a queued writer must not hold one
         // of the pool's connections that readers need.
-        let _turn = self.write_turn();
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
-             ON CONFLICT (account_id, id) DO UPDATE SET
-                 content = excluded.content, created_at_ms = excluded.created_at_ms,
-                 updated_at_ms = excluded.updated_at_ms, version = excluded.version, deleted = 0
-             WHERE excluded.version > notes.version",
-        )?;
-        let changed = stmt.execute(params![
-            note.account_id,
-            note.id,
-            note.content,
-            note.created_at_ms,
-            note.updated_at_ms,
-            version
-        ])?;
-        Ok(changed == 1)
+        let _turn = self.writer.take();
+        put_on(&*self.pool.get()?, note)
     }
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
-        let version = version_to_sql(version)?;
-        let _turn = self.write_turn();
+        let _turn = self.writer.take();
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let removed = tx
-            .prepare_cached(
-                "UPDATE notes SET deleted = 1, content = '', version = ?3
-                 WHERE account_id = ?1 AND id = ?2 AND deleted = 0 AND version <= ?3",
-            )?
-            .execute(params![account_id, note_id, version])?
-            == 1;
-        // No row, or an older tombstone: record (or raise) the tombstone.
-        tx.prepare_cached(
-            "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
-             VALUES (?1, ?2, '', 0, 0, ?3, 1)
-             ON CONFLICT (account_id, id) DO UPDATE SET version = excluded.version
-             WHERE notes.deleted = 1 AND notes.version < excluded.version",
-        )?
-        .execute(params![account_id, note_id, version])?;
+        let removed = delete_on(&tx, account_id, note_id, version)?;
         tx.commit()?;
         Ok(removed)
     }
 
     fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached("SELECT id FROM notes WHERE account_id = ?1 AND deleted = 0 ORDER BY id")?;
-        let ids = stmt.query_map([account_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
-        Ok(ids)
+        list_on(&*self.pool.get()?, account_id)
     }
 
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
@@ -130,10 +101,126 @@ impl DataStore for SqliteStore {
     }
 
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached("SELECT version FROM notes WHERE account_id = ?1 AND id = ?2")?;
-        Ok(stmt.query_row([account_id, note_id], |r| r.get::<_, i64>(0)).optional()?.map(|v| v as u64))
+        recorded_on(&*self.pool.get()?, account_id, note_id)
     }
+
+    fn begin_batch(&self, _: &str) -> Result<Box<dyn StoreBatch>, StoreError> {
+        let turn = self.writer.take();
+        let conn = self.pool.get()?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Box::new(SqliteBatch { conn, open: true, _turn: turn }))
+    }
+}
+
+/// Writes in one transaction, holding this process's turn on the file
+/// until it commits or is dropped (rolled back).
+struct SqliteBatch {
+    conn: r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>,
+    open: bool,
+    _turn: WriteTurn,
+}
+
+impl StoreBatch for SqliteBatch {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        get_on(&self.conn, account_id, note_id)
+    }
+
+    fn put(&self, note: &Note) -> Result<bool, StoreError> {
+        put_on(&self.conn, note)
+    }
+
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+        delete_on(&self.conn, account_id, note_id, version)
+    }
+
+    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+        list_on(&self.conn, account_id)
+    }
+
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        recorded_on(&self.conn, account_id, note_id)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for SqliteBatch {
+    fn drop(&mut self) {
+        // Back to the pool without a transaction left open.
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn get_on(conn: &Connection, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT content, created_at_ms, updated_at_ms, version FROM notes
+         WHERE account_id = ?1 AND id = ?2 AND deleted = 0",
+    )?;
+    let note = stmt
+        .query_row(params![account_id, note_id], |r| {
+            Ok(Note {
+                id: note_id.to_owned(),
+                account_id: account_id.to_owned(),
+                content: r.get(0)?,
+                created_at_ms: r.get(1)?,
+                updated_at_ms: r.get(2)?,
+                version: r.get::<_, i64>(3)? as u64,
+            })
+        })
+        .optional()?;
+    Ok(note)
+}
+
+fn put_on(conn: &Connection, note: &Note) -> Result<bool, StoreError> {
+    let version = version_to_sql(note.version)?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+         ON CONFLICT (account_id, id) DO UPDATE SET
+             content = excluded.content, created_at_ms = excluded.created_at_ms,
+             updated_at_ms = excluded.updated_at_ms, version = excluded.version, deleted = 0
+         WHERE excluded.version > notes.version",
+    )?;
+    let changed = stmt.execute(params![note.account_id, note.id, note.content, note.created_at_ms, note.updated_at_ms, version])?;
+    Ok(changed == 1)
+}
+
+/// Both statements of a delete; the caller runs them in one transaction.
+fn delete_on(conn: &Connection, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+    let version = version_to_sql(version)?;
+    let removed = conn
+        .prepare_cached(
+            "UPDATE notes SET deleted = 1, content = '', version = ?3
+             WHERE account_id = ?1 AND id = ?2 AND deleted = 0 AND version <= ?3",
+        )?
+        .execute(params![account_id, note_id, version])?
+        == 1;
+    // No row, or an older tombstone: record (or raise) the tombstone.
+    conn.prepare_cached(
+        "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+         VALUES (?1, ?2, '', 0, 0, ?3, 1)
+         ON CONFLICT (account_id, id) DO UPDATE SET version = excluded.version
+         WHERE notes.deleted = 1 AND notes.version < excluded.version",
+    )?
+    .execute(params![account_id, note_id, version])?;
+    Ok(removed)
+}
+
+fn list_on(conn: &Connection, account_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM notes WHERE account_id = ?1 AND deleted = 0 ORDER BY id")?;
+    let ids = stmt.query_map([account_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
+fn recorded_on(conn: &Connection, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT version FROM notes WHERE account_id = ?1 AND id = ?2")?;
+    Ok(stmt.query_row([account_id, note_id], |r| r.get::<_, i64>(0)).optional()?.map(|v| v as u64))
 }
 
 #[cfg(test)]
@@ -188,6 +275,24 @@ mod tests {
         assert_eq!(s.count("a").unwrap(), 0);
         assert!(s.put(&note(5, "newer")).unwrap());
         assert_eq!(s.list_ids("a").unwrap(), ["n"]);
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing_and_sees_its_own_writes() {
+        let (_d, s) = store();
+        let batch = s.begin_batch("a").unwrap();
+        assert!(batch.put(&note(1, "one")).unwrap());
+        assert_eq!(batch.get("a", "n").unwrap().unwrap().content, "one", "the batch reads what it wrote");
+        assert!(s.get("a", "n").unwrap().is_none(), "others do not, before the commit");
+        drop(batch);
+        assert!(s.get("a", "n").unwrap().is_none(), "dropped: rolled back");
+        let batch = s.begin_batch("a").unwrap();
+        batch.put(&note(1, "one")).unwrap();
+        batch.delete_if_not_newer("a", "n", 1).unwrap();
+        batch.put(&note(2, "two")).unwrap();
+        batch.commit().unwrap();
+        assert_eq!(s.get("a", "n").unwrap().unwrap(), note(2, "two"));
+        assert!(s.put(&note(3, "after")).unwrap(), "the file's write turn was given back");
     }
 
     #[test]
