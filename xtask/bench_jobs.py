@@ -8,7 +8,7 @@ threads read the account's notes and time each read; a baseline of the same
 reads runs before the job. Throughput is the job's notes over its wall time
 (from `GET /jobs/{id}`, polled every 50 ms).
 
-Knobs: BENCH_JOBS_NOTES (10000), BENCH_JOBS_READERS (4)."""
+Knobs: BENCH_JOBS_NOTES (50000), BENCH_JOBS_READERS (4)."""
 
 import http.client
 import os
@@ -21,7 +21,7 @@ from datetime import date
 
 from benchlib import call, load_notes, start, table
 
-NOTES = int(os.environ.get("BENCH_JOBS_NOTES", "10000"))
+NOTES = int(os.environ.get("BENCH_JOBS_NOTES", "50000"))
 READERS = int(os.environ.get("BENCH_JOBS_READERS", "4"))
 
 

@@ -65,6 +65,9 @@ impl DataStore for MemoryStore {
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.get(account_id, note_id)?.map(|n| n.version))
     }
+    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(self.list_ids(account_id)?.into_iter().take(limit).collect())
+    }
     fn begin_batch(&self, _: &str) -> Result<Box<dyn notes_host::stores::StoreBatch>, StoreError> {
         Err(StoreError::Internal("the dispatch benchmarks move no notes".into()))
     }

@@ -1,7 +1,7 @@
 //! The note path: read the flag, call the plugin bound to the account; and
 //! the operator views of notes, straight from the stores.
 
-use notes_routing::{Error as PluginError, MoveReport, Note, NoteChange, Store, Stores};
+use notes_routing::{Error as PluginError, MoveReport, Note, NoteChange, Store};
 use uuid::Uuid;
 
 use crate::router::{AccountScope, Router, PluginFailure, Routed};
@@ -145,13 +145,14 @@ impl App {
                 return Ok(Ok(Batch::OtherMode { is_migrating: migrating }));
             }
             let from = if migrating { Store::Legacy } else { Store::New };
-            let ids = match scope.list_ids(from) {
-                Ok(ids) => ids,
+            let ids = match self.stores.get(from) {
+                Some(store) => match store.first_ids(&account.to_string(), MOVE_BATCH) {
+                    Ok(ids) => ids,
+                    Err(e) => return Ok(Err(e.into())),
+                },
                 // Plain mode: no new store, nothing to move.
-                Err(_) if !scope.is_configured(Store::New) => Vec::new(),
-                Err(e) => return Ok(Err(e)),
+                None => Vec::new(),
             };
-            let ids: Vec<String> = ids.into_iter().take(MOVE_BATCH).collect();
             if ids.is_empty() {
                 return Ok(Ok(Batch::NothingLeft { is_migrating: migrating }));
             }

@@ -79,6 +79,10 @@ impl DataStore for MemoryStore {
         Ok(lock(&self.notes).list_ids(account_id).len() as u64)
     }
 
+    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(lock(&self.notes).list_ids(account_id).into_iter().take(limit).collect())
+    }
+
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         Ok(lock(&self.notes).recorded_version(account_id, note_id))
     }

@@ -44,6 +44,9 @@ pub trait DataStore: Send + Sync {
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError>;
     /// Ids of the account's live notes, sorted.
     fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+    /// The first `limit` of them: what one move batch takes, without reading
+    /// every id of a large account for every batch.
+    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError>;
     /// How many live notes the account has.
     fn count(&self, account_id: &str) -> Result<u64, StoreError>;
     /// The version recorded for the note, live or deleted; `None` if never written.

@@ -48,6 +48,10 @@ impl DataStore for ShardedStore {
         self.shard(account_id).recorded_version(account_id, note_id)
     }
 
+    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.shard(account_id).first_ids(account_id, limit)
+    }
+
     fn begin_batch(&self, account_id: &str) -> Result<Box<dyn StoreBatch>, StoreError> {
         self.shard(account_id).begin_batch(account_id)
     }

@@ -94,6 +94,13 @@ impl DataStore for SqliteStore {
         list_on(&*self.pool.get()?, account_id)
     }
 
+    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached("SELECT id FROM notes WHERE account_id = ?1 AND deleted = 0 ORDER BY id LIMIT ?2")?;
+        let ids = stmt.query_map(params![account_id, limit as i64], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached("SELECT count(*) FROM notes WHERE account_id = ?1 AND deleted = 0")?;
