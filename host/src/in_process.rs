@@ -97,9 +97,9 @@ impl NativeLoader {
         let digest = digest.to_owned();
         Ok(match kind {
             Some("migrate") => Arc::new(NativeRouter::with_digest(notes_routing::migrate::Migrate, digest)),
-            Some("legacy") => Arc::new(NativeRouter::with_digest(notes_routing::legacy::Legacy, digest)),
+            Some("legacy-only") => Arc::new(NativeRouter::with_digest(notes_routing::legacy_only::LegacyOnly, digest)),
             Some("failing") => Arc::new(FailingRouter::new("failing@1.0.0", digest, true)),
-            _ => return Err(RegistryError::Rejected(format!("not an in-process plugin (expected native:migrate|legacy|failing): {text:.40}"))),
+            _ => return Err(RegistryError::Rejected(format!("not an in-process plugin (expected native:migrate|legacy-only|failing): {text:.40}"))),
         })
     }
 }

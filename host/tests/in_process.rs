@@ -27,7 +27,7 @@ use notes_host::coordination::{
 use notes_host::in_process::InProcess;
 
 const MIGRATE: &str = "native:migrate";
-const LEGACY: &str = "native:legacy";
+const LEGACY: &str = "native:legacy-only";
 const FAILING: &str = "native:failing";
 
 fn start(fleet: &InProcess, host: &str, plugin: &str) -> Arc<App> {
@@ -538,7 +538,7 @@ async fn old_code_cannot_move_notes() {
     let router = http(&start(&fleet, "a", LEGACY));
     let account = new_account(&router, false).await;
     let (status, body) = call(&router, "POST", &format!("/accounts/{account}/migration/move"), None).await;
-    assert_eq!(status, StatusCode::OK, "nothing to move: the legacy plugin is not even asked ({body})");
+    assert_eq!(status, StatusCode::OK, "nothing to move: the legacy-only plugin is not even asked ({body})");
     fleet.stores.new.as_ref().unwrap().put(&notes_routing::Note {
         id: Uuid::new_v4().to_string(),
         account_id: account.clone(),
@@ -693,7 +693,7 @@ async fn every_audited_action_appears_once_in_order_with_a_cursor() {
         // The second PATCH changed nothing: no entry.
         ("flag", "false"),
         ("rollout", "0%"),
-        ("plugin", "native-legacy@0.1.0"),
+        ("plugin", "native-legacy-only@0.1.0"),
         ("plugin", &legacy),
     ];
     assert_eq!(kinds.iter().map(|(k, a)| (k.as_str(), a.as_str())).collect::<Vec<_>>(), expected, "{log}");

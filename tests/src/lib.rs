@@ -17,7 +17,8 @@ pub mod hostile;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plugin {
     Migrate,
-    Legacy,
+    /// The router from before migrations: every note in the legacy store.
+    LegacyOnly,
     /// Test-only: migrate plus faults triggered by note content.
     Faulty,
     /// Test-only: answers info(), panics on every note operation.
@@ -45,7 +46,7 @@ impl Plugin {
         }
         let file = match self {
             Plugin::Migrate => "plugins/migrate.wasm",
-            Plugin::Legacy => "plugins/legacy.wasm",
+            Plugin::LegacyOnly => "plugins/legacy-only.wasm",
             Plugin::Faulty => "plugins/testing/faulty.wasm",
             Plugin::AlwaysFails => "plugins/testing/always-fails.wasm",
             Plugin::FutureWit => "plugins/testing/future-wit.wasm",
@@ -96,7 +97,7 @@ fn assert_fresh(artifact: &Path, sources: &[&str]) {
     }
 }
 
-/// How a host is started. `Host::builder().plugin(Plugin::Legacy).start()`.
+/// How a host is started. `Host::builder().plugin(Plugin::LegacyOnly).start()`.
 #[derive(Debug, Clone)]
 pub struct HostBuilder {
     /// `None`: no `--plugin`, the host restores the registry's active plugin.

@@ -25,7 +25,7 @@ use std::process::{Command, ExitCode};
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// (crate in plugins/, artifact under target/plugins/)
 const PLUGINS: &[(&str, &str)] = &[
-    ("legacy_plugin", "legacy.wasm"),
+    ("legacy_only_plugin", "legacy-only.wasm"),
     ("migrate_plugin", "migrate.wasm"),
     ("faulty_plugin", "testing/faulty.wasm"),
     ("always_fails_plugin", "testing/always-fails.wasm"),

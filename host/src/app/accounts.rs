@@ -90,7 +90,7 @@ impl App {
 
     /// A migration starts only once the code that understands it runs
     /// (the design note's first goal): old code beside a migration loses
-    /// notes (see `plugins/routing/src/legacy.rs`).
+    /// notes (see `plugins/routing/src/legacy_only.rs`).
     pub(super) fn migration_gate(&self) -> Result<(), AppError> {
         let active = self.active();
         let router: &dyn Router = match &self.native {

@@ -72,9 +72,32 @@ pub enum JobControl {
     Cancel,
 }
 
-/// In-memory pacing of this host's runner: when each throttled job may step again.
+/// In-memory pacing of this host's runner, per job: when it may step again
+/// (its rate, or a back-off after a deferred step), and when it last did (the
+/// runner steps the job that waited longest, so none starves another).
 #[derive(Default)]
-pub(super) struct JobPacing(Mutex<HashMap<String, Instant>>);
+pub(super) struct JobPacing(Mutex<HashMap<String, Pace>>);
+
+#[derive(Clone, Copy)]
+struct Pace {
+    next_at: Instant,
+    last_step: Instant,
+}
+
+impl JobPacing {
+    fn get(&self, job: &str) -> Option<Pace> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(job).copied()
+    }
+
+    fn stepped(&self, job: &str, wait: Duration) {
+        let now = Instant::now();
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(job.to_owned(), Pace { next_at: now + wait, last_step: now });
+    }
+}
+
+/// How long a job waits after a step that could not run (the account or the
+/// host busy, the plugin suspended or at its deadline).
+const DEFERRED_WAIT: Duration = Duration::from_secs(1);
 
 impl App {
     /// Starts a job. Its total is counted now: notes in legacy of the
@@ -145,35 +168,46 @@ impl App {
     /// no job had work now (all paced, paused or finished).
     pub fn run_job_step(&self) -> Result<bool, AppError> {
         let me = self.fleet.host_id();
-        for mut job in self.coordination.jobs()?.into_iter().filter(|j| j.state == "running") {
+        let now = Instant::now();
+        let mut candidates: Vec<(Option<Instant>, Job)> = self
+            .coordination
+            .jobs()?
+            .into_iter()
+            .filter(|j| j.state == "running")
+            .filter(|j| j.owner.as_deref().is_none_or(|owner| owner == me || self.fleet.host_is_gone(owner)))
+            .filter_map(|j| match self.job_pacing.get(&j.id) {
+                Some(pace) if now < pace.next_at => None,
+                pace => Some((pace.map(|p| p.last_step), j)),
+            })
+            .collect();
+        // The job that waited longest first (never stepped here: first of all).
+        candidates.sort_by_key(|(last_step, _)| *last_step);
+        for (_, mut job) in candidates {
             if job.owner.as_deref() != Some(me.as_str()) {
-                let orphaned = job.owner.as_deref().is_none_or(|owner| self.fleet.host_is_gone(owner));
-                if !orphaned || !self.coordination.claim_job(&job.id, job.owner.as_deref(), &me, self.now_ms())? {
+                if !self.coordination.claim_job(&job.id, job.owner.as_deref(), &me, self.now_ms())? {
                     continue;
                 }
                 tracing::info!(job = %job.id, previous = ?job.owner, "took over a migration job");
                 job.owner = Some(me.clone());
             }
-            if self.job_pacing.0.lock().unwrap_or_else(|e| e.into_inner()).get(&job.id).is_some_and(|at| Instant::now() < *at) {
-                continue;
-            }
-            let worked = self.step(&mut job)?;
+            let Some(worked) = self.step(&mut job)? else {
+                self.job_pacing.stepped(&job.id, DEFERRED_WAIT);
+                return Ok(true);
+            };
             job.updated_at_ms = self.now_ms();
             if self.coordination.save_job(&job)? && job.state != "running" {
                 self.fleet.audit(Actor::Automatic.as_str(), "job", &job.id, "running", &job.state, &job.detail);
             }
-            if job.rate > 0 && worked > 0 {
-                let pause = Duration::from_secs_f64(worked as f64 / f64::from(job.rate));
-                self.job_pacing.0.lock().unwrap_or_else(|e| e.into_inner()).insert(job.id.clone(), Instant::now() + pause);
-            }
+            let wait = if job.rate > 0 { Duration::from_secs_f64(worked as f64 / f64::from(job.rate)) } else { Duration::ZERO };
+            self.job_pacing.stepped(&job.id, wait);
             return Ok(true);
         }
         Ok(false)
     }
 
     /// One step of `job`, recorded in it; the notes (or accounts) it went
-    /// through, for pacing.
-    fn step(&self, job: &mut Job) -> Result<u64, AppError> {
+    /// through, for pacing; `None` if it could not run now (retried later).
+    fn step(&self, job: &mut Job) -> Result<Option<u64>, AppError> {
         let kind = JobKind::parse(&job.kind)?;
         let finish = |job: &mut Job, state: &str, detail: String| {
             job.state = state.into();
@@ -190,14 +224,21 @@ impl App {
                         Some(id) => id,
                         None => {
                             finish(job, "done", format!("every account done; {} moved", job.moved));
-                            return Ok(0);
+                            return Ok(Some(0));
                         }
                     }
                 }
             };
             let next_account = |job: &mut Job| job.cursor = account.to_string();
             if kind == JobKind::Verify {
-                let report = self.verify(account)?;
+                let report = match self.verify(account) {
+                    Ok(report) => report,
+                    Err(e) if deferrable(&e) => return Ok(None),
+                    Err(e) => {
+                        finish(job, "failed", format!("account {account}: {e}"));
+                        return Ok(Some(0));
+                    }
+                };
                 job.done += 1;
                 if !report.clean {
                     job.problems += 1;
@@ -206,19 +247,17 @@ impl App {
                 if job.account.is_some() {
                     finish(job, "done", if report.clean { "clean".into() } else { format!("{} problem(s)", report.problems.len()) });
                 }
-                return Ok(1);
+                return Ok(Some(1));
             }
             let batch = match self.move_batch(account, kind.toward_new()) {
                 Ok(served) => served.value,
-                // Retried on the next step: the host or the account is busy.
-                Err(e @ (AppError::Unavailable(_) | AppError::TooManyRequests(_))) => {
-                    tracing::warn!(job = %job.id, %account, error = %e, "job batch deferred");
-                    return Ok(0);
+                Err(e) if deferrable(&e) => {
+                    tracing::warn!(job = %job.id, %account, error = %e, "job step deferred");
+                    return Ok(None);
                 }
-                Err(AppError::Plugin(failure)) if matches!(failure, crate::router::PluginFailure::Busy { .. }) => return Ok(0),
                 Err(e) => {
                     finish(job, "failed", format!("account {account}: {e}"));
-                    return Ok(0);
+                    return Ok(Some(0));
                 }
             };
             match batch {
@@ -226,7 +265,7 @@ impl App {
                     let went = u64::from(report.moved + report.in_place + report.missing);
                     job.done += went;
                     job.moved += u64::from(report.moved);
-                    return Ok(went);
+                    return Ok(Some(went));
                 }
                 Batch::NothingLeft { .. } | Batch::OtherMode { .. } if job.account.is_some() => {
                     let detail = match batch {
@@ -237,18 +276,30 @@ impl App {
                         _ => format!("{} moved", job.moved),
                     };
                     finish(job, "done", detail);
-                    return Ok(0);
+                    return Ok(Some(0));
                 }
                 Batch::NothingLeft { .. } | Batch::OtherMode { .. } => {
                     next_account(job);
                     skipped += 1;
                     if skipped >= SKIPS_PER_STEP {
-                        return Ok(0);
+                        return Ok(Some(0));
                     }
                 }
             }
         }
     }
+}
+
+/// Errors a later step may not meet: a busy account or host, a suspended
+/// plugin, a plugin call past its deadline or out of instances.
+fn deferrable(e: &AppError) -> bool {
+    use crate::router::PluginFailure;
+    matches!(
+        e,
+        AppError::Unavailable(_)
+            | AppError::TooManyRequests(_)
+            | AppError::Plugin(PluginFailure::Busy { .. } | PluginFailure::Timeout { .. })
+    )
 }
 
 /// Runs this host's share of the jobs on an OS thread (batches block on

@@ -208,8 +208,16 @@ impl App {
                     }
                 }
             }
-            match id.parse::<Uuid>().map_err(|e| e.to_string()).and_then(|note| self.note(account, note).map_err(|e| e.to_string())) {
-                Ok(_) => {}
+            let read = match id.parse::<Uuid>() {
+                Ok(note) => self.note(account, note).map(drop),
+                Err(e) => Err(AppError::Invalid(e.to_string())),
+            };
+            match read {
+                Ok(()) => {}
+                // A busy account or host says nothing about the note: the
+                // verify stops, and is run again later.
+                Err(e @ (AppError::Unavailable(_) | AppError::TooManyRequests(_))) => return Err(e),
+                Err(AppError::Plugin(f @ crate::router::PluginFailure::Busy { .. })) => return Err(AppError::Plugin(f)),
                 Err(e) => {
                     report.unreadable += 1;
                     problem(&mut report, id, format!("not readable through the plugin: {e}"));

@@ -113,6 +113,7 @@ impl App {
     /// left in the other store, or moves nothing.
     pub fn move_notes(&self, account: Uuid) -> Result<Served<MoveOutcome>, AppError> {
         let mut outcome = MoveOutcome::default();
+        let mut last_left = u64::MAX;
         loop {
             let Served { value: batch, plugin } = self.move_batch(account, None)?;
             let report = match batch {
@@ -132,7 +133,25 @@ impl App {
             if report.moved == 0 {
                 return Ok(Served { value: outcome, plugin });
             }
+            // A plugin that says it moved notes but leaves them where they
+            // were would keep this loop going forever.
+            let left = self.notes_left(account, outcome.is_migrating)?;
+            if left >= last_left {
+                return Err(AppError::Internal(format!(
+                    "plugin {plugin} reported moving notes of account {account}, but {left} are still to move; stopped"
+                )));
+            }
+            last_left = left;
         }
+    }
+
+    /// Notes of the account in the store its mode drains.
+    pub(super) fn notes_left(&self, account: Uuid, is_migrating: bool) -> Result<u64, AppError> {
+        let from = if is_migrating { Store::Legacy } else { Store::New };
+        Ok(match self.stores.get(from) {
+            Some(store) => store.count(&account.to_string())?,
+            None => 0,
+        })
     }
 
     /// One batch: up to [`MOVE_BATCH`] notes from the store the account's

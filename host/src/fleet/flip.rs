@@ -191,6 +191,20 @@ impl Shared {
             return Err(FleetError::NoAccount(account));
         }
         tracing::warn!(%account, to, "isMigrating changed WITHOUT the fleet gate and drain barrier (--unsafe-no-fleet-safety)");
+        let entry = AuditEntry {
+            seq: 0,
+            at_ms: now_ms,
+            host: self.me.name.clone(),
+            actor: "operator".into(),
+            kind: "flag".into(),
+            subject: account.to_string(),
+            before: (!to).to_string(),
+            after: to.to_string(),
+            detail: "UNSAFE: without the fleet gate and drain barrier (--unsafe-no-fleet-safety)".into(),
+        };
+        if let Err(e) = self.coordination.append_audit(&entry) {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
         Ok(FlipOutcome::Flipped { hosts: 0, took: Duration::ZERO })
     }
 }

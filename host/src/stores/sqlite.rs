@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS notes (
     deleted       INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
     PRIMARY KEY (account_id, id)
 ) WITHOUT ROWID;
+-- Live notes only: a backfill leaves a tombstone per moved note at the front
+-- of the id order, and `first_ids` must not scan them again for every batch.
+CREATE INDEX IF NOT EXISTS notes_live ON notes (account_id, id) WHERE deleted = 0;
 ";
 
 const MAX_CONNECTIONS: u32 = 8;

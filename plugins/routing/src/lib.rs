@@ -6,7 +6,7 @@
 //! a router never sees wit-bindgen and can be unit-tested natively (see
 //! [`memory::MemoryStores`]) or compiled straight into the host.
 
-pub mod legacy;
+pub mod legacy_only;
 pub mod memory;
 pub mod migrate;
 mod ops;

@@ -82,7 +82,7 @@ impl Router for Migrate {
 mod tests {
     use super::*;
     use crate::Error;
-    use crate::legacy::Legacy;
+    use crate::legacy_only::LegacyOnly;
     use crate::memory::MemoryStores;
     use Store::{Legacy as L, New as N};
 
@@ -227,6 +227,86 @@ mod tests {
         assert_eq!(Migrate.update_note(&s, ACCOUNT, change("a", "c", 1), Some(1), true).unwrap().version, 2);
     }
 
+    /// Stores that run `between` once, just after the first read a router
+    /// makes: another request's work slipping into the middle of this one.
+    struct Interleaved<'a> {
+        inner: &'a MemoryStores,
+        between: std::cell::RefCell<Option<Box<dyn FnOnce(&MemoryStores) + 'a>>>,
+    }
+
+    impl Interleaved<'_> {
+        fn now(&self) {
+            if let Some(f) = self.between.borrow_mut().take() {
+                f(self.inner);
+            }
+        }
+    }
+
+    impl Stores for Interleaved<'_> {
+        fn get(&self, store: Store, id: &str) -> Result<Option<Note>> {
+            let r = self.inner.get(store, id);
+            self.now();
+            r
+        }
+        fn put(&self, store: Store, note: &Note) -> Result<bool> {
+            self.inner.put(store, note)
+        }
+        fn delete_if_not_newer(&self, store: Store, id: &str, version: u64) -> Result<bool> {
+            self.inner.delete_if_not_newer(store, id, version)
+        }
+        fn list_ids(&self, store: Store) -> Result<Vec<String>> {
+            let r = self.inner.list_ids(store);
+            self.now();
+            r
+        }
+        fn is_configured(&self, store: Store) -> bool {
+            self.inner.is_configured(store)
+        }
+        fn recorded_version(&self, store: Store, id: &str) -> Result<Option<u64>> {
+            let r = self.inner.recorded_version(store, id);
+            self.now();
+            r
+        }
+    }
+
+    #[test]
+    fn two_creates_of_one_id_racing_never_overwrite_each_other() {
+        let s = MemoryStores::new(true);
+        let racing = Interleaved {
+            inner: &s,
+            between: std::cell::RefCell::new(Some(Box::new(|s: &MemoryStores| {
+                Migrate.create_note(s, ACCOUNT, change("a", "the other create", 1), true).unwrap();
+            }))),
+        };
+        let err = Migrate.create_note(&racing, ACCOUNT, change("a", "this create", 2), true).unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        assert_eq!(Migrate.get_note(&s, ACCOUNT, "a", true).unwrap().content, "the other create");
+    }
+
+    #[test]
+    fn a_note_moving_home_meanwhile_is_still_found_deleted_and_listed() {
+        for op in ["get", "delete", "list"] {
+            let s = MemoryStores::new(true);
+            create(&s, "a", false);
+            // The move (a backfill's batch) commits to new, then cleans legacy,
+            // between this request's first read and its second.
+            let racing = Interleaved {
+                inner: &s,
+                between: std::cell::RefCell::new(Some(Box::new(|s: &MemoryStores| {
+                    Migrate.move_notes(s, ACCOUNT, &["a".to_owned()], true).unwrap();
+                }))),
+            };
+            match op {
+                "get" => assert_eq!(Migrate.get_note(&racing, ACCOUNT, "a", true).unwrap().content, "first"),
+                "delete" => {
+                    Migrate.delete_note(&racing, ACCOUNT, "a", true).unwrap();
+                    assert_eq!(Migrate.get_note(&s, ACCOUNT, "a", true), Err(Error::NotFound), "the delete took effect");
+                }
+                _ => assert_eq!(Migrate.list_notes(&racing, ACCOUNT, true).unwrap(), ["a"]),
+            }
+        }
+    }
+
     #[test]
     fn create_refuses_an_id_taken_in_either_store() {
         let s = MemoryStores::new(true);
@@ -315,12 +395,12 @@ mod tests {
 
     #[test]
     fn old_code_loses_track_of_a_moved_note() {
-        // The design note's first data-loss case: the legacy plugin cannot see or
+        // The design note's first data-loss case: the legacy-only plugin cannot see or
         // update a note the migrate plugin moved.
         let s = MemoryStores::new(true);
         create(&s, "a", true);
-        assert_eq!(Legacy.get_note(&s, ACCOUNT, "a", true), Err(Error::NotFound));
-        assert_eq!(Legacy.update_note(&s, ACCOUNT, change("a", "x", 2), None, true), Err(Error::NotFound));
-        assert!(!Legacy.info().supports_migration && Migrate.info().supports_migration);
+        assert_eq!(LegacyOnly.get_note(&s, ACCOUNT, "a", true), Err(Error::NotFound));
+        assert_eq!(LegacyOnly.update_note(&s, ACCOUNT, change("a", "x", 2), None, true), Err(Error::NotFound));
+        assert!(!LegacyOnly.info().supports_migration && Migrate.info().supports_migration);
     }
 }

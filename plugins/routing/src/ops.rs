@@ -35,13 +35,17 @@ struct Found {
     stale_copy: Option<(Store, u64)>,
 }
 
-/// Reads `home` first, then `other`. On equal versions `home` wins.
+/// Reads `other` first, then `home`. Within one mode notes only flow from
+/// `other` to `home`, and every writer makes the `home` copy durable before
+/// it removes the `other` one: so a note not seen in `other` is already in
+/// `home` when `home` is read, and a racing move can never hide it from a
+/// read, a delete or an update. On equal versions `home` wins.
 fn find(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Option<Found>> {
-    let home = stores.get(route.home, note_id)?;
     let other = match route.other {
         Some(store) => stores.get(store, note_id)?.map(|n| (store, n)),
         None => None,
     };
+    let home = stores.get(route.home, note_id)?;
     Ok(match (home, other) {
         (None, None) => None,
         (Some(n), None) => Some(Found { newest: n, newest_in: route.home, stale_copy: None }),
@@ -59,12 +63,16 @@ fn find(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Option<Found
 /// the newest tombstone in either store: nothing older (a late write of the
 /// deleted note) can then overwrite the new note, and the version rules hold.
 pub(crate) fn create(stores: &dyn Stores, route: Route, account_id: &str, change: NoteChange) -> Result<Note> {
+    // `other` before `home` (see `find`), and in each store the recorded
+    // version before the live note: two creates racing then compute the same
+    // version and one `put` is refused; a create racing a create, a move or
+    // an update always sees the live note.
     let mut recorded = None;
-    for store in std::iter::once(route.home).chain(route.other) {
+    for store in route.other.into_iter().chain(Some(route.home)) {
+        recorded = recorded.max(stores.recorded_version(store, &change.id)?);
         if stores.get(store, &change.id)?.is_some() {
             return Err(taken(&change.id));
         }
-        recorded = recorded.max(stores.recorded_version(store, &change.id)?);
     }
     let note = Note {
         id: change.id,
@@ -74,8 +82,7 @@ pub(crate) fn create(stores: &dyn Stores, route: Route, account_id: &str, change
         updated_at_ms: change.at_ms,
         version: recorded.map_or(1, |v| v + 1),
     };
-    // `put` refuses if a live note holds the id, or a racing create or
-    // write got to this version first.
+    // `put` refuses if a racing create or write got to this version first.
     if stores.put(route.home, &note)? { Ok(note) } else { Err(taken(&note.id)) }
 }
 
@@ -163,13 +170,15 @@ pub(crate) fn get(stores: &dyn Stores, route: Route, note_id: &str) -> Result<No
     Ok(found.newest)
 }
 
+/// `other` first, then `home`, as in `find`: a note moving meanwhile is listed.
 pub(crate) fn list(stores: &dyn Stores, route: Route) -> Result<Vec<String>> {
-    let mut ids = stores.list_ids(route.home)?;
-    if let Some(other) = route.other {
-        ids.extend(stores.list_ids(other)?);
-        ids.sort_unstable();
-        ids.dedup();
-    }
+    let mut ids = match route.other {
+        Some(other) => stores.list_ids(other)?,
+        None => Vec::new(),
+    };
+    ids.extend(stores.list_ids(route.home)?);
+    ids.sort_unstable();
+    ids.dedup();
     Ok(ids)
 }
 

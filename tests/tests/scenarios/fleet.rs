@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use notes_scenarios::*;
 use serde_json::json;
 
-use Plugin::{Faulty, Legacy, Migrate};
+use Plugin::{Faulty, LegacyOnly, Migrate};
 
 #[test]
 fn every_host_is_listed_and_a_host_whose_process_ends_is_dropped() {
-    let fleet = Fleet::of(&[Migrate, Migrate, Legacy], &[]);
+    let fleet = Fleet::of(&[Migrate, Migrate, LegacyOnly], &[]);
     let hosts = fleet.hosts[1].get("/hosts").expect(200).json();
     let hosts = hosts.as_array().unwrap();
     assert_eq!(fleet.host_names(1), ["host-0", "host-1", "host-2"]);
@@ -22,7 +22,7 @@ fn every_host_is_listed_and_a_host_whose_process_ends_is_dropped() {
         assert_eq!(h["pid"], fleet.hosts[i].pid());
     }
     assert_eq!(hosts[0]["plugin"]["label"], "migrate@0.1.0");
-    assert_eq!(hosts[2]["plugin"]["label"], "legacy@0.1.0");
+    assert_eq!(hosts[2]["plugin"]["label"], "legacy-only@0.1.0");
     assert_eq!(hosts[2]["supportsMigration"], false);
 
     fleet.hosts[2].signal("KILL");
@@ -30,12 +30,12 @@ fn every_host_is_listed_and_a_host_whose_process_ends_is_dropped() {
 }
 
 #[test]
-fn the_gate_refuses_while_one_host_runs_the_legacy_plugin_and_allows_once_it_is_upgraded() {
-    let fleet = Fleet::of(&[Migrate, Migrate, Legacy], &[]);
+fn the_gate_refuses_while_one_host_runs_the_legacy_only_plugin_and_allows_once_it_is_upgraded() {
+    let fleet = Fleet::of(&[Migrate, Migrate, LegacyOnly], &[]);
     let account = fleet.hosts[0].create_account(false);
 
     let refused = fleet.hosts[0].set_migrating(&account, true).expect(409);
-    assert!(refused.error().contains("host-2") && refused.error().contains("legacy@0.1.0"), "{}", refused.error());
+    assert!(refused.error().contains("host-2") && refused.error().contains("legacy-only@0.1.0"), "{}", refused.error());
     for host in &fleet.hosts {
         assert!(!host.is_migrating(&account), "nothing changed");
     }
@@ -48,12 +48,12 @@ fn the_gate_refuses_while_one_host_runs_the_legacy_plugin_and_allows_once_it_is_
     fleet.hosts[0].set_migrating(&account, true).expect(200);
 
     // The other side of the gate: no host may go back to old code now...
-    let legacy = fleet.hosts[1].push_plugin(Legacy).json()["digest"].as_str().unwrap().to_owned();
+    let legacy = fleet.hosts[1].push_plugin(LegacyOnly).json()["digest"].as_str().unwrap().to_owned();
     let refused = fleet.hosts[1].put("/plugins/active", json!({ "digest": legacy })).expect(409);
     assert!(refused.error().contains(&account), "{}", refused.error());
     assert_eq!(fleet.hosts[1].serving_plugin(&account), "migrate@0.1.0");
     // ...and old code cannot join the fleet.
-    let err = Host::builder().plugin(Legacy).data_dir(&fleet.dir).start_fails();
+    let err = Host::builder().plugin(LegacyOnly).data_dir(&fleet.dir).start_fails();
     assert!(err.contains("does not support migration") && err.contains(&account), "{err}");
 }
 
@@ -61,7 +61,7 @@ fn the_gate_refuses_while_one_host_runs_the_legacy_plugin_and_allows_once_it_is_
 /// reproduced with the fleet gate and the flip barrier switched off.
 #[test]
 fn with_fleet_safety_off_old_code_beside_a_migration_loses_notes_in_the_design_notes_four_ways() {
-    let fleet = Fleet::of(&[Migrate, Migrate, Legacy], &[UNSAFE_NO_FLEET_SAFETY]);
+    let fleet = Fleet::of(&[Migrate, Migrate, LegacyOnly], &[UNSAFE_NO_FLEET_SAFETY]);
     let (new_code, old_code) = (&fleet.hosts[0], &fleet.hosts[2]);
     let account = new_code.create_account(false);
     let note = new_code.create_note(&account, "v1");
@@ -92,7 +92,7 @@ fn with_fleet_safety_off_old_code_beside_a_migration_loses_notes_in_the_design_n
 /// old code runs, and once every host runs new code, every host agrees.
 #[test]
 fn with_fleet_safety_on_none_of_the_four_can_happen() {
-    let fleet = Fleet::of(&[Migrate, Migrate, Legacy], &[]);
+    let fleet = Fleet::of(&[Migrate, Migrate, LegacyOnly], &[]);
     let (a, b) = (&fleet.hosts[0], &fleet.hosts[2]);
     let account = a.create_account(false);
     let note = a.create_note(&account, "v1");

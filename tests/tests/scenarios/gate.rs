@@ -5,11 +5,11 @@ use notes_scenarios::*;
 use serde_json::json;
 
 #[test]
-fn the_gate_refuses_the_flag_while_the_legacy_plugin_is_active() {
-    let host = Host::start_with(Plugin::Legacy);
+fn the_gate_refuses_the_flag_while_the_legacy_only_plugin_is_active() {
+    let host = Host::start_with(Plugin::LegacyOnly);
     let account = host.create_account(false);
     let refused = host.set_migrating(&account, true).expect(409);
-    assert!(refused.error().contains("legacy@0.1.0 does not support migration"), "{}", refused.error());
+    assert!(refused.error().contains("legacy-only@0.1.0 does not support migration"), "{}", refused.error());
     assert_eq!(host.get(&format!("/accounts/{account}")).json()["isMigrating"], false, "nothing changed");
 
     let before = host.get("/accounts").json().as_array().unwrap().len();
@@ -26,7 +26,7 @@ fn old_code_cannot_start_while_an_account_is_migrating() {
     let host = Host::start();
     let account = host.create_account(true);
     let dir = host.stop();
-    let err = Host::builder().plugin(Plugin::Legacy).data_dir(&dir.path).start_fails();
+    let err = Host::builder().plugin(Plugin::LegacyOnly).data_dir(&dir.path).start_fails();
     assert!(err.contains("does not support migration") && err.contains(&account), "{err}");
 }
 
@@ -38,7 +38,7 @@ fn old_code_after_a_migration_misses_moved_notes() {
     let account = host.create_account(true);
     let moved = host.create_note(&account, "in new");
     host.set_migrating(&account, false).expect(200);
-    let old_code = host.restart_with(Plugin::Legacy);
+    let old_code = host.restart_with(Plugin::LegacyOnly);
     old_code.get_note(&account, &moved).expect(404);
     old_code.update_note(&account, &moved, "lost?").expect(404);
     assert!(old_code.list_notes(&account).is_empty());

@@ -63,14 +63,14 @@ fn activation_swaps_the_plugin_for_new_requests_and_rollback_brings_it_back() {
 fn activating_a_plugin_without_migration_is_refused_while_an_account_migrates() {
     let host = Host::start();
     let migrating = host.create_account(true);
-    let legacy = host.push_plugin(Plugin::Legacy).expect(201).json()["digest"].as_str().unwrap().to_owned();
+    let legacy = host.push_plugin(Plugin::LegacyOnly).expect(201).json()["digest"].as_str().unwrap().to_owned();
     let refused = host.put("/plugins/active", json!({ "digest": legacy })).expect(409);
     assert!(refused.error().contains(&migrating), "names the migrating account: {}", refused.error());
     assert_eq!(host.serving_plugin(&migrating), "migrate@0.1.0");
     // Once no account migrates, the old code may be activated.
     host.set_migrating(&migrating, false).expect(200);
     host.put("/plugins/active", json!({ "digest": legacy })).expect(200);
-    assert_eq!(host.serving_plugin(&migrating), "legacy@0.1.0");
+    assert_eq!(host.serving_plugin(&migrating), "legacy-only@0.1.0");
     host.set_migrating(&migrating, true).expect(409);
 }
 

@@ -9,11 +9,11 @@ use crate::ops::{self, Route};
 use crate::{Error, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
 
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Legacy;
+pub struct LegacyOnly;
 
-impl Router for Legacy {
+impl Router for LegacyOnly {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "legacy".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: false }
+        PluginInfo { name: "legacy-only".into(), version: env!("CARGO_PKG_VERSION").into(), supports_migration: false }
     }
 
     fn create_note(&self, stores: &dyn Stores, account_id: &str, change: NoteChange, _: bool) -> Result<Note> {
@@ -38,6 +38,6 @@ impl Router for Legacy {
 
     /// Old code knows one store: it has nowhere to move notes to.
     fn move_notes(&self, _: &dyn Stores, _: &str, _: &[String], _: bool) -> Result<MoveReport> {
-        Err(Error::Invalid("the legacy plugin knows only the legacy store: it does not move notes".into()))
+        Err(Error::Invalid("the legacy-only plugin knows only the legacy store: it does not move notes".into()))
     }
 }
