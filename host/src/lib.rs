@@ -12,6 +12,7 @@ mod files;
 pub mod fleet;
 pub mod in_process;
 pub mod layout;
+pub mod metrics;
 pub mod plugin_health;
 pub mod plugins;
 pub mod router;

@@ -44,12 +44,16 @@ pub async fn require_admin(State(token): State<Option<AdminToken>>, req: Request
     });
     match offered {
         None => {
+            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "missing").increment(1);
             let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>").into_response();
             response.headers_mut().insert(WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
             response
         }
         Some(offered) if token.matches(offered.trim()) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::FORBIDDEN, "wrong admin token").into_response(),
+        Some(_) => {
+            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "wrong").increment(1);
+            ApiError::new(StatusCode::FORBIDDEN, "wrong admin token").into_response()
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod hosts;
 mod jobs;
 mod migration;
 mod notes;
+mod observe;
 mod plugins;
 pub mod server;
 
@@ -44,6 +45,7 @@ pub struct ApiConfig {
 }
 
 pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
+    crate::metrics::install();
     let protected = Router::new()
         .route("/accounts", get(accounts::list).post(accounts::create))
         .route("/accounts/{account}", get(accounts::get).put(accounts::put).patch(accounts::patch))
@@ -69,6 +71,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .route("/plugins/active", axum::routing::put(plugins::activate))
         .route("/plugins/rollback", axum::routing::post(plugins::rollback))
         .route("/hosts", get(hosts::list))
+        .route("/metrics", get(observe::render))
         // Layers run outside in: the token is checked before a body is read.
         .route_layer(axum::middleware::from_fn_with_state(
             body::BodyLimits {
@@ -87,6 +90,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
             }),
         )
         .merge(protected)
+        .route_layer(axum::middleware::from_fn(observe::track))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")

@@ -71,7 +71,16 @@ impl App {
         if to {
             self.migration_gate()?;
         }
-        let outcome = self.fleet.flip(id, to, actor.as_str(), reason)?;
+        let started = std::time::Instant::now();
+        let outcome = self.fleet.flip(id, to, actor.as_str(), reason);
+        let label = match &outcome {
+            Ok(FlipOutcome::Flipped { .. }) => "flipped",
+            Ok(FlipOutcome::Unchanged) => "unchanged",
+            Err(_) => "failed",
+        };
+        metrics::counter!(crate::metrics::FLIPS, "outcome" => label).increment(1);
+        metrics::histogram!(crate::metrics::FLIP_DURATION, "outcome" => label).record(started.elapsed().as_secs_f64());
+        let outcome = outcome?;
         if let FlipOutcome::Flipped { hosts, took } = outcome {
             tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, reason, "isMigrating changed on the fleet");
         }

@@ -68,6 +68,9 @@ pub struct ServiceMigration {
     pub notes_to_new: u64,
     /// Notes in new of accounts whose flag is off: what a bulk rollback moves.
     pub notes_to_legacy: u64,
+    /// Every account's notes, per store.
+    pub legacy_notes: u64,
+    pub new_notes: u64,
     pub rollout_percent: Option<f64>,
 }
 
@@ -157,6 +160,8 @@ impl App {
             let status = self.migration_status(account.id)?;
             let i = states.iter().position(|s| *s == status.state).expect("every state is listed");
             summary.accounts[i].1 += 1;
+            summary.legacy_notes += status.legacy_notes;
+            summary.new_notes += status.new_notes;
             if status.is_migrating {
                 summary.notes_to_new += status.legacy_notes;
             } else {

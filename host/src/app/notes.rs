@@ -1,10 +1,13 @@
 //! The note path: read the flag, call the plugin bound to the account; and
 //! the operator views of notes, straight from the stores.
 
+use std::time::Instant;
+
 use notes_routing::{Error as PluginError, MoveReport, Note, NoteChange, Store};
 use uuid::Uuid;
 
-use crate::router::{AccountScope, Router, PluginFailure, Routed};
+use crate::metrics as metrics_names;
+use crate::router::{AccountScope, PluginFailure, Routed, Router};
 use super::{App, AppError, Served};
 use super::errors::{from_plugin_error, no_account};
 
@@ -51,15 +54,15 @@ impl App {
         valid_content(&content, self.settings.max_content_bytes)?;
         let at_ms = created_at_ms.unwrap_or_else(|| self.now_ms());
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms };
-        self.route(account, |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
+        self.route(account, "create_note", |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
     }
 
     pub fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
-        self.route(account, |r, scope, migrating| r.get_note(scope, &id.to_string(), migrating)).and_then(|n| self.checked(n))
+        self.route(account, "get_note", |r, scope, migrating| r.get_note(scope, &id.to_string(), migrating)).and_then(|n| self.checked(n))
     }
 
     pub fn note_ids(&self, account: Uuid) -> Result<Served<Vec<String>>, AppError> {
-        self.route(account, |r, scope, migrating| r.list_notes(scope, migrating))
+        self.route(account, "list_notes", |r, scope, migrating| r.list_notes(scope, migrating))
     }
 
     /// `expected_version` (`If-Match`) is the strict form: any other version
@@ -80,7 +83,7 @@ impl App {
         let at_ms = updated_at_ms.unwrap_or_else(|| self.now_ms());
         let write = |expected: Option<u64>| {
             let change = NoteChange { id: id.to_string(), content: content.clone(), at_ms };
-            self.route(account, |r, scope, migrating| r.update_note(scope, change, expected, migrating)).and_then(|n| self.checked(n))
+            self.route(account, "update_note", |r, scope, migrating| r.update_note(scope, change, expected, migrating)).and_then(|n| self.checked(n))
         };
         let Some(client_time) = updated_at_ms.filter(|_| expected_version.is_none()) else { return write(expected_version) };
         for _ in 0..STALE_CHECK_ATTEMPTS {
@@ -99,7 +102,7 @@ impl App {
     /// Idempotent, as for Notely's clients: deleting a note that does not
     /// exist succeeds (the plugin's `not-found` is a success here).
     pub fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
-        self.route(account, |r, scope, migrating| match r.delete_note(scope, &id.to_string(), migrating) {
+        self.route(account, "delete_note", |r, scope, migrating| match r.delete_note(scope, &id.to_string(), migrating) {
             Ok(Err(PluginError::NotFound)) => Ok(Ok(())),
             answer => answer,
         })
@@ -159,7 +162,7 @@ impl App {
     /// `toward_new`, only if the flag read for this batch says that way
     /// (a job never moves the wrong way after a flip).
     pub(super) fn move_batch(&self, account: Uuid, toward_new: Option<bool>) -> Result<Served<Batch>, AppError> {
-        self.route(account, |router, scope, migrating| {
+        self.route(account, "move_notes", |router, scope, migrating| {
             if toward_new.is_some_and(|want| want != migrating) {
                 return Ok(Ok(Batch::OtherMode { is_migrating: migrating }));
             }
@@ -212,9 +215,11 @@ impl App {
 
     /// Reads the account's flag now, then makes one routing call (the active
     /// plugin, or the native baseline) with the stores bound to that account.
+    /// `op` names the operation in the metrics.
     fn route<T>(
         &self,
         account: Uuid,
+        op: &'static str,
         call: impl FnOnce(&dyn Router, AccountScope, bool) -> Routed<T>,
     ) -> Result<Served<T>, AppError> {
         // Held to the end of the call: no flip of this account completes
@@ -223,8 +228,10 @@ impl App {
         let is_migrating = admission.is_migrating;
         let scope = AccountScope::new(account.to_string(), self.stores.clone());
         if let Some(native) = &self.native {
-            let answer = call(native.as_ref(), scope, is_migrating)?;
-            return answer.map(|value| Served { value, plugin: native.label().to_owned() }).map_err(|e| from_plugin_error(e, native.label()));
+            let started = Instant::now();
+            let answer = call(native.as_ref(), scope, is_migrating);
+            observe_call(native.label(), op, &answer, started.elapsed());
+            return answer?.map(|value| Served { value, plugin: native.label().to_owned() }).map_err(|e| from_plugin_error(e, native.label()));
         }
         let active = self.active();
         let plugin = &active.plugin;
@@ -234,7 +241,9 @@ impl App {
                 plugin.label()
             )));
         }
+        let started = Instant::now();
         let answer = call(plugin.as_ref(), scope, is_migrating);
+        observe_call(plugin.label(), op, &answer, started.elapsed());
         // A full instance pool is the host's state, not the plugin's fault.
         let failed = matches!(&answer, Err(f) if !matches!(f, PluginFailure::Busy { .. }));
         if let Some(tripped) = active.health.record(account, failed) {
@@ -272,6 +281,22 @@ impl App {
         }
         Ok(placement)
     }
+}
+
+/// One routing call in the metrics: by plugin, operation and outcome.
+fn observe_call<T>(plugin: &str, op: &'static str, answer: &Routed<T>, took: std::time::Duration) {
+    let outcome = match answer {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(_)) => "error",
+        Err(PluginFailure::Timeout { .. }) => "deadline",
+        Err(PluginFailure::OutOfFuel { .. }) => "fuel",
+        Err(PluginFailure::Busy { .. }) => "busy",
+        Err(PluginFailure::Trapped { message, .. }) if message.contains("limit") || message.contains("memory") => "limit",
+        Err(PluginFailure::Trapped { .. }) => "trap",
+    };
+    let plugin = plugin.to_owned();
+    metrics::counter!(metrics_names::PLUGIN_CALLS, "plugin" => plugin.clone(), "op" => op, "outcome" => outcome).increment(1);
+    metrics::histogram!(metrics_names::PLUGIN_DURATION, "plugin" => plugin, "op" => op).record(took.as_secs_f64());
 }
 
 fn valid_content(content: &str, max_bytes: usize) -> Result<(), AppError> {

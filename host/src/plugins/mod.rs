@@ -223,6 +223,7 @@ impl Plugin {
         f: impl FnOnce(&mut Store<CallState>, &Exports) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
         let kept = if self.limits.reuse_instances > 0 { self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() } else { None };
+        metrics::counter!(crate::metrics::PLUGIN_INSTANCES, "source" => if kept.is_some() { "reused" } else { "fresh" }).increment(1);
         let (mut warm, stderr_before) = match kept {
             Some(mut warm) => {
                 warm.store.data_mut().clock = CallClock::start(self.limits.deadline, self.limits.pacing_after);

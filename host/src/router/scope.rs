@@ -73,27 +73,38 @@ impl AccountScope {
         self.stores.get(store).ok_or_else(|| Error::Invalid("the new store is not configured on this host".into()))
     }
 
-    /// Runs `op` on the store's batch in a batched scope, else `plain` on the store.
+    /// Runs `op` on the store's batch in a batched scope, else `plain` on
+    /// the store; counted and timed in the metrics as `name`.
     fn on<T>(
         &self,
         store: Store,
+        name: &'static str,
         op: impl FnOnce(&dyn StoreBatch) -> std::result::Result<T, StoreError>,
         plain: impl FnOnce(&dyn DataStore) -> std::result::Result<T, StoreError>,
     ) -> Result<T> {
         let target = self.store(store)?;
-        let Some(batch) = &self.batch else { return Ok(plain(target)?) };
-        let slot = batch.slot(store).lock().unwrap_or_else(|e| e.into_inner());
-        match slot.as_deref() {
-            Some(open) => Ok(op(open)?),
-            None => Err(Error::Internal("the batch of this call was already committed".into())),
-        }
+        let started = std::time::Instant::now();
+        let result = match &self.batch {
+            None => Ok(plain(target)?),
+            Some(batch) => {
+                let slot = batch.slot(store).lock().unwrap_or_else(|e| e.into_inner());
+                match slot.as_deref() {
+                    Some(open) => Ok(op(open)?),
+                    None => Err(Error::Internal("the batch of this call was already committed".into())),
+                }
+            }
+        };
+        let store = if store == Store::Legacy { "legacy" } else { "new" };
+        metrics::counter!(crate::metrics::STORE_OPERATIONS, "store" => store, "op" => name).increment(1);
+        metrics::histogram!(crate::metrics::STORE_DURATION, "store" => store, "op" => name).record(started.elapsed().as_secs_f64());
+        result
     }
 }
 
 impl Stores for AccountScope {
     fn get(&self, store: Store, note_id: &str) -> Result<Option<Note>> {
         let account = self.account_id.as_str();
-        self.on(store, |b| b.get(account, note_id), |s| s.get(account, note_id))
+        self.on(store, "get", |b| b.get(account, note_id), |s| s.get(account, note_id))
     }
 
     fn put(&self, store: Store, note: &Note) -> Result<bool> {
@@ -106,17 +117,19 @@ impl Stores for AccountScope {
         if note.id.is_empty() {
             return Err(Error::Invalid("a note needs an id".into()));
         }
-        self.on(store, |b| b.put(note), |s| s.put(note))
+        self.on(store, "put", |b| b.put(note), |s| s.put(note))
     }
 
     fn delete_if_not_newer(&self, store: Store, note_id: &str, version: u64) -> Result<bool> {
         let account = self.account_id.as_str();
-        self.on(store, |b| b.delete_if_not_newer(account, note_id, version), |s| s.delete_if_not_newer(account, note_id, version))
+        self.on(store, "delete_if_not_newer", |b| b.delete_if_not_newer(account, note_id, version), |s| {
+            s.delete_if_not_newer(account, note_id, version)
+        })
     }
 
     fn list_ids(&self, store: Store) -> Result<Vec<String>> {
         let account = self.account_id.as_str();
-        self.on(store, |b| b.list_ids(account), |s| s.list_ids(account))
+        self.on(store, "list_ids", |b| b.list_ids(account), |s| s.list_ids(account))
     }
 
     fn is_configured(&self, store: Store) -> bool {
@@ -125,7 +138,7 @@ impl Stores for AccountScope {
 
     fn recorded_version(&self, store: Store, note_id: &str) -> Result<Option<u64>> {
         let account = self.account_id.as_str();
-        self.on(store, |b| b.recorded_version(account, note_id), |s| s.recorded_version(account, note_id))
+        self.on(store, "recorded_version", |b| b.recorded_version(account, note_id), |s| s.recorded_version(account, note_id))
     }
 }
 

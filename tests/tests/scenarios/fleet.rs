@@ -134,7 +134,9 @@ fn with_fleet_safety_on_none_of_the_four_can_happen() {
 fn slow_create<'s>(scope: &'s std::thread::Scope<'s, '_>, host: &'s Host, account: &'s str) -> std::thread::ScopedJoinHandle<'s, (Result<Resp, String>, Instant)> {
     let body = json!({ "content": "fault:slow" }).to_string().into_bytes();
     let handle = scope.spawn(move || (host.try_request("POST", &format!("/accounts/{account}/notes"), Some(body), &[]), Instant::now()));
-    std::thread::sleep(Duration::from_millis(50)); // the create has read the flag and runs
+    // The create has read the flag and runs (it spins ≈ 0.2 s; admission
+    // takes a few ms, more on a loaded machine).
+    std::thread::sleep(Duration::from_millis(100));
     handle
 }
 

@@ -9,6 +9,7 @@ mod gate;
 mod migration;
 mod moves;
 mod notely;
+mod observe;
 mod plain;
 mod plugins;
 mod rollback;

@@ -1,0 +1,61 @@
+//! What the API tells an operator's monitoring: every request counted and
+//! timed by route template, method and status, and `GET /metrics` in the
+//! Prometheus text format (the series are listed in `crate::metrics` and
+//! docs/metrics.md).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::blocking;
+use super::error::ApiError;
+use crate::app::App;
+use crate::metrics::{self, ACCOUNTS, HTTP_DURATION, HTTP_REQUESTS, JOB_NOTES_LEFT, JOBS, NOTES, NOTES_TO_MOVE, ROLLOUT_PERCENT};
+
+/// Counts and times a request of a matched route (a `route_layer`: the
+/// route template is known, so the labels stay few whatever the paths).
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    // Methods are whatever a client sends: only the ones the API serves are labels.
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        _ => "other",
+    };
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    ::metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    ::metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: the migration's gauges are computed now, then everything
+/// recorded since the start is rendered.
+pub async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+    let (summary, jobs) = blocking(&app, |app| Ok((app.service_migration()?, app.jobs()?))).await?;
+    for (state, count) in summary.accounts {
+        ::metrics::gauge!(ACCOUNTS, "state" => state).set(count as f64);
+    }
+    ::metrics::gauge!(NOTES, "store" => "legacy").set(summary.legacy_notes as f64);
+    ::metrics::gauge!(NOTES, "store" => "new").set(summary.new_notes as f64);
+    ::metrics::gauge!(NOTES_TO_MOVE, "to" => "new").set(summary.notes_to_new as f64);
+    ::metrics::gauge!(NOTES_TO_MOVE, "to" => "legacy").set(summary.notes_to_legacy as f64);
+    ::metrics::gauge!(ROLLOUT_PERCENT).set(summary.rollout_percent.unwrap_or(0.0));
+    for state in ["running", "paused", "cancelled", "done", "failed"] {
+        ::metrics::gauge!(JOBS, "state" => state).set(jobs.iter().filter(|j| j.state == state).count() as f64);
+    }
+    for kind in ["backfill", "rollback", "verify"] {
+        let left: u64 = jobs.iter().filter(|j| j.state == "running" && j.kind == kind).map(|j| j.total.saturating_sub(j.done)).sum();
+        ::metrics::gauge!(JOB_NOTES_LEFT, "kind" => kind).set(left as f64);
+    }
+    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::install().render()).into_response())
+}

@@ -1,0 +1,54 @@
+//! What an operator's monitoring sees: `GET /metrics` scraped while an
+//! account migrates shows the documented series moving.
+
+use notes_scenarios::*;
+use serde_json::json;
+
+/// The value of the series `name` whose labels include every `labels` pair.
+fn value(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))).then(|| value.parse().ok())?
+    })
+}
+
+#[test]
+fn metrics_show_a_migration_moving() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    for i in 0..40 {
+        host.create_note(&account, &format!("note {i}"));
+    }
+    let before = host.get("/metrics").expect(200).body;
+    assert_eq!(value(&before, "notes_notes", &[("store", "legacy")]), Some(40.0), "{before}");
+    assert_eq!(value(&before, "notes_accounts", &[("state", "legacy")]), Some(1.0));
+    assert_eq!(
+        value(&before, "notes_http_requests_total", &[("route", "/accounts/{account}/notes"), ("method", "POST"), ("status", "201")]),
+        Some(40.0)
+    );
+    assert!(value(&before, "notes_plugin_calls_total", &[("op", "create_note"), ("outcome", "ok")]).unwrap() >= 40.0);
+    assert!(before.contains("notes_http_request_duration_seconds_bucket"), "latency histograms");
+
+    host.set_migrating(&account, true).expect(200);
+    let job = host.post("/jobs", json!({ "kind": "backfill", "account": account })).expect(201).json();
+    eventually("the backfill finished", || host.get(&format!("/jobs/{}", job["id"].as_str().unwrap())).json()["state"] == "done");
+    let after = host.get("/metrics").expect(200).body;
+    assert_eq!(value(&after, "notes_notes", &[("store", "new")]), Some(40.0), "{after}");
+    assert_eq!(value(&after, "notes_notes", &[("store", "legacy")]), Some(0.0));
+    assert_eq!(value(&after, "notes_flips_total", &[("outcome", "flipped")]), Some(1.0));
+    assert!(value(&after, "notes_plugin_calls_total", &[("op", "move_notes"), ("outcome", "ok")]).unwrap() >= 1.0);
+    assert!(value(&after, "notes_store_operations_total", &[("store", "new"), ("op", "put")]).unwrap() >= 40.0);
+    assert_eq!(value(&after, "notes_jobs", &[("state", "done")]), Some(1.0));
+    assert!(!after.contains(&account), "no series is labelled with an account");
+}
+
+#[test]
+fn the_admin_token_guards_metrics_and_failures_are_counted() {
+    let token = "a-sufficiently-long-token";
+    let host = Host::builder().admin_token(token).start();
+    let anonymous = notes_client::Client::new(&host.base).request("GET", "/metrics", None, &[]).unwrap();
+    assert_eq!(anonymous.status, 401);
+    let scrape = host.get("/metrics").expect(200).body;
+    assert_eq!(value(&scrape, "notes_auth_failures_total", &[("reason", "missing")]), Some(1.0), "{scrape}");
+}
