@@ -19,8 +19,18 @@ mod launch;
 #[derive(Parser)]
 #[command(name = "notes-host", version, about = "A notes service whose storage routing is a WebAssembly plugin")]
 struct Cli {
+    /// Log lines on stderr: `text` for people, `json` (one object per line,
+    /// with the request id of a request's lines) for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "NOTES_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -181,14 +191,17 @@ fn default_plugin() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NOTES_LOG").unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .init();
-    let cli = Cli::parse();
+        );
+    match cli.log_format {
+        // One JSON object per line, with the span's fields (a request's id).
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
     let result = match cli.command {
         Command::Serve(args) => {
             let config = ServeConfig {

@@ -73,25 +73,42 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The last layer: an error answered by something other than our handlers
-/// (axum's own extractor rejections, the request timeout) gets the same
-/// `{"error": …}` body as every other error, with its text kept as the message.
+/// The last layer: every error body is JSON with the request's id. An error
+/// answered by something other than our handlers (axum's own extractor
+/// rejections, the request timeout) gets the same `{"error": …}` body as
+/// every other error, with its text kept as the message.
 pub async fn json_errors(response: Response) -> Response {
     let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let request_id = response.headers().get(&super::REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let is_json = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
     let (parts, body) = response.into_parts();
-    // Small by construction: rejection texts and empty timeout bodies.
-    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&text).trim().to_owned();
-    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
-    let mut answer = ApiError::new(status, message).into_response();
+    // Small by construction: error bodies, rejection texts, empty timeout bodies.
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let mut answer = match serde_json::from_slice::<Map<String, Value>>(&bytes) {
+        Ok(mut object) if is_json => {
+            if let Some(id) = request_id {
+                object.insert("requestId".into(), json!(id));
+            }
+            (status, Json(Value::Object(object))).into_response()
+        }
+        _ => {
+            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+            let error = ApiError::new(status, message);
+            match request_id {
+                Some(id) => error.with("requestId", id),
+                None => error,
+            }
+            .into_response()
+        }
+    };
     for (name, value) in &parts.headers {
         if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
             answer.headers_mut().entry(name).or_insert(value.clone());

@@ -23,6 +23,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use auth::AdminToken;
@@ -97,18 +98,34 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        // Inside the request id's layers: the id is on the response when an
+        // error body is shaped, and on the span every log line of the request carries.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::map_response(error::json_errors))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(app)
 }
 
-/// Runs a blocking `App` operation off the async workers.
+/// `X-Request-Id`: echoed when a client sends one, else a new UUID; in every
+/// response, every error body (`requestId`) and every log line of the request.
+pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// The span of one request: its id, method and path (no query, no body).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+}
+
+/// Runs a blocking `App` operation off the async workers, inside the
+/// request's span (so what it logs names the request).
 async fn blocking<T: Send + 'static>(
     app: &Arc<App>,
     op: impl FnOnce(&App) -> Result<T, crate::app::AppError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let app = Arc::clone(app);
-    match tokio::task::spawn_blocking(move || op(&app)).await {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(|| op(&app))).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
     }

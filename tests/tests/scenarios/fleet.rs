@@ -134,9 +134,7 @@ fn with_fleet_safety_on_none_of_the_four_can_happen() {
 fn slow_create<'s>(scope: &'s std::thread::Scope<'s, '_>, host: &'s Host, account: &'s str) -> std::thread::ScopedJoinHandle<'s, (Result<Resp, String>, Instant)> {
     let body = json!({ "content": "fault:slow" }).to_string().into_bytes();
     let handle = scope.spawn(move || (host.try_request("POST", &format!("/accounts/{account}/notes"), Some(body), &[]), Instant::now()));
-    // The create has read the flag and runs (it spins ≈ 0.2 s; admission
-    // takes a few ms, more on a loaded machine).
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(50)); // the create has read the flag and runs
     handle
 }
 
@@ -214,12 +212,18 @@ fn a_flip_whose_own_host_is_killed_midway_is_aborted_and_changes_nothing() {
     let fleet = Fleet::of(&[Faulty, Faulty, Faulty], &NO_PACING);
     let account = fleet.hosts[0].create_account(false);
     std::thread::scope(|s| {
-        let slow = slow_create(s, &fleet.hosts[2], &account);
+        // A request that runs until its 1 s deadline keeps host-2 from
+        // draining, however fast or loaded the machine: the flip still waits
+        // when its host is killed.
+        let body = json!({ "content": "fault:loop" }).to_string().into_bytes();
+        let host2 = &fleet.hosts[2];
+        let looping = s.spawn(|| host2.try_request("POST", &format!("/accounts/{account}/notes"), Some(body), &[]));
+        std::thread::sleep(Duration::from_millis(100)); // it has read the flag and runs
         let flip = s.spawn(|| fleet.hosts[0].try_request("PATCH", &format!("/accounts/{account}"), Some(br#"{"isMigrating":true}"#.to_vec()), &[]));
         std::thread::sleep(Duration::from_millis(30)); // the flip is announced and waits
         fleet.hosts[0].signal("KILL");
         assert!(flip.join().unwrap().is_err(), "the flip died with its host");
-        slow.join().unwrap().0.unwrap().expect(201);
+        looping.join().unwrap().unwrap().expect(503);
     });
     // The others abort the orphaned flip: the account is served, unchanged.
     assert_unchanged_then_flippable(&fleet.hosts[1], &fleet.hosts[2], &account);

@@ -52,3 +52,22 @@ fn the_admin_token_guards_metrics_and_failures_are_counted() {
     let scrape = host.get("/metrics").expect(200).body;
     assert_eq!(value(&scrape, "notes_auth_failures_total", &[("reason", "missing")]), Some(1.0), "{scrape}");
 }
+
+#[test]
+fn a_request_id_is_echoed_and_names_the_error_body_and_the_json_log_lines_of_its_request() {
+    let host = Host::builder().plugin(Plugin::Faulty).args(["--log-format", "json"]).start();
+    let account = host.create_account(false);
+    let failed = host
+        .request("POST", &format!("/accounts/{account}/notes"), Some(r#"{"content":"fault:panic"}"#), &[("x-request-id", "trace-me-42")])
+        .expect(500);
+    assert_eq!(failed.header("x-request-id"), Some("trace-me-42"), "echoed");
+    assert_eq!(failed.json()["requestId"], "trace-me-42", "{}", failed.body);
+    let generated = host.get(&format!("/accounts/{account}")).expect(200);
+    assert!(uuid::Uuid::parse_str(generated.header("x-request-id").unwrap()).is_ok(), "generated when absent");
+
+    eventually("the failure is logged", || host.log().contains("trace-me-42"));
+    let line = host.log().lines().find(|l| l.contains("trace-me-42")).unwrap().to_owned();
+    let logged: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    assert_eq!(logged["span"]["request_id"], "trace-me-42", "{line}");
+    assert!(logged["fields"]["error"].as_str().unwrap_or("").contains("faulty"), "the plugin failure: {line}");
+}

@@ -42,7 +42,7 @@ fn a_body_that_does_not_arrive_in_time_is_answered_408_in_json() {
     stream.write_all(b"POST /accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"name\":").unwrap();
     let answer = read_to_close(stream);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
-    assert!(answer.contains(r#"{"error":"the request body did not arrive within 300 ms"}"#), "{answer:?}");
+    assert!(answer.contains(r#"{"error":"the request body did not arrive within 300 ms","requestId":""#), "{answer:?}");
     assert!(host.get("/accounts").expect(200).json().as_array().unwrap().is_empty(), "nothing was created");
 }
 
