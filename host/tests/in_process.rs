@@ -21,7 +21,7 @@ use notes_host::api::{self, ApiConfig};
 use notes_host::app::{App, AppError, AppSettings};
 use notes_host::catalog::{Catalog, sha256_hex};
 use notes_host::coordination::{
-    Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
     Job, PendingFlip, PluginSummary, Verified,
 };
 use notes_host::in_process::InProcess;
@@ -395,6 +395,18 @@ impl Coordination for Recording {
     }
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
         self.inner.create_job(job)
+    }
+    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
+        self.inner.create_key(key)
+    }
+    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError> {
+        self.inner.key(id)
+    }
+    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError> {
+        self.inner.keys(account)
+    }
+    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        self.inner.revoke_key(account, id, now_ms)
     }
     fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError> {
         self.inner.job(id)

@@ -1,14 +1,20 @@
-//! The admin token: with one configured, every route but `/healthz` needs
-//! `Authorization: Bearer <token>` (401 without, 403 when wrong).
+//! Credentials: the admin token, and per-account keys (see `authorize`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::app::{App, AppError};
 
 #[derive(Clone)]
 pub struct AdminToken(String);
@@ -35,25 +41,111 @@ impl AdminToken {
     }
 }
 
-pub async fn require_admin(State(token): State<Option<AdminToken>>, req: Request, next: Next) -> Response {
-    let Some(token) = token else { return next.run(req).await };
+/// Who may call what. With an admin token configured, every route but
+/// `/healthz` needs a credential: the admin token reaches every route; an
+/// account's key (`nk_…`) reaches that account (`GET /accounts/{id}`) and
+/// its notes (`/accounts/{id}/notes…`), and is refused 403 anywhere else,
+/// the same answer whether or not the other account exists. Without an
+/// admin token the host is in protected mode (loopback only) and no key can
+/// exist. Failed authentications are counted, and a client address that
+/// fails too often is answered 429 for a while.
+#[derive(Clone)]
+pub struct AuthState {
+    pub token: Option<AdminToken>,
+    pub app: Arc<App>,
+    pub failures: Arc<FailureLimiter>,
+}
+
+/// The client address a connection came from (set by `server`).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub IpAddr);
+
+pub async fn authorize(State(auth): State<AuthState>, req: Request, next: Next) -> Response {
+    let Some(token) = &auth.token else { return next.run(req).await };
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+    if client.is_some_and(|ip| auth.failures.is_blocked(ip)) {
+        return ApiError::from(AppError::TooManyRequests("too many failed authentications from this address; retry shortly".into()))
+            .into_response();
+    }
     // The scheme is case-insensitive (RFC 9110, section 11.1).
     let offered = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, credentials) = v.trim_start().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+        scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim().to_owned())
     });
+    let failed = |reason: &'static str| {
+        metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => reason).increment(1);
+        if let Some(ip) = client {
+            auth.failures.record(ip);
+        }
+    };
     match offered {
         None => {
-            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "missing").increment(1);
-            let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token>").into_response();
+            failed("missing");
+            let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token or account key>").into_response();
             response.headers_mut().insert(WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
             response
         }
-        Some(offered) if token.matches(offered.trim()) => next.run(req).await,
+        Some(offered) if token.matches(&offered) => next.run(req).await,
+        Some(offered) if offered.starts_with("nk_") => {
+            let app = auth.app.clone();
+            match tokio::task::spawn_blocking(move || app.key_account(&offered)).await {
+                Ok(Ok(Some(account))) if key_may_call(&req, account) => next.run(req).await,
+                Ok(Ok(Some(_))) => ApiError::new(StatusCode::FORBIDDEN, "this key reaches only its own account and its notes").into_response(),
+                Ok(Ok(None)) => {
+                    failed("key");
+                    ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked account key").into_response()
+                }
+                Ok(Err(e)) => ApiError::from(e).into_response(),
+                Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("key check failed: {e}")).into_response(),
+            }
+        }
         Some(_) => {
-            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "wrong").increment(1);
+            failed("wrong");
             ApiError::new(StatusCode::FORBIDDEN, "wrong admin token").into_response()
         }
+    }
+}
+
+/// `GET /accounts/{its account}`, and anything under `/accounts/{its account}/notes`.
+/// The raw path is compared with the account's canonical id: another
+/// spelling of an id (upper case, percent-encoded) is refused, never let through.
+fn key_may_call(req: &Request, account: Uuid) -> bool {
+    let own = account.to_string();
+    let mut segments = req.uri().path().trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("accounts"), Some(id), None) => id == own && req.method() == Method::GET,
+        (Some("accounts"), Some(id), Some("notes")) => id == own,
+        _ => false,
+    }
+}
+
+/// Failed authentications per client address: a burst of
+/// [`FailureLimiter::BURST`] is allowed, then one per second.
+#[derive(Default)]
+pub struct FailureLimiter(Mutex<HashMap<IpAddr, (f64, Instant)>>);
+
+impl FailureLimiter {
+    pub const BURST: f64 = 20.0;
+    /// Addresses remembered at most; past it the table starts over (an
+    /// attacker with that many addresses is not stopped by a per-address limit).
+    const MAX_CLIENTS: usize = 100_000;
+
+    fn allowance(&self, ip: IpAddr) -> f64 {
+        let table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        table.get(&ip).map_or(Self::BURST, |(left, at)| (left + at.elapsed().as_secs_f64()).min(Self::BURST))
+    }
+
+    fn is_blocked(&self, ip: IpAddr) -> bool {
+        self.allowance(ip) < 1.0
+    }
+
+    fn record(&self, ip: IpAddr) {
+        let left = self.allowance(ip) - 1.0;
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= Self::MAX_CLIENTS {
+            table.clear();
+        }
+        table.insert(ip, (left.max(0.0), Instant::now()));
     }
 }
 

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod hosts;
 mod jobs;
+mod keys;
 mod migration;
 mod notes;
 mod observe;
@@ -26,7 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use auth::AdminToken;
+pub use auth::{AdminToken, ClientAddr};
 use error::ApiError;
 
 use crate::app::App;
@@ -72,6 +73,11 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .route("/plugins/active", axum::routing::put(plugins::activate))
         .route("/plugins/rollback", axum::routing::post(plugins::rollback))
         .route("/hosts", get(hosts::list))
+        .route(
+            "/accounts/{account}/keys",
+            if config.admin_token.is_some() { get(keys::list).post(keys::create) } else { get(keys::list).post(keys::refuse) },
+        )
+        .route("/accounts/{account}/keys/{key}", axum::routing::delete(keys::revoke))
         .route("/metrics", get(observe::render))
         // Layers run outside in: the token is checked before a body is read.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -82,7 +88,10 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
             },
             body::read_body,
         ))
-        .route_layer(axum::middleware::from_fn_with_state(config.admin_token.clone(), auth::require_admin));
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth::AuthState { token: config.admin_token.clone(), app: app.clone(), failures: Arc::default() },
+            auth::authorize,
+        ));
     Router::new()
         .route(
             "/healthz",

@@ -124,7 +124,9 @@ pub async fn serve(
             continue; // dropping the stream closes it, and the slot is free again
         };
         let _ = stream.set_nodelay(true);
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+        // Every request of the connection knows its client's address (`auth`).
+        let service = router.clone().layer(axum::Extension(super::ClientAddr(peer.ip())));
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         let (at_cap, slots) = (Arc::clone(&at_cap), Arc::clone(&slots));
         tokio::spawn(async move {

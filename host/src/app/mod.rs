@@ -25,6 +25,7 @@ mod accounts;
 mod active_plugin;
 mod errors;
 mod jobs;
+mod keys;
 mod migration;
 mod notes;
 

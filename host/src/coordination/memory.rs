@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, Job, PendingFlip,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, Job, PendingFlip,
     PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
@@ -30,6 +30,7 @@ struct State {
     audit: Vec<AuditEntry>,
     rollout_percent: Option<f64>,
     jobs: Vec<Job>,
+    keys: Vec<AccountKey>,
 }
 
 impl State {
@@ -258,6 +259,30 @@ impl Coordination for MemoryCoordination {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
         self.write()?.append_audit(entry);
         Ok(())
+    }
+
+    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
+        self.write()?.keys.push(key.clone());
+        Ok(())
+    }
+
+    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError> {
+        Ok(self.read()?.keys.iter().find(|k| k.id == id).cloned())
+    }
+
+    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError> {
+        Ok(self.read()?.keys.iter().filter(|k| k.account == account).cloned().collect())
+    }
+
+    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        match state.keys.iter_mut().find(|k| k.id == id && k.account == account && k.revoked_at_ms.is_none()) {
+            Some(key) => {
+                key.revoked_at_ms = Some(now_ms);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {

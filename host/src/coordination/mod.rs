@@ -105,6 +105,18 @@ pub struct Job {
     pub detail: String,
 }
 
+/// A key of one account: its holder reaches that account's notes only.
+/// The secret itself is never stored: `hash` is its sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountKey {
+    pub id: String,
+    pub account: Uuid,
+    pub label: String,
+    pub hash: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// What `update_account` changes; `None` leaves it as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountDetails {
@@ -282,6 +294,15 @@ pub trait Coordination: Send + Sync {
     /// An operator's change of state (pause, resume, cancel), from one of
     /// `from`; `None` if the job is not in one of them.
     fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError>;
+
+    // ---- account keys -----------------------------------------------------------
+
+    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError>;
+    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError>;
+    /// The account's keys, oldest first, revoked ones included.
+    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError>;
+    /// False if the account has no such key, or it is already revoked.
+    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError>;
 
     // ---- the audit log (append only) ------------------------------------------
 

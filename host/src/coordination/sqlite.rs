@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
     Job, PendingFlip, PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
@@ -69,6 +69,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at_ms INTEGER NOT NULL,
     detail        TEXT    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS account_keys (
+    id            TEXT    PRIMARY KEY NOT NULL,
+    account       TEXT    NOT NULL,
+    label         TEXT    NOT NULL,
+    hash          TEXT    NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS account_keys_by_account ON account_keys (account);
 CREATE TABLE IF NOT EXISTS service_state (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS flip_acks (
     flip_id TEXT    NOT NULL,
@@ -450,6 +459,36 @@ impl Coordination for SqliteCoordination {
         Ok(Some(job))
     }
 
+    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
+        let conn = self.write()?;
+        conn.execute(
+            "INSERT INTO account_keys (id, account, label, hash, created_at_ms, revoked_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key.id, key.account.to_string(), key.label, key.hash, key.created_at_ms, key.revoked_at_ms],
+        )?;
+        Ok(())
+    }
+
+    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM account_keys WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], row_to_key).optional()?)
+    }
+
+    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM account_keys WHERE account = ?1 ORDER BY created_at_ms, id"))?;
+        Ok(stmt.query_map([account.to_string()], row_to_key)?.collect::<Result<_, _>>()?)
+    }
+
+    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        let conn = self.write()?;
+        let revoked = conn.execute(
+            "UPDATE account_keys SET revoked_at_ms = ?3 WHERE id = ?1 AND account = ?2 AND revoked_at_ms IS NULL",
+            params![id, account.to_string(), now_ms],
+        )?;
+        Ok(revoked > 0)
+    }
+
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
         let conn = self.write()?;
         insert_audit(&*conn, entry)
@@ -477,6 +516,19 @@ impl Coordination for SqliteCoordination {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+const KEY_COLUMNS: &str = "id, account, label, hash, created_at_ms, revoked_at_ms";
+
+fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountKey> {
+    Ok(AccountKey {
+        id: r.get(0)?,
+        account: parse_id(r, 1)?,
+        label: r.get(2)?,
+        hash: r.get(3)?,
+        created_at_ms: r.get(4)?,
+        revoked_at_ms: r.get(5)?,
+    })
 }
 
 fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {

@@ -6,6 +6,7 @@ mod api;
 mod faults;
 mod fleet;
 mod gate;
+mod keys;
 mod migration;
 mod moves;
 mod notely;
