@@ -381,8 +381,8 @@ impl Coordination for Recording {
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
         self.inner.change_watch()
     }
-    fn record_verify(&self, account: Uuid, is_migrating: bool, verified: Verified) -> Result<bool, CoordinationError> {
-        self.inner.record_verify(account, is_migrating, verified)
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
+        self.inner.record_verify(account, updated_at_ms, verified)
     }
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
         self.inner.rollout_percent()

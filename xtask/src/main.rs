@@ -8,7 +8,7 @@
 //!   (native), host unit tests and the scenario tests (release profile, so
 //!   wasmtime is compiled once for the binary and the tests). ARGS go to the
 //!   host workspace's `cargo test`.
-//! - `test` also runs `notes-host sim --chaos --jobs-every-ms 1000` for 30 s on
+//! - `test` also runs `notes-host sim --chaos --backfill` for 30 s on
 //!   3 hosts: flips, restarts and migration jobs under strict clients (0
 //!   anomalies or it fails).
 //! - `bench [PART…]`  build, then `xtask/bench.py`: the benchmark suite (micro,
@@ -142,7 +142,7 @@ fn test(args: &[String]) -> Result {
     }
     // The strict-client soak: 3 hosts, random flips and restarts, 0 anomalies.
     let mut sim = Command::new(target_dir().join("release/notes-host"));
-    sim.args(["sim", "--hosts", "3", "--accounts", "8", "--seconds", SIM_SECONDS, "--chaos", "--jobs-every-ms", "1000"]);
+    sim.args(["sim", "--hosts", "3", "--accounts", "8", "--seconds", SIM_SECONDS, "--chaos", "--backfill"]);
     run_cmd(sim)
 }
 

@@ -61,6 +61,9 @@ pub struct SimArgs {
     /// clients read and write, flags flip and hosts restart; 0 = never.
     #[arg(long, default_value_t = 0)]
     pub jobs_every_ms: u64,
+    /// Shorthand: a job every second (unless --jobs-every-ms is set).
+    #[arg(long)]
+    pub backfill: bool,
     /// No client traffic, only the flips: measures the flip protocol alone.
     #[arg(long)]
     pub idle: bool,
@@ -212,6 +215,9 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
         if args.restart_every_ms == 0 && args.urls.is_empty() {
             args.restart_every_ms = 3000;
         }
+    }
+    if args.backfill && args.jobs_every_ms == 0 {
+        args.jobs_every_ms = 1000;
     }
     if args.restart_every_ms > 0 && !args.urls.is_empty() {
         bail!("--restart-every-ms needs hosts the simulator starts itself (no --url)");

@@ -92,7 +92,8 @@ pub struct VerifyReport {
     /// The first [`VERIFY_PROBLEMS_SHOWN`] problems: (note id, what).
     pub problems: Vec<(String, String)>,
     pub clean: bool,
-    /// False if the flag changed while the verify ran: nothing was recorded.
+    /// False if the account changed while the verify ran (a flip, even one
+    /// turned back): nothing was recorded.
     pub recorded: bool,
 }
 
@@ -177,7 +178,7 @@ impl App {
     /// below a tombstone. A clean verify, recorded with the flag it ran under,
     /// is what makes an account `migrated` or `rolled-back`.
     pub fn verify(&self, account: Uuid) -> Result<VerifyReport, AppError> {
-        let is_migrating = self.account(account)?.is_migrating;
+        let Account { is_migrating, updated_at_ms: as_of, .. } = self.account(account)?;
         let key = account.to_string();
         let ids = |store: Store| -> Result<BTreeSet<String>, AppError> {
             Ok(match self.stores.get(store) {
@@ -231,7 +232,7 @@ impl App {
         }
         report.clean = report.unreadable == 0 && report.misplaced == 0 && report.half_deleted == 0;
         let verified = Verified { at_ms: self.now_ms(), clean: report.clean };
-        report.recorded = self.coordination.record_verify(account, is_migrating, verified)?;
+        report.recorded = self.coordination.record_verify(account, as_of, verified)?;
         Ok(report)
     }
 

@@ -236,10 +236,10 @@ impl Coordination for MemoryCoordination {
         Ok(Box::new(VersionWatch { version: self.version.clone(), last: None }))
     }
 
-    fn record_verify(&self, account: Uuid, is_migrating: bool, verified: Verified) -> Result<bool, CoordinationError> {
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
         let mut state = self.write()?;
         match state.accounts.get_mut(&account) {
-            Some((a, None)) if a.is_migrating == is_migrating => {
+            Some((a, None)) if a.updated_at_ms == updated_at_ms => {
                 a.verified = Some(verified);
                 Ok(true)
             }

@@ -270,10 +270,11 @@ pub trait Coordination: Send + Sync {
 
     // ---- migration state ----------------------------------------------------
 
-    /// Records a verify of the account's notes made under the flag value
-    /// `is_migrating`, only if the flag still has it and no flip is pending
-    /// (else false: the verify says nothing about the new mode).
-    fn record_verify(&self, account: Uuid, is_migrating: bool, verified: Verified) -> Result<bool, CoordinationError>;
+    /// Records a verify of the account's notes that began when the account
+    /// was last changed at `updated_at_ms` (under the flag it had then), only
+    /// if it has not changed since and no flip is pending: else false (a flip
+    /// meanwhile, even one turned back, leaves the verify saying nothing).
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError>;
     /// The percent of accounts the last rollout turned on (`None`: no rollout yet).
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError>;
     fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError>;

@@ -356,11 +356,11 @@ impl Coordination for SqliteCoordination {
         Ok(Box::new(DataVersion { conn, last: None }))
     }
 
-    fn record_verify(&self, account: Uuid, is_migrating: bool, verified: Verified) -> Result<bool, CoordinationError> {
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
         let conn = self.write()?;
         let changed = conn.execute(
-            "UPDATE accounts SET verified_at_ms = ?2, verified_clean = ?3 WHERE id = ?1 AND is_migrating = ?4 AND flip_id IS NULL",
-            params![account.to_string(), verified.at_ms, verified.clean, is_migrating],
+            "UPDATE accounts SET verified_at_ms = ?2, verified_clean = ?3 WHERE id = ?1 AND updated_at_ms = ?4 AND flip_id IS NULL",
+            params![account.to_string(), verified.at_ms, verified.clean, updated_at_ms],
         )?;
         Ok(changed > 0)
     }
@@ -748,6 +748,22 @@ mod tests {
         let refused = state.create_account(&account(Uuid::new_v4(), "a", true), Gate::Checked);
         assert!(matches!(refused, Err(CoordinationError::HostsCannotMigrate(h)) if h[0].id == "old"));
         assert!(state.accounts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_verify_is_recorded_only_if_the_account_did_not_change_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = SqliteCoordination::open(&dir.path().join("accounts.db")).unwrap();
+        let id = Uuid::new_v4();
+        state.create_account(&account(id, "a", false), Gate::Checked).unwrap();
+        let as_of = state.account(id).unwrap().unwrap().updated_at_ms;
+        // A flip and its reversal while the verify ran: the flag is the same, the account is not.
+        state.set_flag_unsafely(id, true, 5).unwrap();
+        state.set_flag_unsafely(id, false, 6).unwrap();
+        assert!(!state.record_verify(id, as_of, Verified { at_ms: 7, clean: true }).unwrap());
+        assert_eq!(state.account(id).unwrap().unwrap().verified, None);
+        assert!(state.record_verify(id, 6, Verified { at_ms: 8, clean: true }).unwrap());
+        assert_eq!(state.account(id).unwrap().unwrap().verified, Some(Verified { at_ms: 8, clean: true }));
     }
 
     #[test]
