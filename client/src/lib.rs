@@ -11,6 +11,7 @@
 //! - [`migrate_cli`]: `notes-host migrate`, jobs, the rollout and the kill
 //!   switch, with progress bars.
 
+mod cli;
 mod http;
 pub mod launcher;
 pub mod migrate_cli;

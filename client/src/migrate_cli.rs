@@ -8,18 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
-use crate::{Client, Response, TransportError};
+use crate::Client;
+use crate::cli::{HostArgs, answer, print_json};
 
 #[derive(Args)]
 pub struct MigrateArgs {
-    /// The host's base URL.
-    #[arg(long, env = "NOTES_URL", default_value = "http://127.0.0.1:8080", global = true)]
-    url: String,
-    /// The host's admin token, if it has one.
-    #[arg(long, env = "NOTES_ADMIN_TOKEN", hide_env_values = true, global = true)]
-    admin_token: Option<String>,
+    #[command(flatten)]
+    host: HostArgs,
     #[command(subcommand)]
     command: MigrateCommand,
 }
@@ -69,10 +65,8 @@ enum MigrateCommand {
 
 pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
     // A rollout flips every account through the barrier: allow minutes.
-    let client = Client::new(&args.url).with_token(args.admin_token).with_timeout(Duration::from_secs(300));
-    let answer = |reply: Result<Response, TransportError>| -> anyhow::Result<Value> {
-        reply.with_context(|| format!("cannot reach the host at {}", client.base()))?.success_json()
-    };
+    let client = args.host.client(Duration::from_secs(300));
+    let answer = |reply| answer(&client, reply);
     let start = |kind: &str, job: JobArgs| -> anyhow::Result<()> {
         let created = answer(client.create_job(kind, job.account.as_deref(), job.rate))?;
         let id = created["id"].as_str().context("the host returned no job id")?.to_owned();
@@ -144,8 +138,4 @@ fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

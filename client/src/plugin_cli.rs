@@ -6,18 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::Value;
 
-use crate::{Client, Response, TransportError};
+use crate::cli::{HostArgs, answer, print_json};
 
 #[derive(Args)]
 pub struct PluginArgs {
-    /// The host's base URL.
-    #[arg(long, env = "NOTES_URL", default_value = "http://127.0.0.1:8080", global = true)]
-    url: String,
-    /// The host's admin token, if it has one.
-    #[arg(long, env = "NOTES_ADMIN_TOKEN", hide_env_values = true, global = true)]
-    admin_token: Option<String>,
+    #[command(flatten)]
+    host: HostArgs,
     #[command(subcommand)]
     command: PluginCommand,
 }
@@ -41,10 +36,8 @@ enum PluginCommand {
 
 pub fn run(args: PluginArgs) -> anyhow::Result<()> {
     // Uploads are validated and compiled by the host before it answers: allow a minute.
-    let client = Client::new(&args.url).with_token(args.admin_token).with_timeout(Duration::from_secs(60));
-    let answer = |reply: Result<Response, TransportError>| -> anyhow::Result<Value> {
-        reply.with_context(|| format!("cannot reach the host at {}", client.base()))?.success_json()
-    };
+    let client = args.host.client(Duration::from_secs(60));
+    let answer = |reply| answer(&client, reply);
     match args.command {
         PluginCommand::Push { file, activate } => {
             let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -61,8 +54,4 @@ pub fn run(args: PluginArgs) -> anyhow::Result<()> {
         PluginCommand::Rollback => print_json(&answer(client.rollback_plugin())?),
     }
     Ok(())
-}
-
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

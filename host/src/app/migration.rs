@@ -133,8 +133,13 @@ fn in_cohort(account: Uuid, percent: f64) -> bool {
 
 impl App {
     pub fn migration_status(&self, account: Uuid) -> Result<MigrationStatus, AppError> {
-        let Account { is_migrating, verified, .. } = self.account(account)?;
-        let key = account.to_string();
+        self.status_of(&self.account(account)?)
+    }
+
+    /// The status of an account already read: its notes counted now.
+    fn status_of(&self, account: &Account) -> Result<MigrationStatus, AppError> {
+        let Account { is_migrating, verified, .. } = *account;
+        let key = account.id.to_string();
         let legacy_notes = self.stores.legacy.count(&key)?;
         let new_notes = match &self.stores.new {
             Some(new) => new.count(&key)?,
@@ -158,7 +163,7 @@ impl App {
             ..ServiceMigration::default()
         };
         for account in self.accounts()? {
-            let status = self.migration_status(account.id)?;
+            let status = self.status_of(&account)?;
             let i = states.iter().position(|s| *s == status.state).expect("every state is listed");
             summary.accounts[i].1 += 1;
             summary.legacy_notes += status.legacy_notes;
