@@ -51,6 +51,9 @@ enum Command {
     /// once all listen (`{"url":…,"pid":…}`), keep them until stdin closes
     /// or SIGTERM/SIGINT, then stop them. For scripts (the benchmarks).
     Launch(launch::LaunchArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (what `GET /openapi.json`
+    /// serves; committed as docs/openapi.json).
+    Openapi,
 }
 
 #[derive(clap::Args)]
@@ -249,6 +252,10 @@ fn main() -> ExitCode {
         Command::Plugin(args) => notes_client::plugin_cli::run(args),
         Command::Migrate(args) => notes_client::migrate_cli::run(args),
         Command::Launch(args) => launch::run(args),
+        Command::Openapi => {
+            print!("{}", notes_host::api::render_openapi(&notes_host::api::openapi_document()));
+            Ok(())
+        }
         Command::Sim(args) => match notes_client::sim::run(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,

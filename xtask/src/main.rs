@@ -8,6 +8,8 @@
 //!   (native), host unit tests and the scenario tests (release profile, so
 //!   wasmtime is compiled once for the binary and the tests). ARGS go to the
 //!   host workspace's `cargo test`.
+//! - `test` installs schemathesis (PyPI, pinned) if missing, for the API
+//!   contract test.
 //! - `test` also runs `notes-host sim --chaos --backfill` for 30 s on
 //!   3 hosts: flips, restarts and migration jobs under strict clients (0
 //!   anomalies or it fails).
@@ -130,7 +132,27 @@ fn run(args: &[String]) -> Result {
     run_cmd(host)
 }
 
+/// What `test` needs from PyPI: schemathesis checks the API against its
+/// OpenAPI document (tests/tests/scenarios/contract.rs). Pinned, so a new
+/// release cannot change what CI checks.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+fn ensure_schemathesis() -> Result {
+    let version = SCHEMATHESIS.split("==").nth(1).expect("pinned");
+    let probe = Command::new("python3")
+        .args(["-c", "import importlib.metadata as m; print(m.version('schemathesis'))"])
+        .output()
+        .map_err(|e| format!("python3 is needed for the API contract test: {e}"))?;
+    if String::from_utf8_lossy(&probe.stdout).trim() == version {
+        return Ok(());
+    }
+    let mut install = Command::new("python3");
+    install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS]);
+    run_cmd(install)
+}
+
 fn test(args: &[String]) -> Result {
+    ensure_schemathesis()?;
     let mut routing = cargo();
     routing.args(["test", "--release", "--manifest-path", "plugins/Cargo.toml", "-p", "notes-routing"]);
     run_cmd(routing)?;

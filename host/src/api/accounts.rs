@@ -7,23 +7,32 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use utoipa::ToSchema;
+
 use super::error::ApiError;
+use super::openapi::{AccountParam, Errors};
 use super::extract::{JsonBody, client_id, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::app::AccountChange;
 use crate::coordination::Account;
 use crate::app::App;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Account)]
 pub struct AccountBody {
+    #[schema(format = Uuid)]
     id: String,
     name: String,
+    /// The flag that routes every note request: on, migration mode; off, rollback mode.
     is_migrating: bool,
     /// Notely's `shard`, echoed when one was given; it does not decide placement.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     shard: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -40,24 +49,66 @@ impl From<Account> for AccountBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewAccount {
+    /// At most 100 bytes (configurable), not blank, no control characters.
+    #[schema(value_type = String, required = true, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
     #[serde(default)]
     is_migrating: bool,
+    /// Absent or the nil UUID (Notely's client sends it when unset): the host makes one.
+    #[schema(format = Uuid)]
     id: Option<String>,
+    /// Stored and echoed (Notely's field); it does not decide placement.
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     shard: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// PATCH: any subset of the fields.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountPatch {
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
+    /// A change goes through the flip barrier: every host acknowledges it
+    /// before the answer, and no request runs under the old value after.
+    /// Notely's client always sends it, so a rename through it sets the flag too.
     is_migrating: Option<bool>,
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     shard: Option<String>,
 }
 
+/// PUT: `name` is required, the rest optional (left unchanged when absent).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountReplace {
+    #[schema(value_type = String, required = true, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
+    name: Option<String>,
+    is_migrating: Option<bool>,
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    shard: Option<String>,
+}
+
+#[utoipa::path(
+    post, path = "/accounts", operation_id = "createAccount", tag = "accounts",
+    request_body = NewAccount,
+    responses(
+        (status = 201, description = "The new account.", body = AccountBody, links(
+            ("GetAccount" = (operation_id = "getAccount", parameters(("account" = "$response.body#/id")))),
+            ("ReplaceAccount" = (operation_id = "replaceAccount", parameters(("account" = "$response.body#/id")))),
+            ("UpdateAccount" = (operation_id = "updateAccount", parameters(("account" = "$response.body#/id")))),
+            ("AccountMigration" = (operation_id = "accountMigration", parameters(("account" = "$response.body#/id")))),
+            ("MoveNotes" = (operation_id = "moveNotes", parameters(("account" = "$response.body#/id")))),
+            ("VerifyAccount" = (operation_id = "verifyAccount", parameters(("account" = "$response.body#/id")))),
+            ("CreateKey" = (operation_id = "createKey", parameters(("account" = "$response.body#/id")))),
+            ("ListKeys" = (operation_id = "listKeys", parameters(("account" = "$response.body#/id")))),
+            ("CreateNote" = (operation_id = "createNote", parameters(("account" = "$response.body#/id")))),
+            ("ListNotes" = (operation_id = "listNotes", parameters(("account" = "$response.body#/id")))),
+        )),
+        Errors,
+    )
+)]
 pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAccount>) -> Result<(StatusCode, Json<AccountBody>), ApiError> {
     let name = body.name.ok_or_else(|| ApiError::bad_request("account name is required"))?;
     let id = client_id("account", body.id.as_deref())?;
@@ -65,11 +116,16 @@ pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAcc
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
+#[utoipa::path(get, path = "/accounts", operation_id = "listAccounts", tag = "accounts", responses((status = 200, description = "Every account.", body = Vec<AccountBody>), Errors))]
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<AccountBody>>, ApiError> {
     let accounts = blocking(&app, |app| app.accounts()).await?;
     Ok(Json(accounts.into_iter().map(Into::into).collect()))
 }
 
+#[utoipa::path(
+    get, path = "/accounts/{account}", operation_id = "getAccount", tag = "accounts", params(AccountParam),
+    responses((status = 200, description = "The account.", body = AccountBody), Errors)
+)]
 pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<AccountBody>, ApiError> {
     let id = uuid("account", &id)?;
     Ok(Json(blocking(&app, move |app| app.account(id)).await?.into()))
@@ -77,18 +133,26 @@ pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<
 
 /// PUT: `name` is required; `isMigrating` is optional so Notely clients,
 /// which do not know the flag, keep working (it is left unchanged).
+#[utoipa::path(
+    put, path = "/accounts/{account}", operation_id = "replaceAccount", tag = "accounts", params(AccountParam),
+    request_body = AccountReplace, responses((status = 200, description = "The account.", body = AccountBody), Errors)
+)]
 pub async fn put(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<AccountPatch>,
+    JsonBody(AccountReplace { name, is_migrating, shard }): JsonBody<AccountReplace>,
 ) -> Result<Json<AccountBody>, ApiError> {
-    if body.name.is_none() {
+    if name.is_none() {
         return Err(ApiError::bad_request("account name is required (use PATCH to change only isMigrating)"));
     }
-    update(app, id, body).await
+    update(app, id, AccountPatch { name, is_migrating, shard }).await
 }
 
 /// PATCH: any subset of `name`, `shard` and `isMigrating`.
+#[utoipa::path(
+    patch, path = "/accounts/{account}", operation_id = "updateAccount", tag = "accounts", params(AccountParam),
+    request_body = AccountPatch, responses((status = 200, description = "The account.", body = AccountBody), Errors)
+)]
 pub async fn patch(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

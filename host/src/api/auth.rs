@@ -48,7 +48,9 @@ impl AdminToken {
 /// the same answer whether or not the other account exists. Without an
 /// admin token the host is in protected mode (loopback only) and no key can
 /// exist. Failed authentications are counted, and a client address that
-/// fails too often is answered 429 for a while.
+/// offers too many wrong credentials is answered 429 for a while. A request
+/// without credentials is counted but not throttled: it guesses no secret,
+/// and a monitor probing without a token must not lock out its address.
 #[derive(Clone)]
 pub struct AuthState {
     pub token: Option<AdminToken>,
@@ -74,7 +76,7 @@ pub async fn authorize(State(auth): State<AuthState>, req: Request, next: Next) 
     });
     let failed = |reason: &'static str| {
         metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => reason).increment(1);
-        if let Some(ip) = client {
+        if let Some(ip) = client.filter(|_| reason != "missing") {
             auth.failures.record(ip);
         }
     };

@@ -6,23 +6,30 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
+use utoipa::ToSchema;
+
 use super::error::ApiError;
+use super::openapi::Errors;
 use super::{blocking, notes::rfc3339};
 use crate::app::App;
 use crate::fleet::HostView;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Host)]
 pub struct HostBody {
     id: String,
     name: String,
     address: String,
     pid: u32,
     version: String,
+    #[schema(format = DateTime)]
     started_at: String,
+    #[schema(format = DateTime)]
     last_heartbeat: String,
     heartbeat_age_ms: i64,
     /// `live`, or `unresponsive` (heartbeat older than --host-timeout-ms, process still running).
+    #[schema(value_type = String)]
     state: &'static str,
     plugin: PluginBody,
     supports_migration: bool,
@@ -31,12 +38,15 @@ pub struct HostBody {
     is_self: bool,
 }
 
-#[derive(Serialize)]
+/// The plugin a host serves.
+#[derive(Serialize, ToSchema)]
+#[schema(as = HostPlugin)]
 pub struct PluginBody {
     digest: String,
     label: String,
 }
 
+#[utoipa::path(get, path = "/hosts", operation_id = "listHosts", tag = "operations", responses((status = 200, description = "Every host of the fleet.", body = Vec<HostBody>), Errors))]
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<HostBody>>, ApiError> {
     let hosts = blocking(&app, |app| app.hosts()).await?;
     let now = app.now_ms();

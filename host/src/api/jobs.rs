@@ -8,42 +8,68 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use utoipa::ToSchema;
+
 use super::error::ApiError;
+use super::openapi::{Errors, JobParam};
 use super::extract::{JsonBody, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::app::{App, JobControl, JobKind};
 use crate::coordination::Job;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewJob {
+    #[schema(value_type = JobKindName, required = true)]
     kind: Option<String>,
     /// One account; absent: every account in the mode the kind works on.
+    #[schema(format = Uuid)]
     account: Option<String>,
     /// Notes per second at most; absent or 0: as fast as batches go.
     rate: Option<u32>,
 }
 
-#[derive(Serialize)]
+/// What a job does: `backfill` moves an account's notes to the new store,
+/// `rollback` back to legacy, `verify` checks them (read-only).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = JobKind)]
+#[allow(dead_code)] // The spec's name for the kinds `JobKind::parse` reads.
+pub enum JobKindName {
+    Backfill,
+    Rollback,
+    Verify,
+}
+
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Job)]
 pub struct JobBody {
     id: String,
+    #[schema(value_type = JobKindName)]
     kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Uuid, nullable = false)]
     account: Option<String>,
+    /// `running`, `paused`, `cancelled`, `done` or `failed`.
     state: String,
     rate: u32,
     total: u64,
     done: u64,
     moved: u64,
     problems: u64,
+    /// The host running it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     owner: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     /// Notes (verify: accounts) per second since the job started.
     per_second: f64,
     /// At that pace, until `done` reaches `total`; absent when unknown or finished.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     eta_seconds: Option<f64>,
     detail: String,
 }
@@ -74,6 +100,18 @@ impl From<Job> for JobBody {
     }
 }
 
+#[utoipa::path(
+    post, path = "/jobs", operation_id = "createJob", tag = "jobs", request_body = NewJob,
+    responses(
+        (status = 201, description = "The new job, already running.", body = JobBody, links(
+            ("GetJob" = (operation_id = "getJob", parameters(("job" = "$response.body#/id")))),
+            ("PauseJob" = (operation_id = "pauseJob", parameters(("job" = "$response.body#/id")))),
+            ("ResumeJob" = (operation_id = "resumeJob", parameters(("job" = "$response.body#/id")))),
+            ("CancelJob" = (operation_id = "cancelJob", parameters(("job" = "$response.body#/id")))),
+        )),
+        Errors,
+    )
+)]
 pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob>) -> Result<(StatusCode, Json<JobBody>), ApiError> {
     let kind = body.kind.ok_or_else(|| ApiError::bad_request("kind is required: backfill, rollback or verify"))?;
     let kind = JobKind::parse(&kind).map_err(ApiError::from)?;
@@ -82,22 +120,27 @@ pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob
     Ok((StatusCode::CREATED, Json(job.into())))
 }
 
+#[utoipa::path(get, path = "/jobs", operation_id = "listJobs", tag = "jobs", responses((status = 200, description = "Every job, newest first.", body = Vec<JobBody>), Errors))]
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<JobBody>>, ApiError> {
     Ok(Json(blocking(&app, |app| app.jobs()).await?.into_iter().map(Into::into).collect()))
 }
 
+#[utoipa::path(get, path = "/jobs/{job}", operation_id = "getJob", tag = "jobs", params(JobParam), responses((status = 200, description = "The job and its progress.", body = JobBody), Errors))]
 pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<JobBody>, ApiError> {
     Ok(Json(blocking(&app, move |app| app.job(&id)).await?.into()))
 }
 
+#[utoipa::path(post, path = "/jobs/{job}/pause", operation_id = "pauseJob", tag = "jobs", params(JobParam), responses((status = 200, description = "The job and its progress.", body = JobBody), Errors))]
 pub async fn pause(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
     control(state, id, JobControl::Pause).await
 }
 
+#[utoipa::path(post, path = "/jobs/{job}/resume", operation_id = "resumeJob", tag = "jobs", params(JobParam), responses((status = 200, description = "The job and its progress.", body = JobBody), Errors))]
 pub async fn resume(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
     control(state, id, JobControl::Resume).await
 }
 
+#[utoipa::path(post, path = "/jobs/{job}/cancel", operation_id = "cancelJob", tag = "jobs", params(JobParam), responses((status = 200, description = "The job and its progress.", body = JobBody), Errors))]
 pub async fn cancel(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
     control(state, id, JobControl::Cancel).await
 }

@@ -7,23 +7,31 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
+use utoipa::{IntoParams, ToSchema};
+
 use super::error::ApiError;
+use super::openapi::{AccountParam, Errors};
 use super::extract::{JsonBody, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::app::{App, MigrationStatus, MoveOutcome, Rollout, RolloutReport, VerifyReport};
 use crate::coordination::{AuditEntry, AuditQuery};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MigrationStatus)]
 pub struct StatusBody {
     is_migrating: bool,
     /// `legacy`, `migrating`, `migrated`, `rolling-back` or `rolled-back`.
+    #[schema(value_type = String)]
     state: &'static str,
     legacy_notes: u64,
     new_notes: u64,
+    /// When the last verify that counts ran.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
     verified_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     verify_clean: Option<bool>,
 }
 
@@ -41,13 +49,18 @@ impl From<MigrationStatus> for StatusBody {
 }
 
 /// `GET /accounts/{id}/migration`.
+#[utoipa::path(
+    get, path = "/accounts/{account}/migration", operation_id = "accountMigration", tag = "migration", params(AccountParam),
+    responses((status = 200, description = "The account's migration state and notes per store.", body = StatusBody), Errors)
+)]
 pub async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<StatusBody>, ApiError> {
     let id = uuid("account", &id)?;
     Ok(Json(blocking(&app, move |app| app.migration_status(id)).await?.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MoveReport)]
 pub struct MoveBody {
     /// The flag the last batch ran under: true moved notes to the new store
     /// (a backfill), false back to legacy (a bulk rollback).
@@ -62,6 +75,10 @@ pub struct MoveBody {
 
 /// `POST /accounts/{id}/migration/move`: every note of the account to the
 /// store its mode wants, through the plugin, in batches; then its state.
+#[utoipa::path(
+    post, path = "/accounts/{account}/migration/move", operation_id = "moveNotes", tag = "migration", params(AccountParam),
+    responses((status = 200, description = "What moved, and the account's state after.", body = MoveBody), Errors)
+)]
 pub async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MoveBody>, ApiError> {
     let id = uuid("account", &id)?;
     let (MoveOutcome { is_migrating, report, batches }, status) =
@@ -76,8 +93,9 @@ pub async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = VerifyReport)]
 pub struct VerifyBody {
     is_migrating: bool,
     clean: bool,
@@ -88,17 +106,25 @@ pub struct VerifyBody {
     unreadable: u64,
     misplaced: u64,
     half_deleted: u64,
+    /// The first problems found, with their notes' ids.
     problems: Vec<ProblemBody>,
+    /// The account's state after the verify.
+    #[schema(value_type = String)]
     state: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
 pub struct ProblemBody {
     note: String,
     problem: String,
 }
 
 /// `POST /accounts/{id}/migration/verify`: read-only checks of every note.
+#[utoipa::path(
+    post, path = "/accounts/{account}/migration/verify", operation_id = "verifyAccount", tag = "migration", params(AccountParam),
+    responses((status = 200, description = "The verify's counts and first problems.", body = VerifyBody), Errors)
+)]
 pub async fn verify(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<VerifyBody>, ApiError> {
     let id = uuid("account", &id)?;
     let (report, status) = blocking(&app, move |app| Ok((app.verify(id)?, app.migration_status(id)?))).await?;
@@ -117,18 +143,23 @@ pub async fn verify(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ServiceMigration)]
 pub struct ServiceBody {
     /// Accounts per state.
+    #[schema(value_type = std::collections::HashMap<String, u64>)]
     accounts: serde_json::Map<String, serde_json::Value>,
     notes_to_new: u64,
     notes_to_legacy: u64,
+    /// The last percentage rollout, if one ran.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     rollout_percent: Option<f64>,
 }
 
 /// `GET /migration`: the whole service.
+#[utoipa::path(get, path = "/migration", operation_id = "serviceMigration", tag = "migration", responses((status = 200, description = "Accounts per state and notes left to move.", body = ServiceBody), Errors))]
 pub async fn service(State(app): State<Arc<App>>) -> Result<Json<ServiceBody>, ApiError> {
     let summary = blocking(&app, |app| app.service_migration()).await?;
     Ok(Json(ServiceBody {
@@ -147,10 +178,32 @@ pub struct RolloutRequest {
     is_migrating: Option<bool>,
 }
 
-#[derive(Serialize)]
+// The shapes `RolloutRequest` accepts, for the spec (the handler reads the
+// fields and says which shape it wants when it gets neither).
+/// A percentage rollout, or a list of accounts turned on or off.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = RolloutRequest)]
+#[allow(dead_code)]
+pub enum RolloutShape {
+    /// Migration on for the accounts whose stable hash falls under `percent`
+    /// (a sticky, nested cohort), off above it.
+    #[serde(rename_all = "camelCase")]
+    Percent {
+        #[schema(minimum = 0.0, maximum = 100.0)]
+        percent: f64,
+    },
+    /// The listed accounts, on or off.
+    #[serde(rename_all = "camelCase")]
+    Accounts { accounts: Vec<uuid::Uuid>, is_migrating: bool },
+}
+
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RolloutReport)]
 pub struct RolloutBody {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     percent: Option<f64>,
     turned_on: u64,
     turned_off: u64,
@@ -158,8 +211,11 @@ pub struct RolloutBody {
     failed: Vec<FailedBody>,
 }
 
-#[derive(Serialize)]
+/// An account the rollout could not flip, and why.
+#[derive(Serialize, ToSchema)]
+#[schema(as = FailedFlip)]
 pub struct FailedBody {
+    #[schema(format = Uuid)]
     account: String,
     error: String,
 }
@@ -177,6 +233,10 @@ impl From<RolloutReport> for RolloutBody {
 }
 
 /// `POST /migration/rollout` `{"percent"}` or `{"accounts", "isMigrating"}`.
+#[utoipa::path(
+    post, path = "/migration/rollout", operation_id = "rollout", tag = "migration",
+    request_body = RolloutShape, responses((status = 200, description = "How many accounts were flipped, and any that could not be.", body = RolloutBody), Errors)
+)]
 pub async fn rollout(State(app): State<Arc<App>>, JsonBody(body): JsonBody<RolloutRequest>) -> Result<Json<RolloutBody>, ApiError> {
     let rollout = match body {
         RolloutRequest { percent: Some(p), accounts: None, is_migrating: None } => Rollout::Percent(p),
@@ -191,30 +251,41 @@ pub async fn rollout(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Rollo
 
 /// `POST /migration/kill-switch`: migration off for every account, through
 /// the barrier (a rollout to 0%).
+#[utoipa::path(post, path = "/migration/kill-switch", operation_id = "killSwitch", tag = "migration", responses((status = 200, description = "How many accounts were flipped, and any that could not be.", body = RolloutBody), Errors))]
 pub async fn kill_switch(State(app): State<Arc<App>>) -> Result<Json<RolloutBody>, ApiError> {
     Ok(Json(blocking(&app, |app| app.rollout(Rollout::Percent(0.0))).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Entries at or after this time (RFC 3339).
     since: Option<String>,
+    /// Entries before this time (RFC 3339).
     until: Option<String>,
+    /// One kind: `flag`, `rollout`, `job` or `plugin`.
     kind: Option<String>,
+    /// The cursor: entries after this sequence number.
     after: Option<i64>,
+    /// Entries per page, 1 to 1000 (100 by default).
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditPage)]
 pub struct AuditBody {
     entries: Vec<AuditEntryBody>,
     /// The cursor of the next page (`?after=`), if this one was full.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     next: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct AuditEntryBody {
     seq: i64,
+    #[schema(format = DateTime)]
     at: String,
     host: String,
     actor: String,
@@ -229,6 +300,7 @@ const AUDIT_PAGE: u32 = 100;
 const AUDIT_MAX_PAGE: u32 = 1000;
 
 /// `GET /audit?since=&until=&kind=&after=&limit=`: oldest first.
+#[utoipa::path(get, path = "/audit", operation_id = "audit", tag = "migration", params(AuditParams), responses((status = 200, description = "A page of audit entries, oldest first.", body = AuditBody), Errors))]
 pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams>) -> Result<Json<AuditBody>, ApiError> {
     let time = |what: &str, raw: Option<String>| -> Result<Option<i64>, ApiError> {
         raw.map(|raw| {

@@ -13,19 +13,21 @@ mod keys;
 mod migration;
 mod notes;
 mod observe;
+mod openapi;
 mod plugins;
 pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::{Extension, Router};
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::{AdminToken, ClientAddr};
 use error::ApiError;
@@ -48,38 +50,11 @@ pub struct ApiConfig {
 
 pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     crate::metrics::install();
-    let protected = Router::new()
-        .route("/accounts", get(accounts::list).post(accounts::create))
-        .route("/accounts/{account}", get(accounts::get).put(accounts::put).patch(accounts::patch))
-        .route("/accounts/{account}/migration", get(migration::status))
-        .route("/accounts/{account}/migration/move", post(migration::move_notes))
-        .route("/accounts/{account}/migration/verify", post(migration::verify))
-        .route("/migration", get(migration::service))
-        .route("/migration/rollout", post(migration::rollout))
-        .route("/migration/kill-switch", post(migration::kill_switch))
-        .route("/audit", get(migration::audit))
-        .route("/jobs", get(jobs::list).post(jobs::create))
-        .route("/jobs/{job}", get(jobs::get))
-        .route("/jobs/{job}/pause", post(jobs::pause))
-        .route("/jobs/{job}/resume", post(jobs::resume))
-        .route("/jobs/{job}/cancel", post(jobs::cancel))
-        .route("/accounts/{account}/notes", get(notes::list).post(notes::create))
-        .route("/accounts/{account}/notes/{note}", get(notes::get).put(notes::update).delete(notes::delete))
-        .route("/accounts/{account}/notes/{note}/placement", get(notes::placement))
-        .route(
-            "/plugins",
-            get(plugins::list).post(plugins::push).layer(DefaultBodyLimit::max(config.max_plugin_bytes)),
-        )
-        .route("/plugins/active", axum::routing::put(plugins::activate))
-        .route("/plugins/rollback", axum::routing::post(plugins::rollback))
-        .route("/hosts", get(hosts::list))
-        .route(
-            "/accounts/{account}/keys",
-            if config.admin_token.is_some() { get(keys::list).post(keys::create) } else { get(keys::list).post(keys::refuse) },
-        )
-        .route("/accounts/{account}/keys/{key}", axum::routing::delete(keys::revoke))
-        .route("/metrics", get(observe::render))
-        // Layers run outside in: the token is checked before a body is read.
+    let (protected, protected_paths) = protected_routes(config.max_plugin_bytes).split_for_parts();
+    let (open, open_paths) = open_routes().split_for_parts();
+    let document = openapi::Rendered(openapi::render(&openapi::document(protected_paths.merge_from(open_paths))).into());
+    // Layers run outside in: the token is checked before a body is read.
+    let protected = protected
         .route_layer(axum::middleware::from_fn_with_state(
             body::BodyLimits {
                 max_body_bytes: config.max_body_bytes,
@@ -92,19 +67,14 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
             auth::AuthState { token: config.admin_token.clone(), app: app.clone(), failures: Arc::default() },
             auth::authorize,
         ));
-    Router::new()
-        .route(
-            "/healthz",
-            get(|State(app): State<Arc<App>>| async move {
-                axum::Json(serde_json::json!({ "status": "ok", "timestamp": notes::rfc3339(app.now_ms()) }))
-            }),
-        )
-        .merge(protected)
+    open.merge(protected)
         .route_layer(axum::middleware::from_fn(observe::track))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })
+        .layer(Extension(document))
+        .layer(Extension(keys::KeysAllowed(config.admin_token.is_some())))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         // Inside the request id's layers: the id is on the response when an
@@ -114,6 +84,52 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(app)
+}
+
+/// The OpenAPI document of every route `router` serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, protected) = protected_routes(0).split_for_parts();
+    let (_, open) = open_routes().split_for_parts();
+    openapi::document(protected.merge_from(open))
+}
+
+pub use openapi::{COMMITTED_PATH as OPENAPI_COMMITTED_PATH, render as render_openapi};
+
+/// Routes anyone may call: health and the API's own document.
+fn open_routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new().routes(routes!(observe::health)).routes(routes!(openapi::serve))
+}
+
+/// Routes behind the credentials check. Each is registered with its spec:
+/// `routes!` takes the path and method from the handler's annotation.
+fn protected_routes(max_plugin_bytes: usize) -> OpenApiRouter<Arc<App>> {
+    let (schemas, paths, plugins) = routes!(plugins::list, plugins::push);
+    let plugins = (schemas, paths, plugins.layer(DefaultBodyLimit::max(max_plugin_bytes)));
+    OpenApiRouter::new()
+        .routes(routes!(accounts::list, accounts::create))
+        .routes(routes!(accounts::get, accounts::put, accounts::patch))
+        .routes(routes!(migration::status))
+        .routes(routes!(migration::move_notes))
+        .routes(routes!(migration::verify))
+        .routes(routes!(migration::service))
+        .routes(routes!(migration::rollout))
+        .routes(routes!(migration::kill_switch))
+        .routes(routes!(migration::audit))
+        .routes(routes!(jobs::list, jobs::create))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::pause))
+        .routes(routes!(jobs::resume))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(notes::list, notes::create))
+        .routes(routes!(notes::get, notes::update, notes::delete))
+        .routes(routes!(notes::placement))
+        .routes(plugins)
+        .routes(routes!(plugins::activate))
+        .routes(routes!(plugins::rollback))
+        .routes(routes!(hosts::list))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(observe::render))
 }
 
 /// `X-Request-Id`: echoed when a client sends one, else a new UUID; in every

@@ -13,38 +13,57 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::blocking;
+use utoipa::ToSchema;
+
 use super::error::ApiError;
+use super::openapi::{AccountParam, Errors, NoteParams};
 use super::extract::{JsonBody, client_id, client_time, if_match, uuid};
 use crate::app::{App, Placement, Served};
 use crate::stores::Note;
 
 pub const X_PLUGIN: HeaderName = HeaderName::from_static("x-plugin");
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct NoteBody {
+#[schema(as = Note)]
+pub struct NoteBody {
+    #[schema(format = Uuid)]
     id: String,
+    /// The account's id.
+    #[schema(format = Uuid)]
     creator: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     content: String,
+    /// Starts at 1 and grows by one per write; also the `ETag`.
     version: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewNote {
+    /// At most 10,000 bytes (configurable).
+    #[schema(value_type = String, required = true, max_length = 10000)]
     content: Option<String>,
+    /// Absent or the nil UUID: the host makes one. A deleted note's id may be used again.
+    #[schema(format = Uuid)]
     id: Option<String>,
-    /// Kept when a client supplies one (Notely's rule).
+    /// Kept when a client supplies one (Notely's rule); Go's zero time means none.
+    #[schema(format = DateTime)]
     created_at: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NoteEdit {
+    /// At most 10,000 bytes (configurable).
+    #[schema(value_type = String, required = true, max_length = 10000)]
     content: Option<String>,
-    /// A write older than the stored note is not applied (Notely's rule).
+    /// A write older than the stored note is not applied, and the stored
+    /// note is the answer (Notely's rule); `If-Match` is the strict form.
+    #[schema(format = DateTime)]
     updated_at: Option<String>,
 }
 
@@ -81,6 +100,18 @@ fn content(content: Option<String>) -> Result<String, ApiError> {
     content.ok_or_else(|| ApiError::bad_request("content is required"))
 }
 
+#[utoipa::path(
+    post, path = "/accounts/{account}/notes", operation_id = "createNote", tag = "notes", params(AccountParam),
+    request_body = NewNote,
+    responses(
+        (status = 201, description = "The new note.", body = NoteBody, headers(("ETag" = String, description = "The note's version, quoted.")), links(
+            ("GetNote" = (operation_id = "getNote", parameters(("account" = "$request.path.account"), ("note" = "$response.body#/id")))),
+            ("UpdateNote" = (operation_id = "updateNote", parameters(("account" = "$request.path.account"), ("note" = "$response.body#/id")))),
+            ("DeleteNote" = (operation_id = "deleteNote", parameters(("account" = "$request.path.account"), ("note" = "$response.body#/id")))),
+        )),
+        Errors,
+    )
+)]
 pub async fn create(
     State(app): State<Arc<App>>,
     Path(account): Path<String>,
@@ -94,18 +125,33 @@ pub async fn create(
     Ok(served(StatusCode::CREATED, note, note_response))
 }
 
+/// The ids of the account's notes, from every store its mode reads.
+#[utoipa::path(
+    get, path = "/accounts/{account}/notes", operation_id = "listNotes", tag = "notes", params(AccountParam),
+    responses((status = 200, description = "The ids of the account's notes.", body = Vec<uuid::Uuid>), Errors)
+)]
 pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>) -> Result<Response, ApiError> {
     let account = uuid("account", &account)?;
     let ids = blocking(&app, move |app| app.note_ids(account)).await?;
     Ok(served(StatusCode::OK, ids, |ids| Json(ids).into_response()))
 }
 
+#[utoipa::path(
+    get, path = "/accounts/{account}/notes/{note}", operation_id = "getNote", tag = "notes", params(NoteParams),
+    responses((status = 200, description = "The note.", body = NoteBody, headers(("ETag" = String, description = "The note's version, quoted."))), Errors)
+)]
 pub async fn get(State(app): State<Arc<App>>, Path((account, note)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
     let note = blocking(&app, move |app| app.note(account, note)).await?;
     Ok(served(StatusCode::OK, note, note_response))
 }
 
+#[utoipa::path(
+    put, path = "/accounts/{account}/notes/{note}", operation_id = "updateNote", tag = "notes",
+    params(NoteParams, ("If-Match" = Option<String>, Header, description = "Apply only at this version (`\"3\"`); 412 otherwise.")),
+    request_body = NoteEdit,
+    responses((status = 200, description = "The note.", body = NoteBody, headers(("ETag" = String, description = "The note's version, quoted."))), Errors)
+)]
 pub async fn update(
     State(app): State<Arc<App>>,
     Path((account, note)): Path<(String, String)>,
@@ -120,22 +166,33 @@ pub async fn update(
     Ok(served(StatusCode::OK, note, note_response))
 }
 
+/// Idempotent, as in Notely: deleting a missing note is 204 too.
+#[utoipa::path(
+    delete, path = "/accounts/{account}/notes/{note}", operation_id = "deleteNote", tag = "notes", params(NoteParams),
+    responses((status = 204, description = "The note is gone from every store."), Errors)
+)]
 pub async fn delete(State(app): State<Arc<App>>, Path((account, note)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
     let done = blocking(&app, move |app| app.delete_note(account, note)).await?;
     Ok(served(StatusCode::NO_CONTENT, done, |()| ().into_response()))
 }
 
-#[derive(Serialize)]
-struct PlacementBody {
+/// Which stores hold a copy of the note (a duplicate is in both).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Placement)]
+pub struct PlacementBody {
     legacy: bool,
     new: bool,
 }
 
+#[utoipa::path(
+    get, path = "/accounts/{account}/notes/{note}/placement", operation_id = "notePlacement", tag = "notes", params(NoteParams),
+    responses((status = 200, description = "The stores holding a copy.", body = PlacementBody), Errors)
+)]
 pub async fn placement(
     State(app): State<Arc<App>>,
     Path((account, note)): Path<(String, String)>,
-) -> Result<Json<impl Serialize>, ApiError> {
+) -> Result<Json<PlacementBody>, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
     let Placement { legacy, new } = blocking(&app, move |app| app.placement(account, note)).await?;
     Ok(Json(PlacementBody { legacy, new }))

@@ -16,6 +16,20 @@ use super::error::ApiError;
 use crate::app::App;
 use crate::metrics::{self, ACCOUNTS, HTTP_DURATION, HTTP_REQUESTS, JOB_NOTES_LEFT, JOBS, NOTES, NOTES_TO_MOVE, ROLLOUT_PERCENT};
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` when the host answers.
+    status: String,
+    /// The host's time (RFC 3339), as Notely's `/healthz` gives it.
+    timestamp: String,
+}
+
+/// `GET /healthz`: open to anyone, for load balancers and Notely clients.
+#[utoipa::path(get, path = "/healthz", operation_id = "health", tag = "operations", security(()), responses((status = 200, description = "The host is serving.", body = Health)))]
+pub async fn health(State(app): State<Arc<App>>) -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".to_owned(), timestamp: super::notes::rfc3339(app.now_ms()) })
+}
+
 /// Counts and times a request of a matched route (a `route_layer`: the
 /// route template is known, so the labels stay few whatever the paths).
 pub async fn track(req: Request, next: Next) -> Response {
@@ -40,6 +54,13 @@ pub async fn track(req: Request, next: Next) -> Response {
 
 /// `GET /metrics`: the migration's gauges are computed now, then everything
 /// recorded since the start is rendered.
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format; every series is described in docs/metrics.md.", body = String, content_type = "text/plain"),
+        super::openapi::Errors,
+    )
+)]
 pub async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let (summary, jobs) = blocking(&app, |app| Ok((app.service_migration()?, app.jobs()?))).await?;
     for (state, count) in summary.accounts {

@@ -8,21 +8,27 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use utoipa::ToSchema;
+
 use super::error::ApiError;
+use super::openapi::Errors;
 use super::extract::JsonBody;
 use super::{blocking, notes::rfc3339};
 use crate::app::{Actor, App, PluginsView};
 use crate::catalog::{Activation, PluginRecord};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Plugin)]
 pub struct PluginBody {
+    /// sha256 of the component, 64 lowercase hex digits.
     digest: String,
     name: String,
     version: String,
     supports_migration: bool,
     wit_version: String,
     size_bytes: u64,
+    #[schema(format = DateTime)]
     uploaded_at: String,
 }
 
@@ -42,6 +48,15 @@ impl From<PluginRecord> for PluginBody {
 
 /// The body is the `.wasm` itself. 201 for a new plugin, 200 if this exact
 /// component is already stored; 422 with the reason if it cannot run here.
+#[utoipa::path(
+    post, path = "/plugins", operation_id = "uploadPlugin", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component's .wasm bytes."),
+    responses(
+        (status = 201, description = "A new plugin, compiled and stored.", body = PluginBody),
+        (status = 200, description = "This exact component was already stored.", body = PluginBody),
+        Errors,
+    )
+)]
 pub async fn push(State(app): State<Arc<App>>, wasm: Bytes) -> Result<(StatusCode, Json<PluginBody>), ApiError> {
     if wasm.is_empty() {
         return Err(ApiError::bad_request("the body must be the plugin's .wasm bytes"));
@@ -50,22 +65,29 @@ pub async fn push(State(app): State<Arc<App>>, wasm: Bytes) -> Result<(StatusCod
     Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(record.into())))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ActiveBody {
+#[schema(as = ActivePlugin)]
+pub struct ActiveBody {
     digest: String,
+    /// `name@version`.
     plugin: String,
+    /// `artifact` (a stored precompiled `.cwasm`) or `compiled`.
+    #[schema(value_type = String)]
     loaded_from: &'static str,
     load_ms: f64,
     /// Why the plugin serves no note request, when a health watch suspended it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     suspended: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ActivationBody {
+#[schema(as = Activation)]
+pub struct ActivationBody {
     digest: String,
+    #[schema(format = DateTime)]
     at: String,
     actor: String,
     reason: String,
@@ -73,7 +95,8 @@ struct ActivationBody {
     host: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = PluginRegistry)]
 pub struct RegistryBody {
     active: ActiveBody,
     plugins: Vec<PluginBody>,
@@ -81,6 +104,7 @@ pub struct RegistryBody {
     history: Vec<ActivationBody>,
 }
 
+#[utoipa::path(get, path = "/plugins", operation_id = "listPlugins", tag = "plugins", responses((status = 200, description = "The active plugin, every stored plugin and the activation history.", body = RegistryBody), Errors))]
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, ApiError> {
     let PluginsView { active, plugins, history } = blocking(&app, |app| app.plugins()).await?;
     Ok(Json(RegistryBody {
@@ -99,11 +123,18 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, Api
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Activate {
+    /// A stored plugin's sha256.
+    #[schema(value_type = String, required = true, pattern = "^[0-9a-f]{64}$")]
     digest: Option<String>,
 }
 
+/// Every host of the fleet switches before the answer.
+#[utoipa::path(
+    put, path = "/plugins/active", operation_id = "activatePlugin", tag = "plugins",
+    request_body = Activate, responses((status = 200, description = "The plugin now active.", body = PluginBody), Errors)
+)]
 pub async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Activate>) -> Result<Json<PluginBody>, ApiError> {
     let digest = body.digest.ok_or_else(|| ApiError::bad_request("digest is required"))?;
     if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -113,6 +144,8 @@ pub async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Acti
     Ok(Json(record.into()))
 }
 
+/// The previously active plugin again.
+#[utoipa::path(post, path = "/plugins/rollback", operation_id = "rollbackPlugin", tag = "plugins", responses((status = 200, description = "The plugin now active.", body = PluginBody), Errors))]
 pub async fn rollback(State(app): State<Arc<App>>) -> Result<Json<PluginBody>, ApiError> {
     Ok(Json(blocking(&app, |app| app.rollback_plugin()).await?.into()))
 }

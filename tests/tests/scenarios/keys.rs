@@ -75,6 +75,16 @@ fn a_burst_of_bad_keys_from_one_address_is_answered_429() {
 }
 
 #[test]
+fn requests_without_credentials_are_refused_but_never_lock_out_the_address() {
+    let host = Host::builder().admin_token(TOKEN).start();
+    let anonymous = Client::new(&host.base).with_token(None);
+    let statuses: Vec<u16> = (0..40).map(|_| call(&anonymous, "GET", "/accounts", None).status).collect();
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    // The same address, now with the token, is served at once.
+    host.get("/accounts").expect(200);
+}
+
+#[test]
 fn without_an_admin_token_no_key_can_be_made() {
     let host = Host::start();
     let account = host.create_account(false);

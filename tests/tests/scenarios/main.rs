@@ -3,6 +3,7 @@
 //! area; test names say the behaviour in the design note's words (ARCHITECTURE.md, "Words").
 
 mod api;
+mod contract;
 mod faults;
 mod fleet;
 mod gate;
