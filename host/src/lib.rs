@@ -15,6 +15,7 @@ pub mod layout;
 pub mod metrics;
 pub mod plugin_health;
 pub mod plugins;
+pub mod request_id;
 pub mod router;
 pub mod serve;
 mod stable_hash;

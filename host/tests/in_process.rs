@@ -234,11 +234,14 @@ async fn a_new_plugin_that_fails_probation_is_rolled_back_to_the_previous_one() 
     let accounts = [new_account(&router, false).await, new_account(&router, false).await, new_account(&router, false).await];
     app.push_plugin(FAILING.as_bytes()).unwrap();
     assert_eq!(call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(FAILING) }))).await.0, StatusCode::OK);
-    let mut failures = 0;
+    let (mut failures, mut last_failed) = (0, None);
     for i in 0..20 {
-        let (status, _) = call(&router, "GET", &format!("/accounts/{}/notes", accounts[i % 3]), None).await;
+        let id = format!("probe-{i}");
+        let (status, body) = call_with(&router, "GET", &format!("/accounts/{}/notes", accounts[i % 3]), None, &[("x-request-id", &id)]).await;
         if status == StatusCode::INTERNAL_SERVER_ERROR {
+            assert_eq!(body["requestId"], id.as_str(), "the error names its request");
             failures += 1;
+            last_failed = Some(id);
         }
     }
     assert!((1..20).contains(&failures), "it failed until probation took it out, then the old plugin served ({failures} failures)");
@@ -246,7 +249,10 @@ async fn a_new_plugin_that_fails_probation_is_rolled_back_to_the_previous_one() 
     assert_eq!(plugins["active"]["digest"], digest(MIGRATE));
     let last = plugins["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["actor"], "automatic");
-    assert!(last["reason"].as_str().unwrap().contains("automatic rollback"), "{last}");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(reason.contains("automatic rollback"), "{last}");
+    let last_failed = last_failed.unwrap();
+    assert!(reason.contains(&format!("(request {last_failed})")), "the record names the request that failed last: {reason}");
 }
 
 #[tokio::test]
@@ -520,8 +526,10 @@ async fn notely_nil_ids_mean_generate_one_and_the_shard_is_echoed() {
     let account = ids.first().unwrap();
     let (_, renamed) = call(&router, "PUT", &format!("/accounts/{account}"), Some(json!({ "name": "Ada L.", "isMigrating": false }))).await;
     assert_eq!((renamed["name"].as_str(), renamed["shard"].as_str()), (Some("Ada L."), Some("eu-1")), "a rename keeps the shard");
-    let (status, body) = call(&router, "POST", "/accounts", Some(json!({ "name": " " }))).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("account name is required")), "Notely's text");
+    for (name, text) in [("", "account name is required"), (" ", "account name cannot be only whitespace")] {
+        let (status, body) = call(&router, "POST", "/accounts", Some(json!({ "name": name }))).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some(text)), "Notely's text");
+    }
 }
 
 // ---- moving notes --------------------------------------------------------------

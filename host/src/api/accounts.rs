@@ -143,7 +143,11 @@ pub async fn put(
     JsonBody(AccountReplace { name, is_migrating, shard }): JsonBody<AccountReplace>,
 ) -> Result<Json<AccountBody>, ApiError> {
     if name.is_none() {
-        return Err(ApiError::bad_request("account name is required (use PATCH to change only isMigrating)"));
+        return Err(ApiError::notely(
+            StatusCode::BAD_REQUEST,
+            "account name is required",
+            "PUT replaces the name; use PATCH to change only isMigrating or shard",
+        ));
     }
     update(app, id, AccountPatch { name, is_migrating, shard }).await
 }

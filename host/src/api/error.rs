@@ -25,6 +25,12 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// Notely's text in `error` (its client shows it to its user), and this
+    /// host's more precise one beside it.
+    pub fn notely(status: StatusCode, notely_text: &str, detail: impl Into<String>) -> Self {
+        Self::new(status, notely_text).with("detail", detail.into())
+    }
+
     fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.to_owned(), value.into());
         self

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::http::header::IF_MATCH;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -20,14 +20,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+            .map_err(|e| ApiError::notely(StatusCode::BAD_REQUEST, "Invalid JSON", format!("invalid JSON body: {e}")))
     }
 }
 
 /// Parses an id from the path; ids are UUIDs, always handled in their
-/// canonical (lowercase, hyphenated) form.
+/// canonical (lowercase, hyphenated) form. The error is Notely's text
+/// ("Invalid account ID", "Invalid note ID").
 pub fn uuid(what: &str, raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("{what} id {raw:?} is not a UUID")))
+    Uuid::parse_str(raw).map_err(|_| {
+        let notely = match what {
+            "account" => "Invalid account ID",
+            "note" => "Invalid note ID",
+            _ => "Invalid ID",
+        };
+        ApiError::notely(StatusCode::BAD_REQUEST, notely, format!("{what} id {raw:?} is not a UUID"))
+    })
 }
 
 /// An id a client may supply in a body. Notely's client always sends `"id"`,

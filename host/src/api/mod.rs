@@ -79,6 +79,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         // Inside the request id's layers: the id is on the response when an
         // error body is shaped, and on the span every log line of the request carries.
+        .layer(axum::middleware::from_fn(request_id_scope))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -142,15 +143,22 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
 }
 
+/// Makes the request's id known to what the request runs (`crate::request_id`).
+async fn request_id_scope(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    crate::request_id::on_task(id, next.run(request)).await
+}
+
 /// Runs a blocking `App` operation off the async workers, inside the
-/// request's span (so what it logs names the request).
+/// request's span (so what it logs names the request) and with its id.
 async fn blocking<T: Send + 'static>(
     app: &Arc<App>,
     op: impl FnOnce(&App) -> Result<T, crate::app::AppError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let app = Arc::clone(app);
     let span = tracing::Span::current();
-    match tokio::task::spawn_blocking(move || span.in_scope(|| op(&app))).await {
+    let id = crate::request_id::of_task();
+    match tokio::task::spawn_blocking(move || span.in_scope(|| crate::request_id::on_thread(id, || op(&app)))).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
     }

@@ -97,7 +97,7 @@ fn note_response(note: Note) -> Response {
 }
 
 fn content(content: Option<String>) -> Result<String, ApiError> {
-    content.ok_or_else(|| ApiError::bad_request("content is required"))
+    content.ok_or_else(|| ApiError::bad_request("note content is required"))
 }
 
 #[utoipa::path(

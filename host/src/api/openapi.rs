@@ -25,8 +25,11 @@ pub const COMMITTED_PATH: &str = "docs/openapi.json";
 pub struct ErrorBody {
     /// What went wrong, in words a person can act on.
     error: String,
-    /// The request's `X-Request-Id`, also in the host's log lines.
+    /// The request's `X-Request-Id`, also in the host's log lines and in
+    /// the record of a plugin's failure.
     request_id: Option<String>,
+    /// On Notely's routes, where `error` is Notely's text: this host's more precise one.
+    detail: Option<String>,
     /// The plugin (`name@version`) that failed, when one did.
     plugin: Option<String>,
     /// On 412: the note's current version.

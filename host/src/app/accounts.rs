@@ -41,7 +41,7 @@ impl App {
     }
 
     pub fn account(&self, id: Uuid) -> Result<Account, AppError> {
-        self.coordination.account(id)?.ok_or_else(|| no_account(id))
+        self.coordination.account(id)?.ok_or_else(no_account)
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>, AppError> {
@@ -61,7 +61,7 @@ impl App {
             return self.account(id);
         }
         let details = AccountDetails { name: name.map(str::to_owned), shard };
-        self.coordination.update_account(id, &details, self.now_ms())?.ok_or_else(|| no_account(id))
+        self.coordination.update_account(id, &details, self.now_ms())?.ok_or_else(no_account)
     }
 
     /// Changes the account's flag on the whole fleet (the gate first, for
@@ -123,13 +123,17 @@ impl App {
 }
 
 fn valid_name(name: &str, max_bytes: usize) -> Result<&str, AppError> {
-    let trimmed = name.trim();
-    if trimmed.is_empty() {
-        // Notely's text, which its client shows to its user.
+    // Notely's texts, which its client shows to its user; like Notely, the
+    // limit counts bytes.
+    if name.is_empty() {
         return Err(AppError::Invalid("account name is required".into()));
     }
+    let trimmed = name.trim();
     if trimmed.len() > max_bytes {
-        return Err(AppError::Invalid(format!("name must be at most {max_bytes} bytes, got {}", trimmed.len())));
+        return Err(AppError::Invalid(format!("account name too long (max {max_bytes} characters)")));
+    }
+    if trimmed.is_empty() {
+        return Err(AppError::Invalid("account name cannot be only whitespace".into()));
     }
     if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
         return Err(AppError::Invalid(format!("name must not contain control characters, found {c:?}")));

@@ -127,12 +127,10 @@ impl App {
         if !Arc::ptr_eq(&self.active(), failed_on) {
             return;
         }
-        let reason = format!(
-            "automatic rollback: {} {}; last failure: {}",
-            failed_on.plugin.label(),
-            tripped.0,
-            last.map(ToString::to_string).unwrap_or_default()
-        );
+        // The request that failed last, so an operator can find its log lines.
+        let request = crate::request_id::current().map(|id| format!(" (request {id})")).unwrap_or_default();
+        let last_failure = format!("last failure{request}: {}", last.map(ToString::to_string).unwrap_or_default());
+        let reason = format!("automatic rollback: {} {}; {last_failure}", failed_on.plugin.label(), tripped.0);
         let already_failed = {
             let mut tripped = self.tripped.lock().unwrap_or_else(|e| e.into_inner());
             tripped.insert(failed_on.plugin.digest().to_owned());
@@ -151,7 +149,7 @@ impl App {
         match outcome {
             Ok(()) => tracing::warn!(%reason, "plugin rolled back"),
             Err(e) => {
-                let why = format!("{}; it could not be rolled back: {e}", tripped.0);
+                let why = format!("{}; it could not be rolled back: {e}; {last_failure}", tripped.0);
                 tracing::error!(plugin = failed_on.plugin.label(), reason = %why, "plugin suspended: its note requests fail until an operator activates a plugin");
                 let recorded = self.catalog.record_activation(failed_on.plugin.digest(), Actor::Automatic.as_str(), &format!("suspended: {why}"), self.now_ms());
                 if let Err(e) = recorded {

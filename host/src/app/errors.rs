@@ -39,7 +39,7 @@ pub enum AppError {
 
 pub(super) fn from_plugin_error(e: PluginError, plugin: &str) -> AppError {
     match e {
-        PluginError::NotFound => AppError::NotFound("note not found".into()),
+        PluginError::NotFound => AppError::NotFound("Note not found".into()),
         PluginError::VersionMismatch(current) => AppError::VersionMismatch { current },
         PluginError::Conflict(m) => AppError::Conflict(m),
         PluginError::Invalid(m) => AppError::Invalid(m),
@@ -52,7 +52,7 @@ pub(super) fn from_plugin_error(e: PluginError, plugin: &str) -> AppError {
 impl From<FleetError> for AppError {
     fn from(e: FleetError) -> Self {
         match e {
-            FleetError::NoAccount(id) => no_account(id),
+            FleetError::NoAccount(_) => no_account(),
             FleetError::AccountExists(_) => AppError::Conflict(e.to_string()),
             FleetError::HostsCannotMigrate(hosts) => AppError::Gate(format!(
                 "cannot turn isMigrating on: {} host(s) run a plugin that does not support migration: {}; \
@@ -72,8 +72,9 @@ impl From<FleetError> for AppError {
     }
 }
 
-pub(super) fn no_account(id: Uuid) -> AppError {
-    AppError::NotFound(format!("account {id} not found"))
+/// Notely's text: the id is the one the client asked for.
+pub(super) fn no_account() -> AppError {
+    AppError::NotFound("Account not found".into())
 }
 
 pub(super) fn internal(e: anyhow::Error) -> AppError {
@@ -94,7 +95,7 @@ impl From<RegistryError> for AppError {
 impl From<CoordinationError> for AppError {
     fn from(e: CoordinationError) -> Self {
         match e {
-            CoordinationError::NoAccount(id) => no_account(id),
+            CoordinationError::NoAccount(_) => no_account(),
             CoordinationError::AlreadyExists(_) | CoordinationError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
             CoordinationError::HostsCannotMigrate(_) | CoordinationError::AccountsMigrating(_) => AppError::Gate(e.to_string()),
             CoordinationError::Unavailable(_) => AppError::Unavailable(e.to_string()),

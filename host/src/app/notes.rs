@@ -259,7 +259,7 @@ impl App {
     fn flag(&self, account: Uuid) -> Result<bool, AppError> {
         match self.coordination.flag_state(account) {
             Ok(Some(state)) => Ok(state.is_migrating),
-            Ok(None) => Err(no_account(account)),
+            Ok(None) => Err(no_account()),
             Err(e) => Err(AppError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}"))),
         }
     }
@@ -301,10 +301,11 @@ fn observe_call<T>(plugin: &str, op: &'static str, answer: &Routed<T>, took: std
 
 fn valid_content(content: &str, max_bytes: usize) -> Result<(), AppError> {
     if content.is_empty() {
-        return Err(AppError::Invalid("content must not be empty".into()));
+        return Err(AppError::Invalid("note content is required".into()));
     }
     if content.len() > max_bytes {
-        return Err(AppError::Invalid(format!("content must be at most {max_bytes} bytes, got {}", content.len())));
+        // Notely's text; like Notely, it counts bytes.
+        return Err(AppError::Invalid(format!("note content too long (max {max_bytes} characters)")));
     }
     Ok(())
 }

@@ -31,10 +31,10 @@ fn bad_account_input_gets_a_clear_error_and_changes_nothing() {
     let long = "x".repeat(101);
     for (body, needle) in [
         (json!({}), "name is required"),
-        (json!({ "name": "   " }), "account name is required"),
-        (json!({ "name": long }), "at most 100 bytes"),
-        (json!({ "name": "A", "id": "not-a-uuid" }), "not a UUID"),
-        (json!({ "name": "A", "isMigrating": "yes" }), "invalid JSON body"),
+        (json!({ "name": "   " }), "account name cannot be only whitespace"),
+        (json!({ "name": long }), "account name too long (max 100 characters)"),
+        (json!({ "name": "A", "id": "not-a-uuid" }), "Invalid account ID"),
+        (json!({ "name": "A", "isMigrating": "yes" }), "Invalid JSON"),
     ] {
         let r = host.post("/accounts", body.clone()).expect(400);
         assert!(r.error().contains(needle), "{body}: {}", r.error());
@@ -76,7 +76,7 @@ fn bad_note_input_gets_a_clear_error_and_changes_nothing() {
     let host = Host::start();
     let account = host.create_account(false);
     let notes = format!("/accounts/{account}/notes");
-    assert!(host.post(&notes, json!({ "content": "" })).expect(400).error().contains("must not be empty"));
+    assert!(host.post(&notes, json!({ "content": "" })).expect(400).error().contains("note content is required"));
     host.post(&notes, json!({})).expect(400);
     host.request("POST", &notes, Some("{not json"), &[]).expect(400);
     let big = json!({ "content": "x".repeat(1024 * 1024) });

@@ -42,16 +42,44 @@ fn limits_are_notelys_and_count_bytes() {
     // 50 two-byte characters are 100 bytes: the most a name may have.
     host.post("/accounts", json!({ "name": "é".repeat(50) })).expect(201);
     let r = host.post("/accounts", json!({ "name": "é".repeat(51) })).expect(400);
-    assert!(r.error().contains("at most 100 bytes"), "{}", r.body);
+    assert_eq!(r.error(), "account name too long (max 100 characters)", "{}", r.body);
     let account = host.create_account(false);
     let notes = format!("/accounts/{account}/notes");
     host.post(&notes, json!({ "content": "x".repeat(10_000) })).expect(201);
     let r = host.post(&notes, json!({ "content": "x".repeat(10_001) })).expect(400);
-    assert!(r.error().contains("at most 10000 bytes"), "{}", r.body);
+    assert_eq!(r.error(), "note content too long (max 10000 characters)", "{}", r.body);
     let note = host.create_note(&account, "small");
     host.put(&format!("{notes}/{note}"), json!({ "content": "é".repeat(5_001) })).expect(400);
     assert_eq!(host.get_note(&account, &note).expect(200).json()["content"], "small", "a refused update changed nothing");
     assert_eq!(host.list_notes(&account).len(), 2, "refused creates stored nothing");
+}
+
+/// Notely's client shows `error` to its user: on Notely's routes it is
+/// Notely's own text, and this host's more precise one is in `detail`.
+#[test]
+fn errors_on_notelys_routes_carry_notelys_texts() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    let note = host.create_note(&account, "kept");
+    let notes = format!("/accounts/{account}/notes");
+    let missing = uuid::Uuid::new_v4();
+    let raw = |method: &str, path: &str, body: &str| host.request(method, path, Some(body), &[]);
+    let cases = [
+        (host.post("/accounts", json!({ "id": NIL, "name": "", "isMigrating": false })), 400, "account name is required"),
+        (host.post("/accounts", json!({ "id": NIL, "name": "  ", "isMigrating": false })), 400, "account name cannot be only whitespace"),
+        (raw("POST", "/accounts", "{\"name\": "), 400, "Invalid JSON"),
+        (host.put("/accounts/not-a-uuid", json!({ "name": "Ada", "isMigrating": false })), 400, "Invalid account ID"),
+        (host.put(&format!("/accounts/{missing}"), json!({ "name": "Ada", "isMigrating": false })), 404, "Account not found"),
+        (host.post(&notes, json!({ "id": NIL, "content": "" })), 400, "note content is required"),
+        (host.get(&format!("{notes}/not-a-uuid")), 400, "Invalid note ID"),
+        (host.get(&format!("{notes}/{missing}")), 404, "Note not found"),
+        (host.get(&format!("/accounts/{missing}/notes")), 404, "Account not found"),
+        (raw("PUT", &format!("{notes}/{note}"), "[1,"), 400, "Invalid JSON"),
+    ];
+    for (answer, status, text) in cases {
+        assert_eq!((answer.status, answer.error()), (status, text.to_owned()), "{}", answer.body);
+    }
+    assert_eq!(host.get_note(&account, &note).expect(200).json()["content"], "kept", "nothing changed");
 }
 
 #[test]
