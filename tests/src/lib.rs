@@ -496,8 +496,14 @@ impl Fleet {
 /// Polls `condition` until it holds; panics with `what` after 10 s. For
 /// states that arrive eventually (a heartbeat, a pruned host), not timing.
 #[track_caller]
-pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+pub fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), condition)
+}
+
+/// `eventually`, for something that takes longer than 10 s on a slow machine.
+#[track_caller]
+pub fn eventually_within(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
     while !condition() {
         assert!(std::time::Instant::now() < deadline, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(20));

@@ -130,3 +130,131 @@ fn the_migrate_cli_runs_a_backfill_to_the_end_and_reports_status() {
     let status = cli(&["status"]);
     assert!(status.contains("\"migrated\": 1") && status.contains("recent changes:"), "{status}");
 }
+
+/// What one strict client remembers of the notes it alone writes: the content
+/// of its last acknowledged write, or that it deleted the note.
+#[derive(Default)]
+struct Remembered {
+    live: std::collections::BTreeMap<String, String>,
+    deleted: std::collections::BTreeSet<String>,
+}
+
+/// A tiny xorshift: the clients' choices, reproducible from the thread index.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn a_backfill_empties_legacy_for_an_account_with_10_000_notes_while_strict_clients_read_and_write_it() {
+    const NOTES: usize = 10_000;
+    const CLIENTS: usize = 3;
+    let host = Host::start();
+    let account = host.create_account(false);
+    // Each client owns the notes it seeded: only it writes them, so it knows
+    // exactly what every read of them must answer.
+    let mut owned: Vec<Remembered> = std::thread::scope(|s| {
+        let seeders: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (host, account) = (&host, &account);
+                s.spawn(move || {
+                    let mut mine = Remembered::default();
+                    for i in (c..NOTES).step_by(CLIENTS) {
+                        let content = format!("note {i}");
+                        mine.live.insert(host.create_note(account, &content), content);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        seeders.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(host.counts(&account), (NOTES as u64, 0));
+    host.set_migrating(&account, true).expect(200);
+    // Throttled, so the job runs for seconds while the clients work.
+    let job_id = host.post("/jobs", json!({ "kind": "backfill", "account": account, "rate": 2500 })).expect(201).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writes_while_moving = std::sync::atomic::AtomicU64::new(0);
+    let anomalies: Vec<Vec<String>> = std::thread::scope(|s| {
+        let clients: Vec<_> = owned
+            .iter_mut()
+            .enumerate()
+            .map(|(c, mine)| {
+                let (host, account, done, writes_while_moving) = (&host, &account, &done, &writes_while_moving);
+                s.spawn(move || {
+                    let mut seen_wrong = Vec::new();
+                    let mut rng = 0x9E37_79B9_7F4A_7C15_u64 ^ (c as u64 + 1);
+                    let mut ops = 0u64;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) || ops < 200 {
+                        ops += 1;
+                        let ids: Vec<String> = mine.live.keys().cloned().collect();
+                        let id = &ids[next(&mut rng) as usize % ids.len()];
+                        let roll = next(&mut rng) % 10;
+                        if roll >= 5 && !done.load(std::sync::atomic::Ordering::Relaxed) {
+                            writes_while_moving.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        match roll {
+                            0..=4 => {
+                                let r = host.get_note(account, id);
+                                if r.status != 200 || r.json()["content"] != mine.live[id].as_str() {
+                                    seen_wrong.push(format!("get {id}: {} {}", r.status, r.body));
+                                }
+                            }
+                            5..=7 => {
+                                let content = format!("{} / edit {ops} by client {c}", mine.live[id]);
+                                host.update_note(account, id, &content).expect(200);
+                                mine.live.insert(id.clone(), content);
+                            }
+                            8 => {
+                                host.delete_note(account, id).expect(204);
+                                mine.live.remove(id);
+                                mine.deleted.insert(id.clone());
+                            }
+                            _ => {
+                                let content = format!("new {ops} by client {c}");
+                                mine.live.insert(host.create_note(account, &content), content);
+                            }
+                        }
+                        if let Some(gone) = mine.deleted.iter().nth(next(&mut rng) as usize % mine.deleted.len().max(1)) {
+                            let r = host.get_note(account, gone);
+                            if r.status != 404 {
+                                seen_wrong.push(format!("deleted {gone} came back: {} {}", r.status, r.body));
+                            }
+                        }
+                    }
+                    seen_wrong
+                })
+            })
+            .collect();
+        eventually_within("the backfill job finished", std::time::Duration::from_secs(120), || job(&host, &job_id)["state"] == "done");
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        clients.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let anomalies: Vec<String> = anomalies.into_iter().flatten().collect();
+    let writes_while_moving = writes_while_moving.into_inner();
+    assert!(writes_while_moving >= 100, "the clients wrote while the job moved notes ({writes_while_moving} writes)");
+    assert!(anomalies.is_empty(), "{} anomalies, first: {:?}", anomalies.len(), &anomalies[..anomalies.len().min(5)]);
+
+    // Every acknowledged write is there, every delete stayed, and legacy is empty.
+    let listed: std::collections::BTreeSet<String> = host.list_notes(&account).into_iter().collect();
+    let expected: std::collections::BTreeSet<String> = owned.iter().flat_map(|m| m.live.keys().cloned()).collect();
+    assert_eq!(listed.len(), expected.len(), "the list holds exactly the live notes");
+    assert!(listed == expected, "the list holds exactly the live notes");
+    for mine in &owned {
+        for (id, content) in &mine.live {
+            assert_eq!(host.get_note(&account, id).expect(200).json()["content"], content.as_str(), "note {id}");
+        }
+    }
+    let (legacy, new) = host.counts(&account);
+    assert_eq!((legacy, new), (0, expected.len() as u64), "legacy emptied");
+    let finished = job(&host, &job_id);
+    assert!(finished["moved"].as_u64().unwrap() > 0, "{finished}");
+    let verify = host.post(&format!("/accounts/{account}/migration/verify"), json!({})).expect(200).json();
+    assert_eq!((verify["clean"].as_bool(), verify["state"].as_str()), (Some(true), Some("migrated")), "{verify}");
+}
