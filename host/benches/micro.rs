@@ -28,7 +28,7 @@ use notes_host::fleet::{Fleet, FleetSettings, Identity};
 use notes_host::plugins::{PluginLimits, Runtime};
 use notes_host::router::{AccountScope, NativeRouter, Router};
 use notes_host::stores::{DataStore, DataStores, Note, SqliteStore, StoreError};
-use notes_routing::NoteChange;
+use notes_routing::{IdList, NoteChange};
 use uuid::Uuid;
 
 const ACCOUNT: &str = "3f0c8a52-6d1e-4a57-9a3e-2b7d4c1e9f00";
@@ -55,9 +55,9 @@ impl DataStore for MemoryStore {
         let key = (account_id.to_owned(), note_id.to_owned());
         Ok(notes.get(&key).is_some_and(|n| n.version <= version) && notes.remove(&key).is_some())
     }
-    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         let notes = self.0.read().unwrap();
-        Ok(notes.keys().filter(|(a, _)| a == account_id).map(|(_, id)| id.clone()).collect())
+        Ok(notes.keys().filter(|(a, _)| a == account_id).map(|(_, id)| id).collect())
     }
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
         Ok(self.list_ids(account_id)?.len() as u64)
@@ -66,7 +66,7 @@ impl DataStore for MemoryStore {
         Ok(self.get(account_id, note_id)?.map(|n| n.version))
     }
     fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        Ok(self.list_ids(account_id)?.into_iter().take(limit).collect())
+        Ok(self.list_ids(account_id)?.iter().take(limit).map(str::to_owned).collect())
     }
     fn begin_batch(&self, _: &str) -> Result<Box<dyn notes_host::stores::StoreBatch>, StoreError> {
         Err(StoreError::Internal("the dispatch benchmarks move no notes".into()))

@@ -23,7 +23,7 @@ pub enum Plugin {
     Faulty,
     /// Test-only: answers info(), panics on every note operation.
     AlwaysFails,
-    /// Test-only: built against a WIT version the host does not serve (0.3.0).
+    /// Test-only: built against a WIT version the host does not serve (0.9.0).
     FutureWit,
     /// Test-only, hostile: keeps every note it sees in its memory and serves
     /// them to whoever asks next, whatever the account.
@@ -31,6 +31,9 @@ pub enum Plugin {
     /// The migrate plugin as built against `notes:plugin@0.1.0`, kept as
     /// shipped (`tests/fixtures/`): an older plugin the host still serves.
     MigrateWit01,
+    /// The migrate plugin as built against `notes:plugin@0.2.0` (lists of
+    /// ids as `list<string>`), kept as shipped.
+    MigrateWit02,
 }
 
 fn target_dir() -> PathBuf {
@@ -41,8 +44,10 @@ fn target_dir() -> PathBuf {
 
 impl Plugin {
     pub fn path(self) -> PathBuf {
-        if self == Plugin::MigrateWit01 {
-            return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.1.0.wasm");
+        match self {
+            Plugin::MigrateWit01 => return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.1.0.wasm"),
+            Plugin::MigrateWit02 => return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.2.0.wasm"),
+            _ => {}
         }
         let file = match self {
             Plugin::Migrate => "plugins/migrate.wasm",
@@ -51,7 +56,7 @@ impl Plugin {
             Plugin::AlwaysFails => "plugins/testing/always-fails.wasm",
             Plugin::FutureWit => "plugins/testing/future-wit.wasm",
             Plugin::Remembers => "plugins/testing/remembers.wasm",
-            Plugin::MigrateWit01 => unreachable!("a fixture, returned above"),
+            Plugin::MigrateWit01 | Plugin::MigrateWit02 => unreachable!("a fixture, returned above"),
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());

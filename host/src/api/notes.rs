@@ -133,7 +133,8 @@ pub async fn create(
 pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>) -> Result<Response, ApiError> {
     let account = uuid("account", &account)?;
     let ids = blocking(&app, move |app| app.note_ids(account)).await?;
-    Ok(served(StatusCode::OK, ids, |ids| Json(ids).into_response()))
+    // The ids as the store and plugin passed them, without a String each.
+    Ok(served(StatusCode::OK, ids, |ids| Json(ids.iter().collect::<Vec<&str>>()).into_response()))
 }
 
 #[utoipa::path(

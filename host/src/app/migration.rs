@@ -187,7 +187,7 @@ impl App {
         let key = account.to_string();
         let ids = |store: Store| -> Result<BTreeSet<String>, AppError> {
             Ok(match self.stores.get(store) {
-                Some(s) => s.list_ids(&key)?.into_iter().collect(),
+                Some(s) => s.list_ids(&key)?.iter().map(str::to_owned).collect(),
                 None => BTreeSet::new(),
             })
         };

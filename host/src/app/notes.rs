@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use notes_routing::{Error as PluginError, MoveReport, Note, NoteChange, Store};
+use notes_routing::{Error as PluginError, IdList, MoveReport, Note, NoteChange, Store};
 use uuid::Uuid;
 
 use crate::metrics as metrics_names;
@@ -61,7 +61,7 @@ impl App {
         self.route(account, "get_note", |r, scope, migrating| r.get_note(scope, &id.to_string(), migrating)).and_then(|n| self.checked(n))
     }
 
-    pub fn note_ids(&self, account: Uuid) -> Result<Served<Vec<String>>, AppError> {
+    pub fn note_ids(&self, account: Uuid) -> Result<Served<IdList>, AppError> {
         self.route(account, "list_notes", |r, scope, migrating| r.list_notes(scope, migrating))
     }
 

@@ -9,8 +9,13 @@ pub mod v0_1 {
     wasmtime::component::bindgen!({ path: "../wit/v0.1/notes.wit", world: "note-plugin" });
 }
 
-/// `notes:plugin@0.2.0` (the current version): the interface `router`.
+/// `notes:plugin@0.2.0`: the interface `router`, lists of ids as `list<string>`.
 pub mod v0_2 {
+    wasmtime::component::bindgen!({ path: "../wit/v0.2/notes.wit", world: "note-plugin" });
+}
+
+/// `notes:plugin@0.3.0` (the current version): lists of ids as one `note-id-list`.
+pub mod v0_3 {
     wasmtime::component::bindgen!({ path: "../wit/notes.wit", world: "note-plugin" });
 }
 
@@ -108,37 +113,52 @@ macro_rules! shared_by_every_version {
                 Ok(scope(self)?.delete_if_not_newer(s.into(), &note_id, version)?)
             }
 
-            fn list_ids(&mut self, s: $v::notes::plugin::stores::Store) -> Result<Vec<String>, $v::notes::plugin::types::Error> {
-                Ok(scope(self)?.list_ids(s.into())?)
-            }
-
             fn is_configured(&mut self, s: $v::notes::plugin::stores::Store) -> bool {
                 self.scope.as_ref().is_some_and(|scope| scope.is_configured(s.into()))
             }
 
             shared_by_every_version!(@since_0_2 $v);
+            shared_by_every_version!(@list_ids $v);
         }
     };
     (@since_0_2 v0_1) => {};
-    (@since_0_2 v0_2) => {
+    (@since_0_2 $v:ident) => {
         fn recorded_version(
             &mut self,
-            s: v0_2::notes::plugin::stores::Store,
+            s: $v::notes::plugin::stores::Store,
             note_id: String,
-        ) -> Result<Option<u64>, v0_2::notes::plugin::types::Error> {
+        ) -> Result<Option<u64>, $v::notes::plugin::types::Error> {
             Ok(scope(self)?.recorded_version(s.into(), &note_id)?)
+        }
+    };
+    (@list_ids v0_3) => {
+        fn list_ids(&mut self, s: v0_3::notes::plugin::stores::Store) -> Result<String, v0_3::notes::plugin::types::Error> {
+            Ok(scope(self)?.list_ids(s.into())?.into_joined())
+        }
+    };
+    (@list_ids $v:ident) => {
+        fn list_ids(&mut self, s: $v::notes::plugin::stores::Store) -> Result<Vec<String>, $v::notes::plugin::types::Error> {
+            Ok(scope(self)?.list_ids(s.into())?.to_vec())
         }
     };
 }
 
 shared_by_every_version!(v0_1);
 shared_by_every_version!(v0_2);
+shared_by_every_version!(v0_3);
 
 impl From<v0_2::notes::plugin::types::MoveReport> for MoveReport {
     fn from(r: v0_2::notes::plugin::types::MoveReport) -> Self {
         MoveReport { moved: r.moved, in_place: r.in_place, missing: r.missing }
     }
 }
+
+impl From<v0_3::notes::plugin::types::MoveReport> for MoveReport {
+    fn from(r: v0_3::notes::plugin::types::MoveReport) -> Self {
+        MoveReport { moved: r.moved, in_place: r.in_place, missing: r.missing }
+    }
+}
+
 
 /// Every store call goes to the scope of the call in progress (the account
 /// of the request being served); there is none between calls.

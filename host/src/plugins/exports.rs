@@ -3,28 +3,30 @@
 //! which version has what. Results of an older version are converted to the
 //! newest types; an operation a version lacks is refused naming the version.
 
-use notes_routing::{Error, MoveReport, Note, NoteChange};
+use notes_routing::{Error, IdList, MoveReport, Note, NoteChange};
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::{CallState, Plugin, PluginInfo, WIT_VERSION};
 use crate::router::{AccountScope, Routed, Router};
 
 /// The served versions, oldest first: what `exports` and `wit/VERSIONS.md` list.
-pub const SERVED_WIT_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+pub const SERVED_WIT_VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
 
 /// The interface each served version exports the router as.
-pub(super) const EXPORT_NAMES: [(&str, &str); 2] = [("0.1", "note-store"), ("0.2", "router")];
+pub(super) const EXPORT_NAMES: [(&str, &str); 3] = [("0.1", "note-store"), ("0.2", "router"), ("0.3", "router")];
 
 pub(super) enum ExportsPre {
     V0_1(v0_1::NotePluginPre<CallState>),
     V0_2(v0_2::NotePluginPre<CallState>),
+    V0_3(v0_3::NotePluginPre<CallState>),
 }
 
 pub(super) enum Exports {
     V0_1(v0_1::NotePlugin),
     V0_2(v0_2::NotePlugin),
+    V0_3(v0_3::NotePlugin),
 }
 
 impl ExportsPre {
@@ -33,8 +35,10 @@ impl ExportsPre {
     pub fn new(pre: InstancePre<CallState>, wit_version: &str) -> wasmtime::Result<Self> {
         Ok(if wit_version.starts_with("0.1.") {
             ExportsPre::V0_1(v0_1::NotePluginPre::new(pre)?)
-        } else {
+        } else if wit_version.starts_with("0.2.") {
             ExportsPre::V0_2(v0_2::NotePluginPre::new(pre)?)
+        } else {
+            ExportsPre::V0_3(v0_3::NotePluginPre::new(pre)?)
         })
     }
 
@@ -42,6 +46,7 @@ impl ExportsPre {
         match self {
             ExportsPre::V0_1(pre) => pre.engine(),
             ExportsPre::V0_2(pre) => pre.engine(),
+            ExportsPre::V0_3(pre) => pre.engine(),
         }
     }
 
@@ -49,6 +54,7 @@ impl ExportsPre {
         Ok(match self {
             ExportsPre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?),
             ExportsPre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?),
+            ExportsPre::V0_3(pre) => Exports::V0_3(pre.instantiate(store)?),
         })
     }
 }
@@ -61,6 +67,10 @@ impl Exports {
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
             Exports::V0_2(p) => {
+                let i = p.notes_plugin_router().call_info(store)?;
+                PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
+            }
+            Exports::V0_3(p) => {
                 let i = p.notes_plugin_router().call_info(store)?;
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
@@ -78,6 +88,10 @@ macro_rules! on_router {
                 $call.map(|answer| answer.map(Into::into).map_err(Error::from))
             }
             Exports::V0_2(p) => {
+                let $router = p.notes_plugin_router();
+                $call.map(|answer| answer.map(Into::into).map_err(Error::from))
+            }
+            Exports::V0_3(p) => {
                 let $router = p.notes_plugin_router();
                 $call.map(|answer| answer.map(Into::into).map_err(Error::from))
             }
@@ -108,9 +122,23 @@ impl Router for Plugin {
         self.call(Some(scope), |store, p| on_router!(p, r => r.call_get_note(store, &account, note_id, is_migrating)))
     }
 
-    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>> {
+    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList> {
         let account = scope.account_id().to_owned();
-        self.call(Some(scope), |store, p| on_router!(p, r => r.call_list_notes(store, &account, is_migrating)))
+        self.call(Some(scope), |store, p| match p {
+            // One string for the whole list (0.3's `note-id-list`).
+            Exports::V0_3(p) => p
+                .notes_plugin_router()
+                .call_list_notes(store, &account, is_migrating)
+                .map(|answer| answer.map(IdList::parse).map_err(Error::from)),
+            Exports::V0_2(p) => p
+                .notes_plugin_router()
+                .call_list_notes(store, &account, is_migrating)
+                .map(|answer| answer.map(IdList::from_iter).map_err(Error::from)),
+            Exports::V0_1(p) => p
+                .notes_plugin_note_store()
+                .call_list_notes(store, &account, is_migrating)
+                .map(|answer| answer.map(IdList::from_iter).map_err(Error::from)),
+        })
     }
 
     fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
@@ -135,6 +163,10 @@ impl Router for Plugin {
         let account = scope.account_id().to_owned();
         self.call(Some(scope), |store, p| match p {
             Exports::V0_2(p) => p
+                .notes_plugin_router()
+                .call_move_notes(store, &account, note_ids, is_migrating)
+                .map(|answer| answer.map(Into::into).map_err(Error::from)),
+            Exports::V0_3(p) => p
                 .notes_plugin_router()
                 .call_move_notes(store, &account, note_ids, is_migrating)
                 .map(|answer| answer.map(Into::into).map_err(Error::from)),

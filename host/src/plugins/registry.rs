@@ -80,7 +80,7 @@ impl Registry {
             ))
         })?;
         if !wit_served(&wit_version) {
-            let served = SERVED_WIT_VERSIONS.map(|v| format!("{WIT_PACKAGE}@{v}")).join(" and ");
+            let served = SERVED_WIT_VERSIONS.map(|v| format!("{WIT_PACKAGE}@{v}")).join(", ");
             return Err(RegistryError::Rejected(format!(
                 "the plugin was built against {WIT_PACKAGE}@{wit_version}, but this host serves {served}; \
                  rebuild it against {WIT_VERSION}"

@@ -9,7 +9,7 @@ mod scope;
 
 use std::time::Duration;
 
-use notes_routing::{MoveReport, Note, NoteChange};
+use notes_routing::{IdList, MoveReport, Note, NoteChange};
 
 pub use native::{FailingRouter, NativeRouter};
 pub use scope::AccountScope;
@@ -43,7 +43,7 @@ pub trait Router: Send + Sync {
     fn supports_migration(&self) -> bool;
     fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note>;
     fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note>;
-    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>>;
+    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList>;
     fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note>;
     fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
     /// Puts each note where the account's mode wants it (backfill, bulk rollback).

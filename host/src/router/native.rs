@@ -7,7 +7,7 @@
 //! - [`FailingRouter`] fails every call as a trapping plugin does: the
 //!   in-process tests' broken plugin.
 
-use notes_routing::{MoveReport, Note, NoteChange};
+use notes_routing::{IdList, MoveReport, Note, NoteChange};
 
 use super::{AccountScope, Router, PluginFailure, Routed};
 
@@ -51,7 +51,7 @@ impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
         Ok(self.routing.get_note(&scope, scope.account_id(), note_id, is_migrating))
     }
 
-    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<Vec<String>> {
+    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList> {
         Ok(self.routing.list_notes(&scope, scope.account_id(), is_migrating))
     }
 
@@ -106,7 +106,7 @@ impl Router for FailingRouter {
         self.fail()
     }
 
-    fn list_notes(&self, _: AccountScope, _: bool) -> Routed<Vec<String>> {
+    fn list_notes(&self, _: AccountScope, _: bool) -> Routed<IdList> {
         self.fail()
     }
 

@@ -4,7 +4,7 @@
 //! through an [`AccountScope`], which supplies the account id itself and
 //! refuses a note carrying another one.
 
-use notes_routing::{Error, Note, Result, Store, Stores};
+use notes_routing::{Error, IdList, Note, Result, Store, Stores};
 
 use std::sync::{Arc, Mutex};
 
@@ -127,7 +127,7 @@ impl Stores for AccountScope {
         })
     }
 
-    fn list_ids(&self, store: Store) -> Result<Vec<String>> {
+    fn list_ids(&self, store: Store) -> Result<IdList> {
         let account = self.account_id.as_str();
         self.on(store, "list_ids", |b| b.list_ids(account), |s| s.list_ids(account))
     }

@@ -3,6 +3,7 @@
 //! stores of in-process tests. A batch writes through at once (there is no
 //! durability to batch).
 
+use notes_routing::IdList;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -49,8 +50,8 @@ impl Notes {
         }
     }
 
-    fn list_ids(&self, account_id: &str) -> Vec<String> {
-        self.0.iter().filter(|((a, _), (_, n))| a == account_id && n.is_some()).map(|((_, id), _)| id.clone()).collect()
+    fn list_ids(&self, account_id: &str) -> IdList {
+        self.0.iter().filter(|((a, _), (_, n))| a == account_id && n.is_some()).map(|((_, id), _)| id).collect()
     }
 
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Option<u64> {
@@ -71,7 +72,7 @@ impl DataStore for MemoryStore {
         Ok(lock(&self.notes).delete_if_not_newer(account_id, note_id, version))
     }
 
-    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         Ok(lock(&self.notes).list_ids(account_id))
     }
 
@@ -80,7 +81,7 @@ impl DataStore for MemoryStore {
     }
 
     fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        Ok(lock(&self.notes).list_ids(account_id).into_iter().take(limit).collect())
+        Ok(lock(&self.notes).list_ids(account_id).iter().take(limit).map(str::to_owned).collect())
     }
 
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
@@ -107,7 +108,7 @@ impl StoreBatch for MemoryBatch {
         Ok(lock(&self.0).delete_if_not_newer(account_id, note_id, version))
     }
 
-    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         Ok(lock(&self.0).list_ids(account_id))
     }
 

@@ -10,6 +10,7 @@ mod memory;
 mod sharded;
 mod sqlite;
 
+use notes_routing::IdList;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,8 +43,9 @@ pub trait DataStore: Send + Sync {
     /// Deletes the note if its recorded version is `version` or older and
     /// records a tombstone at `version`; true if a live note was removed.
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError>;
-    /// Ids of the account's live notes, sorted.
-    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Ids of the account's live notes, sorted, in one string (no
+    /// allocation per id: a list goes to a plugin as it is).
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError>;
     /// The first `limit` of them: what one move batch takes, without reading
     /// every id of a large account for every batch.
     fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError>;
@@ -64,7 +66,7 @@ pub trait StoreBatch: Send {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
     fn put(&self, note: &Note) -> Result<bool, StoreError>;
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError>;
-    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError>;
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError>;
     /// Makes every write of the batch durable at once.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -1,6 +1,7 @@
 //! [`ShardedStore`]: the new store, N SQLite files; an account's notes all
 //! live in one shard, chosen by a stable hash of the account id.
 
+use notes_routing::IdList;
 use std::path::Path;
 
 use super::{DataStore, Note, SqliteStore, StoreBatch, StoreError};
@@ -37,7 +38,7 @@ impl DataStore for ShardedStore {
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
         self.shard(account_id).delete_if_not_newer(account_id, note_id, version)
     }
-    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         self.shard(account_id).list_ids(account_id)
     }
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {

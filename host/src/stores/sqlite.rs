@@ -1,5 +1,6 @@
 //! [`SqliteStore`]: notes in one SQLite file.
 
+use notes_routing::IdList;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -93,7 +94,7 @@ impl DataStore for SqliteStore {
         Ok(removed)
     }
 
-    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         list_on(&*self.pool.get()?, account_id)
     }
 
@@ -143,7 +144,7 @@ impl StoreBatch for SqliteBatch {
         delete_on(&self.conn, account_id, note_id, version)
     }
 
-    fn list_ids(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         list_on(&self.conn, account_id)
     }
 
@@ -222,10 +223,15 @@ fn delete_on(conn: &Connection, account_id: &str, note_id: &str, version: u64) -
     Ok(removed)
 }
 
-fn list_on(conn: &Connection, account_id: &str) -> Result<Vec<String>, StoreError> {
+fn list_on(conn: &Connection, account_id: &str) -> Result<IdList, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT id FROM notes WHERE account_id = ?1 AND deleted = 0 ORDER BY id")?;
-    let ids = stmt.query_map([account_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
-    Ok(ids)
+    let mut joined = String::new();
+    let mut rows = stmt.query([account_id])?;
+    while let Some(row) = rows.next()? {
+        joined.push_str(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
+        joined.push('\n');
+    }
+    Ok(IdList::from_joined(joined))
 }
 
 fn recorded_on(conn: &Connection, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {

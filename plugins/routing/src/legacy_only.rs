@@ -6,7 +6,7 @@
 //! turn the flag on while this router is active (`supports_migration = false`).
 
 use crate::ops::{self, Route};
-use crate::{Error, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
+use crate::{Error, IdList, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LegacyOnly;
@@ -24,7 +24,7 @@ impl Router for LegacyOnly {
         ops::get(stores, Route::LEGACY_ONLY, note_id)
     }
 
-    fn list_notes(&self, stores: &dyn Stores, _: &str, _: bool) -> Result<Vec<String>> {
+    fn list_notes(&self, stores: &dyn Stores, _: &str, _: bool) -> Result<IdList> {
         ops::list(stores, Route::LEGACY_ONLY)
     }
 

@@ -6,10 +6,13 @@
 //! a router never sees wit-bindgen and can be unit-tested natively (see
 //! [`memory::MemoryStores`]) or compiled straight into the host.
 
+mod ids;
 pub mod legacy_only;
 pub mod memory;
 pub mod migrate;
 mod ops;
+
+pub use ids::IdList;
 
 /// A stored note (WIT `note`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +79,8 @@ pub trait Stores {
     /// Deletes up to `version` and leaves a tombstone there; true if a live
     /// note was removed.
     fn delete_if_not_newer(&self, store: Store, note_id: &str, version: u64) -> Result<bool>;
-    fn list_ids(&self, store: Store) -> Result<Vec<String>>;
+    /// The live notes' ids, sorted.
+    fn list_ids(&self, store: Store) -> Result<IdList>;
     fn is_configured(&self, store: Store) -> bool;
     /// The version recorded for the id, live or deleted; `None` if never written.
     fn recorded_version(&self, store: Store, note_id: &str) -> Result<Option<u64>>;
@@ -89,7 +93,8 @@ pub trait Router {
     fn info(&self) -> PluginInfo;
     fn create_note(&self, stores: &dyn Stores, account_id: &str, change: NoteChange, is_migrating: bool) -> Result<Note>;
     fn get_note(&self, stores: &dyn Stores, account_id: &str, note_id: &str, is_migrating: bool) -> Result<Note>;
-    fn list_notes(&self, stores: &dyn Stores, account_id: &str, is_migrating: bool) -> Result<Vec<String>>;
+    /// The account's notes' ids, sorted, each once.
+    fn list_notes(&self, stores: &dyn Stores, account_id: &str, is_migrating: bool) -> Result<IdList>;
     fn update_note(
         &self,
         stores: &dyn Stores,

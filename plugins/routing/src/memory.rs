@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::{Note, Result, Store, Stores};
+use crate::{IdList, Note, Result, Store, Stores};
 
 #[derive(Debug, Clone)]
 enum Slot {
@@ -78,9 +78,9 @@ impl Stores for MemoryStores {
         Ok(removed)
     }
 
-    fn list_ids(&self, store: Store) -> Result<Vec<String>> {
+    fn list_ids(&self, store: Store) -> Result<IdList> {
         let map = self.map(store).borrow();
-        Ok(map.iter().filter(|(_, s)| matches!(s, Slot::Live(_))).map(|(id, _)| id.clone()).collect())
+        Ok(map.iter().filter(|(_, s)| matches!(s, Slot::Live(_))).map(|(id, _)| id).collect())
     }
 
     fn is_configured(&self, store: Store) -> bool {

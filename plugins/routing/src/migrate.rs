@@ -10,7 +10,7 @@
 //! - plain mode (no new store configured): legacy only.
 
 use crate::ops::{self, Route};
-use crate::{MoveReport, Note, NoteChange, PluginInfo, Result, Router, Store, Stores};
+use crate::{IdList, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Store, Stores};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Migrate;
@@ -54,7 +54,7 @@ impl Router for Migrate {
         ops::get(stores, route(stores, is_migrating).route(), note_id)
     }
 
-    fn list_notes(&self, stores: &dyn Stores, _: &str, is_migrating: bool) -> Result<Vec<String>> {
+    fn list_notes(&self, stores: &dyn Stores, _: &str, is_migrating: bool) -> Result<IdList> {
         ops::list(stores, route(stores, is_migrating).route())
     }
 
@@ -254,7 +254,7 @@ mod tests {
         fn delete_if_not_newer(&self, store: Store, id: &str, version: u64) -> Result<bool> {
             self.inner.delete_if_not_newer(store, id, version)
         }
-        fn list_ids(&self, store: Store) -> Result<Vec<String>> {
+        fn list_ids(&self, store: Store) -> Result<IdList> {
             let r = self.inner.list_ids(store);
             self.now();
             r

@@ -6,7 +6,7 @@
 //! left in both stores (a move cut off between its write and its cleanup) is
 //! never read stale and is resolved by the next read or write.
 
-use crate::{Error, MoveReport, Note, NoteChange, Result, Store, Stores};
+use crate::{Error, IdList, MoveReport, Note, NoteChange, Result, Store, Stores};
 
 /// How often an update or delete re-reads and retries after losing a race to
 /// another writer of the same note before answering `conflict`.
@@ -171,15 +171,12 @@ pub(crate) fn get(stores: &dyn Stores, route: Route, note_id: &str) -> Result<No
 }
 
 /// `other` first, then `home`, as in `find`: a note moving meanwhile is listed.
-pub(crate) fn list(stores: &dyn Stores, route: Route) -> Result<Vec<String>> {
-    let mut ids = match route.other {
+pub(crate) fn list(stores: &dyn Stores, route: Route) -> Result<IdList> {
+    let other = match route.other {
         Some(other) => stores.list_ids(other)?,
-        None => Vec::new(),
+        None => IdList::default(),
     };
-    ids.extend(stores.list_ids(route.home)?);
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(ids)
+    Ok(other.union(stores.list_ids(route.home)?))
 }
 
 /// Writes the next version to `home`, then removes every older copy from the

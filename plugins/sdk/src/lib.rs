@@ -22,7 +22,7 @@ pub mod bindings {
 
 use bindings::notes::plugin::stores as host;
 use bindings::notes::plugin::types as wit;
-use routing::{Error, MoveReport, Note, NoteChange, PluginInfo, Router, Store};
+use routing::{Error, IdList, MoveReport, Note, NoteChange, PluginInfo, Router, Store};
 
 /// Exports `$router` (an expression of a type implementing
 /// [`Router`](notes_routing::Router)) as the component's `router`.
@@ -52,7 +52,7 @@ macro_rules! export_plugin {
             fn list_notes(
                 account_id: String,
                 is_migrating: bool,
-            ) -> Result<Vec<String>, $crate::bindings::notes::plugin::types::Error> {
+            ) -> Result<String, $crate::bindings::notes::plugin::types::Error> {
                 $crate::glue::list_notes(&$router, account_id, is_migrating)
             }
             fn update_note(
@@ -101,8 +101,9 @@ pub mod glue {
         s.get_note(&HostStores, &account, &id, migrating).map(note_to_wit).map_err(error_to_wit)
     }
 
-    pub fn list_notes(s: &impl Router, account: String, migrating: bool) -> Result<Vec<String>, wit::Error> {
-        s.list_notes(&HostStores, &account, migrating).map_err(error_to_wit)
+    /// The ids as one `note-id-list`.
+    pub fn list_notes(s: &impl Router, account: String, migrating: bool) -> Result<String, wit::Error> {
+        s.list_notes(&HostStores, &account, migrating).map(IdList::into_joined).map_err(error_to_wit)
     }
 
     pub fn update_note(
@@ -143,8 +144,8 @@ impl routing::Stores for HostStores {
         host::delete_if_not_newer(store_to_wit(store), note_id, version).map_err(error_from_wit)
     }
 
-    fn list_ids(&self, store: Store) -> routing::Result<Vec<String>> {
-        host::list_ids(store_to_wit(store)).map_err(error_from_wit)
+    fn list_ids(&self, store: Store) -> routing::Result<IdList> {
+        host::list_ids(store_to_wit(store)).map(IdList::from_joined).map_err(error_from_wit)
     }
 
     fn is_configured(&self, store: Store) -> bool {

@@ -1,4 +1,4 @@
-//! Moving an account's notes through the plugin (`notes:plugin@0.2.0`'s
+//! Moving an account's notes through the plugin (`notes:plugin@0.2.0`'s and 0.3.0's
 //! `move-notes`): a backfill with the flag on, a bulk rollback with it off;
 //! and a plugin built against 0.1.0, which serves notes but cannot move them.
 
@@ -43,6 +43,24 @@ fn a_deleted_notes_id_can_be_created_again_as_a_new_note() {
     assert_eq!(again["content"], "second life");
     assert!(again["version"].as_u64().unwrap() > 2, "it starts above the deleted note's tombstone: {again}");
     assert_eq!(host.get_note(&account, &note).expect(200).json()["content"], "second life");
+}
+
+#[test]
+fn a_plugin_built_against_wit_0_2_lists_moves_and_serves_every_note_as_before() {
+    let host = Host::start();
+    let pushed = host.push_plugin(Plugin::MigrateWit02).expect(201).json();
+    assert_eq!(pushed["witVersion"], "0.2.0");
+    host.activate(Plugin::MigrateWit02);
+    let account = host.create_account(false);
+    let mut notes: Vec<String> = (0..300).map(|i| host.create_note(&account, &format!("note {i}"))).collect();
+    host.set_migrating(&account, true).expect(200);
+    notes.push(host.create_note(&account, "in the new store"));
+    notes.sort();
+    assert_eq!(host.list_notes(&account), notes, "its list<string> lists read both stores");
+    let moved = host.post(&format!("/accounts/{account}/migration/move"), json!({})).expect(200).json();
+    assert_eq!(moved["moved"], 300, "{moved}");
+    assert_eq!(host.counts(&account), (0, 301));
+    assert_eq!(host.list_notes(&account), notes);
 }
 
 #[test]

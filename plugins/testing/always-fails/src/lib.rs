@@ -1,7 +1,7 @@
 //! TEST ONLY. A plugin that loads and says who it is, then panics on every
 //! note operation: the kind of bad release automatic rollback exists for.
 
-use notes_routing::{MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
+use notes_routing::{IdList, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
 
 struct AlwaysFails;
 
@@ -15,7 +15,7 @@ impl Router for AlwaysFails {
     fn get_note(&self, _: &dyn Stores, _: &str, _: &str, _: bool) -> Result<Note> {
         panic!("always-fails: get")
     }
-    fn list_notes(&self, _: &dyn Stores, _: &str, _: bool) -> Result<Vec<String>> {
+    fn list_notes(&self, _: &dyn Stores, _: &str, _: bool) -> Result<IdList> {
         panic!("always-fails: list")
     }
     fn update_note(&self, _: &dyn Stores, _: &str, _: NoteChange, _: Option<u64>, _: bool) -> Result<Note> {

@@ -20,7 +20,7 @@
 //! Any other content behaves exactly like the migrate plugin.
 
 use notes_routing::migrate::Migrate;
-use notes_routing::{MoveReport, Note, NoteChange, PluginInfo, Result, Router, Store, Stores};
+use notes_routing::{IdList, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Store, Stores};
 
 struct Faulty;
 
@@ -70,7 +70,7 @@ impl Stores for CrashAfterFirstPut<'_> {
     fn delete_if_not_newer(&self, s: Store, id: &str, version: u64) -> Result<bool> {
         self.0.delete_if_not_newer(s, id, version)
     }
-    fn list_ids(&self, s: Store) -> Result<Vec<String>> {
+    fn list_ids(&self, s: Store) -> Result<IdList> {
         self.0.list_ids(s)
     }
     fn is_configured(&self, s: Store) -> bool {
@@ -108,7 +108,7 @@ impl Router for Faulty {
     fn get_note(&self, stores: &dyn Stores, account: &str, id: &str, migrating: bool) -> Result<Note> {
         Migrate.get_note(stores, account, id, migrating)
     }
-    fn list_notes(&self, stores: &dyn Stores, account: &str, migrating: bool) -> Result<Vec<String>> {
+    fn list_notes(&self, stores: &dyn Stores, account: &str, migrating: bool) -> Result<IdList> {
         Migrate.list_notes(stores, account, migrating)
     }
     fn update_note(

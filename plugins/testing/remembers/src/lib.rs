@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use notes_routing::migrate::Migrate;
-use notes_routing::{Error, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
+use notes_routing::{Error, IdList, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
 
 static SEEN: Mutex<Vec<Note>> = Mutex::new(Vec::new());
 
@@ -34,7 +34,7 @@ impl Router for Remembers {
             found => remember(found),
         }
     }
-    fn list_notes(&self, stores: &dyn Stores, account: &str, migrating: bool) -> Result<Vec<String>> {
+    fn list_notes(&self, stores: &dyn Stores, account: &str, migrating: bool) -> Result<IdList> {
         Migrate.list_notes(stores, account, migrating)
     }
     fn update_note(&self, stores: &dyn Stores, account: &str, change: NoteChange, expected: Option<u64>, migrating: bool) -> Result<Note> {
