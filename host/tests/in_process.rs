@@ -345,6 +345,9 @@ impl Coordination for Recording {
     fn accounts(&self) -> Result<Vec<Account>, CoordinationError> {
         self.inner.accounts()
     }
+    fn next_account_after(&self, after: Option<Uuid>) -> Result<Option<Uuid>, CoordinationError> {
+        self.inner.next_account_after(after)
+    }
     fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
         self.inner.update_account(id, details, now_ms)
     }
@@ -419,6 +422,9 @@ impl Coordination for Recording {
     }
     fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
         self.inner.jobs()
+    }
+    fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError> {
+        self.inner.running_jobs()
     }
     fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         self.inner.claim_job(id, expected, host, now_ms)

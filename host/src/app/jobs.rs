@@ -171,9 +171,8 @@ impl App {
         let now = Instant::now();
         let mut candidates: Vec<(Option<Instant>, Job)> = self
             .coordination
-            .jobs()?
+            .running_jobs()?
             .into_iter()
-            .filter(|j| j.state == "running")
             .filter(|j| j.owner.as_deref().is_none_or(|owner| owner == me || self.fleet.host_is_gone(owner)))
             .filter_map(|j| match self.job_pacing.get(&j.id) {
                 Some(pace) if now < pace.next_at => None,
@@ -218,9 +217,9 @@ impl App {
             let account = match job.account {
                 Some(id) => id,
                 None => {
-                    let mut ids: Vec<Uuid> = self.accounts()?.into_iter().map(|a| a.id).collect();
-                    ids.sort();
-                    match ids.into_iter().find(|id| id.to_string() > job.cursor) {
+                    // The cursor is the last account finished, in id order.
+                    let after = Uuid::parse_str(&job.cursor).ok();
+                    match self.coordination.next_account_after(after)? {
                         Some(id) => id,
                         None => {
                             finish(job, "done", format!("every account done; {} moved", job.moved));

@@ -101,6 +101,10 @@ impl Coordination for MemoryCoordination {
         Ok(accounts)
     }
 
+    fn next_account_after(&self, after: Option<Uuid>) -> Result<Option<Uuid>, CoordinationError> {
+        Ok(self.read()?.accounts.keys().filter(|id| after.is_none_or(|after| **id > after)).min().copied())
+    }
+
     fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
         let mut state = self.write()?;
         Ok(state.accounts.get_mut(&id).map(|(a, _)| {
@@ -296,6 +300,10 @@ impl Coordination for MemoryCoordination {
 
     fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
         Ok(self.read()?.jobs.iter().rev().cloned().collect())
+    }
+
+    fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError> {
+        Ok(self.read()?.jobs.iter().rev().filter(|j| j.state == "running").cloned().collect())
     }
 
     fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {

@@ -213,6 +213,10 @@ pub trait Coordination: Send + Sync {
     fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError>;
     /// Every account, oldest first.
     fn accounts(&self) -> Result<Vec<Account>, CoordinationError>;
+    /// The account with the smallest id above `after` (the first with
+    /// `None`): a job over every account walks them one at a time, without
+    /// reading them all at every step.
+    fn next_account_after(&self, after: Option<Uuid>) -> Result<Option<Uuid>, CoordinationError>;
     /// Changes the name and/or shard (`None` keeps it); `None` if there is
     /// no such account. Never changes the flag.
     fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError>;
@@ -285,6 +289,9 @@ pub trait Coordination: Send + Sync {
     fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError>;
     /// Every job, newest first.
     fn jobs(&self) -> Result<Vec<Job>, CoordinationError>;
+    /// The running jobs, newest first: what the job runner looks at every
+    /// step, however many finished jobs the history holds.
+    fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError>;
     /// Makes `host` the job's owner if its owner is still `expected` (a
     /// compare-and-set: of two hosts taking over a job, one wins).
     fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError>;

@@ -179,6 +179,14 @@ impl Coordination for SqliteCoordination {
         Ok(accounts)
     }
 
+    fn next_account_after(&self, after: Option<Uuid>) -> Result<Option<Uuid>, CoordinationError> {
+        let conn = self.pool.get()?;
+        // Ids are stored in their canonical form, whose text order is the UUIDs' order.
+        let mut stmt = conn.prepare_cached("SELECT id FROM accounts WHERE id > ?1 ORDER BY id LIMIT 1")?;
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        Ok(stmt.query_row([after], |r| parse_id(r, 0)).optional()?)
+    }
+
     fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
         let conn = self.write()?;
         let mut stmt = conn.prepare_cached(&format!(
@@ -414,6 +422,13 @@ impl Coordination for SqliteCoordination {
     fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at_ms DESC, id"))?;
+        Ok(stmt.query_map([], row_to_job)?.collect::<Result<_, _>>()?)
+    }
+
+    fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError> {
+        let conn = self.pool.get()?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY created_at_ms DESC, id"))?;
         Ok(stmt.query_map([], row_to_job)?.collect::<Result<_, _>>()?)
     }
 
@@ -706,6 +721,30 @@ mod tests {
             heartbeat_ms: 1,
             plugin: PluginSummary { digest: "d".into(), label: "p@1".into(), supports_migration },
         }
+    }
+
+    #[test]
+    fn a_walk_over_every_account_visits_each_once_in_id_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = SqliteCoordination::open(&dir.path().join("accounts.db")).unwrap();
+        let mut ids: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            state.create_account(&account(*id, "a", false), Gate::Checked).unwrap();
+        }
+        ids.sort();
+        let mut walked = Vec::new();
+        let mut at = None;
+        while let Some(next) = state.next_account_after(at).unwrap() {
+            walked.push(next);
+            at = Some(next);
+        }
+        assert_eq!(walked, ids, "the text order of stored ids is the UUIDs' order");
+        let memory = crate::coordination::memory::MemoryCoordination::default();
+        for id in &ids {
+            memory.create_account(&account(*id, "a", false), Gate::Checked).unwrap();
+        }
+        assert_eq!(memory.next_account_after(Some(ids[10])).unwrap(), Some(ids[11]));
+        assert_eq!(memory.next_account_after(ids.last().copied()).unwrap(), None);
     }
 
     #[test]
