@@ -48,7 +48,7 @@ impl IntoResponses for Errors {
         let error = |description: &str| {
             ResponseBuilder::new()
                 .description(description)
-                .content("application/json", openapi::ContentBuilder::new().schema(Some(ErrorBody::schema_ref())).build())
+                .content("application/json", openapi::ContentBuilder::new().schema(Some(openapi::Ref::from_schema_name(ErrorBody::name()))).build())
                 .build()
                 .into()
         };
@@ -56,16 +56,6 @@ impl IntoResponses for Errors {
             ("4XX".to_owned(), error("The request cannot be served as sent; the body says why.")),
             ("5XX".to_owned(), error("The host or a plugin failed; 503 carries Retry-After.")),
         ])
-    }
-}
-
-trait SchemaRef {
-    fn schema_ref() -> RefOr<openapi::schema::Schema>;
-}
-
-impl<T: ToSchema> SchemaRef for T {
-    fn schema_ref() -> RefOr<openapi::schema::Schema> {
-        openapi::Ref::from_schema_name(T::name()).into()
     }
 }
 

@@ -120,6 +120,16 @@ macro_rules! shared_by_every_version {
             shared_by_every_version!(@since_0_2 $v);
             shared_by_every_version!(@list_ids $v);
         }
+
+        shared_by_every_version!(@move_report $v);
+    };
+    (@move_report v0_1) => {};
+    (@move_report $v:ident) => {
+        impl From<$v::notes::plugin::types::MoveReport> for MoveReport {
+            fn from(r: $v::notes::plugin::types::MoveReport) -> Self {
+                MoveReport { moved: r.moved, in_place: r.in_place, missing: r.missing }
+            }
+        }
     };
     (@since_0_2 v0_1) => {};
     (@since_0_2 $v:ident) => {
@@ -146,19 +156,6 @@ macro_rules! shared_by_every_version {
 shared_by_every_version!(v0_1);
 shared_by_every_version!(v0_2);
 shared_by_every_version!(v0_3);
-
-impl From<v0_2::notes::plugin::types::MoveReport> for MoveReport {
-    fn from(r: v0_2::notes::plugin::types::MoveReport) -> Self {
-        MoveReport { moved: r.moved, in_place: r.in_place, missing: r.missing }
-    }
-}
-
-impl From<v0_3::notes::plugin::types::MoveReport> for MoveReport {
-    fn from(r: v0_3::notes::plugin::types::MoveReport) -> Self {
-        MoveReport { moved: r.moved, in_place: r.in_place, missing: r.missing }
-    }
-}
-
 
 /// Every store call goes to the scope of the call in progress (the account
 /// of the request being served); there is none between calls.

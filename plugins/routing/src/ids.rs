@@ -30,10 +30,6 @@ impl IdList {
     }
 
     /// The `note-id-list` string.
-    pub fn as_joined(&self) -> &str {
-        &self.0
-    }
-
     pub fn into_joined(self) -> String {
         self.0
     }
