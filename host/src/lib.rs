@@ -9,6 +9,7 @@ pub mod clock;
 pub mod coordination;
 mod db;
 mod files;
+mod pg;
 pub mod fleet;
 pub mod in_process;
 pub mod layout;

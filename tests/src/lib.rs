@@ -12,6 +12,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod hostile;
+pub mod postgres;
 
 /// The plugins built by `cargo xtask build`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,8 @@
 //!   wasmtime is compiled once for the binary and the tests). ARGS go to the
 //!   host workspace's `cargo test`.
 //! - `test` installs schemathesis (PyPI, pinned) if missing, for the API
-//!   contract test.
+//!   contract test, and Debian's `postgresql` package if its server
+//!   binaries are missing (the PostgreSQL tests start throwaway servers).
 //! - `test` also runs `notes-host sim --chaos --backfill` for 30 s on
 //!   3 hosts: flips, restarts and migration jobs under strict clients (0
 //!   anomalies or it fails).
@@ -151,8 +152,35 @@ fn ensure_schemathesis() -> Result {
     run_cmd(install)
 }
 
+/// The PostgreSQL tests start their own throwaway servers
+/// (tests/src/postgres.rs) from Debian's server binaries: install the
+/// package when they are missing.
+fn ensure_postgres() -> Result {
+    if env::var_os("NOTES_POSTGRES_BIN").is_some() {
+        return Ok(());
+    }
+    let installed = fs::read_dir("/usr/lib/postgresql")
+        .map(|versions| versions.flatten().any(|v| v.path().join("bin/initdb").exists()))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    let install = || {
+        let mut apt = Command::new("apt-get");
+        apt.args(["install", "-y", "--no-install-recommends", "postgresql"]).env("DEBIAN_FRONTEND", "noninteractive");
+        run_cmd(apt)
+    };
+    // A fresh machine may have no package lists yet.
+    install().or_else(|_| {
+        let mut update = Command::new("apt-get");
+        update.arg("update");
+        run_cmd(update).and_then(|()| install())
+    })
+}
+
 fn test(args: &[String]) -> Result {
     ensure_schemathesis()?;
+    ensure_postgres()?;
     let mut routing = cargo();
     routing.args(["test", "--release", "--manifest-path", "plugins/Cargo.toml", "-p", "notes-routing"]);
     run_cmd(routing)?;

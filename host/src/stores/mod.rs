@@ -1,12 +1,13 @@
 //! Data stores: where notes live. One trait, [`DataStore`], with the legacy
-//! store (one SQLite file) and the new sharded store (N SQLite files) behind
-//! it, and [`MemoryStore`] for in-process tests; a PostgreSQL store goes
-//! behind the same trait. No other module writes SQL for notes.
+//! store (one SQLite file or PostgreSQL database) and the new sharded store
+//! (N of them) behind it, and [`MemoryStore`] for in-process tests. No other
+//! module writes SQL for notes.
 //!
 //! Store writes are conditional on the note's version (see `wit/notes.wit`):
 //! `put` only moves a note forward; `delete_if_not_newer` leaves a tombstone.
 
 mod memory;
+mod postgres;
 mod sharded;
 mod sqlite;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 pub use notes_routing::{Note, Store};
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sharded::ShardedStore;
 pub use sqlite::SqliteStore;
 
@@ -86,6 +88,22 @@ impl DataStores {
         let new: Option<Arc<dyn DataStore>> = match new_shards {
             0 => None,
             n => Some(Arc::new(ShardedStore::open(dir, n)?)),
+        };
+        Ok(DataStores { legacy, new })
+    }
+
+    /// The legacy store in the PostgreSQL database at `legacy`, and one new
+    /// store shard per URL in `new` (none: plain mode). Shard URLs may name
+    /// databases on one server; their order decides which shard an account's
+    /// notes live in, so it must not change.
+    pub fn open_postgres(legacy: &str, new: &[String]) -> anyhow::Result<Self> {
+        let legacy: Arc<dyn DataStore> = Arc::new(PostgresStore::open(legacy)?);
+        let new: Option<Arc<dyn DataStore>> = match new {
+            [] => None,
+            urls => {
+                let shards = urls.iter().map(|url| Ok(Box::new(PostgresStore::open(url)?) as Box<dyn DataStore>)).collect::<anyhow::Result<_>>()?;
+                Some(Arc::new(ShardedStore::new(shards)))
+            }
         };
         Ok(DataStores { legacy, new })
     }

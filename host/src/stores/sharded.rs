@@ -1,5 +1,6 @@
-//! [`ShardedStore`]: the new store, N SQLite files; an account's notes all
-//! live in one shard, chosen by a stable hash of the account id.
+//! [`ShardedStore`]: the new store, N shards (SQLite files or PostgreSQL
+//! databases); an account's notes all live in one shard, chosen by a stable
+//! hash of the account id.
 
 use notes_routing::IdList;
 use std::path::Path;
@@ -7,17 +8,26 @@ use std::path::Path;
 use super::{DataStore, Note, SqliteStore, StoreBatch, StoreError};
 
 pub struct ShardedStore {
-    shards: Vec<SqliteStore>,
+    shards: Vec<Box<dyn DataStore>>,
 }
 
 impl ShardedStore {
+    /// `new-shard-<i>.db` in `dir`, for i < `shards`.
     pub fn open(dir: &Path, shards: u32) -> anyhow::Result<Self> {
-        let shards = (0..shards).map(|i| SqliteStore::open(&dir.join(format!("new-shard-{i}.db")))).collect::<Result<_, _>>()?;
+        let shards = (0..shards)
+            .map(|i| Ok(Box::new(SqliteStore::open(&dir.join(format!("new-shard-{i}.db")))?) as Box<dyn DataStore>))
+            .collect::<anyhow::Result<_>>()?;
         Ok(ShardedStore { shards })
     }
 
-    fn shard(&self, account_id: &str) -> &SqliteStore {
-        &self.shards[shard_index(account_id, self.shards.len())]
+    /// The given shards, in order: shard i holds the accounts `shard_index` sends to i.
+    pub fn new(shards: Vec<Box<dyn DataStore>>) -> Self {
+        assert!(!shards.is_empty(), "a sharded store needs a shard");
+        ShardedStore { shards }
+    }
+
+    fn shard(&self, account_id: &str) -> &dyn DataStore {
+        &*self.shards[shard_index(account_id, self.shards.len())]
     }
 }
 

@@ -1,0 +1,147 @@
+//! Opening PostgreSQL databases: the one place that knows connection
+//! settings (timeouts), the pool and statement caching; `db.rs` is its
+//! SQLite counterpart.
+//!
+//! The blocking `postgres` client, as `rusqlite` is: the host calls its state
+//! from blocking threads, never from async tasks (the client runs its own
+//! small runtime and would panic inside tokio's).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use postgres::{Client, NoTls, Statement};
+
+/// How long a statement waits for a row another transaction holds before it
+/// fails (503): a backstop, since waits across two databases (a batch's
+/// legacy and new store) are invisible to PostgreSQL's deadlock detector.
+const LOCK_TIMEOUT: &str = "5s";
+/// How long a request waits for a free pooled connection, and a new
+/// connection for the server.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection with its prepared statements: each statement is parsed once
+/// per connection, so a query costs one round trip, not two.
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl PgConn {
+    /// `sql`, prepared on this connection (once).
+    pub fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+pub struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(drop)
+    }
+
+    /// A connection the server dropped (a restart) is never handed out
+    /// again: the request that met it failed (503), the next one gets a new
+    /// connection.
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+pub type PgPool = r2d2::Pool<Manager>;
+
+/// Connects to `url` (a `postgres://` URL or a libpq key=value string),
+/// applies `schema` once (under an advisory lock, since hosts may start at
+/// once and `CREATE … IF NOT EXISTS` races), and pools up to
+/// `max_connections`.
+pub fn open(url: &str, max_connections: u32, schema: &str) -> anyhow::Result<PgPool> {
+    let mut config: postgres::Config = url.parse().with_context(|| format!("invalid PostgreSQL URL {}", redact(url)))?;
+    config
+        .connect_timeout(CHECKOUT_TIMEOUT)
+        .keepalives(true)
+        .application_name("notes-host")
+        .options(&format!("-c lock_timeout={LOCK_TIMEOUT}"));
+    let pool = r2d2::Pool::builder()
+        .max_size(max_connections)
+        .min_idle(Some(1))
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        // `has_broken` catches dead connections; a round trip per checkout would double a request's.
+        .test_on_check_out(false)
+        .build(Manager { config })
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
+    let mut conn = pool.get()?;
+    conn.client()
+        .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {schema} COMMIT;"))
+        .with_context(|| format!("cannot create the schema in {}", redact(url)))?;
+    Ok(pool)
+}
+
+/// The advisory lock key schema changes take ("notes" in ASCII).
+const SCHEMA_LOCK: i64 = 0x6e6f746573;
+
+/// True if the error means "the database could not be reached right now"
+/// (the connection is gone, the server is starting or shutting down, a lock
+/// wait timed out), as opposed to a bug or bad data.
+pub fn is_transient(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // No SQLSTATE: an I/O or protocol error on the connection.
+        None => true,
+        Some(code) => {
+            let code = code.code();
+            // 08: connection exception; 53: insufficient resources;
+            // 57P0x: shutting down / cannot connect now; 55P03: lock timeout;
+            // 40001 / 40P01: serialization failure / deadlock.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P0")
+                || matches!(code, "55P03" | "40001" | "40P01")
+        }
+    }
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &credentials[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(redact("postgres://notes:s3cret@db:5432/x"), "postgres://notes:***@db:5432/x");
+        assert_eq!(redact("postgres://notes@db/x"), "postgres://notes@db/x");
+    }
+}

@@ -1,0 +1,218 @@
+//! [`PostgresStore`]: notes in one PostgreSQL database, with exactly the
+//! version rules of `SqliteStore` (see `wit/notes.wit`): a conditional
+//! `put`, a tombstoning `delete-if-not-newer`, one transaction per batch.
+//!
+//! Row locks order concurrent writers to one note, so there is no queue per
+//! store as SQLite needs: writers to different notes run side by side.
+
+use std::cell::RefCell;
+
+use notes_routing::IdList;
+use postgres::GenericClient;
+
+use super::{DataStore, Note, StoreBatch, StoreError, version_to_sql};
+use crate::pg::{self, PgConn, PgPool};
+
+/// Ids are compared byte by byte (`COLLATE "C"`), whatever the database's
+/// locale: lists from both stores are merged as sorted byte strings
+/// (`IdList::union`), and SQLite sorts that way.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS notes (
+    account_id    TEXT    COLLATE "C" NOT NULL,
+    id            TEXT    COLLATE "C" NOT NULL,
+    content       TEXT    NOT NULL,
+    created_at_ms BIGINT  NOT NULL,
+    updated_at_ms BIGINT  NOT NULL,
+    version       BIGINT  NOT NULL CHECK (version >= 0),
+    deleted       BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (account_id, id)
+);
+CREATE INDEX IF NOT EXISTS notes_live ON notes (account_id, id) WHERE NOT deleted;
+"#;
+
+const MAX_CONNECTIONS: u32 = 16;
+
+const GET: &str = "SELECT content, created_at_ms, updated_at_ms, version FROM notes WHERE account_id = $1 AND id = $2 AND NOT deleted";
+const PUT: &str = "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+     VALUES ($1, $2, $3, $4, $5, $6, false)
+     ON CONFLICT (account_id, id) DO UPDATE SET
+         content = excluded.content, created_at_ms = excluded.created_at_ms,
+         updated_at_ms = excluded.updated_at_ms, version = excluded.version, deleted = false
+     WHERE excluded.version > notes.version";
+const DELETE_LIVE: &str = "UPDATE notes SET deleted = true, content = '', version = $3
+     WHERE account_id = $1 AND id = $2 AND NOT deleted AND version <= $3";
+/// No row, or an older tombstone: record (or raise) the tombstone.
+const TOMBSTONE: &str = "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+     VALUES ($1, $2, '', 0, 0, $3, true)
+     ON CONFLICT (account_id, id) DO UPDATE SET version = excluded.version
+     WHERE notes.deleted AND notes.version < excluded.version";
+const LIST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id";
+const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id LIMIT $2";
+const COUNT: &str = "SELECT count(*) FROM notes WHERE account_id = $1 AND NOT deleted";
+const RECORDED: &str = "SELECT version FROM notes WHERE account_id = $1 AND id = $2";
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`, creating the notes table if needed.
+    pub fn open(url: &str) -> anyhow::Result<Self> {
+        Ok(PostgresStore { pool: pg::open(url, MAX_CONNECTIONS, SCHEMA)? })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<pg::Manager>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+impl DataStore for PostgresStore {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        get_on(&mut *self.conn()?, account_id, note_id)
+    }
+
+    fn put(&self, note: &Note) -> Result<bool, StoreError> {
+        put_on(&mut *self.conn()?, note)
+    }
+
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let (live, tombstone) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?);
+        let mut tx = conn.client().transaction()?;
+        let removed = delete_with(&mut tx, &live, &tombstone, account_id, note_id, version)?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
+        list_on(&mut *self.conn()?, account_id)
+    }
+
+    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let statement = conn.prepared(FIRST)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(conn.client().query(&statement, &[&account_id, &limit])?.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn count(&self, account_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn()?;
+        let statement = conn.prepared(COUNT)?;
+        Ok(conn.client().query_one(&statement, &[&account_id])?.get::<_, i64>(0) as u64)
+    }
+
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        recorded_on(&mut *self.conn()?, account_id, note_id)
+    }
+
+    fn begin_batch(&self, _: &str) -> Result<Box<dyn StoreBatch>, StoreError> {
+        let mut conn = self.conn()?;
+        conn.client().batch_execute("BEGIN")?;
+        Ok(Box::new(PostgresBatch { conn: RefCell::new(conn), open: true }))
+    }
+}
+
+/// One transaction on one pooled connection, until `commit` or drop
+/// (rolled back).
+struct PostgresBatch {
+    conn: RefCell<r2d2::PooledConnection<pg::Manager>>,
+    open: bool,
+}
+
+impl StoreBatch for PostgresBatch {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        get_on(&mut *self.conn.borrow_mut(), account_id, note_id)
+    }
+
+    fn put(&self, note: &Note) -> Result<bool, StoreError> {
+        put_on(&mut *self.conn.borrow_mut(), note)
+    }
+
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.borrow_mut();
+        let (live, tombstone) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?);
+        delete_with(conn.client(), &live, &tombstone, account_id, note_id, version)
+    }
+
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
+        list_on(&mut *self.conn.borrow_mut(), account_id)
+    }
+
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        recorded_on(&mut *self.conn.borrow_mut(), account_id, note_id)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.conn.get_mut().client().batch_execute("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for PostgresBatch {
+    fn drop(&mut self) {
+        // Back to the pool without a transaction left open.
+        if self.open {
+            let _ = self.conn.get_mut().client().batch_execute("ROLLBACK");
+        }
+    }
+}
+
+fn get_on(conn: &mut PgConn, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+    let statement = conn.prepared(GET)?;
+    let row = conn.client().query_opt(&statement, &[&account_id, &note_id])?;
+    Ok(row.map(|r| Note {
+        id: note_id.to_owned(),
+        account_id: account_id.to_owned(),
+        content: r.get(0),
+        created_at_ms: r.get(1),
+        updated_at_ms: r.get(2),
+        version: r.get::<_, i64>(3) as u64,
+    }))
+}
+
+fn put_on(conn: &mut PgConn, note: &Note) -> Result<bool, StoreError> {
+    let version = version_to_sql(note.version)?;
+    let statement = conn.prepared(PUT)?;
+    let changed = conn.client().execute(
+        &statement,
+        &[&note.account_id, &note.id, &note.content, &note.created_at_ms, &note.updated_at_ms, &version],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Both statements of a delete; the caller runs them in one transaction.
+fn delete_with(
+    client: &mut impl GenericClient,
+    live: &postgres::Statement,
+    tombstone: &postgres::Statement,
+    account_id: &str,
+    note_id: &str,
+    version: u64,
+) -> Result<bool, StoreError> {
+    let version = version_to_sql(version)?;
+    let removed = client.execute(live, &[&account_id, &note_id, &version])? == 1;
+    client.execute(tombstone, &[&account_id, &note_id, &version])?;
+    Ok(removed)
+}
+
+fn list_on(conn: &mut PgConn, account_id: &str) -> Result<IdList, StoreError> {
+    let statement = conn.prepared(LIST)?;
+    let mut joined = String::new();
+    for row in conn.client().query(&statement, &[&account_id])? {
+        joined.push_str(row.get::<_, &str>(0));
+        joined.push('\n');
+    }
+    Ok(IdList::from_joined(joined))
+}
+
+fn recorded_on(conn: &mut PgConn, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+    let statement = conn.prepared(RECORDED)?;
+    Ok(conn.client().query_opt(&statement, &[&account_id, &note_id])?.map(|r| r.get::<_, i64>(0) as u64))
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        if pg::is_transient(&e) { StoreError::Unavailable(e.to_string()) } else { StoreError::Internal(e.to_string()) }
+    }
+}
