@@ -12,7 +12,7 @@ use notes_host::app::WatchConfig;
 use notes_host::fleet::FleetSettings;
 use notes_host::api::server::ConnectionLimits;
 use notes_host::plugins::PluginLimits;
-use notes_host::serve::{RouterChoice, ServeConfig, serve};
+use notes_host::serve::{PostgresBackends, RouterChoice, ServeConfig, serve};
 
 mod launch;
 
@@ -62,8 +62,23 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Directory of the SQLite files (accounts.db, legacy.db, new-shard-N.db); created if missing.
+    /// With --coordination, only this host's cache of plugin files.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
+    /// PostgreSQL database of the fleet's shared state (accounts and flags,
+    /// flips, hosts, jobs, audit log, plugins), e.g.
+    /// postgres://notes@db.internal/notes_coordination. Hosts then share
+    /// nothing but PostgreSQL. Needs --legacy-store.
+    #[arg(long, value_name = "URL", env = "NOTES_COORDINATION", hide_env_values = true, requires = "legacy_store")]
+    coordination: Option<String>,
+    /// PostgreSQL database of the legacy store. Needs --coordination.
+    #[arg(long, value_name = "URL", env = "NOTES_LEGACY_STORE", hide_env_values = true, requires = "coordination")]
+    legacy_store: Option<String>,
+    /// PostgreSQL database of one new-store shard; give it once per shard,
+    /// always in the same order (none: plain mode). Needs --legacy-store;
+    /// replaces --shards.
+    #[arg(long, value_name = "URL", requires = "legacy_store", conflicts_with = "shards")]
+    new_store: Vec<String>,
     /// Plugin component (.wasm) to store in the registry and activate.
     /// Default: the plugin that was active when the host last ran on this data
     /// dir; in a new data dir, the migrate plugin built by this repo
@@ -212,7 +227,13 @@ fn main() -> ExitCode {
                 data_dir: args.data_dir,
                 plugin: args.plugin,
                 default_plugin: default_plugin(),
-                new_shards: args.shards,
+                new_shards: if args.coordination.is_some() { args.new_store.len() as u32 } else { args.shards },
+                postgres: match (args.coordination, args.legacy_store) {
+                    (Some(coordination), Some(legacy_store)) => {
+                        Some(PostgresBackends { coordination, legacy_store, new_stores: args.new_store })
+                    }
+                    _ => None,
+                },
                 // NOTES_ADMIN_TOKEN= (empty) means no token, as unset would.
                 admin_token: args.admin_token.filter(|t| !t.is_empty()),
                 limits: PluginLimits {

@@ -121,7 +121,7 @@ impl PluginLoader for NativeLoader {
             size_bytes: wasm.len() as u64,
             uploaded_at_ms: now_ms,
         };
-        self.catalog.insert(&record, "")?;
+        self.catalog.insert(&record, "", &[])?;
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, router);
         Ok((record, true))
     }

@@ -24,7 +24,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::coordination::LayoutRecord;
+use crate::coordination::{LayoutRecord, PostgresLayout};
 
 const IDENTITY_FILE: &str = "data-dir.json";
 const ACCOUNTS_DB: &str = "accounts.db";
@@ -299,4 +299,43 @@ mod tests {
         let err = open_data_dir(a.path(), 1, nothing).unwrap_err().to_string();
         assert!(err.contains("belongs to another data dir"), "{err}");
     }
+}
+
+/// Where a service on PostgreSQL records its identity (the coordination
+/// database): the same pairs as a data dir's `accounts.db`.
+pub trait ServiceRecord {
+    fn value(&self, key: &str) -> anyhow::Result<Option<String>>;
+    /// Writes each pair whose key is not recorded yet, in one transaction:
+    /// of hosts starting at once, the first one's values stay.
+    fn write_if_absent(&self, pairs: &[(&str, String)]) -> anyhow::Result<()>;
+}
+
+impl ServiceRecord for PostgresLayout {
+    fn value(&self, key: &str) -> anyhow::Result<Option<String>> {
+        PostgresLayout::value(self, key)
+    }
+
+    fn write_if_absent(&self, pairs: &[(&str, String)]) -> anyhow::Result<()> {
+        PostgresLayout::write_if_absent(self, pairs)
+    }
+}
+
+/// Checks (or, on a new coordination database, creates) the identity of a
+/// service on PostgreSQL: its id, which each store database records too
+/// (`stores::PostgresStore::claim`), and its new-store shard count.
+pub fn open_service(record: &dyn ServiceRecord, new_shards: u32) -> anyhow::Result<DataDirIdentity> {
+    record.write_if_absent(&[("data_dir_id", Uuid::new_v4().to_string()), ("new_store_shards", new_shards.to_string())])?;
+    let (Some(id), Some(shards)) = (record.value("data_dir_id")?, record.value("new_store_shards")?) else {
+        bail!("the coordination database did not keep its layout record");
+    };
+    let damaged = || format!("the layout record in the coordination database is damaged: data_dir_id = {id:?}, new_store_shards = {shards:?}");
+    let identity = DataDirIdentity { id: id.parse().with_context(damaged)?, new_store_shards: shards.parse().with_context(damaged)? };
+    if identity.new_store_shards != new_shards {
+        bail!(
+            "this service was created with {n} new-store shard(s), not {new_shards}: another count would send accounts to \
+             other shards and hide their notes; give --new-store once per shard, {n} time(s), in the same order",
+            n = identity.new_store_shards
+        );
+    }
+    Ok(identity)
 }

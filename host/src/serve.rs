@@ -10,9 +10,9 @@ use anyhow::{Context, bail};
 use crate::api::server::ConnectionLimits;
 use crate::api::{self, AdminToken, ApiConfig};
 use crate::app::{App, AppParts, AppSettings, FleetJoin, WatchConfig};
-use crate::catalog::{Catalog, PluginLoader, SqliteCatalog};
+use crate::catalog::{Catalog, PluginLoader, PostgresCatalog, SqliteCatalog};
 use crate::clock::{Clock, SystemClock};
-use crate::coordination::SqliteCoordination;
+use crate::coordination::{Coordination, PostgresCoordination, SqliteCoordination};
 use crate::fleet::liveness::Liveness;
 use crate::fleet::{FleetSettings, Identity};
 use crate::layout;
@@ -46,6 +46,19 @@ pub struct ServeConfig {
     /// This host's name in the fleet; `None`: its listen address.
     pub host_name: Option<String>,
     pub fleet: FleetSettings,
+    /// `None`: everything in SQLite files in the data dir (one machine).
+    pub postgres: Option<PostgresBackends>,
+}
+
+/// A fleet that shares only PostgreSQL: the coordination state and the
+/// plugin catalog in one database, the stores in others. The data dir then
+/// holds only this host's plugin cache.
+#[derive(Debug, Clone)]
+pub struct PostgresBackends {
+    pub coordination: String,
+    pub legacy_store: String,
+    /// One URL per new-store shard, in shard order; none: plain mode.
+    pub new_stores: Vec<String>,
 }
 
 /// What routes note requests.
@@ -106,16 +119,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// Opens everything a host serves from; fails early and clearly.
 pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let accounts_db = config.data_dir.join("accounts.db");
-    layout::open_data_dir(&config.data_dir, config.new_shards, || {
-        Ok(DataStores::open_sqlite(&config.data_dir, config.new_shards).map(drop)?)
-    })?;
-    let coordination = Arc::new(SqliteCoordination::open(&accounts_db)?);
-    let stores = DataStores::open_sqlite(&config.data_dir, config.new_shards)?;
     // The configured address, not the bound one: the name must survive a
     // restart (port 0 binds another port each time).
-    let host_name = config.host_name.clone().unwrap_or_else(|| config.listen.to_string());
-    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&config.data_dir.join("plugins.db"), &host_name)?);
+    let host_name = config.host_name.clone().unwrap_or_else(|| default_host_name(config));
+    let identity = Identity { id: uuid::Uuid::new_v4(), name: host_name.clone(), address: format!("http://{addr}") };
+    let Backends { coordination, catalog, stores, liveness } = match &config.postgres {
+        None => open_sqlite(config, &host_name, &identity)?,
+        Some(pg) => open_postgres(pg, &host_name, config.fleet.host_timeout)?,
+    };
     let registry = Registry::open(&config.data_dir, Runtime::new(config.limits.clone())?, catalog.clone())?;
     let clock = Arc::new(SystemClock);
     let digest = match (&config.plugin, catalog.active_digest()?) {
@@ -134,14 +145,59 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
         RouterChoice::Plugin => None,
         RouterChoice::NativeMigrate => Some(Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
     };
-    let identity = Identity { id: uuid::Uuid::new_v4(), name: host_name, address: format!("http://{addr}") };
-    let join = FleetJoin {
-        liveness: Liveness::lock_files(&config.data_dir.join("hosts"), &identity.id.to_string())?,
-        identity,
-        settings: config.fleet,
-    };
+    let join = FleetJoin { liveness, identity, settings: config.fleet };
     let parts = AppParts { coordination, stores, catalog, loader: Arc::new(registry), clock, native };
     Ok(App::start(parts, &digest, settings, join)?)
+}
+
+/// What a host serves from.
+struct Backends {
+    coordination: Arc<dyn Coordination>,
+    catalog: Arc<dyn Catalog>,
+    stores: DataStores,
+    liveness: Liveness,
+}
+
+/// One machine: SQLite files in the data dir, hosts known by lock files.
+fn open_sqlite(config: &ServeConfig, host_name: &str, me: &Identity) -> anyhow::Result<Backends> {
+    let dir = &config.data_dir;
+    layout::open_data_dir(dir, config.new_shards, || Ok(DataStores::open_sqlite(dir, config.new_shards).map(drop)?))?;
+    Ok(Backends {
+        coordination: Arc::new(SqliteCoordination::open(&dir.join("accounts.db"))?),
+        catalog: Arc::new(SqliteCatalog::open(&dir.join("plugins.db"), host_name)?),
+        stores: DataStores::open_sqlite(dir, config.new_shards)?,
+        liveness: Liveness::lock_files(&dir.join("hosts"), &me.id.to_string())?,
+    })
+}
+
+/// A fleet on PostgreSQL: hosts share only the databases, and know each
+/// other by leases (`lease` long, on the database's clock).
+fn open_postgres(pg: &PostgresBackends, host_name: &str, lease: std::time::Duration) -> anyhow::Result<Backends> {
+    let coordination = PostgresCoordination::open(&pg.coordination)?;
+    let service = layout::open_service(&coordination.layout_record()?, pg.new_stores.len() as u32)?;
+    Ok(Backends {
+        catalog: Arc::new(PostgresCatalog::open(&pg.coordination, host_name)?),
+        stores: DataStores::open_postgres(&pg.legacy_store, &pg.new_stores, service.id)?,
+        coordination: Arc::new(coordination),
+        liveness: Liveness::Lease(lease),
+    })
+}
+
+/// The `--listen` value; on PostgreSQL, prefixed with the machine's name,
+/// since hosts of one fleet run on several machines, maybe on one port.
+fn default_host_name(config: &ServeConfig) -> String {
+    match config.postgres {
+        None => config.listen.to_string(),
+        Some(_) => format!("{}/{}", machine_name(), config.listen),
+    }
+}
+
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn push_file(registry: &Registry, path: &std::path::Path, now_ms: i64) -> anyhow::Result<String> {

@@ -39,11 +39,16 @@ impl MemoryCatalog {
 }
 
 impl Catalog for MemoryCatalog {
-    fn insert(&self, record: &PluginRecord, artifact_sha256: &str) -> anyhow::Result<()> {
+    /// `wasm` is not kept: in-process plugins are native routers.
+    fn insert(&self, record: &PluginRecord, artifact_sha256: &str, _wasm: &[u8]) -> anyhow::Result<()> {
         let mut state = self.state();
         let entry = state.plugins.entry(record.digest.clone()).or_insert_with(|| (record.clone(), String::new()));
         entry.1 = artifact_sha256.to_owned();
         Ok(())
+    }
+
+    fn wasm(&self, _digest: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(None)
     }
 
     fn record(&self, digest: &str) -> anyhow::Result<Option<PluginRecord>> {

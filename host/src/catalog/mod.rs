@@ -3,8 +3,9 @@
 //! active plugin, so it survives a restart.
 //!
 //! One owner per store of it: the [`Catalog`] trait, with
-//! [`SqliteCatalog`] (`plugins.db`; the only code that runs SQL on it) and
-//! [`MemoryCatalog`] (one process, for in-process tests). A catalog is
+//! [`SqliteCatalog`] (`plugins.db`; the only code that runs SQL on it),
+//! [`PostgresCatalog`] (the fleet's coordination database, plugin bytes
+//! included) and [`MemoryCatalog`] (one process, for in-process tests). A catalog is
 //! opened for one host (its `--host-name`): activations are recorded and
 //! read per host.
 //!
@@ -13,6 +14,7 @@
 //! in-process seam (`in_process`) with native routers.
 
 mod memory;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use crate::router::Router;
 
 pub use memory::MemoryCatalog;
+pub use postgres::PostgresCatalog;
 pub use sqlite::SqliteCatalog;
 
 /// What the catalog knows of a stored plugin.
@@ -47,7 +50,11 @@ pub struct Activation {
 /// Plugin records and activation history; every method is one atomic step.
 pub trait Catalog: Send + Sync {
     /// Records a plugin, or (already recorded) the sha256 of its artifact.
-    fn insert(&self, record: &PluginRecord, artifact_sha256: &str) -> anyhow::Result<()>;
+    /// A catalog shared by hosts that share no files keeps `wasm` too.
+    fn insert(&self, record: &PluginRecord, artifact_sha256: &str, wasm: &[u8]) -> anyhow::Result<()>;
+    /// The plugin's bytes, if this catalog keeps them (`None` for
+    /// `plugins.db`, whose data dir's files are the bytes).
+    fn wasm(&self, digest: &str) -> anyhow::Result<Option<Vec<u8>>>;
     fn record(&self, digest: &str) -> anyhow::Result<Option<PluginRecord>>;
     /// Every plugin, oldest upload first.
     fn records(&self) -> anyhow::Result<Vec<PluginRecord>>;

@@ -74,7 +74,8 @@ impl SqliteCatalog {
 }
 
 impl Catalog for SqliteCatalog {
-    fn insert(&self, record: &PluginRecord, artifact_sha256: &str) -> anyhow::Result<()> {
+    /// `wasm` is not kept: the registry's files in the data dir are the bytes.
+    fn insert(&self, record: &PluginRecord, artifact_sha256: &str, _wasm: &[u8]) -> anyhow::Result<()> {
         let conn = self.pool.get().context("plugins.db")?;
         conn.execute(
             &format!(
@@ -94,6 +95,10 @@ impl Catalog for SqliteCatalog {
         )
         .context("cannot record the plugin")?;
         Ok(())
+    }
+
+    fn wasm(&self, _digest: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(None)
     }
 
     fn record(&self, digest: &str) -> anyhow::Result<Option<PluginRecord>> {

@@ -8,14 +8,19 @@
 //! the rules; neither knows how the state is kept.
 //! - [`SqliteCoordination`] keeps it in `accounts.db`: the only code that
 //!   runs SQL on that file (`sqlite.rs`, one `impl` block).
+//! - [`PostgresCoordination`] keeps it in a PostgreSQL database
+//!   (`postgres.rs`, a port of `sqlite.rs`).
 //! - [`MemoryCoordination`] keeps it in one process: for in-process tests
 //!   and for a host embedded without files.
 //!
 //! Each operation that decides something (a gate, a flip) decides it
-//! atomically: a SQLite write transaction, or one lock in memory. That is
-//! what makes both halves of the deployment gate safe across processes.
+//! atomically: a SQLite write transaction, a PostgreSQL transaction under
+//! one advisory lock, or one lock in memory. That is what makes both halves
+//! of the deployment gate safe across processes.
+//! `host/tests/coordination_rules.rs` holds every backend to the same rules.
 
 mod memory;
+mod postgres;
 mod sqlite;
 
 use std::collections::BTreeSet;
@@ -23,6 +28,7 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 pub use memory::MemoryCoordination;
+pub use postgres::{PostgresCoordination, PostgresLayout};
 pub use sqlite::{LayoutRecord, SqliteCoordination};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

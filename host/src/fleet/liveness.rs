@@ -8,6 +8,13 @@
 //! that is alive but stalled (stopped, swapping) keeps its lock, so it is
 //! never mistaken for gone: it may still finish a request it started.
 //!
+//! On PostgreSQL, hosts share no file: each holds a **lease** in the
+//! coordination state, renewed with its heartbeat and timed on the
+//! database's clock (`Lease`). A host whose lease lapsed counts as gone
+//! even if its process lives (stopped, cut off): flips stop waiting for it,
+//! and the stores refuse its writes from before the flip (fencing; see
+//! ARCHITECTURE.md, "Beyond one machine").
+//!
 //! In one process (`InProcess`, in-process tests) every host is alive.
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -19,6 +26,8 @@ use anyhow::Context;
 pub enum Liveness {
     /// Lock files in `dir`; `_held` is this host's, locked while it lives.
     LockFiles { dir: PathBuf, _held: File },
+    /// Leases of this length in the coordination state (`Coordination::expired_hosts`).
+    Lease(std::time::Duration),
     InProcess,
 }
 

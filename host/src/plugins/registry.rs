@@ -102,7 +102,7 @@ impl Registry {
             size_bytes: wasm.len() as u64,
             uploaded_at_ms: now_ms,
         };
-        self.catalog.insert(&record, &artifact_sha256)?;
+        self.catalog.insert(&record, &artifact_sha256, wasm)?;
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, (Arc::new(plugin), load));
         Ok((record, true))
     }
@@ -146,7 +146,7 @@ impl Registry {
     /// Compiles the stored `.wasm` again, checking it against its digest, and
     /// replaces the artifact and its recorded sha256.
     fn recompile(&self, digest: &str) -> Result<wasmtime::component::Component, RegistryError> {
-        let wasm = std::fs::read(self.wasm_path(digest)).with_context(|| format!("cannot read {}", file_name(digest, "wasm")))?;
+        let wasm = self.stored_wasm(digest)?;
         if sha256_hex(&wasm) != digest {
             return Err(RegistryError::Failed(anyhow::anyhow!(
                 "the stored plugin {} is damaged: {} does not match its digest; upload it again",
@@ -160,6 +160,26 @@ impl Registry {
         Ok(component)
     }
 
+    /// The plugin's bytes: the data dir's `.wasm`, else (a host that shares
+    /// only the database with the fleet, meeting this plugin for the first
+    /// time) the catalog's copy, kept as the `.wasm` from then on.
+    fn stored_wasm(&self, digest: &str) -> anyhow::Result<Vec<u8>> {
+        let path = self.wasm_path(digest);
+        match std::fs::read(&path) {
+            Ok(wasm) => Ok(wasm),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(wasm) = self.catalog.wasm(digest)? else {
+                    return Err(e).with_context(|| format!("cannot read {}", file_name(digest, "wasm")));
+                };
+                if sha256_hex(&wasm) == digest {
+                    write_atomically(&path, &wasm)?;
+                    tracing::info!(digest = short(digest), "plugin fetched from the catalog");
+                }
+                Ok(wasm)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", file_name(digest, "wasm"))),
+        }
+    }
 }
 
 impl PluginLoader for Registry {

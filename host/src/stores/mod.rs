@@ -93,15 +93,25 @@ impl DataStores {
     }
 
     /// The legacy store in the PostgreSQL database at `legacy`, and one new
-    /// store shard per URL in `new` (none: plain mode). Shard URLs may name
-    /// databases on one server; their order decides which shard an account's
-    /// notes live in, so it must not change.
-    pub fn open_postgres(legacy: &str, new: &[String]) -> anyhow::Result<Self> {
-        let legacy: Arc<dyn DataStore> = Arc::new(PostgresStore::open(legacy)?);
+    /// store shard per URL in `new` (none: plain mode), each claimed for
+    /// `service` (see `PostgresStore::claim`). Shard URLs may name databases
+    /// on one server; their order decides which shard an account's notes
+    /// live in, so it must not change.
+    pub fn open_postgres(legacy: &str, new: &[String], service: uuid::Uuid) -> anyhow::Result<Self> {
+        let open = |url: &str, role: &str| -> anyhow::Result<PostgresStore> {
+            let store = PostgresStore::open(url)?;
+            store.claim(url, service, role)?;
+            Ok(store)
+        };
+        let legacy: Arc<dyn DataStore> = Arc::new(open(legacy, "legacy")?);
         let new: Option<Arc<dyn DataStore>> = match new {
             [] => None,
             urls => {
-                let shards = urls.iter().map(|url| Ok(Box::new(PostgresStore::open(url)?) as Box<dyn DataStore>)).collect::<anyhow::Result<_>>()?;
+                let shards = urls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, url)| Ok(Box::new(open(url, &format!("new-shard-{i}"))?) as Box<dyn DataStore>))
+                    .collect::<anyhow::Result<_>>()?;
                 Some(Arc::new(ShardedStore::new(shards)))
             }
         };

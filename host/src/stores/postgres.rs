@@ -28,6 +28,12 @@ CREATE TABLE IF NOT EXISTS notes (
     PRIMARY KEY (account_id, id)
 );
 CREATE INDEX IF NOT EXISTS notes_live ON notes (account_id, id) WHERE NOT deleted;
+-- Which store of which service this database is (`claim`): one row.
+CREATE TABLE IF NOT EXISTS store_identity (
+    one        BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+    service_id TEXT    NOT NULL,
+    role       TEXT    NOT NULL
+);
 "#;
 
 const MAX_CONNECTIONS: u32 = 16;
@@ -59,6 +65,30 @@ impl PostgresStore {
     /// Connects to the database at `url`, creating the notes table if needed.
     pub fn open(url: &str) -> anyhow::Result<Self> {
         Ok(PostgresStore { pool: pg::open(url, MAX_CONNECTIONS, SCHEMA)? })
+    }
+
+    /// Records that this database is the `role` store of service `service`
+    /// (`legacy`, `new-shard-2`), or checks that it already is: the shard
+    /// URLs' order decides where accounts' notes live, so a database given
+    /// in another place (or to another service) is refused.
+    pub fn claim(&self, url: &str, service: uuid::Uuid, role: &str) -> anyhow::Result<()> {
+        let mut conn = self.pool.get()?;
+        let service = service.to_string();
+        conn.client().execute(
+            "INSERT INTO store_identity (service_id, role) VALUES ($1, $2) ON CONFLICT (one) DO NOTHING",
+            &[&service, &role],
+        )?;
+        let row = conn.client().query_one("SELECT service_id, role FROM store_identity", &[])?;
+        let (recorded_service, recorded_role): (String, String) = (row.get(0), row.get(1));
+        if (recorded_service.as_str(), recorded_role.as_str()) != (service.as_str(), role) {
+            anyhow::bail!(
+                "the database {} is the {recorded_role} store of service {recorded_service}, not the {role} store of service {service}: \
+                 give each store's URL in its own place (--legacy-store, then --new-store once per shard, in the order the service \
+                 was created with)",
+                pg::redact(url)
+            );
+        }
+        Ok(())
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<pg::Manager>, StoreError> {

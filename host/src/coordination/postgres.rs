@@ -1,0 +1,924 @@
+//! [`Coordination`] in a PostgreSQL database: a port of `sqlite.rs`, with the
+//! same tables, rules and answers, for a fleet whose hosts share a database
+//! server instead of a data dir.
+//!
+//! Every decision (a gate, a flip) is one transaction that first takes one
+//! advisory lock ([`BEGIN_DECISION`]), so PostgreSQL orders the decisions of
+//! every host as SQLite's `BEGIN IMMEDIATE` does. The flag is read from the
+//! database for every note request (one prepared statement): there is no
+//! cache to go stale. A failed read is an error, never "not migrating".
+//!
+//! The change watch is LISTEN/NOTIFY: every transaction that changes what the
+//! fleet watches notifies the channel `notes_coordination` as it commits
+//! ([`Listener`]).
+
+use std::collections::BTreeSet;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row};
+use uuid::Uuid;
+
+use super::{
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    Job, PendingFlip, PluginSummary, Verified,
+    every_host_can_migrate, no_account_migrates,
+};
+use crate::pg::{self, PgConn, PgPool};
+
+/// The tables of `sqlite.rs`, with PostgreSQL's types. Ids are compared byte
+/// by byte (`COLLATE "C"`), whatever the database's locale, so `ORDER BY id`
+/// (and `next_account_after`'s walk) is the order SQLite gives.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS accounts (
+    id               TEXT    COLLATE "C" PRIMARY KEY NOT NULL,
+    name             TEXT    NOT NULL,
+    is_migrating     BOOLEAN NOT NULL DEFAULT false,
+    created_at_ms    BIGINT  NOT NULL,
+    updated_at_ms    BIGINT  NOT NULL,
+    -- A flip in progress: its id, the value it sets, when any host may abort it, the host running it.
+    flip_id          TEXT,
+    flip_to          BOOLEAN,
+    flip_deadline_ms BIGINT,
+    flip_by          TEXT,
+    -- Notely's `shard`, stored and echoed.
+    shard            TEXT,
+    -- The last verify since the flag changed (cleared by a flip).
+    verified_at_ms   BIGINT,
+    verified_clean   BOOLEAN
+);
+CREATE INDEX IF NOT EXISTS accounts_flipping ON accounts (flip_id) WHERE flip_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS hosts (
+    id                 TEXT    COLLATE "C" PRIMARY KEY NOT NULL,
+    name               TEXT    NOT NULL,
+    address            TEXT    NOT NULL,
+    pid                BIGINT  NOT NULL,
+    version            TEXT    NOT NULL,
+    started_at_ms      BIGINT  NOT NULL,
+    heartbeat_ms       BIGINT  NOT NULL,
+    plugin_digest      TEXT    NOT NULL,
+    plugin_label       TEXT    NOT NULL,
+    supports_migration BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq     BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at_ms   BIGINT  NOT NULL,
+    host    TEXT    NOT NULL,
+    actor   TEXT    NOT NULL,
+    kind    TEXT    NOT NULL,
+    subject TEXT    NOT NULL,
+    before  TEXT    NOT NULL,
+    after   TEXT    NOT NULL,
+    detail  TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+CREATE TABLE IF NOT EXISTS jobs (
+    id            TEXT    COLLATE "C" PRIMARY KEY NOT NULL,
+    kind          TEXT    NOT NULL,
+    account       TEXT    COLLATE "C",
+    state         TEXT    NOT NULL,
+    rate          BIGINT  NOT NULL,
+    total         BIGINT  NOT NULL,
+    done          BIGINT  NOT NULL,
+    moved         BIGINT  NOT NULL,
+    problems      BIGINT  NOT NULL,
+    cursor        TEXT    NOT NULL,
+    owner         TEXT,
+    created_at_ms BIGINT  NOT NULL,
+    updated_at_ms BIGINT  NOT NULL,
+    detail        TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS account_keys (
+    id            TEXT    COLLATE "C" PRIMARY KEY NOT NULL,
+    account       TEXT    COLLATE "C" NOT NULL,
+    label         TEXT    NOT NULL,
+    hash          TEXT    NOT NULL,
+    created_at_ms BIGINT  NOT NULL,
+    revoked_at_ms BIGINT
+);
+CREATE INDEX IF NOT EXISTS account_keys_by_account ON account_keys (account);
+CREATE TABLE IF NOT EXISTS service_state (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flip_acks (
+    flip_id TEXT    NOT NULL,
+    host_id TEXT    NOT NULL,
+    at_ms   BIGINT  NOT NULL,
+    PRIMARY KEY (flip_id, host_id)
+);
+-- The service's identity (`layout::open_service`), as `accounts.db` records a data dir's.
+CREATE TABLE IF NOT EXISTS layout (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+"#;
+
+/// As many connections as `SqliteCoordination` pools.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Begins a transaction that decides something, and takes the decision lock.
+///
+/// SQLite runs one `BEGIN IMMEDIATE` transaction at a time; PostgreSQL at
+/// READ COMMITTED runs them side by side, each reading what was committed
+/// before its statement began. The two halves of the deployment gate read
+/// what the other half writes: `announce_flip` reads the hosts and marks an
+/// account, `register_host` reads the accounts and adds a host. Side by side,
+/// each would see the other's row missing, and a flag would turn on while a
+/// host whose plugin cannot migrate registers: the loss the gate prevents.
+/// (Row locks cannot help: each writes a row the other only reads, or a row
+/// that did not exist yet.) So every decision first takes this one lock,
+/// released when its transaction ends: decisions run one at a time, and each
+/// statement after the lock sees every decision committed before it (the
+/// lock is released only once the commit is visible). The key is "coord" in
+/// ASCII; `pg::open`'s schema lock has another.
+const BEGIN_DECISION: &str = "BEGIN; SELECT pg_advisory_xact_lock(427071337060)";
+const BEGIN: &str = "BEGIN";
+/// Acknowledgements commit without waiting for the WAL to reach the disk:
+/// they need no durability (after a crash a flip is aborted again, or
+/// acknowledged again), and a flip waits for them. Nothing else is lost: a
+/// later synchronous commit (the flip's) flushes the WAL up to itself.
+const BEGIN_UNSYNCED: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+
+/// Every change of the watched state is notified on the channel
+/// `notes_coordination`. A notification is delivered when (and only if) its
+/// transaction commits; several in one transaction are delivered once.
+const NOTIFY_AND_COMMIT: &str = "NOTIFY notes_coordination; COMMIT";
+const COMMIT: &str = "COMMIT";
+
+// Column lists, as macros so that each statement is one `&'static str` (the
+// key of the per-connection statement cache).
+macro_rules! account_columns {
+    () => {
+        "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean"
+    };
+}
+macro_rules! job_columns {
+    () => {
+        "id, kind, account, state, rate, total, done, moved, problems, cursor, owner, created_at_ms, updated_at_ms, detail"
+    };
+}
+macro_rules! host_columns {
+    () => {
+        "id, name, address, pid, version, started_at_ms, heartbeat_ms, plugin_digest, plugin_label, supports_migration"
+    };
+}
+macro_rules! key_columns {
+    () => {
+        "id, account, label, hash, created_at_ms, revoked_at_ms"
+    };
+}
+
+/// The flag and any flip in progress of one account (`row_to_flag_state`):
+/// the read every note request makes.
+const FLAG_STATE: &str = "SELECT id, flip_id, flip_to, flip_deadline_ms, flip_by, is_migrating FROM accounts WHERE id = $1";
+const ACCOUNT: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1");
+const ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY created_at_ms, id");
+const NEXT_ACCOUNT: &str = "SELECT id FROM accounts WHERE id > $1 ORDER BY id LIMIT 1";
+const INSERT_ACCOUNT: &str = "INSERT INTO accounts (id, name, is_migrating, created_at_ms, updated_at_ms, shard)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+const UPDATE_ACCOUNT: &str = concat!(
+    "UPDATE accounts SET name = coalesce($2, name), shard = coalesce($3, shard), updated_at_ms = $4 WHERE id = $1 RETURNING ",
+    account_columns!()
+);
+const MARK_FLIP: &str = "UPDATE accounts SET flip_id = $2, flip_to = $3, flip_deadline_ms = $4, flip_by = $5 WHERE id = $1";
+const COMMIT_FLIP: &str = "UPDATE accounts SET is_migrating = $3, updated_at_ms = $4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL,
+         verified_at_ms = NULL, verified_clean = NULL
+     WHERE id = $1 AND flip_id = $2";
+const ABORT_FLIP: &str =
+    "UPDATE accounts SET flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL WHERE id = $1 AND flip_id = $2";
+const PENDING_FLIPS: &str = "SELECT id, flip_id, flip_to, flip_deadline_ms, flip_by FROM accounts WHERE flip_id IS NOT NULL ORDER BY id";
+const DELETE_ACKS_OF_FLIP: &str = "DELETE FROM flip_acks WHERE flip_id = $1";
+const INSERT_ACK: &str = "INSERT INTO flip_acks (flip_id, host_id, at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const FLIP_ACKS: &str = "SELECT host_id FROM flip_acks WHERE flip_id = $1";
+const SET_FLAG: &str =
+    "UPDATE accounts SET is_migrating = $2, updated_at_ms = $3, verified_at_ms = NULL, verified_clean = NULL WHERE id = $1";
+/// Accounts whose flag is on or being turned on.
+const MIGRATING: &str = "SELECT id FROM accounts WHERE is_migrating OR flip_to IS TRUE ORDER BY id";
+const RECORD_VERIFY: &str =
+    "UPDATE accounts SET verified_at_ms = $2, verified_clean = $3 WHERE id = $1 AND updated_at_ms = $4 AND flip_id IS NULL";
+
+const HOSTS: &str = concat!("SELECT ", host_columns!(), " FROM hosts ORDER BY started_at_ms, id");
+const INSERT_HOST: &str = concat!("INSERT INTO hosts (", host_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+const CHANGE_HOST_PLUGIN: &str = "UPDATE hosts SET plugin_digest = $2, plugin_label = $3, supports_migration = $4 WHERE id = $1";
+const HEARTBEAT: &str = "UPDATE hosts SET heartbeat_ms = $2 WHERE id = $1";
+const DELETE_HOST: &str = "DELETE FROM hosts WHERE id = $1";
+const DELETE_ACKS_OF_HOST: &str = "DELETE FROM flip_acks WHERE host_id = $1";
+
+const ROLLOUT_PERCENT: &str = "SELECT value FROM service_state WHERE key = 'rollout_percent'";
+const SET_ROLLOUT_PERCENT: &str =
+    "INSERT INTO service_state (key, value) VALUES ('rollout_percent', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+const INSERT_JOB: &str =
+    concat!("INSERT INTO jobs (", job_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
+const JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
+const JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs ORDER BY created_at_ms DESC, id");
+const RUNNING_JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE state = 'running' ORDER BY created_at_ms DESC, id");
+/// `IS NOT DISTINCT FROM`: SQLite's `IS`, an equality where NULL equals NULL.
+const CLAIM_JOB: &str =
+    "UPDATE jobs SET owner = $3, updated_at_ms = $4 WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND state = 'running'";
+const SAVE_JOB: &str = "UPDATE jobs SET state = $3, total = $4, done = $5, moved = $6, problems = $7, cursor = $8, updated_at_ms = $9, detail = $10
+     WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND state = 'running'";
+const JOB_FOR_UPDATE: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1 FOR UPDATE");
+const SET_JOB_STATE: &str = "UPDATE jobs SET state = $2, updated_at_ms = $3 WHERE id = $1";
+
+const INSERT_KEY: &str = concat!("INSERT INTO account_keys (", key_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6)");
+const KEY: &str = concat!("SELECT ", key_columns!(), " FROM account_keys WHERE id = $1");
+const KEYS: &str = concat!("SELECT ", key_columns!(), " FROM account_keys WHERE account = $1 ORDER BY created_at_ms, id");
+const REVOKE_KEY: &str = "UPDATE account_keys SET revoked_at_ms = $3 WHERE id = $1 AND account = $2 AND revoked_at_ms IS NULL";
+
+const INSERT_AUDIT: &str =
+    "INSERT INTO audit (at_ms, host, actor, kind, subject, before, after, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// A filter left `NULL` keeps every entry (typed, since PostgreSQL cannot
+/// infer the type of a bare `$2 IS NULL`).
+const AUDIT: &str = "SELECT seq, at_ms, host, actor, kind, subject, before, after, detail FROM audit
+     WHERE seq > $1 AND ($2::BIGINT IS NULL OR at_ms >= $2) AND ($3::BIGINT IS NULL OR at_ms <= $3) AND ($4::TEXT IS NULL OR kind = $4)
+     ORDER BY seq LIMIT $5";
+
+/// How often [`Listener::changed`] answers true even if it heard nothing: a
+/// notification sent while its connection was down is lost.
+const SAFETY_NET: Duration = Duration::from_millis(100);
+/// How often a [`Listener`] whose connection is gone tries to reconnect.
+const RECONNECT_EVERY: Duration = Duration::from_millis(100);
+/// A reconnection gives up after this: the watcher thread waits for it.
+const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub struct PostgresCoordination {
+    pool: PgPool,
+    /// For the change watch's connection of its own.
+    listen_config: postgres::Config,
+}
+
+impl PostgresCoordination {
+    /// Connects to the database at `url` (a `postgres://` URL or a libpq
+    /// key=value string), creating the tables if needed.
+    pub fn open(url: &str) -> anyhow::Result<Self> {
+        let mut listen_config: postgres::Config = url.parse().with_context(|| format!("invalid PostgreSQL URL {}", pg::redact(url)))?;
+        listen_config
+            .connect_timeout(LISTEN_CONNECT_TIMEOUT)
+            .application_name("notes-host-watch")
+            // The watch only listens: without probes, a server gone without
+            // closing the connection (a network cut) would leave it deaf
+            // (though the safety net still answers) for hours.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3);
+        let pool = pg::open(url, MAX_CONNECTIONS, SCHEMA)?;
+        Ok(PostgresCoordination { pool, listen_config })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<pg::Manager>, CoordinationError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// The service's identity as this database records it (table `layout`):
+    /// `layout.rs` decides, this only reads and writes.
+    pub fn layout_record(&self) -> anyhow::Result<PostgresLayout> {
+        Ok(PostgresLayout { pool: self.pool.clone() })
+    }
+}
+
+/// The `layout` table of the coordination database: the service's identity
+/// (`layout::open_service`), the counterpart of `sqlite::LayoutRecord`.
+pub struct PostgresLayout {
+    pool: PgPool,
+}
+
+const LAYOUT_VALUE: &str = "SELECT value FROM layout WHERE key = $1";
+const LAYOUT_INSERT: &str = "INSERT INTO layout (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+
+impl PostgresLayout {
+    pub fn value(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(query_opt(&mut *self.pool.get()?, LAYOUT_VALUE, &[&key])?.map(|r| r.get(0)))
+    }
+
+    /// Writes each pair whose key is not recorded yet, in one decision: of
+    /// hosts starting at once, the first one's values stay, all of them.
+    pub fn write_if_absent(&self, pairs: &[(&str, String)]) -> anyhow::Result<()> {
+        let mut conn = self.pool.get()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        for (key, value) in pairs {
+            execute(&mut tx, LAYOUT_INSERT, &[key, value])?;
+        }
+        tx.commit(false)?;
+        Ok(())
+    }
+}
+
+impl Coordination for PostgresCoordination {
+    fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        if account.is_migrating && gate == Gate::Checked {
+            every_host_can_migrate(&hosts_on(&mut tx)?)?;
+        }
+        let inserted = execute(
+            &mut tx,
+            INSERT_ACCOUNT,
+            &[&account.id.to_string(), &account.name, &account.is_migrating, &account.created_at_ms, &account.updated_at_ms, &account.shard],
+        )?;
+        if inserted == 0 {
+            return Err(CoordinationError::AlreadyExists(account.id));
+        }
+        tx.commit(true)?;
+        Ok(())
+    }
+
+    fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError> {
+        query_opt(&mut *self.conn()?, ACCOUNT, &[&id.to_string()])?.map(|r| row_to_account(&r)).transpose()
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>, CoordinationError> {
+        query(&mut *self.conn()?, ACCOUNTS, &[])?.iter().map(row_to_account).collect()
+    }
+
+    fn next_account_after(&self, after: Option<Uuid>) -> Result<Option<Uuid>, CoordinationError> {
+        // Ids are stored in their canonical form, whose byte order is the UUIDs' order.
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        query_opt(&mut *self.conn()?, NEXT_ACCOUNT, &[&after])?.map(|r| parse_id(r.get(0))).transpose()
+    }
+
+    fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN)?;
+        let Some(row) = query_opt(&mut tx, UPDATE_ACCOUNT, &[&id.to_string(), &details.name, &details.shard, &now_ms])? else {
+            return Ok(None);
+        };
+        let account = row_to_account(&row)?;
+        tx.commit(true)?;
+        Ok(Some(account))
+    }
+
+    fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
+        query_opt(&mut *self.conn()?, FLAG_STATE, &[&id.to_string()])?.map(|r| row_to_flag_state(&r)).transpose()
+    }
+
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        let account = flip.account.to_string();
+        let state = query_opt(&mut tx, FLAG_STATE, &[&account])?
+            .map(|r| row_to_flag_state(&r))
+            .transpose()?
+            .ok_or(CoordinationError::NoAccount(flip.account))?;
+        if state.flip.is_some() {
+            return Err(CoordinationError::FlipInProgress(flip.account));
+        }
+        if state.is_migrating == flip.to {
+            return Ok(Announced::Unchanged);
+        }
+        let hosts = hosts_on(&mut tx)?;
+        if flip.to && gate == Gate::Checked {
+            every_host_can_migrate(&hosts)?;
+        }
+        execute(&mut tx, MARK_FLIP, &[&account, &flip.id, &flip.to, &flip.deadline_ms, &flip.by_host])?;
+        tx.commit(true)?;
+        Ok(Announced::Pending { hosts })
+    }
+
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        if flip.to && gate == Gate::Checked {
+            every_host_can_migrate(&hosts_on(&mut tx)?)?;
+        }
+        let committed = execute(&mut tx, COMMIT_FLIP, &[&flip.account.to_string(), &flip.id, &flip.to, &now_ms])?;
+        execute(&mut tx, DELETE_ACKS_OF_FLIP, &[&flip.id])?;
+        if committed > 0 {
+            insert_audit(&mut tx, audit)?;
+        }
+        tx.commit(true)?;
+        Ok(committed > 0)
+    }
+
+    fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        let aborted = execute(&mut tx, ABORT_FLIP, &[&account.to_string(), &flip_id])?;
+        execute(&mut tx, DELETE_ACKS_OF_FLIP, &[&flip_id])?;
+        tx.commit(true)?;
+        Ok(aborted > 0)
+    }
+
+    fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError> {
+        let rows = query(&mut *self.conn()?, PENDING_FLIPS, &[])?;
+        let flips = rows.iter().map(row_to_flip).collect::<Result<Vec<_>, _>>()?;
+        Ok(flips.into_iter().flatten().collect())
+    }
+
+    fn acknowledge_flip(&self, flip_id: &str, host: &str, now_ms: i64) -> Result<(), CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_UNSYNCED)?;
+        let inserted = execute(&mut tx, INSERT_ACK, &[&flip_id, &host, &now_ms])?;
+        tx.commit(inserted > 0)?;
+        Ok(())
+    }
+
+    fn flip_acks(&self, flip_id: &str) -> Result<BTreeSet<String>, CoordinationError> {
+        Ok(query(&mut *self.conn()?, FLIP_ACKS, &[&flip_id])?.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
+        // Test only, and meant to skip the gate; but a change of the flag
+        // still waits for decisions in progress, so each of those reads one
+        // flag from start to end, as with SQLite.
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        let changed = execute(&mut tx, SET_FLAG, &[&account.to_string(), &to, &now_ms])?;
+        tx.commit(changed > 0)?;
+        Ok(changed > 0)
+    }
+
+    fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        if gate == Gate::Checked {
+            no_account_migrates(&host.plugin, migrating_on(&mut tx)?)?;
+        }
+        execute(
+            &mut tx,
+            INSERT_HOST,
+            &[
+                &host.id,
+                &host.name,
+                &host.address,
+                &i64::from(host.pid),
+                &host.version,
+                &host.started_at_ms,
+                &host.heartbeat_ms,
+                &host.plugin.digest,
+                &host.plugin.label,
+                &host.plugin.supports_migration,
+            ],
+        )?;
+        tx.commit(true)?;
+        Ok(())
+    }
+
+    fn change_host_plugin(
+        &self,
+        host: &str,
+        plugin: &PluginSummary,
+        gate: Gate,
+        before_commit: &mut dyn FnMut(),
+    ) -> Result<(), CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        if gate == Gate::Checked {
+            no_account_migrates(plugin, migrating_on(&mut tx)?)?;
+        }
+        execute(&mut tx, CHANGE_HOST_PLUGIN, &[&host, &plugin.digest, &plugin.label, &plugin.supports_migration])?;
+        before_commit();
+        tx.commit(true)?;
+        Ok(())
+    }
+
+    fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        // Not notified: no watcher looks at heartbeats (the watch's safety
+        // net covers one that would), and every host writes four a second.
+        Ok(execute(&mut *self.conn()?, HEARTBEAT, &[&host, &now_ms])? > 0)
+    }
+
+    fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {
+        hosts_on(&mut *self.conn()?)
+    }
+
+    fn remove_host(&self, host: &str) -> Result<(), CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        execute(&mut tx, DELETE_HOST, &[&host])?;
+        execute(&mut tx, DELETE_ACKS_OF_HOST, &[&host])?;
+        tx.commit(true)?;
+        Ok(())
+    }
+
+    fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
+        // Its own connection, outside the pool: LISTEN belongs to a session,
+        // and the session must stay with the watch.
+        let client = listen(&self.listen_config)?;
+        Ok(Box::new(Listener {
+            config: self.listen_config.clone(),
+            client: Some(client),
+            answered_true: None,
+            next_reconnect: Instant::now(),
+        }))
+    }
+
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
+        // One conditional update: a flip committing meanwhile holds the row,
+        // and PostgreSQL checks the condition again on the row it left.
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN)?;
+        let changed = execute(&mut tx, RECORD_VERIFY, &[&account.to_string(), &verified.at_ms, &verified.clean, &updated_at_ms])?;
+        tx.commit(changed > 0)?;
+        Ok(changed > 0)
+    }
+
+    fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
+        let value: Option<String> = query_opt(&mut *self.conn()?, ROLLOUT_PERCENT, &[])?.map(|r| r.get(0));
+        Ok(value.and_then(|v| v.parse().ok()))
+    }
+
+    fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN)?;
+        execute(&mut tx, SET_ROLLOUT_PERCENT, &[&percent.to_string()])?;
+        tx.commit(true)?;
+        Ok(())
+    }
+
+    fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN)?;
+        execute(
+            &mut tx,
+            INSERT_JOB,
+            &[
+                &job.id,
+                &job.kind,
+                &job.account.map(|a| a.to_string()),
+                &job.state,
+                &i64::from(job.rate),
+                &(job.total as i64),
+                &(job.done as i64),
+                &(job.moved as i64),
+                &(job.problems as i64),
+                &job.cursor,
+                &job.owner,
+                &job.created_at_ms,
+                &job.updated_at_ms,
+                &job.detail,
+            ],
+        )?;
+        tx.commit(true)?;
+        Ok(())
+    }
+
+    fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError> {
+        Ok(query_opt(&mut *self.conn()?, JOB, &[&id])?.map(|r| row_to_job(&r)))
+    }
+
+    fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
+        Ok(query(&mut *self.conn()?, JOBS, &[])?.iter().map(row_to_job).collect())
+    }
+
+    fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError> {
+        Ok(query(&mut *self.conn()?, RUNNING_JOBS, &[])?.iter().map(row_to_job).collect())
+    }
+
+    fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        // A compare-and-set in one statement: of two claimers, the second
+        // waits for the first's row lock, then finds the owner changed.
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN)?;
+        let claimed = execute(&mut tx, CLAIM_JOB, &[&id, &expected, &host, &now_ms])?;
+        tx.commit(claimed > 0)?;
+        Ok(claimed > 0)
+    }
+
+    fn save_job(&self, job: &Job) -> Result<bool, CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN)?;
+        let saved = execute(
+            &mut tx,
+            SAVE_JOB,
+            &[
+                &job.id,
+                &job.owner,
+                &job.state,
+                &(job.total as i64),
+                &(job.done as i64),
+                &(job.moved as i64),
+                &(job.problems as i64),
+                &job.cursor,
+                &job.updated_at_ms,
+                &job.detail,
+            ],
+        )?;
+        tx.commit(saved > 0)?;
+        Ok(saved > 0)
+    }
+
+    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        // `FOR UPDATE`: the decision lock orders decisions, not `save_job`;
+        // the row lock keeps an owner's save from landing between this read
+        // and the write (the save then finds the job no longer running).
+        let job = query_opt(&mut tx, JOB_FOR_UPDATE, &[&id])?.map(|r| row_to_job(&r));
+        let Some(mut job) = job.filter(|j| from.contains(&j.state.as_str())) else { return Ok(None) };
+        execute(&mut tx, SET_JOB_STATE, &[&id, &to, &now_ms])?;
+        tx.commit(true)?;
+        job.state = to.to_owned();
+        job.updated_at_ms = now_ms;
+        Ok(Some(job))
+    }
+
+    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
+        execute(
+            &mut *self.conn()?,
+            INSERT_KEY,
+            &[&key.id, &key.account.to_string(), &key.label, &key.hash, &key.created_at_ms, &key.revoked_at_ms],
+        )?;
+        Ok(())
+    }
+
+    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError> {
+        query_opt(&mut *self.conn()?, KEY, &[&id])?.map(|r| row_to_key(&r)).transpose()
+    }
+
+    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError> {
+        query(&mut *self.conn()?, KEYS, &[&account.to_string()])?.iter().map(row_to_key).collect()
+    }
+
+    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        Ok(execute(&mut *self.conn()?, REVOKE_KEY, &[&id, &account.to_string(), &now_ms])? > 0)
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
+        // Under the decision lock, as `commit_flip`'s entries are: then
+        // entries commit in the order of their `seq`. Without it, seq 7
+        // could commit before seq 6, and a reader paging by cursor who saw
+        // 7 would never see 6. (SQLite has one writer at a time.)
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        insert_audit(&mut tx, entry)?;
+        tx.commit(false)?;
+        Ok(())
+    }
+
+    fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
+        let rows = query(&mut *self.conn()?, AUDIT, &[&q.after_seq, &q.since_ms, &q.until_ms, &q.kind, &i64::from(q.limit)])?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                seq: r.get(0),
+                at_ms: r.get(1),
+                host: r.get(2),
+                actor: r.get(3),
+                kind: r.get(4),
+                subject: r.get(5),
+                before: r.get(6),
+                after: r.get(7),
+                detail: r.get(8),
+            })
+            .collect())
+    }
+}
+
+/// A transaction on one pooled connection: rolled back when dropped
+/// uncommitted (an early return, an error, a panic in `before_commit`), so the
+/// connection goes back to the pool without one open.
+struct Tx<'c> {
+    conn: &'c mut PgConn,
+    open: bool,
+}
+
+impl<'c> Tx<'c> {
+    /// `begin`: [`BEGIN`], [`BEGIN_DECISION`] or [`BEGIN_UNSYNCED`].
+    fn begin(conn: &'c mut PgConn, begin: &str) -> Result<Self, postgres::Error> {
+        // Open before the first statement: if the lock wait fails, the
+        // transaction is open (and failed) and must be rolled back.
+        let tx = Tx { conn, open: true };
+        tx.conn.client().batch_execute(begin)?;
+        Ok(tx)
+    }
+
+    /// Commits; `notify`: tells every change watch, as part of the commit.
+    fn commit(mut self, notify: bool) -> Result<(), postgres::Error> {
+        self.conn.client().batch_execute(if notify { NOTIFY_AND_COMMIT } else { COMMIT })?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = PgConn;
+
+    fn deref(&self) -> &PgConn {
+        self.conn
+    }
+}
+
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut PgConn {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.client().batch_execute("ROLLBACK");
+        }
+    }
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Runs `sql`, prepared once per connection, on `conn` (in its transaction, if one is open).
+fn execute(conn: &mut PgConn, sql: &'static str, params: Params<'_>) -> Result<u64, postgres::Error> {
+    let statement = conn.prepared(sql)?;
+    conn.client().execute(&statement, params)
+}
+
+fn query(conn: &mut PgConn, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+    let statement = conn.prepared(sql)?;
+    conn.client().query(&statement, params)
+}
+
+fn query_opt(conn: &mut PgConn, sql: &'static str, params: Params<'_>) -> Result<Option<Row>, postgres::Error> {
+    let statement = conn.prepared(sql)?;
+    conn.client().query_opt(&statement, params)
+}
+
+fn insert_audit(conn: &mut PgConn, e: &AuditEntry) -> Result<(), postgres::Error> {
+    execute(conn, INSERT_AUDIT, &[&e.at_ms, &e.host, &e.actor, &e.kind, &e.subject, &e.before, &e.after, &e.detail]).map(drop)
+}
+
+fn hosts_on(conn: &mut PgConn) -> Result<Vec<HostRecord>, CoordinationError> {
+    let rows = query(conn, HOSTS, &[])?;
+    Ok(rows
+        .iter()
+        .map(|r| HostRecord {
+            id: r.get(0),
+            name: r.get(1),
+            address: r.get(2),
+            pid: u32::try_from(r.get::<_, i64>(3)).unwrap_or_default(),
+            version: r.get(4),
+            started_at_ms: r.get(5),
+            heartbeat_ms: r.get(6),
+            plugin: PluginSummary { digest: r.get(7), label: r.get(8), supports_migration: r.get(9) },
+        })
+        .collect())
+}
+
+/// Accounts whose flag is on or being turned on.
+fn migrating_on(conn: &mut PgConn) -> Result<Vec<Uuid>, CoordinationError> {
+    let rows = query(conn, MIGRATING, &[])?;
+    Ok(rows.iter().filter_map(|r| Uuid::parse_str(r.get(0)).ok()).collect())
+}
+
+fn parse_id(id: &str) -> Result<Uuid, CoordinationError> {
+    Uuid::parse_str(id).map_err(|e| CoordinationError::Unavailable(format!("the accounts database holds an invalid account id {id:?}: {e}")))
+}
+
+/// The flip of a row whose columns are account id, flip_id, flip_to,
+/// flip_deadline_ms, flip_by; `None` if no flip is pending.
+fn row_to_flip(r: &Row) -> Result<Option<PendingFlip>, CoordinationError> {
+    let Some(id) = r.get::<_, Option<String>>(1) else { return Ok(None) };
+    Ok(Some(PendingFlip {
+        account: parse_id(r.get(0))?,
+        id,
+        to: r.get::<_, Option<bool>>(2).unwrap_or(false),
+        deadline_ms: r.get::<_, Option<i64>>(3).unwrap_or(0),
+        by_host: r.get::<_, Option<String>>(4).unwrap_or_default(),
+    }))
+}
+
+/// A [`FLAG_STATE`] row: the flip's columns, then is_migrating.
+fn row_to_flag_state(r: &Row) -> Result<FlagState, CoordinationError> {
+    Ok(FlagState { is_migrating: r.get(5), flip: row_to_flip(r)? })
+}
+
+fn row_to_account(r: &Row) -> Result<Account, CoordinationError> {
+    Ok(Account {
+        id: parse_id(r.get(0))?,
+        name: r.get(1),
+        is_migrating: r.get(2),
+        created_at_ms: r.get(3),
+        updated_at_ms: r.get(4),
+        shard: r.get(5),
+        verified: match (r.get::<_, Option<i64>>(6), r.get::<_, Option<bool>>(7)) {
+            (Some(at_ms), Some(clean)) => Some(Verified { at_ms, clean }),
+            _ => None,
+        },
+    })
+}
+
+fn row_to_job(r: &Row) -> Job {
+    let account: Option<&str> = r.get(2);
+    Job {
+        id: r.get(0),
+        kind: r.get(1),
+        account: account.and_then(|a| Uuid::parse_str(a).ok()),
+        state: r.get(3),
+        rate: u32::try_from(r.get::<_, i64>(4)).unwrap_or(u32::MAX),
+        total: r.get::<_, i64>(5) as u64,
+        done: r.get::<_, i64>(6) as u64,
+        moved: r.get::<_, i64>(7) as u64,
+        problems: r.get::<_, i64>(8) as u64,
+        cursor: r.get(9),
+        owner: r.get(10),
+        created_at_ms: r.get(11),
+        updated_at_ms: r.get(12),
+        detail: r.get(13),
+    }
+}
+
+fn row_to_key(r: &Row) -> Result<AccountKey, CoordinationError> {
+    Ok(AccountKey {
+        id: r.get(0),
+        account: parse_id(r.get(1))?,
+        label: r.get(2),
+        hash: r.get(3),
+        created_at_ms: r.get(4),
+        revoked_at_ms: r.get(5),
+    })
+}
+
+/// A connection of its own that listens on `notes_coordination`.
+fn listen(config: &postgres::Config) -> Result<Client, postgres::Error> {
+    let mut client = config.connect(NoTls)?;
+    client.batch_execute("LISTEN notes_coordination")?;
+    Ok(client)
+}
+
+/// The change watch: a connection listening on `notes_coordination`.
+///
+/// `changed` makes no round trip: it takes the notifications the connection
+/// received (a look at the socket, at most 1 ms: see [`heard_any`]). It
+/// answers true on the first call, when it heard a notification, and at
+/// least every [`SAFETY_NET`] whatever it heard, since a notification sent
+/// while the connection was down (or a change nobody notified) is never
+/// heard. A lost connection is reopened at once (true then: anything may
+/// have changed meanwhile); if that fails, the call is an error, and the
+/// next attempts come every [`RECONNECT_EVERY`], the calls in between
+/// answering false (the watcher polls every millisecond and would log each
+/// error; the true that follows the reconnection covers the gap).
+struct Listener {
+    config: postgres::Config,
+    /// `None` after the connection was lost and not reopened yet.
+    client: Option<Client>,
+    /// When `changed` last answered true (`None`: never).
+    answered_true: Option<Instant>,
+    next_reconnect: Instant,
+}
+
+impl Listener {
+    /// Reconnects (if it is time to try): true once listening again.
+    fn reconnect(&mut self) -> Result<bool, CoordinationError> {
+        self.client = None;
+        let now = Instant::now();
+        if now < self.next_reconnect {
+            return Ok(false);
+        }
+        match listen(&self.config) {
+            Ok(client) => {
+                self.client = Some(client);
+                Ok(true)
+            }
+            Err(e) => {
+                self.next_reconnect = now + RECONNECT_EVERY;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl ChangeWatch for Listener {
+    fn changed(&mut self) -> Result<bool, CoordinationError> {
+        let heard = match self.client.as_mut().filter(|c| !c.is_closed()) {
+            None => self.reconnect()?,
+            Some(client) => match heard_any(client) {
+                // `None` from the iterator also means "disconnected".
+                Ok(heard) if !client.is_closed() => heard,
+                Ok(_) | Err(_) => self.reconnect()?,
+            },
+        };
+        let now = Instant::now();
+        let due = self.answered_true.is_none_or(|at| now.duration_since(at) >= SAFETY_NET);
+        if (heard || due) && self.client.is_some() {
+            self.answered_true = Some(now);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Takes every notification that arrived; true if there was any.
+///
+/// Not `Notifications::iter`: it never hears anything new. The client runs
+/// its connection on a runtime of its own, whose I/O driver learns that the
+/// socket is readable only when it turns, and `iter` returns before it does
+/// (it hands out what is already buffered, then polls a connection that
+/// believes the socket is empty). A `timeout_iter` of zero lets the driver
+/// turn once: it returns at once if something arrived, else at the timer's
+/// next tick (at most 1 ms), and it also reads the end of a lost connection.
+fn heard_any(client: &mut Client) -> Result<bool, postgres::Error> {
+    let mut heard = false;
+    let mut notifications = client.notifications();
+    let mut arrived = notifications.timeout_iter(Duration::ZERO);
+    while arrived.next()?.is_some() {
+        heard = true;
+    }
+    Ok(heard)
+}
+
+impl From<postgres::Error> for CoordinationError {
+    fn from(e: postgres::Error) -> Self {
+        // The error's own text is a kind ("db error"); the server's message is its source.
+        match std::error::Error::source(&e) {
+            Some(source) => CoordinationError::Unavailable(format!("{e}: {source}")),
+            None => CoordinationError::Unavailable(e.to_string()),
+        }
+    }
+}
