@@ -41,7 +41,7 @@ impl DataStore for MemoryStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         Ok(self.0.read().unwrap().get(&(account_id.to_owned(), note_id.to_owned())).cloned())
     }
-    fn put(&self, note: &Note) -> Result<bool, StoreError> {
+    fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
         let mut notes = self.0.write().unwrap();
         let key = (note.account_id.clone(), note.id.clone());
         if notes.get(&key).is_some_and(|n| n.version >= note.version) {
@@ -50,7 +50,7 @@ impl DataStore for MemoryStore {
         notes.insert(key, note.clone());
         Ok(true)
     }
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
         let mut notes = self.0.write().unwrap();
         let key = (account_id.to_owned(), note_id.to_owned());
         Ok(notes.get(&key).is_some_and(|n| n.version <= version) && notes.remove(&key).is_some())
@@ -68,8 +68,11 @@ impl DataStore for MemoryStore {
     fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         Ok(self.list_ids(account_id)?.iter().take(limit).map(str::to_owned).collect())
     }
-    fn begin_batch(&self, _: &str) -> Result<Box<dyn notes_host::stores::StoreBatch>, StoreError> {
+    fn begin_batch(&self, _: &str, _: i64) -> Result<Box<dyn notes_host::stores::StoreBatch>, StoreError> {
         Err(StoreError::Internal("the dispatch benchmarks move no notes".into()))
+    }
+    fn raise_fence(&self, _: &str, _: i64) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -88,7 +91,7 @@ fn note(id: usize, version: u64) -> Note {
 fn memory_stores(notes: usize) -> DataStores {
     let new = MemoryStore::default();
     for i in 0..notes {
-        new.put(&note(i, 1)).unwrap();
+        new.put(&note(i, 1), 0).unwrap();
     }
     DataStores { legacy: Arc::new(MemoryStore::default()), new: Some(Arc::new(new)) }
 }
@@ -125,21 +128,21 @@ fn dispatch(c: &mut Criterion) {
         let stores = memory_stores(50);
         let id = note(7, 1).id;
         group.bench_function(format!("{name}/get"), |b| {
-            b.iter(|| router.get_note(AccountScope::new(ACCOUNT.into(), stores.clone()), black_box(&id), true).unwrap().unwrap())
+            b.iter(|| router.get_note(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), black_box(&id), true).unwrap().unwrap())
         });
         if *name == "wasm-reused-instance" {
             continue; // the cost of isolation is what it shows; one operation does
         }
         group.bench_function(format!("{name}/list-50"), |b| {
-            b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), stores.clone()), true).unwrap().unwrap())
+            b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), true).unwrap().unwrap())
         });
         let big = memory_stores(1000);
         group.bench_function(format!("{name}/list-1000"), |b| {
-            b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), big.clone()), true).unwrap().unwrap())
+            b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), 0, big.clone()), true).unwrap().unwrap())
         });
         group.bench_function(format!("{name}/update"), |b| {
             let change = || NoteChange { id: id.clone(), content: "y".repeat(200), at_ms: 2 };
-            b.iter(|| router.update_note(AccountScope::new(ACCOUNT.into(), stores.clone()), change(), None, true).unwrap().unwrap())
+            b.iter(|| router.update_note(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), change(), None, true).unwrap().unwrap())
         });
     }
     group.finish();
@@ -149,12 +152,12 @@ fn store(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("legacy.db")).unwrap();
     for i in 0..1000 {
-        store.put(&note(i, 1)).unwrap();
+        store.put(&note(i, 1), 0).unwrap();
     }
     let mut small = note(0, 1);
     small.account_id = "small".into();
     for i in 0..50 {
-        store.put(&Note { id: format!("{i:08}"), ..small.clone() }).unwrap();
+        store.put(&Note { id: format!("{i:08}"), ..small.clone() }, 0).unwrap();
     }
     let mut group = c.benchmark_group("store");
     let id = note(7, 1).id;
@@ -168,7 +171,7 @@ fn store(c: &mut Criterion) {
     group.bench_function("put", |b| {
         b.iter(|| {
             version += 1;
-            assert!(store.put(&note(7, version)).unwrap());
+            assert!(store.put(&note(7, version), 0).unwrap());
         })
     });
     let mut next = 10_000;
@@ -176,10 +179,10 @@ fn store(c: &mut Criterion) {
         b.iter_batched(
             || {
                 next += 1;
-                store.put(&note(next, 1)).unwrap();
+                store.put(&note(next, 1), 0).unwrap();
                 note(next, 1).id
             },
-            |id| assert!(store.delete_if_not_newer(ACCOUNT, &id, 1).unwrap()),
+            |id| assert!(store.delete_if_not_newer(ACCOUNT, &id, 1, 0).unwrap()),
             BatchSize::PerIteration,
         )
     });

@@ -16,6 +16,11 @@ use postgres::{Client, NoTls, Statement};
 /// fails (503): a backstop, since waits across two databases (a batch's
 /// legacy and new store) are invisible to PostgreSQL's deadlock detector.
 const LOCK_TIMEOUT: &str = "5s";
+/// How long the server keeps a transaction open with no statement running
+/// before it ends the session: a host stopped (or cut off) in the middle of
+/// a batch must not hold its locks, and with them a flip's fence, for long.
+/// Every transaction of the host runs its statements back to back.
+const IDLE_IN_TRANSACTION: &str = "2s";
 /// How long a request waits for a free pooled connection, and a new
 /// connection for the server.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,7 +84,7 @@ pub fn open(url: &str, max_connections: u32, schema: &str) -> anyhow::Result<PgP
         .connect_timeout(CHECKOUT_TIMEOUT)
         .keepalives(true)
         .application_name("notes-host")
-        .options(&format!("-c lock_timeout={LOCK_TIMEOUT}"));
+        .options(&format!("-c lock_timeout={LOCK_TIMEOUT} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}"));
     let pool = r2d2::Pool::builder()
         .max_size(max_connections)
         .min_idle(Some(1))

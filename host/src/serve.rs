@@ -82,7 +82,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Bound first: the fleet registers this host under its real address.
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = Arc::new(open(&config, addr)?);
+    // On a blocking thread: opening may talk to PostgreSQL, whose blocking
+    // client must never run on an async worker (it would panic).
+    let app = {
+        let config = config.clone();
+        Arc::new(tokio::task::spawn_blocking(move || open(&config, addr)).await??)
+    };
     tracing::info!(plugin = app.active().plugin.label(), router = ?config.router, data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
 
     // The first stdout line is the contract scripts and tests rely on.
@@ -112,7 +117,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let _ = tokio::task::spawn_blocking(move || jobs.join()).await;
     // Requests have finished: leave the fleet now rather than when the last
     // reference goes, so flips stop waiting for this host at once.
-    app.leave_fleet();
+    tokio::task::spawn_blocking(move || app.leave_fleet()).await?;
     Ok(())
 }
 
@@ -173,7 +178,7 @@ fn open_sqlite(config: &ServeConfig, host_name: &str, me: &Identity) -> anyhow::
 /// A fleet on PostgreSQL: hosts share only the databases, and know each
 /// other by leases (`lease` long, on the database's clock).
 fn open_postgres(pg: &PostgresBackends, host_name: &str, lease: std::time::Duration) -> anyhow::Result<Backends> {
-    let coordination = PostgresCoordination::open(&pg.coordination)?;
+    let coordination = PostgresCoordination::open(&pg.coordination)?.with_lease(lease);
     let service = layout::open_service(&coordination.layout_record()?, pg.new_stores.len() as u32)?;
     Ok(Backends {
         catalog: Arc::new(PostgresCatalog::open(&pg.coordination, host_name)?),

@@ -182,7 +182,7 @@ fn an_account_reads_back_as_created_and_a_change_by_another_host_is_seen_by_the_
     let created = Account { shard: Some("eu-0".into()), created_at_ms: 5, updated_at_ms: 6, ..account(id, "Ada", false) };
     b.state.create_account(&created, Gate::Checked).unwrap();
     assert_eq!(b.state.account(id).unwrap(), Some(created.clone()));
-    assert_eq!(b.state.flag_state(id).unwrap(), Some(FlagState { is_migrating: false, flip: None }), "the flag defaults off");
+    assert_eq!(b.state.flag_state(id).unwrap(), Some(FlagState { is_migrating: false, epoch: 0, flip: None }), "the flag defaults off");
     // Another host changes the flag.
     assert!(b.other.set_flag_unsafely(id, true, 7).unwrap());
     assert!(b.state.flag_state(id).unwrap().unwrap().is_migrating, "the next read sees it");
@@ -260,7 +260,8 @@ fn a_flip_is_pending_until_committed_and_an_aborted_flip_cannot_commit(b: Backen
     let audit = AuditEntry { kind: "flag".into(), ..AuditEntry::default() };
     assert!(!b.state.commit_flip(&flip, Gate::Checked, 10, &audit).unwrap(), "aborted first: the commit changes nothing");
     assert!(b.state.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).unwrap().is_empty(), "and logs nothing");
-    assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, flip: None });
+    let state = b.state.flag_state(id).unwrap().unwrap();
+    assert_eq!(state, FlagState { is_migrating: false, epoch: 1, flip: None }, "an abort raises the epoch all the same: stores may be fenced at it");
     assert!(b.state.flip_acks("f1").unwrap().is_empty());
     assert!(b.state.pending_flips().unwrap().is_empty());
     assert!(matches!(b.state.announce_flip(&PendingFlip { account: Uuid::new_v4(), ..flip }, Gate::Checked), Err(CoordinationError::NoAccount(_))));
@@ -274,7 +275,8 @@ fn a_committed_flip_sets_the_flag_clears_the_verify_and_is_logged_once(b: Backen
     assert!(b.state.pending_flips().unwrap().is_empty(), "an unchanged flip leaves no mark");
     b.state.register_host(&host("h1", true), Gate::Checked).unwrap();
     let on = flip(id, "f1", true);
-    let Announced::Pending { hosts } = b.state.announce_flip(&on, Gate::Checked).unwrap() else { panic!("the flip is pending") };
+    let Announced::Pending { hosts, epoch } = b.state.announce_flip(&on, Gate::Checked).unwrap() else { panic!("the flip is pending") };
+    assert_eq!(epoch, 1, "the epoch the flip's commit sets");
     assert_eq!(hosts.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), vec!["h1"], "the hosts to wait for");
     b.other.acknowledge_flip("f1", "h1", 3).unwrap();
     let audit = AuditEntry { at_ms: 11, kind: "flag".into(), subject: id.to_string(), before: "false".into(), after: "true".into(), ..AuditEntry::default() };
@@ -283,7 +285,7 @@ fn a_committed_flip_sets_the_flag_clears_the_verify_and_is_logged_once(b: Backen
     assert!(!b.state.abort_flip(id, "f1").unwrap(), "committed: nothing to abort");
     let stored = b.state.account(id).unwrap().unwrap();
     assert_eq!((stored.is_migrating, stored.updated_at_ms, stored.verified), (true, 11, None), "a flip clears the verify");
-    assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: true, flip: None });
+    assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: true, epoch, flip: None });
     assert!(b.state.flip_acks("f1").unwrap().is_empty());
     let logged = b.state.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).unwrap();
     assert_eq!(logged.len(), 1, "{logged:?}");
@@ -335,13 +337,13 @@ fn a_flag_cannot_turn_on_while_a_host_that_cannot_migrate_is_registered(b: Backe
     let on = flip(id, "f1", true);
     let refused = b.state.announce_flip(&on, Gate::Checked);
     assert!(matches!(refused, Err(CoordinationError::HostsCannotMigrate(h)) if h.len() == 1 && h[0].id == "old"));
-    assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, flip: None }, "no mark is left");
+    assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, epoch: 0, flip: None }, "no mark is left");
 
     // Announced without the gate, the commit still checks it: nothing changes.
     assert!(matches!(b.state.announce_flip(&on, Gate::Unchecked).unwrap(), Announced::Pending { .. }));
     let audit = AuditEntry { kind: "flag".into(), ..AuditEntry::default() };
     assert!(matches!(b.state.commit_flip(&on, Gate::Checked, 5, &audit), Err(CoordinationError::HostsCannotMigrate(_))));
-    assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, flip: Some(on.clone()) }, "still pending, still off");
+    assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, epoch: 0, flip: Some(on.clone()) }, "still pending, still off");
     assert!(b.state.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).unwrap().is_empty());
 
     // Once the host can migrate, the same flip commits.

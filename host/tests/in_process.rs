@@ -381,6 +381,9 @@ impl Coordination for Recording {
     fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         self.inner.heartbeat(host, now_ms)
     }
+    fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError> {
+        self.inner.expired_hosts()
+    }
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {
         self.inner.hosts()
     }
@@ -572,7 +575,7 @@ async fn old_code_cannot_move_notes() {
         created_at_ms: 1,
         updated_at_ms: 1,
         version: 1,
-    }).unwrap();
+    }, 0).unwrap();
     let (status, body) = call(&router, "POST", &format!("/accounts/{account}/migration/move"), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["error"].as_str().unwrap().contains("does not move notes"), "{body}");
@@ -633,10 +636,10 @@ async fn verify_reports_each_planted_problem_with_its_note() {
     };
     let (wrong_store, half_deleted, unreadable) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
     let new = fleet.stores.new.as_ref().unwrap();
-    fleet.stores.legacy.put(&note(&wrong_store, "left behind in legacy", 1)).unwrap();
-    new.put(&note(&half_deleted, "deleted in legacy at 2", 1)).unwrap();
-    fleet.stores.legacy.delete_if_not_newer(&account, &half_deleted, 2).unwrap();
-    new.put(&note(&unreadable, &"x".repeat(200), 1)).unwrap();
+    fleet.stores.legacy.put(&note(&wrong_store, "left behind in legacy", 1), 0).unwrap();
+    new.put(&note(&half_deleted, "deleted in legacy at 2", 1), 0).unwrap();
+    fleet.stores.legacy.delete_if_not_newer(&account, &half_deleted, 2, 0).unwrap();
+    new.put(&note(&unreadable, &"x".repeat(200), 1), 0).unwrap();
 
     let (_, report) = call(&router, "POST", &format!("/accounts/{account}/migration/verify"), None).await;
     assert_eq!(report["clean"], false);
@@ -841,7 +844,7 @@ async fn a_verify_job_over_every_account_counts_the_unclean_ones() {
         created_at_ms: 1,
         updated_at_ms: 1,
         version: 1,
-    }).unwrap();
+    }, 0).unwrap();
     let (_, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "verify" }))).await;
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || run_jobs(&app2)).await.unwrap();

@@ -38,58 +38,58 @@ fn memory() -> Opened {
 }
 
 fn put_replaces_only_with_a_newer_version(s: &dyn DataStore) {
-    assert!(s.put(&note("a", "n", 2, "two")).unwrap());
-    assert!(!s.put(&note("a", "n", 2, "again")).unwrap(), "same version is not newer");
-    assert!(!s.put(&note("a", "n", 1, "old")).unwrap());
+    assert!(s.put(&note("a", "n", 2, "two"), 0).unwrap());
+    assert!(!s.put(&note("a", "n", 2, "again"), 0).unwrap(), "same version is not newer");
+    assert!(!s.put(&note("a", "n", 1, "old"), 0).unwrap());
     assert_eq!(s.get("a", "n").unwrap().unwrap().content, "two");
-    assert!(s.put(&note("a", "n", 3, "three")).unwrap());
+    assert!(s.put(&note("a", "n", 3, "three"), 0).unwrap());
     assert_eq!(s.get("a", "n").unwrap().unwrap(), note("a", "n", 3, "three"));
     assert_eq!(s.recorded_version("a", "n").unwrap(), Some(3));
     assert_eq!(s.recorded_version("a", "never").unwrap(), None);
 }
 
 fn delete_if_not_newer_never_removes_a_newer_write(s: &dyn DataStore) {
-    s.put(&note("a", "n", 3, "three")).unwrap();
-    assert!(!s.delete_if_not_newer("a", "n", 2).unwrap());
+    s.put(&note("a", "n", 3, "three"), 0).unwrap();
+    assert!(!s.delete_if_not_newer("a", "n", 2, 0).unwrap());
     assert!(s.get("a", "n").unwrap().is_some());
-    assert!(s.delete_if_not_newer("a", "n", 3).unwrap());
+    assert!(s.delete_if_not_newer("a", "n", 3, 0).unwrap());
     assert!(s.get("a", "n").unwrap().is_none());
-    assert!(!s.delete_if_not_newer("a", "n", 3).unwrap(), "idempotent");
+    assert!(!s.delete_if_not_newer("a", "n", 3, 0).unwrap(), "idempotent");
     assert_eq!(s.recorded_version("a", "n").unwrap(), Some(3), "the tombstone keeps the version");
 }
 
 fn a_tombstone_refuses_the_deleted_version_and_older(s: &dyn DataStore) {
-    assert!(!s.delete_if_not_newer("a", "n", 4).unwrap(), "tombstone without a live note");
-    assert!(!s.put(&note("a", "n", 4, "late")).unwrap());
+    assert!(!s.delete_if_not_newer("a", "n", 4, 0).unwrap(), "tombstone without a live note");
+    assert!(!s.put(&note("a", "n", 4, "late"), 0).unwrap());
     assert!(s.list_ids("a").unwrap().is_empty());
     assert_eq!(s.count("a").unwrap(), 0);
-    assert!(!s.delete_if_not_newer("a", "n", 2).unwrap());
+    assert!(!s.delete_if_not_newer("a", "n", 2, 0).unwrap());
     assert_eq!(s.recorded_version("a", "n").unwrap(), Some(4), "an older delete does not lower the tombstone");
-    assert!(s.delete_if_not_newer("a", "n", 5).is_ok());
+    assert!(s.delete_if_not_newer("a", "n", 5, 0).is_ok());
     assert_eq!(s.recorded_version("a", "n").unwrap(), Some(5), "a newer one raises it");
-    assert!(s.put(&note("a", "n", 6, "newer")).unwrap());
+    assert!(s.put(&note("a", "n", 6, "newer"), 0).unwrap());
     assert_eq!(s.list_ids("a").unwrap(), ["n"]);
 }
 
 fn lists_are_sorted_byte_by_byte_and_pages_start_at_the_front(s: &dyn DataStore) {
     // Upper case sorts before lower case in byte order, not in most locales.
     for id in ["b", "B", "a", "A", "é", "z"] {
-        s.put(&note("acct", id, 1, id)).unwrap();
+        s.put(&note("acct", id, 1, id), 0).unwrap();
     }
-    s.delete_if_not_newer("acct", "a", 1).unwrap();
+    s.delete_if_not_newer("acct", "a", 1, 0).unwrap();
     assert_eq!(s.list_ids("acct").unwrap(), ["A", "B", "b", "z", "é"]);
     assert_eq!(s.first_ids("acct", 2).unwrap(), ["A", "B"]);
     assert_eq!(s.count("acct").unwrap(), 5);
 }
 
 fn a_batch_is_all_or_nothing_and_sees_its_own_writes(s: &dyn DataStore) {
-    let batch = s.begin_batch("a").unwrap();
+    let batch = s.begin_batch("a", 0).unwrap();
     assert!(batch.put(&note("a", "n", 1, "one")).unwrap());
     assert_eq!(batch.get("a", "n").unwrap().unwrap().content, "one", "the batch reads what it wrote");
     assert!(s.get("a", "n").unwrap().is_none(), "others do not, before the commit");
     drop(batch);
     assert!(s.get("a", "n").unwrap().is_none(), "dropped: rolled back");
-    let batch = s.begin_batch("a").unwrap();
+    let batch = s.begin_batch("a", 0).unwrap();
     batch.put(&note("a", "n", 1, "one")).unwrap();
     batch.delete_if_not_newer("a", "n", 1).unwrap();
     batch.put(&note("a", "n", 2, "two")).unwrap();
@@ -97,21 +97,21 @@ fn a_batch_is_all_or_nothing_and_sees_its_own_writes(s: &dyn DataStore) {
     assert_eq!(batch.list_ids("a").unwrap(), ["n"]);
     batch.commit().unwrap();
     assert_eq!(s.get("a", "n").unwrap().unwrap(), note("a", "n", 2, "two"));
-    assert!(s.put(&note("a", "n", 3, "after")).unwrap(), "the store's write turn was given back");
+    assert!(s.put(&note("a", "n", 3, "after"), 0).unwrap(), "the store's write turn was given back");
 }
 
 fn accounts_do_not_see_each_other(s: &dyn DataStore) {
-    s.put(&note("a", "n", 1, "x")).unwrap();
+    s.put(&note("a", "n", 1, "x"), 0).unwrap();
     assert!(s.get("b", "n").unwrap().is_none());
     assert_eq!(s.count("b").unwrap(), 0);
-    assert!(!s.delete_if_not_newer("b", "n", 9).unwrap());
+    assert!(!s.delete_if_not_newer("b", "n", 9, 0).unwrap());
     assert!(s.get("a", "n").unwrap().is_some());
     assert!(s.list_ids("b").unwrap().is_empty());
 }
 
 fn out_of_range_versions_are_refused_and_change_nothing(s: &dyn DataStore) {
-    assert!(s.put(&note("a", "n", u64::MAX, "x")).is_err());
-    assert!(s.delete_if_not_newer("a", "n", u64::MAX).is_err());
+    assert!(s.put(&note("a", "n", u64::MAX, "x"), 0).is_err());
+    assert!(s.delete_if_not_newer("a", "n", u64::MAX, 0).is_err());
     assert_eq!(s.recorded_version("a", "n").unwrap(), None);
 }
 
@@ -160,9 +160,9 @@ fn racing_writers_on_postgres_leave_the_newest_version() {
             std::thread::spawn(move || {
                 for v in 0..50u64 {
                     let version = v * 8 + w;
-                    store.put(&note("a", "n", version, &version.to_string())).unwrap();
+                    store.put(&note("a", "n", version, &version.to_string()), 0).unwrap();
                     if version % 5 == 1 {
-                        store.delete_if_not_newer("a", "n", version).unwrap();
+                        store.delete_if_not_newer("a", "n", version, 0).unwrap();
                     }
                 }
             })
@@ -173,4 +173,53 @@ fn racing_writers_on_postgres_leave_the_newest_version() {
     }
     assert_eq!(store.recorded_version("a", "n").unwrap(), Some(400), "the highest version written wins");
     assert_eq!(store.get("a", "n").unwrap().unwrap().content, "400");
+}
+
+/// PostgreSQL only (a store shared beyond one machine): once fenced at an
+/// epoch, the store refuses every write admitted under an older one, plain
+/// or batched, and changes nothing; writes at the fence or above go on, and
+/// other accounts are untouched.
+#[test]
+fn a_fenced_store_refuses_writes_admitted_under_an_older_epoch_and_changes_nothing() {
+    use notes_host::stores::StoreError;
+    let store = PostgresStore::open(&notes_scenarios::postgres::database()).unwrap();
+    store.put(&note("a", "n", 1, "one"), 0).unwrap();
+    store.raise_fence("a", 2).unwrap();
+    let fenced = |r: Result<bool, StoreError>| matches!(r, Err(StoreError::Fenced { epoch: 1 }));
+    assert!(fenced(store.put(&note("a", "n", 2, "stale"), 1)), "a put from before the flip");
+    assert!(fenced(store.put(&note("a", "m", 1, "stale"), 1)), "a create from before the flip");
+    assert!(fenced(store.delete_if_not_newer("a", "n", 1, 1)), "a delete from before the flip");
+    let batch = store.begin_batch("a", 1).unwrap();
+    assert!(matches!(batch.put(&note("a", "n", 3, "stale")), Err(StoreError::Fenced { epoch: 1 })), "a batched write");
+    drop(batch);
+    assert_eq!(store.get("a", "n").unwrap().unwrap().content, "one", "nothing changed");
+    assert_eq!(store.recorded_version("a", "m").unwrap(), None);
+    assert!(store.put(&note("a", "n", 2, "current"), 2).unwrap(), "the flag's current epoch writes");
+    assert!(store.put(&note("b", "n", 1, "other account"), 0).unwrap(), "another account is not fenced");
+    store.raise_fence("a", 1).unwrap();
+    assert!(fenced(store.put(&note("a", "n", 9, "stale"), 1)), "a fence never goes down");
+}
+
+/// PostgreSQL only: raising a fence waits for a write already running under
+/// the old epoch (here a batch left open), so none lands after it returns.
+#[test]
+fn raising_a_fence_waits_for_writes_in_flight_then_refuses_them() {
+    let store = std::sync::Arc::new(PostgresStore::open(&notes_scenarios::postgres::database()).unwrap());
+    let batch = store.begin_batch("a", 0).unwrap();
+    assert!(batch.put(&note("a", "n", 1, "in flight")).unwrap());
+    let raising = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            store.raise_fence("a", 1).unwrap();
+            started.elapsed()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!raising.is_finished(), "the fence waits for the running write");
+    batch.commit().unwrap();
+    let waited = raising.join().unwrap();
+    assert!(waited >= std::time::Duration::from_millis(300), "{waited:?}");
+    assert_eq!(store.get("a", "n").unwrap().unwrap().content, "in flight", "it landed before the fence");
+    assert!(store.put(&note("a", "n", 2, "late"), 0).is_err(), "after it, the old epoch is refused");
 }

@@ -1,9 +1,15 @@
 //! Harness for the scenario tests: start the real `notes-host` binary with a
 //! real plugin on a temp data dir, talk to it over HTTP on loopback.
 //!
+//! Hosts keep their state in SQLite files in the data dir, or, in a
+//! scenario run through [`on_postgres`], in databases on a throwaway
+//! PostgreSQL server (`postgres.rs`): the same scenario, the other backend.
+//!
 //! Build first (`cargo xtask build`, or `cargo xtask test` which does it).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notes_client::launcher::{Launcher, RunningHost, Signal, StartError};
@@ -103,6 +109,62 @@ fn assert_fresh(artifact: &Path, sources: &[&str]) {
     }
 }
 
+/// Where hosts keep accounts, flags and notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite files in the data dir (one machine).
+    Sqlite,
+    /// Databases on the test PostgreSQL server; the data dir is only a plugin cache.
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: Cell<Backend> = const { Cell::new(Backend::Sqlite) };
+}
+
+/// Runs `scenario` with every host it starts on PostgreSQL.
+pub fn on_postgres(scenario: fn()) {
+    BACKEND.set(Backend::Postgres);
+    scenario();
+}
+
+/// The backend of the scenario running on this thread.
+pub fn backend() -> Backend {
+    BACKEND.get()
+}
+
+/// The databases of one service on the test PostgreSQL server: what hosts
+/// of one fleet share. New-store shard databases are made as asked for.
+#[derive(Debug)]
+pub struct PgService {
+    coordination: String,
+    legacy: String,
+    shards: Mutex<Vec<String>>,
+}
+
+impl PgService {
+    pub fn new() -> Arc<PgService> {
+        Arc::new(PgService { coordination: postgres::database(), legacy: postgres::database(), shards: Mutex::default() })
+    }
+
+    /// `serve` arguments for this service with `shards` new-store shards.
+    pub fn args(&self, shards: usize) -> Vec<String> {
+        let mut made = self.shards.lock().unwrap();
+        while made.len() < shards {
+            made.push(postgres::database());
+        }
+        let mut args = vec!["--coordination".to_owned(), self.coordination.clone(), "--legacy-store".to_owned(), self.legacy.clone()];
+        for url in &made[..shards] {
+            args.extend(["--new-store".to_owned(), url.clone()]);
+        }
+        args
+    }
+
+    pub fn coordination_url(&self) -> &str {
+        &self.coordination
+    }
+}
+
 /// How a host is started. `Host::builder().plugin(Plugin::LegacyOnly).start()`.
 #[derive(Debug, Clone)]
 pub struct HostBuilder {
@@ -111,6 +173,9 @@ pub struct HostBuilder {
     data_dir: Option<PathBuf>,
     args: Vec<String>,
     token: Option<String>,
+    backend: Backend,
+    /// The PostgreSQL service the host serves from (made at the first start).
+    postgres: Option<Arc<PgService>>,
 }
 
 impl HostBuilder {
@@ -146,19 +211,58 @@ impl HostBuilder {
         self
     }
 
-    fn launcher(&self, data_dir: &Path) -> Launcher {
+    /// The state a stopped host left: its data dir, and its databases on PostgreSQL.
+    pub fn state_of(mut self, stopped: &DataDir) -> Self {
+        self.data_dir = Some(stopped.path.clone());
+        self.postgres = stopped.postgres.clone();
+        self
+    }
+
+    /// Serve from this PostgreSQL service (hosts of one fleet share one).
+    pub fn postgres(mut self, service: &Arc<PgService>) -> Self {
+        self.backend = Backend::Postgres;
+        self.postgres = Some(service.clone());
+        self
+    }
+
+    /// The PostgreSQL service, made on first use (PostgreSQL backend only).
+    fn service(&mut self) -> Option<Arc<PgService>> {
+        if self.backend == Backend::Postgres && self.postgres.is_none() {
+            self.postgres = Some(PgService::new());
+        }
+        self.postgres.clone()
+    }
+
+    /// The `serve` arguments, with `--shards N` turned into N `--new-store`
+    /// databases on PostgreSQL.
+    fn serve_args(&mut self) -> Vec<String> {
+        let Some(service) = self.service() else { return self.args.clone() };
+        let mut args = Vec::new();
+        let mut shards = 4; // serve's default
+        let mut given = self.args.iter();
+        while let Some(arg) = given.next() {
+            match arg.as_str() {
+                "--shards" => shards = given.next().and_then(|n| n.parse().ok()).expect("--shards N"),
+                _ => args.push(arg.clone()),
+            }
+        }
+        args.extend(service.args(shards));
+        args
+    }
+
+    fn launcher(&mut self, data_dir: &Path) -> Launcher {
         let mut launcher = Launcher::serve(host_binary(), data_dir);
         if let Some(plugin) = self.plugin {
             launcher = launcher.arg("--plugin").arg(plugin.path());
         }
-        launcher = launcher.args(&self.args).env_remove("NOTES_ADMIN_TOKEN");
+        launcher = launcher.args(&self.serve_args()).env_remove("NOTES_ADMIN_TOKEN");
         if let Some(token) = &self.token {
             launcher = launcher.env("NOTES_ADMIN_TOKEN", token);
         }
         launcher
     }
 
-    pub fn start(self) -> Host {
+    pub fn start(mut self) -> Host {
         let (tmp, data_dir) = match &self.data_dir {
             Some(dir) => (None, dir.clone()),
             None => {
@@ -178,7 +282,7 @@ impl HostBuilder {
     }
 
     /// Runs the host expecting it to refuse to start; returns its stderr.
-    pub fn start_fails(self) -> String {
+    pub fn start_fails(mut self) -> String {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = self.data_dir.clone().unwrap_or_else(|| tmp.path().join("data"));
         match self.launcher(&data_dir).stderr_to(tmp.path().join("stderr")).start() {
@@ -207,9 +311,11 @@ pub struct Host {
     _tmp: Option<TempDir>,
 }
 
-/// The data dir of a stopped host; deleted when dropped (if it was a temp dir).
+/// The state of a stopped host: its data dir (deleted when dropped, if it
+/// was a temp dir), and its PostgreSQL service if it had one.
 pub struct DataDir {
     pub path: PathBuf,
+    pub postgres: Option<Arc<PgService>>,
     _tmp: Option<TempDir>,
 }
 
@@ -250,7 +356,7 @@ impl Resp {
 
 impl Host {
     pub fn builder() -> HostBuilder {
-        HostBuilder { plugin: Some(Plugin::Migrate), data_dir: None, args: Vec::new(), token: None }
+        HostBuilder { plugin: Some(Plugin::Migrate), data_dir: None, args: Vec::new(), token: None, backend: backend(), postgres: None }
     }
 
     /// A host with the migrate plugin on a new data dir.
@@ -287,7 +393,7 @@ impl Host {
     /// Stops the host, keeping its data dir for another host to open.
     pub fn stop(mut self) -> DataDir {
         let _ = self.process.kill();
-        DataDir { path: self.data_dir.clone(), _tmp: self._tmp.take() }
+        DataDir { path: self.data_dir.clone(), postgres: self.builder.postgres.clone(), _tmp: self._tmp.take() }
     }
 
     /// The host's process id.

@@ -72,7 +72,9 @@ impl App {
             self.migration_gate()?;
         }
         let started = std::time::Instant::now();
-        let outcome = self.fleet.flip(id, to, actor.as_str(), reason);
+        let account = id.to_string();
+        let fence = |epoch| self.stores.raise_fence(&account, epoch).map_err(|e| e.to_string());
+        let outcome = self.fleet.flip(id, to, actor.as_str(), reason, &fence);
         let label = match &outcome {
             Ok(FlipOutcome::Flipped { .. }) => "flipped",
             Ok(FlipOutcome::Unchanged) => "unchanged",

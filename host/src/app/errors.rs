@@ -106,7 +106,7 @@ impl From<CoordinationError> for AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => AppError::Unavailable(e.to_string()),
+            StoreError::Unavailable(_) | StoreError::Fenced { .. } => AppError::Unavailable(e.to_string()),
             StoreError::Invalid(m) => AppError::Invalid(m),
             StoreError::Internal(_) => AppError::Internal(e.to_string()),
         }

@@ -226,7 +226,7 @@ impl App {
         // anywhere while this request runs under the value it read.
         let admission = self.fleet.admit(account)?;
         let is_migrating = admission.is_migrating;
-        let scope = AccountScope::new(account.to_string(), self.stores.clone());
+        let scope = AccountScope::new(account.to_string(), admission.epoch, self.stores.clone());
         if let Some(native) = &self.native {
             let started = Instant::now();
             let answer = call(native.as_ref(), scope, is_migrating);

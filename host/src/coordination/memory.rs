@@ -25,6 +25,8 @@ pub struct MemoryCoordination {
 #[derive(Default)]
 struct State {
     accounts: BTreeMap<Uuid, (Account, Option<PendingFlip>)>,
+    /// Each account's flag epoch (absent: 0).
+    epochs: HashMap<Uuid, i64>,
     acks: HashMap<String, BTreeSet<String>>,
     hosts: BTreeMap<String, HostRecord>,
     audit: Vec<AuditEntry>,
@@ -120,7 +122,9 @@ impl Coordination for MemoryCoordination {
     }
 
     fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
-        Ok(self.read()?.accounts.get(&id).map(|(a, flip)| FlagState { is_migrating: a.is_migrating, flip: flip.clone() }))
+        let state = self.read()?;
+        let epoch = state.epochs.get(&id).copied().unwrap_or(0);
+        Ok(state.accounts.get(&id).map(|(a, flip)| FlagState { is_migrating: a.is_migrating, epoch, flip: flip.clone() }))
     }
 
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
@@ -137,7 +141,8 @@ impl Coordination for MemoryCoordination {
             every_host_can_migrate(&hosts)?;
         }
         *pending = Some(flip.clone());
-        Ok(Announced::Pending { hosts })
+        let epoch = state.epochs.get(&flip.account).copied().unwrap_or(0) + 1;
+        Ok(Announced::Pending { hosts, epoch })
     }
 
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
@@ -154,6 +159,7 @@ impl Coordination for MemoryCoordination {
         account.is_migrating = flip.to;
         account.updated_at_ms = now_ms;
         account.verified = None;
+        *state.epochs.entry(flip.account).or_default() += 1;
         state.append_audit(audit);
         Ok(true)
     }
@@ -164,6 +170,7 @@ impl Coordination for MemoryCoordination {
         match state.accounts.get_mut(&account) {
             Some((_, pending)) if pending.as_ref().is_some_and(|p| p.id == flip_id) => {
                 *pending = None;
+                *state.epochs.entry(account).or_default() += 1;
                 Ok(true)
             }
             _ => Ok(false),
@@ -185,11 +192,15 @@ impl Coordination for MemoryCoordination {
 
     fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
         let mut state = self.write()?;
-        Ok(state.accounts.get_mut(&account).map(|(a, _)| {
+        let changed = state.accounts.get_mut(&account).map(|(a, _)| {
             a.is_migrating = to;
             a.updated_at_ms = now_ms;
             a.verified = None;
-        }).is_some())
+        }).is_some();
+        if changed {
+            *state.epochs.entry(account).or_default() += 1;
+        }
+        Ok(changed)
     }
 
     fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError> {
@@ -221,6 +232,11 @@ impl Coordination for MemoryCoordination {
 
     fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         Ok(self.write()?.hosts.get_mut(host).map(|h| h.heartbeat_ms = now_ms).is_some())
+    }
+
+    /// Hosts in one process hold no lease.
+    fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError> {
+        Ok(BTreeSet::new())
     }
 
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {

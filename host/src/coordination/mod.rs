@@ -29,6 +29,10 @@ use uuid::Uuid;
 
 pub use memory::MemoryCoordination;
 pub use postgres::{PostgresCoordination, PostgresLayout};
+
+/// How long a host's lease lasts on PostgreSQL unless told otherwise
+/// (`PostgresCoordination::with_lease`; `serve` uses `--host-timeout-ms`).
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(2);
 pub use sqlite::{LayoutRecord, SqliteCoordination};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +138,10 @@ pub struct AccountDetails {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlagState {
     pub is_migrating: bool,
+    /// The flag's epoch: raised by every commit or abort of a flip. A
+    /// request admitted under it writes under it, and a store that was
+    /// fenced at a higher epoch refuses the write (`stores::DataStore`).
+    pub epoch: i64,
     /// A change of the flag in progress: the request must wait for it.
     pub flip: Option<PendingFlip>,
 }
@@ -176,8 +184,9 @@ pub struct PluginSummary {
 pub enum Announced {
     /// The flag already had the value: nothing was written.
     Unchanged,
-    /// The flip is pending; these hosts were registered when it was announced.
-    Pending { hosts: Vec<HostRecord> },
+    /// The flip is pending; these hosts were registered when it was
+    /// announced. Its commit (or abort) sets the flag's epoch to `epoch`.
+    Pending { hosts: Vec<HostRecord>, epoch: i64 },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -236,12 +245,14 @@ pub trait Coordination: Send + Sync {
     /// (`FlipInProgress`) or the flag already has the value (`Unchanged`).
     /// Turning on with `gate` checked is refused unless every host can migrate.
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError>;
-    /// Sets the flag to the flip's value, clears the mark and the account's
-    /// last verify, and appends `audit`, all only if the flip is still
-    /// pending (false if it was aborted). With `gate` checked, a flip to on is
+    /// Sets the flag to the flip's value, raises its epoch, clears the mark
+    /// and the account's last verify, and appends `audit`, all only if the
+    /// flip is still pending (false if it was aborted). With `gate` checked, a flip to on is
     /// refused (nothing changes) unless every host can migrate.
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError>;
-    /// Clears the mark if the flip is still pending; the flag keeps its value.
+    /// Clears the mark if the flip is still pending; the flag keeps its
+    /// value, its epoch is raised all the same (stores may have been fenced
+    /// at it already).
     fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError>;
     fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError>;
     /// `host` runs no request of the flip's account under the old value.
@@ -267,8 +278,14 @@ pub trait Coordination: Send + Sync {
         gate: Gate,
         before_commit: &mut dyn FnMut(),
     ) -> Result<(), CoordinationError>;
-    /// False if the host's record is gone.
+    /// Renews the host's heartbeat (and its lease, where hosts hold one).
+    /// False if the host's record is gone or its lease had lapsed: it must
+    /// then stop serving and join again.
     fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError>;
+    /// Hosts whose lease lapsed, on the coordination state's own clock:
+    /// they serve nothing, so no flip waits for them. Always empty where
+    /// hosts hold no lease (one machine: lock files tell who is gone).
+    fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError>;
     /// Every registered host, oldest first.
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError>;
     /// Removes the host and its acknowledgements.

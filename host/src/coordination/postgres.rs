@@ -48,7 +48,10 @@ CREATE TABLE IF NOT EXISTS accounts (
     shard            TEXT,
     -- The last verify since the flag changed (cleared by a flip).
     verified_at_ms   BIGINT,
-    verified_clean   BOOLEAN
+    verified_clean   BOOLEAN,
+    -- Raised by every commit or abort of a flip: the stores refuse writes
+    -- admitted under an older one once fenced (see ARCHITECTURE.md).
+    flag_epoch       BIGINT  NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS accounts_flipping ON accounts (flip_id) WHERE flip_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS hosts (
@@ -61,7 +64,11 @@ CREATE TABLE IF NOT EXISTS hosts (
     heartbeat_ms       BIGINT  NOT NULL,
     plugin_digest      TEXT    NOT NULL,
     plugin_label       TEXT    NOT NULL,
-    supports_migration BOOLEAN NOT NULL
+    supports_migration BOOLEAN NOT NULL,
+    -- The host's lease, on the database's clock (ms since the epoch): a
+    -- heartbeat renews it only while it holds; once it lapsed the host
+    -- serves nothing until it joins again.
+    lease_until_ms     BIGINT  NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq     BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -168,7 +175,7 @@ macro_rules! key_columns {
 
 /// The flag and any flip in progress of one account (`row_to_flag_state`):
 /// the read every note request makes.
-const FLAG_STATE: &str = "SELECT id, flip_id, flip_to, flip_deadline_ms, flip_by, is_migrating FROM accounts WHERE id = $1";
+const FLAG_STATE: &str = "SELECT id, flip_id, flip_to, flip_deadline_ms, flip_by, is_migrating, flag_epoch FROM accounts WHERE id = $1";
 const ACCOUNT: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1");
 const ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY created_at_ms, id");
 const NEXT_ACCOUNT: &str = "SELECT id FROM accounts WHERE id > $1 ORDER BY id LIMIT 1";
@@ -180,25 +187,40 @@ const UPDATE_ACCOUNT: &str = concat!(
 );
 const MARK_FLIP: &str = "UPDATE accounts SET flip_id = $2, flip_to = $3, flip_deadline_ms = $4, flip_by = $5 WHERE id = $1";
 const COMMIT_FLIP: &str = "UPDATE accounts SET is_migrating = $3, updated_at_ms = $4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL,
-         verified_at_ms = NULL, verified_clean = NULL
+         verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1
      WHERE id = $1 AND flip_id = $2";
-const ABORT_FLIP: &str =
-    "UPDATE accounts SET flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL WHERE id = $1 AND flip_id = $2";
+const ABORT_FLIP: &str = "UPDATE accounts SET flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL, flag_epoch = flag_epoch + 1
+     WHERE id = $1 AND flip_id = $2";
 const PENDING_FLIPS: &str = "SELECT id, flip_id, flip_to, flip_deadline_ms, flip_by FROM accounts WHERE flip_id IS NOT NULL ORDER BY id";
 const DELETE_ACKS_OF_FLIP: &str = "DELETE FROM flip_acks WHERE flip_id = $1";
 const INSERT_ACK: &str = "INSERT INTO flip_acks (flip_id, host_id, at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 const FLIP_ACKS: &str = "SELECT host_id FROM flip_acks WHERE flip_id = $1";
-const SET_FLAG: &str =
-    "UPDATE accounts SET is_migrating = $2, updated_at_ms = $3, verified_at_ms = NULL, verified_clean = NULL WHERE id = $1";
+const SET_FLAG: &str = "UPDATE accounts SET is_migrating = $2, updated_at_ms = $3, verified_at_ms = NULL, verified_clean = NULL,
+         flag_epoch = flag_epoch + 1 WHERE id = $1";
 /// Accounts whose flag is on or being turned on.
 const MIGRATING: &str = "SELECT id FROM accounts WHERE is_migrating OR flip_to IS TRUE ORDER BY id";
 const RECORD_VERIFY: &str =
     "UPDATE accounts SET verified_at_ms = $2, verified_clean = $3 WHERE id = $1 AND updated_at_ms = $4 AND flip_id IS NULL";
 
 const HOSTS: &str = concat!("SELECT ", host_columns!(), " FROM hosts ORDER BY started_at_ms, id");
-const INSERT_HOST: &str = concat!("INSERT INTO hosts (", host_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+/// The database's clock in ms: leases are timed by one clock for every host.
+macro_rules! db_now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+const INSERT_HOST: &str = concat!(
+    "INSERT INTO hosts (",
+    host_columns!(),
+    ", lease_until_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ",
+    db_now_ms!(),
+    " + $11)"
+);
+/// Renews only a lease that still holds: a lapsed one stays lapsed.
+const HEARTBEAT: &str =
+    concat!("UPDATE hosts SET heartbeat_ms = $2, lease_until_ms = ", db_now_ms!(), " + $3 WHERE id = $1 AND lease_until_ms > ", db_now_ms!());
+const EXPIRED_HOSTS: &str = concat!("SELECT id FROM hosts WHERE lease_until_ms <= ", db_now_ms!());
 const CHANGE_HOST_PLUGIN: &str = "UPDATE hosts SET plugin_digest = $2, plugin_label = $3, supports_migration = $4 WHERE id = $1";
-const HEARTBEAT: &str = "UPDATE hosts SET heartbeat_ms = $2 WHERE id = $1";
 const DELETE_HOST: &str = "DELETE FROM hosts WHERE id = $1";
 const DELETE_ACKS_OF_HOST: &str = "DELETE FROM flip_acks WHERE host_id = $1";
 
@@ -242,6 +264,8 @@ const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct PostgresCoordination {
     pool: PgPool,
+    /// How long a host's lease lasts after it registers or heartbeats, in ms.
+    lease_ms: i64,
     /// For the change watch's connection of its own.
     listen_config: postgres::Config,
 }
@@ -262,7 +286,13 @@ impl PostgresCoordination {
             .keepalives_interval(Duration::from_secs(1))
             .keepalives_retries(3);
         let pool = pg::open(url, MAX_CONNECTIONS, SCHEMA)?;
-        Ok(PostgresCoordination { pool, listen_config })
+        Ok(PostgresCoordination { pool, lease_ms: super::DEFAULT_LEASE.as_millis() as i64, listen_config })
+    }
+
+    /// Hosts' leases last `lease` after each heartbeat (`--host-timeout-ms`).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<pg::Manager>, CoordinationError> {
@@ -371,7 +401,7 @@ impl Coordination for PostgresCoordination {
         }
         execute(&mut tx, MARK_FLIP, &[&account, &flip.id, &flip.to, &flip.deadline_ms, &flip.by_host])?;
         tx.commit(true)?;
-        Ok(Announced::Pending { hosts })
+        Ok(Announced::Pending { hosts, epoch: state.epoch + 1 })
     }
 
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
@@ -447,6 +477,7 @@ impl Coordination for PostgresCoordination {
                 &host.plugin.digest,
                 &host.plugin.label,
                 &host.plugin.supports_migration,
+                &self.lease_ms,
             ],
         )?;
         tx.commit(true)?;
@@ -474,7 +505,11 @@ impl Coordination for PostgresCoordination {
     fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         // Not notified: no watcher looks at heartbeats (the watch's safety
         // net covers one that would), and every host writes four a second.
-        Ok(execute(&mut *self.conn()?, HEARTBEAT, &[&host, &now_ms])? > 0)
+        Ok(execute(&mut *self.conn()?, HEARTBEAT, &[&host, &now_ms, &self.lease_ms])? > 0)
+    }
+
+    fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError> {
+        Ok(query(&mut *self.conn()?, EXPIRED_HOSTS, &[])?.iter().map(|r| r.get(0)).collect())
     }
 
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {
@@ -774,9 +809,9 @@ fn row_to_flip(r: &Row) -> Result<Option<PendingFlip>, CoordinationError> {
     }))
 }
 
-/// A [`FLAG_STATE`] row: the flip's columns, then is_migrating.
+/// A [`FLAG_STATE`] row: the flip's columns, then is_migrating and flag_epoch.
 fn row_to_flag_state(r: &Row) -> Result<FlagState, CoordinationError> {
-    Ok(FlagState { is_migrating: r.get(5), flip: row_to_flip(r)? })
+    Ok(FlagState { is_migrating: r.get(5), epoch: r.get(6), flip: row_to_flip(r)? })
 }
 
 fn row_to_account(r: &Row) -> Result<Account, CoordinationError> {

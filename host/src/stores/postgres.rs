@@ -28,6 +28,25 @@ CREATE TABLE IF NOT EXISTS notes (
     PRIMARY KEY (account_id, id)
 );
 CREATE INDEX IF NOT EXISTS notes_live ON notes (account_id, id) WHERE NOT deleted;
+-- Each account's fence (`raise_fence`): writes admitted under an older
+-- flag epoch are refused, by `notes_unfenced` inside the writing statement.
+CREATE TABLE IF NOT EXISTS fences (
+    account_id TEXT   COLLATE "C" PRIMARY KEY,
+    epoch      BIGINT NOT NULL
+);
+-- True, or an error (SQLSTATE NF001) if the account is fenced past
+-- `admitted`. It reads only parameters, so the planner runs it once per
+-- statement, before any row is touched; the statement's own snapshot sees
+-- every fence raised before the statement took its lock on `notes`.
+CREATE OR REPLACE FUNCTION notes_unfenced(account TEXT, admitted BIGINT) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    IF EXISTS (SELECT 1 FROM fences f WHERE f.account_id = account AND f.epoch > admitted) THEN
+        RAISE EXCEPTION 'fenced' USING ERRCODE = 'NF001';
+    END IF;
+    RETURN true;
+END
+$fn$;
 -- Which store of which service this database is (`claim`): one row.
 CREATE TABLE IF NOT EXISTS store_identity (
     one        BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
@@ -40,22 +59,31 @@ const MAX_CONNECTIONS: u32 = 16;
 
 const GET: &str = "SELECT content, created_at_ms, updated_at_ms, version FROM notes WHERE account_id = $1 AND id = $2 AND NOT deleted";
 const PUT: &str = "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
-     VALUES ($1, $2, $3, $4, $5, $6, false)
+     SELECT $1::text, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, false WHERE notes_unfenced($1, $7)
      ON CONFLICT (account_id, id) DO UPDATE SET
          content = excluded.content, created_at_ms = excluded.created_at_ms,
          updated_at_ms = excluded.updated_at_ms, version = excluded.version, deleted = false
      WHERE excluded.version > notes.version";
 const DELETE_LIVE: &str = "UPDATE notes SET deleted = true, content = '', version = $3
-     WHERE account_id = $1 AND id = $2 AND NOT deleted AND version <= $3";
+     WHERE notes_unfenced($1, $4) AND account_id = $1 AND id = $2 AND NOT deleted AND version <= $3";
 /// No row, or an older tombstone: record (or raise) the tombstone.
 const TOMBSTONE: &str = "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
-     VALUES ($1, $2, '', 0, 0, $3, true)
+     SELECT $1::text, $2::text, '', 0, 0, $3::bigint, true WHERE notes_unfenced($1, $4)
      ON CONFLICT (account_id, id) DO UPDATE SET version = excluded.version
      WHERE notes.deleted AND notes.version < excluded.version";
 const LIST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id";
 const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id LIMIT $2";
 const COUNT: &str = "SELECT count(*) FROM notes WHERE account_id = $1 AND NOT deleted";
 const RECORDED: &str = "SELECT version FROM notes WHERE account_id = $1 AND id = $2";
+/// Raising a fence first waits for every write running on the store (SHARE
+/// conflicts with the ROW EXCLUSIVE lock each write holds to its commit) and
+/// holds new ones back until the fence is committed: no write that read the
+/// old fence is still running when this returns. A write stuck in an open
+/// transaction of a stopped host is ended by the server
+/// (`idle_in_transaction_session_timeout`, `pg.rs`) within the lock wait.
+const RAISE_FENCE: &str = "BEGIN; SET LOCAL lock_timeout = '4s'; LOCK TABLE notes IN SHARE MODE;";
+const SET_FENCE: &str = "INSERT INTO fences (account_id, epoch) VALUES ($1, $2)
+     ON CONFLICT (account_id) DO UPDATE SET epoch = greatest(fences.epoch, excluded.epoch)";
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -101,15 +129,15 @@ impl DataStore for PostgresStore {
         get_on(&mut *self.conn()?, account_id, note_id)
     }
 
-    fn put(&self, note: &Note) -> Result<bool, StoreError> {
-        put_on(&mut *self.conn()?, note)
+    fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
+        put_on(&mut *self.conn()?, note, epoch)
     }
 
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
         let (live, tombstone) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?);
         let mut tx = conn.client().transaction()?;
-        let removed = delete_with(&mut tx, &live, &tombstone, account_id, note_id, version)?;
+        let removed = delete_with(&mut tx, &live, &tombstone, account_id, note_id, version, epoch)?;
         tx.commit()?;
         Ok(removed)
     }
@@ -135,10 +163,22 @@ impl DataStore for PostgresStore {
         recorded_on(&mut *self.conn()?, account_id, note_id)
     }
 
-    fn begin_batch(&self, _: &str) -> Result<Box<dyn StoreBatch>, StoreError> {
+    fn begin_batch(&self, _: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
         let mut conn = self.conn()?;
         conn.client().batch_execute("BEGIN")?;
-        Ok(Box::new(PostgresBatch { conn: RefCell::new(conn), open: true }))
+        Ok(Box::new(PostgresBatch { conn: RefCell::new(conn), open: true, epoch }))
+    }
+
+    fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let set = conn.prepared(SET_FENCE)?;
+        let client = conn.client();
+        client.batch_execute(RAISE_FENCE)?;
+        let raised = client.execute(&set, &[&account_id, &epoch]).and_then(|_| client.batch_execute("COMMIT"));
+        if raised.is_err() {
+            let _ = client.batch_execute("ROLLBACK");
+        }
+        Ok(raised?)
     }
 }
 
@@ -147,6 +187,8 @@ impl DataStore for PostgresStore {
 struct PostgresBatch {
     conn: RefCell<r2d2::PooledConnection<pg::Manager>>,
     open: bool,
+    /// The flag epoch its writes carry.
+    epoch: i64,
 }
 
 impl StoreBatch for PostgresBatch {
@@ -155,13 +197,13 @@ impl StoreBatch for PostgresBatch {
     }
 
     fn put(&self, note: &Note) -> Result<bool, StoreError> {
-        put_on(&mut *self.conn.borrow_mut(), note)
+        put_on(&mut *self.conn.borrow_mut(), note, self.epoch)
     }
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn.borrow_mut();
         let (live, tombstone) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?);
-        delete_with(conn.client(), &live, &tombstone, account_id, note_id, version)
+        delete_with(conn.client(), &live, &tombstone, account_id, note_id, version, self.epoch)
     }
 
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
@@ -201,13 +243,13 @@ fn get_on(conn: &mut PgConn, account_id: &str, note_id: &str) -> Result<Option<N
     }))
 }
 
-fn put_on(conn: &mut PgConn, note: &Note) -> Result<bool, StoreError> {
+fn put_on(conn: &mut PgConn, note: &Note, epoch: i64) -> Result<bool, StoreError> {
     let version = version_to_sql(note.version)?;
     let statement = conn.prepared(PUT)?;
-    let changed = conn.client().execute(
-        &statement,
-        &[&note.account_id, &note.id, &note.content, &note.created_at_ms, &note.updated_at_ms, &version],
-    )?;
+    let changed = conn
+        .client()
+        .execute(&statement, &[&note.account_id, &note.id, &note.content, &note.created_at_ms, &note.updated_at_ms, &version, &epoch])
+        .map_err(|e| write_error(e, epoch))?;
     Ok(changed == 1)
 }
 
@@ -219,12 +261,21 @@ fn delete_with(
     account_id: &str,
     note_id: &str,
     version: u64,
+    epoch: i64,
 ) -> Result<bool, StoreError> {
     let version = version_to_sql(version)?;
-    let removed = client.execute(live, &[&account_id, &note_id, &version])? == 1;
-    client.execute(tombstone, &[&account_id, &note_id, &version])?;
+    let removed = client.execute(live, &[&account_id, &note_id, &version, &epoch]).map_err(|e| write_error(e, epoch))? == 1;
+    client.execute(tombstone, &[&account_id, &note_id, &version, &epoch]).map_err(|e| write_error(e, epoch))?;
     Ok(removed)
 }
+
+/// A write's error: `Fenced` if `notes_unfenced` refused it.
+fn write_error(e: postgres::Error, epoch: i64) -> StoreError {
+    if e.code().is_some_and(|code| code.code() == FENCED) { StoreError::Fenced { epoch } } else { e.into() }
+}
+
+/// The SQLSTATE `notes_unfenced` raises.
+const FENCED: &str = "NF001";
 
 fn list_on(conn: &mut PgConn, account_id: &str) -> Result<IdList, StoreError> {
     let statement = conn.prepared(LIST)?;

@@ -42,11 +42,11 @@ impl DataStore for ShardedStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         self.shard(account_id).get(account_id, note_id)
     }
-    fn put(&self, note: &Note) -> Result<bool, StoreError> {
-        self.shard(&note.account_id).put(note)
+    fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
+        self.shard(&note.account_id).put(note, epoch)
     }
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
-        self.shard(account_id).delete_if_not_newer(account_id, note_id, version)
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
+        self.shard(account_id).delete_if_not_newer(account_id, note_id, version, epoch)
     }
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         self.shard(account_id).list_ids(account_id)
@@ -63,8 +63,12 @@ impl DataStore for ShardedStore {
         self.shard(account_id).first_ids(account_id, limit)
     }
 
-    fn begin_batch(&self, account_id: &str) -> Result<Box<dyn StoreBatch>, StoreError> {
-        self.shard(account_id).begin_batch(account_id)
+    fn begin_batch(&self, account_id: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
+        self.shard(account_id).begin_batch(account_id, epoch)
+    }
+
+    fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
+        self.shard(account_id).raise_fence(account_id, epoch)
     }
 }
 
@@ -89,7 +93,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = ShardedStore::open(dir.path(), 4).unwrap();
         let note = Note { id: "n".into(), account_id: "acct".into(), content: "c".into(), created_at_ms: 0, updated_at_ms: 0, version: 1 };
-        s.put(&note).unwrap();
+        s.put(&note, 0).unwrap();
         let home = shard_index("acct", 4);
         for i in 0..4 {
             let file = SqliteStore::open(&dir.path().join(format!("new-shard-{i}.db"))).unwrap();

@@ -78,14 +78,14 @@ impl DataStore for SqliteStore {
         get_on(&*self.pool.get()?, account_id, note_id)
     }
 
-    fn put(&self, note: &Note) -> Result<bool, StoreError> {
+    fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
         // The turn before the connection: a queued writer must not hold one
         // of the pool's connections that readers need.
         let _turn = self.writer.take();
         put_on(&*self.pool.get()?, note)
     }
 
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
         let _turn = self.writer.take();
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -115,7 +115,12 @@ impl DataStore for SqliteStore {
         recorded_on(&*self.pool.get()?, account_id, note_id)
     }
 
-    fn begin_batch(&self, _: &str) -> Result<Box<dyn StoreBatch>, StoreError> {
+    /// No fence on one machine (see `DataStore`).
+    fn raise_fence(&self, _account_id: &str, _epoch: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn begin_batch(&self, _: &str, _epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
         let turn = self.writer.take();
         let conn = self.pool.get()?;
         conn.execute_batch("BEGIN IMMEDIATE")?;

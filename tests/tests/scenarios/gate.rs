@@ -26,7 +26,7 @@ fn old_code_cannot_start_while_an_account_is_migrating() {
     let host = Host::start();
     let account = host.create_account(true);
     let dir = host.stop();
-    let err = Host::builder().plugin(Plugin::LegacyOnly).data_dir(&dir.path).start_fails();
+    let err = Host::builder().plugin(Plugin::LegacyOnly).state_of(&dir).start_fails();
     assert!(err.contains("does not support migration") && err.contains(&account), "{err}");
 }
 
@@ -76,3 +76,9 @@ fn a_flag_flip_by_another_process_takes_effect_on_the_next_request() {
     let note = host.create_note(&account, "routed by the new flag");
     assert_eq!(host.placement(&account, &note), NEW);
 }
+
+also_on_postgres!(
+    the_gate_refuses_the_flag_while_the_legacy_only_plugin_is_active,
+    old_code_cannot_start_while_an_account_is_migrating,
+    old_code_after_a_migration_misses_moved_notes,
+);

@@ -1,6 +1,23 @@
-//! Scenario tests: the real host binary, the real plugins, real SQLite files,
-//! over HTTP on loopback. One test binary (one link step), one module per
-//! area; test names say the behaviour in the design note's words (ARCHITECTURE.md, "Words").
+//! Scenario tests: the real host binary, the real plugins, real SQLite files
+//! (and a real PostgreSQL), over HTTP on loopback. One test binary (one link
+//! step), one module per area; test names say the behaviour in the design
+//! note's words (ARCHITECTURE.md, "Words").
+
+/// Runs the named scenarios of the module again with every host on
+/// PostgreSQL (`<module>::postgres::<scenario>`): the scenarios whose
+/// subject is not SQLite itself hold on both backends.
+macro_rules! also_on_postgres {
+    ($($scenario:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[test]
+                fn $scenario() {
+                    notes_scenarios::on_postgres(super::$scenario);
+                }
+            )*
+        }
+    };
+}
 
 mod api;
 mod contract;

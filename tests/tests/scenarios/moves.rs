@@ -276,3 +276,10 @@ fn a_backfill_empties_legacy_for_an_account_with_10_000_notes_while_strict_clien
     let verify = host.post(&format!("/accounts/{account}/migration/verify"), json!({})).expect(200).json();
     assert_eq!((verify["clean"].as_bool(), verify["state"].as_str()), (Some(true), Some("migrated")), "{verify}");
 }
+
+also_on_postgres!(
+    a_backfill_moves_every_note_to_the_new_store_and_a_bulk_rollback_brings_them_back,
+    a_deleted_notes_id_can_be_created_again_as_a_new_note,
+    a_plugin_built_against_wit_0_1_serves_notes_but_is_refused_for_a_move_naming_its_version,
+    a_backfill_job_killed_with_its_host_resumes_after_a_restart_and_loses_nothing,
+);

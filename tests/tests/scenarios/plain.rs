@@ -30,6 +30,12 @@ fn a_data_dir_refuses_another_shard_count() {
     let account = host.create_account(true);
     host.create_note(&account, "in a shard");
     let dir = host.stop();
-    let err = Host::builder().data_dir(&dir.path).arg("--shards").arg("2").start_fails();
+    let err = Host::builder().state_of(&dir).arg("--shards").arg("2").start_fails();
     assert!(err.contains("created with 4 new-store shard(s), not 2"), "{err}");
 }
+
+also_on_postgres!(
+    plain_mode_keeps_every_note_in_legacy,
+    plain_mode_refuses_to_start_a_migration,
+    a_data_dir_refuses_another_shard_count,
+);

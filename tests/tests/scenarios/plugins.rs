@@ -221,3 +221,11 @@ fn the_native_baseline_routes_exactly_like_the_migrate_plugin() {
     let refused = host.put("/plugins/active", json!({ "digest": digest })).expect(409);
     assert!(refused.error().contains("routes natively"), "{}", refused.error());
 }
+
+also_on_postgres!(
+    activation_swaps_the_plugin_for_new_requests_and_rollback_brings_it_back,
+    activating_a_plugin_without_migration_is_refused_while_an_account_migrates,
+    swapping_back_and_forth_under_load_fails_no_request_and_never_mixes_plugins,
+    a_plugin_failing_its_first_requests_is_rolled_back_automatically,
+    a_restart_restores_the_active_plugin_from_its_precompiled_artifact,
+);

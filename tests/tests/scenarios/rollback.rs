@@ -49,3 +49,10 @@ fn rollback_mode_delete_removes_from_both_stores() {
     assert_eq!(host.placement(&account, &moved), NOWHERE);
     assert!(host.list_notes(&account).is_empty());
 }
+
+also_on_postgres!(
+    rollback_mode_create_goes_to_legacy,
+    rollback_mode_update_upserts_to_legacy_then_deletes_from_new,
+    rollback_mode_get_and_list_still_find_notes_left_in_the_new_store,
+    rollback_mode_delete_removes_from_both_stores,
+);
