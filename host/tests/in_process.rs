@@ -557,8 +557,8 @@ async fn a_move_follows_the_flag_each_batch_reads() {
     set_migrating(&router, &account, true).await;
     let (status, moved) = call(&router, "POST", &path, None).await;
     assert_eq!(status, StatusCode::OK, "{moved}");
-    let batches = 300_usize.div_ceil(notes_host::app::MOVE_BATCH) as u64;
-    assert_eq!((moved["moved"].as_u64(), moved["batches"].as_u64(), moved["newNotes"].as_u64()), (Some(300), Some(batches), Some(300)));
+    assert_eq!((moved["moved"].as_u64(), moved["newNotes"].as_u64()), (Some(300), Some(300)));
+    assert!(moved["batches"].as_u64().unwrap() > 1, "in batches: {moved}");
 }
 
 #[tokio::test]
@@ -783,7 +783,7 @@ async fn a_flip_in_the_middle_of_a_backfill_never_moves_a_note_the_wrong_way() {
     let router = http(&app);
     let account = new_account(&router, true).await;
     set_migrating(&router, &account, false).await;
-    let notes = 2 * notes_host::app::MOVE_BATCH as u64;
+    let notes = 2 * notes_host::app::FIRST_MOVE_BATCH as u64;
     for _ in 0..notes {
         new_note(&router, &account).await;
     }
@@ -796,7 +796,7 @@ async fn a_flip_in_the_middle_of_a_backfill_never_moves_a_note_the_wrong_way() {
     let (_, job) = call(&router, "GET", &format!("/jobs/{}", job["id"].as_str().unwrap()), None).await;
     assert_eq!(job["state"], "done");
     assert!(job["detail"].as_str().unwrap().contains("isMigrating is false"), "{job}");
-    let batch = notes_host::app::MOVE_BATCH as u64;
+    let batch = notes_host::app::FIRST_MOVE_BATCH as u64;
     let (_, status) = call(&router, "GET", &format!("/accounts/{account}/migration"), None).await;
     assert_eq!((status["newNotes"].as_u64(), status["legacyNotes"].as_u64()), (Some(batch), Some(notes - batch)), "nothing moved back or further: {status}");
 }
@@ -808,7 +808,7 @@ async fn a_job_can_be_paused_resumed_and_cancelled() {
     let router = http(&app);
     let account = new_account(&router, true).await;
     set_migrating(&router, &account, false).await;
-    for _ in 0..2 * notes_host::app::MOVE_BATCH {
+    for _ in 0..2 * notes_host::app::FIRST_MOVE_BATCH {
         new_note(&router, &account).await;
     }
     set_migrating(&router, &account, true).await;
@@ -822,7 +822,7 @@ async fn a_job_can_be_paused_resumed_and_cancelled() {
     assert_eq!(call(&router, "POST", &format!("/jobs/{id}/cancel"), None).await.1["state"], "cancelled");
     assert!(!app.run_job_step().unwrap());
     let (_, job) = call(&router, "GET", &format!("/jobs/{id}"), None).await;
-    assert_eq!((job["state"].as_str(), job["done"].as_u64()), (Some("cancelled"), Some(notes_host::app::MOVE_BATCH as u64)), "{job}");
+    assert_eq!((job["state"].as_str(), job["done"].as_u64()), (Some("cancelled"), Some(notes_host::app::FIRST_MOVE_BATCH as u64)), "{job}");
     let (_, audit) = call(&router, "GET", "/audit?kind=job", None).await;
     let states: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["after"].as_str().unwrap()).collect();
     assert_eq!(states, ["running", "paused", "running", "cancelled"], "{audit}");

@@ -135,23 +135,41 @@ pub fn backend() -> Backend {
 
 /// The databases of one service on the test PostgreSQL server: what hosts
 /// of one fleet share. New-store shard databases are made as asked for.
-#[derive(Debug)]
 pub struct PgService {
     coordination: String,
     legacy: String,
     shards: Mutex<Vec<String>>,
+    /// Makes a database: on the shared test server, or on a test's own.
+    create: Box<dyn Fn() -> String + Send + Sync>,
+}
+
+impl std::fmt::Debug for PgService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgService").field("coordination", &self.coordination).finish_non_exhaustive()
+    }
 }
 
 impl PgService {
+    /// A service on the shared test server.
     pub fn new() -> Arc<PgService> {
-        Arc::new(PgService { coordination: postgres::database(), legacy: postgres::database(), shards: Mutex::default() })
+        Self::with(Box::new(postgres::database))
+    }
+
+    /// A service on a server of the test's own (one it stops and restarts).
+    pub fn on(server: &Arc<postgres::Server>) -> Arc<PgService> {
+        let server = server.clone();
+        Self::with(Box::new(move || server.create_database()))
+    }
+
+    fn with(create: Box<dyn Fn() -> String + Send + Sync>) -> Arc<PgService> {
+        Arc::new(PgService { coordination: create(), legacy: create(), shards: Mutex::default(), create })
     }
 
     /// `serve` arguments for this service with `shards` new-store shards.
     pub fn args(&self, shards: usize) -> Vec<String> {
         let mut made = self.shards.lock().unwrap();
         while made.len() < shards {
-            made.push(postgres::database());
+            made.push((self.create)());
         }
         let mut args = vec!["--coordination".to_owned(), self.coordination.clone(), "--legacy-store".to_owned(), self.legacy.clone()];
         for url in &made[..shards] {

@@ -56,7 +56,8 @@ impl From<FleetError> for AppError {
             FleetError::AccountExists(_) => AppError::Conflict(e.to_string()),
             FleetError::HostsCannotMigrate(hosts) => AppError::Gate(format!(
                 "cannot turn isMigrating on: {} host(s) run a plugin that does not support migration: {}; \
-                 old code running beside a migration loses notes. Upgrade them first",
+                 old code running beside a migration loses notes. Upgrade them first (a host that stopped counts until its \
+                 process has ended, or on PostgreSQL until its lease lapses)",
                 hosts.len(),
                 hosts.iter().map(HostView::describe).collect::<Vec<_>>().join(", ")
             )),

@@ -23,6 +23,7 @@
 
 mod accounts;
 mod active_plugin;
+mod batch_size;
 mod errors;
 mod jobs;
 mod keys;
@@ -46,7 +47,8 @@ pub use active_plugin::{ActivePlugin, Actor, PluginsView};
 pub use errors::AppError;
 pub use jobs::{JobControl, JobKind, spawn_job_runner};
 pub use migration::{MigrationState, MigrationStatus, Rollout, RolloutReport, ServiceMigration, VERIFY_PROBLEMS_SHOWN, VerifyReport, cohort};
-pub use notes::{MOVE_BATCH, MoveOutcome, Placement};
+pub use batch_size::FIRST as FIRST_MOVE_BATCH;
+pub use notes::{MoveOutcome, Placement};
 use active_plugin::summary;
 use errors::internal;
 
@@ -108,6 +110,8 @@ pub struct App {
     fleet: Fleet,
     /// When each throttled job may step again on this host.
     job_pacing: jobs::JobPacing,
+    /// How many notes the next move batch takes.
+    batch_size: batch_size::BatchSize,
 }
 
 /// What an `App` is built from: SQLite files and wasmtime in a host
@@ -158,6 +162,7 @@ impl App {
             settings,
             native,
             fleet,
+            batch_size: batch_size::BatchSize::default(),
             job_pacing: jobs::JobPacing::default(),
         };
         if !already_active && app.native.is_none() {

@@ -15,13 +15,6 @@ use super::errors::{from_plugin_error, no_account};
 /// under it before giving up (503).
 const STALE_CHECK_ATTEMPTS: usize = 8;
 
-/// Notes one move batch hands the plugin. A batch is admitted like a note
-/// request and runs under the flag it read, so a flip of the account waits
-/// for at most one batch; it is one plugin call, under the plugin deadline;
-/// and its writes are one transaction per store, which holds that store's
-/// write lock. 256 notes take about 25 ms here (BENCHMARKS.md, "Jobs").
-pub const MOVE_BATCH: usize = 256;
-
 /// What one move batch found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Batch {
@@ -109,7 +102,7 @@ impl App {
     }
 
     /// Moves every note of the account to the store its mode wants, through
-    /// the plugin's `move-notes`, in batches of [`MOVE_BATCH`]: a backfill
+    /// the plugin's `move-notes`, in batches (`batch_size`): a backfill
     /// with the flag on, a bulk rollback with it off. Each batch reads the
     /// flag again, so after a flip the next batch moves the other way; a
     /// batch never runs under a stale flag. Stops when a batch finds nothing
@@ -157,7 +150,7 @@ impl App {
         })
     }
 
-    /// One batch: up to [`MOVE_BATCH`] notes from the store the account's
+    /// One batch: up to `batch_size` notes from the store the account's
     /// mode drains, through the plugin, admitted like a note request. With
     /// `toward_new`, only if the flag read for this batch says that way
     /// (a job never moves the wrong way after a flip).
@@ -168,7 +161,7 @@ impl App {
             }
             let from = if migrating { Store::Legacy } else { Store::New };
             let ids = match self.stores.get(from) {
-                Some(store) => match store.first_ids(&account.to_string(), MOVE_BATCH) {
+                Some(store) => match store.first_ids(&account.to_string(), self.batch_size.next()) {
                     Ok(ids) => ids,
                     Err(e) => return Ok(Err(e.into())),
                 },
@@ -180,6 +173,7 @@ impl App {
             }
             // One transaction per store for the whole batch; committed only
             // if the plugin's move succeeded, the store notes move to first.
+            let started = Instant::now();
             let (batched, writes) = match scope.batched() {
                 Ok(batched) => batched,
                 Err(e) => return Ok(Err(e.into())),
@@ -191,6 +185,7 @@ impl App {
             if let Err(e) = writes.commit(if migrating { Store::New } else { Store::Legacy }) {
                 return Ok(Err(e.into()));
             }
+            self.batch_size.record(ids.len(), started.elapsed());
             Ok(Ok(Batch::Moved { is_migrating: migrating, report }))
         })
         .map_err(|e| match e {

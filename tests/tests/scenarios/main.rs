@@ -31,6 +31,7 @@ mod notely;
 mod observe;
 mod plain;
 mod plugins;
+mod postgres_fleet;
 mod rollback;
 mod sandbox;
 mod slow_clients;

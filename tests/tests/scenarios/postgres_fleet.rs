@@ -1,0 +1,144 @@
+//! A fleet beyond one machine: hosts that share nothing but PostgreSQL
+//! (each with its own data dir), known to each other by leases, kept safe by
+//! fencing at the stores (ARCHITECTURE.md, "Beyond one machine").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use notes_scenarios::postgres::Server;
+use notes_scenarios::*;
+use serde_json::json;
+
+#[test]
+fn three_hosts_with_separate_data_dirs_serve_one_account_set_and_a_flip_is_in_force_on_all_when_it_returns() {
+    let service = PgService::new();
+    let hosts: Vec<Host> = (0..3).map(|_| Host::builder().postgres(&service).start()).collect();
+    let dirs: std::collections::BTreeSet<_> = hosts.iter().map(|h| h.data_dir.clone()).collect();
+    assert_eq!(dirs.len(), 3, "each host has a data dir of its own");
+    assert_eq!(hosts[0].get("/hosts").expect(200).json().as_array().unwrap().len(), 3, "they know each other");
+
+    // One account set: an account made on one host is served by every host.
+    let account = hosts[0].create_account(false);
+    let notes: Vec<String> = hosts.iter().map(|h| h.create_note(&account, "written before the flip")).collect();
+    for host in &hosts {
+        let mut listed = host.list_notes(&account);
+        listed.sort();
+        let mut expected = notes.clone();
+        expected.sort();
+        assert_eq!(listed, expected, "every host sees every note");
+    }
+
+    // The flip returns once every host drained: from then on each host runs the new value.
+    hosts[1].set_migrating(&account, true).expect(200);
+    for host in &hosts {
+        let fresh = host.create_note(&account, "created right after the flip");
+        assert_eq!(hosts[0].placement(&account, &fresh), NEW, "{} serves the new value", host.base);
+    }
+}
+
+#[test]
+fn a_host_stopped_past_its_lease_is_left_behind_by_a_flip_and_its_write_from_before_is_refused_at_the_store() {
+    let service = PgService::new();
+    let flipper = Host::builder().postgres(&service).start();
+    // The stopped host's request must still be running when it wakes: no
+    // deadline or pacing to end it first.
+    let sleeper = Host::builder()
+        .postgres(&service)
+        .plugin(Plugin::Faulty)
+        .args(["--plugin-deadline-ms", "120000", "--plugin-pacing-after-ms", "0"])
+        .start();
+    let account = flipper.create_account(false);
+    let before = flipper.create_note(&account, "in legacy");
+
+    // A create on the sleeper reads the flag (off), then spins in the plugin
+    // before it writes: stopped in between.
+    let in_flight = {
+        let (base, account) = (sleeper.base.clone(), account.clone());
+        std::thread::spawn(move || {
+            notes_client::Client::new(&base)
+                .create_note(&account, &notes_client::NewNote { id: None, content: "fault:slow".into() })
+                .map(|r| (r.status, r.body))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(40));
+    sleeper.signal("STOP");
+
+    // Past its lease (2 s), the flip goes on without it.
+    std::thread::sleep(Duration::from_millis(2500));
+    let started = Instant::now();
+    flipper.set_migrating(&account, true).expect(200);
+    assert!(started.elapsed() < Duration::from_secs(1), "the flip did not wait for the stopped host");
+    let fleet = flipper.get("/hosts").expect(200).json();
+    assert_eq!(fleet.as_array().unwrap().len(), 1, "the stopped host was dropped: {fleet}");
+
+    // Woken, its write from before the flip is refused by the store: the
+    // client is told to retry, and no note was written under the old flag.
+    sleeper.signal("CONT");
+    let (status, body) = in_flight.join().unwrap().expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("changed while this request ran"), "{body}");
+    assert_eq!(flipper.list_notes(&account), vec![before.clone()], "nothing landed from the stale request");
+
+    // It joins again, and then serves the new flag.
+    eventually("the woken host joins again", || sleeper.log().contains("joined the fleet again"));
+    assert!(sleeper.log().contains("lease in the fleet lapsed"), "{}", sleeper.log());
+    let fresh = sleeper.create_note(&account, "after it joined again");
+    assert_eq!(flipper.placement(&account, &fresh), NEW, "it serves isMigrating = true");
+    assert_eq!(flipper.get("/hosts").expect(200).json().as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_postgresql_restart_under_load_answers_503_while_down_and_loses_no_acknowledged_write() {
+    let server = Arc::new(Server::start());
+    let host = Host::builder().postgres(&PgService::on(&server)).start();
+    let account = host.create_account(false);
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (base, account) = (host.base.clone(), account.clone());
+            let (acknowledged, refused, stop) = (acknowledged.clone(), refused.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let client = notes_client::Client::new(&base);
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let note = notes_client::NewNote { id: None, content: format!("writer {w} note {i}") };
+                    match client.create_note(&account, &note) {
+                        Ok(r) if r.status == 201 => {
+                            let id = serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["id"].as_str().unwrap().to_owned();
+                            acknowledged.lock().unwrap().push(id);
+                        }
+                        Ok(r) => refused.lock().unwrap().push((r.status, r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("retry-after")))),
+                        Err(e) => panic!("the host stopped answering: {e}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    server.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = host.set_migrating(&account, true);
+    assert_eq!(during.status, 503, "a flip fails cleanly while the database is down: {}", during.body);
+    server.restart();
+    eventually("the host reconnects by itself", || host.get(&format!("/accounts/{account}")).status == 200);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+
+    let refused = refused.lock().unwrap().clone();
+    assert!(!refused.is_empty(), "some writes were refused while the database was down");
+    assert!(refused.iter().all(|&(status, retry)| status == 503 && retry), "refusals are 503 with Retry-After: {refused:?}");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 20, "writes were acknowledged before and after ({})", acknowledged.len());
+    for id in &acknowledged {
+        assert_eq!(host.get_note(&account, id).status, 200, "acknowledged note {id} was lost");
+    }
+    assert!(host.post(&format!("/accounts/{account}/notes"), json!({ "content": "after" })).status == 201);
+}
