@@ -54,6 +54,36 @@ enum Command {
     /// Print the HTTP API's OpenAPI 3.1 document (what `GET /openapi.json`
     /// serves; committed as docs/openapi.json).
     Openapi,
+    /// Move a service between backends.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy a SQLite data dir (every host stopped) into empty PostgreSQL
+    /// databases: accounts, flags, keys, audit log, jobs, notes with their
+    /// versions and tombstones, plugins and their history; then check every
+    /// count. Serve it afterwards with the same --coordination, --legacy-store
+    /// and --new-store URLs.
+    Copy(CopyArgs),
+}
+
+#[derive(clap::Args)]
+struct CopyArgs {
+    /// The data dir to copy (it is only read).
+    #[arg(long, value_name = "DATA_DIR")]
+    from: PathBuf,
+    /// PostgreSQL database for the coordination state and the plugins.
+    #[arg(long, value_name = "URL", env = "NOTES_COORDINATION", hide_env_values = true)]
+    coordination: String,
+    /// PostgreSQL database for the legacy store.
+    #[arg(long, value_name = "URL", env = "NOTES_LEGACY_STORE", hide_env_values = true)]
+    legacy_store: String,
+    /// PostgreSQL database for one new-store shard, once per shard of the
+    /// data dir, in shard order.
+    #[arg(long, value_name = "URL")]
+    new_store: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -273,6 +303,23 @@ fn main() -> ExitCode {
         Command::Plugin(args) => notes_client::plugin_cli::run(args),
         Command::Migrate(args) => notes_client::migrate_cli::run(args),
         Command::Launch(args) => launch::run(args),
+        Command::Db(DbCommand::Copy(args)) => {
+            let to = PostgresBackends { coordination: args.coordination, legacy_store: args.legacy_store, new_stores: args.new_store };
+            notes_host::copy::copy_data_dir(&args.from, &to).map(|report| {
+                println!(
+                    "copied {} account(s), {} key(s), {} audit entr(ies), {} job(s), {} plugin(s) with {} activation(s); \
+                     store rows (tombstones included): legacy {}, new shards {:?}; every count checked",
+                    report.accounts,
+                    report.keys,
+                    report.audit_entries,
+                    report.jobs,
+                    report.plugins,
+                    report.activations,
+                    report.rows.first().copied().unwrap_or(0),
+                    report.rows.get(1..).unwrap_or_default()
+                );
+            })
+        }
         Command::Openapi => {
             print!("{}", notes_host::api::render_openapi(&notes_host::api::openapi_document()));
             Ok(())

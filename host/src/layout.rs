@@ -144,6 +144,14 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
     Ok(identity)
 }
 
+/// The identity of an existing data dir, without changing anything in it
+/// (`db copy` reads one).
+pub fn existing_data_dir(dir: &Path) -> anyhow::Result<DataDirIdentity> {
+    read_identity_file(dir)?.ok_or_else(|| {
+        anyhow::anyhow!("{} is not a data dir of this host: it has no {IDENTITY_FILE} (start a host on it once)", dir.display())
+    })
+}
+
 /// `legacy.db` and `new-shard-N.db` files present in `dir`.
 fn existing_store_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();

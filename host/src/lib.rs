@@ -7,6 +7,7 @@ pub mod app;
 pub mod catalog;
 pub mod clock;
 pub mod coordination;
+pub mod copy;
 mod db;
 mod files;
 mod pg;

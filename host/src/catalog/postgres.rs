@@ -78,7 +78,9 @@ impl Catalog for PostgresCatalog {
             ],
         )
         .context("cannot record the plugin")?;
-        upsert_artifact(&mut tx, &record.digest, &self.host, artifact_sha256)?;
+        if !artifact_sha256.is_empty() {
+            upsert_artifact(&mut tx, &record.digest, &self.host, artifact_sha256)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -139,6 +141,18 @@ impl Catalog for PostgresCatalog {
         self.conn()?.client().execute(
             "INSERT INTO activations (digest, at_ms, actor, reason, host) VALUES ($1, $2, $3, $4, $5)",
             &[&digest, &now_ms, &actor, &reason, &self.host],
+        )?;
+        Ok(())
+    }
+}
+
+impl PostgresCatalog {
+    /// Records an activation as another catalog recorded it: its host, time
+    /// and reason (`db copy`; the sequence is this catalog's own, in order).
+    pub fn import_activation(&self, activation: &Activation) -> anyhow::Result<()> {
+        self.conn()?.client().execute(
+            "INSERT INTO activations (digest, at_ms, actor, reason, host) VALUES ($1, $2, $3, $4, $5)",
+            &[&activation.digest, &activation.at_ms, &activation.actor, &activation.reason, &activation.host],
         )?;
         Ok(())
     }

@@ -90,6 +90,15 @@ pub trait StoreBatch: Send {
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
+/// A row of a store as it is kept: a live note, or a tombstone (`deleted`,
+/// with the version it was deleted at). What `db copy` moves between
+/// backends, so a tombstone keeps refusing late writes there too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    pub note: Note,
+    pub deleted: bool,
+}
+
 /// The two stores of a host. `new` is `None` in plain mode.
 #[derive(Clone)]
 pub struct DataStores {

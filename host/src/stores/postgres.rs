@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use notes_routing::IdList;
 use postgres::GenericClient;
 
-use super::{DataStore, Note, StoreBatch, StoreError, version_to_sql};
+use super::{DataStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
 use crate::pg::{self, PgConn, PgPool};
 
 /// Ids are compared byte by byte (`COLLATE "C"`), whatever the database's
@@ -117,6 +117,27 @@ impl PostgresStore {
             );
         }
         Ok(())
+    }
+
+    /// Writes `rows` as they are, tombstones included, in one transaction
+    /// (`db copy`, into an empty store).
+    pub fn import(&self, rows: &[StoredRow]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.client().transaction()?;
+        let insert = tx.prepare(
+            "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )?;
+        for StoredRow { note, deleted } in rows {
+            let version = version_to_sql(note.version)?;
+            tx.execute(&insert, &[&note.account_id, &note.id, &note.content, &note.created_at_ms, &note.updated_at_ms, &version, deleted])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Rows kept, tombstones included.
+    pub fn row_count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn()?.client().query_one("SELECT count(*) FROM notes", &[])?.get::<_, i64>(0) as u64)
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<pg::Manager>, StoreError> {

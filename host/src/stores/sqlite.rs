@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{DataStore, Note, StoreBatch, StoreError, version_to_sql};
+use super::{DataStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
 use crate::db::{self, Pool};
 
 /// A tombstone is a row with `deleted = 1`: it keeps the deleted version so a
@@ -70,6 +70,30 @@ impl Drop for WriteTurn {
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)?, writer: Arc::default() })
+    }
+}
+
+impl SqliteStore {
+    /// Every row, tombstones included, in key order (`db copy`).
+    pub fn rows(&self) -> Result<Vec<StoredRow>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare(
+            "SELECT account_id, id, content, created_at_ms, updated_at_ms, version, deleted FROM notes ORDER BY account_id, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StoredRow {
+                note: Note {
+                    account_id: r.get(0)?,
+                    id: r.get(1)?,
+                    content: r.get(2)?,
+                    created_at_ms: r.get(3)?,
+                    updated_at_ms: r.get(4)?,
+                    version: r.get::<_, i64>(5)? as u64,
+                },
+                deleted: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

@@ -151,3 +151,52 @@ fn a_postgresql_restart_under_load_answers_503_while_down_and_loses_no_acknowled
     }
     assert!(host.post(&format!("/accounts/{account}/notes"), json!({ "content": "after" })).status == 201);
 }
+
+#[test]
+fn db_copy_moves_a_sqlite_data_dir_to_postgresql_and_it_serves_unchanged() {
+    const TOKEN: &str = "a-sufficiently-long-admin-token";
+    let host = Host::builder().admin_token(TOKEN).arg("--shards").arg("2").start();
+    let (stays, migrating) = (host.create_account(false), host.create_account(false));
+    let kept: Vec<String> = (0..5).map(|i| host.create_note(&stays, &format!("stays {i}"))).collect();
+    let deleted = host.create_note(&stays, "deleted");
+    host.delete_note(&stays, &deleted).expect(204);
+    let moved = host.create_note(&migrating, "moves to new");
+    let left = host.create_note(&migrating, "left in legacy");
+    host.set_migrating(&migrating, true).expect(200);
+    host.update_note(&migrating, &moved, "moved, version 2").expect(200);
+    let key = host.post(&format!("/accounts/{stays}/keys"), json!({ "label": "phone" })).expect(201).json()["key"].as_str().unwrap().to_owned();
+    let digest = host.activate(Plugin::Faulty);
+    let audit_before = host.get("/audit").expect(200).json()["entries"].as_array().unwrap().len();
+    let accounts_before = host.get("/accounts").expect(200).json();
+    let dir = host.stop();
+
+    let service = PgService::new();
+    let args = service.args(2);
+    let copy = |args: &[String]| {
+        std::process::Command::new(host_binary()).args(["db", "copy", "--from"]).arg(&dir.path).args(args).output().unwrap()
+    };
+    let out = copy(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("copied 2 account(s), 1 key(s)") && said.contains("every count checked"), "{said}");
+    let again = copy(&args);
+    assert!(!again.status.success(), "a second copy into a filled service is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds accounts"), "{}", String::from_utf8_lossy(&again.stderr));
+
+    // A host with a fresh data dir serves the copy unchanged.
+    let pg = Host::builder().admin_token(TOKEN).postgres(&service).arg("--shards").arg("2").without_plugin_flag().start();
+    assert_eq!(pg.get("/accounts").expect(200).json(), accounts_before, "accounts and flags");
+    for (i, note) in kept.iter().enumerate() {
+        assert_eq!(pg.get_note(&stays, note).expect(200).json()["content"], format!("stays {i}"));
+    }
+    assert_eq!(pg.get_note(&stays, &deleted).status, 404, "a deleted note stays deleted");
+    assert_eq!((pg.placement(&migrating, &moved), pg.placement(&migrating, &left)), (NEW, LEGACY), "each note in its store");
+    assert_eq!(pg.get_note(&migrating, &moved).expect(200).json()["version"], 2, "versions kept");
+    assert!(pg.is_migrating(&migrating));
+    let as_key = notes_client::Client::new(&pg.base).with_token(Some(key));
+    assert_eq!(as_key.list_notes(&stays).unwrap().status, 200, "account keys still work");
+    let plugins = pg.get("/plugins").expect(200).json();
+    assert!(plugins.to_string().contains(&digest), "the uploaded plugin is there: {plugins}");
+    let audit_after = pg.get("/audit").expect(200).json()["entries"].as_array().unwrap().len();
+    assert!(audit_after >= audit_before, "the audit log came along ({audit_before} → {audit_after})");
+}
