@@ -56,6 +56,14 @@ pub struct SimArgs {
     /// Shorthand: flips every 200 ms and restarts every 3 s (unless set).
     #[arg(long)]
     pub chaos: bool,
+    /// Restarts also stop a host (SIGSTOP) for 3 s, past its lease on
+    /// PostgreSQL, then continue it (SIGCONT): KILL, TERM and STOP in turn.
+    #[arg(long)]
+    pub stop_hosts: bool,
+    /// Give each host it starts a data dir of its own (`<data dir>/host-N`):
+    /// hosts on PostgreSQL (`--host-arg=--coordination=…`) share nothing else.
+    #[arg(long)]
+    pub own_data_dirs: bool,
     /// Start a migration job over every account about this often (ms),
     /// alternately a backfill and a bulk rollback, so jobs move notes while
     /// clients read and write, flags flip and hosts restart; 0 = never.
@@ -243,7 +251,7 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
         }
         // `sim` runs inside the notes-host binary: its hosts are that binary too.
         let exe = std::env::current_exe().context("cannot find the notes-host binary")?;
-        let hosts = Hosts::start(&exe, args.hosts.max(1), &data_dir, host_args)?;
+        let hosts = Hosts::start(&exe, args.hosts.max(1), &data_dir, args.own_data_dirs, host_args)?;
         let targets = hosts.targets();
         started = Some(hosts);
         targets
@@ -311,8 +319,13 @@ pub fn run(mut args: SimArgs) -> anyhow::Result<bool> {
             std::thread::sleep(Duration::from_millis(10));
             if Instant::now() >= next {
                 let slot = rng.below(p.len());
-                let hard = restarts % 2 == 0;
-                p.restart(slot, hard).with_context(|| format!("restarting host {slot}"))?;
+                let faults = if args.stop_hosts { 3 } else { 2 };
+                match restarts % faults {
+                    0 => p.restart(slot, true),
+                    1 => p.restart(slot, false),
+                    _ => p.pause(slot, Duration::from_secs(3)),
+                }
+                .with_context(|| format!("restarting host {slot}"))?;
                 restarts += 1;
                 next = Instant::now() + jitter(&mut rng, args.restart_every_ms);
             }
