@@ -28,7 +28,7 @@ from datetime import date
 
 from benchlib import HOST, ROOT, TARGET, ensure_wrk, load_accounts, publish, start, table, wrk, write_lua
 
-PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs"]
+PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres"]
 
 
 # ---- micro ---------------------------------------------------------------
@@ -237,7 +237,7 @@ def header(meta):
 
 def runner(part):
     """(run, markdown) of a part."""
-    if part in ("http", "scaling", "fleet", "fairness", "jobs"):
+    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres"):
         module = importlib.import_module(f"bench_{part}")
         return module.run, module.markdown
     return {"micro": (micro, micro_markdown), "profile": (profile, profile_markdown), "plugins": (plugins, plugins_markdown)}[part]
