@@ -29,24 +29,12 @@ CREATE TABLE IF NOT EXISTS notes (
 );
 CREATE INDEX IF NOT EXISTS notes_live ON notes (account_id, id) WHERE NOT deleted;
 -- Each account's fence (`raise_fence`): writes admitted under an older
--- flag epoch are refused, by `notes_unfenced` inside the writing statement.
+-- flag epoch are refused, by the `UNFENCED` condition of each writing
+-- statement.
 CREATE TABLE IF NOT EXISTS fences (
     account_id TEXT   COLLATE "C" PRIMARY KEY,
     epoch      BIGINT NOT NULL
 );
--- True, or an error (SQLSTATE NF001) if the account is fenced past
--- `admitted`. It reads only parameters, so the planner runs it once per
--- statement, before any row is touched; the statement's own snapshot sees
--- every fence raised before the statement took its lock on `notes`.
-CREATE OR REPLACE FUNCTION notes_unfenced(account TEXT, admitted BIGINT) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $fn$
-BEGIN
-    IF EXISTS (SELECT 1 FROM fences f WHERE f.account_id = account AND f.epoch > admitted) THEN
-        RAISE EXCEPTION 'fenced' USING ERRCODE = 'NF001';
-    END IF;
-    RETURN true;
-END
-$fn$;
 -- Which store of which service this database is (`claim`): one row.
 CREATE TABLE IF NOT EXISTS store_identity (
     one        BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
@@ -58,19 +46,44 @@ CREATE TABLE IF NOT EXISTS store_identity (
 const MAX_CONNECTIONS: u32 = 16;
 
 const GET: &str = "SELECT content, created_at_ms, updated_at_ms, version FROM notes WHERE account_id = $1 AND id = $2 AND NOT deleted";
-const PUT: &str = "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
-     SELECT $1::text, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, false WHERE notes_unfenced($1, $7)
+/// The fencing check, inside each writing statement: no fence of the
+/// account above the write's epoch. It reads only parameters, so the planner
+/// runs it once per statement (an InitPlan), before any row is touched; the
+/// statement's own snapshot sees every fence raised before the statement
+/// took its lock on `notes` (see `RAISE_FENCE`). A write it stops changes no
+/// row, like one refused for its version: `write_refused` tells them apart.
+macro_rules! unfenced {
+    ($epoch:literal) => {
+        concat!("NOT EXISTS (SELECT 1 FROM fences WHERE account_id = $1 AND epoch > ", $epoch, ")")
+    };
+}
+const PUT: &str = concat!(
+    "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+     SELECT $1::text, $2::text, $3::text, $4::bigint, $5::bigint, $6::bigint, false WHERE ",
+    unfenced!("$7"),
+    "
      ON CONFLICT (account_id, id) DO UPDATE SET
          content = excluded.content, created_at_ms = excluded.created_at_ms,
          updated_at_ms = excluded.updated_at_ms, version = excluded.version, deleted = false
-     WHERE excluded.version > notes.version";
-const DELETE_LIVE: &str = "UPDATE notes SET deleted = true, content = '', version = $3
-     WHERE notes_unfenced($1, $4) AND account_id = $1 AND id = $2 AND NOT deleted AND version <= $3";
+     WHERE excluded.version > notes.version"
+);
+const DELETE_LIVE: &str = concat!(
+    "UPDATE notes SET deleted = true, content = '', version = $3
+     WHERE account_id = $1 AND id = $2 AND NOT deleted AND version <= $3 AND ",
+    unfenced!("$4")
+);
 /// No row, or an older tombstone: record (or raise) the tombstone.
-const TOMBSTONE: &str = "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
-     SELECT $1::text, $2::text, '', 0, 0, $3::bigint, true WHERE notes_unfenced($1, $4)
+const TOMBSTONE: &str = concat!(
+    "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+     SELECT $1::text, $2::text, '', 0, 0, $3::bigint, true WHERE ",
+    unfenced!("$4"),
+    "
      ON CONFLICT (account_id, id) DO UPDATE SET version = excluded.version
-     WHERE notes.deleted AND notes.version < excluded.version";
+     WHERE notes.deleted AND notes.version < excluded.version"
+);
+/// Whether the account is fenced above an epoch: asked only when a write
+/// changed nothing, to tell a fenced write from one refused for its version.
+const FENCED_ABOVE: &str = "SELECT EXISTS (SELECT 1 FROM fences WHERE account_id = $1 AND epoch > $2)";
 const LIST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id";
 const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id LIMIT $2";
 const COUNT: &str = "SELECT count(*) FROM notes WHERE account_id = $1 AND NOT deleted";
@@ -156,9 +169,9 @@ impl DataStore for PostgresStore {
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
-        let (live, tombstone) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?);
+        let (live, tombstone, fenced) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?, conn.prepared(FENCED_ABOVE)?);
         let mut tx = conn.client().transaction()?;
-        let removed = delete_with(&mut tx, &live, &tombstone, account_id, note_id, version, epoch)?;
+        let removed = delete_with(&mut tx, &live, &tombstone, &fenced, account_id, note_id, version, epoch)?;
         tx.commit()?;
         Ok(removed)
     }
@@ -223,8 +236,8 @@ impl StoreBatch for PostgresBatch {
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn.borrow_mut();
-        let (live, tombstone) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?);
-        delete_with(conn.client(), &live, &tombstone, account_id, note_id, version, self.epoch)
+        let (live, tombstone, fenced) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?, conn.prepared(FENCED_ABOVE)?);
+        delete_with(conn.client(), &live, &tombstone, &fenced, account_id, note_id, version, self.epoch)
     }
 
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
@@ -269,8 +282,11 @@ fn put_on(conn: &mut PgConn, note: &Note, epoch: i64) -> Result<bool, StoreError
     let statement = conn.prepared(PUT)?;
     let changed = conn
         .client()
-        .execute(&statement, &[&note.account_id, &note.id, &note.content, &note.created_at_ms, &note.updated_at_ms, &version, &epoch])
-        .map_err(|e| write_error(e, epoch))?;
+        .execute(&statement, &[&note.account_id, &note.id, &note.content, &note.created_at_ms, &note.updated_at_ms, &version, &epoch])?;
+    if changed == 0 {
+        let fenced = conn.prepared(FENCED_ABOVE)?;
+        refuse_if_fenced(conn.client(), &fenced, &note.account_id, epoch)?;
+    }
     Ok(changed == 1)
 }
 
@@ -279,24 +295,28 @@ fn delete_with(
     client: &mut impl GenericClient,
     live: &postgres::Statement,
     tombstone: &postgres::Statement,
+    fenced: &postgres::Statement,
     account_id: &str,
     note_id: &str,
     version: u64,
     epoch: i64,
 ) -> Result<bool, StoreError> {
     let version = version_to_sql(version)?;
-    let removed = client.execute(live, &[&account_id, &note_id, &version, &epoch]).map_err(|e| write_error(e, epoch))? == 1;
-    client.execute(tombstone, &[&account_id, &note_id, &version, &epoch]).map_err(|e| write_error(e, epoch))?;
+    let removed = client.execute(live, &[&account_id, &note_id, &version, &epoch])? == 1;
+    let tombstoned = client.execute(tombstone, &[&account_id, &note_id, &version, &epoch])? == 1;
+    if !removed && !tombstoned {
+        refuse_if_fenced(client, fenced, account_id, epoch)?;
+    }
     Ok(removed)
 }
 
-/// A write's error: `Fenced` if `notes_unfenced` refused it.
-fn write_error(e: postgres::Error, epoch: i64) -> StoreError {
-    if e.code().is_some_and(|code| code.code() == FENCED) { StoreError::Fenced { epoch } } else { e.into() }
+/// `Fenced` if the account is fenced above `epoch`. Fences only go up, so a
+/// write that changed nothing and finds its account fenced now was fenced
+/// (or refused for its version, and fenced since): either way it failed,
+/// and the client retries under the new flag.
+fn refuse_if_fenced(client: &mut impl GenericClient, fenced: &postgres::Statement, account_id: &str, epoch: i64) -> Result<(), StoreError> {
+    if client.query_one(fenced, &[&account_id, &epoch])?.get::<_, bool>(0) { Err(StoreError::Fenced { epoch }) } else { Ok(()) }
 }
-
-/// The SQLSTATE `notes_unfenced` raises.
-const FENCED: &str = "NF001";
 
 fn list_on(conn: &mut PgConn, account_id: &str) -> Result<IdList, StoreError> {
     let statement = conn.prepared(LIST)?;
