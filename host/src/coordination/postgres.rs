@@ -137,6 +137,10 @@ const MAX_CONNECTIONS: u32 = 8;
 /// lock is released only once the commit is visible). The key is "coord" in
 /// ASCII; `pg::open`'s schema lock has another.
 const BEGIN_DECISION: &str = "BEGIN; SELECT pg_advisory_xact_lock(427071337060)";
+/// An announcement needs no durability either: lost in a crash, the flip
+/// never happened (its commit finds no mark and fails; hosts thaw when they
+/// see none). Its gate check and mark are what matter, under the lock.
+const BEGIN_DECISION_UNSYNCED: &str = "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(427071337060)";
 const BEGIN: &str = "BEGIN";
 /// Acknowledgements commit without waiting for the WAL to reach the disk:
 /// they need no durability (after a crash a flip is aborted again, or
@@ -383,7 +387,7 @@ impl Coordination for PostgresCoordination {
 
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
         let mut conn = self.conn()?;
-        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION_UNSYNCED)?;
         let account = flip.account.to_string();
         let state = query_opt(&mut tx, FLAG_STATE, &[&account])?
             .map(|r| row_to_flag_state(&r))
@@ -939,14 +943,21 @@ impl ChangeWatch for Listener {
 /// turn once: it returns at once if something arrived, else at the timer's
 /// next tick (at most 1 ms), and it also reads the end of a lost connection.
 fn heard_any(client: &mut Client) -> Result<bool, postgres::Error> {
-    let mut heard = false;
     let mut notifications = client.notifications();
-    let mut arrived = notifications.timeout_iter(Duration::ZERO);
-    while arrived.next()?.is_some() {
-        heard = true;
+    // The client reads its socket only while it waits: a wait of zero ends
+    // at the runtime's next timer tick (~1 ms) anyway, so wait that long for
+    // a first notification, which ends the wait the moment it arrives; then
+    // take whatever else is already here without waiting.
+    if notifications.timeout_iter(LISTEN_WAIT).next()?.is_none() {
+        return Ok(false);
     }
-    Ok(heard)
+    let mut buffered = notifications.iter();
+    while buffered.next()?.is_some() {}
+    Ok(true)
 }
+
+/// The longest one look of the change watch waits for a notification.
+const LISTEN_WAIT: Duration = Duration::from_millis(1);
 
 impl From<postgres::Error> for CoordinationError {
     fn from(e: postgres::Error) -> Self {

@@ -149,13 +149,15 @@ impl DataStores {
         DataStores { legacy: Arc::new(MemoryStore::default()), new }
     }
 
-    /// Raises the account's fence in both stores (`DataStore::raise_fence`).
+    /// Raises the account's fence in both stores (`DataStore::raise_fence`),
+    /// at once: a flip waits for both.
     pub fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
-        self.legacy.raise_fence(account_id, epoch)?;
-        match &self.new {
-            Some(new) => new.raise_fence(account_id, epoch),
-            None => Ok(()),
-        }
+        let Some(new) = &self.new else { return self.legacy.raise_fence(account_id, epoch) };
+        std::thread::scope(|s| {
+            let legacy = s.spawn(|| self.legacy.raise_fence(account_id, epoch));
+            let new = new.raise_fence(account_id, epoch);
+            legacy.join().unwrap_or_else(|_| Err(StoreError::Internal("raising the legacy store's fence panicked".into()))).and(new)
+        })
     }
 
     pub fn get(&self, store: Store) -> Option<&dyn DataStore> {

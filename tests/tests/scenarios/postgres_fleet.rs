@@ -223,3 +223,20 @@ fn the_simulator_finds_no_anomaly_on_three_postgresql_hosts_killed_terminated_an
     let restarts = report.lines().find(|l| l.contains("restarts")).unwrap_or_default();
     assert!(!restarts.ends_with("restarts 0") && !restarts.ends_with("restarts 1"), "hosts were killed, stopped and paused: {report}");
 }
+
+#[test]
+fn a_plugin_uploaded_to_one_host_is_activated_on_another_that_never_saw_its_file() {
+    let service = PgService::new();
+    let (a, b) = (Host::builder().postgres(&service).start(), Host::builder().postgres(&service).start());
+    let pushed = a.push_plugin(Plugin::LegacyOnly);
+    assert!(pushed.status == 200 || pushed.status == 201, "{}", pushed.body);
+    let digest = pushed.json()["digest"].as_str().unwrap().to_owned();
+    assert!(!b.data_dir.join("plugins").join(format!("{digest}.wasm")).exists(), "b's data dir has never seen it");
+    b.put("/plugins/active", json!({ "digest": digest })).expect(200);
+    assert!(b.data_dir.join("plugins").join(format!("{digest}.wasm")).exists(), "b fetched it from the database and keeps it");
+    let account = b.create_account(false);
+    let note = b.create_note(&account, "routed by legacy-only on b");
+    assert_eq!(a.placement(&account, &note), LEGACY);
+    let hosts = a.get("/hosts").expect(200).json();
+    assert!(hosts.to_string().contains("legacy-only"), "the fleet sees b's plugin: {hosts}");
+}
