@@ -19,7 +19,10 @@ const LOCK_TIMEOUT: &str = "5s";
 /// How long the server keeps a transaction open with no statement running
 /// before it ends the session: a host stopped (or cut off) in the middle of
 /// a batch must not hold its locks, and with them a flip's fence, for long.
-/// Every transaction of the host runs its statements back to back.
+/// A batch's session on one store may sit idle while the plugin works or
+/// while its other store waits for a row; past this it is ended and the
+/// batch fails, which moves nothing (the destination commits first, so the
+/// worst case of a half-committed batch is a duplicate, never a loss).
 const IDLE_IN_TRANSACTION: &str = "2s";
 /// How long a request waits for a free pooled connection, and a new
 /// connection for the server.

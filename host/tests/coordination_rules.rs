@@ -709,3 +709,29 @@ fn postgres_watch_reconnects_when_its_connection_is_lost_and_reports_what_change
     b.other.set_rollout_percent(1.0).unwrap();
     assert!(change_seen(&mut *watch, Duration::from_secs(1)).is_some());
 }
+
+/// PostgreSQL only: a lease holds for its length after each renewal, on
+/// the database's clock; once lapsed it cannot be renewed (the host must
+/// join again), and only a lapsed host is pruned: one that joined again
+/// keeps its new row.
+#[test]
+fn postgres_leases_lapse_stay_lapsed_and_only_a_lapsed_host_is_pruned() {
+    let url = notes_scenarios::postgres::database();
+    let state = PostgresCoordination::open(&url).unwrap().with_lease(Duration::from_millis(300));
+    state.register_host(&host("h", true), Gate::Checked).unwrap();
+    assert!(state.expired_hosts().unwrap().is_empty(), "a fresh lease holds");
+    assert!(state.heartbeat("h", 2).unwrap(), "a renewal while it holds");
+    assert!(!state.prune_host("h").unwrap(), "a live host is not pruned");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(state.expired_hosts().unwrap(), BTreeSet::from(["h".to_owned()]), "lapsed on the database's clock");
+    assert!(!state.heartbeat("h", 3).unwrap(), "a lapsed lease is not renewed: the host must join again");
+    assert_eq!(state.expired_hosts().unwrap().len(), 1, "and stays lapsed");
+    // It joins again before another host's prune of its old row lands.
+    state.remove_host("h").unwrap();
+    state.register_host(&host("h", true), Gate::Checked).unwrap();
+    assert!(!state.prune_host("h").unwrap(), "the prune finds a live lease and keeps the row");
+    assert_eq!(state.hosts().unwrap().len(), 1);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(state.prune_host("h").unwrap(), "lapsed again: pruned");
+    assert!(state.hosts().unwrap().is_empty());
+}

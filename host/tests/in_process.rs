@@ -384,6 +384,9 @@ impl Coordination for Recording {
     fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError> {
         self.inner.expired_hosts()
     }
+    fn prune_host(&self, host: &str) -> Result<bool, CoordinationError> {
+        self.inner.prune_host(host)
+    }
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {
         self.inner.hosts()
     }

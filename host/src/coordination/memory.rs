@@ -234,6 +234,10 @@ impl Coordination for MemoryCoordination {
         Ok(self.write()?.hosts.get_mut(host).map(|h| h.heartbeat_ms = now_ms).is_some())
     }
 
+    fn prune_host(&self, host: &str) -> Result<bool, CoordinationError> {
+        self.remove_host(host).map(|()| true)
+    }
+
     /// Hosts in one process hold no lease.
     fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError> {
         Ok(BTreeSet::new())

@@ -290,6 +290,10 @@ pub trait Coordination: Send + Sync {
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError>;
     /// Removes the host and its acknowledgements.
     fn remove_host(&self, host: &str) -> Result<(), CoordinationError>;
+    /// Removes a host found gone, only if it still is: with leases, only
+    /// while its lease is lapsed (one that renewed or joined again since it
+    /// was looked at keeps its row). False if it was kept.
+    fn prune_host(&self, host: &str) -> Result<bool, CoordinationError>;
 
     /// A cheap way to learn that any host changed the state (the fleet's
     /// watcher polls it every millisecond).

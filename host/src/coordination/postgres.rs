@@ -224,6 +224,9 @@ const INSERT_HOST: &str = concat!(
 const HEARTBEAT: &str =
     concat!("UPDATE hosts SET heartbeat_ms = $2, lease_until_ms = ", db_now_ms!(), " + $3 WHERE id = $1 AND lease_until_ms > ", db_now_ms!());
 const EXPIRED_HOSTS: &str = concat!("SELECT id FROM hosts WHERE lease_until_ms <= ", db_now_ms!());
+/// Removes a host only while its lease is lapsed: the row lock orders it
+/// after a renewal in flight, and a host that joined again keeps its row.
+const PRUNE_HOST: &str = concat!("DELETE FROM hosts WHERE id = $1 AND lease_until_ms <= ", db_now_ms!());
 const CHANGE_HOST_PLUGIN: &str = "UPDATE hosts SET plugin_digest = $2, plugin_label = $3, supports_migration = $4 WHERE id = $1";
 const DELETE_HOST: &str = "DELETE FROM hosts WHERE id = $1";
 const DELETE_ACKS_OF_HOST: &str = "DELETE FROM flip_acks WHERE host_id = $1";
@@ -527,6 +530,17 @@ impl Coordination for PostgresCoordination {
         execute(&mut tx, DELETE_ACKS_OF_HOST, &[&host])?;
         tx.commit(true)?;
         Ok(())
+    }
+
+    fn prune_host(&self, host: &str) -> Result<bool, CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        let pruned = execute(&mut tx, PRUNE_HOST, &[&host])? > 0;
+        if pruned {
+            execute(&mut tx, DELETE_ACKS_OF_HOST, &[&host])?;
+        }
+        tx.commit(pruned)?;
+        Ok(pruned)
     }
 
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {

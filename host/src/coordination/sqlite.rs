@@ -365,6 +365,11 @@ impl Coordination for SqliteCoordination {
         Ok(())
     }
 
+    /// Lock files told it is gone, and a process that ended does not come back.
+    fn prune_host(&self, host: &str) -> Result<bool, CoordinationError> {
+        self.remove_host(host).map(|()| true)
+    }
+
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
         // Its own connection: `data_version` changes when *another*
         // connection commits, and every write here goes through others.

@@ -65,16 +65,20 @@ impl Fleet {
                 started.elapsed().as_millis()
             ))
         };
-        if !shared.registered.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(FleetError::Unavailable("this host is not registered in the fleet; it serves no note request".into()));
-        }
-        if !shared.lease.holds() {
-            return Err(FleetError::Unavailable(
-                "this host's lease in the fleet lapsed (the coordination database was out of reach); it serves no note request \
-                 until it joins again"
-                    .into(),
-            ));
-        }
+        let in_the_fleet = || -> Result<(), FleetError> {
+            if !shared.registered.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(FleetError::Unavailable("this host is not registered in the fleet; it serves no note request".into()));
+            }
+            if !shared.lease.holds() {
+                return Err(FleetError::Unavailable(
+                    "this host's lease in the fleet lapsed (the coordination database was out of reach); it serves no note \
+                     request until it joins again"
+                        .into(),
+                ));
+            }
+            Ok(())
+        };
+        in_the_fleet()?;
         loop {
             let entered = shared.inflight.enter(account, deadline, shared.settings.max_requests_per_account).map_err(|refused| match refused {
                 NotEntered::Frozen => busy(),
@@ -85,6 +89,12 @@ impl Fleet {
                 .flag_state(account)
                 .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
                 .ok_or(FleetError::NoAccount(account))?;
+            // Again once the flag is read: a host stalled before the read
+            // may have been counted gone meanwhile, and a flag turned on
+            // without it (the gate no longer saw it) must not reach its
+            // plugin. A read that ends while the lease still holds ran
+            // before any host could count it gone.
+            in_the_fleet()?;
             if state.flip.is_none() {
                 return Ok(Admission { is_migrating: state.is_migrating, epoch: state.epoch, _entered: entered });
             }

@@ -172,6 +172,9 @@ struct Shared {
     /// False if this host's row went missing: it then serves no note request,
     /// because flips would not wait for it.
     registered: AtomicBool,
+    /// Set when this host joined again (its acknowledgements went with its
+    /// old row): the watcher acknowledges the pending flips again.
+    rejoined: AtomicBool,
 }
 
 impl Fleet {
@@ -200,6 +203,7 @@ impl Fleet {
             settings,
             stop: AtomicBool::new(false),
             registered: AtomicBool::new(true),
+            rejoined: AtomicBool::new(false),
         });
         shared.prune_gone_hosts();
         let sent = std::time::Instant::now();
@@ -370,8 +374,14 @@ impl Shared {
         let me = self.me.id.to_string();
         let candidates = hosts.iter().filter(|h| **h != me);
         match &self.liveness {
-            Liveness::Lease(_) => match self.coordination.expired_hosts() {
-                Ok(expired) => candidates.filter(|h| expired.contains(*h)).cloned().collect(),
+            // Gone: its lease lapsed, or its row is gone already (pruned by
+            // another host, or it left).
+            Liveness::Lease(_) => match self.coordination.expired_hosts().and_then(|expired| Ok((expired, self.coordination.hosts()?))) {
+                Ok((expired, rows)) => {
+                    let live: std::collections::BTreeSet<&str> =
+                        rows.iter().map(|h| h.id.as_str()).filter(|id| !expired.contains(*id)).collect();
+                    candidates.filter(|h| !live.contains(h.as_str())).cloned().collect()
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the fleet's leases; counting every host alive");
                     Default::default()
@@ -388,9 +398,10 @@ impl Shared {
             let hosts = self.coordination.hosts()?;
             let ended = self.gone_among(&hosts.iter().map(|h| h.id.clone()).collect());
             for host in hosts.into_iter().filter(|h| ended.contains(&h.id)) {
-                self.coordination.remove_host(&host.id)?;
-                self.liveness.forget(&host.id);
-                gone.push(host.id);
+                if self.coordination.prune_host(&host.id)? {
+                    self.liveness.forget(&host.id);
+                    gone.push(host.id);
+                }
             }
             Ok(gone)
         })();

@@ -74,6 +74,11 @@ fn watch(shared: &Shared) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "fleet watcher cannot look for changes"),
         }
+        if shared.rejoined.swap(false, Ordering::AcqRel) {
+            for w in watched.values_mut() {
+                w.acked = false;
+            }
+        }
         for (account, w) in watched.iter_mut().filter(|(_, w)| !w.acked) {
             if shared.inflight.running(*account) == 0 {
                 match shared.coordination.acknowledge_flip(&w.flip.id, &me, shared.clock.now_ms()) {
@@ -156,6 +161,7 @@ fn rejoin(shared: &Shared, me: &str) {
     match joined {
         Ok(()) => {
             shared.lease.renewed(sent);
+            shared.rejoined.store(true, Ordering::Release);
             shared.registered.store(true, Ordering::Release);
             tracing::warn!("joined the fleet again after the lease lapsed");
         }

@@ -62,8 +62,11 @@ impl AccountScope {
 
     /// The same account's view, with one batch per store (one transaction,
     /// one fsync at commit): what a move of many notes uses. Legacy's batch
-    /// begins first, then new's, in every process, so two never wait on
-    /// each other.
+    /// begins first, then new's, in every process, so on SQLite (a batch
+    /// holds its file's write lock from the start) two never wait on each
+    /// other. On PostgreSQL rows are locked as they are written; a wait
+    /// across the two databases, which no deadlock detector sees, ends at
+    /// the lock timeout (`pg.rs`) and fails the batch, moving nothing.
     pub fn batched(&self) -> std::result::Result<(AccountScope, Arc<ScopeBatch>), StoreError> {
         let legacy = self.stores.legacy.begin_batch(&self.account_id, self.epoch)?;
         let new = self.stores.new.as_ref().map(|new| new.begin_batch(&self.account_id, self.epoch)).transpose()?;

@@ -207,8 +207,7 @@ impl DataStore for PostgresStore {
         let mut conn = self.conn()?;
         let set = conn.prepared(SET_FENCE)?;
         let client = conn.client();
-        client.batch_execute(RAISE_FENCE)?;
-        let raised = client.execute(&set, &[&account_id, &epoch]).and_then(|_| client.batch_execute("COMMIT"));
+        let raised = client.batch_execute(RAISE_FENCE).and_then(|()| client.execute(&set, &[&account_id, &epoch])).and_then(|_| client.batch_execute("COMMIT"));
         if raised.is_err() {
             let _ = client.batch_execute("ROLLBACK");
         }
