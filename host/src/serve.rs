@@ -137,7 +137,13 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
     let digest = match (&config.plugin, catalog.active_digest()?) {
         (None, Some(active)) => active,
         (Some(path), _) => push_file(&registry, path, clock.now_ms())?,
-        (None, None) => push_file(&registry, &config.default_plugin, clock.now_ms())?,
+        // A host new to the fleet (a name never seen) runs what the fleet
+        // activated last, fetched from the catalog on PostgreSQL; the
+        // default plugin only in a new service.
+        (None, None) => match catalog.history()?.pop() {
+            Some(latest) => latest.digest,
+            None => push_file(&registry, &config.default_plugin, clock.now_ms())?,
+        },
     };
     let settings = AppSettings {
         probation: config.probation,

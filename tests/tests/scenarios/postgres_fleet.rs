@@ -240,3 +240,14 @@ fn a_plugin_uploaded_to_one_host_is_activated_on_another_that_never_saw_its_file
     let hosts = a.get("/hosts").expect(200).json();
     assert!(hosts.to_string().contains("legacy-only"), "the fleet sees b's plugin: {hosts}");
 }
+
+#[test]
+fn a_host_joining_with_an_empty_data_dir_runs_the_plugin_the_fleet_activated_last() {
+    let service = PgService::new();
+    let first = Host::builder().postgres(&service).start();
+    let digest = first.activate(Plugin::Faulty);
+    let joining = Host::builder().postgres(&service).without_plugin_flag().start();
+    let active = joining.get("/plugins").expect(200).json();
+    assert_eq!(active["active"]["digest"], digest.as_str(), "{active}");
+    assert!(joining.data_dir.join("plugins").join(format!("{digest}.wasm")).exists(), "fetched into its own data dir");
+}
