@@ -220,6 +220,29 @@ impl App {
         // Held to the end of the call: no flip of this account completes
         // anywhere while this request runs under the value it read.
         let admission = self.fleet.admit(account)?;
+        let served = self.route_admitted(account, op, &admission, call);
+        // A read is as good as the flag it ran under. A host whose lease
+        // lapsed meanwhile (stopped, cut off) may have been left behind by a
+        // flip and read both stores around a move made under the new value:
+        // an answer missing notes. Writes are fenced at the stores; a read
+        // is refused here instead (the lease lapses here before the fleet
+        // counts this host gone, so a read that ends with it held saw no flip).
+        if matches!(op, "get_note" | "list_notes") && served.is_ok() && !admission.lease_held() {
+            return Err(AppError::Unavailable(format!(
+                "this host's lease lapsed while the request ran; the isMigrating of account {account} may have changed, retry"
+            )));
+        }
+        served
+    }
+
+    /// [`App::route`] once admitted.
+    fn route_admitted<T>(
+        &self,
+        account: Uuid,
+        op: &'static str,
+        admission: &crate::fleet::Admission<'_>,
+        call: impl FnOnce(&dyn Router, AccountScope, bool) -> Routed<T>,
+    ) -> Result<Served<T>, AppError> {
         let is_migrating = admission.is_migrating;
         let scope = AccountScope::new(account.to_string(), admission.epoch, self.stores.clone());
         if let Some(native) = &self.native {

@@ -37,6 +37,7 @@ pub struct Admission<'a> {
     /// a store fenced by a later flip refuses them.
     pub epoch: i64,
     _entered: Entered<'a>,
+    lease: &'a super::OwnLease,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,14 @@ pub enum FlipOutcome {
 /// How long after its timeout an unfinished flip may be aborted by any host.
 /// The flipper itself aborts at its timeout; this covers a flipper that died.
 const ABANDON_GRACE: Duration = Duration::from_millis(1000);
+
+impl Admission<'_> {
+    /// Whether this host's lease still holds (always, without leases): a
+    /// request that ends with it held ran under a flag no flip changed.
+    pub fn lease_held(&self) -> bool {
+        self.lease.holds()
+    }
+}
 
 impl Fleet {
     /// Reads the account's flag for one note request and counts the request
@@ -96,7 +105,7 @@ impl Fleet {
             // before any host could count it gone.
             in_the_fleet()?;
             if state.flip.is_none() {
-                return Ok(Admission { is_migrating: state.is_migrating, epoch: state.epoch, _entered: entered });
+                return Ok(Admission { is_migrating: state.is_migrating, epoch: state.epoch, _entered: entered, lease: &shared.lease });
             }
             drop(entered);
             let left = deadline.saturating_duration_since(Instant::now());
