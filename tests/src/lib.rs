@@ -431,6 +431,18 @@ impl Host {
         self.process.signal(signal).unwrap_or_else(|e| panic!("kill -{signal:?} failed: {e}"));
     }
 
+    /// Plugin calls this host has started (fresh instances made), from
+    /// `/metrics`: to know that a request is running in its plugin.
+    pub fn plugin_calls_started(&self) -> u64 {
+        self.get("/metrics")
+            .expect(200)
+            .body
+            .lines()
+            .find(|l| l.starts_with("notes_plugin_instances_total{source=\"fresh\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(log_path(&self.data_dir)).unwrap_or_default()
     }

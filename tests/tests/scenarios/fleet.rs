@@ -133,8 +133,10 @@ fn with_fleet_safety_on_none_of_the_four_can_happen() {
 /// it was answered, and its status.
 fn slow_create<'s>(scope: &'s std::thread::Scope<'s, '_>, host: &'s Host, account: &'s str) -> std::thread::ScopedJoinHandle<'s, (Result<Resp, String>, Instant)> {
     let body = json!({ "content": "fault:slow" }).to_string().into_bytes();
+    let before = host.plugin_calls_started();
     let handle = scope.spawn(move || (host.try_request("POST", &format!("/accounts/{account}/notes"), Some(body), &[]), Instant::now()));
-    std::thread::sleep(Duration::from_millis(50)); // the create has read the flag and runs
+    // Once its plugin call started, the create has read the flag and runs.
+    eventually("the slow create runs in its plugin", || host.plugin_calls_started() > before);
     handle
 }
 

@@ -53,15 +53,7 @@ fn a_host_stopped_past_its_lease_is_left_behind_by_a_flip_and_its_write_from_bef
 
     // A create on the sleeper reads the flag (off), then spins in the plugin
     // before it writes: stopped in between, once its plugin call started.
-    let calls = || -> u64 {
-        let metrics = sleeper.get("/metrics").expect(200).body;
-        metrics
-            .lines()
-            .find(|l| l.starts_with("notes_plugin_instances_total{source=\"fresh\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let calls_before = calls();
+    let calls_before = sleeper.plugin_calls_started();
     let in_flight = {
         let (base, account) = (sleeper.base.clone(), account.clone());
         std::thread::spawn(move || {
@@ -70,7 +62,7 @@ fn a_host_stopped_past_its_lease_is_left_behind_by_a_flip_and_its_write_from_bef
                 .map(|r| (r.status, r.body))
         })
     };
-    eventually("the create's plugin call started", || calls() > calls_before);
+    eventually("the create's plugin call started", || sleeper.plugin_calls_started() > calls_before);
     sleeper.signal("STOP");
 
     // Past its lease (2 s), the flip goes on without it.
