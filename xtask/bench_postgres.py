@@ -32,12 +32,11 @@ import sys
 import tempfile
 from datetime import date
 
-from benchlib import HOST, call, ensure_wrk, load_accounts, mean_runs, publish, start, table, wrk, write_lua
+from bench_http import ACCOUNTS, NOTES, populate
+from benchlib import HOST, ensure_wrk, mean_runs, publish, start, table, wrk, write_lua
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
-ACCOUNTS = 8
-NOTES = 50
 SCENARIOS = ["get", "list", "update", "mix"]
 SHARDS = 4
 
@@ -93,19 +92,6 @@ def service(server, name):
     return args
 
 
-def populate(base):
-    lines = load_accounts(base, ACCOUNTS, NOTES, False)
-    by_account = {}
-    for line in lines:
-        account, note = line.split()
-        by_account.setdefault(account, []).append(note)
-    for account, notes in by_account.items():
-        call(base, "PATCH", f"/accounts/{account}", {"isMigrating": True})
-        for note in notes[: NOTES // 2]:
-            call(base, "PUT", f"/accounts/{account}/notes/{note}", {"content": "y" * 200})
-    return lines
-
-
 def requests(server, workdir):
     script = write_lua(workdir)
     sqlite, sqlite_base = start(["--shards", str(SHARDS)], workdir, "sqlite")
@@ -114,7 +100,7 @@ def requests(server, workdir):
         ids = {}
         for name, base in [("sqlite", sqlite_base), ("postgres", pg_base)]:
             path = os.path.join(workdir, f"{name}.ids")
-            open(path, "w").write("\n".join(populate(base)) + "\n")
+            open(path, "w").write("\n".join(populate(base, True)) + "\n")
             ids[name] = path
         rows = []
         for scenario in SCENARIOS:
