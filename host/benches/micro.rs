@@ -5,6 +5,11 @@
 //!   against the same strategy compiled natively, over an in-memory store so
 //!   that only the boundary differs. `wasm-reused-instance` is the same call
 //!   on a kept instance (`--unsafe-reuse-instances`): the cost of isolation.
+//! - `wasmtime/*`: what a fresh instance costs wasmtime itself on this machine,
+//!   with the host's engine and pool: a minimal component (one core module,
+//!   one function, the 17-page memory of a Rust plugin) fresh and kept, and the
+//!   migrate plugin instantiated and dropped without a call. The floor under
+//!   `dispatch/wasm/get`'s isolation cost.
 //! - `store/*`: each `DataStore` operation on a real SQLite file
 //!   (`synchronous = FULL`, so the writes include an fsync).
 //! - `flag/*`: the flag read of every note request: the SQL alone, and
@@ -148,6 +153,53 @@ fn dispatch(c: &mut Criterion) {
     group.finish();
 }
 
+/// One core module with a 17-page memory (a Rust plugin's initial size) and
+/// one function: the least a component can be.
+const MINIMAL_COMPONENT: &str = r#"(component
+  (core module $m
+    (memory (export "memory") 17)
+    (func (export "answer") (result i32) i32.const 42))
+  (core instance $i (instantiate $m))
+  (func (export "answer") (result u32) (canon lift (core func $i "answer"))))"#;
+
+fn wasmtime_floor(c: &mut Criterion) {
+    use wasmtime::Store;
+    use wasmtime::component::{Component, Linker};
+
+    let runtime = Runtime::new(PluginLimits::default()).unwrap();
+    let engine = runtime.engine();
+    let minimal = Component::new(engine, wat::parse_str(MINIMAL_COMPONENT).unwrap()).unwrap();
+    let pre = Linker::<()>::new(engine).instantiate_pre(&minimal).unwrap();
+    let store = || {
+        let mut store = Store::new(engine, ());
+        store.set_epoch_deadline(1_000);
+        store
+    };
+    let mut group = c.benchmark_group("wasmtime");
+    group.bench_function("minimal-component-fresh", |b| {
+        b.iter(|| {
+            let mut store = store();
+            let instance = pre.instantiate(&mut store).unwrap();
+            let answer = instance.get_typed_func::<(), (u32,)>(&mut store, "answer").unwrap();
+            answer.call(&mut store, ()).unwrap()
+        })
+    });
+    let mut kept = store();
+    let instance = pre.instantiate(&mut kept).unwrap();
+    let answer = instance.get_typed_func::<(), (u32,)>(&mut kept, "answer").unwrap();
+    group.bench_function("minimal-component-reused", |b| b.iter(|| answer.call(&mut kept, ()).unwrap()));
+
+    // The migrate plugin with its imports stubbed (they trap if called; none
+    // is called): its shape's cost, three core instances and 25 imports.
+    let wasm = std::fs::read(plugin_path()).unwrap();
+    let (migrate, _) = runtime.compile(&wasm).unwrap();
+    let mut linker = Linker::<()>::new(engine);
+    linker.define_unknown_imports_as_traps(&migrate).unwrap();
+    let pre = linker.instantiate_pre(&migrate).unwrap();
+    group.bench_function("migrate-instantiate-drop", |b| b.iter(|| pre.instantiate(&mut store()).unwrap()));
+    group.finish();
+}
+
 fn store(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("legacy.db")).unwrap();
@@ -219,6 +271,6 @@ fn flag(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = dispatch, store, flag
+    targets = dispatch, wasmtime_floor, store, flag
 }
 criterion_main!(benches);

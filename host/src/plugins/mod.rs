@@ -85,6 +85,12 @@ impl Runtime {
         Ok(Runtime { engine, linker, limits })
     }
 
+    /// The engine every plugin runs on, for benchmarks that measure wasmtime
+    /// itself under the host's configuration (`benches/micro.rs`, `wasmtime/*`).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Compiles a component to a precompiled artifact (`.cwasm`) and loads
     /// it, so the compile happens once: the artifact is what gets stored and
     /// what restarts load.
