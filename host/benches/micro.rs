@@ -73,6 +73,10 @@ impl DataStore for MemoryStore {
     fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         Ok(self.list_ids(account_id)?.iter().take(limit).map(str::to_owned).collect())
     }
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<notes_host::stores::StoredRow>, StoreError> {
+        let found = note_ids.iter().map(|id| self.get(account_id, id)).collect::<Result<Vec<_>, _>>()?;
+        Ok(found.into_iter().flatten().map(|note| notes_host::stores::StoredRow { note, deleted: false }).collect())
+    }
     fn begin_batch(&self, _: &str, _: i64) -> Result<Box<dyn notes_host::stores::StoreBatch>, StoreError> {
         Err(StoreError::Internal("the dispatch benchmarks move no notes".into()))
     }

@@ -171,18 +171,19 @@ impl App {
             if ids.is_empty() {
                 return Ok(Ok(Batch::NothingLeft { is_migrating: migrating }));
             }
-            // One transaction per store for the whole batch; committed only
-            // if the plugin's move succeeded, the store notes move to first.
+            // One transaction per store for the whole batch, the store notes
+            // move to first; landed only once the plugin's move succeeded,
+            // and none open while it runs (`router::ScopeBatch`).
             let started = Instant::now();
-            let (batched, writes) = match scope.batched() {
-                Ok(batched) => batched,
-                Err(e) => return Ok(Err(e.into())),
-            };
+            let (batched, writes) = scope.batched(if migrating { Store::New } else { Store::Legacy });
+            if let Err(e) = writes.read_ahead(&ids) {
+                return Ok(Err(e.into()));
+            }
             let report = match router.move_notes(batched, &ids, migrating)? {
                 Ok(report) => report,
                 Err(e) => return Ok(Err(e)),
             };
-            if let Err(e) = writes.commit(if migrating { Store::New } else { Store::Legacy }) {
+            if let Err(e) = writes.commit() {
                 return Ok(Err(e.into()));
             }
             self.batch_size.record(ids.len(), started.elapsed());

@@ -4,6 +4,7 @@
 //! (`native`, the benchmark baseline and the in-process tests' router).
 //! The rest of the host sees only [`Router`], and knows no wasmtime.
 
+mod batch;
 mod native;
 mod scope;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use notes_routing::{IdList, MoveReport, Note, NoteChange};
 
 pub use native::{FailingRouter, NativeRouter};
+pub use batch::ScopeBatch;
 pub use scope::AccountScope;
 
 /// What a failed plugin call tells the caller.

@@ -1,67 +1,63 @@
 //! [`DataStore`] in one process's memory, with the same rules as the SQLite
-//! stores (versions only move forward; a delete leaves a tombstone): the
-//! stores of in-process tests. A batch writes through at once (there is no
-//! durability to batch).
+//! stores (versions only move forward; a delete leaves a tombstone;
+//! [`StoredRow`] applies them): the stores of in-process tests. A batch
+//! lands all its writes at once, under one lock, at commit.
 
 use notes_routing::IdList;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{DataStore, Note, StoreBatch, StoreError};
+use super::{DataStore, Note, StoreBatch, StoreError, StoredRow};
 
 #[derive(Default)]
 pub struct MemoryStore {
     notes: Arc<Mutex<Notes>>,
 }
 
-/// (account, note) → its recorded version, and the note (`None`: a tombstone).
+/// (account, note) → its row, live or a tombstone.
 #[derive(Default)]
-struct Notes(BTreeMap<(String, String), (u64, Option<Note>)>);
+struct Notes(BTreeMap<(String, String), StoredRow>);
 
 fn lock(notes: &Mutex<Notes>) -> MutexGuard<'_, Notes> {
     notes.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn key(account_id: &str, note_id: &str) -> (String, String) {
+    (account_id.to_owned(), note_id.to_owned())
+}
+
 impl Notes {
-    fn get(&self, account_id: &str, note_id: &str) -> Option<Note> {
-        self.0.get(&(account_id.to_owned(), note_id.to_owned())).and_then(|(_, note)| note.clone())
+    fn row(&self, account_id: &str, note_id: &str) -> Option<&StoredRow> {
+        self.0.get(&key(account_id, note_id))
+    }
+
+    /// Applies `rule` to the note's row, writing back what it leaves.
+    fn update<T>(&mut self, account_id: &str, note_id: &str, rule: impl FnOnce(&mut Option<StoredRow>) -> T) -> T {
+        let key = key(account_id, note_id);
+        let mut row = self.0.remove(&key);
+        let answer = rule(&mut row);
+        if let Some(row) = row {
+            self.0.insert(key, row);
+        }
+        answer
     }
 
     fn put(&mut self, note: &Note) -> bool {
-        let key = (note.account_id.clone(), note.id.clone());
-        if self.0.get(&key).is_some_and(|(recorded, _)| note.version <= *recorded) {
-            return false;
-        }
-        self.0.insert(key, (note.version, Some(note.clone())));
-        true
+        self.update(&note.account_id, &note.id, |row| StoredRow::put(row, note))
     }
 
     fn delete_if_not_newer(&mut self, account_id: &str, note_id: &str, version: u64) -> bool {
-        match self.0.get_mut(&(account_id.to_owned(), note_id.to_owned())) {
-            Some((recorded, note)) if *recorded <= version => {
-                *recorded = version;
-                note.take().is_some()
-            }
-            Some(_) => false,
-            None => {
-                self.0.insert((account_id.to_owned(), note_id.to_owned()), (version, None));
-                false
-            }
-        }
+        self.update(account_id, note_id, |row| StoredRow::delete_if_not_newer(row, account_id, note_id, version))
     }
 
     fn list_ids(&self, account_id: &str) -> IdList {
-        self.0.iter().filter(|((a, _), (_, n))| a == account_id && n.is_some()).map(|((_, id), _)| id).collect()
-    }
-
-    fn recorded_version(&self, account_id: &str, note_id: &str) -> Option<u64> {
-        self.0.get(&(account_id.to_owned(), note_id.to_owned())).map(|(version, _)| *version)
+        self.0.iter().filter(|((a, _), row)| a == account_id && !row.deleted).map(|((_, id), _)| id).collect()
     }
 }
 
 impl DataStore for MemoryStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        Ok(lock(&self.notes).get(account_id, note_id))
+        Ok(lock(&self.notes).row(account_id, note_id).and_then(StoredRow::live).cloned())
     }
 
     fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
@@ -85,7 +81,12 @@ impl DataStore for MemoryStore {
     }
 
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        Ok(lock(&self.notes).recorded_version(account_id, note_id))
+        Ok(lock(&self.notes).row(account_id, note_id).map(|row| row.note.version))
+    }
+
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
+        let notes = lock(&self.notes);
+        Ok(note_ids.iter().filter_map(|id| notes.row(account_id, id).cloned()).collect())
     }
 
     /// No fence in one process (see `DataStore`).
@@ -94,34 +95,42 @@ impl DataStore for MemoryStore {
     }
 
     fn begin_batch(&self, _: &str, _epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
-        Ok(Box::new(MemoryBatch(self.notes.clone())))
+        Ok(Box::new(MemoryBatch { notes: self.notes.clone(), writes: Mutex::default() }))
     }
 }
 
-struct MemoryBatch(Arc<Mutex<Notes>>);
+enum Write {
+    Put(Note),
+    Delete { account_id: String, note_id: String, version: u64 },
+}
+
+/// Writes kept until commit, then applied under one lock: all at once, as
+/// a transaction would.
+struct MemoryBatch {
+    notes: Arc<Mutex<Notes>>,
+    writes: Mutex<Vec<Write>>,
+}
 
 impl StoreBatch for MemoryBatch {
-    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        Ok(lock(&self.0).get(account_id, note_id))
+    fn put(&self, note: &Note) -> Result<(), StoreError> {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push(Write::Put(note.clone()));
+        Ok(())
     }
 
-    fn put(&self, note: &Note) -> Result<bool, StoreError> {
-        Ok(lock(&self.0).put(note))
-    }
-
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
-        Ok(lock(&self.0).delete_if_not_newer(account_id, note_id, version))
-    }
-
-    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
-        Ok(lock(&self.0).list_ids(account_id))
-    }
-
-    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        Ok(lock(&self.0).recorded_version(account_id, note_id))
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<(), StoreError> {
+        let delete = Write::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version };
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push(delete);
+        Ok(())
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let mut notes = lock(&self.notes);
+        for write in self.writes.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            match write {
+                Write::Put(note) => notes.put(&note),
+                Write::Delete { account_id, note_id, version } => notes.delete_if_not_newer(&account_id, &note_id, version),
+            };
+        }
         Ok(())
     }
 }

@@ -66,11 +66,16 @@ pub trait DataStore: Send + Sync {
     fn count(&self, account_id: &str) -> Result<u64, StoreError>;
     /// The version recorded for the note, live or deleted; `None` if never written.
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError>;
-    /// Starts a batch on the store holding `account_id`'s notes: its reads
-    /// and writes run in one transaction (one fsync at commit instead of one
-    /// per write), holding the file's write lock until it commits or is
-    /// dropped, which rolls it back. Batches begin legacy first, then new, so
-    /// two of them never wait on each other. Its writes carry `epoch`.
+    /// The rows of those of `note_ids` ever written, live or tombstones, in
+    /// any order: what a batched call reads ahead, in one query, instead of
+    /// a `get` and a `recorded_version` per note (`router::batch`).
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError>;
+    /// Starts a batch of writes on the store holding `account_id`'s notes:
+    /// they land in one transaction (one fsync at commit instead of one per
+    /// write), or not at all if it is dropped uncommitted. On SQLite it holds
+    /// the file's write lock until then, so it is begun only once its writes
+    /// are known, and never while plugin code runs (`router::batch`). Its
+    /// writes carry `epoch`.
     fn begin_batch(&self, account_id: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError>;
     /// Refuses, from now on, every write of the account's notes carrying an
     /// epoch below `epoch`, and returns only once no such write is still
@@ -79,13 +84,13 @@ pub trait DataStore: Send + Sync {
     fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError>;
 }
 
-/// The operations of a [`DataStore`] inside one batch (`begin_batch`).
+/// The writes of one batch (`begin_batch`), under the same version rules
+/// as [`DataStore::put`] and [`DataStore::delete_if_not_newer`]. Whether
+/// each one changed the store is not reported: the caller predicted it
+/// (`router::batch`), and a write a racing one made moot changes nothing.
 pub trait StoreBatch: Send {
-    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
-    fn put(&self, note: &Note) -> Result<bool, StoreError>;
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError>;
-    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError>;
-    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError>;
+    fn put(&self, note: &Note) -> Result<(), StoreError>;
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<(), StoreError>;
     /// Makes every write of the batch durable at once.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
@@ -97,6 +102,52 @@ pub trait StoreBatch: Send {
 pub struct StoredRow {
     pub note: Note,
     pub deleted: bool,
+}
+
+/// The version rules, on one note's row (`None`: never written); what the
+/// stores' SQL does, for the stores that keep rows in memory.
+impl StoredRow {
+    /// The live note; `None` for a tombstone.
+    pub fn live(&self) -> Option<&Note> {
+        (!self.deleted).then_some(&self.note)
+    }
+
+    /// A put lands only over an older version, live or deleted. Whether it landed.
+    pub fn put(row: &mut Option<StoredRow>, note: &Note) -> bool {
+        if row.as_ref().is_some_and(|r| note.version <= r.note.version) {
+            return false;
+        }
+        *row = Some(StoredRow { note: note.clone(), deleted: false });
+        true
+    }
+
+    /// A delete removes a live note of `version` or older and leaves (or
+    /// raises) a tombstone at `version`; a newer row is left alone. Whether a
+    /// live note was removed.
+    pub fn delete_if_not_newer(row: &mut Option<StoredRow>, account_id: &str, note_id: &str, version: u64) -> bool {
+        match row {
+            Some(r) if r.note.version > version => false,
+            Some(r) => {
+                let removed = !r.deleted;
+                r.note.version = version;
+                r.note.content.clear();
+                r.deleted = true;
+                removed
+            }
+            None => {
+                let note = Note {
+                    id: note_id.to_owned(),
+                    account_id: account_id.to_owned(),
+                    content: String::new(),
+                    created_at_ms: 0,
+                    updated_at_ms: 0,
+                    version,
+                };
+                *row = Some(StoredRow { note, deleted: true });
+                false
+            }
+        }
+    }
 }
 
 /// The two stores of a host. `new` is `None` in plain mode.

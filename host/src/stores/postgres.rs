@@ -72,14 +72,18 @@ const DELETE_LIVE: &str = concat!(
      WHERE account_id = $1 AND id = $2 AND NOT deleted AND version <= $3 AND ",
     unfenced!("$4")
 );
-/// No row, or an older tombstone: record (or raise) the tombstone.
+/// No row, or an older tombstone: record (or raise) the tombstone. Also a
+/// live row `DELETE_LIVE` could not see: one a concurrent transaction
+/// (another host's move batch) inserted and had not committed yet. This
+/// insert waits for it, then must delete it under the same rule, or the
+/// acknowledged delete would leave that copy live.
 const TOMBSTONE: &str = concat!(
     "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
      SELECT $1::text, $2::text, '', 0, 0, $3::bigint, true WHERE ",
     unfenced!("$4"),
     "
-     ON CONFLICT (account_id, id) DO UPDATE SET version = excluded.version
-     WHERE notes.deleted AND notes.version < excluded.version"
+     ON CONFLICT (account_id, id) DO UPDATE SET deleted = true, content = '', version = excluded.version
+     WHERE notes.version < excluded.version OR (notes.version = excluded.version AND NOT notes.deleted)"
 );
 /// Whether the account is fenced above an epoch: asked only when a write
 /// changed nothing, to tell a fenced write from one refused for its version.
@@ -88,6 +92,8 @@ const LIST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted O
 const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id LIMIT $2";
 const COUNT: &str = "SELECT count(*) FROM notes WHERE account_id = $1 AND NOT deleted";
 const RECORDED: &str = "SELECT version FROM notes WHERE account_id = $1 AND id = $2";
+const ROWS: &str =
+    "SELECT id, content, created_at_ms, updated_at_ms, version, deleted FROM notes WHERE account_id = $1 AND id = ANY($2)";
 /// Raising a fence first waits for every write running on the store (SHARE
 /// conflicts with the ROW EXCLUSIVE lock each write holds to its commit) and
 /// holds new ones back until the fence is committed: no write that read the
@@ -197,6 +203,26 @@ impl DataStore for PostgresStore {
         recorded_on(&mut *self.conn()?, account_id, note_id)
     }
 
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
+        let mut conn = self.conn()?;
+        let statement = conn.prepared(ROWS)?;
+        let rows = conn.client().query(&statement, &[&account_id, &note_ids])?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredRow {
+                note: Note {
+                    id: r.get(0),
+                    account_id: account_id.to_owned(),
+                    content: r.get(1),
+                    created_at_ms: r.get(2),
+                    updated_at_ms: r.get(3),
+                    version: r.get::<_, i64>(4) as u64,
+                },
+                deleted: r.get(5),
+            })
+            .collect())
+    }
+
     fn begin_batch(&self, _: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
         let mut conn = self.conn()?;
         conn.client().batch_execute("BEGIN")?;
@@ -225,26 +251,14 @@ struct PostgresBatch {
 }
 
 impl StoreBatch for PostgresBatch {
-    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        get_on(&mut *self.conn.borrow_mut(), account_id, note_id)
+    fn put(&self, note: &Note) -> Result<(), StoreError> {
+        put_on(&mut *self.conn.borrow_mut(), note, self.epoch).map(drop)
     }
 
-    fn put(&self, note: &Note) -> Result<bool, StoreError> {
-        put_on(&mut *self.conn.borrow_mut(), note, self.epoch)
-    }
-
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<(), StoreError> {
         let mut conn = self.conn.borrow_mut();
         let (live, tombstone, fenced) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?, conn.prepared(FENCED_ABOVE)?);
-        delete_with(conn.client(), &live, &tombstone, &fenced, account_id, note_id, version, self.epoch)
-    }
-
-    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
-        list_on(&mut *self.conn.borrow_mut(), account_id)
-    }
-
-    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        recorded_on(&mut *self.conn.borrow_mut(), account_id, note_id)
+        delete_with(conn.client(), &live, &tombstone, &fenced, account_id, note_id, version, self.epoch).map(drop)
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {

@@ -63,6 +63,10 @@ impl DataStore for ShardedStore {
         self.shard(account_id).first_ids(account_id, limit)
     }
 
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<super::StoredRow>, StoreError> {
+        self.shard(account_id).rows(account_id, note_ids)
+    }
+
     fn begin_batch(&self, account_id: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
         self.shard(account_id).begin_batch(account_id, epoch)
     }

@@ -139,6 +139,39 @@ impl DataStore for SqliteStore {
         recorded_on(&*self.pool.get()?, account_id, note_id)
     }
 
+    /// One range scan of the primary key from the least to the greatest of
+    /// `note_ids` (a move batch's ids are adjacent in the store they leave),
+    /// keeping the rows asked for.
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
+        let (Some(least), Some(greatest)) = (note_ids.iter().min(), note_ids.iter().max()) else { return Ok(Vec::new()) };
+        let wanted: std::collections::HashSet<&str> = note_ids.iter().map(String::as_str).collect();
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, content, created_at_ms, updated_at_ms, version, deleted FROM notes
+             WHERE account_id = ?1 AND id >= ?2 AND id <= ?3",
+        )?;
+        let mut rows = stmt.query(params![account_id, least, greatest])?;
+        let mut found = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            if !wanted.contains(id) {
+                continue;
+            }
+            found.push(StoredRow {
+                note: Note {
+                    id: id.to_owned(),
+                    account_id: account_id.to_owned(),
+                    content: r.get(1)?,
+                    created_at_ms: r.get(2)?,
+                    updated_at_ms: r.get(3)?,
+                    version: r.get::<_, i64>(4)? as u64,
+                },
+                deleted: r.get(5)?,
+            });
+        }
+        Ok(found)
+    }
+
     /// No fence on one machine (see `DataStore`).
     fn raise_fence(&self, _account_id: &str, _epoch: i64) -> Result<(), StoreError> {
         Ok(())
@@ -161,24 +194,12 @@ struct SqliteBatch {
 }
 
 impl StoreBatch for SqliteBatch {
-    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        get_on(&self.conn, account_id, note_id)
+    fn put(&self, note: &Note) -> Result<(), StoreError> {
+        put_on(&self.conn, note).map(drop)
     }
 
-    fn put(&self, note: &Note) -> Result<bool, StoreError> {
-        put_on(&self.conn, note)
-    }
-
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
-        delete_on(&self.conn, account_id, note_id, version)
-    }
-
-    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
-        list_on(&self.conn, account_id)
-    }
-
-    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        recorded_on(&self.conn, account_id, note_id)
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<(), StoreError> {
+        delete_on(&self.conn, account_id, note_id, version).map(drop)
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
@@ -241,6 +262,9 @@ fn delete_on(conn: &Connection, account_id: &str, note_id: &str, version: u64) -
         )?
         .execute(params![account_id, note_id, version])?
         == 1;
+    if removed {
+        return Ok(true); // the row is the tombstone now
+    }
     // No row, or an older tombstone: record (or raise) the tombstone.
     conn.prepare_cached(
         "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)

@@ -286,3 +286,32 @@ also_on_postgres!(
     a_plugin_built_against_wit_0_1_serves_notes_but_is_refused_for_a_move_naming_its_version,
     a_backfill_job_killed_with_its_host_resumes_after_a_restart_and_loses_nothing,
 );
+
+#[test]
+fn a_move_plugin_that_loops_holds_up_no_other_accounts_writes_and_lands_nothing() {
+    let host = Host::builder().plugin(Plugin::Faulty).args(["--plugin-deadline-ms", "8000", "--plugin-pacing-after-ms", "0"]).start();
+    let looping = host.create_account(false);
+    for i in 0..5 {
+        host.create_note(&looping, &format!("note {i}"));
+    }
+    host.create_note(&looping, "fault:loop-on-move");
+    host.set_migrating(&looping, true).expect(200);
+    // Flag off: its writes go to the legacy store, the file the move reads
+    // and deletes from. Flag on: to a new store shard.
+    let (plain, migrating) = (host.create_account(false), host.create_account(true));
+    let before = host.plugin_calls_started();
+    std::thread::scope(|s| {
+        let mover = s.spawn(|| host.post(&format!("/accounts/{looping}/migration/move"), json!({})));
+        eventually("the move runs in its plugin", || host.plugin_calls_started() > before);
+        for account in [&plain, &migrating] {
+            let note = host.create_note(account, "written while a move loops");
+            host.update_note(account, &note, "and updated").expect(200);
+            host.delete_note(account, &note).expect(204);
+        }
+        assert!(!mover.is_finished(), "other accounts' writes were answered while the move still looped");
+        let stopped = mover.join().unwrap().expect(503);
+        assert!(stopped.error().contains("did not finish within"), "{}", stopped.error());
+    });
+    assert_eq!(host.counts(&looping), (6, 0), "a move stopped at its deadline lands nothing, not even the notes it had moved");
+    assert_eq!(host.list_notes(&looping).len(), 6);
+}

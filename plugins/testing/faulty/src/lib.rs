@@ -16,6 +16,9 @@
 //!   to pass it on).
 //! - `fault:write-other-account` — a create tries to write the note under
 //!   another account id (the host's store scope must refuse it).
+//! - `fault:loop-on-move` — created like any note, but a move (backfill,
+//!   bulk rollback) that comes to it loops like `fault:loop`, after having
+//!   moved the notes before it in its batch.
 //!
 //! Any other content behaves exactly like the migrate plugin.
 
@@ -129,6 +132,13 @@ impl Router for Faulty {
         Migrate.delete_note(stores, account, id, migrating)
     }
     fn move_notes(&self, stores: &dyn Stores, account: &str, ids: &[String], migrating: bool) -> Result<MoveReport> {
+        let from = if migrating { Store::Legacy } else { Store::New };
+        for (i, id) in ids.iter().enumerate() {
+            if stores.get(from, id)?.is_some_and(|n| n.content == "fault:loop-on-move") {
+                Migrate.move_notes(stores, account, &ids[..i], migrating)?;
+                trigger("fault:loop");
+            }
+        }
         Migrate.move_notes(stores, account, ids, migrating)
     }
 }
