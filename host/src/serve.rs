@@ -151,6 +151,7 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
         max_note_bytes: config.max_body_bytes,
         max_content_bytes: config.max_content_bytes,
         max_name_bytes: config.max_name_bytes,
+        note_turn_wait: config.limits.deadline + std::time::Duration::from_secs(1),
     };
     let native: Option<Arc<dyn Router>> = match config.router {
         RouterChoice::Plugin => None,

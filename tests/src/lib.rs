@@ -434,12 +434,17 @@ impl Host {
     /// Plugin calls this host has started (fresh instances made), from
     /// `/metrics`: to know that a request is running in its plugin.
     pub fn plugin_calls_started(&self) -> u64 {
+        self.metric("notes_plugin_instances_total{source=\"fresh\"}")
+    }
+
+    /// A counter from `/metrics`, named with its labels as the host prints
+    /// them (`name{label="value",…}`); 0 if the host has not counted it yet.
+    pub fn metric(&self, series: &str) -> u64 {
         self.get("/metrics")
             .expect(200)
             .body
             .lines()
-            .find(|l| l.starts_with("notes_plugin_instances_total{source=\"fresh\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0)
     }
 

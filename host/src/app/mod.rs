@@ -28,6 +28,7 @@ mod errors;
 mod jobs;
 mod keys;
 mod migration;
+mod note_turns;
 mod notes;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -76,6 +77,10 @@ pub struct AppSettings {
     pub max_content_bytes: usize,
     /// Longest account name, in bytes (400 above).
     pub max_name_bytes: usize,
+    /// How long a write waits for its note's turn (`note_turns`) before
+    /// answering 503: past the plugin deadline, so only a stuck holder
+    /// makes a writer give up.
+    pub note_turn_wait: std::time::Duration,
 }
 
 impl Default for AppSettings {
@@ -87,6 +92,7 @@ impl Default for AppSettings {
             max_note_bytes: 1024 * 1024,
             max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
             max_name_bytes: DEFAULT_MAX_NAME_BYTES,
+            note_turn_wait: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct App {
     job_pacing: jobs::JobPacing,
     /// How many notes the next move batch takes.
     batch_size: batch_size::BatchSize,
+    /// One writer at a time per note in this host.
+    note_turns: note_turns::NoteTurns,
 }
 
 /// What an `App` is built from: SQLite files and wasmtime in a host
@@ -163,6 +171,7 @@ impl App {
             native,
             fleet,
             batch_size: batch_size::BatchSize::default(),
+            note_turns: note_turns::NoteTurns::default(),
             job_pacing: jobs::JobPacing::default(),
         };
         if !already_active && app.native.is_none() {

@@ -47,7 +47,8 @@ impl App {
         valid_content(&content, self.settings.max_content_bytes)?;
         let at_ms = created_at_ms.unwrap_or_else(|| self.now_ms());
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms };
-        self.route(account, "create_note", |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
+        // A new id cannot race; a client's id can (a retried create).
+        self.route_note(account, id, "create_note", |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
     }
 
     pub fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
@@ -76,7 +77,8 @@ impl App {
         let at_ms = updated_at_ms.unwrap_or_else(|| self.now_ms());
         let write = |expected: Option<u64>| {
             let change = NoteChange { id: id.to_string(), content: content.clone(), at_ms };
-            self.route(account, "update_note", |r, scope, migrating| r.update_note(scope, change, expected, migrating)).and_then(|n| self.checked(n))
+            self.route_note(account, Some(id), "update_note", |r, scope, migrating| r.update_note(scope, change, expected, migrating))
+                .and_then(|n| self.checked(n))
         };
         let Some(client_time) = updated_at_ms.filter(|_| expected_version.is_none()) else { return write(expected_version) };
         for _ in 0..STALE_CHECK_ATTEMPTS {
@@ -95,7 +97,7 @@ impl App {
     /// Idempotent, as for Notely's clients: deleting a note that does not
     /// exist succeeds (the plugin's `not-found` is a success here).
     pub fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
-        self.route(account, "delete_note", |r, scope, migrating| match r.delete_note(scope, &id.to_string(), migrating) {
+        self.route_note(account, Some(id), "delete_note", |r, scope, migrating| match r.delete_note(scope, &id.to_string(), migrating) {
             Ok(Err(PluginError::NotFound)) => Ok(Ok(())),
             answer => answer,
         })
@@ -197,6 +199,18 @@ impl App {
         })
     }
 
+    /// The note's write turn in this host (`note_turns`): held across the
+    /// plugin call and its store writes, so this host's writers of one note
+    /// never race each other.
+    fn note_turn(&self, account: Uuid, id: Uuid) -> Result<super::note_turns::NoteTurn<'_>, AppError> {
+        self.note_turns.take(account, id, self.settings.note_turn_wait).ok_or_else(|| {
+            AppError::Unavailable(format!(
+                "note {id} is being written by other requests and its turn did not come within {:?}; retry",
+                self.settings.note_turn_wait
+            ))
+        })
+    }
+
     /// Refuses to pass on a note larger than any request could have written.
     fn checked(&self, served: Served<Note>) -> Result<Served<Note>, AppError> {
         let size = served.value.content.len();
@@ -218,9 +232,24 @@ impl App {
         op: &'static str,
         call: impl FnOnce(&dyn Router, AccountScope, bool) -> Routed<T>,
     ) -> Result<Served<T>, AppError> {
+        self.route_note(account, None, op, call)
+    }
+
+    /// [`App::route`] for a write of the note `note`: once admitted, it
+    /// waits for the note's turn (`note_turns`), so this host's writers of
+    /// one note run one at a time and never race. Admitted first, so the
+    /// waiters count against the account's `--max-requests-per-account`.
+    fn route_note<T>(
+        &self,
+        account: Uuid,
+        note: Option<Uuid>,
+        op: &'static str,
+        call: impl FnOnce(&dyn Router, AccountScope, bool) -> Routed<T>,
+    ) -> Result<Served<T>, AppError> {
         // Held to the end of the call: no flip of this account completes
         // anywhere while this request runs under the value it read.
         let admission = self.fleet.admit(account)?;
+        let _turn = note.map(|id| self.note_turn(account, id)).transpose()?;
         let served = self.route_admitted(account, op, &admission, call);
         // A read is as good as the flag it ran under. A host whose lease
         // lapsed meanwhile (stopped, cut off) may have been left behind by a

@@ -1,0 +1,128 @@
+//! One writer at a time per note, in this host.
+//!
+//! A write of a note is a compare-and-set on its version inside the
+//! plugin: of two that race, one is refused, re-reads and retries, and
+//! after a few rounds the plugin gives up (409 "kept changing"). A `PUT`
+//! without `If-Match` must not fail because others write the same note, so
+//! the host queues each note's writers here, before the plugin call, and
+//! lets one through at a time: they never race, and none retries. Writers
+//! on other hosts of a fleet still race, and retry as before.
+//!
+//! Keyed by the exact (account, note), not by stripes: a looping plugin
+//! holding a note's turn until its deadline then holds up only that note's
+//! writers, never another account's. A waiter gives up after `wait` (503,
+//! retry), so a turn held by a stuck call does not queue requests forever.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+type Key = (Uuid, Uuid);
+
+#[derive(Default)]
+pub struct NoteTurns {
+    notes: Mutex<HashMap<Key, Arc<Turn>>>,
+}
+
+#[derive(Default)]
+struct Turn {
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+/// A note's turn, given back when dropped.
+pub struct NoteTurn<'a> {
+    turns: &'a NoteTurns,
+    key: Key,
+    turn: Arc<Turn>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl NoteTurns {
+    /// Waits for the note's turn, at most `wait`; `None` if it did not come.
+    pub fn take(&self, account: Uuid, note: Uuid, wait: Duration) -> Option<NoteTurn<'_>> {
+        let key = (account, note);
+        let turn = lock(&self.notes).entry(key).or_default().clone();
+        let deadline = Instant::now() + wait;
+        let mut busy = lock(&turn.busy);
+        while *busy {
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                drop(busy);
+                self.forget_if_unused(key, &turn);
+                return None;
+            };
+            busy = turn.free.wait_timeout(busy, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        *busy = true;
+        drop(busy);
+        Some(NoteTurn { turns: self, key, turn })
+    }
+
+    /// Notes whose turn someone holds or waits for.
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        lock(&self.notes).len()
+    }
+
+    /// Drops the note's entry unless a request other than the caller (who
+    /// holds `turn`) holds or waits for its turn: a clone is taken only
+    /// under the map's lock, so the count cannot grow while it is held.
+    fn forget_if_unused(&self, key: Key, turn: &Arc<Turn>) {
+        let mut notes = lock(&self.notes);
+        if Arc::strong_count(turn) == 2 {
+            notes.remove(&key);
+        }
+    }
+}
+
+impl Drop for NoteTurn<'_> {
+    fn drop(&mut self) {
+        *lock(&self.turn.busy) = false;
+        self.turn.free.notify_one();
+        self.turns.forget_if_unused(self.key, &self.turn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_writer_of_a_note_at_a_time_and_other_notes_go_on() {
+        let turns = NoteTurns::default();
+        let (a, n, m) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let held = turns.take(a, n, Duration::ZERO).unwrap();
+        assert!(turns.take(a, n, Duration::from_millis(20)).is_none(), "the note's turn is taken");
+        assert!(turns.take(a, m, Duration::ZERO).is_some(), "another note's is free");
+        assert!(turns.take(Uuid::new_v4(), n, Duration::ZERO).is_some(), "the same note id in another account too");
+        drop(held);
+        assert!(turns.take(a, n, Duration::ZERO).is_some(), "given back when dropped");
+        assert_eq!(turns.entries(), 0, "no entry outlives its last holder or waiter");
+    }
+
+    #[test]
+    fn waiters_are_let_through_one_at_a_time() {
+        let turns = Arc::new(NoteTurns::default());
+        let (a, n) = (Uuid::new_v4(), Uuid::new_v4());
+        let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let (turns, inside) = (turns.clone(), inside.clone());
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        let _turn = turns.take(a, n, Duration::from_secs(10)).unwrap();
+                        assert_eq!(inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst), 0, "alone in the note's turn");
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(turns.entries(), 0);
+    }
+}
