@@ -262,3 +262,29 @@ fn a_delete_racing_an_uncommitted_insert_of_the_note_still_deletes_it() {
     assert_eq!(store.get("a", "n").unwrap(), None, "the moved copy was deleted once it landed");
     assert_eq!(store.recorded_version("a", "n").unwrap(), Some(2), "under a tombstone at the delete's version");
 }
+
+/// SQLite only: single writes from many threads share commits (group
+/// commit), and each still gets its own answer under the version rules: a
+/// refused write does not fail the writes committed with it.
+#[test]
+fn concurrent_single_writes_to_one_file_each_get_their_own_answer() {
+    let (_keep, s) = sqlite();
+    let s = &*s;
+    std::thread::scope(|threads| {
+        for writer in 0..16 {
+            threads.spawn(move || {
+                for i in 0..40 {
+                    let id = format!("{writer}-{i}");
+                    assert!(s.put(&note("a", &id, 2, "two"), 0).unwrap());
+                    assert!(!s.put(&note("a", &id, 1, "older"), 0).unwrap(), "refused for its version");
+                    if i % 2 == 0 {
+                        assert!(s.delete_if_not_newer("a", &id, 2, 0).unwrap());
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(s.count("a").unwrap(), 16 * 20);
+    assert_eq!(s.get("a", "3-1").unwrap().unwrap().content, "two");
+    assert_eq!((s.get("a", "3-2").unwrap(), s.recorded_version("a", "3-2").unwrap()), (None, Some(2)));
+}

@@ -31,6 +31,8 @@ const MAX_CONNECTIONS: u32 = 8;
 
 pub struct SqliteStore {
     pool: Pool,
+    /// Single writes (`put`, `delete_if_not_newer`) grouped into shared commits.
+    group: GroupCommit,
     /// One writer at a time per file, queued here. SQLite allows one writer
     /// anyway; without this, a writer that finds the lock taken sleeps in
     /// SQLite's busy handler (1, 2, 5 … 100 ms steps), which made write p99
@@ -69,8 +71,111 @@ impl Drop for WriteTurn {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)?, writer: Arc::default() })
+        Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)?, group: GroupCommit::default(), writer: Arc::default() })
     }
+}
+
+/// The most single writes one commit takes.
+const MAX_GROUP: usize = 256;
+
+/// Group commit of single writes. A write joins the queue; if no commit is
+/// running, its writer leads one: it takes every write queued (up to
+/// [`MAX_GROUP`]), runs each in one transaction under the file's write
+/// turn, commits (one fsync, `synchronous = FULL`), and hands each writer
+/// its own result. Writes that arrive meanwhile form the next group, led by
+/// one of their writers. No writer waits for a timer: a group is whatever
+/// queued during the previous commit, one write when the store is idle.
+///
+/// Durability is unchanged: a writer returns only after the commit that
+/// holds its write. The version rules hold per write, in arrival order, and
+/// a write refused for its version is an answer (`false`), not a failure:
+/// its neighbours commit. A statement that fails fails only its own write
+/// (SQLite undoes that statement alone); a commit that fails fails the
+/// whole group, whose writes did not land.
+#[derive(Default)]
+struct GroupCommit {
+    queue: Mutex<Queue>,
+    /// Signalled when a group's results are in and its leader stepped down.
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Arc<Write>>,
+    leading: bool,
+}
+
+struct Write {
+    op: Op,
+    /// Set by the leader of its group, under the queue's lock.
+    result: Mutex<Option<Result<bool, StoreError>>>,
+}
+
+enum Op {
+    Put(Note),
+    Delete { account_id: String, note_id: String, version: u64 },
+}
+
+impl SqliteStore {
+    fn write(&self, op: Op) -> Result<bool, StoreError> {
+        let mine = Arc::new(Write { op, result: Mutex::new(None) });
+        let mut queue = lock(&self.group.queue);
+        queue.waiting.push(mine.clone());
+        loop {
+            if let Some(result) = lock(&mine.result).take() {
+                return result;
+            }
+            if !queue.leading {
+                queue.leading = true;
+                let take = queue.waiting.len().min(MAX_GROUP);
+                let group: Vec<Arc<Write>> = queue.waiting.drain(..take).collect();
+                drop(queue);
+                let results = self.commit_group(&group);
+                queue = lock(&self.group.queue);
+                for (write, result) in group.iter().zip(results) {
+                    *lock(&write.result) = Some(result);
+                }
+                queue.leading = false;
+                self.group.done.notify_all();
+                continue;
+            }
+            queue = self.group.done.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Runs `group`'s writes in one transaction; one result per write.
+    fn commit_group(&self, group: &[Arc<Write>]) -> Vec<Result<bool, StoreError>> {
+        // The turn before the connection: a queued writer must not hold one
+        // of the pool's connections that readers need.
+        let _turn = self.writer.take();
+        let run = || -> Result<Vec<Result<bool, StoreError>>, StoreError> {
+            let mut conn = self.pool.get()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let results = group
+                .iter()
+                .map(|write| match &write.op {
+                    Op::Put(note) => put_on(&tx, note),
+                    Op::Delete { account_id, note_id, version } => delete_on(&tx, account_id, note_id, *version),
+                })
+                .collect();
+            tx.commit()?;
+            Ok(results)
+        };
+        metrics::counter!(crate::metrics::STORE_COMMITS).increment(1);
+        metrics::counter!(crate::metrics::STORE_COMMITTED_WRITES).increment(group.len() as u64);
+        match run() {
+            Ok(results) => results,
+            Err(e) => {
+                let transient = matches!(e, StoreError::Unavailable(_));
+                let message = format!("the commit of {} write(s) failed: {e}", group.len());
+                group.iter().map(|_| Err(if transient { StoreError::Unavailable(message.clone()) } else { StoreError::Internal(message.clone()) })).collect()
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SqliteStore {
@@ -103,19 +208,11 @@ impl DataStore for SqliteStore {
     }
 
     fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
-        // The turn before the connection: a queued writer must not hold one
-        // of the pool's connections that readers need.
-        let _turn = self.writer.take();
-        put_on(&*self.pool.get()?, note)
+        self.write(Op::Put(note.clone()))
     }
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
-        let _turn = self.writer.take();
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let removed = delete_on(&tx, account_id, note_id, version)?;
-        tx.commit()?;
-        Ok(removed)
+        self.write(Op::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version })
     }
 
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
