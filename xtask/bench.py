@@ -8,6 +8,10 @@ Parts, in the order `all` runs them:
   profile  perf profile of the list and mix requests, Wasm and native
   fleet    flip propagation across 3 hosts (bench_fleet.py)
   plugins  plugin upload, load and hot-swap times (bench-plugins.sh)
+  fairness other accounts' throughput beside one account's looping plugin (bench_fairness.py)
+  jobs     a backfill's throughput, alone and beside readers (bench_jobs.py)
+  postgres a host on PostgreSQL against one on SQLite, flips across 3 hosts (bench_postgres.py)
+  writes   updates and creates at 64 connections, writes per fsync (bench_writes.py)
 
 Each part writes its section of docs/bench-results.json and its generated
 block of BENCHMARKS.md (see benchlib.publish); `all` also rewrites the
@@ -28,7 +32,7 @@ from datetime import date
 
 from benchlib import HOST, ROOT, TARGET, ensure_wrk, load_accounts, publish, start, table, wrk, write_lua
 
-PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres"]
+PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres", "writes"]
 
 
 # ---- micro ---------------------------------------------------------------
@@ -240,7 +244,7 @@ def header(meta):
 
 def runner(part):
     """(run, markdown) of a part."""
-    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres"):
+    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres", "writes"):
         module = importlib.import_module(f"bench_{part}")
         return module.run, module.markdown
     return {"micro": (micro, micro_markdown), "profile": (profile, profile_markdown), "plugins": (plugins, plugins_markdown)}[part]

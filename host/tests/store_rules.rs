@@ -261,6 +261,18 @@ fn a_delete_racing_an_uncommitted_insert_of_the_note_still_deletes_it() {
     deleting.join().unwrap();
     assert_eq!(store.get("a", "n").unwrap(), None, "the moved copy was deleted once it landed");
     assert_eq!(store.recorded_version("a", "n").unwrap(), Some(2), "under a tombstone at the delete's version");
+
+    // A move that wrote one above a tombstone: the copy has the delete's version.
+    let batch = store.begin_batch("a", 0).unwrap();
+    batch.put(&note("a", "m", 3, "moved one above a tombstone")).unwrap();
+    let deleting = {
+        let store = store.clone();
+        std::thread::spawn(move || store.delete_if_not_newer("a", "m", 3, 0).unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    batch.commit().unwrap();
+    deleting.join().unwrap();
+    assert_eq!(store.get("a", "m").unwrap(), None, "a copy at the delete's own version is deleted too");
 }
 
 /// SQLite only: single writes from many threads share commits (group

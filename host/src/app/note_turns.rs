@@ -36,7 +36,8 @@ struct Turn {
 pub struct NoteTurn<'a> {
     turns: &'a NoteTurns,
     key: Key,
-    turn: Arc<Turn>,
+    /// `None` only while being dropped.
+    turn: Option<Arc<Turn>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -53,14 +54,14 @@ impl NoteTurns {
         while *busy {
             let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 drop(busy);
-                self.forget_if_unused(key, &turn);
+                self.leave(key, turn);
                 return None;
             };
             busy = turn.free.wait_timeout(busy, left).unwrap_or_else(|e| e.into_inner()).0;
         }
         *busy = true;
         drop(busy);
-        Some(NoteTurn { turns: self, key, turn })
+        Some(NoteTurn { turns: self, key, turn: Some(turn) })
     }
 
     /// Notes whose turn someone holds or waits for.
@@ -69,12 +70,14 @@ impl NoteTurns {
         lock(&self.notes).len()
     }
 
-    /// Drops the note's entry unless a request other than the caller (who
-    /// holds `turn`) holds or waits for its turn: a clone is taken only
-    /// under the map's lock, so the count cannot grow while it is held.
-    fn forget_if_unused(&self, key: Key, turn: &Arc<Turn>) {
+    /// Gives up the caller's share of the note's entry, and drops the entry
+    /// if no other request holds or waits for its turn. Both under the
+    /// map's lock, where every share is also taken: of two leaving at once,
+    /// the second sees only the map's share and removes it.
+    fn leave(&self, key: Key, turn: Arc<Turn>) {
         let mut notes = lock(&self.notes);
-        if Arc::strong_count(turn) == 2 {
+        drop(turn);
+        if notes.get(&key).is_some_and(|t| Arc::strong_count(t) == 1) {
             notes.remove(&key);
         }
     }
@@ -82,9 +85,10 @@ impl NoteTurns {
 
 impl Drop for NoteTurn<'_> {
     fn drop(&mut self) {
-        *lock(&self.turn.busy) = false;
-        self.turn.free.notify_one();
-        self.turns.forget_if_unused(self.key, &self.turn);
+        let Some(turn) = self.turn.take() else { return };
+        *lock(&turn.busy) = false;
+        turn.free.notify_one();
+        self.turns.leave(self.key, turn);
     }
 }
 

@@ -178,9 +178,10 @@ impl App {
             // and none open while it runs (`router::ScopeBatch`).
             let started = Instant::now();
             let (batched, writes) = scope.batched(if migrating { Store::New } else { Store::Legacy });
-            if let Err(e) = writes.read_ahead(&ids) {
-                return Ok(Err(e.into()));
-            }
+            let ids = match writes.read_ahead(&ids) {
+                Ok(fit) => &ids[..fit],
+                Err(e) => return Ok(Err(e.into())),
+            };
             let report = match router.move_notes(batched, &ids, migrating)? {
                 Ok(report) => report,
                 Err(e) => return Ok(Err(e)),

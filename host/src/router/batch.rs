@@ -8,7 +8,9 @@
 //! they are, plus its own writes so far. Each write is predicted with the
 //! version rules ([`StoredRow`]) and kept; at commit the kept writes land,
 //! in the store notes move to first, each under the same conditional rules
-//! in the store, with no plugin code running.
+//! in the store, with no plugin code running. What a batch holds is bounded
+//! by bytes ([`MAX_KEPT_BYTES`]): the read-ahead takes only as many notes as
+//! fit, and a call that writes more than that is refused, landing nothing.
 //!
 //! Why nothing is lost: every kept write is conditional in the store too. A
 //! client write that lands between the prediction and the commit is newer
@@ -24,10 +26,10 @@ use notes_routing::{IdList, Note, Store};
 
 use crate::stores::{DataStore, DataStores, StoreError, StoredRow};
 
-/// Content bytes kept before they land early (the same writes, in the same
-/// order, under the same rules as at commit): a batch of 512 notes of 1 MiB
-/// each must not hold 512 MiB of the host's memory.
-const MAX_KEPT_BYTES: usize = 16 << 20;
+/// Content bytes one batch may hold, read ahead and again in its kept
+/// writes: a batch of 512 notes of 1 MiB each must not hold 1 GiB of the
+/// host's memory.
+pub const MAX_KEPT_BYTES: usize = 16 << 20;
 
 /// The kept writes of one batched call (`AccountScope::batched`), landed by
 /// [`ScopeBatch::commit`] once the call succeeded; dropped (a trap, an
@@ -99,19 +101,32 @@ impl ScopeBatch {
 
     /// Reads the rows of `note_ids` in each configured store, one query per
     /// store, before the call that will touch them (a move batch): the call
-    /// then makes no store read of its own for them.
-    pub fn read_ahead(&self, note_ids: &[String]) -> Result<(), StoreError> {
+    /// then makes no store read of its own for them. Keeps the first of them
+    /// whose contents fit in [`MAX_KEPT_BYTES`] (at least one) and returns
+    /// how many: the batch hands the plugin only those.
+    pub fn read_ahead(&self, note_ids: &[String]) -> Result<usize, StoreError> {
         let mut kept = self.kept()?;
+        let mut found: [HashMap<String, StoredRow>; 2] = Default::default();
         for store in [Store::Legacy, Store::New] {
-            let Some(target) = self.stores.get(store) else { continue };
-            let mut found: HashMap<String, StoredRow> =
-                target.rows(&self.account_id, note_ids)?.into_iter().map(|row| (row.note.id.clone(), row)).collect();
-            let rows = &mut kept.rows[slot(store)];
-            for id in note_ids {
-                rows.entry(id.clone()).or_insert_with(|| found.remove(id));
+            if let Some(target) = self.stores.get(store) {
+                found[slot(store)] = target.rows(&self.account_id, note_ids)?.into_iter().map(|row| (row.note.id.clone(), row)).collect();
             }
         }
-        Ok(())
+        let mut bytes = 0;
+        let mut taken = 0;
+        for id in note_ids {
+            let size: usize = found.iter().filter_map(|rows| rows.get(id)).map(|row| row.note.content.len()).sum();
+            if taken > 0 && bytes + size > MAX_KEPT_BYTES {
+                break;
+            }
+            bytes += size;
+            taken += 1;
+            for store in [Store::Legacy, Store::New] {
+                let row = found[slot(store)].remove(id);
+                kept.rows[slot(store)].entry(id.clone()).or_insert(row);
+            }
+        }
+        Ok(taken)
     }
 
     pub fn get(&self, target: &dyn DataStore, store: Store, note_id: &str) -> Result<Option<Note>, StoreError> {
@@ -129,10 +144,13 @@ impl ScopeBatch {
         let landed = self.on_row(&mut kept, target, store, &note.id, |row| StoredRow::put(row, note))?;
         if landed {
             kept.bytes += note.content.len();
-            kept.writes.push((store, Write::Put(note.clone())));
             if kept.bytes > MAX_KEPT_BYTES {
-                self.land(&mut kept)?;
+                return Err(StoreError::Invalid(format!(
+                    "this batch's writes hold over {} MiB of notes; the batch is refused and lands nothing",
+                    MAX_KEPT_BYTES >> 20
+                )));
             }
+            kept.writes.push((store, Write::Put(note.clone())));
         }
         Ok(landed)
     }
@@ -154,15 +172,15 @@ impl ScopeBatch {
     pub fn list_ids(&self, target: &dyn DataStore, store: Store) -> Result<IdList, StoreError> {
         let listed = target.list_ids(&self.account_id)?;
         let kept = self.kept()?;
-        let rows = &kept.rows[slot(store)];
-        if rows.is_empty() {
+        let mut writes = kept.writes.iter().filter(|(s, _)| *s == store).peekable();
+        if writes.peek().is_none() {
             return Ok(listed);
         }
         let mut ids: BTreeSet<&str> = listed.iter().collect();
-        for (id, row) in rows {
-            match row.as_ref().and_then(StoredRow::live) {
-                Some(_) => ids.insert(id),
-                None => ids.remove(id.as_str()),
+        for (_, write) in writes {
+            match write {
+                Write::Put(note) => ids.insert(&note.id),
+                Write::Delete { note_id, .. } => ids.remove(note_id.as_str()),
             };
         }
         Ok(ids.into_iter().collect())
@@ -177,6 +195,9 @@ impl ScopeBatch {
         Ok(())
     }
 
+    /// Lands the kept writes in order, `first` first. A failure after the
+    /// first store committed leaves duplicates that newest-wins reads
+    /// resolve, as a crash there would.
     fn land(&self, kept: &mut Kept) -> Result<(), StoreError> {
         let other = if self.first == Store::New { Store::Legacy } else { Store::New };
         for store in [self.first, other] {
@@ -236,13 +257,15 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_batch_lands_nothing() {
+    fn a_list_shows_the_calls_own_writes_only() {
         let stores = stores();
         let new = stores.new.clone().unwrap();
+        new.put(&note("n", 1, "there"), 0).unwrap();
         let batch = ScopeBatch::new("a".into(), 0, stores.clone(), Store::New);
-        batch.put(&*new, Store::New, &note("n", 1, "x")).unwrap();
-        drop(batch);
-        assert_eq!(new.recorded_version("a", "n").unwrap(), None);
+        batch.read_ahead(&["n".into()]).unwrap();
+        new.delete_if_not_newer("a", "n", 1, 0).unwrap(); // by a client, after the read-ahead
+        batch.put(&*new, Store::New, &note("m", 1, "moved")).unwrap();
+        assert_eq!(batch.list_ids(&*new, Store::New).unwrap(), ["m"], "the store as it is now, plus the call's own put");
     }
 
     #[test]
@@ -262,14 +285,29 @@ mod tests {
     }
 
     #[test]
-    fn kept_writes_land_early_past_the_byte_bound_in_the_same_order() {
+    fn a_batch_reads_ahead_only_the_notes_that_fit_its_byte_bound() {
+        let stores = stores();
+        let half = "x".repeat(MAX_KEPT_BYTES / 2);
+        for id in ["a1", "a2", "a3"] {
+            stores.legacy.put(&note(id, 1, &half), 0).unwrap();
+        }
+        let batch = ScopeBatch::new("a".into(), 0, stores.clone(), Store::New);
+        assert_eq!(batch.read_ahead(&["a1".into(), "a2".into(), "a3".into()]).unwrap(), 2, "two halves fit, not three");
+        let huge = "x".repeat(MAX_KEPT_BYTES + 1);
+        stores.legacy.put(&note("big", 1, &huge), 0).unwrap();
+        let batch = ScopeBatch::new("a".into(), 0, stores.clone(), Store::New);
+        assert_eq!(batch.read_ahead(&["big".into()]).unwrap(), 1, "one note always goes, whatever its size");
+    }
+
+    #[test]
+    fn a_call_that_writes_more_than_the_byte_bound_is_refused_and_lands_nothing() {
         let stores = stores();
         let new = stores.new.clone().unwrap();
         let batch = ScopeBatch::new("a".into(), 0, stores.clone(), Store::New);
         let big = "x".repeat(MAX_KEPT_BYTES / 2 + 1);
         batch.put(&*new, Store::New, &note("one", 1, &big)).unwrap();
-        assert!(new.get("a", "one").unwrap().is_none());
-        batch.put(&*new, Store::New, &note("two", 1, &big)).unwrap();
-        assert!(new.get("a", "one").unwrap().is_some() && new.get("a", "two").unwrap().is_some(), "landed past the bound");
+        assert!(batch.put(&*new, Store::New, &note("two", 1, &big)).is_err(), "over the bound");
+        drop(batch);
+        assert_eq!(new.recorded_version("a", "one").unwrap(), None, "nothing landed");
     }
 }

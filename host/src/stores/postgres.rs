@@ -315,6 +315,9 @@ fn delete_with(
     epoch: i64,
 ) -> Result<bool, StoreError> {
     let version = version_to_sql(version)?;
+    // In the race `TOMBSTONE` describes, the copy it deletes was not yet
+    // live when this delete began, and `removed` stays false: a plugin then
+    // re-reads (`ops::delete`) and finds the note gone.
     let removed = client.execute(live, &[&account_id, &note_id, &version, &epoch])? == 1;
     let tombstoned = client.execute(tombstone, &[&account_id, &note_id, &version, &epoch])? == 1;
     if !removed && !tombstoned {

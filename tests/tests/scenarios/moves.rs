@@ -294,7 +294,9 @@ fn a_move_plugin_that_loops_holds_up_no_other_accounts_writes_and_lands_nothing(
     for i in 0..5 {
         host.create_note(&looping, &format!("note {i}"));
     }
-    host.create_note(&looping, "fault:loop-on-move");
+    // Last in id order: the plugin has moved the other five when it loops.
+    let last = "ffffffff-ffff-4fff-bfff-ffffffffffff";
+    host.post(&format!("/accounts/{looping}/notes"), json!({ "id": last, "content": "fault:loop-on-move" })).expect(201);
     host.set_migrating(&looping, true).expect(200);
     // Flag off: its writes go to the legacy store, the file the move reads
     // and deletes from. Flag on: to a new store shard.
