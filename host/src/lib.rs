@@ -10,6 +10,7 @@ pub mod coordination;
 pub mod copy;
 mod db;
 mod files;
+mod freed_memory;
 mod pg;
 pub mod fleet;
 pub mod in_process;

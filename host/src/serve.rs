@@ -108,6 +108,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             admin_token,
         },
     );
+    crate::freed_memory::return_big_blocks_when_freed();
     // Migration jobs run beside the requests, on their own thread.
     let stop_jobs = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let jobs = crate::app::spawn_job_runner(app.clone(), stop_jobs.clone())?;
