@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::header::ETAG;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{ETAG, LINK};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::blocking;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::openapi::{AccountParam, Errors, NoteParams};
@@ -125,16 +125,47 @@ pub async fn create(
     Ok(served(StatusCode::CREATED, note, note_response))
 }
 
-/// The ids of the account's notes, from every store its mode reads.
+/// An extension of Notely's list: pages. Without either, every id (Notely's shape).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// At most this many ids, 1 to 10,000. A full page carries a `Link` to the next one.
+    limit: Option<u32>,
+    /// Only the ids after this one, in the list's order (the last id of the previous page).
+    #[param(format = Uuid)]
+    after: Option<String>,
+}
+
+const MAX_PAGE: u32 = 10_000;
+
+/// The ids of the account's notes, from every store its mode reads, in
+/// byte order.
 #[utoipa::path(
-    get, path = "/accounts/{account}/notes", operation_id = "listNotes", tag = "notes", params(AccountParam),
-    responses((status = 200, description = "The ids of the account's notes.", body = Vec<uuid::Uuid>), Errors)
+    get, path = "/accounts/{account}/notes", operation_id = "listNotes", tag = "notes", params(AccountParam, ListParams),
+    responses((status = 200, description = "The ids of the account's notes.", body = Vec<uuid::Uuid>,
+        headers(("Link" = String, description = "With `limit`, when the page is full: the next page, `rel=\"next\"`."))), Errors)
 )]
-pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>) -> Result<Response, ApiError> {
+pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Query(page): Query<ListParams>) -> Result<Response, ApiError> {
     let account = uuid("account", &account)?;
+    if page.limit.is_some_and(|limit| limit == 0 || limit > MAX_PAGE) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let after = page.after.map(|after| uuid("after", &after).map(|id| id.to_string())).transpose()?;
     let ids = blocking(&app, move |app| app.note_ids(account)).await?;
     // The ids as the store and plugin passed them, without a String each.
-    Ok(served(StatusCode::OK, ids, |ids| Json(ids.iter().collect::<Vec<&str>>()).into_response()))
+    Ok(served(StatusCode::OK, ids, |ids| {
+        let listed = ids.iter().filter(|id| after.as_deref().is_none_or(|after| *id > after));
+        let Some(limit) = page.limit else { return Json(listed.collect::<Vec<&str>>()).into_response() };
+        let shown: Vec<&str> = listed.take(limit as usize).collect();
+        let next = (shown.len() == limit as usize).then(|| shown.last().copied()).flatten().map(|last| {
+            format!("</accounts/{account}/notes?limit={limit}&after={last}>; rel=\"next\"")
+        });
+        let mut response = Json(shown).into_response();
+        if let Some(link) = next.and_then(|link| HeaderValue::from_str(&link).ok()) {
+            response.headers_mut().insert(LINK, link);
+        }
+        response
+    }))
 }
 
 #[utoipa::path(

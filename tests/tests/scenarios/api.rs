@@ -143,3 +143,29 @@ fn without_a_token_the_host_refuses_to_listen_beyond_loopback() {
     let err = Host::builder().arg("--listen").arg("0.0.0.0:0").start_fails();
     assert!(err.contains("protected mode"), "{err}");
 }
+
+#[test]
+fn a_note_list_comes_in_pages_on_request_and_whole_without() {
+    let host = Host::start();
+    let account = host.create_account(true);
+    let mut notes: Vec<String> = (0..5).map(|i| host.create_note(&account, &format!("note {i}"))).collect();
+    notes.sort();
+    let page = |query: &str| host.get(&format!("/accounts/{account}/notes{query}"));
+    let ids = |r: &Resp| r.json().as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>();
+
+    assert_eq!(ids(&page("").expect(200)), notes, "without parameters: every id, as Notely answers");
+    let first = page("?limit=2").expect(200);
+    assert_eq!(ids(&first), notes[..2]);
+    let next = first.header("link").expect("a full page links to the next");
+    assert_eq!(next, format!("</accounts/{account}/notes?limit=2&after={}>; rel=\"next\"", notes[1]));
+    let second = page(&format!("?limit=2&after={}", notes[1])).expect(200);
+    assert_eq!(ids(&second), notes[2..4]);
+    let last = page(&format!("?limit=2&after={}", notes[3])).expect(200);
+    assert_eq!((ids(&last), last.header("link")), (notes[4..].to_vec(), None), "the last page is short and links nowhere");
+    assert_eq!(ids(&page(&format!("?after={}", notes[2])).expect(200)), notes[3..], "after alone: every id after it");
+
+    for bad in ["?limit=0", "?limit=10001", "?limit=two", "?after=banana"] {
+        let refused = page(bad).expect(400);
+        assert!(!refused.error().is_empty(), "{bad}: a JSON error: {}", refused.body);
+    }
+}
