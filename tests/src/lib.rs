@@ -573,10 +573,11 @@ impl Host {
         self.answer(self.client.list_plugins()).expect(200).json()
     }
 
-    /// The `X-Plugin` of a note request: which plugin serves now.
+    /// The `name@version` of a note request's `X-Plugin`: which plugin
+    /// serves now.
     pub fn serving_plugin(&self, account: &str) -> String {
         let r = self.answer(self.client.list_notes(account)).expect(200);
-        r.header("x-plugin").expect("X-Plugin header").to_owned()
+        plugin_label(r.header("x-plugin").expect("X-Plugin header")).to_owned()
     }
 
     /// Opens one of the host's SQLite files directly (as an operator or a
@@ -643,6 +644,11 @@ impl Fleet {
 /// Polls `condition` until it holds; panics with `what` after 10 s. For
 /// states that arrive eventually (a heartbeat, a pruned host), not timing.
 #[track_caller]
+/// The `name@version` of an `X-Plugin` value (`name@version; digest=…`).
+pub fn plugin_label(x_plugin: &str) -> &str {
+    x_plugin.split(';').next().unwrap_or(x_plugin).trim()
+}
+
 pub fn eventually(what: &str, condition: impl FnMut() -> bool) {
     eventually_within(what, Duration::from_secs(10), condition)
 }

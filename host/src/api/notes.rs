@@ -77,8 +77,14 @@ pub fn rfc3339(ms: i64) -> String {
 fn served<T>(status: StatusCode, served: Served<T>, body: impl FnOnce(T) -> Response) -> Response {
     let mut response = body(served.value);
     *response.status_mut() = status;
-    if let Ok(label) = HeaderValue::from_str(&served.plugin) {
-        response.headers_mut().insert(X_PLUGIN, label);
+    // `name@version; digest=<12 hex>`: two builds that both say
+    // `name@version` are told apart (a router compiled in has no digest).
+    let value = match served.digest.as_str() {
+        "native" => served.plugin,
+        digest => format!("{}; digest={}", served.plugin, crate::catalog::short(digest)),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(X_PLUGIN, value);
     }
     response
 }

@@ -63,6 +63,9 @@ pub const DEFAULT_MAX_CONTENT_BYTES: usize = 10_000;
 pub struct Served<T> {
     pub value: T,
     pub plugin: String,
+    /// The plugin's digest (`native` for a router compiled into the host):
+    /// two builds with one `name@version` are told apart by it.
+    pub digest: String,
 }
 
 /// Settings of the application core.

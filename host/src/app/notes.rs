@@ -113,7 +113,7 @@ impl App {
         let mut outcome = MoveOutcome::default();
         let mut last_left = u64::MAX;
         loop {
-            let Served { value: batch, plugin } = self.move_batch(account, None)?;
+            let Served { value: batch, plugin, digest } = self.move_batch(account, None)?;
             let report = match batch {
                 Batch::Moved { is_migrating, report } => {
                     outcome.is_migrating = is_migrating;
@@ -121,7 +121,7 @@ impl App {
                 }
                 Batch::NothingLeft { is_migrating } | Batch::OtherMode { is_migrating } => {
                     outcome.is_migrating = is_migrating;
-                    return Ok(Served { value: outcome, plugin });
+                    return Ok(Served { value: outcome, plugin, digest });
                 }
             };
             outcome.batches += 1;
@@ -129,7 +129,7 @@ impl App {
             outcome.report.in_place += report.in_place;
             outcome.report.missing += report.missing;
             if report.moved == 0 {
-                return Ok(Served { value: outcome, plugin });
+                return Ok(Served { value: outcome, plugin, digest });
             }
             // A plugin that says it moved notes but leaves them where they
             // were would keep this loop going forever.
@@ -280,7 +280,9 @@ impl App {
             let started = Instant::now();
             let answer = call(native.as_ref(), scope, is_migrating);
             observe_call(native.label(), op, &answer, started.elapsed());
-            return answer?.map(|value| Served { value, plugin: native.label().to_owned() }).map_err(|e| from_plugin_error(e, native.label()));
+            return answer?
+                .map(|value| Served { value, plugin: native.label().to_owned(), digest: native.digest().to_owned() })
+                .map_err(|e| from_plugin_error(e, native.label()));
         }
         let active = self.active();
         let plugin = &active.plugin;
@@ -299,7 +301,7 @@ impl App {
             self.automatic_rollback(&active, tripped, answer.as_ref().err());
         }
         match answer? {
-            Ok(value) => Ok(Served { value, plugin: plugin.label().to_owned() }),
+            Ok(value) => Ok(Served { value, plugin: plugin.label().to_owned(), digest: plugin.digest().to_owned() }),
             Err(e) => Err(from_plugin_error(e, plugin.label())),
         }
     }

@@ -95,6 +95,16 @@ impl Runtime {
     /// it, so the compile happens once: the artifact is what gets stored and
     /// what restarts load.
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<(Component, Vec<u8>)> {
+        // A core module's header is the magic and version 1; a component's
+        // says version 13, layer 1. wasmtime's parser would only say it
+        // "attempted to parse a wasm module with a component parser".
+        if wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[4..8] == [1, 0, 0, 0] {
+            anyhow::bail!(
+                "not a valid component: this is a core WebAssembly module. Build the plugin as a component: \
+                 for Rust, `cargo build --release --target wasm32-wasip2` (the `wasm32-wasip2` target makes components); \
+                 from a core module, `wasm-tools component new`"
+            );
+        }
         let artifact = self.engine.precompile_component(wasm).map_err(|e| anyhow::Error::from(e).context("not a valid component"))?;
         // SAFETY: the bytes were produced by this engine just now.
         let component = unsafe { Component::deserialize(&self.engine, &artifact) }?;

@@ -55,7 +55,8 @@ fn notes_have_the_notely_shape() {
     let host = Host::start();
     let account = host.create_account(false);
     let r = host.post(&format!("/accounts/{account}/notes"), json!({ "content": "hello" })).expect(201);
-    assert_eq!(r.header("x-plugin"), Some("migrate@0.1.0"));
+    let active = host.plugins()["active"]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(r.header("x-plugin"), Some(format!("migrate@0.1.0; digest={}", &active[..12]).as_str()), "name@version and the build");
     assert_eq!(r.header("etag"), Some("\"1\""));
     let note = r.json();
     for key in ["id", "creator", "createdAt", "updatedAt", "content", "version"] {
