@@ -11,6 +11,7 @@ pub mod copy;
 mod db;
 mod files;
 mod freed_memory;
+mod lock;
 mod pg;
 pub mod fleet;
 pub mod in_process;

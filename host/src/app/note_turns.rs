@@ -14,10 +14,12 @@
 //! retry), so a turn held by a stuck call does not queue requests forever.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
+
+use crate::lock::lock;
 
 type Key = (Uuid, Uuid);
 
@@ -38,10 +40,6 @@ pub struct NoteTurn<'a> {
     key: Key,
     /// `None` only while being dropped.
     turn: Option<Arc<Turn>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl NoteTurns {

@@ -74,7 +74,7 @@ impl ScopeBatch {
     }
 
     fn kept(&self) -> Result<MutexGuard<'_, Kept>, StoreError> {
-        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = crate::lock::lock(&self.kept);
         if kept.committed {
             return Err(StoreError::Internal("the batch of this call was already committed".into()));
         }

@@ -5,9 +5,10 @@
 
 use notes_routing::IdList;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use super::{DataStore, Note, StoreBatch, StoreError, StoredRow};
+use crate::lock::lock;
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -18,9 +19,6 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Notes(BTreeMap<(String, String), StoredRow>);
 
-fn lock(notes: &Mutex<Notes>) -> MutexGuard<'_, Notes> {
-    notes.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn key(account_id: &str, note_id: &str) -> (String, String) {
     (account_id.to_owned(), note_id.to_owned())
@@ -113,13 +111,13 @@ struct MemoryBatch {
 
 impl StoreBatch for MemoryBatch {
     fn put(&self, note: &Note) -> Result<(), StoreError> {
-        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push(Write::Put(note.clone()));
+        lock(&self.writes).push(Write::Put(note.clone()));
         Ok(())
     }
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<(), StoreError> {
         let delete = Write::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version };
-        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push(delete);
+        lock(&self.writes).push(delete);
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{DataStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
 use crate::db::{self, Pool};
+use crate::lock::lock;
 
 /// A tombstone is a row with `deleted = 1`: it keeps the deleted version so a
 /// late `put` of that version cannot bring the note back.
@@ -174,9 +175,6 @@ impl SqliteStore {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl SqliteStore {
     /// Every row, tombstones included, in key order (`db copy`).
@@ -186,17 +184,8 @@ impl SqliteStore {
             "SELECT account_id, id, content, created_at_ms, updated_at_ms, version, deleted FROM notes ORDER BY account_id, id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(StoredRow {
-                note: Note {
-                    account_id: r.get(0)?,
-                    id: r.get(1)?,
-                    content: r.get(2)?,
-                    created_at_ms: r.get(3)?,
-                    updated_at_ms: r.get(4)?,
-                    version: r.get::<_, i64>(5)? as u64,
-                },
-                deleted: r.get(6)?,
-            })
+            let (account_id, id): (String, String) = (r.get(0)?, r.get(1)?);
+            Ok(StoredRow { note: note_from(r, 2, &account_id, &id)?, deleted: r.get(6)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -254,17 +243,7 @@ impl DataStore for SqliteStore {
             if !wanted.contains(id) {
                 continue;
             }
-            found.push(StoredRow {
-                note: Note {
-                    id: id.to_owned(),
-                    account_id: account_id.to_owned(),
-                    content: r.get(1)?,
-                    created_at_ms: r.get(2)?,
-                    updated_at_ms: r.get(3)?,
-                    version: r.get::<_, i64>(4)? as u64,
-                },
-                deleted: r.get(5)?,
-            });
+            found.push(StoredRow { note: note_from(r, 1, account_id, id)?, deleted: r.get(5)? });
         }
         Ok(found)
     }
@@ -315,22 +294,26 @@ impl Drop for SqliteBatch {
     }
 }
 
+/// The note in a row's columns `content, created_at_ms, updated_at_ms,
+/// version`, starting at column `first`.
+fn note_from(r: &rusqlite::Row<'_>, first: usize, account_id: &str, id: &str) -> rusqlite::Result<Note> {
+    Ok(Note {
+        id: id.to_owned(),
+        account_id: account_id.to_owned(),
+        content: r.get(first)?,
+        created_at_ms: r.get(first + 1)?,
+        updated_at_ms: r.get(first + 2)?,
+        version: r.get::<_, i64>(first + 3)? as u64,
+    })
+}
+
 fn get_on(conn: &Connection, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT content, created_at_ms, updated_at_ms, version FROM notes
          WHERE account_id = ?1 AND id = ?2 AND deleted = 0",
     )?;
     let note = stmt
-        .query_row(params![account_id, note_id], |r| {
-            Ok(Note {
-                id: note_id.to_owned(),
-                account_id: account_id.to_owned(),
-                content: r.get(0)?,
-                created_at_ms: r.get(1)?,
-                updated_at_ms: r.get(2)?,
-                version: r.get::<_, i64>(3)? as u64,
-            })
-        })
+        .query_row(params![account_id, note_id], |r| note_from(r, 0, account_id, note_id))
         .optional()?;
     Ok(note)
 }
