@@ -78,7 +78,8 @@ fn lists_are_sorted_byte_by_byte_and_pages_start_at_the_front(s: &dyn DataStore)
     }
     s.delete_if_not_newer("acct", "a", 1, 0).unwrap();
     assert_eq!(s.list_ids("acct").unwrap(), ["A", "B", "b", "z", "é"]);
-    assert_eq!(s.first_ids("acct", 2).unwrap(), ["A", "B"]);
+    assert_eq!(s.first_ids("acct", "", 2).unwrap(), ["A", "B"]);
+    assert_eq!(s.first_ids("acct", "B", 2).unwrap(), ["b", "z"], "a page starts after the id given");
     assert_eq!(s.count("acct").unwrap(), 5);
 }
 

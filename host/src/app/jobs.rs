@@ -4,12 +4,14 @@
 //! survives its host: any host's runner steps running jobs it owns, and takes
 //! over one whose owner's process has ended.
 //!
-//! A step is one move batch (one account, for a verify). A batch is admitted
-//! like a note request and moves only if the flag it read is the one the job
-//! moves for: after a flip, a backfill skips the account (its notes stay put,
-//! and the account's own mode now decides), it never moves a note the wrong
-//! way. Progress is saved after every step, so a job killed midway resumes
-//! from its last saved step; a step redone after a crash is a no-op.
+//! A step is a run of move batches of one account, up to [`STEP_TIME`] (one
+//! account, for a verify); each batch's writes land while the next batch's
+//! plugin call runs (`moves`). A batch is admitted like a note request and
+//! moves only if the flag it read is the one the job moves for: after a
+//! flip, a backfill skips the account (its notes stay put, and the account's
+//! own mode now decides), it never moves a note the wrong way. Progress is
+//! saved after every step, so a job killed midway resumes from its last
+//! saved step; a step redone after a crash is a no-op.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,11 +22,14 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::coordination::Job;
-use super::notes::Batch;
+use super::moves::{Batch, RunBudget};
 use super::{Actor, App, AppError};
 
 /// How long the runner sleeps when no job has work.
 const IDLE: Duration = Duration::from_millis(100);
+/// How long one step of a move job runs batches before the runner saves
+/// its progress and looks at pauses and other jobs again.
+const STEP_TIME: Duration = Duration::from_millis(250);
 /// Accounts a step of an all-accounts job may skip (nothing to move, other
 /// mode) before it yields.
 const SKIPS_PER_STEP: usize = 64;
@@ -248,8 +253,9 @@ impl App {
                 }
                 return Ok(Some(1));
             }
-            let batch = match self.move_batch(account, kind.toward_new()) {
-                Ok(served) => served.value,
+            let toward_new = kind.toward_new().expect("a verify returned above");
+            let batch = match self.move_run(account, toward_new, run_budget(job.rate)) {
+                Ok(batch) => batch,
                 Err(e) if deferrable(&e) => {
                     tracing::warn!(job = %job.id, %account, error = %e, "job step deferred");
                     return Ok(None);
@@ -287,6 +293,12 @@ impl App {
             }
         }
     }
+}
+
+/// What one step of a move job may do: batches for up to [`STEP_TIME`],
+/// or a quarter second's worth of notes at the job's rate.
+fn run_budget(rate: u32) -> RunBudget {
+    RunBudget { time: STEP_TIME, notes: if rate > 0 { u64::from(rate / 4).max(1) } else { u64::MAX } }
 }
 
 /// Errors a later step may not meet: a busy account or host, a suspended

@@ -29,6 +29,7 @@ mod jobs;
 mod keys;
 mod migration;
 mod note_turns;
+mod moves;
 mod notes;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -49,7 +50,8 @@ pub use errors::AppError;
 pub use jobs::{JobControl, JobKind, spawn_job_runner};
 pub use migration::{MigrationState, MigrationStatus, Rollout, RolloutReport, ServiceMigration, VERIFY_PROBLEMS_SHOWN, VerifyReport, cohort};
 pub use batch_size::FIRST as FIRST_MOVE_BATCH;
-pub use notes::{MoveOutcome, Placement};
+pub use moves::MoveOutcome;
+pub use notes::Placement;
 use active_plugin::summary;
 use errors::internal;
 

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use notes_routing::{Error as PluginError, IdList, MoveReport, Note, NoteChange, Store};
+use notes_routing::{Error as PluginError, IdList, Note, NoteChange, Store};
 use uuid::Uuid;
 
 use crate::metrics as metrics_names;
@@ -14,25 +14,6 @@ use super::errors::{from_plugin_error, no_account};
 /// How often an update carrying `updatedAt` re-reads a note that changed
 /// under it before giving up (503).
 const STALE_CHECK_ATTEMPTS: usize = 8;
-
-/// What one move batch found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Batch {
-    Moved { is_migrating: bool, report: MoveReport },
-    /// Nothing left in the store the account's mode drains.
-    NothingLeft { is_migrating: bool },
-    /// The flag is not the one the caller moves for.
-    OtherMode { is_migrating: bool },
-}
-
-/// What moving an account's notes did, over all its batches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MoveOutcome {
-    /// The flag the last batch ran under: true moved toward the new store.
-    pub is_migrating: bool,
-    pub report: MoveReport,
-    pub batches: u32,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
@@ -103,103 +84,6 @@ impl App {
         })
     }
 
-    /// Moves every note of the account to the store its mode wants, through
-    /// the plugin's `move-notes`, in batches (`batch_size`): a backfill
-    /// with the flag on, a bulk rollback with it off. Each batch reads the
-    /// flag again, so after a flip the next batch moves the other way; a
-    /// batch never runs under a stale flag. Stops when a batch finds nothing
-    /// left in the other store, or moves nothing.
-    pub fn move_notes(&self, account: Uuid) -> Result<Served<MoveOutcome>, AppError> {
-        let mut outcome = MoveOutcome::default();
-        let mut last_left = u64::MAX;
-        loop {
-            let Served { value: batch, plugin, digest } = self.move_batch(account, None)?;
-            let report = match batch {
-                Batch::Moved { is_migrating, report } => {
-                    outcome.is_migrating = is_migrating;
-                    report
-                }
-                Batch::NothingLeft { is_migrating } | Batch::OtherMode { is_migrating } => {
-                    outcome.is_migrating = is_migrating;
-                    return Ok(Served { value: outcome, plugin, digest });
-                }
-            };
-            outcome.batches += 1;
-            outcome.report.moved += report.moved;
-            outcome.report.in_place += report.in_place;
-            outcome.report.missing += report.missing;
-            if report.moved == 0 {
-                return Ok(Served { value: outcome, plugin, digest });
-            }
-            // A plugin that says it moved notes but leaves them where they
-            // were would keep this loop going forever.
-            let left = self.notes_left(account, outcome.is_migrating)?;
-            if left >= last_left {
-                return Err(AppError::Internal(format!(
-                    "plugin {plugin} reported moving notes of account {account}, but {left} are still to move; stopped"
-                )));
-            }
-            last_left = left;
-        }
-    }
-
-    /// Notes of the account in the store its mode drains.
-    pub(super) fn notes_left(&self, account: Uuid, is_migrating: bool) -> Result<u64, AppError> {
-        let from = if is_migrating { Store::Legacy } else { Store::New };
-        Ok(match self.stores.get(from) {
-            Some(store) => store.count(&account.to_string())?,
-            None => 0,
-        })
-    }
-
-    /// One batch: up to `batch_size` notes from the store the account's
-    /// mode drains, through the plugin, admitted like a note request. With
-    /// `toward_new`, only if the flag read for this batch says that way
-    /// (a job never moves the wrong way after a flip).
-    pub(super) fn move_batch(&self, account: Uuid, toward_new: Option<bool>) -> Result<Served<Batch>, AppError> {
-        self.route(account, "move_notes", |router, scope, migrating| {
-            if toward_new.is_some_and(|want| want != migrating) {
-                return Ok(Ok(Batch::OtherMode { is_migrating: migrating }));
-            }
-            let from = if migrating { Store::Legacy } else { Store::New };
-            let ids = match self.stores.get(from) {
-                Some(store) => match store.first_ids(&account.to_string(), self.batch_size.next()) {
-                    Ok(ids) => ids,
-                    Err(e) => return Ok(Err(e.into())),
-                },
-                // Plain mode: no new store, nothing to move.
-                None => Vec::new(),
-            };
-            if ids.is_empty() {
-                return Ok(Ok(Batch::NothingLeft { is_migrating: migrating }));
-            }
-            // One transaction per store for the whole batch, the store notes
-            // move to first; landed only once the plugin's move succeeded,
-            // and none open while it runs (`router::ScopeBatch`).
-            let started = Instant::now();
-            let (batched, writes) = scope.batched(if migrating { Store::New } else { Store::Legacy });
-            let ids = match writes.read_ahead(&ids) {
-                Ok(fit) => &ids[..fit],
-                Err(e) => return Ok(Err(e.into())),
-            };
-            let report = match router.move_notes(batched, &ids, migrating)? {
-                Ok(report) => report,
-                Err(e) => return Ok(Err(e)),
-            };
-            if let Err(e) = writes.commit() {
-                return Ok(Err(e.into()));
-            }
-            self.batch_size.record(ids.len(), started.elapsed());
-            Ok(Ok(Batch::Moved { is_migrating: migrating, report }))
-        })
-        .map_err(|e| match e {
-            // The plugin cannot move (an older WIT version, old code): a
-            // state of the host, not a bad request.
-            AppError::Invalid(m) => AppError::Conflict(m),
-            other => other,
-        })
-    }
-
     /// The note's write turn in this host (`note_turns`): held across the
     /// plugin call and its store writes, so this host's writers of one note
     /// never race each other.
@@ -267,7 +151,7 @@ impl App {
     }
 
     /// [`App::route`] once admitted.
-    fn route_admitted<T>(
+    pub(super) fn route_admitted<T>(
         &self,
         account: Uuid,
         op: &'static str,

@@ -74,8 +74,8 @@ impl DataStore for MemoryStore {
         Ok(lock(&self.notes).list_ids(account_id).len() as u64)
     }
 
-    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        Ok(lock(&self.notes).list_ids(account_id).iter().take(limit).map(str::to_owned).collect())
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(lock(&self.notes).list_ids(account_id).iter().filter(|id| *id > after).take(limit).map(str::to_owned).collect())
     }
 
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {

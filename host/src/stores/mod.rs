@@ -59,9 +59,11 @@ pub trait DataStore: Send + Sync {
     /// Ids of the account's live notes, sorted, in one string (no
     /// allocation per id: a list goes to a plugin as it is).
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError>;
-    /// The first `limit` of them: what one move batch takes, without reading
-    /// every id of a large account for every batch.
-    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// The first `limit` of them after `after` ("": from the first): what
+    /// one move batch takes, without reading every id of a large account
+    /// for every batch. A job's next batch starts after the one still
+    /// landing, whose notes are still where they were.
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError>;
     /// How many live notes the account has.
     fn count(&self, account_id: &str) -> Result<u64, StoreError>;
     /// The version recorded for the note, live or deleted; `None` if never written.

@@ -89,7 +89,7 @@ const TOMBSTONE: &str = concat!(
 /// changed nothing, to tell a fenced write from one refused for its version.
 const FENCED_ABOVE: &str = "SELECT EXISTS (SELECT 1 FROM fences WHERE account_id = $1 AND epoch > $2)";
 const LIST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id";
-const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id LIMIT $2";
+const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted AND id > $2 ORDER BY id LIMIT $3";
 const COUNT: &str = "SELECT count(*) FROM notes WHERE account_id = $1 AND NOT deleted";
 const RECORDED: &str = "SELECT version FROM notes WHERE account_id = $1 AND id = $2";
 const ROWS: &str =
@@ -186,11 +186,11 @@ impl DataStore for PostgresStore {
         list_on(&mut *self.conn()?, account_id)
     }
 
-    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn()?;
         let statement = conn.prepared(FIRST)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(conn.client().query(&statement, &[&account_id, &limit])?.iter().map(|r| r.get(0)).collect())
+        Ok(conn.client().query(&statement, &[&account_id, &after, &limit])?.iter().map(|r| r.get(0)).collect())
     }
 
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {

@@ -59,8 +59,8 @@ impl DataStore for ShardedStore {
         self.shard(account_id).recorded_version(account_id, note_id)
     }
 
-    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        self.shard(account_id).first_ids(account_id, limit)
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.shard(account_id).first_ids(account_id, after, limit)
     }
 
     fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<super::StoredRow>, StoreError> {

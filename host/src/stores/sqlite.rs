@@ -208,10 +208,10 @@ impl DataStore for SqliteStore {
         list_on(&*self.pool.get()?, account_id)
     }
 
-    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached("SELECT id FROM notes WHERE account_id = ?1 AND deleted = 0 ORDER BY id LIMIT ?2")?;
-        let ids = stmt.query_map(params![account_id, limit as i64], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let mut stmt = conn.prepare_cached("SELECT id FROM notes WHERE account_id = ?1 AND deleted = 0 AND id > ?2 ORDER BY id LIMIT ?3")?;
+        let ids = stmt.query_map(params![account_id, after, limit as i64], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
     }
 
