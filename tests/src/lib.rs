@@ -573,6 +573,24 @@ impl Host {
         self.answer(self.client.list_plugins()).expect(200).json()
     }
 
+    /// The failure a 500 from a plugin stands for, as an operator reads it
+    /// at `GET /plugins/{digest}/errors` (the active plugin's, by the short
+    /// digest `X-Plugin` shows), after checking that the client was told
+    /// only its id and not `hidden`.
+    #[track_caller]
+    pub fn plugin_fault(&self, failed: &Resp, hidden: &str) -> Value {
+        assert_eq!(failed.status, 500, "{}", failed.body);
+        assert!(!failed.body.contains(hidden), "the client must not see the plugin's message {hidden:?}: {}", failed.body);
+        let id = failed.json()["errorId"].as_str().unwrap_or_else(|| panic!("no errorId in {}", failed.body)).to_owned();
+        let digest = self.plugins()["active"]["digest"].as_str().expect("active digest").to_owned();
+        let faults = self.get(&format!("/plugins/{}/errors", &digest[..12])).expect(200).json();
+        assert_eq!(faults["digest"], digest.as_str());
+        let fault = faults["errors"].as_array().expect("errors").iter().find(|f| f["id"] == id.as_str()).cloned();
+        let fault = fault.unwrap_or_else(|| panic!("failure {id} is not among the plugin's errors: {faults}"));
+        assert!(fault["message"].as_str().unwrap().contains(hidden), "the operator sees the message: {fault}");
+        fault
+    }
+
     /// The `name@version` of a note request's `X-Plugin`: which plugin
     /// serves now.
     pub fn serving_plugin(&self, account: &str) -> String {

@@ -57,6 +57,9 @@ impl From<AppError> for ApiError {
             AppError::Plugin(PluginFailure::Trapped { plugin, .. }) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, message).with("plugin", plugin)
             }
+            AppError::PluginFault { plugin, error_id } => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, message).with("plugin", plugin).with("errorId", error_id)
+            }
             AppError::Rejected(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, message),
             AppError::Internal(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, message),
         }
@@ -144,6 +147,7 @@ mod tests {
             (AppError::Plugin(PluginFailure::OutOfFuel { plugin: plugin(), fuel: 1 }), StatusCode::SERVICE_UNAVAILABLE),
             (AppError::Plugin(PluginFailure::Busy { plugin: plugin(), message: "x".into() }), StatusCode::SERVICE_UNAVAILABLE),
             (AppError::Plugin(PluginFailure::Trapped { plugin: plugin(), message: "x".into() }), StatusCode::INTERNAL_SERVER_ERROR),
+            (AppError::PluginFault { plugin: plugin(), error_id: "e".into() }, StatusCode::INTERNAL_SERVER_ERROR),
             (AppError::Rejected("x".into()), StatusCode::UNPROCESSABLE_ENTITY),
             (AppError::Internal("x".into()), StatusCode::INTERNAL_SERVER_ERROR),
         ];
@@ -157,6 +161,7 @@ mod tests {
                 | AppError::Unavailable(_)
                 | AppError::TooManyRequests(_)
                 | AppError::Plugin(_)
+                | AppError::PluginFault { .. }
                 | AppError::Rejected(_)
                 | AppError::Internal(_) => format!("{error:?}"),
             };

@@ -1,10 +1,10 @@
-//! `/plugins` routes: upload, list, activate, roll back.
+//! `/plugins` routes: upload, list, activate, roll back, a plugin's recent failures.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::openapi::Errors;
 use super::extract::JsonBody;
 use super::{blocking, notes::rfc3339};
-use crate::app::{Actor, App, PluginsView};
+use crate::app::{Actor, App, PluginFault, PluginsView};
 use crate::catalog::{Activation, PluginRecord};
 
 #[derive(Serialize, ToSchema)]
@@ -148,4 +148,60 @@ pub async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Acti
 #[utoipa::path(post, path = "/plugins/rollback", operation_id = "rollbackPlugin", tag = "plugins", responses((status = 200, description = "The plugin now active.", body = PluginBody), Errors))]
 pub async fn rollback(State(app): State<Arc<App>>) -> Result<Json<PluginBody>, ApiError> {
     Ok(Json(blocking(&app, |app| app.rollback_plugin()).await?.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = PluginFaults)]
+pub struct FaultsBody {
+    /// The plugin's full sha256.
+    digest: String,
+    /// This host's most recent failures of the plugin, newest first.
+    errors: Vec<FaultBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = PluginFault)]
+pub struct FaultBody {
+    /// The `errorId` the client was answered with.
+    id: String,
+    #[schema(format = DateTime)]
+    at: String,
+    /// `name@version`.
+    plugin: String,
+    account: String,
+    /// The operation called: `create_note`, `get_note`, `list_notes`, `update_note`, `delete_note`, `move_notes`.
+    operation: String,
+    /// The failed request's `X-Request-Id`, to find its log lines.
+    request_id: Option<String>,
+    /// The full message: a trap with the plugin's stderr (a panic, a traceback), or the `internal` error it returned.
+    message: String,
+}
+
+impl From<PluginFault> for FaultBody {
+    fn from(f: PluginFault) -> Self {
+        FaultBody {
+            id: f.id,
+            at: rfc3339(f.at_ms),
+            plugin: f.plugin,
+            account: f.account.to_string(),
+            operation: f.operation.to_owned(),
+            request_id: f.request_id,
+            message: f.message,
+        }
+    }
+}
+
+/// A plugin's own failures on this host (its last 100): what clients were
+/// answered only with an `errorId` for. `digest` is the sha256 or its first
+/// 12 or more hex digits, as `X-Plugin` shows it.
+#[utoipa::path(
+    get, path = "/plugins/{digest}/errors", operation_id = "pluginErrors", tag = "plugins",
+    params(("digest" = String, Path, description = "The plugin's sha256, or its first 12 or more hex digits.")),
+    responses((status = 200, description = "The plugin's recent failures on this host, newest first.", body = FaultsBody), Errors)
+)]
+pub async fn errors(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Result<Json<FaultsBody>, ApiError> {
+    let (digest, faults) = blocking(&app, move |app| app.plugin_faults(&digest)).await?;
+    Ok(Json(FaultsBody { digest, errors: faults.into_iter().map(Into::into).collect() }))
 }

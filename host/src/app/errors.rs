@@ -1,7 +1,6 @@
 //! What can go wrong in an operation, and how the other layers' errors
 //! become `AppError` in the words an operator needs.
 
-use notes_routing::Error as PluginError;
 use uuid::Uuid;
 
 use crate::catalog::RegistryError;
@@ -30,22 +29,15 @@ pub enum AppError {
     TooManyRequests(String),
     #[error(transparent)]
     Plugin(#[from] PluginFailure),
+    /// A plugin's own failure (a trap, a panic, an internal error): its
+    /// message is kept for operators under `error_id` (`plugin_faults`).
+    #[error("plugin {plugin} failed; an operator can look this failure up as error {error_id} (GET /plugins/{{digest}}/errors)")]
+    PluginFault { plugin: String, error_id: String },
     /// An uploaded plugin this host cannot run (HTTP 422).
     #[error("plugin rejected: {0}")]
     Rejected(String),
     #[error("{0}")]
     Internal(String),
-}
-
-pub(super) fn from_plugin_error(e: PluginError, plugin: &str) -> AppError {
-    match e {
-        PluginError::NotFound => AppError::NotFound("Note not found".into()),
-        PluginError::VersionMismatch(current) => AppError::VersionMismatch { current },
-        PluginError::Conflict(m) => AppError::Conflict(m),
-        PluginError::Invalid(m) => AppError::Invalid(m),
-        PluginError::Unavailable(m) => AppError::Unavailable(m),
-        PluginError::Internal(m) => AppError::Internal(format!("plugin {plugin}: {m}")),
-    }
 }
 
 /// The fleet's answers, in the words an operator needs.

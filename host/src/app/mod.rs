@@ -31,6 +31,7 @@ mod migration;
 mod note_turns;
 mod moves;
 mod notes;
+mod plugin_faults;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -52,6 +53,7 @@ pub use migration::{MigrationState, MigrationStatus, Rollout, RolloutReport, Ser
 pub use batch_size::FIRST as FIRST_MOVE_BATCH;
 pub use moves::MoveOutcome;
 pub use notes::Placement;
+pub use plugin_faults::PluginFault;
 use active_plugin::summary;
 use errors::internal;
 
@@ -125,6 +127,8 @@ pub struct App {
     batch_size: batch_size::BatchSize,
     /// One writer at a time per note in this host.
     note_turns: note_turns::NoteTurns,
+    /// Recent failures of each plugin, with the messages clients do not see.
+    plugin_faults: plugin_faults::PluginFaults,
 }
 
 /// What an `App` is built from: SQLite files and wasmtime in a host
@@ -178,6 +182,7 @@ impl App {
             batch_size: batch_size::BatchSize::default(),
             note_turns: note_turns::NoteTurns::default(),
             job_pacing: jobs::JobPacing::default(),
+            plugin_faults: plugin_faults::PluginFaults::default(),
         };
         if !already_active && app.native.is_none() {
             app.catalog.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", app.now_ms()).map_err(internal)?;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::metrics as metrics_names;
 use crate::router::{AccountScope, PluginFailure, Routed, Router};
 use super::{App, AppError, Served};
-use super::errors::{from_plugin_error, no_account};
+use super::errors::no_account;
 
 /// How often an update carrying `updatedAt` re-reads a note that changed
 /// under it before giving up (503).
@@ -29,11 +29,11 @@ impl App {
         let at_ms = created_at_ms.unwrap_or_else(|| self.now_ms());
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms };
         // A new id cannot race; a client's id can (a retried create).
-        self.route_note(account, id, "create_note", |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(n))
+        self.route_note(account, id, "create_note", |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(account, "create_note", n))
     }
 
     pub fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
-        self.route(account, "get_note", |r, scope, migrating| r.get_note(scope, &id.to_string(), migrating)).and_then(|n| self.checked(n))
+        self.route(account, "get_note", |r, scope, migrating| r.get_note(scope, &id.to_string(), migrating)).and_then(|n| self.checked(account, "get_note", n))
     }
 
     pub fn note_ids(&self, account: Uuid) -> Result<Served<IdList>, AppError> {
@@ -59,7 +59,7 @@ impl App {
         let write = |expected: Option<u64>| {
             let change = NoteChange { id: id.to_string(), content: content.clone(), at_ms };
             self.route_note(account, Some(id), "update_note", |r, scope, migrating| r.update_note(scope, change, expected, migrating))
-                .and_then(|n| self.checked(n))
+                .and_then(|n| self.checked(account, "update_note", n))
         };
         let Some(client_time) = updated_at_ms.filter(|_| expected_version.is_none()) else { return write(expected_version) };
         for _ in 0..STALE_CHECK_ATTEMPTS {
@@ -97,13 +97,11 @@ impl App {
     }
 
     /// Refuses to pass on a note larger than any request could have written.
-    fn checked(&self, served: Served<Note>) -> Result<Served<Note>, AppError> {
+    fn checked(&self, account: Uuid, op: &'static str, served: Served<Note>) -> Result<Served<Note>, AppError> {
         let size = served.value.content.len();
         if size > self.settings.max_note_bytes {
-            return Err(AppError::Plugin(PluginFailure::Trapped {
-                message: format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes),
-                plugin: served.plugin,
-            }));
+            let message = format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes);
+            return Err(self.plugin_fault(account, op, &served.plugin, &served.digest, message));
         }
         Ok(served)
     }
@@ -164,9 +162,7 @@ impl App {
             let started = Instant::now();
             let answer = call(native.as_ref(), scope, is_migrating);
             observe_call(native.label(), op, &answer, started.elapsed());
-            return answer?
-                .map(|value| Served { value, plugin: native.label().to_owned(), digest: native.digest().to_owned() })
-                .map_err(|e| from_plugin_error(e, native.label()));
+            return self.served(account, op, native.as_ref(), answer);
         }
         let active = self.active();
         let plugin = &active.plugin;
@@ -184,9 +180,26 @@ impl App {
         if let Some(tripped) = active.health.record(account, failed) {
             self.automatic_rollback(&active, tripped, answer.as_ref().err());
         }
-        match answer? {
-            Ok(value) => Ok(Served { value, plugin: plugin.label().to_owned(), digest: plugin.digest().to_owned() }),
-            Err(e) => Err(from_plugin_error(e, plugin.label())),
+        self.served(account, op, plugin.as_ref(), answer)
+    }
+
+    /// A routing call's answer as the caller gets it: the WIT errors in the
+    /// product's words, and a plugin's own failures kept for operators
+    /// (`plugin_faults`), the client told only their id.
+    fn served<T>(&self, account: Uuid, op: &'static str, router: &dyn Router, answer: Routed<T>) -> Result<Served<T>, AppError> {
+        let (plugin, digest) = (router.label(), router.digest());
+        match answer {
+            Ok(Ok(value)) => Ok(Served { value, plugin: plugin.to_owned(), digest: digest.to_owned() }),
+            Ok(Err(e)) => Err(match e {
+                PluginError::NotFound => AppError::NotFound("Note not found".into()),
+                PluginError::VersionMismatch(current) => AppError::VersionMismatch { current },
+                PluginError::Conflict(m) => AppError::Conflict(m),
+                PluginError::Invalid(m) => AppError::Invalid(m),
+                PluginError::Unavailable(m) => AppError::Unavailable(m),
+                PluginError::Internal(m) => self.plugin_fault(account, op, plugin, digest, m),
+            }),
+            Err(PluginFailure::Trapped { message, .. }) => Err(self.plugin_fault(account, op, plugin, digest, message)),
+            Err(failure) => Err(failure.into()),
         }
     }
 

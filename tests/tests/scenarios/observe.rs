@@ -65,9 +65,10 @@ fn a_request_id_is_echoed_and_names_the_error_body_and_the_json_log_lines_of_its
     let generated = host.get(&format!("/accounts/{account}")).expect(200);
     assert!(uuid::Uuid::parse_str(generated.header("x-request-id").unwrap()).is_ok(), "generated when absent");
 
-    eventually("the failure is logged", || host.log().contains("trace-me-42"));
-    let line = host.log().lines().find(|l| l.contains("trace-me-42")).unwrap().to_owned();
+    eventually("the failure is logged", || host.log().contains("plugin failed"));
+    let line = host.log().lines().find(|l| l.contains("trace-me-42") && l.contains("plugin failed")).unwrap().to_owned();
     let logged: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
     assert_eq!(logged["span"]["request_id"], "trace-me-42", "{line}");
-    assert!(logged["fields"]["error"].as_str().unwrap_or("").contains("faulty"), "the plugin failure: {line}");
+    assert_eq!(logged["fields"]["error_id"], failed.json()["errorId"], "the id the client got: {line}");
+    assert!(logged["fields"]["error"].as_str().unwrap_or("").contains("panics, as asked"), "the plugin's own message, for its authors: {line}");
 }
