@@ -740,6 +740,11 @@ async fn every_audited_action_appears_once_in_order_with_a_cursor() {
 // ---- migration jobs ----------------------------------------------------------------
 
 /// Steps jobs on this host until none has work left; the number of steps.
+/// A job rate at which one step (a quarter second's notes) is one batch.
+fn one_batch_per_step() -> usize {
+    4 * notes_host::app::FIRST_MOVE_BATCH
+}
+
 fn run_jobs(app: &App) -> usize {
     let mut steps = 0;
     while app.run_job_step().unwrap() {
@@ -791,12 +796,20 @@ async fn a_flip_in_the_middle_of_a_backfill_never_moves_a_note_the_wrong_way() {
         new_note(&router, &account).await;
     }
     set_migrating(&router, &account, true).await;
-    let (_, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "backfill", "account": account }))).await;
+    // A step moves a quarter second's notes at the job's rate: one batch here.
+    let (_, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "backfill", "account": account, "rate": one_batch_per_step() }))).await;
     assert!(app.run_job_step().unwrap(), "one batch");
     set_migrating(&router, &account, false).await;
-    let app2 = app.clone();
-    tokio::task::spawn_blocking(move || run_jobs(&app2)).await.unwrap();
-    let (_, job) = call(&router, "GET", &format!("/jobs/{}", job["id"].as_str().unwrap()), None).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job = loop {
+        let app2 = app.clone();
+        tokio::task::spawn_blocking(move || run_jobs(&app2)).await.unwrap();
+        let (_, job) = call(&router, "GET", &format!("/jobs/{id}"), None).await;
+        if job["state"] != "running" {
+            break job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // paced at its rate
+    };
     assert_eq!(job["state"], "done");
     assert!(job["detail"].as_str().unwrap().contains("isMigrating is false"), "{job}");
     let batch = notes_host::app::FIRST_MOVE_BATCH as u64;
@@ -815,7 +828,7 @@ async fn a_job_can_be_paused_resumed_and_cancelled() {
         new_note(&router, &account).await;
     }
     set_migrating(&router, &account, true).await;
-    let (_, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "backfill", "account": account }))).await;
+    let (_, job) = call(&router, "POST", "/jobs", Some(json!({ "kind": "backfill", "account": account, "rate": one_batch_per_step() }))).await;
     let id = job["id"].as_str().unwrap().to_owned();
     assert_eq!(call(&router, "POST", &format!("/jobs/{id}/pause"), None).await.1["state"], "paused");
     assert!(!app.run_job_step().unwrap(), "a paused job does not run");
