@@ -261,6 +261,11 @@ impl Client {
         self.send("GET", "/plugins", None)
     }
 
+    /// `GET /plugins/{digest}/errors`: the plugin's recent failures on that host.
+    pub fn plugin_errors(&self, digest: &str) -> Answer {
+        self.send("GET", &format!("/plugins/{digest}/errors"), None)
+    }
+
     /// Uploads a component (`POST /plugins`); the host validates and precompiles it.
     pub fn push_plugin(&self, wasm: Vec<u8>) -> Answer {
         self.send("POST", "/plugins", Some(Body { content_type: "application/wasm".into(), bytes: wasm }))

@@ -16,6 +16,7 @@ mod http;
 pub mod launcher;
 pub mod migrate_cli;
 pub mod plugin_cli;
+mod plugin_template;
 pub mod sim;
 
 pub use http::{AccountChange, Body, Client, NewAccount, NewNote, Response, TransportError};

@@ -1,5 +1,6 @@
 //! `notes-host plugin …`: the CLI face of the `/plugins` admin API. It talks
-//! to a running host over HTTP, so the host swaps in place.
+//! to a running host over HTTP, so the host swaps in place; `plugin new`
+//! writes a plugin project and needs no host.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,24 @@ enum PluginCommand {
     Activate { digest: String },
     /// Go back to the plugin active before the current one.
     Rollback,
+    /// A plugin's recent failures on the host, with the messages (panics,
+    /// stderr, tracebacks) clients were only given an `errorId` for.
+    Errors {
+        /// The plugin's sha256, or its first 12 or more hex digits (as `X-Plugin` shows it).
+        digest: String,
+    },
+    /// Write a new plugin project (Rust): routing on the SDK's operations, a
+    /// native unit test, the build command and a README.
+    New {
+        /// The crate's name: lowercase letters, digits, '-' and '_'.
+        name: String,
+        /// The directory to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The notes-plugin-sdk crate's directory (default: `plugins/sdk` of the repo this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 pub fn run(args: PluginArgs) -> anyhow::Result<()> {
@@ -52,6 +71,13 @@ pub fn run(args: PluginArgs) -> anyhow::Result<()> {
         PluginCommand::List => print_json(&answer(client.list_plugins())?),
         PluginCommand::Activate { digest } => print_json(&answer(client.activate_plugin(&digest))?),
         PluginCommand::Rollback => print_json(&answer(client.rollback_plugin())?),
+        PluginCommand::Errors { digest } => print_json(&answer(client.plugin_errors(&digest))?),
+        PluginCommand::New { name, dir, sdk } => {
+            let project = crate::plugin_template::write_project(&name, &dir, sdk.as_deref())?;
+            println!("wrote {}", project.display());
+            println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2", project.display());
+            println!("then: notes-host plugin push target/wasm32-wasip2/release/{}.wasm --activate", name.replace('-', "_"));
+        }
     }
     Ok(())
 }

@@ -43,7 +43,8 @@ pub enum Plugin {
     MigrateWit02,
 }
 
-fn target_dir() -> PathBuf {
+/// Where this build's artifacts are: `CARGO_TARGET_DIR`, else the repo's `target/`.
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))

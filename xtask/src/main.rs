@@ -184,6 +184,11 @@ fn test(args: &[String]) -> Result {
     let mut routing = cargo();
     routing.args(["test", "--release", "--manifest-path", "plugins/Cargo.toml", "-p", "notes-routing"]);
     run_cmd(routing)?;
+    // The SDK and the routing crate build on their own, as they would be
+    // published (the WIT inside the SDK), outside the plugins workspace.
+    let mut package = cargo();
+    package.args(["package", "--manifest-path", "plugins/Cargo.toml", "-p", "notes-routing", "-p", "notes-plugin-sdk", "--allow-dirty"]);
+    run_cmd(package)?;
     let mut workspace = cargo();
     workspace.args(["test", "--release", "--workspace"]).args(args);
     run_cmd(workspace)?;

@@ -10,7 +10,7 @@ mod ids;
 pub mod legacy_only;
 pub mod memory;
 pub mod migrate;
-mod ops;
+pub mod ops;
 
 pub use ids::IdList;
 

@@ -32,7 +32,8 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn route(self) -> Route {
+    /// The stores this mode writes to and drains.
+    pub fn route(self) -> Route {
         match self {
             Mode::Plain => Route::LEGACY_ONLY,
             Mode::Migration => Route::MIGRATION,

@@ -1,6 +1,23 @@
-//! The note operations both routers share, parameterised by [`Route`]:
-//! which store writes go to (`home`) and which store may still hold copies
-//! that must be read and cleaned up (`other`).
+//! The note operations every strategy builds on, parameterised by
+//! [`Route`]: which store writes go to (`home`) and which store may still
+//! hold copies that must be read and cleaned up (`other`). They keep the
+//! duties of the WIT contract (`wit/notes.wit`), which a strategy written
+//! from scratch would have to keep itself: versions grow by one, the newest
+//! copy wins, a stale copy is removed on the way, a write that raced a
+//! delete cannot bring the note back, and a delete cut in half between the
+//! stores is finished, not retried forever.
+//!
+//! ```
+//! use notes_routing::memory::MemoryStores;
+//! use notes_routing::ops::{self, Route};
+//! use notes_routing::{NoteChange, Store};
+//!
+//! let stores = MemoryStores::new(true);
+//! let change = NoteChange { id: "n1".into(), content: "hello".into(), at_ms: 1 };
+//! let note = ops::create(&stores, Route::MIGRATION, "account", change).unwrap();
+//! assert_eq!(note.version, 1);
+//! assert!(stores.peek(Store::New, "n1").is_some(), "migration mode writes to the new store");
+//! ```
 //!
 //! Every operation reads both stores and trusts the newest version, so a note
 //! left in both stores (a move cut off between its write and its cleanup) is
@@ -12,8 +29,10 @@ use crate::{Error, IdList, MoveReport, Note, NoteChange, Result, Store, Stores};
 /// another writer of the same note before answering `conflict`.
 const MAX_ATTEMPTS: usize = 8;
 
+/// Where an operation writes, and which store it drains: chosen per request
+/// from the account's `is_migrating` (see `migrate::route`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Route {
+pub struct Route {
     /// Where creates and updates write.
     pub home: Store,
     /// The store that may still hold notes from before the route changed.
@@ -62,7 +81,7 @@ fn find(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Option<Found
 /// Creates at version 1, or, for an id whose note was deleted, one past
 /// the newest tombstone in either store: nothing older (a late write of the
 /// deleted note) can then overwrite the new note, and the version rules hold.
-pub(crate) fn create(stores: &dyn Stores, route: Route, account_id: &str, change: NoteChange) -> Result<Note> {
+pub fn create(stores: &dyn Stores, route: Route, account_id: &str, change: NoteChange) -> Result<Note> {
     // `other` before `home` (see `find`), and in each store the recorded
     // version before the live note: two creates racing then compute the same
     // version and one `put` is refused; a create racing a create, a move or
@@ -103,7 +122,7 @@ fn taken(id: &str) -> Error {
 /// removes only versions up to the one moved, so it never removes a newer
 /// write. A crash between the two steps leaves a duplicate that newest-wins
 /// reads resolve, never a loss; a retry finds the note in place.
-pub(crate) fn move_notes(stores: &dyn Stores, route: Route, note_ids: &[String]) -> Result<MoveReport> {
+pub fn move_notes(stores: &dyn Stores, route: Route, note_ids: &[String]) -> Result<MoveReport> {
     let mut report = MoveReport::default();
     for id in note_ids {
         match move_one(stores, route, id)? {
@@ -159,7 +178,9 @@ fn move_one(stores: &dyn Stores, route: Route, id: &str) -> Result<Moved> {
     Err(Error::Conflict(format!("note {id} kept changing during the move; retry")))
 }
 
-pub(crate) fn get(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Note> {
+/// The newest copy of the note in either store (`NotFound` if none), with
+/// read-repair: an older copy in the other store is removed on the way.
+pub fn get(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Note> {
     let found = find(stores, route, note_id)?.ok_or(Error::NotFound)?;
     if let Some((store, version)) = found.stale_copy {
         // Read repair: the older copy can never be served again, drop it.
@@ -170,8 +191,9 @@ pub(crate) fn get(stores: &dyn Stores, route: Route, note_id: &str) -> Result<No
     Ok(found.newest)
 }
 
-/// `other` first, then `home`, as in `find`: a note moving meanwhile is listed.
-pub(crate) fn list(stores: &dyn Stores, route: Route) -> Result<IdList> {
+/// Every live id in both stores, sorted, each once. `other` first, then
+/// `home`, as in `find`: a note moving meanwhile is listed.
+pub fn list(stores: &dyn Stores, route: Route) -> Result<IdList> {
     let other = match route.other {
         Some(other) => stores.list_ids(other)?,
         None => IdList::default(),
@@ -190,7 +212,7 @@ pub(crate) fn list(stores: &dyn Stores, route: Route) -> Result<IdList> {
 /// finishes it and answers `NotFound`, as it would had the delete completed
 /// first. (Writing past the tombstone instead would let an update racing a
 /// delete that is still running bring the note back after both succeed.)
-pub(crate) fn update(stores: &dyn Stores, route: Route, change: NoteChange, expected_version: Option<u64>) -> Result<Note> {
+pub fn update(stores: &dyn Stores, route: Route, change: NoteChange, expected_version: Option<u64>) -> Result<Note> {
     let mut refused: Option<(u64, Store)> = None;
     for _ in 0..MAX_ATTEMPTS {
         let found = find(stores, route, &change.id)?.ok_or(Error::NotFound)?;
@@ -231,7 +253,7 @@ pub(crate) fn update(stores: &dyn Stores, route: Route, change: NoteChange, expe
 /// Deletes from every store. The tombstone goes one version past the newest
 /// one read, so an update that raced this delete (it read that version and is
 /// about to write the next) is refused instead of bringing the note back.
-pub(crate) fn delete(stores: &dyn Stores, route: Route, note_id: &str) -> Result<()> {
+pub fn delete(stores: &dyn Stores, route: Route, note_id: &str) -> Result<()> {
     for _ in 0..MAX_ATTEMPTS {
         let Some(found) = find(stores, route, note_id)? else {
             return Err(Error::NotFound);

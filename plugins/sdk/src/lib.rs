@@ -13,7 +13,7 @@ pub use notes_routing as routing;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "note-plugin",
-        path: "../../wit/notes.wit",
+        path: "wit/notes.wit",
         pub_export_macro: true,
         export_macro_name: "export_note_plugin",
         default_bindings_module: "notes_plugin_sdk::bindings",

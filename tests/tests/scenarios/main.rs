@@ -20,6 +20,7 @@ macro_rules! also_on_postgres {
 }
 
 mod api;
+mod authoring;
 mod contention;
 mod contract;
 mod faults;
