@@ -44,13 +44,36 @@ pub fn inert(name: &str) -> Vec<u8> {
     component(name, "", "")
 }
 
+/// A plugin that imports an HTTP-like interface besides its world, as a
+/// JavaScript component built with `wasi:http` does: the host links no such
+/// thing.
+pub fn needs_network() -> Vec<u8> {
+    const NET_WIT: &str = "package example:net;
+        interface fetch { get: func(url: string) -> string; }
+        world needs-net { include notes:plugin/note-plugin@0.1.0; import fetch; }";
+    build(
+        "needs-net",
+        r#"(import "example:net/fetch" "get" (func $get (param i32 i32 i32)))"#,
+        "",
+        "(call $get (i32.const 0) (i32.const 0) (i32.const 256))",
+        Some((NET_WIT, "needs-net")),
+    )
+}
+
 /// A plugin whose note operations each do `bomb`, then trap.
 fn component(name: &str, declarations: &str, bomb: &str) -> Vec<u8> {
+    build(name, "", declarations, bomb, None)
+}
+
+/// `component`, with core `imports` first and, optionally, another WIT
+/// package (which may include the notes world) and its world to embed.
+fn build(name: &str, imports: &str, declarations: &str, bomb: &str, extra_wit: Option<(&str, &str)>) -> Vec<u8> {
     let version = "0.1.0";
     let name_at = 16;
     let version_at = name_at + name.len();
     let wat = format!(
         r#"(module
+  {imports}
   (memory (export "memory") 1)
   {declarations}
   (global $heap (mut i32) (i32.const 4096))
@@ -93,8 +116,13 @@ fn component(name: &str, declarations: &str, bomb: &str) -> Vec<u8> {
     );
     let mut module = wat::parse_str(&wat).unwrap_or_else(|e| panic!("hostile plugin {name}: {e}"));
     let mut resolve = wit_parser::Resolve::default();
-    let package = resolve.push_str("notes.wit", NOTES_WIT).expect("wit/v0.1/notes.wit parses");
-    let world = resolve.select_world(&[package], Some("note-plugin")).expect("world note-plugin");
+    let mut package = resolve.push_str("notes.wit", NOTES_WIT).expect("wit/v0.1/notes.wit parses");
+    let mut world_name = "note-plugin";
+    if let Some((wit, world)) = extra_wit {
+        package = resolve.push_str("extra.wit", wit).expect("the extra WIT parses");
+        world_name = world;
+    }
+    let world = resolve.select_world(&[package], Some(world_name)).expect("the world");
     wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
         .expect("embed the component type");
     wit_component::ComponentEncoder::default()

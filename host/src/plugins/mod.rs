@@ -132,12 +132,26 @@ impl Runtime {
         })
     }
 
+    /// The component's imports from packages the host links none of (say
+    /// `wasi:http/outgoing-handler@0.2.0`): what an author must build without.
+    fn unprovided_imports(&self, component: &Component) -> Vec<String> {
+        let provided = |name: &str| {
+            let package = name.split_once('/').map_or(name, |(package, _)| package);
+            package == WIT_PACKAGE || wasi::LINKED_PACKAGES.contains(&package)
+        };
+        component.component_type().imports(&self.engine).map(|(name, _)| name.to_owned()).filter(|name| !provided(name)).collect()
+    }
+
     /// Links `component` against the host's world and asks it who it is.
     pub fn instantiate(&self, component: &Component, digest: &str) -> anyhow::Result<Plugin> {
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| anyhow::Error::from(e).context("its imports do not match what the host provides"))?;
+        let pre = self.linker.instantiate_pre(component).map_err(|e| match self.unprovided_imports(component) {
+            missing if missing.is_empty() => anyhow::Error::from(e).context("its imports do not match what the host provides"),
+            missing => anyhow::anyhow!(
+                "it imports {}, which this host does not provide. A plugin gets {} (no files, network or clock:                  ARCHITECTURE.md, \"Plugin runtime\") and {WIT_PACKAGE}/stores. Build it without them:                  componentize-js `--disable http` (`-d http`), a componentize-py world without wasi:http,                  or in Rust drop the crate that pulls them in",
+                missing.join(", "),
+                wasi::LINKED_PACKAGES.join(", ")
+            ),
+        })?;
         let wit_version = self.wit_version(component).ok_or_else(|| anyhow::anyhow!("it exports no {WIT_PACKAGE} router"))?;
         let pre = ExportsPre::new(pre, &wit_version).map_err(|e| {
             anyhow::Error::from(e).context(format!("its exports do not match the router interface of {WIT_PACKAGE}@{wit_version}"))

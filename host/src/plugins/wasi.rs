@@ -38,6 +38,10 @@ pub(super) fn deny_all(stderr: MemoryOutputPipe) -> WasiCtx {
     WasiCtx::builder().stderr(stderr).wall_clock(FrozenClock).build()
 }
 
+/// The WASI packages [`add_to_linker`] links (each of their 0.2 interfaces a
+/// guest imports): what an upload refused for its imports is told.
+pub(super) const LINKED_PACKAGES: &[&str] = &["wasi:cli", "wasi:io", "wasi:clocks", "wasi:random", "wasi:filesystem"];
+
 /// Every WASI interface a std `wasm32-wasip2` guest imports, but sockets,
 /// with the monotonic clock replaced by [`FrozenTime`].
 pub(super) fn add_to_linker(l: &mut Linker<CallState>) -> wasmtime::Result<()> {

@@ -35,6 +35,10 @@ fn a_bad_upload_is_refused_with_the_reason_and_changes_nothing() {
     let core = host.request_bytes("POST", "/plugins", Some(b"\0asm\x01\0\0\0".to_vec()), &[]).expect(422);
     assert!(core.error().contains("plugin rejected"), "{}", core.error());
     assert!(core.error().contains("core WebAssembly module") && core.error().contains("wasm32-wasip2"), "a hint for the author: {}", core.error());
+    let net = host.request_bytes("POST", "/plugins", Some(hostile::needs_network()), &[]).expect(422);
+    let error = net.error();
+    assert!(error.contains("imports example:net/fetch") && error.contains("does not provide"), "names the import: {error}");
+    assert!(error.contains("wasi:cli, wasi:io") && error.contains("-d http"), "what the host links, and how to build without it: {error}");
     host.request_bytes("POST", "/plugins", Some(Vec::new()), &[]).expect(400);
     assert_eq!(host.plugins(), before, "nothing stored, nothing activated");
     let files = std::fs::read_dir(host.data_dir.join("plugins")).unwrap().count();
