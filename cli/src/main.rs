@@ -300,7 +300,7 @@ fn main() -> ExitCode {
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Into::into).and_then(|rt| rt.block_on(serve(config)))
         }
-        Command::Plugin(args) => notes_client::plugin_cli::run(args),
+        Command::Plugin(args) => notes_client::plugin_cli::run(args, &check_plugin),
         Command::Migrate(args) => notes_client::migrate_cli::run(args),
         Command::Launch(args) => launch::run(args),
         Command::Db(DbCommand::Copy(args)) => {
@@ -337,4 +337,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `notes-host plugin check`: the conformance kit's report, one line per case.
+fn check_plugin(wasm: &[u8], profiles: &[String]) -> anyhow::Result<bool> {
+    use notes_host::conformance::{Outcome, check};
+    let report = check(wasm, profiles)?;
+    println!("{}: {} case(s)", report.plugin, report.cases.len());
+    for case in &report.cases {
+        match &case.outcome {
+            Outcome::Pass => println!("  ok    [{}] {}", case.profile, case.name),
+            Outcome::Fail(difference) => println!("  FAIL  [{}] {}: {difference}", case.profile, case.name),
+            Outcome::Skipped(why) => println!("  skip  [{}] {}: {why}", case.profile, case.name),
+        }
+    }
+    let failed = report.failed();
+    println!("{} passed, {failed} failed, {} skipped", report.cases.iter().filter(|c| c.outcome == Outcome::Pass).count(),
+        report.cases.iter().filter(|c| matches!(c.outcome, Outcome::Skipped(_))).count());
+    Ok(failed == 0)
 }

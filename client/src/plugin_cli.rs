@@ -39,6 +39,15 @@ enum PluginCommand {
         /// The plugin's sha256, or its first 12 or more hex digits (as `X-Plugin` shows it).
         digest: String,
     },
+    /// Run the conformance kit on a component, in this process (no host
+    /// needed): every case of the WIT contract, and of each `--profile`,
+    /// by name with pass or fail and what differed. Exits 1 on a failure.
+    Check {
+        file: PathBuf,
+        /// Also check placement expectations: `migrate` (where each mode puts notes).
+        #[arg(long)]
+        profile: Vec<String>,
+    },
     /// Write a new plugin project (Rust): routing on the SDK's operations, a
     /// native unit test, the build command and a README.
     New {
@@ -53,7 +62,12 @@ enum PluginCommand {
     },
 }
 
-pub fn run(args: PluginArgs) -> anyhow::Result<()> {
+/// The conformance kit, given `.wasm` bytes and the extra profiles: true if
+/// every case passed. It lives in the host crate, which this crate does not
+/// depend on; the binary passes it in.
+pub type Checker<'a> = &'a dyn Fn(&[u8], &[String]) -> anyhow::Result<bool>;
+
+pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
     // Uploads are validated and compiled by the host before it answers: allow a minute.
     let client = args.host.client(Duration::from_secs(60));
     let answer = |reply| answer(&client, reply);
@@ -72,6 +86,12 @@ pub fn run(args: PluginArgs) -> anyhow::Result<()> {
         PluginCommand::Activate { digest } => print_json(&answer(client.activate_plugin(&digest))?),
         PluginCommand::Rollback => print_json(&answer(client.rollback_plugin())?),
         PluginCommand::Errors { digest } => print_json(&answer(client.plugin_errors(&digest))?),
+        PluginCommand::Check { file, profile } => {
+            let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            if !check(&wasm, &profile)? {
+                anyhow::bail!("{} failed the conformance kit", file.display());
+            }
+        }
         PluginCommand::New { name, dir, sdk } => {
             let project = crate::plugin_template::write_project(&name, &dir, sdk.as_deref())?;
             println!("wrote {}", project.display());

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod catalog;
 pub mod clock;
+pub mod conformance;
 pub mod coordination;
 pub mod copy;
 mod db;

@@ -34,6 +34,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("always_fails_plugin", "testing/always-fails.wasm"),
     ("future_wit_plugin", "testing/future-wit.wasm"),
     ("remembers_plugin", "testing/remembers.wasm"),
+    ("list_duplicates_plugin", "testing/list-duplicates.wasm"),
+    ("ignores_migrating_plugin", "testing/ignores-migrating.wasm"),
 ];
 
 type Result<T = ()> = std::result::Result<T, String>;

@@ -24,6 +24,8 @@ fn a_plugin_written_from_the_template_outside_the_repo_tests_builds_and_serves_a
     cargo_in(&project, &["test", "--quiet"]);
     cargo_in(&project, &["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
     let wasm = target_dir().join("plugin-template/wasm32-wasip2/release/my_plugin.wasm");
+    let (passed, report) = check(&wasm, &["--profile", "migrate"]);
+    assert!(passed && report.contains("0 failed, 0 skipped"), "the template passes the kit unchanged:\n{report}");
 
     let token = "author-token-author-token-author";
     let host = Host::builder().admin_token(token).start();
@@ -47,4 +49,41 @@ fn a_plugin_written_from_the_template_outside_the_repo_tests_builds_and_serves_a
     let mut both = vec![old.clone(), fresh.clone()];
     both.sort();
     assert_eq!(listed, both);
+}
+
+/// `notes-host plugin check FILE ARGS`: whether it passed, and its report.
+fn check(wasm: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(host_binary()).args(["plugin", "check"]).arg(wasm).args(args).output().expect("run plugin check");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn failed_cases(report: &str) -> Vec<&str> {
+    report.lines().filter_map(|l| l.strip_prefix("  FAIL  ")).map(|l| l.split(':').next().unwrap()).collect()
+}
+
+#[test]
+fn the_conformance_kit_passes_the_shipped_plugins_and_names_the_rule_a_broken_one_breaks() {
+    let plugins = target_dir().join("plugins");
+    let (passed, report) = check(&plugins.join("migrate.wasm"), &["--profile", "migrate"]);
+    assert!(passed && report.contains("17 passed, 0 failed, 0 skipped"), "{report}");
+    // It claims no migration: the placement profile does not apply to it.
+    let (passed, report) = check(&plugins.join("legacy-only.wasm"), &["--profile", "migrate"]);
+    assert!(passed && report.contains(" 0 failed"), "{report}");
+
+    let (passed, report) = check(&plugins.join("testing/list-duplicates.wasm"), &[]);
+    assert!(!passed, "{report}");
+    assert_eq!(failed_cases(&report), ["[contract] list returns each id once, sorted"], "{report}");
+    assert!(report.contains(r#"got ["a", "b", "c", "a", "b", "c"]"#), "the difference is shown: {report}");
+
+    let (passed, report) = check(&plugins.join("testing/ignores-migrating.wasm"), &["--profile", "migrate"]);
+    assert!(!passed, "{report}");
+    let failed = failed_cases(&report);
+    for placement in ["migration mode creates in the new store", "update moves the note to the new store"] {
+        assert!(failed.contains(&format!("[migrate] {placement}").as_str()), "{placement}: {report}");
+    }
+
+    let (passed, report) = check(&plugins.join("testing/always-fails.wasm"), &[]);
+    assert!(!passed && report.contains("0 passed, 12 failed"), "{report}");
+    let (passed, report) = check(&plugins.join("migrate.wasm"), &["--profile", "dual-write"]);
+    assert!(!passed && report.is_empty(), "an unknown profile is refused: {report}");
 }

@@ -1,0 +1,314 @@
+//! `notes-host plugin check FILE.wasm`: the conformance kit. It runs a
+//! plugin in this process, on the host's own runtime and limits, against
+//! temporary in-memory stores, through data-driven cases (`host/conformance/
+//! *.json`, compiled in: one case per row). Each case starts from empty
+//! stores, may seed them (a stale copy, a tombstone left by a delete cut in
+//! half), calls the plugin step by step and compares every answer.
+//!
+//! The `contract` profile is the WIT's duties, whatever the strategy:
+//! versions, not-found, version-mismatch, no resurrection, newest wins, list
+//! once and sorted, moves keep versions, the request's account, a normal
+//! workload within the limits. The `migrate` profile adds where notes must
+//! be in each mode (the design note's placement); a strategy that places
+//! notes otherwise passes the contract and fails only that profile.
+
+use notes_routing::{Error as PluginError, Note, NoteChange, Store};
+use serde::Deserialize;
+
+use crate::catalog::sha256_hex;
+use crate::plugins::{PluginLimits, Runtime};
+use crate::router::{AccountScope, Router};
+use crate::stores::DataStores;
+
+const CASES: &[(&str, &str)] = &[
+    ("contract.json", include_str!("../conformance/contract.json")),
+    ("migrate.json", include_str!("../conformance/migrate.json")),
+];
+
+/// The account every case runs as.
+const ACCOUNT: &str = "11111111-2222-4333-8444-555555555555";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    profile: String,
+    /// `migration`: only for a plugin claiming it (two stores); `move`:
+    /// that, and `move-notes` (WIT 0.2 and later).
+    #[serde(default)]
+    needs: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    doc: Option<String>,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+struct Step {
+    create: Option<String>,
+    get: Option<String>,
+    update: Option<String>,
+    delete: Option<String>,
+    list: Option<bool>,
+    #[serde(rename = "move")]
+    move_ids: Option<Vec<String>>,
+    seed: Option<Seed>,
+    /// `migrating` or `rollback`: the flag for the steps after it.
+    mode: Option<String>,
+    content: Option<String>,
+    expected_version: Option<u64>,
+    /// Runs the step this many times, the id suffixed with 0, 1, ….
+    repeat: Option<u32>,
+    expect: Option<Expect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Seed {
+    store: String,
+    id: String,
+    version: Option<u64>,
+    content: Option<String>,
+    tombstone: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+struct Expect {
+    ok: Option<bool>,
+    version: Option<u64>,
+    content: Option<String>,
+    /// A WIT error kind (`not-found`, `version-mismatch`, `conflict`, …) or `any`.
+    error: Option<String>,
+    current_version: Option<u64>,
+    ids: Option<Vec<String>>,
+    count: Option<usize>,
+    account_of_request: Option<bool>,
+    /// Where each note is after the step: `legacy`, `new`, `both` or `none`.
+    stores: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// One case's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// What differed, at which step.
+    Fail(String),
+    Skipped(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub name: String,
+    pub profile: String,
+    pub outcome: Outcome,
+}
+
+/// What a check found: the plugin's `name@version` and every case.
+#[derive(Debug)]
+pub struct Report {
+    pub plugin: String,
+    pub cases: Vec<CaseResult>,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.cases.iter().filter(|c| matches!(c.outcome, Outcome::Fail(_))).count()
+    }
+}
+
+/// The profiles a check can run besides `contract` (always run).
+pub const PROFILES: &[&str] = &["migrate"];
+
+/// Checks `wasm` against the contract and the `profiles` asked for.
+pub fn check(wasm: &[u8], profiles: &[String]) -> anyhow::Result<Report> {
+    for profile in profiles {
+        if !PROFILES.contains(&profile.as_str()) {
+            anyhow::bail!("unknown profile {profile:?}: the profiles are {}", PROFILES.join(", "));
+        }
+    }
+    let runtime = Runtime::new(PluginLimits::default())?;
+    let (component, _) = runtime.compile(wasm)?;
+    let wit_version = runtime.wit_version(&component).unwrap_or_default();
+    let plugin = runtime.instantiate(&component, &sha256_hex(wasm)).map_err(|e| e.context("the host would refuse this plugin"))?;
+    let mut cases = Vec::new();
+    for (file, json) in CASES {
+        let rows: Vec<Case> = serde_json::from_str(json).map_err(|e| anyhow::anyhow!("conformance/{file}: {e}"))?;
+        for case in rows {
+            if case.profile != "contract" && !profiles.contains(&case.profile) {
+                continue;
+            }
+            let outcome = match case.needs.as_deref() {
+                Some("migration" | "move") if !plugin.supports_migration() => Outcome::Skipped("the plugin does not claim migration".into()),
+                Some("move") if wit_version.starts_with("0.1.") => Outcome::Skipped(format!("WIT {wit_version} has no move-notes")),
+                _ => run(&plugin, &case),
+            };
+            cases.push(CaseResult { name: case.name, profile: case.profile, outcome });
+        }
+    }
+    Ok(Report { plugin: plugin.label().to_owned(), cases })
+}
+
+fn run(plugin: &dyn Router, case: &Case) -> Outcome {
+    let migrating = plugin.supports_migration();
+    let stores = DataStores::in_memory(migrating);
+    let mut is_migrating = migrating;
+    for (i, step) in case.steps.iter().enumerate() {
+        if let Some(mode) = &step.mode {
+            is_migrating = mode == "migrating";
+            continue;
+        }
+        for round in 0..step.repeat.unwrap_or(1) {
+            let suffix = if step.repeat.is_some() { round.to_string() } else { String::new() };
+            if let Err(difference) = run_step(plugin, &stores, step, &suffix, is_migrating) {
+                return Outcome::Fail(format!("step {}: {difference}", i + 1));
+            }
+        }
+    }
+    Outcome::Pass
+}
+
+/// What a step got back, in the words its expectations use.
+enum Answer {
+    Note(Note),
+    Ids(Vec<String>),
+    Done,
+}
+
+fn run_step(plugin: &dyn Router, stores: &DataStores, step: &Step, suffix: &str, is_migrating: bool) -> Result<(), String> {
+    let scope = || AccountScope::new(ACCOUNT.into(), 0, stores.clone());
+    let content = || step.content.clone().unwrap_or_default();
+    let change = |id: &str| NoteChange { id: format!("{id}{suffix}"), content: content(), at_ms: 1_700_000_000_000 };
+    if let Some(seed) = &step.seed {
+        return seed_store(stores, seed);
+    }
+    let (what, routed) = if let Some(id) = &step.create {
+        (format!("create {id}{suffix}"), plugin.create_note(scope(), change(id), is_migrating).map(|r| r.map(Answer::Note)))
+    } else if let Some(id) = &step.get {
+        (format!("get {id}"), plugin.get_note(scope(), id, is_migrating).map(|r| r.map(Answer::Note)))
+    } else if let Some(id) = &step.update {
+        let answer = plugin.update_note(scope(), change(id), step.expected_version, is_migrating);
+        (format!("update {id}"), answer.map(|r| r.map(Answer::Note)))
+    } else if let Some(id) = &step.delete {
+        (format!("delete {id}"), plugin.delete_note(scope(), id, is_migrating).map(|r| r.map(|()| Answer::Done)))
+    } else if step.list.is_some() {
+        let answer = plugin.list_notes(scope(), is_migrating);
+        ("list".to_owned(), answer.map(|r| r.map(|ids| Answer::Ids(ids.iter().map(str::to_owned).collect()))))
+    } else if let Some(ids) = &step.move_ids {
+        (format!("move {ids:?}"), plugin.move_notes(scope(), ids, is_migrating).map(|r| r.map(|_| Answer::Done)))
+    } else {
+        return Err("a step must create, get, update, delete, list, move, seed or set the mode".into());
+    };
+    let answer = routed.map_err(|failure| format!("{what}: the plugin failed: {failure}"))?;
+    let expect = step.expect.as_ref();
+    let wanted_error = expect.and_then(|e| e.error.as_deref());
+    let answer = match (answer, wanted_error) {
+        (Err(e), Some(wanted)) => {
+            let (kind, current) = error_kind(&e);
+            if wanted != "any" && wanted != kind {
+                return Err(format!("{what}: expected error {wanted}, got {e:?}"));
+            }
+            if let Some(want) = expect.and_then(|e| e.current_version) {
+                if current != Some(want) {
+                    return Err(format!("{what}: expected currentVersion {want}, got {e:?}"));
+                }
+            }
+            None
+        }
+        (Err(e), None) => return Err(format!("{what}: expected success, got error {e:?}")),
+        (Ok(_), Some(wanted)) => return Err(format!("{what}: expected error {wanted}, got success")),
+        (Ok(answer), None) => Some(answer),
+    };
+    let Some(expect) = expect else { return Ok(()) };
+    match &answer {
+        Some(Answer::Note(note)) => {
+            if let Some(v) = expect.version.filter(|v| *v != note.version) {
+                return Err(format!("{what}: expected version {v}, got {}", note.version));
+            }
+            if let Some(c) = expect.content.as_ref().filter(|c| **c != note.content) {
+                return Err(format!("{what}: expected content {c:?}, got {:?}", note.content));
+            }
+            if expect.account_of_request == Some(true) && note.account_id != ACCOUNT {
+                return Err(format!("{what}: answered a note of account {:?}, not the request's", note.account_id));
+            }
+        }
+        Some(Answer::Ids(ids)) => {
+            if let Some(want) = expect.ids.as_ref().filter(|want| *want != ids) {
+                return Err(format!("{what}: expected ids {want:?}, got {ids:?}"));
+            }
+            if let Some(n) = expect.count.filter(|n| *n != ids.len()) {
+                return Err(format!("{what}: expected {n} ids, got {}", ids.len()));
+            }
+        }
+        Some(Answer::Done) | None => {}
+    }
+    for (id, want) in expect.stores.iter().flatten() {
+        let is_in = |store: Store| stores.get(store).is_some_and(|s| s.get(ACCOUNT, id).ok().flatten().is_some());
+        let found = match (is_in(Store::Legacy), is_in(Store::New)) {
+            (true, true) => "both",
+            (true, false) => "legacy",
+            (false, true) => "new",
+            (false, false) => "none",
+        };
+        if found != want {
+            return Err(format!("{what}: expected note {id} in {want}, found it in {found}"));
+        }
+    }
+    Ok(())
+}
+
+fn error_kind(e: &PluginError) -> (&'static str, Option<u64>) {
+    match e {
+        PluginError::NotFound => ("not-found", None),
+        PluginError::VersionMismatch(current) => ("version-mismatch", Some(*current)),
+        PluginError::Conflict(_) => ("conflict", None),
+        PluginError::Invalid(_) => ("invalid", None),
+        PluginError::Unavailable(_) => ("unavailable", None),
+        PluginError::Internal(_) => ("internal", None),
+    }
+}
+
+/// Writes a note, or a tombstone, straight into a store: the state another
+/// writer (or a crash) left behind.
+fn seed_store(stores: &DataStores, seed: &Seed) -> Result<(), String> {
+    let store = match seed.store.as_str() {
+        "legacy" => Store::Legacy,
+        "new" => Store::New,
+        other => return Err(format!("seed: store must be legacy or new, got {other:?}")),
+    };
+    let target = stores.get(store).ok_or("seed: the case needs a new store")?;
+    let written = match (seed.version, seed.tombstone) {
+        (Some(version), None) => {
+            let note = Note {
+                id: seed.id.clone(),
+                account_id: ACCOUNT.into(),
+                content: seed.content.clone().unwrap_or_default(),
+                created_at_ms: 1_700_000_000_000,
+                updated_at_ms: 1_700_000_000_000,
+                version,
+            };
+            target.put(&note, 0).map(drop)
+        }
+        (None, Some(version)) => target.delete_if_not_newer(ACCOUNT, &seed.id, version, 0).map(drop),
+        _ => return Err("seed: give a version (a note) or a tombstone".into()),
+    };
+    written.map_err(|e| format!("seed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_file_parses_and_names_a_known_profile() {
+        for (file, json) in CASES {
+            let rows: Vec<Case> = serde_json::from_str(json).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(!rows.is_empty(), "{file}");
+            for case in rows {
+                assert!(case.profile == "contract" || PROFILES.contains(&case.profile.as_str()), "{file}: {}", case.name);
+                assert!(matches!(case.needs.as_deref(), None | Some("migration" | "move")), "{file}: {}", case.name);
+            }
+        }
+    }
+}
