@@ -271,6 +271,12 @@ impl Client {
         self.send("POST", "/plugins", Some(Body { content_type: "application/wasm".into(), bytes: wasm }))
     }
 
+    /// `push_plugin`, the host running the conformance kit's contract cases
+    /// first (`?check=true`): a failing plugin is refused (422), not stored.
+    pub fn push_plugin_checked(&self, wasm: Vec<u8>) -> Answer {
+        self.send("POST", "/plugins?check=true", Some(Body { content_type: "application/wasm".into(), bytes: wasm }))
+    }
+
     pub fn activate_plugin(&self, digest: &str) -> Answer {
         self.send("PUT", "/plugins/active", Some(Body::json(&json!({ "digest": digest }))))
     }

@@ -26,6 +26,10 @@ enum PluginCommand {
         /// Also make it the active plugin.
         #[arg(long)]
         activate: bool,
+        /// Have the host run the conformance kit's contract cases first and
+        /// refuse the plugin if any fails.
+        #[arg(long)]
+        check: bool,
     },
     /// Stored plugins, the active one, and the activation history.
     List,
@@ -72,9 +76,9 @@ pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
     let client = args.host.client(Duration::from_secs(60));
     let answer = |reply| answer(&client, reply);
     match args.command {
-        PluginCommand::Push { file, activate } => {
+        PluginCommand::Push { file, activate, check } => {
             let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let record = answer(client.push_plugin(wasm))?;
+            let record = answer(if check { client.push_plugin_checked(wasm) } else { client.push_plugin(wasm) })?;
             print_json(&record);
             if activate {
                 let digest = record["digest"].as_str().context("the host returned no digest")?;

@@ -1,5 +1,6 @@
 //! `notes-host plugin check FILE.wasm`: the conformance kit. It runs a
-//! plugin in this process, on the host's own runtime and limits, against
+//! plugin in this process, on the host's runtime with `serve`'s default
+//! limits, against
 //! temporary in-memory stores, through data-driven cases (`host/conformance/
 //! *.json`, compiled in: one case per row). Each case starts from empty
 //! stores, may seed them (a stale copy, a tombstone left by a delete cut in
@@ -76,6 +77,8 @@ struct Seed {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 struct Expect {
+    /// Success, stated (the default when no `error` is expected).
+    #[allow(dead_code)]
     ok: Option<bool>,
     version: Option<u64>,
     content: Option<String>,

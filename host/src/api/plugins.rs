@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -46,10 +46,21 @@ impl From<PluginRecord> for PluginBody {
     }
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PushQuery {
+    /// Run the conformance kit's contract cases first (`notes-host plugin
+    /// check`); a plugin failing any is refused (422) naming the cases.
+    #[serde(default)]
+    check: bool,
+}
+
 /// The body is the `.wasm` itself. 201 for a new plugin, 200 if this exact
-/// component is already stored; 422 with the reason if it cannot run here.
+/// component is already stored; 422 with the reason if it cannot run here
+/// (or, with `check=true`, fails the conformance kit).
 #[utoipa::path(
     post, path = "/plugins", operation_id = "uploadPlugin", tag = "plugins",
+    params(PushQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component's .wasm bytes."),
     responses(
         (status = 201, description = "A new plugin, compiled and stored.", body = PluginBody),
@@ -57,11 +68,17 @@ impl From<PluginRecord> for PluginBody {
         Errors,
     )
 )]
-pub async fn push(State(app): State<Arc<App>>, wasm: Bytes) -> Result<(StatusCode, Json<PluginBody>), ApiError> {
+pub async fn push(State(app): State<Arc<App>>, Query(query): Query<PushQuery>, wasm: Bytes) -> Result<(StatusCode, Json<PluginBody>), ApiError> {
     if wasm.is_empty() {
         return Err(ApiError::bad_request("the body must be the plugin's .wasm bytes"));
     }
-    let (record, new) = blocking(&app, move |app| app.push_plugin(&wasm)).await?;
+    let (record, new) = blocking(&app, move |app| {
+        if query.check {
+            app.check_plugin(&wasm)?;
+        }
+        app.push_plugin(&wasm)
+    })
+    .await?;
     Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(record.into())))
 }
 

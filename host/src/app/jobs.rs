@@ -5,8 +5,7 @@
 //! over one whose owner's process has ended.
 //!
 //! A step is a run of move batches of one account, up to [`STEP_TIME`] (one
-//! account, for a verify); each batch's writes land while the next batch's
-//! plugin call runs (`moves`). A batch is admitted like a note request and
+//! account, for a verify; `moves`). A batch is admitted like a note request and
 //! moves only if the flag it read is the one the job moves for: after a
 //! flip, a backfill skips the account (its notes stay put, and the account's
 //! own mode now decides), it never moves a note the wrong way. Progress is

@@ -1,7 +1,6 @@
 //! Moving notes between the stores in batches, through the plugin's
-//! `move-notes`: the operator's `POST …/migration/move` (one batch after
-//! another) and the jobs' runs (pipelined: a batch's writes land while the
-//! next batch's plugin call runs).
+//! `move-notes`: the operator's `POST …/migration/move`, and the jobs' runs
+//! of batches (a job step: batches for up to its time budget).
 //!
 //! A batch is admitted like a note request and runs under the flag it read;
 //! its admission is held until its writes have landed, so a flip of the
@@ -139,62 +138,43 @@ impl App {
     }
 
     /// Batches of the account's notes, from the first left, while `budget`
-    /// lasts, each landing while the next one's plugin call runs (on SQLite
-    /// a batch's time is half the plugin's, half its commits' fsyncs). With
-    /// `toward_new`, only while the flag says that way: a job never moves
-    /// the wrong way after a flip. `Moved` if any batch landed (an error
-    /// after that ends the run; the next run meets it again), else what the
-    /// first batch found, or its error.
+    /// lasts, each landed before the next is read (each after the one
+    /// before, by id). With `toward_new`, only while the flag says that way:
+    /// a job never moves the wrong way after a flip. `Moved` if any batch
+    /// landed (an error after that ends the run, logged; the next run meets
+    /// it again), else what the first batch found, or its error.
     pub(super) fn move_run(&self, account: Uuid, toward_new: bool, budget: RunBudget) -> Result<Batch, AppError> {
         let started = Instant::now();
-        std::thread::scope(|scope| {
-            let mut landed: Option<(bool, MoveReport)> = None;
-            let mut landing: Option<(bool, std::thread::ScopedJoinHandle<'_, Result<MoveReport, AppError>>)> = None;
-            let mut after = String::new();
-            let mut ended = None;
-            loop {
-                let prepared = self.prepare_move(account, Some(toward_new), &after).map(|(prepared, ..)| prepared);
-                // The batch before lands first: counted, and failing, in order.
-                if let Some((is_migrating, handle)) = landing.take() {
-                    match handle.join().unwrap_or_else(|_| Err(AppError::Internal("a move batch's landing panicked".into()))) {
-                        Ok(report) => add(&mut landed.get_or_insert((is_migrating, MoveReport::default())).1, report),
-                        Err(e) => {
-                            ended = Some(Err(e));
-                            break;
-                        }
-                    }
-                }
-                let ready = match prepared {
-                    Ok(Prepared::Ready(ready)) => ready,
-                    Ok(Prepared::Ended(batch)) => {
-                        ended = Some(Ok(batch));
-                        break;
-                    }
-                    Err(e) => {
-                        ended = Some(Err(e));
-                        break;
-                    }
-                };
-                after.clone_from(&ready.last_id);
-                let is_migrating = ready.admission.is_migrating;
-                let notes_so_far = landed.map_or(0, |(_, r)| u64::from(r.moved + r.in_place + r.missing)) + ready.notes as u64;
-                landing = Some((is_migrating, scope.spawn(move || ready.land(self))));
-                if started.elapsed() >= budget.time || notes_so_far >= budget.notes {
-                    break;
-                }
+        let mut landed: Option<(bool, MoveReport)> = None;
+        let mut after = String::new();
+        let ended = loop {
+            let ready = match self.prepare_move(account, Some(toward_new), &after) {
+                Ok((Prepared::Ready(ready), ..)) => ready,
+                Ok((Prepared::Ended(batch), ..)) => break Ok(batch),
+                Err(e) => break Err(e),
+            };
+            after.clone_from(&ready.last_id);
+            let is_migrating = ready.admission.is_migrating;
+            let report = match ready.land(self) {
+                Ok(report) => report,
+                Err(e) => break Err(e),
+            };
+            let total = &mut landed.get_or_insert((is_migrating, MoveReport::default())).1;
+            add(total, report);
+            if started.elapsed() >= budget.time || u64::from(total.moved + total.in_place + total.missing) >= budget.notes {
+                // The budget is spent; what ends the loop once a batch landed is not returned.
+                break Ok(Batch::NothingLeft { is_migrating });
             }
-            if let Some((is_migrating, handle)) = landing.take() {
-                match handle.join().unwrap_or_else(|_| Err(AppError::Internal("a move batch's landing panicked".into()))) {
-                    Ok(report) => add(&mut landed.get_or_insert((is_migrating, MoveReport::default())).1, report),
-                    Err(e) => ended = ended.or(Some(Err(e))),
+        };
+        match (landed, ended) {
+            (Some((is_migrating, report)), end) => {
+                if let Err(e) = end {
+                    tracing::warn!(%account, error = %e, "a move run ended early; its next step retries");
                 }
+                Ok(Batch::Moved { is_migrating, report })
             }
-            match (landed, ended) {
-                (Some((is_migrating, report)), _) => Ok(Batch::Moved { is_migrating, report }),
-                (None, Some(end)) => end,
-                (None, None) => unreachable!("a run ends with a batch landed or with what ended it"),
-            }
-        })
+            (None, end) => end,
+        }
     }
 
     /// One batch: admitted like a note request, up to `batch_size` notes

@@ -166,9 +166,11 @@ impl App {
         }
         let active = self.active();
         let plugin = &active.plugin;
-        if let Some(reason) = active.suspended() {
+        // Why stays with the operators (`GET /plugins`): the reason quotes
+        // the plugin's last failure, its internals.
+        if active.suspended().is_some() {
             return Err(AppError::Unavailable(format!(
-                "plugin {} is suspended ({reason}); an operator must activate a plugin",
+                "plugin {} is suspended by its health watch; an operator must activate a plugin (GET /plugins says why)",
                 plugin.label()
             )));
         }

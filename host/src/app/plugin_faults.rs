@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{App, AppError};
 
-/// Failures kept per plugin on this host, newest first out.
+/// Failures kept per plugin on this host; the oldest goes first.
 const KEPT_PER_PLUGIN: usize = 100;
 /// The most of one message kept (stderr is already capped where it is read).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -75,6 +75,10 @@ impl App {
     /// starts with, `digest` (12 hex digits at least, as `X-Plugin` shows
     /// it), newest first.
     pub fn plugin_faults(&self, digest: &str) -> Result<(String, Vec<PluginFault>), AppError> {
+        // The router compiled into the host (`--router native-*`) has no stored digest.
+        if digest == "native" {
+            return Ok((digest.to_owned(), self.plugin_faults.recent(digest)));
+        }
         if digest.len() < 12 || digest.len() > 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(AppError::Invalid(format!(
                 "digest {digest:?} is not a sha256 or its first 12 or more lowercase hex digits"

@@ -147,7 +147,7 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(component).map_err(|e| match self.unprovided_imports(component) {
             missing if missing.is_empty() => anyhow::Error::from(e).context("its imports do not match what the host provides"),
             missing => anyhow::anyhow!(
-                "it imports {}, which this host does not provide. A plugin gets {} (no files, network or clock:                  ARCHITECTURE.md, \"Plugin runtime\") and {WIT_PACKAGE}/stores. Build it without them:                  componentize-js `--disable http` (`-d http`), a componentize-py world without wasi:http,                  or in Rust drop the crate that pulls them in",
+                "it imports {}, which this host does not provide. A plugin gets {} (no files, network or clock: ARCHITECTURE.md, \"Plugin runtime\") and {WIT_PACKAGE}/stores. Build it without them: componentize-js `--disable http` (`-d http`), a componentize-py world without wasi:http, or in Rust drop the crate that pulls them in",
                 missing.join(", "),
                 wasi::LINKED_PACKAGES.join(", ")
             ),

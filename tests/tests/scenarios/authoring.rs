@@ -82,6 +82,16 @@ fn the_conformance_kit_passes_the_shipped_plugins_and_names_the_rule_a_broken_on
         assert!(failed.contains(&format!("[migrate] {placement}").as_str()), "{placement}: {report}");
     }
 
+    // The host can run the kit on upload: a broken plugin is refused naming the case, and not stored.
+    let host = Host::start();
+    let broken = std::fs::read(plugins.join("testing/list-duplicates.wasm")).unwrap();
+    let refused = host.request_bytes("POST", "/plugins?check=true", Some(broken.clone()), &[]).expect(422);
+    assert!(refused.error().contains("list returns each id once, sorted"), "{}", refused.body);
+    assert_eq!(host.plugins()["plugins"].as_array().unwrap().len(), 1, "only the startup plugin is stored");
+    host.request_bytes("POST", "/plugins", Some(broken), &[]).expect(201); // without the check, as before
+    let good = std::fs::read(plugins.join("migrate.wasm")).unwrap();
+    host.request_bytes("POST", "/plugins?check=true", Some(good), &[]).expect(200);
+
     let (passed, report) = check(&plugins.join("testing/always-fails.wasm"), &[]);
     assert!(!passed && report.contains("0 passed, 12 failed"), "{report}");
     let (passed, report) = check(&plugins.join("migrate.wasm"), &["--profile", "dual-write"]);
