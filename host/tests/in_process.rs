@@ -801,7 +801,9 @@ async fn a_flip_in_the_middle_of_a_backfill_never_moves_a_note_the_wrong_way() {
     assert!(app.run_job_step().unwrap(), "one batch");
     set_migrating(&router, &account, false).await;
     let id = job["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let job = loop {
+        assert!(std::time::Instant::now() < deadline, "the job never finished after the flip");
         let app2 = app.clone();
         tokio::task::spawn_blocking(move || run_jobs(&app2)).await.unwrap();
         let (_, job) = call(&router, "GET", &format!("/jobs/{id}"), None).await;
