@@ -62,6 +62,14 @@ enum Prepared<'a> {
     Ended(Batch),
 }
 
+/// Why a batch did not reach the plugin: nothing to do, or the host's own
+/// stores failed (the host's fault, not the plugin's: it must not count
+/// against the plugin's health or be filed as its failure).
+enum NotCalled {
+    Ended(Batch),
+    Store(crate::stores::StoreError),
+}
+
 impl Landing<'_> {
     fn land(self, app: &App) -> Result<MoveReport, AppError> {
         self.writes.commit()?;
@@ -185,19 +193,19 @@ impl App {
         let admission = self.fleet.admit(account)?;
         let served = self.route_admitted(account, "move_notes", &admission, |router, scope, migrating| {
             if toward_new.is_some_and(|want| want != migrating) {
-                return Ok(Ok(Err(Batch::OtherMode { is_migrating: migrating })));
+                return Ok(Ok(Err(NotCalled::Ended(Batch::OtherMode { is_migrating: migrating }))));
             }
             let from = if migrating { Store::Legacy } else { Store::New };
             let ids = match self.stores.get(from) {
                 Some(store) => match store.first_ids(&account.to_string(), after, self.batch_size.next()) {
                     Ok(ids) => ids,
-                    Err(e) => return Ok(Err(e.into())),
+                    Err(e) => return Ok(Ok(Err(NotCalled::Store(e)))),
                 },
                 // Plain mode: no new store, nothing to move.
                 None => Vec::new(),
             };
             if ids.is_empty() {
-                return Ok(Ok(Err(Batch::NothingLeft { is_migrating: migrating })));
+                return Ok(Ok(Err(NotCalled::Ended(Batch::NothingLeft { is_migrating: migrating }))));
             }
             // One transaction per store for the whole batch, the store notes
             // move to first; landed only once the plugin's move succeeded,
@@ -206,7 +214,7 @@ impl App {
             let (batched, writes) = scope.batched(if migrating { Store::New } else { Store::Legacy });
             let ids = match writes.read_ahead(&ids) {
                 Ok(fit) => &ids[..fit],
-                Err(e) => return Ok(Err(e.into())),
+                Err(e) => return Ok(Ok(Err(NotCalled::Store(e)))),
             };
             let report = match router.move_notes(batched, ids, migrating)? {
                 Ok(report) => report,
@@ -223,9 +231,10 @@ impl App {
         })?;
         let prepared = match value {
             Ok((writes, report, notes, last_id, started)) => {
-                Prepared::Ready(Landing { admission: admission, writes, report, notes, last_id, started })
+                Prepared::Ready(Landing { admission, writes, report, notes, last_id, started })
             }
-            Err(batch) => Prepared::Ended(batch),
+            Err(NotCalled::Ended(batch)) => Prepared::Ended(batch),
+            Err(NotCalled::Store(e)) => return Err(e.into()),
         };
         Ok((prepared, plugin, digest))
     }
