@@ -79,7 +79,7 @@ rules! {
     a_plugin_change_runs_before_commit_after_the_check_and_before_anyone_sees_it,
     the_two_sides_of_the_gate_never_both_pass_when_they_race,
     a_job_is_claimed_by_exactly_one_of_two_hosts_and_saved_only_by_its_owner_while_running,
-    the_audit_log_pages_by_cursor_in_order_and_filters_by_kind_and_time,
+    the_audit_log_pages_by_cursor_either_way_and_filters_by_kind_and_time,
     a_revoked_key_stays_revoked,
     a_removed_host_is_gone_with_its_acknowledgements,
     the_rollout_percent_is_unset_until_set_and_shared,
@@ -468,7 +468,7 @@ fn a_job_is_claimed_by_exactly_one_of_two_hosts_and_saved_only_by_its_owner_whil
     assert_eq!(b.state.job("nope").unwrap(), None);
 }
 
-fn the_audit_log_pages_by_cursor_in_order_and_filters_by_kind_and_time(b: Backend) {
+fn the_audit_log_pages_by_cursor_either_way_and_filters_by_kind_and_time(b: Backend) {
     let kinds = ["account", "rollout", "plugin"];
     for i in 0..25 {
         let log = if i % 2 == 0 { &b.state } else { &b.other };
@@ -495,6 +495,19 @@ fn the_audit_log_pages_by_cursor_in_order_and_filters_by_kind_and_time(b: Backen
     let both = AuditQuery { kind: Some("rollout".into()), since_ms: Some(1010), after_seq: paged[12].seq, limit: 2, ..AuditQuery::default() };
     assert_eq!(b.state.audit(&both).unwrap().iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![1013, 1016]);
     assert!(b.state.audit(&AuditQuery { kind: Some("nothing".into()), limit: 100, ..AuditQuery::default() }).unwrap().is_empty());
+
+    // Newest first, paged by the `before` cursor: the same entries, reversed.
+    let mut newest: Vec<AuditEntry> = Vec::new();
+    let mut before_seq = None;
+    loop {
+        let page = b.state.audit(&AuditQuery { before_seq, newest_first: true, limit: 10, ..AuditQuery::default() }).unwrap();
+        let Some(last) = page.last() else { break };
+        before_seq = Some(last.seq);
+        newest.extend(page);
+    }
+    assert_eq!(newest, paged.iter().rev().cloned().collect::<Vec<_>>(), "newest first: every entry once, in reverse order");
+    let last_flags = AuditQuery { kind: Some("plugin".into()), newest_first: true, limit: 2, ..AuditQuery::default() };
+    assert_eq!(b.state.audit(&last_flags).unwrap().iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![1023, 1020], "the last two of a kind");
 }
 
 fn a_revoked_key_stays_revoked(b: Backend) {

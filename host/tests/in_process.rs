@@ -653,6 +653,41 @@ async fn verify_reports_each_planted_problem_with_its_note() {
 }
 
 #[tokio::test]
+async fn accounts_can_be_searched_by_name_or_id_and_paged_with_a_total() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let mut ids = Vec::new();
+    for name in ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Ada Yonath"] {
+        let (_, body) = call(&router, "POST", "/accounts", Some(json!({ "name": name }))).await;
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let page = |query: String| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(Request::get(format!("/accounts{query}")).body(Body::empty()).unwrap()).await.unwrap();
+            let status = response.status();
+            let total = response.headers().get("x-total-count").map(|v| v.to_str().unwrap().to_owned());
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            let names: Vec<String> = body.as_array().map(|a| a.iter().map(|x| x["name"].as_str().unwrap().to_owned()).collect()).unwrap_or_default();
+            (status, total, names, body)
+        }
+    };
+    let (_, total, every, _) = page(String::new()).await;
+    assert_eq!((total.as_deref(), every.len()), (Some("4"), 4), "no query: every account, as Notely lists them");
+    let (_, total, mut names, _) = page("?q=ada".into()).await;
+    names.sort();
+    assert_eq!((total.as_deref(), names), (Some("2"), vec!["Ada Lovelace".to_owned(), "Ada Yonath".to_owned()]), "any case");
+    let (_, total, names, _) = page(format!("?q={}", &ids[2][..8])).await;
+    assert_eq!((total.as_deref(), names), (Some("1"), vec!["Alan Turing".to_owned()]), "an id prefix");
+    let (_, total, names, _) = page("?offset=1&limit=2".into()).await;
+    assert_eq!((total.as_deref(), names), (Some("4"), every[1..3].to_vec()), "a page of the same order, with the total");
+    let (status, _, _, body) = page("?limit=0".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("limit must be between 1 and 1000"), "{body}");
+}
+
+#[tokio::test]
 async fn rollout_cohorts_are_stable_and_nested_and_the_kill_switch_turns_every_account_off() {
     let fleet = InProcess::default();
     let _other_host = start(&fleet, "b", MIGRATE);
@@ -673,8 +708,12 @@ async fn rollout_cohorts_are_stable_and_nested_and_the_kill_switch_turns_every_a
     let (_, ten) = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 10 }))).await;
     let at_10 = on(router.clone(), accounts.clone()).await;
     assert_eq!(ten["turnedOn"].as_u64(), Some(at_10.len() as u64), "{ten}");
+    let (_, preview) = call(&router, "POST", "/migration/rollout?dryRun=true", Some(json!({ "percent": 50 }))).await;
+    assert_eq!(on(router.clone(), accounts.clone()).await, at_10, "a preview flips nothing");
     call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 50 }))).await;
     let at_50 = on(router.clone(), accounts.clone()).await;
+    let turned_on = (at_50.len() - at_10.len()) as u64;
+    assert_eq!((&preview["turnedOn"], &preview["turnedOff"], &preview["unchanged"]), (&json!(turned_on), &json!(0), &json!(60 - turned_on)), "the preview counted what the rollout then did: {preview}");
     assert!(at_10.is_subset(&at_50) && at_50.len() > at_10.len() && at_50.len() < 60, "nested: {} ⊂ {}", at_10.len(), at_50.len());
     call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 10 }))).await;
     assert_eq!(on(router.clone(), accounts.clone()).await, at_10, "the same accounts at 10% every time");
@@ -735,6 +774,15 @@ async fn every_audited_action_appears_once_in_order_with_a_cursor() {
     let (_, rest) = call(&router, "GET", &format!("/audit?kind=flag&after={next}"), None).await;
     assert_eq!(rest["entries"].as_array().unwrap().len(), 1, "{rest}");
     assert_eq!(rest["entries"][0]["after"], "false");
+    let (_, newest) = call(&router, "GET", "/audit?order=newest&limit=2", None).await;
+    let seqs: Vec<i64> = newest["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(newest["entries"][0]["kind"], "plugin", "newest first: {newest}");
+    assert!(seqs[0] > seqs[1], "{newest}");
+    let (_, older) = call(&router, "GET", &format!("/audit?order=newest&before={}&limit=1", newest["next"]), None).await;
+    assert_eq!((older["entries"][0]["kind"].as_str(), older["entries"][0]["after"].as_str()), (Some("rollout"), Some("0%")), "{older}");
+    let (status, refused) = call(&router, "GET", "/audit?order=sideways", None).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("oldest"), "{refused}");
 }
 
 // ---- migration jobs ----------------------------------------------------------------

@@ -17,6 +17,7 @@ use notes_client::{AccountChange, Body, Client, NewAccount, NewNote, TransportEr
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod browser;
 pub mod hostile;
 pub mod postgres;
 

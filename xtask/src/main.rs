@@ -9,8 +9,10 @@
 //!   wasmtime is compiled once for the binary and the tests). ARGS go to the
 //!   host workspace's `cargo test`.
 //! - `test` installs schemathesis (PyPI, pinned) if missing, for the API
-//!   contract test, and Debian's `postgresql` package if its server
-//!   binaries are missing (the PostgreSQL tests start throwaway servers).
+//!   contract test, Debian's `postgresql` package if its server binaries
+//!   are missing (the PostgreSQL tests start throwaway servers), and
+//!   Debian's `chromium` and `chromium-driver` if missing (the console's
+//!   browser tests).
 //! - `test` also runs `notes-host sim --chaos --backfill` for 30 s on
 //!   3 hosts: flips, restarts and migration jobs under strict clients (0
 //!   anomalies or it fails).
@@ -167,9 +169,22 @@ fn ensure_postgres() -> Result {
     if installed {
         return Ok(());
     }
+    apt_install(&["postgresql"])
+}
+
+/// The console's browser tests (tests/tests/scenarios/console.rs) drive
+/// Debian's Chromium through its ChromeDriver: install both when missing.
+fn ensure_chromium() -> Result {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    apt_install(&["chromium", "chromium-driver"])
+}
+
+fn apt_install(packages: &[&str]) -> Result {
     let install = || {
         let mut apt = Command::new("apt-get");
-        apt.args(["install", "-y", "--no-install-recommends", "postgresql"]).env("DEBIAN_FRONTEND", "noninteractive");
+        apt.args(["install", "-y", "--no-install-recommends"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive");
         run_cmd(apt)
     };
     // A fresh machine may have no package lists yet.
@@ -183,6 +198,7 @@ fn ensure_postgres() -> Result {
 fn test(args: &[String]) -> Result {
     ensure_schemathesis()?;
     ensure_postgres()?;
+    ensure_chromium()?;
     let mut routing = cargo();
     routing.args(["test", "--release", "--manifest-path", "plugins/Cargo.toml", "-p", "notes-routing"]);
     run_cmd(routing)?;

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::openapi::{AccountParam, Errors};
@@ -116,10 +117,41 @@ pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAcc
     Ok((StatusCode::CREATED, Json(account.into())))
 }
 
-#[utoipa::path(get, path = "/accounts", operation_id = "listAccounts", tag = "accounts", responses((status = 200, description = "Every account.", body = Vec<AccountBody>), Errors))]
-pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<AccountBody>>, ApiError> {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only accounts whose name contains this (any case), or whose id starts with it.
+    q: Option<String>,
+    /// Accounts to skip, after the search (0 by default).
+    offset: Option<usize>,
+    /// Accounts in the answer, 1 to 1000; absent: all of them.
+    limit: Option<usize>,
+}
+
+const MAX_PAGE: usize = 1000;
+
+/// `X-Total-Count`: how many accounts the search matched, before `offset` and `limit`.
+const TOTAL_COUNT: &str = "x-total-count";
+
+#[utoipa::path(
+    get, path = "/accounts", operation_id = "listAccounts", tag = "accounts", params(ListParams),
+    responses((status = 200, description = "The accounts, oldest first: every one, or a page of a search.", body = Vec<AccountBody>,
+        headers(("x-total-count" = u64, description = "Accounts the search matched, before `offset` and `limit`."))), Errors)
+)]
+pub async fn list(State(app): State<Arc<App>>, Query(params): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
+    if params.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let needle = params.q.map(|q| q.trim().to_lowercase()).filter(|q| !q.is_empty());
     let accounts = blocking(&app, |app| app.accounts()).await?;
-    Ok(Json(accounts.into_iter().map(Into::into).collect()))
+    let matching: Vec<Account> = accounts
+        .into_iter()
+        .filter(|a| needle.as_ref().is_none_or(|q| a.name.to_lowercase().contains(q) || a.id.to_string().starts_with(q)))
+        .collect();
+    let total = matching.len();
+    let page: Vec<AccountBody> =
+        matching.into_iter().skip(params.offset.unwrap_or(0)).take(params.limit.unwrap_or(usize::MAX)).map(Into::into).collect();
+    Ok(([(TOTAL_COUNT, total.to_string())], Json(page)))
 }
 
 #[utoipa::path(

@@ -232,12 +232,27 @@ impl From<RolloutReport> for RolloutBody {
     }
 }
 
-/// `POST /migration/rollout` `{"percent"}` or `{"accounts", "isMigrating"}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutParams {
+    /// Flip nothing: answer how many accounts the rollout would turn on, turn
+    /// off and leave unchanged (a preview).
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /migration/rollout` `{"percent"}` or `{"accounts", "isMigrating"}`;
+/// with `?dryRun=true`, only the counts it would change.
 #[utoipa::path(
-    post, path = "/migration/rollout", operation_id = "rollout", tag = "migration",
+    post, path = "/migration/rollout", operation_id = "rollout", tag = "migration", params(RolloutParams),
     request_body = RolloutShape, responses((status = 200, description = "How many accounts were flipped, and any that could not be.", body = RolloutBody), Errors)
 )]
-pub async fn rollout(State(app): State<Arc<App>>, JsonBody(body): JsonBody<RolloutRequest>) -> Result<Json<RolloutBody>, ApiError> {
+pub async fn rollout(
+    State(app): State<Arc<App>>,
+    Query(RolloutParams { dry_run }): Query<RolloutParams>,
+    JsonBody(body): JsonBody<RolloutRequest>,
+) -> Result<Json<RolloutBody>, ApiError> {
     let rollout = match body {
         RolloutRequest { percent: Some(p), accounts: None, is_migrating: None } => Rollout::Percent(p),
         RolloutRequest { percent: None, accounts: Some(ids), is_migrating: Some(on) } => Rollout::Accounts {
@@ -246,6 +261,9 @@ pub async fn rollout(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Rollo
         },
         _ => return Err(ApiError::bad_request("give either {\"percent\": P} or {\"accounts\": [ids], \"isMigrating\": bool}")),
     };
+    if dry_run {
+        return Ok(Json(blocking(&app, move |app| app.rollout_preview(&rollout)).await?.into()));
+    }
     Ok(Json(blocking(&app, move |app| app.rollout(rollout)).await?.into()))
 }
 
@@ -265,8 +283,12 @@ pub struct AuditParams {
     until: Option<String>,
     /// One kind: `flag`, `rollout`, `job` or `plugin`.
     kind: Option<String>,
-    /// The cursor: entries after this sequence number.
+    /// The cursor of an oldest-first page: entries after this sequence number.
     after: Option<i64>,
+    /// The cursor of a newest-first page: entries before this sequence number.
+    before: Option<i64>,
+    /// `oldest` (the default) or `newest` first.
+    order: Option<String>,
     /// Entries per page, 1 to 1000 (100 by default).
     limit: Option<u32>,
 }
@@ -275,7 +297,8 @@ pub struct AuditParams {
 #[schema(as = AuditPage)]
 pub struct AuditBody {
     entries: Vec<AuditEntryBody>,
-    /// The cursor of the next page (`?after=`), if this one was full.
+    /// The cursor of the next page, if this one was full: `?after=` for
+    /// oldest first, `?before=` for newest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     next: Option<i64>,
@@ -299,8 +322,9 @@ pub struct AuditEntryBody {
 const AUDIT_PAGE: u32 = 100;
 const AUDIT_MAX_PAGE: u32 = 1000;
 
-/// `GET /audit?since=&until=&kind=&after=&limit=`: oldest first.
-#[utoipa::path(get, path = "/audit", operation_id = "audit", tag = "migration", params(AuditParams), responses((status = 200, description = "A page of audit entries, oldest first.", body = AuditBody), Errors))]
+/// `GET /audit?since=&until=&kind=&after=&before=&order=&limit=`: oldest first
+/// unless `order=newest`.
+#[utoipa::path(get, path = "/audit", operation_id = "audit", tag = "migration", params(AuditParams), responses((status = 200, description = "A page of audit entries, oldest first unless `order=newest`.", body = AuditBody), Errors))]
 pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams>) -> Result<Json<AuditBody>, ApiError> {
     let time = |what: &str, raw: Option<String>| -> Result<Option<i64>, ApiError> {
         raw.map(|raw| {
@@ -314,11 +338,18 @@ pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams
     if limit == 0 || limit > AUDIT_MAX_PAGE {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {AUDIT_MAX_PAGE}")));
     }
+    let newest_first = match params.order.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("order must be `oldest` or `newest`, got {other:?}"))),
+    };
     let query = AuditQuery {
         since_ms: time("since", params.since)?,
         until_ms: time("until", params.until)?,
         kind: params.kind,
         after_seq: params.after.unwrap_or(0),
+        before_seq: params.before,
+        newest_first,
         limit,
     };
     let entries = blocking(&app, move |app| app.audit(&query)).await?;

@@ -5,6 +5,7 @@
 mod accounts;
 mod auth;
 mod body;
+mod console;
 mod error;
 mod extract;
 mod hosts;
@@ -30,6 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{AdminToken, ClientAddr};
+pub use console::asset_bytes as console_asset_bytes;
 use error::ApiError;
 
 use crate::app::App;
@@ -68,6 +70,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
             auth::authorize,
         ));
     open.merge(protected)
+        .merge(console::routes())
         .route_layer(axum::middleware::from_fn(observe::track))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -246,18 +246,7 @@ impl App {
     /// Turning on is refused up front while any host cannot migrate. A
     /// percent rollout is recorded as the service's rollout percent.
     pub fn rollout(&self, rollout: Rollout) -> Result<RolloutReport, AppError> {
-        let targets: Vec<(Uuid, bool)> = match &rollout {
-            Rollout::Percent(p) if !(0.0..=100.0).contains(p) => {
-                return Err(AppError::Invalid(format!("percent must be between 0 and 100, got {p}")));
-            }
-            Rollout::Percent(p) => self.accounts()?.into_iter().map(|a| (a.id, in_cohort(a.id, *p))).collect(),
-            Rollout::Accounts { ids, is_migrating } => {
-                for id in ids {
-                    self.account(*id)?;
-                }
-                ids.iter().map(|id| (*id, *is_migrating)).collect()
-            }
-        };
+        let targets: Vec<(Uuid, bool)> = self.rollout_targets(&rollout)?.into_iter().map(|(id, _, on)| (id, on)).collect();
         if targets.iter().any(|(_, on)| *on) {
             self.migration_gate()?;
             if let Some(host) = self.hosts()?.into_iter().find(|h| !h.host.plugin.supports_migration) {
@@ -304,6 +293,33 @@ impl App {
         );
         self.fleet.audit(Actor::Operator.as_str(), "rollout", "percent", &before, &after, &detail);
         Ok(report)
+    }
+
+    /// What `rollout` would do now, without flipping anything: how many
+    /// accounts it would turn on, turn off, or leave as they are.
+    pub fn rollout_preview(&self, rollout: &Rollout) -> Result<RolloutReport, AppError> {
+        let mut report = RolloutReport { percent: match rollout { Rollout::Percent(p) => Some(*p), Rollout::Accounts { .. } => None }, ..RolloutReport::default() };
+        for (_, now, to) in self.rollout_targets(rollout)? {
+            match (now, to) {
+                (false, true) => report.turned_on += 1,
+                (true, false) => report.turned_off += 1,
+                _ => report.unchanged += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Each account `rollout` targets: (id, its flag now, the flag it wants).
+    fn rollout_targets(&self, rollout: &Rollout) -> Result<Vec<(Uuid, bool, bool)>, AppError> {
+        Ok(match rollout {
+            Rollout::Percent(p) if !(0.0..=100.0).contains(p) => {
+                return Err(AppError::Invalid(format!("percent must be between 0 and 100, got {p}")));
+            }
+            Rollout::Percent(p) => self.accounts()?.into_iter().map(|a| (a.id, a.is_migrating, in_cohort(a.id, *p))).collect(),
+            Rollout::Accounts { ids, is_migrating } => {
+                ids.iter().map(|id| Ok((*id, self.account(*id)?.is_migrating, *is_migrating))).collect::<Result<_, AppError>>()?
+            }
+        })
     }
 
     /// The audit log, oldest first, after the cursor `query.after_seq`.

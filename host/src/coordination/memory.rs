@@ -362,11 +362,17 @@ impl Coordination for MemoryCoordination {
         let state = self.read()?;
         let wanted = |e: &&AuditEntry| {
             e.seq > query.after_seq
+                && query.before_seq.is_none_or(|b| e.seq < b)
                 && query.since_ms.is_none_or(|t| e.at_ms >= t)
                 && query.until_ms.is_none_or(|t| e.at_ms <= t)
                 && query.kind.as_ref().is_none_or(|k| &e.kind == k)
         };
-        Ok(state.audit.iter().filter(wanted).take(query.limit as usize).cloned().collect())
+        let limit = query.limit as usize;
+        Ok(if query.newest_first {
+            state.audit.iter().rev().filter(wanted).take(limit).cloned().collect()
+        } else {
+            state.audit.iter().filter(wanted).take(limit).cloned().collect()
+        })
     }
 }
 

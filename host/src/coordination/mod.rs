@@ -75,15 +75,20 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// A page of the audit log: oldest first, after the cursor `after_seq`.
+/// A page of the audit log: the entries between the cursors `after_seq` and
+/// `before_seq`, oldest first or newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub kind: Option<String>,
     pub after_seq: i64,
+    /// Only entries below this sequence number (the cursor of a newest-first page).
+    pub before_seq: Option<i64>,
+    pub newest_first: bool,
     pub limit: u32,
 }
+
 
 /// A migration job: moves (or verifies) the notes of one account, or of
 /// every account in the right mode, in batches, on whichever host owns it.

@@ -257,9 +257,19 @@ const INSERT_AUDIT: &str =
     "INSERT INTO audit (at_ms, host, actor, kind, subject, before, after, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 /// A filter left `NULL` keeps every entry (typed, since PostgreSQL cannot
 /// infer the type of a bare `$2 IS NULL`).
-const AUDIT: &str = "SELECT seq, at_ms, host, actor, kind, subject, before, after, detail FROM audit
-     WHERE seq > $1 AND ($2::BIGINT IS NULL OR at_ms >= $2) AND ($3::BIGINT IS NULL OR at_ms <= $3) AND ($4::TEXT IS NULL OR kind = $4)
-     ORDER BY seq LIMIT $5";
+macro_rules! audit_page {
+    ($order:literal) => {
+        concat!(
+            "SELECT seq, at_ms, host, actor, kind, subject, before, after, detail FROM audit
+     WHERE seq > $1 AND ($6::BIGINT IS NULL OR seq < $6) AND ($2::BIGINT IS NULL OR at_ms >= $2) AND ($3::BIGINT IS NULL OR at_ms <= $3) AND ($4::TEXT IS NULL OR kind = $4)
+     ORDER BY seq ",
+            $order,
+            " LIMIT $5"
+        )
+    };
+}
+const AUDIT_OLDEST_FIRST: &str = audit_page!("ASC");
+const AUDIT_NEWEST_FIRST: &str = audit_page!("DESC");
 
 /// How often [`Listener::changed`] answers true even if it heard nothing: a
 /// notification sent while its connection was down is lost.
@@ -699,7 +709,8 @@ impl Coordination for PostgresCoordination {
     }
 
     fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
-        let rows = query(&mut *self.conn()?, AUDIT, &[&q.after_seq, &q.since_ms, &q.until_ms, &q.kind, &i64::from(q.limit)])?;
+        let sql = if q.newest_first { AUDIT_NEWEST_FIRST } else { AUDIT_OLDEST_FIRST };
+        let rows = query(&mut *self.conn()?, sql, &[&q.after_seq, &q.since_ms, &q.until_ms, &q.kind, &i64::from(q.limit), &q.before_seq])?;
         Ok(rows
             .iter()
             .map(|r| AuditEntry {

@@ -1,0 +1,71 @@
+//! `/ui`: the operator console, a page that drives the public API.
+//!
+//! The files are compiled into the binary (no CDN, no Node at build or run
+//! time) and served to anyone: they hold no data. Every figure the page shows
+//! and every change it makes goes through the admin routes with the token the
+//! operator types, so the console is guarded exactly as they are, and
+//! anything it does can be done with curl.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use super::error::ApiError;
+
+/// (name under `/ui/`, content type, bytes)
+const FILES: &[(&str, &str, &[u8])] = &[
+    ("index.html", "text/html; charset=utf-8", include_bytes!("../../ui/index.html")),
+    ("console.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/console.js")),
+    ("console.css", "text/css; charset=utf-8", include_bytes!("../../ui/console.css")),
+    ("htm-preact-standalone-3.1.1.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/vendor/htm-preact-standalone-3.1.1.js")),
+];
+
+/// Scripts and styles from this host only, no inline script, no framing:
+/// what a page holding an admin token should allow, and no more.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Bytes of every console file together (reported in BENCHMARKS).
+pub fn asset_bytes() -> usize {
+    FILES.iter().map(|(_, _, bytes)| bytes.len()).sum()
+}
+
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        .route("/ui/", get(|| async { file("index.html") }))
+        .route("/ui/{file}", get(|Path(name): Path<String>| async move { file(&name) }))
+}
+
+fn file(name: &str) -> Response {
+    let Some((_, content_type, bytes)) = FILES.iter().find(|(n, _, _)| *n == name) else {
+        return ApiError::new(StatusCode::NOT_FOUND, format!("the console has no file {name:?}")).into_response();
+    };
+    let mut response = (*bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Revalidated each load, so a new host version's console is never mixed
+    // with an old cached script.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_file_the_page_loads_is_served() {
+        let index = std::str::from_utf8(super::FILES[0].2).unwrap();
+        let script = std::str::from_utf8(super::FILES[1].2).unwrap();
+        for (name, _, _) in &super::FILES[1..] {
+            assert!(index.contains(name) || script.contains(name), "{name} is served but nothing loads it");
+        }
+        for (name, _, _) in super::FILES {
+            assert!(!name.contains('/'), "served from /ui/{{file}}: {name}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The operator console (`/ui`) in a real headless Chromium against a real
+//! host with the real migrate plugin: an operator's story, each step asserted
+//! on what the page shows and checked against the API, with a screenshot of
+//! each step in `target/console-screenshots/`.
+
+use notes_scenarios::browser::Browser;
+use notes_scenarios::{Host, Plugin};
+
+const TOKEN: &str = "console-test-admin-token";
+const ACCOUNTS: usize = 20;
+const NOTES_EACH: usize = 5;
+const ESCAPE: &str = "\u{E00C}";
+
+/// `n` of `<dd data-state=…>` in the overview's accounts per state.
+fn accounts_in(browser: &Browser, state: &str, n: u64) {
+    browser.wait_text(&format!("#accounts-per-state dd[data-state=\"{state}\"]"), |t| t == n.to_string());
+}
+
+fn has_word(text: &str, word: &str) -> bool {
+    text.split_whitespace().any(|w| w == word)
+}
+
+#[test]
+fn an_operator_rolls_out_backfills_verifies_and_kills_a_migration_from_the_console() {
+    let host = Host::builder().admin_token(TOKEN).start();
+    for i in 0..ACCOUNTS {
+        let account = host.create_account(false);
+        for n in 0..NOTES_EACH {
+            host.create_note(&account, &format!("note {n} of account {i}"));
+        }
+    }
+    let browser = Browser::open(1280, 900);
+    browser.goto(&format!("{}/ui", host.base));
+
+    // Signing in: a wrong token is refused with the server's reason.
+    browser.type_into("#token", "not-the-admin-token");
+    browser.screenshot("01-sign-in");
+    browser.click("#sign-in");
+    let refused = browser.text("#login-error");
+    assert!(refused.contains("wrong admin token"), "{refused}");
+    browser.type_into("#token", TOKEN);
+    browser.click("#sign-in");
+
+    // The overview: every account in legacy, every note in the legacy store.
+    accounts_in(&browser, "legacy", ACCOUNTS as u64);
+    browser.wait_text("#notes-legacy", |t| t == (ACCOUNTS * NOTES_EACH).to_string());
+    browser.wait_text("#notes-new", |t| t == "0");
+    let hosts = browser.text("#hosts tbody");
+    assert!(hosts.contains("migrate@0.1.0") && hosts.contains("live"), "the host, its plugin and liveness: {hosts}");
+    browser.screenshot("02-overview");
+
+    // Rollout to 50%: the preview says how many accounts turn on, and the
+    // rollout turns exactly those on.
+    browser.click("#nav-rollout");
+    browser.type_into("#rollout-number", "50");
+    let preview = browser.wait_text("#rollout-preview", |t| t.starts_with("At 50%"));
+    let turning_on: u64 = preview.split(": ").nth(1).and_then(|rest| rest.split(' ').next()).and_then(|n| n.parse().ok()).expect(&preview);
+    assert!(preview.contains(&format!("{turning_on} accounts turn on, 0 turn off")), "{preview}");
+    assert_eq!(host.get("/migration").json()["accounts"]["migrating"].as_u64().unwrap_or(0), 0, "a preview flips nothing");
+    browser.click("#rollout-apply");
+    browser.click("#confirm-go");
+    let outcome = browser.wait_text("#rollout-outcome", |t| t.starts_with("Rolled out"));
+    assert!(outcome.contains(&format!("{turning_on} turned on, 0 turned off")), "{outcome}");
+    let service = host.get("/migration").json();
+    assert_eq!(service["accounts"]["migrating"].as_u64().unwrap_or(0), turning_on, "{service}");
+    assert_eq!(service["rolloutPercent"], 50.0);
+    browser.screenshot("03-rollout-50");
+
+    // A backfill of every migrating account, throttled so its progress can be watched.
+    browser.type_into("#job-rate", "40");
+    browser.click("#start-backfill");
+    let started = browser.text("#job-message");
+    assert!(started.contains("Started backfill job") && started.contains(&format!("{} to go", turning_on * NOTES_EACH as u64)), "{started}");
+    browser.wait_text("#jobs tbody tr:first-child", |t| t.contains("backfill") && t.contains("running"));
+    browser.screenshot("04-backfill-running");
+    let done = browser.wait_text("#jobs tbody tr:first-child", |t| has_word(t, "backfill") && has_word(t, "done") && t.contains("(100%)"));
+    let total = (turning_on * NOTES_EACH as u64).to_string();
+    assert!(done.contains(&format!("{total} / {total}")), "{done}");
+    let bar = ("#jobs tbody tr:first-child progress", browser.attr("#jobs tbody tr:first-child progress", "value"));
+    assert_eq!(bar.1, browser.attr(bar.0, "max"), "the progress bar is full");
+    assert_eq!(host.get("/migration").json()["notesToNew"], 0, "nothing left to move");
+    browser.screenshot("05-backfill-done");
+
+    // Verify: every note where its account's mode wants it.
+    browser.type_into("#job-rate", "");
+    browser.click("#start-verify");
+    let verified = browser.wait_text("#jobs tbody tr:first-child", |t| has_word(t, "verify") && has_word(t, "done"));
+    assert!(verified.contains(&format!("{ACCOUNTS} / {ACCOUNTS}")), "every account verified: {verified}");
+    assert_eq!(browser.texts("#jobs tbody tr:first-child td.num").last().map(String::as_str), Some("0"), "no problems: {verified}");
+
+    // The kill switch asks first; Escape closes the question and changes nothing.
+    browser.click("#kill-switch");
+    assert!(browser.text("#confirm").contains("Every account goes to rollback mode"));
+    browser.press(ESCAPE);
+    assert!(!browser.is_displayed("#confirm"), "Escape closes the question");
+    assert_eq!(host.get("/migration").json()["accounts"]["migrated"].as_u64().unwrap_or(0), turning_on, "nothing changed");
+    browser.click("#kill-switch");
+    browser.click("#confirm-go");
+    let killed = browser.wait_text("#rollout-outcome", |t| t.starts_with("Kill switch"));
+    assert!(killed.contains(&format!("0 turned on, {turning_on} turned off")), "{killed}");
+    browser.click("#nav-overview");
+    for state in ["migrating", "migrated"] {
+        accounts_in(&browser, state, 0);
+    }
+    browser.wait_text("#flips tbody", |t| t.contains("true → false") && t.contains(" ms ("));
+    browser.screenshot("06-kill-switch");
+    browser.click("#nav-accounts");
+    browser.wait_text("#account-count", |t| t == format!("{ACCOUNTS} accounts"));
+    let flags = browser.texts("#accounts td.flag");
+    assert_eq!(flags.len(), ACCOUNTS);
+    assert!(flags.iter().all(|f| f == "off"), "every account went back: {flags:?}");
+    let accounts = host.get("/accounts").json();
+    assert!(accounts.as_array().unwrap().iter().all(|a| a["isMigrating"] == false), "{accounts}");
+
+    // A bad plugin is refused with the server's reason, and nothing is stored.
+    browser.click("#nav-plugins");
+    let stored = host.plugins()["plugins"].as_array().unwrap().len();
+    browser.type_into("#plugin-file", Plugin::FutureWit.path().canonicalize().unwrap().to_str().unwrap());
+    browser.click("#plugin-upload");
+    let refusal = browser.wait_text("#plugin-outcome", |t| t.starts_with("Refused"));
+    assert!(refusal.contains("Refused (422)") && refusal.contains("notes:plugin@0.9.0"), "{refusal}");
+    assert_eq!(host.plugins()["plugins"].as_array().unwrap().len(), stored, "nothing stored");
+    browser.screenshot("07-bad-plugin");
+
+    // The audit log, newest first, filtered to rollouts.
+    browser.click("#nav-audit");
+    browser.click("#audit-kind option[value=\"rollout\"]");
+    let rollouts = browser.wait_text("#audit tbody", |t| !t.contains("flag") && t.contains("0%"));
+    let (kill, fifty) = (rollouts.find("50% → 0%").expect(&rollouts), rollouts.find("∅ → 50%").expect(&rollouts));
+    assert!(kill < fifty, "newest first: {rollouts}");
+
+    // On a phone-sized screen, then with the host gone.
+    browser.set_size(390, 844);
+    browser.click("#nav-overview");
+    accounts_in(&browser, "legacy", host.get("/migration").json()["accounts"]["legacy"].as_u64().unwrap_or(0));
+    browser.screenshot("08-overview-phone");
+    drop(host);
+    let banner = browser.text("#unreachable");
+    assert!(banner.contains("unreachable"), "{banner}");
+    browser.screenshot("09-host-unreachable");
+}
+
+#[test]
+fn the_console_is_served_without_credentials_but_shows_nothing_without_the_token() {
+    let host = Host::builder().admin_token(TOKEN).start();
+    let client = notes_client::Client::new(&host.base); // no token
+    let page = client.request("GET", "/ui/", None, &[]).unwrap();
+    assert_eq!(page.status, 200);
+    let csp = page.header("content-security-policy").unwrap_or_default().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    // Its data comes from the admin API, which still wants the token.
+    assert_eq!(client.request("GET", "/migration", None, &[]).unwrap().status, 401);
+    assert_eq!(client.request("GET", "/ui/nothing.js", None, &[]).unwrap().status, 404);
+}
