@@ -152,3 +152,23 @@ fn the_console_is_served_without_credentials_but_shows_nothing_without_the_token
     assert_eq!(client.request("GET", "/migration", None, &[]).unwrap().status, 401);
     assert_eq!(client.request("GET", "/ui/nothing.js", None, &[]).unwrap().status, 404);
 }
+
+#[test]
+fn a_refused_flip_shows_the_servers_reason_and_changes_nothing() {
+    // A host whose plugin cannot migrate: the deployment gate refuses to turn migration on.
+    let host = Host::builder().plugin(Plugin::LegacyOnly).admin_token(TOKEN).start();
+    let account = host.create_account(false);
+    let browser = Browser::open(1280, 900);
+    browser.goto(&format!("{}/ui/#accounts", host.base));
+    browser.type_into("#token", TOKEN);
+    browser.click("#sign-in");
+    browser.click(&format!("tr[data-account=\"{account}\"] button.flip"));
+    let question = browser.text("#confirm");
+    assert!(question.contains("enters migration mode") && question.contains("new notes go to the new store"), "says what happens to its notes: {question}");
+    browser.click("#confirm-go");
+    let refused = browser.text("#confirm-error");
+    assert!(refused.contains("does not support migration"), "the gate's reason: {refused}");
+    browser.screenshot("10-refused-flip");
+    assert!(!host.is_migrating(&account), "nothing changed");
+    assert_eq!(browser.text(&format!("tr[data-account=\"{account}\"] td.flag")), "off");
+}
