@@ -736,6 +736,8 @@ async fn a_rollout_is_refused_while_a_host_runs_old_code() {
     let (status, body) = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 100 }))).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(body["error"].as_str().unwrap().contains("old-host"), "{body}");
+    let (status, preview) = call(&router, "POST", "/migration/rollout?dryRun=true", Some(json!({ "percent": 100 }))).await;
+    assert_eq!((status, &preview["error"]), (StatusCode::CONFLICT, &body["error"]), "a preview is refused as the rollout is");
     assert_eq!(call(&router, "GET", &format!("/accounts/{account}"), None).await.1["isMigrating"], false);
 }
 

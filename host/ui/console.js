@@ -3,6 +3,14 @@
 // one API call, so anything done here can be done with curl.
 import { html, render, useState, useEffect, useRef, useCallback } from './htm-preact-standalone-3.1.1.js';
 
+// A style or script the Content-Security-Policy blocks is a bug of this page:
+// said in the browser's console, and kept for the browser tests to read.
+window.consoleCspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.consoleCspViolations.push(`${e.violatedDirective}: ${e.blockedURI || e.sample}`);
+  console.error('blocked by the Content-Security-Policy:', e.violatedDirective, e.blockedURI, e.sample);
+});
+
 // ---- the API ------------------------------------------------------------------------
 
 const TOKEN_KEY = 'notes-console-token';
@@ -10,7 +18,7 @@ let token = sessionStorage.getItem(TOKEN_KEY) || '';
 
 /// Connection and credential state, shown by the header and the login page.
 const link = {
-  state: { reachable: true, auth: 'unknown', message: '' },
+  state: { reachable: true, auth: 'unknown', message: '', throttled: '' },
   listeners: new Set(),
   set(patch) {
     const next = { ...this.state, ...patch };
@@ -31,8 +39,9 @@ class ApiError extends Error {
 }
 
 /// One API call. Resolves to the parsed body (or the Response with `raw`);
-/// rejects with an ApiError carrying the server's own `error` text.
-async function api(method, path, body, { raw = false } = {}) {
+/// rejects with an ApiError carrying the server's own `error` text. Only
+/// calls that need the token (`auth`) say whether it was accepted.
+async function api(method, path, body, { raw = false, auth = true } = {}) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   let payload;
@@ -54,13 +63,14 @@ async function api(method, path, body, { raw = false } = {}) {
   if (!response.ok) {
     const answer = await response.json().catch(() => ({}));
     const message = answer.error || `${response.status} ${response.statusText}`;
-    if (response.status === 401) link.set({ auth: token ? 'refused' : 'needed', message });
+    if (auth && response.status === 401) link.set({ auth: token ? 'refused' : 'needed', message });
     // The console calls only admin routes: a 403 means this is not the admin token.
-    if (response.status === 403) link.set({ auth: 'refused', message });
-    if (response.status === 429) link.set({ auth: 'refused', message });
+    if (auth && response.status === 403) link.set({ auth: 'refused', message });
+    // Throttled by address, before the token is even looked at: not a verdict on it.
+    if (response.status === 429) link.set({ throttled: message });
     throw new ApiError(response.status, message, answer);
   }
-  link.set({ auth: 'ok' });
+  if (auth) link.set({ auth: 'ok', throttled: '' });
   if (raw) return response;
   if (response.status === 204) return null;
   return (response.headers.get('content-type') || '').includes('json') ? response.json() : response.text();
@@ -70,9 +80,16 @@ async function api(method, path, body, { raw = false } = {}) {
 function usePoll(load, ms, deps = []) {
   const [state, setState] = useState({ data: undefined, error: undefined });
   const [tick, setTick] = useState(0);
+  const shown = useRef(JSON.stringify(deps));
   useEffect(() => {
     let live = true;
     let timer;
+    // New arguments (another filter, page or search): the old answer is not theirs.
+    const key = JSON.stringify(deps);
+    if (shown.current !== key) {
+      shown.current = key;
+      setState({ data: undefined, error: undefined });
+    }
     const run = async () => {
       try {
         const data = await load();
@@ -118,14 +135,16 @@ function Confirm({ title, children, action, label, danger, onDone, onCancel }) {
     setError(undefined);
     try {
       const result = await action();
-      ref.current.close();
+      ref.current?.close();
       onDone(result);
     } catch (e) {
       setError(e);
       setBusy(false);
     }
   };
-  return html`<dialog ref=${ref} id="confirm" onCancel=${onCancel} aria-labelledby="confirm-title">
+  // Escape while the action runs would hide a change that still happens: it waits.
+  const escape = (e) => (busy ? e.preventDefault() : onCancel());
+  return html`<dialog ref=${ref} id="confirm" onCancel=${escape} aria-labelledby="confirm-title">
     <h3 id="confirm-title">${title}</h3>
     <div>${children}</div>
     ${error && html`<p class="banner bad" role="alert" id="confirm-error">${error.message}</p>`}
@@ -356,8 +375,13 @@ function flipQuestion(account, status) {
 }
 
 function Accounts() {
+  const [typed, setTyped] = useState('');
   const [query, setQuery] = useState('');
   const [offset, setOffset] = useState(0);
+  useEffect(() => {
+    const timer = setTimeout(() => { setQuery(typed.trim()); setOffset(0); }, 250);
+    return () => clearTimeout(timer);
+  }, [typed]);
   const [flipping, setFlipping] = useState();
   const [done, setDone] = useState();
   const page = usePoll(async () => {
@@ -372,8 +396,8 @@ function Accounts() {
     <h2 id="accounts-title">Accounts</h2>
     <div class="row">
       <label for="account-search">Search</label>
-      <input id="account-search" type="search" placeholder="name or id" value=${query}
-        onInput=${(e) => { setQuery(e.target.value); setOffset(0); }} />
+      <input id="account-search" type="search" placeholder="name or id" value=${typed}
+        onInput=${(e) => setTyped(e.target.value)} />
       <span class="muted" id="account-count">${number(total)} accounts</span>
     </div>
     ${done && html`<p class="banner ok" role="status">${done}</p>`}
@@ -424,12 +448,18 @@ function Rollout() {
   const shown = percent ?? current;
   useEffect(() => {
     if (percent === undefined) return undefined;
+    let live = true; // an answer for a percentage no longer chosen is dropped
     const timer = setTimeout(async () => {
-      try { setPreview(await api('POST', '/migration/rollout?dryRun=true', { percent })); } catch (e) { setPreview(e); }
+      let answer;
+      try { answer = await api('POST', '/migration/rollout?dryRun=true', { percent }); } catch (e) { answer = e; }
+      if (live) setPreview(answer);
     }, 200);
-    return () => clearTimeout(timer);
+    return () => { live = false; clearTimeout(timer); };
   }, [percent]);
-  const choose = (value) => setPercent(Math.min(100, Math.max(0, Number(value) || 0)));
+  const choose = (value) => {
+    setPreview(undefined);
+    setPercent(value === '' || Number.isNaN(Number(value)) ? undefined : Math.min(100, Math.max(0, Number(value))));
+  };
   return html`<section aria-labelledby="rollout-title">
     <h2 id="rollout-title">Rollout</h2>
     ${outcome && html`<p class="banner ${outcome.bad ? 'bad' : 'ok'}" role="status" id="rollout-outcome">${outcome.text}</p>`}
@@ -461,7 +491,7 @@ function Rollout() {
       action=${() => api('POST', '/migration/rollout', { percent: shown })}
       onDone=${(r) => { setAsking(undefined); setPercent(undefined); setPreview(undefined); setOutcome({ bad: r.failed.length > 0, text: `Rolled out to ${shown}%: ${report(r)}` }); migration.reload(); }}
       onCancel=${() => setAsking(undefined)}>
-      <p>${preview && !(preview instanceof Error) ? `${preview.turnedOn} accounts turn on and ${preview.turnedOff} turn off.` : ''}
+      <p>${preview && !(preview instanceof Error) && preview.percent === shown ? `${preview.turnedOn} accounts turn on and ${preview.turnedOff} turn off.` : ''}
         Accounts turned on enter migration mode: new notes go to the new store and updates move notes there.
         Accounts turned off enter rollback mode: their notes flow back to legacy as they are written.</p></${Confirm}>`}
     ${asking === 'kill' && html`<${Confirm} title="Turn migration off for every account?" label="Turn migration off everywhere" danger
@@ -609,7 +639,7 @@ function Audit() {
           <td>${e.before || '∅'} → ${e.after}</td><td class="hide-narrow">${e.actor} on ${e.host}</td><td>${e.detail}</td></tr>`)}</tbody></table>
       <div class="pager">
         <button onClick=${() => setBefore(before.slice(0, -1))} disabled=${before.length === 0}>Newer</button>
-        <button onClick=${() => setBefore([...before, page.data.next])} disabled=${!page.data?.next}>Older</button>
+        <button onClick=${() => setBefore([...before, page.data.next])} disabled=${!page.data?.next || before.includes(page.data.next)}>Older</button>
       </div>
     </div>
   </section>`;
@@ -626,8 +656,15 @@ function currentView() {
 
 function Login({ state }) {
   const [value, setValue] = useState('');
+  const [invalid, setInvalid] = useState('');
   const submit = async (e) => {
     e.preventDefault();
+    // What the host accepts (visible ASCII); anything else could never be sent in a header.
+    if (!/^[\x21-\x7e]+$/.test(value.trim())) {
+      setInvalid('An admin token is visible ASCII characters only, without spaces.');
+      return;
+    }
+    setInvalid('');
     token = value.trim();
     sessionStorage.setItem(TOKEN_KEY, token);
     link.set({ auth: 'unknown' });
@@ -636,6 +673,7 @@ function Login({ state }) {
   return html`<form class="card login" onSubmit=${submit}>
     <h2>Sign in</h2>
     ${state.auth === 'refused' && html`<p class="banner bad" role="alert" id="login-error">The host refused this token: ${state.message}.</p>`}
+    ${invalid && html`<p class="banner bad" role="alert">${invalid}</p>`}
     <p>The console calls the host's admin API with its admin token (<code>--admin-token-file</code>). It is kept in this tab only.</p>
     <label for="token">Admin token</label>
     <input id="token" type="password" autocomplete="current-password" value=${value} onInput=${(e) => setValue(e.target.value)} autofocus />
@@ -655,7 +693,7 @@ function App() {
   useEffect(() => {
     if (state.reachable) return undefined;
     // Keep knocking while the host is away, so the page recovers by itself.
-    const timer = setInterval(() => api('GET', '/healthz').catch(() => {}), 2000);
+    const timer = setInterval(() => api('GET', '/healthz', undefined, { auth: false }).catch(() => {}), 2000);
     return () => clearInterval(timer);
   }, [state.reachable]);
   const signOut = () => { token = ''; sessionStorage.removeItem(TOKEN_KEY); link.set({ auth: 'needed', message: '' }); };
@@ -668,6 +706,7 @@ function App() {
       <span class="who">${location.host}${signedIn && token ? html`<button onClick=${signOut}>Sign out</button>` : ''}</span>
     </header>
     <main>
+      ${state.throttled && html`<p class="banner bad" role="alert">${state.throttled}</p>`}
       ${!state.reachable && html`<p class="banner bad" role="alert" id="unreachable">The host at ${location.origin} is unreachable. Retrying every 2 seconds; the figures below are the last ones seen.</p>`}
       ${signedIn ? html`<${View} key=${title} />` : state.auth === 'unknown' ? html`<p class="muted">Connecting…</p>` : html`<${Login} state=${state} />`}
     </main>`;

@@ -111,21 +111,29 @@ impl Browser {
         }
     }
 
-    /// The texts of every element `css` matches now.
+    /// The texts of every element `css` matches, read in one go (again if
+    /// the page re-rendered one of them meanwhile).
     pub fn texts(&self, css: &str) -> Vec<String> {
-        self.runtime.block_on(async {
-            let mut texts = Vec::new();
-            for element in self.client.find_all(Locator::Css(css)).await.expect("find_all") {
-                texts.push(element.text().await.expect("text"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let read = self.runtime.block_on(async {
+                let mut texts = Vec::new();
+                for element in self.client.find_all(Locator::Css(css)).await? {
+                    texts.push(element.text().await?);
+                }
+                Ok::<_, fantoccini::error::CmdError>(texts)
+            });
+            match read {
+                Ok(texts) => return texts,
+                Err(e) if Instant::now() > deadline => panic!("cannot read {css:?}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
-            texts
-        })
+        }
     }
 
-    /// An attribute of the first element `css` matches (waiting for one).
-    pub fn attr(&self, css: &str, name: &str) -> Option<String> {
-        self.text(css);
-        self.runtime.block_on(async { self.client.find(Locator::Css(css)).await.ok()?.attr(name).await.ok()? })
+    /// Runs `script` in the page and answers what it returns.
+    pub fn eval(&self, script: &str) -> serde_json::Value {
+        self.runtime.block_on(self.client.execute(script, Vec::new())).unwrap_or_else(|e| panic!("script failed: {e}"))
     }
 
     pub fn click(&self, css: &str) {

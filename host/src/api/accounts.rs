@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::response::IntoResponse;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use utoipa::{IntoParams, ToSchema};
@@ -120,15 +120,20 @@ pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAcc
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only accounts whose name contains this (any case), or whose id starts with it.
+    /// Only accounts whose name contains this (any case), or, from 8
+    /// characters on, whose id starts with it.
     q: Option<String>,
     /// Accounts to skip, after the search (0 by default).
     offset: Option<usize>,
     /// Accounts in the answer, 1 to 1000; absent: all of them.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 const MAX_PAGE: usize = 1000;
+/// A shorter search is a name only: ids are hex, so `q=a` would otherwise
+/// match one account in sixteen by its id.
+const MIN_ID_PREFIX: usize = 8;
 
 /// `X-Total-Count`: how many accounts the search matched, before `offset` and `limit`.
 const TOTAL_COUNT: &str = "x-total-count";
@@ -146,7 +151,7 @@ pub async fn list(State(app): State<Arc<App>>, Query(params): Query<ListParams>)
     let accounts = blocking(&app, |app| app.accounts()).await?;
     let matching: Vec<Account> = accounts
         .into_iter()
-        .filter(|a| needle.as_ref().is_none_or(|q| a.name.to_lowercase().contains(q) || a.id.to_string().starts_with(q)))
+        .filter(|a| needle.as_ref().is_none_or(|q| a.name.to_lowercase().contains(q) || (q.len() >= MIN_ID_PREFIX && a.id.to_string().starts_with(q))))
         .collect();
     let total = matching.len();
     let page: Vec<AccountBody> =

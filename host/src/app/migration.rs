@@ -247,15 +247,7 @@ impl App {
     /// percent rollout is recorded as the service's rollout percent.
     pub fn rollout(&self, rollout: Rollout) -> Result<RolloutReport, AppError> {
         let targets: Vec<(Uuid, bool)> = self.rollout_targets(&rollout)?.into_iter().map(|(id, _, on)| (id, on)).collect();
-        if targets.iter().any(|(_, on)| *on) {
-            self.migration_gate()?;
-            if let Some(host) = self.hosts()?.into_iter().find(|h| !h.host.plugin.supports_migration) {
-                return Err(AppError::Gate(format!(
-                    "cannot turn isMigrating on: host {} runs a plugin that does not support migration; upgrade it first",
-                    host.describe()
-                )));
-            }
-        }
+        self.rollout_may_turn_on(&targets)?;
         let reason = match &rollout {
             Rollout::Percent(p) => format!("rollout to {p}%"),
             Rollout::Accounts { .. } => "rollout of listed accounts".to_owned(),
@@ -297,9 +289,12 @@ impl App {
 
     /// What `rollout` would do now, without flipping anything: how many
     /// accounts it would turn on, turn off, or leave as they are.
+    /// The same refusals as the rollout itself (the deployment gate).
     pub fn rollout_preview(&self, rollout: &Rollout) -> Result<RolloutReport, AppError> {
+        let targets = self.rollout_targets(rollout)?;
+        self.rollout_may_turn_on(&targets.iter().map(|(id, _, on)| (*id, *on)).collect::<Vec<_>>())?;
         let mut report = RolloutReport { percent: match rollout { Rollout::Percent(p) => Some(*p), Rollout::Accounts { .. } => None }, ..RolloutReport::default() };
-        for (_, now, to) in self.rollout_targets(rollout)? {
+        for (_, now, to) in targets {
             match (now, to) {
                 (false, true) => report.turned_on += 1,
                 (true, false) => report.turned_off += 1,
@@ -309,7 +304,7 @@ impl App {
         Ok(report)
     }
 
-    /// Each account `rollout` targets: (id, its flag now, the flag it wants).
+    /// Each account `rollout` targets, once: (id, its flag now, the flag it wants).
     fn rollout_targets(&self, rollout: &Rollout) -> Result<Vec<(Uuid, bool, bool)>, AppError> {
         Ok(match rollout {
             Rollout::Percent(p) if !(0.0..=100.0).contains(p) => {
@@ -317,9 +312,25 @@ impl App {
             }
             Rollout::Percent(p) => self.accounts()?.into_iter().map(|a| (a.id, a.is_migrating, in_cohort(a.id, *p))).collect(),
             Rollout::Accounts { ids, is_migrating } => {
-                ids.iter().map(|id| Ok((*id, self.account(*id)?.is_migrating, *is_migrating))).collect::<Result<_, AppError>>()?
+                let unique: std::collections::BTreeSet<Uuid> = ids.iter().copied().collect();
+                unique.into_iter().map(|id| Ok((id, self.account(id)?.is_migrating, *is_migrating))).collect::<Result<_, AppError>>()?
             }
         })
+    }
+
+    /// Turning any account on is refused up front while the gate is closed
+    /// or any host cannot migrate.
+    fn rollout_may_turn_on(&self, targets: &[(Uuid, bool)]) -> Result<(), AppError> {
+        if targets.iter().any(|(_, on)| *on) {
+            self.migration_gate()?;
+            if let Some(host) = self.hosts()?.into_iter().find(|h| !h.host.plugin.supports_migration) {
+                return Err(AppError::Gate(format!(
+                    "cannot turn isMigrating on: host {} runs a plugin that does not support migration; upgrade it first",
+                    host.describe()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The audit log, oldest first, after the cursor `query.after_seq`.

@@ -89,7 +89,6 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
-
 /// A migration job: moves (or verifies) the notes of one account, or of
 /// every account in the right mode, in batches, on whichever host owns it.
 /// Kept in the coordination state so it survives its host (`app::jobs`).

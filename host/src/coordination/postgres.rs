@@ -261,7 +261,7 @@ macro_rules! audit_page {
     ($order:literal) => {
         concat!(
             "SELECT seq, at_ms, host, actor, kind, subject, before, after, detail FROM audit
-     WHERE seq > $1 AND ($6::BIGINT IS NULL OR seq < $6) AND ($2::BIGINT IS NULL OR at_ms >= $2) AND ($3::BIGINT IS NULL OR at_ms <= $3) AND ($4::TEXT IS NULL OR kind = $4)
+     WHERE seq > $1 AND seq < $6 AND ($2::BIGINT IS NULL OR at_ms >= $2) AND ($3::BIGINT IS NULL OR at_ms <= $3) AND ($4::TEXT IS NULL OR kind = $4)
      ORDER BY seq ",
             $order,
             " LIMIT $5"
@@ -710,7 +710,7 @@ impl Coordination for PostgresCoordination {
 
     fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
         let sql = if q.newest_first { AUDIT_NEWEST_FIRST } else { AUDIT_OLDEST_FIRST };
-        let rows = query(&mut *self.conn()?, sql, &[&q.after_seq, &q.since_ms, &q.until_ms, &q.kind, &i64::from(q.limit), &q.before_seq])?;
+        let rows = query(&mut *self.conn()?, sql, &[&q.after_seq, &q.since_ms, &q.until_ms, &q.kind, &i64::from(q.limit), &q.before_seq.unwrap_or(i64::MAX)])?;
         Ok(rows
             .iter()
             .map(|r| AuditEntry {

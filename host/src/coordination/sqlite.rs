@@ -527,11 +527,11 @@ impl Coordination for SqliteCoordination {
         let conn = self.pool.get()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit
-             WHERE seq > ?1 AND seq < coalesce(?6, seq + 1) AND at_ms >= coalesce(?2, at_ms) AND at_ms <= coalesce(?3, at_ms) AND kind = coalesce(?4, kind)
+             WHERE seq > ?1 AND seq < ?6 AND at_ms >= coalesce(?2, at_ms) AND at_ms <= coalesce(?3, at_ms) AND kind = coalesce(?4, kind)
              ORDER BY seq {} LIMIT ?5",
             if query.newest_first { "DESC" } else { "ASC" }
         ))?;
-        let rows = stmt.query_map(params![query.after_seq, query.since_ms, query.until_ms, query.kind, query.limit, query.before_seq], |r| {
+        let rows = stmt.query_map(params![query.after_seq, query.since_ms, query.until_ms, query.kind, query.limit, query.before_seq.unwrap_or(i64::MAX)], |r| {
             Ok(AuditEntry {
                 seq: r.get(0)?,
                 at_ms: r.get(1)?,
