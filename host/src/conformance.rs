@@ -132,9 +132,8 @@ pub fn check(wasm: &[u8], profiles: &[String]) -> anyhow::Result<Report> {
         }
     }
     let runtime = Runtime::new(PluginLimits::default())?;
-    let (component, _) = runtime.compile(wasm)?;
-    let wit_version = runtime.wit_version(&component).unwrap_or_default();
-    let plugin = runtime.instantiate(&component, &sha256_hex(wasm)).map_err(|e| e.context("the host would refuse this plugin"))?;
+    let (plugin, _, wit_version) =
+        runtime.load_upload(wasm, &sha256_hex(wasm)).map_err(|reason| anyhow::anyhow!("the host would refuse this plugin: {reason}"))?;
     let mut cases = Vec::new();
     for (file, json) in CASES {
         let rows: Vec<Case> = serde_json::from_str(json).map_err(|e| anyhow::anyhow!("conformance/{file}: {e}"))?;

@@ -120,6 +120,25 @@ impl Runtime {
         Ok(unsafe { Component::deserialize(&self.engine, artifact) }?)
     }
 
+    /// An upload made ready to serve, or the reason (for its author) why it
+    /// cannot be: compiled, built against a served WIT version, instantiable
+    /// here. The one check of an upload: the registry's and the conformance kit's.
+    /// Answers the plugin, its precompiled artifact and its WIT version.
+    pub fn load_upload(&self, wasm: &[u8], digest: &str) -> Result<(Plugin, Vec<u8>, String), String> {
+        let (component, artifact) = self.compile(wasm).map_err(|e| format!("{e:#}"))?;
+        let wit_version = self.wit_version(&component).ok_or_else(|| {
+            format!("the component exports neither {WIT_PACKAGE}/router nor {WIT_PACKAGE}/note-store: it is not a notes plugin")
+        })?;
+        if !wit_served(&wit_version) {
+            let served = SERVED_WIT_VERSIONS.map(|v| format!("{WIT_PACKAGE}@{v}")).join(", ");
+            return Err(format!(
+                "the plugin was built against {WIT_PACKAGE}@{wit_version}, but this host serves {served}; rebuild it against {WIT_VERSION}"
+            ));
+        }
+        let plugin = self.instantiate(&component, digest).map_err(|e| format!("{e:#}"))?;
+        Ok((plugin, artifact, wit_version))
+    }
+
     /// The `notes:plugin` version a component was built against, read from
     /// its export name (`notes:plugin/router@0.2.Z`, `notes:plugin/note-store@0.1.Z`;
     /// a version the host does not serve is still read, to name it).

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{Plugin, Runtime, SERVED_WIT_VERSIONS, WIT_PACKAGE, WIT_VERSION, wit_served};
+use super::{Plugin, Runtime};
 use crate::catalog::{Catalog, LoadReport, PluginLoader, PluginRecord, RegistryError, sha256_hex, short};
 use crate::files;
 use crate::router::Router;
@@ -73,20 +73,7 @@ impl Registry {
             return Ok((record, false));
         }
         let started = Instant::now();
-        let (component, artifact) = self.runtime.compile(wasm).map_err(|e| RegistryError::Rejected(format!("{e:#}")))?;
-        let wit_version = self.runtime.wit_version(&component).ok_or_else(|| {
-            RegistryError::Rejected(format!(
-                "the component exports neither {WIT_PACKAGE}/router nor {WIT_PACKAGE}/note-store: it is not a notes plugin"
-            ))
-        })?;
-        if !wit_served(&wit_version) {
-            let served = SERVED_WIT_VERSIONS.map(|v| format!("{WIT_PACKAGE}@{v}")).join(", ");
-            return Err(RegistryError::Rejected(format!(
-                "the plugin was built against {WIT_PACKAGE}@{wit_version}, but this host serves {served}; \
-                 rebuild it against {WIT_VERSION}"
-            )));
-        }
-        let plugin = self.runtime.instantiate(&component, &digest).map_err(|e| RegistryError::Rejected(format!("{e:#}")))?;
+        let (plugin, artifact, wit_version) = self.runtime.load_upload(wasm, &digest).map_err(RegistryError::Rejected)?;
         let load = LoadReport { from_artifact: false, millis: started.elapsed().as_secs_f64() * 1e3 };
 
         write_atomically(&self.wasm_path(&digest), wasm)?;

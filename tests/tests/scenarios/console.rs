@@ -119,7 +119,7 @@ fn an_operator_rolls_out_backfills_verifies_and_kills_a_migration_from_the_conso
     browser.type_into("#plugin-file", Plugin::FutureWit.path().canonicalize().unwrap().to_str().unwrap());
     browser.click("#plugin-upload");
     let refusal = browser.wait_text("#plugin-outcome", |t| t.starts_with("Refused"));
-    assert!(refusal.contains("Refused (422)") && refusal.contains("notes:plugin@0.9.0"), "{refusal}");
+    assert!(refusal.contains("Refused (422)") && refusal.contains("built against notes:plugin@0.9.0"), "{refusal}");
     assert_eq!(host.plugins()["plugins"].as_array().unwrap().len(), stored, "nothing stored");
     browser.screenshot("07-bad-plugin");
 
