@@ -15,6 +15,8 @@
 
 use notes_routing::{Error as PluginError, Note, NoteChange, Store};
 use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::catalog::sha256_hex;
 use crate::plugins::{PluginLimits, Runtime};
@@ -179,7 +181,8 @@ enum Answer {
 }
 
 fn run_step(plugin: &dyn Router, stores: &DataStores, step: &Step, suffix: &str, is_migrating: bool) -> Result<(), String> {
-    let scope = || AccountScope::new(ACCOUNT.into(), 0, stores.clone());
+    let refused_writes = Arc::new(AtomicUsize::new(0));
+    let scope = || AccountScope::new(ACCOUNT.into(), 0, stores.clone()).counting_refused_writes(refused_writes.clone());
     let content = || step.content.clone().unwrap_or_default();
     let change = |id: &str| NoteChange { id: format!("{id}{suffix}"), content: content(), at_ms: 1_700_000_000_000 };
     if let Some(seed) = &step.seed {
@@ -233,6 +236,10 @@ fn run_step(plugin: &dyn Router, stores: &DataStores, step: &Step, suffix: &str,
             }
             if expect.account_of_request == Some(true) && note.account_id != ACCOUNT {
                 return Err(format!("{what}: answered a note of account {:?}, not the request's", note.account_id));
+            }
+            let refused = refused_writes.load(Ordering::Relaxed);
+            if expect.account_of_request == Some(true) && refused > 0 {
+                return Err(format!("{what}: tried {refused} write(s) of a note of another account (the host refused them)"));
             }
         }
         Some(Answer::Ids(ids)) => {

@@ -38,6 +38,10 @@ const PLUGINS: &[(&str, &str)] = &[
     ("remembers_plugin", "testing/remembers.wasm"),
     ("list_duplicates_plugin", "testing/list-duplicates.wasm"),
     ("ignores_migrating_plugin", "testing/ignores-migrating.wasm"),
+    ("resurrects_plugin", "testing/resurrects.wasm"),
+    ("version_stuck_plugin", "testing/version-stuck.wasm"),
+    ("unfinished_delete_plugin", "testing/unfinished-delete.wasm"),
+    ("writes_elsewhere_plugin", "testing/writes-elsewhere.wasm"),
 ];
 
 type Result<T = ()> = std::result::Result<T, String>;

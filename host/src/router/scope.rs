@@ -7,6 +7,7 @@
 use notes_routing::{Error, IdList, Note, Result, Store, Stores};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::batch::ScopeBatch;
 use crate::stores::{DataStore, DataStores, StoreError};
@@ -20,11 +21,20 @@ pub struct AccountScope {
     stores: DataStores,
     /// In a batched scope, every read and write goes through it.
     batch: Option<Arc<ScopeBatch>>,
+    /// Writes refused for naming another account, counted when someone
+    /// watches (the conformance kit: a plugin may ignore the refusal, and
+    /// its author must still hear of it). `None` when serving.
+    refused_writes: Option<Arc<AtomicUsize>>,
 }
 
 impl AccountScope {
     pub fn new(account_id: String, epoch: i64, stores: DataStores) -> Self {
-        AccountScope { account_id, epoch, stores, batch: None }
+        AccountScope { account_id, epoch, stores, batch: None, refused_writes: None }
+    }
+
+    /// This scope, counting in `refused` every write it refuses for naming another account.
+    pub fn counting_refused_writes(self, refused: Arc<AtomicUsize>) -> Self {
+        AccountScope { refused_writes: Some(refused), ..self }
     }
 
     pub fn account_id(&self) -> &str {
@@ -74,6 +84,9 @@ impl Stores for AccountScope {
 
     fn put(&self, store: Store, note: &Note) -> Result<bool> {
         if note.account_id != self.account_id {
+            if let Some(refused) = &self.refused_writes {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
             return Err(Error::Invalid(format!(
                 "a plugin serving account {} cannot write a note of account {}",
                 self.account_id, note.account_id

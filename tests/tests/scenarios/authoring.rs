@@ -75,6 +75,18 @@ fn the_conformance_kit_passes_the_shipped_plugins_and_names_the_rule_a_broken_on
     assert_eq!(failed_cases(&report), ["[contract] list returns each id once, sorted"], "{report}");
     assert!(report.contains(r#"got ["a", "b", "c", "a", "b", "c"]"#), "the difference is shown: {report}");
 
+    // Each fixture is migrate with one rule broken, and fails exactly that rule's case.
+    for (fixture, case) in [
+        ("resurrects", "a write that raced a delete cannot resurrect the note"),
+        ("version-stuck", "versions grow by one"),
+        ("unfinished-delete", "a half-done delete is finished, not retried forever"),
+        ("writes-elsewhere", "a plugin writes and answers only its request's account"),
+    ] {
+        let (passed, report) = check(&plugins.join(format!("testing/{fixture}.wasm")), &["--profile", "migrate"]);
+        assert!(!passed, "{fixture}: {report}");
+        assert_eq!(failed_cases(&report), [format!("[contract] {case}").as_str()], "{fixture}: {report}");
+    }
+
     let (passed, report) = check(&plugins.join("testing/ignores-migrating.wasm"), &["--profile", "migrate"]);
     assert!(!passed, "{report}");
     let failed = failed_cases(&report);
