@@ -42,6 +42,10 @@ pub enum Plugin {
     /// The migrate plugin as built against `notes:plugin@0.2.0` (lists of
     /// ids as `list<string>`), kept as shipped.
     MigrateWit02,
+    /// The migrate strategy in Python (`plugins/examples/python`, componentize-py).
+    MigratePython,
+    /// The migrate strategy in JavaScript (`plugins/examples/js`, componentize-js).
+    MigrateJs,
 }
 
 /// Where this build's artifacts are: `CARGO_TARGET_DIR`, else the repo's `target/`.
@@ -56,6 +60,17 @@ impl Plugin {
         match self {
             Plugin::MigrateWit01 => return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.1.0.wasm"),
             Plugin::MigrateWit02 => return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.2.0.wasm"),
+            Plugin::MigratePython | Plugin::MigrateJs => {
+                let (file, source) = if self == Plugin::MigratePython {
+                    ("migrate-python.wasm", "plugins/examples/python")
+                } else {
+                    ("migrate-js.wasm", "plugins/examples/js/migrate.js")
+                };
+                let path = target_dir().join("plugins/examples").join(file);
+                assert!(path.is_file(), "{} is missing: `cargo xtask test` builds it (componentize-py, componentize-js)", path.display());
+                assert_fresh(&path, &[source, "plugins/sdk/wit"]);
+                return path;
+            }
             _ => {}
         }
         let file = match self {
@@ -65,7 +80,7 @@ impl Plugin {
             Plugin::AlwaysFails => "plugins/testing/always-fails.wasm",
             Plugin::FutureWit => "plugins/testing/future-wit.wasm",
             Plugin::Remembers => "plugins/testing/remembers.wasm",
-            Plugin::MigrateWit01 | Plugin::MigrateWit02 => unreachable!("a fixture, returned above"),
+            Plugin::MigrateWit01 | Plugin::MigrateWit02 | Plugin::MigratePython | Plugin::MigrateJs => unreachable!("returned above"),
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
@@ -87,6 +102,7 @@ pub fn host_binary() -> PathBuf {
 
 /// `cargo test` alone does not rebuild the binary or the plugins these tests
 /// run; refuse to test a stale build (`cargo xtask test` builds first).
+/// A source is a directory (its newest file counts) or a file.
 fn assert_fresh(artifact: &Path, sources: &[&str]) {
     fn newest(dir: &Path) -> std::time::SystemTime {
         let mut newest = std::time::SystemTime::UNIX_EPOCH;
@@ -103,8 +119,13 @@ fn assert_fresh(artifact: &Path, sources: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let built = std::fs::metadata(artifact).and_then(|m| m.modified()).expect("artifact time");
     for source in sources {
+        let source_path = root.join(source);
+        let changed = match std::fs::metadata(&source_path) {
+            Ok(meta) if meta.is_file() => meta.modified().expect("file time"),
+            _ => newest(&source_path),
+        };
         assert!(
-            newest(&root.join(source)) <= built,
+            changed <= built,
             "{} is older than {source}/: run `cargo xtask build` (or `cargo xtask test`)",
             artifact.display()
         );

@@ -12,7 +12,9 @@
 //!   contract test, Debian's `postgresql` package if its server binaries
 //!   are missing (the PostgreSQL tests start throwaway servers), and
 //!   Debian's `chromium` and `chromium-driver` if missing (the console's
-//!   browser tests).
+//!   browser tests), and builds the Python and JavaScript example plugins
+//!   (componentize-py from PyPI, componentize-js from npm, installed when
+//!   missing) into `target/plugins/examples/`.
 //! - `test` also runs `notes-host sim --chaos --backfill` for 30 s on
 //!   3 hosts: flips, restarts and migration jobs under strict clients (0
 //!   anomalies or it fails).
@@ -160,6 +162,41 @@ fn ensure_schemathesis() -> Result {
     run_cmd(install)
 }
 
+/// componentize-py, pinned like schemathesis: a new release may change the
+/// component it makes (its core instances, its WASI imports).
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// The migrate strategy ported to Python and JavaScript
+/// (`plugins/examples/`), built with the toolchains from PyPI and npm into
+/// `target/plugins/examples/`: the scenario tests check and serve them. Only
+/// `test` builds them; building or running the host needs neither toolchain.
+fn build_other_language_plugins() -> Result {
+    let out = target_dir().join("plugins/examples");
+    fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let version = COMPONENTIZE_PY.split("==").nth(1).expect("pinned");
+    let installed = Command::new("componentize-py").arg("--version").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    if !installed.is_some_and(|v| v.trim().ends_with(version)) {
+        let mut install = Command::new("python3");
+        install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", COMPONENTIZE_PY]);
+        run_cmd(install)?;
+    }
+    let python = root().join("plugins/examples/python");
+    let mut componentize = Command::new("componentize-py");
+    // --stub-wasi: the interpreter imports sockets and more that the host
+    // does not link; a plugin needs none of them.
+    componentize.current_dir(&python).args(["-d", "../../sdk/wit", "-w", "note-plugin", "componentize", "app", "--stub-wasi", "-o"]).arg(out.join("migrate-python.wasm"));
+    run_cmd(componentize)?;
+    let js = root().join("plugins/examples/js");
+    if !js.join("node_modules/.bin/componentize-js").exists() {
+        let mut install = Command::new("npm");
+        install.current_dir(&js).args(["ci", "--no-audit", "--no-fund"]);
+        run_cmd(install)?;
+    }
+    let mut build = Command::new("npm");
+    build.current_dir(&js).args(["run", "-s", "build"]).env("OUT", out.join("migrate-js.wasm"));
+    run_cmd(build)
+}
+
 /// The PostgreSQL tests start their own throwaway servers
 /// (tests/src/postgres.rs) from Debian's server binaries: install the
 /// package when they are missing.
@@ -203,6 +240,7 @@ fn test(args: &[String]) -> Result {
     ensure_schemathesis()?;
     ensure_postgres()?;
     ensure_chromium()?;
+    build_other_language_plugins()?;
     let mut routing = cargo();
     routing.args(["test", "--release", "--manifest-path", "plugins/Cargo.toml", "-p", "notes-routing"]);
     run_cmd(routing)?;

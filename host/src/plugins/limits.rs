@@ -47,10 +47,13 @@ impl Default for PluginLimits {
 }
 
 /// Most core instances, memories and tables one component may have. A Rust
-/// `wasm32-wasip2` plugin has 3 core instances, 1 memory and 2 tables;
-/// componentize-py and componentize-js plugins stay well inside these too.
-/// A component over them cannot be instantiated, so its upload is refused.
-pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// `wasm32-wasip2` plugin has 3 core instances, 1 memory and 2 tables; a
+/// componentize-py 0.25 plugin has 38 core instances (its interpreter, libc
+/// and one adapter module per WASI interface). A component over them cannot
+/// be instantiated, so its upload is refused. The pool's total of core
+/// instances (`total_core_instances`) is shared, so many-module plugins
+/// fill it sooner: 4 per slot covers Rust plugins in every slot.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
 /// Bytes of a freed memory slot that may stay resident, reset in place to the

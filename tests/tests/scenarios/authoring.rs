@@ -109,3 +109,38 @@ fn the_conformance_kit_passes_the_shipped_plugins_and_names_the_rule_a_broken_on
     let (passed, report) = check(&plugins.join("migrate.wasm"), &["--profile", "dual-write"]);
     assert!(!passed && report.is_empty(), "an unknown profile is refused: {report}");
 }
+
+/// The migrate strategy ported to Python (componentize-py) and JavaScript
+/// (componentize-js): each passes the kit with the migrate profile, uploads,
+/// activates, and serves the migration's core cycle.
+#[test]
+fn python_and_javascript_plugins_pass_the_kit_and_serve_a_migration() {
+    for (plugin, label) in [(Plugin::MigratePython, "migrate-python@0.1.0"), (Plugin::MigrateJs, "migrate-js@0.1.0")] {
+        let (passed, report) = check(&plugin.path(), &["--profile", "migrate"]);
+        assert!(passed && report.contains("17 passed, 0 failed, 0 skipped"), "{label}:\n{report}");
+
+        let host = Host::start();
+        let account = host.create_account(false);
+        let before = host.create_note(&account, "written before the migration");
+        host.push_plugin(plugin).expect(201);
+        host.activate(plugin);
+        host.set_migrating(&account, true).expect(200);
+        assert_eq!(host.serving_plugin(&account), label);
+        let during = host.create_note(&account, "written during it");
+        assert_eq!(host.placement(&account, &during), NEW, "{label}: create goes to the new store");
+        assert_eq!(host.placement(&account, &before), LEGACY);
+        let mut listed = host.list_notes(&account);
+        listed.sort();
+        let mut both = vec![before.clone(), during.clone()];
+        both.sort();
+        assert_eq!(listed, both, "{label}: list reads both stores");
+        let updated = host.update_note(&account, &before, "edited").expect(200).json();
+        assert_eq!((updated["version"].as_u64(), updated["content"].as_str()), (Some(2), Some("edited")), "{label}");
+        assert_eq!(host.placement(&account, &before), NEW, "{label}: update moves the note to the new store");
+        host.delete_note(&account, &during).expect(204);
+        assert_eq!(host.placement(&account, &during), NOWHERE, "{label}: delete removes from both");
+        host.set_migrating(&account, false).expect(200);
+        host.update_note(&account, &before, "back").expect(200);
+        assert_eq!(host.placement(&account, &before), LEGACY, "{label}: in rollback mode an update brings the note back");
+    }
+}
