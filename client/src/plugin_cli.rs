@@ -52,17 +52,21 @@ enum PluginCommand {
         #[arg(long)]
         profile: Vec<String>,
     },
-    /// Write a new plugin project (Rust): routing on the SDK's operations, a
-    /// native unit test, the build command and a README.
+    /// Write a new plugin project: Rust (routing on the SDK's operations, a
+    /// native unit test), Python or JavaScript (the migrate strategy, ported),
+    /// with the build command and a README.
     New {
         /// The crate's name: lowercase letters, digits, '-' and '_'.
         name: String,
         /// The directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The notes-plugin-sdk crate's directory (default: `plugins/sdk` of the repo this binary was built from).
+        /// The notes-plugin-sdk crate's directory (default: `plugins/sdk` of the repo this binary was built from; Rust only).
         #[arg(long)]
         sdk: Option<PathBuf>,
+        /// The project's language: rust (the SDK), python (componentize-py) or js (componentize-js).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::plugin_template::Lang,
     },
 }
 
@@ -96,11 +100,17 @@ pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
                 anyhow::bail!("{} failed the conformance kit", file.display());
             }
         }
-        PluginCommand::New { name, dir, sdk } => {
-            let project = crate::plugin_template::write_project(&name, &dir, sdk.as_deref())?;
+        PluginCommand::New { name, dir, sdk, lang } => {
+            use crate::plugin_template::Lang;
+            let project = crate::plugin_template::write_project(&name, &dir, lang, sdk.as_deref())?;
             println!("wrote {}", project.display());
-            println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2", project.display());
-            println!("then: notes-host plugin push target/wasm32-wasip2/release/{}.wasm --activate", name.replace('-', "_"));
+            let (build, wasm) = match lang {
+                Lang::Rust => ("cargo test && cargo build --release --target wasm32-wasip2".to_owned(), format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"))),
+                Lang::Python => (format!("componentize-py -d wit -w note-plugin componentize app --stub-wasi -o {name}.wasm"), format!("{name}.wasm")),
+                Lang::Js => ("npm ci && npm run build".to_owned(), format!("{name}.wasm")),
+            };
+            println!("next: cd {} && {build}", project.display());
+            println!("then: notes-host plugin check {wasm} --profile migrate && notes-host plugin push {wasm} --activate");
         }
     }
     Ok(())

@@ -1,7 +1,10 @@
-//! `notes-host plugin new NAME`: a plugin project outside this repo, from
-//! the templates in `client/templates/` (compiled into the binary): the
-//! routing in plain Rust on the SDK's operations, a native unit test on
-//! in-memory stores, the build command and a README.
+//! `notes-host plugin new NAME [--lang rust|python|js]`: a plugin project
+//! outside this repo, compiled into the binary. Rust, from the templates in
+//! `client/templates/rust/`: the routing in plain Rust on the SDK's
+//! operations, a native unit test on in-memory stores, the build command and
+//! a README. Python and JavaScript: the example plugins of
+//! `plugins/examples/` themselves (so the template is what CI builds and
+//! checks), renamed, with the WIT beside them and a README.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +14,53 @@ const CARGO_TOML: &str = include_str!("../templates/rust/Cargo.toml.tmpl");
 const LIB_RS: &str = include_str!("../templates/rust/src/lib.rs.tmpl");
 const README: &str = include_str!("../templates/rust/README.md.tmpl");
 
+/// The contract, for projects in languages that build from the WIT itself.
+const WIT: &str = include_str!("../../plugins/sdk/wit/notes.wit");
+const PYTHON_APP: &str = include_str!("../../plugins/examples/python/app.py");
+const PYTHON_README: &str = include_str!("../templates/python/README.md.tmpl");
+const JS_PLUGIN: &str = include_str!("../../plugins/examples/js/migrate.js");
+const JS_PACKAGE: &str = include_str!("../../plugins/examples/js/package.json");
+const JS_LOCK: &str = include_str!("../../plugins/examples/js/package-lock.json");
+const JS_README: &str = include_str!("../templates/js/README.md.tmpl");
+
+/// A plugin project's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+/// `(file in the project, its text)` for a Python or JavaScript project:
+/// the example's files with the example's name replaced by `name`. Each
+/// replaced text must be in its file (a test checks), so an example that
+/// changes cannot silently give projects its own name.
+fn example_files(lang: Lang, name: &str) -> Vec<(&'static str, String)> {
+    let mut files = vec![("wit/notes.wit", WIT.to_owned())];
+    match lang {
+        Lang::Rust => unreachable!("from templates"),
+        Lang::Python => {
+            files.push(("app.py", PYTHON_APP.replace("\"migrate-python\"", &format!("{name:?}"))));
+            files.push(("README.md", PYTHON_README.replace("{{name}}", name)));
+            files.push((".gitignore", "*.wasm\n__pycache__/\n".to_owned()));
+        }
+        Lang::Js => {
+            files.push(("plugin.js", JS_PLUGIN.replace("'migrate-js'", &format!("{name:?}"))));
+            let package = |text: &str| {
+                text.replace("notes-plugin-migrate-js", name)
+                    .replace("--wit ../../sdk/wit", "--wit wit")
+                    .replace("migrate-js.wasm", &format!("{name}.wasm"))
+                    .replace(" migrate.js", " plugin.js")
+            };
+            files.push(("package.json", package(JS_PACKAGE)));
+            files.push(("package-lock.json", package(JS_LOCK)));
+            files.push(("README.md", JS_README.replace("{{name}}", name)));
+            files.push((".gitignore", "*.wasm\nnode_modules/\n".to_owned()));
+        }
+    }
+    files
+}
+
 /// Where this build's SDK is: the plugins workspace of the repo the binary
 /// was built from. `--sdk` overrides it (another checkout, a vendored copy).
 fn default_sdk() -> PathBuf {
@@ -19,12 +69,27 @@ fn default_sdk() -> PathBuf {
 
 /// Writes the project `name` into `into/name`; refuses an existing directory
 /// and a name cargo would refuse. Returns the project's directory.
-pub fn write_project(name: &str, into: &Path, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub fn write_project(name: &str, into: &Path, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && name.len() <= 64;
     if !valid {
         bail!("plugin name {name:?} must start with a lowercase letter and hold only lowercase letters, digits, '-' and '_' (at most 64)");
+    }
+    let dir = into.join(name);
+    if dir.exists() {
+        bail!("{} already exists; choose another name or directory", dir.display());
+    }
+    if lang != Lang::Rust {
+        if sdk.is_some() {
+            bail!("--sdk is the Rust SDK's directory; a {lang:?} project builds from its own copy of the WIT");
+        }
+        for (file, text) in example_files(lang, name) {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().expect("a file in the project")).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        return Ok(dir);
     }
     let sdk = match sdk {
         Some(path) => path.to_owned(),
@@ -35,10 +100,6 @@ pub fn write_project(name: &str, into: &Path, sdk: Option<&Path>) -> anyhow::Res
     })?;
     if !sdk.join("Cargo.toml").is_file() {
         bail!("{} holds no Cargo.toml: --sdk must name the notes-plugin-sdk crate's directory", sdk.display());
-    }
-    let dir = into.join(name);
-    if dir.exists() {
-        bail!("{} already exists; choose another name or directory", dir.display());
     }
     let sdk_path = sdk.to_str().context("the SDK's path is not UTF-8")?;
     let dependency = format!("{{ version = \"0.1\", path = {} }}", toml_string(sdk_path));
@@ -72,17 +133,36 @@ mod tests {
     #[test]
     fn a_project_names_its_crate_and_its_sdk_and_refuses_bad_names_and_existing_dirs() {
         let into = tempfile::tempdir().unwrap();
-        let dir = write_project("my-plugin", into.path(), None).unwrap();
+        let dir = write_project("my-plugin", into.path(), Lang::Rust, None).unwrap();
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"my-plugin\""), "{manifest}");
         assert!(manifest.contains("notes-plugin-sdk = { version = \"0.1\", path = \""), "{manifest}");
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
         assert!(readme.contains("release/my_plugin.wasm"), "{readme}");
         assert!(std::fs::read_to_string(dir.join("src/lib.rs")).unwrap().contains("name: \"my-plugin\".into()"));
-        assert!(write_project("my-plugin", into.path(), None).unwrap_err().to_string().contains("already exists"));
+        assert!(write_project("my-plugin", into.path(), Lang::Rust, None).unwrap_err().to_string().contains("already exists"));
         for bad in ["", "My", "a b", "../x", "-x"] {
-            assert!(write_project(bad, into.path(), None).is_err(), "{bad:?}");
+            assert!(write_project(bad, into.path(), Lang::Rust, None).is_err(), "{bad:?}");
         }
-        assert!(write_project("x", into.path(), Some(into.path())).unwrap_err().to_string().contains("no Cargo.toml"));
+        assert!(write_project("x", into.path(), Lang::Rust, Some(into.path())).unwrap_err().to_string().contains("no Cargo.toml"));
+    }
+
+    #[test]
+    fn python_and_js_projects_are_the_examples_renamed_with_their_wit() {
+        for (source, old) in [(PYTHON_APP, "\"migrate-python\""), (JS_PLUGIN, "'migrate-js'")] {
+            assert!(source.contains(old), "the example's name {old} is what a project replaces");
+        }
+        for text in ["notes-plugin-migrate-js", "--wit ../../sdk/wit", "migrate-js.wasm", " migrate.js"] {
+            assert!(JS_PACKAGE.contains(text), "package.json: {text}");
+        }
+        let into = tempfile::tempdir().unwrap();
+        let dir = write_project("dual-write", into.path(), Lang::Python, None).unwrap();
+        assert!(std::fs::read_to_string(dir.join("app.py")).unwrap().contains("PluginInfo(\"dual-write\", "));
+        assert_eq!(std::fs::read_to_string(dir.join("wit/notes.wit")).unwrap(), WIT);
+        let dir = write_project("dual-js", into.path(), Lang::Js, None).unwrap();
+        assert!(std::fs::read_to_string(dir.join("plugin.js")).unwrap().contains("name: \"dual-js\""));
+        let package = std::fs::read_to_string(dir.join("package.json")).unwrap();
+        assert!(package.contains("--wit wit") && package.contains("dual-js.wasm") && package.contains(" plugin.js"), "{package}");
+        assert!(write_project("x", into.path(), Lang::Js, Some(into.path())).unwrap_err().to_string().contains("--sdk"));
     }
 }

@@ -144,3 +144,32 @@ fn python_and_javascript_plugins_pass_the_kit_and_serve_a_migration() {
         assert_eq!(host.placement(&account, &before), LEGACY, "{label}: in rollback mode an update brings the note back");
     }
 }
+
+/// `plugin new --lang python|js` outside the repo: the project builds with
+/// its own README's command and passes the kit unchanged.
+#[test]
+fn python_and_javascript_projects_from_plugin_new_build_and_pass_the_kit() {
+    let outside = tempfile::tempdir().unwrap();
+    let new = |lang: &str, name: &str| {
+        let made = Command::new(host_binary()).args(["plugin", "new", name, "--lang", lang, "--dir"]).arg(outside.path()).output().unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        outside.path().join(name)
+    };
+    let run = |dir: &Path, program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(out.status.success(), "{program} {args:?}:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    };
+
+    let python = new("python", "py-router");
+    run(&python, "componentize-py", &["-d", "wit", "-w", "note-plugin", "componentize", "app", "--stub-wasi", "-o", "py-router.wasm"]);
+    let (passed, report) = check(&python.join("py-router.wasm"), &["--profile", "migrate"]);
+    assert!(passed && report.starts_with("py-router@0.1.0") && report.contains("17 passed, 0 failed"), "{report}");
+
+    let js = new("js", "js-router");
+    // The toolchain `cargo xtask test` installed for the example (the same
+    // package-lock), instead of a second 380 MB install.
+    std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/js/node_modules"), js.join("node_modules")).unwrap();
+    run(&js, "npm", &["run", "-s", "build"]);
+    let (passed, report) = check(&js.join("js-router.wasm"), &["--profile", "migrate"]);
+    assert!(passed && report.starts_with("js-router@0.1.0") && report.contains("17 passed, 0 failed"), "{report}");
+}
