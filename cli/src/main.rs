@@ -351,6 +351,15 @@ fn check_plugin(wasm: &[u8], profiles: &[String]) -> anyhow::Result<bool> {
             Outcome::Skipped(why) => println!("  skip  [{}] {}: {why}", case.profile, case.name),
         }
     }
+    let usage = report.usage;
+    let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
+    println!(
+        "instances: {:.1} MiB of linear memory at start, at most {:.1} MiB after a call; {:.0} µs per call over {} calls (a fresh instance each, as served)",
+        mib(usage.start_memory_bytes),
+        mib(usage.peak_memory_bytes),
+        usage.mean_call_micros,
+        usage.calls
+    );
     let failed = report.failed();
     println!("{} passed, {failed} failed, {} skipped", report.cases.iter().filter(|c| c.outcome == Outcome::Pass).count(),
         report.cases.iter().filter(|c| matches!(c.outcome, Outcome::Skipped(_))).count());

@@ -115,6 +115,9 @@ pub struct CaseResult {
 pub struct Report {
     pub plugin: String,
     pub cases: Vec<CaseResult>,
+    /// What the plugin's instances cost over the cases, as served (a fresh
+    /// instance per call).
+    pub usage: crate::router::InstanceUsage,
 }
 
 impl Report {
@@ -151,7 +154,7 @@ pub fn check(wasm: &[u8], profiles: &[String]) -> anyhow::Result<Report> {
             cases.push(CaseResult { name: case.name, profile: case.profile, outcome });
         }
     }
-    Ok(Report { plugin: plugin.label().to_owned(), cases })
+    Ok(Report { plugin: plugin.label().to_owned(), cases, usage: plugin.instance_usage() })
 }
 
 fn run(plugin: &dyn Router, case: &Case) -> Outcome {

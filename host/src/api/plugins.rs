@@ -97,6 +97,25 @@ pub struct ActiveBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     suspended: Option<String>,
+    /// What its instances cost on this host since it was loaded (a Wasm plugin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    usage: Option<UsageBody>,
+}
+
+/// What a plugin's calls cost on the host that answered.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = InstanceUsage)]
+pub struct UsageBody {
+    /// Routing calls made.
+    calls: u64,
+    /// Mean time of a call, instantiation included.
+    mean_call_micros: f64,
+    /// Linear memory of a new instance, before any call.
+    start_memory_bytes: u64,
+    /// Most linear memory an instance held after a call.
+    peak_memory_bytes: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -131,6 +150,12 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, Api
             loaded_from: if active.load.from_artifact { "artifact" } else { "compiled" },
             load_ms: (active.load.millis * 100.0).round() / 100.0,
             suspended: active.suspended().map(str::to_owned),
+            usage: active.plugin.usage().map(|u| UsageBody {
+                calls: u.calls,
+                mean_call_micros: (u.mean_call_micros * 10.0).round() / 10.0,
+                start_memory_bytes: u.start_memory_bytes as u64,
+                peak_memory_bytes: u.peak_memory_bytes as u64,
+            }),
         },
         plugins: plugins.into_iter().map(Into::into).collect(),
         history: history

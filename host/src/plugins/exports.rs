@@ -9,7 +9,7 @@ use wasmtime::component::InstancePre;
 
 use super::bindings::{v0_1, v0_2, v0_3};
 use super::{CallState, Plugin, PluginInfo, WIT_VERSION};
-use crate::router::{AccountScope, Routed, Router};
+use crate::router::{AccountScope, InstanceUsage, Routed, Router};
 
 /// The served versions, oldest first: what `exports` and `wit/VERSIONS.md` list.
 pub const SERVED_WIT_VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
@@ -110,6 +110,10 @@ impl Router for Plugin {
 
     fn supports_migration(&self) -> bool {
         self.info.supports_migration
+    }
+
+    fn usage(&self) -> Option<InstanceUsage> {
+        Some(self.instance_usage())
     }
 
     fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {

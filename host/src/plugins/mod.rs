@@ -20,6 +20,7 @@ pub mod registry;
 mod wasi;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -32,7 +33,7 @@ use pacing::CallClock;
 pub use exports::SERVED_WIT_VERSIONS;
 pub use limits::PluginLimits;
 use crate::catalog::short;
-use crate::router::{AccountScope, PluginFailure};
+use crate::router::{AccountScope, InstanceUsage, PluginFailure};
 
 /// How often the epoch advances; the deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -183,6 +184,7 @@ impl Runtime {
             pre,
             limits: self.limits.clone(),
             idle: Mutex::new(Vec::new()),
+            usage: Usage::default(),
         };
         plugin.info = plugin.call(None, |store, p| p.info(store)).map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
         plugin.label = format!("{}@{}", plugin.info.name, plugin.info.version);
@@ -233,6 +235,16 @@ pub struct Plugin {
     pre: ExportsPre,
     limits: PluginLimits,
     idle: Mutex<Vec<Warm>>,
+    usage: Usage,
+}
+
+/// Counters behind [`InstanceUsage`]: a few relaxed atomics per call.
+#[derive(Default)]
+struct Usage {
+    calls: AtomicU64,
+    nanos: AtomicU64,
+    start_memory: AtomicUsize,
+    peak_memory: AtomicUsize,
 }
 
 /// The per-instance state the host functions see.
@@ -265,6 +277,17 @@ impl Plugin {
         &self.info
     }
 
+    /// What its calls have cost since it was loaded (see [`InstanceUsage`]).
+    pub fn instance_usage(&self) -> InstanceUsage {
+        let calls = self.usage.calls.load(Ordering::Relaxed);
+        InstanceUsage {
+            calls,
+            mean_call_micros: if calls == 0 { 0.0 } else { self.usage.nanos.load(Ordering::Relaxed) as f64 / calls as f64 / 1e3 },
+            start_memory_bytes: self.usage.start_memory.load(Ordering::Relaxed),
+            peak_memory_bytes: self.usage.peak_memory.load(Ordering::Relaxed),
+        }
+    }
+
     /// Runs `f` on an instance with the `stores` import bound to `scope`: a
     /// fresh one, unless instances are reused and one is kept.
     fn call<R>(
@@ -272,6 +295,7 @@ impl Plugin {
         scope: Option<AccountScope>,
         f: impl FnOnce(&mut Store<CallState>, &Exports) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
+        let started = std::time::Instant::now();
         let kept = if self.limits.reuse_instances > 0 { self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() } else { None };
         metrics::counter!(crate::metrics::PLUGIN_INSTANCES, "source" => if kept.is_some() { "reused" } else { "fresh" }).increment(1);
         let (mut warm, stderr_before) = match kept {
@@ -283,7 +307,11 @@ impl Plugin {
                 (warm, before)
             }
             // Its clock started before instantiation: the deadline counts it.
-            None => (self.instantiate().map_err(|e| self.failure(e, None))?, 0),
+            None => {
+                let fresh = self.instantiate().map_err(|e| self.failure(e, None))?;
+                self.usage.start_memory.store(fresh.store.data().allowance.memory_bytes, Ordering::Relaxed);
+                (fresh, 0)
+            }
         };
         warm.store.data_mut().scope = scope;
         warm.store.set_epoch_deadline(1);
@@ -292,6 +320,9 @@ impl Plugin {
         }
         let result = f(&mut warm.store, &warm.plugin);
         warm.store.data_mut().scope = None;
+        self.usage.calls.fetch_add(1, Ordering::Relaxed);
+        self.usage.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.usage.peak_memory.fetch_max(warm.store.data().allowance.memory_bytes, Ordering::Relaxed);
         match result {
             Ok(value) => {
                 if self.limits.reuse_instances > 0 && warm.store.data().allowance.memory_bytes <= REUSE_MAX_MEMORY {

@@ -50,5 +50,23 @@ pub trait Router: Send + Sync {
     fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
     /// Puts each note where the account's mode wants it (backfill, bulk rollback).
     fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport>;
+    /// What its calls have cost on this host, if it runs in instances (a
+    /// Wasm plugin): for authors, in `GET /plugins` and `plugin check`.
+    fn usage(&self) -> Option<InstanceUsage> {
+        None
+    }
+}
+
+/// What a plugin's instances cost, since it was loaded on this host.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InstanceUsage {
+    /// Routing calls made.
+    pub calls: u64,
+    /// Mean time of a call, instantiation included (what a request pays).
+    pub mean_call_micros: f64,
+    /// Linear memory of a new instance, before any call.
+    pub start_memory_bytes: usize,
+    /// Most linear memory an instance held after a call.
+    pub peak_memory_bytes: usize,
 }
 
