@@ -42,6 +42,8 @@ pub enum Plugin {
     /// The migrate plugin as built against `notes:plugin@0.2.0` (lists of
     /// ids as `list<string>`), kept as shipped.
     MigrateWit02,
+    /// Another strategy: every write to both stores (`plugins/examples/dual-write`).
+    DualWrite,
     /// The migrate strategy in Python (`plugins/examples/python`, componentize-py).
     MigratePython,
     /// The migrate strategy in JavaScript (`plugins/examples/js`, componentize-js).
@@ -80,11 +82,12 @@ impl Plugin {
             Plugin::AlwaysFails => "plugins/testing/always-fails.wasm",
             Plugin::FutureWit => "plugins/testing/future-wit.wasm",
             Plugin::Remembers => "plugins/testing/remembers.wasm",
+            Plugin::DualWrite => "plugins/examples/dual-write.wasm",
             Plugin::MigrateWit01 | Plugin::MigrateWit02 | Plugin::MigratePython | Plugin::MigrateJs => unreachable!("returned above"),
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
-        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "wit"]);
+        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "plugins/examples/dual-write/src", "wit"]);
         path
     }
 

@@ -34,6 +34,7 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 const PLUGINS: &[(&str, &str)] = &[
     ("legacy_only_plugin", "legacy-only.wasm"),
     ("migrate_plugin", "migrate.wasm"),
+    ("dual_write_plugin", "examples/dual-write.wasm"),
     ("faulty_plugin", "testing/faulty.wasm"),
     ("always_fails_plugin", "testing/always-fails.wasm"),
     ("future_wit_plugin", "testing/future-wit.wasm"),

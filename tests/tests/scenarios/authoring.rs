@@ -94,6 +94,26 @@ fn the_conformance_kit_passes_the_shipped_plugins_and_names_the_rule_a_broken_on
         assert!(failed.contains(&format!("[migrate] {placement}").as_str()), "{placement}: {report}");
     }
 
+    // Another strategy keeps every duty of the contract and fails only the
+    // placement profile it does not claim; so does the simulator judge it.
+    let (passed, report) = check(&Plugin::DualWrite.path(), &[]);
+    assert!(passed && report.contains("12 passed, 0 failed"), "dual-write keeps the contract: {report}");
+    let (passed, report) = check(&Plugin::DualWrite.path(), &["--profile", "migrate"]);
+    assert!(!passed && failed_cases(&report).iter().all(|case| case.starts_with("[migrate]")), "{report}");
+    let sim = |profile: &[&str]| {
+        let out = Command::new(host_binary())
+            .args(["sim", "--hosts", "2", "--accounts", "4", "--seconds", "4", "--chaos", "--plugin"])
+            .arg(Plugin::DualWrite.path())
+            .args(profile)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (passed, said) = sim(&[]);
+    assert!(passed && said.contains("duplicated 0 resurrected 0"), "judged by the contract: {said}");
+    let (passed, said) = sim(&["--profile", "migrate"]);
+    assert!(!passed && !said.contains("duplicated 0 "), "judged by migrate's placement, its copies are duplicates: {said}");
+
     // The host can run the kit on upload: a broken plugin is refused naming the case, and not stored.
     let host = Host::start();
     let broken = std::fs::read(plugins.join("testing/list-duplicates.wasm")).unwrap();
