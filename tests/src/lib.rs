@@ -70,7 +70,7 @@ impl Plugin {
                 };
                 let path = target_dir().join("plugins/examples").join(file);
                 assert!(path.is_file(), "{} is missing: `cargo xtask test` builds it (componentize-py, componentize-js)", path.display());
-                assert_fresh(&path, &[source, "plugins/sdk/wit"]);
+                assert_fresh(&path, &[source, "plugins/examples/js/package-lock.json", "plugins/sdk/wit"]);
                 return path;
             }
             _ => {}
@@ -87,7 +87,7 @@ impl Plugin {
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
-        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "plugins/examples/dual-write/src", "wit"]);
+        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "plugins/examples/dual-write/src", "plugins/testing", "wit"]);
         path
     }
 

@@ -166,6 +166,8 @@ fn ensure_schemathesis() -> Result {
 /// componentize-py, pinned like schemathesis: a new release may change the
 /// component it makes (its core instances, its WASI imports).
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+/// `componentize-py ARGS`, as `python3 -c COMPONENTIZE_PY_MAIN ARGS`.
+const COMPONENTIZE_PY_MAIN: &str = "import sys, componentize_py; sys.argv[0] = 'componentize-py'; componentize_py.script()";
 
 /// The migrate strategy ported to Python and JavaScript
 /// (`plugins/examples/`), built with the toolchains from PyPI and npm into
@@ -175,20 +177,35 @@ fn build_other_language_plugins() -> Result {
     let out = target_dir().join("plugins/examples");
     fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let version = COMPONENTIZE_PY.split("==").nth(1).expect("pinned");
-    let installed = Command::new("componentize-py").arg("--version").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    if !installed.is_some_and(|v| v.trim().ends_with(version)) {
+    let probe = Command::new("python3")
+        .args(["-c", "import importlib.metadata as m; print(m.version('componentize-py'))"])
+        .output()
+        .map_err(|e| format!("python3 is needed to build the Python example plugin: {e}"))?;
+    if String::from_utf8_lossy(&probe.stdout).trim() != version {
         let mut install = Command::new("python3");
         install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", COMPONENTIZE_PY]);
         run_cmd(install)?;
     }
     let python = root().join("plugins/examples/python");
-    let mut componentize = Command::new("componentize-py");
+    // Through python3, not the `componentize-py` script: a fresh install's
+    // script may not be on PATH yet (pyenv adds its shim only on a rehash).
+    let mut componentize = Command::new("python3");
+    componentize.args(["-c", COMPONENTIZE_PY_MAIN]);
     // --stub-wasi: the interpreter imports sockets and more that the host
     // does not link; a plugin needs none of them.
     componentize.current_dir(&python).args(["-d", "../../sdk/wit", "-w", "note-plugin", "componentize", "app", "--stub-wasi", "-o"]).arg(out.join("migrate-python.wasm"));
     run_cmd(componentize)?;
     let js = root().join("plugins/examples/js");
-    if !js.join("node_modules/.bin/componentize-js").exists() {
+    let node = Command::new("node").arg("--version").output().map_err(|e| format!("Node.js 20 or later is needed to build the JavaScript example plugin: {e}"))?;
+    let major = String::from_utf8_lossy(&node.stdout).trim().trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok());
+    if major.is_none_or(|m| m < 20) {
+        return Err(format!("Node.js 20 or later is needed to build the JavaScript example plugin (componentize-js); found {:?}", String::from_utf8_lossy(&node.stdout).trim()));
+    }
+    // npm records what it installed in node_modules/.package-lock.json: a
+    // newer package-lock.json (a bumped toolchain) installs again.
+    let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
+    let installed = modified(&js.join("node_modules/.package-lock.json"));
+    if !js.join("node_modules/.bin/componentize-js").exists() || installed < modified(&js.join("package-lock.json")) {
         let mut install = Command::new("npm");
         install.current_dir(&js).args(["ci", "--no-audit", "--no-fund"]);
         run_cmd(install)?;

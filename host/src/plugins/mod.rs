@@ -312,7 +312,10 @@ impl Plugin {
             // Its clock started before instantiation: the deadline counts it.
             None => {
                 let fresh = self.instantiate().map_err(|e| self.failure(e, None))?;
-                self.usage.start_memory.store(fresh.store.data().allowance.memory_bytes, Ordering::Relaxed);
+                // Every fresh instance starts alike: recorded once (the load's `info()` call).
+                if self.usage.start_memory.load(Ordering::Relaxed) == 0 {
+                    self.usage.start_memory.store(fresh.store.data().allowance.memory_bytes, Ordering::Relaxed);
+                }
                 (fresh, 0)
             }
         };
@@ -325,7 +328,10 @@ impl Plugin {
         warm.store.data_mut().scope = None;
         self.usage.calls.fetch_add(1, Ordering::Relaxed);
         self.usage.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.usage.peak_memory.fetch_max(warm.store.data().allowance.memory_bytes, Ordering::Relaxed);
+        let memory = warm.store.data().allowance.memory_bytes;
+        if memory > self.usage.peak_memory.load(Ordering::Relaxed) {
+            self.usage.peak_memory.fetch_max(memory, Ordering::Relaxed);
+        }
         match result {
             Ok(value) => {
                 let grown = warm.store.data().allowance.memory_bytes.saturating_sub(self.usage.start_memory.load(Ordering::Relaxed));

@@ -57,8 +57,9 @@ function read(home, other, id) {
 }
 
 function list(home, other) {
-  const ids = new Set(listIds(home).split('\n'));
-  if (other !== undefined) for (const id of listIds(other).split('\n')) ids.add(id);
+  // `other` first, as in `find`: a note moving meanwhile is listed.
+  const ids = new Set(other === undefined ? [] : listIds(other).split('\n'));
+  for (const id of listIds(home).split('\n')) ids.add(id);
   ids.delete('');
   return [...ids].sort(byCodePoint).map((id) => `${id}\n`).join('');
 }
@@ -135,17 +136,28 @@ function moveOne(home, other, id) {
   throw conflict(`note ${id} kept changing during the move`);
 }
 
+/** Runs one operation. A store call that fails throws an error whose
+ *  `payload` is the WIT error (say `unavailable`): it is this call's error
+ *  too, not a trap, so the client gets 503 as with the Rust plugin. */
+function answer(operation) {
+  try {
+    return operation();
+  } catch (e) {
+    throw e !== null && typeof e === 'object' && 'payload' in e ? e.payload : e;
+  }
+}
+
 export const router = {
   info: () => ({ name: 'migrate-js', version: '0.1.0', supportsMigration: true }),
-  createNote: (accountId, change, isMigrating) => create(...route(isMigrating), accountId, change),
-  getNote: (accountId, noteId, isMigrating) => read(...route(isMigrating), noteId),
-  listNotes: (accountId, isMigrating) => list(...route(isMigrating)),
-  updateNote: (accountId, change, expectedVersion, isMigrating) => update(...route(isMigrating), change, expectedVersion),
-  deleteNote: (accountId, noteId, isMigrating) => remove(...route(isMigrating), noteId),
-  moveNotes(accountId, noteIds, isMigrating) {
+  createNote: (accountId, change, isMigrating) => answer(() => create(...route(isMigrating), accountId, change)),
+  getNote: (accountId, noteId, isMigrating) => answer(() => read(...route(isMigrating), noteId)),
+  listNotes: (accountId, isMigrating) => answer(() => list(...route(isMigrating))),
+  updateNote: (accountId, change, expectedVersion, isMigrating) => answer(() => update(...route(isMigrating), change, expectedVersion)),
+  deleteNote: (accountId, noteId, isMigrating) => answer(() => remove(...route(isMigrating), noteId)),
+  moveNotes: (accountId, noteIds, isMigrating) => answer(() => {
     const [home, other] = route(isMigrating);
     const report = { moved: 0, inPlace: 0, missing: 0 };
     for (const id of noteIds) report[moveOne(home, other, id)] += 1;
     return report;
-  },
+  }),
 };

@@ -86,9 +86,9 @@ def get(home: Store, other: Optional[Store], note_id: str) -> Note:
 
 
 def list_ids(home: Store, other: Optional[Store]) -> str:
-    ids = set(stores.list_ids(home).splitlines())
-    if other is not None:
-        ids.update(stores.list_ids(other).splitlines())
+    # `other` first, as in `find`: a note moving meanwhile is listed.
+    ids = set(stores.list_ids(other).split("\n")) if other is not None else set()
+    ids.update(stores.list_ids(home).split("\n"))
     ids.discard("")
     return "".join(f"{i}\n" for i in sorted(ids))
 

@@ -16,14 +16,19 @@ use notes_routing::{Error, IdList, MoveReport, Note, NoteChange, PluginInfo, Res
 
 struct DualWrite;
 
-/// Writes `note` into the store `route` drains too, at its version. Refused
-/// (not newer) when that store already has this version or a newer record,
-/// such as a racing delete's tombstone: the mirror never goes back in time.
-fn mirror(stores: &dyn Stores, route: Route, note: &Note) -> Result<()> {
+/// How often an update or delete re-reads after losing a race.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Writes `note` into the store `route` drains too, at its version, best
+/// effort: the write is durable in `home` already, so a failure here must not
+/// fail it (the next write refreshes the mirror). Refused (not newer) when
+/// that store has this version or a newer record, such as a racing delete's
+/// tombstone: the mirror never goes back in time. Two hosts never mirror one
+/// account's notes under two modes at once: a flip drains the account first.
+fn mirror(stores: &dyn Stores, route: Route, note: &Note) {
     if let Some(other) = route.other {
-        stores.put(other, note)?;
+        let _ = stores.put(other, note);
     }
-    Ok(())
 }
 
 impl Router for DualWrite {
@@ -34,7 +39,7 @@ impl Router for DualWrite {
     fn create_note(&self, s: &dyn Stores, a: &str, c: NoteChange, m: bool) -> Result<Note> {
         let route = route(s, m).route();
         let note = ops::create(s, route, a, c)?;
-        mirror(s, route, &note)?;
+        mirror(s, route, &note);
         Ok(note)
     }
 
@@ -56,26 +61,46 @@ impl Router for DualWrite {
         ops::list(s, route(s, m).route())
     }
 
-    /// The next version goes to `home` (after bringing the newest copy there
-    /// if only `other` had it), then to `other` at the same version. The
-    /// SDK's `ops::update` would also remove `other`'s copy (migrate's
-    /// placement), so it runs on `home` alone.
+    /// The next version of the newest copy goes to `home`, then to the other
+    /// store. (The SDK's `ops::update` would remove the other copy: migrate's
+    /// placement.) A refused write means a newer record in `home`: a racing
+    /// write (re-read) or a half-done delete's tombstone (finish it).
     fn update_note(&self, s: &dyn Stores, a: &str, c: NoteChange, v: Option<u64>, m: bool) -> Result<Note> {
         let route = route(s, m).route();
-        if route.other.is_none() {
-            return ops::update(s, route, c, v);
+        for _ in 0..MAX_ATTEMPTS {
+            let newest = self.get_note(s, a, &c.id, m)?;
+            if v.is_some_and(|expected| expected != newest.version) {
+                return Err(Error::VersionMismatch(newest.version));
+            }
+            let next = Note { content: c.content.clone(), updated_at_ms: c.at_ms, version: newest.version + 1, ..newest.clone() };
+            if s.put(route.home, &next)? {
+                mirror(s, route, &next);
+                return Ok(next);
+            }
+            if finish_half_done_delete(s, route, &newest)? {
+                return Err(Error::NotFound);
+            }
         }
-        let newest = self.get_note(s, a, &c.id, m)?;
-        if s.get(route.home, &c.id)?.is_none_or(|h| h.version < newest.version) && !s.put(route.home, &newest)? && finish_half_done_delete(s, route, &newest)? {
-            return Err(Error::NotFound);
-        }
-        let next = ops::update(s, Route { home: route.home, other: None }, c, v)?;
-        mirror(s, route, &next)?;
-        Ok(next)
+        Err(Error::Conflict(format!("note {} kept changing during the update; retry", c.id)))
     }
 
-    fn delete_note(&self, s: &dyn Stores, _: &str, id: &str, m: bool) -> Result<()> {
-        ops::delete(s, route(s, m).route(), id)
+    /// Removes both copies. The SDK's delete answers once it removed one;
+    /// with two live copies a racing update may still have written the
+    /// other, so this re-reads until neither store has the note.
+    fn delete_note(&self, s: &dyn Stores, a: &str, id: &str, m: bool) -> Result<()> {
+        let route = route(s, m).route();
+        ops::delete(s, route, id)?;
+        for _ in 0..MAX_ATTEMPTS {
+            match self.get_note(s, a, id, m) {
+                Err(Error::NotFound) => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(_) => match ops::delete(s, route, id) {
+                    Ok(()) | Err(Error::NotFound) => {}
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        Err(Error::Conflict(format!("note {id} kept changing during the delete; retry")))
     }
 
     /// A move is a mirror of the newest copy into both stores, at its version.
@@ -90,10 +115,17 @@ impl Router for DualWrite {
                 }
                 result => result?,
             };
-            let home = s.put(route.home, &note)?;
+            let mut note = note;
+            let mut home = s.put(route.home, &note)?;
             if !home && finish_half_done_delete(s, route, &note)? {
                 report.missing += 1;
                 continue;
+            }
+            if !home && s.get(route.home, id)?.is_none() && s.recorded_version(route.home, id)? == Some(note.version) {
+                // `home` holds a tombstone at this very version (the note was
+                // moved away from it before): one above, as the SDK's move does.
+                note.version += 1;
+                home = s.put(route.home, &note)?;
             }
             let other = match route.other {
                 Some(store) => s.put(store, &note)?,
