@@ -16,10 +16,10 @@ use super::error::ApiError;
 
 /// (name under `/ui/`, content type, bytes)
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../../ui/index.html")),
-    ("console.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/console.js")),
-    ("console.css", "text/css; charset=utf-8", include_bytes!("../../ui/console.css")),
-    ("htm-preact-standalone-3.1.1.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/vendor/htm-preact-standalone-3.1.1.js")),
+    ("index.html", "text/html; charset=utf-8", include_bytes!("index.html")),
+    ("console.js", "text/javascript; charset=utf-8", include_bytes!("console.js")),
+    ("console.css", "text/css; charset=utf-8", include_bytes!("console.css")),
+    ("htm-preact-standalone-3.1.1.js", "text/javascript; charset=utf-8", include_bytes!("vendor/htm-preact-standalone-3.1.1.js")),
 ];
 
 /// Scripts and styles from this host only, no inline script, no framing:
