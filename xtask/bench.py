@@ -12,6 +12,9 @@ Parts, in the order `all` runs them:
   jobs     a backfill's throughput, alone and beside readers (bench_jobs.py)
   postgres a host on PostgreSQL against one on SQLite, flips across 3 hosts (bench_postgres.py)
   writes   updates and creates at 64 connections, writes per fsync (bench_writes.py)
+  ceilings nginx serving a static note and the disk's fsync rate, alternating with the host (bench_ceilings.py)
+  memory   RSS before and after a burst of 100k-id lists, and how soon it comes back (bench_memory.py)
+  languages the migrate strategy in Rust, Python and JavaScript (bench_languages.py)
 
 Each part writes its section of docs/bench-results.json and its generated
 block of BENCHMARKS.md (see benchlib.publish); `all` also rewrites the
@@ -32,7 +35,7 @@ from datetime import date
 
 from benchlib import HOST, ROOT, TARGET, ensure_wrk, load_accounts, publish, start, table, wrk, write_lua
 
-PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres", "writes", "languages"]
+PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages"]
 
 
 # ---- micro ---------------------------------------------------------------
@@ -244,7 +247,7 @@ def header(meta):
 
 def runner(part):
     """(run, markdown) of a part."""
-    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres", "writes", "languages"):
+    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages"):
         module = importlib.import_module(f"bench_{part}")
         return module.run, module.markdown
     return {"micro": (micro, micro_markdown), "profile": (profile, profile_markdown), "plugins": (plugins, plugins_markdown)}[part]

@@ -197,6 +197,11 @@ struct ServeArgs {
     /// to) when more than this share of a block failed.
     #[arg(long, default_value_t = WatchConfig::BREAKER.max_failure_share, value_parser = share)]
     breaker_max_failure_share: f64,
+    /// Memory SQLite may keep for page caches, over all its connections
+    /// together. Past it, SQLite reuses cached pages instead of allocating
+    /// more; a dropped page is read again from the kernel's page cache.
+    #[arg(long, default_value_t = (notes_host::serve::DEFAULT_SQLITE_CACHE_BYTES >> 20) as u64, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    sqlite_cache_mib: u64,
     /// This host's name in the fleet (GET /hosts, plugin history). Default: the --listen value.
     #[arg(long)]
     host_name: Option<String>,
@@ -257,6 +262,7 @@ fn main() -> ExitCode {
                 data_dir: args.data_dir,
                 plugin: args.plugin,
                 default_plugin: default_plugin(),
+                sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64,
                 new_shards: if args.coordination.is_some() { args.new_store.len() as u32 } else { args.shards },
                 postgres: match (args.coordination, args.legacy_store) {
                     (Some(coordination), Some(legacy_store)) => {

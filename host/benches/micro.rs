@@ -70,8 +70,8 @@ impl DataStore for MemoryStore {
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.get(account_id, note_id)?.map(|n| n.version))
     }
-    fn first_ids(&self, account_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        Ok(self.list_ids(account_id)?.iter().take(limit).map(str::to_owned).collect())
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(self.list_ids(account_id)?.iter().filter(|id| *id > after).take(limit).map(str::to_owned).collect())
     }
     fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<notes_host::stores::StoredRow>, StoreError> {
         let found = note_ids.iter().map(|id| self.get(account_id, id)).collect::<Result<Vec<_>, _>>()?;

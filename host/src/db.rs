@@ -37,6 +37,28 @@ pub fn open(path: &Path, max_connections: u32, schema: &str) -> anyhow::Result<P
     Ok(pool)
 }
 
+/// SQLite's memory, all connections of the process together, when nothing
+/// is given (`--sqlite-cache-mib`).
+pub const DEFAULT_CACHE_BYTES: i64 = 8 << 20;
+
+/// Caps the memory SQLite keeps, over every connection of this process.
+///
+/// Each pooled connection has its own page cache (2 MB by default), and
+/// pools hold 4–8 connections per file: a burst of big lists left 44 MB of
+/// page caches that stayed for good. Past this cap SQLite reuses its
+/// least-recently-used cached pages instead of allocating more, so a burst
+/// costs at most the cap. A page it dropped comes back from the kernel's
+/// page cache on the next read (a `pread`, not a disk read, while the
+/// machine has memory to spare). A soft limit: a statement that needs more
+/// still runs.
+pub fn cap_memory(bytes: i64) {
+    // SAFETY: sqlite3_soft_heap_limit64 is thread-safe and only sets a
+    // process-wide threshold.
+    unsafe {
+        rusqlite::ffi::sqlite3_soft_heap_limit64(bytes);
+    }
+}
+
 /// True if the error means "the database could not be reached right now"
 /// (locked, I/O, cannot open), as opposed to a bug or bad data.
 pub fn is_transient(e: &rusqlite::Error) -> bool {

@@ -1,27 +1,53 @@
 //! Memory that comes back after a burst.
 //!
-//! glibc's malloc gives a block of 128 KiB or more its own mapping,
-//! unmapped when freed, but after each such free it raises that threshold
-//! (up to 32 MiB), and big buffers then come from the arenas, which keep
-//! them. A 100k-id list builds a few MiB of strings per request: after 16 of
-//! them at once a host held four times its idle RSS for good. A fixed
-//! threshold keeps big blocks in their own mappings: measured
-//! (BENCHMARKS.md, "Scaling"), RSS after such a burst fell from 204 to
-//! 131 MiB against 50 MiB before it. A periodic `malloc_trim` was tried on
-//! top and changed nothing measurable: what stays is in use (SQLite page
-//! caches of pooled connections, pooled plugin memory slots).
+//! After a burst of big lists (16 connections listing 100k ids) a host held
+//! 2.6× its idle RSS for good. Four holders, each bounded now (BENCHMARKS.md,
+//! "Memory after a burst"):
+//! - glibc gives a block of 128 KiB or more its own mapping, unmapped when
+//!   freed, but after each such free it raises that threshold (up to
+//!   32 MiB), and big buffers then come from the arenas, which keep them. A
+//!   fixed threshold keeps big blocks in their own mappings (here).
+//! - SQLite's page caches, one per pooled connection: capped over the whole
+//!   process (`db::cap_memory`, `--sqlite-cache-mib`).
+//! - Plugin memory slots keep their first pages resident between instances
+//!   (`plugins::limits`): 256 KiB per slot, not 2 MiB.
+//! - Freed pages inside glibc's per-thread arenas stay resident until
+//!   trimmed: a thread trims every few seconds (here).
 //!
 //! Linux with glibc only; elsewhere nothing changes.
+
+use std::time::Duration;
 
 /// Blocks this large or larger get their own mapping, returned when freed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 256 << 10;
 
-pub fn return_big_blocks_when_freed() {
+/// How often free arena pages go back to the kernel. A trim walks every
+/// arena under its lock (about a millisecond after a burst, microseconds
+/// when there is nothing to give back), so this costs nothing measurable.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets glibc's policy and starts the trimming thread. Once per process.
+pub fn return_memory_when_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocator policy, and is
-    // thread-safe.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    {
+        // SAFETY: mallopt only changes glibc's allocator policy, and is
+        // thread-safe.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        }
+        let started = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| loop {
+            std::thread::sleep(TRIM_EVERY);
+            // SAFETY: malloc_trim only returns free pages to the kernel; it
+            // is thread-safe (it takes each arena's lock).
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the malloc-trim thread; freed memory stays with the process");
+        }
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = TRIM_EVERY;
 }

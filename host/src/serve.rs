@@ -21,6 +21,8 @@ use crate::plugins::{PluginLimits, Runtime};
 use crate::router::{NativeRouter, Router};
 use crate::stores::DataStores;
 
+pub use crate::db::DEFAULT_CACHE_BYTES as DEFAULT_SQLITE_CACHE_BYTES;
+
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
@@ -30,6 +32,8 @@ pub struct ServeConfig {
     pub plugin: Option<PathBuf>,
     pub default_plugin: PathBuf,
     pub new_shards: u32,
+    /// Memory SQLite may keep over all its connections (`db::cap_memory`).
+    pub sqlite_cache_bytes: i64,
     pub admin_token: Option<String>,
     pub limits: PluginLimits,
     pub max_body_bytes: usize,
@@ -108,7 +112,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             admin_token,
         },
     );
-    crate::freed_memory::return_big_blocks_when_freed();
+    crate::freed_memory::return_memory_when_freed();
     // Migration jobs run beside the requests, on their own thread.
     let stop_jobs = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let jobs = crate::app::spawn_job_runner(app.clone(), stop_jobs.clone())?;
@@ -174,6 +178,7 @@ struct Backends {
 /// One machine: SQLite files in the data dir, hosts known by lock files.
 fn open_sqlite(config: &ServeConfig, host_name: &str, me: &Identity) -> anyhow::Result<Backends> {
     let dir = &config.data_dir;
+    crate::db::cap_memory(config.sqlite_cache_bytes);
     layout::open_data_dir(dir, config.new_shards, || Ok(DataStores::open_sqlite(dir, config.new_shards).map(drop)?))?;
     Ok(Backends {
         coordination: Arc::new(SqliteCoordination::open(&dir.join("accounts.db"))?),

@@ -61,8 +61,12 @@ pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
 /// `PAGEMAP_SCAN` (6.7+) only the pages a call dirtied are reset, so a fresh
 /// instance costs no `madvise`, no TLB shootdown and no page faults for the
 /// few pages a call touches. Bounded, so a plugin that grew its memory leaves
-/// at most this much resident per slot.
-const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// at most this much resident per slot: after a burst of 100k-id lists every
+/// slot used at once kept all of it (2 MiB each before). 256 KiB costs a
+/// fresh get 2–3 µs in the micro-benchmarks (512 KiB the same), within the
+/// noise over HTTP, and an eighth of the memory kept after such a burst
+/// (BENCHMARKS.md, "Memory after a burst").
+const KEEP_RESIDENT_BYTES: usize = 256 << 10;
 
 /// The pooling allocator: every instance, memory and table comes from a slot
 /// sized by `limits`, and a freed slot keeps its copy-on-write memory image,
