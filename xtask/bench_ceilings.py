@@ -19,8 +19,8 @@ to the machine's limit rather than only to the native router.
 Knobs: BENCH_CEILINGS_ROUNDS (3), BENCH_CEILINGS_SECONDS (3)."""
 
 import os
-import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +28,7 @@ import time
 import urllib.request
 from datetime import date
 
-from benchlib import CONNECTIONS, call, ensure_wrk, load_accounts, start, table, write_lua, wrk
+from benchlib import CONNECTIONS, call, ensure_wrk, load_accounts, start, store_commits, table, write_lua, wrk
 
 ROUNDS = int(os.environ.get("BENCH_CEILINGS_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_CEILINGS_SECONDS", "3"))
@@ -89,7 +89,6 @@ http {{
 
 
 def free_port():
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -113,13 +112,6 @@ def fsync_probe(directory, block, seconds=1.5):
         os.close(fd)
         os.unlink(path)
     return count / elapsed, count * block / elapsed / 1e6
-
-
-def commits(base):
-    text = urllib.request.urlopen(base + "/metrics").read().decode()
-    found = re.search(r"^notes_store_commits_total (\d+)", text, re.M)
-    writes = re.search(r"^notes_store_committed_writes_total (\d+)", text, re.M)
-    return (int(found.group(1)) if found else 0, int(writes.group(1)) if writes else 0)
 
 
 def write_ids(workdir, name, lines):
@@ -181,9 +173,9 @@ def run():
                     disk_rounds["fsync_4k"].append(fsyncs)
                     disk_rounds["mb_256k"].append(mb)
                     for scenario in ["update", "create"]:
-                        before = commits(base)
+                        before = store_commits(base)
                         result = wrk(base, scenario, ids["wasm/plain"], script, SECONDS, connections=WRITE_CONNECTIONS)
-                        after = commits(base)
+                        after = store_commits(base)
                         result["commits_per_s"] = (after[0] - before[0]) / SECONDS
                         result["writes_per_commit"] = (after[1] - before[1]) / max(1, after[0] - before[0])
                         disk_rounds[scenario].append(result)

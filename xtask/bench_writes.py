@@ -10,23 +10,14 @@ only once its write was fsynced (`synchronous = FULL`).
 Knobs: BENCH_WRITES_SECONDS (5), BENCH_WRITES_CONNECTIONS (64)."""
 
 import os
-import re
 import tempfile
-import urllib.request
 from datetime import date
 
-from benchlib import call, ensure_wrk, load_accounts, start, table, write_lua, wrk
+from benchlib import call, ensure_wrk, load_accounts, start, store_commits, table, write_lua, wrk
 
 SECONDS = int(os.environ.get("BENCH_WRITES_SECONDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_WRITES_CONNECTIONS", "64"))
 MODES = [("plain", "0", None), ("migration", "4", True), ("rollback", "4", False)]
-
-
-def writes_per_commit(base):
-    text = urllib.request.urlopen(base + "/metrics").read().decode()
-    commits = re.search(r"^notes_store_commits_total (\d+)", text, re.M)
-    writes = re.search(r"^notes_store_committed_writes_total (\d+)", text, re.M)
-    return (int(commits.group(1)), int(writes.group(1))) if commits and writes else (0, 0)
 
 
 def run():
@@ -47,9 +38,9 @@ def run():
                 with open(ids, "w") as f:
                     f.write("\n".join(lines) + "\n")
                 for scenario in ["update", "create"]:
-                    before = writes_per_commit(base)
+                    before = store_commits(base)
                     result = wrk(base, scenario, ids, script, SECONDS, connections=CONNECTIONS)
-                    after = writes_per_commit(base)
+                    after = store_commits(base)
                     commits, writes = after[0] - before[0], after[1] - before[1]
                     result["writes_per_commit"] = round(writes / commits, 1) if commits else None
                     rows[f"{scenario}/{mode}"] = result

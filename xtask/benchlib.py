@@ -194,6 +194,15 @@ def wrk(base, scenario, ids_file, script, seconds, connections=CONNECTIONS):
     }
 
 
+def store_commits(base):
+    """(commits, writes committed) so far, from the host's /metrics: group
+    commit's `notes_store_commits_total` and `notes_store_committed_writes_total`."""
+    text = urllib.request.urlopen(base + "/metrics").read().decode()
+    commits = re.search(r"^notes_store_commits_total (\d+)", text, re.M)
+    writes = re.search(r"^notes_store_committed_writes_total (\d+)", text, re.M)
+    return (int(commits.group(1)) if commits else 0, int(writes.group(1)) if writes else 0)
+
+
 def mean_runs(runs):
     return {k: round(sum(r[k] for r in runs) / len(runs), 3) for k in runs[0]}
 
