@@ -109,6 +109,27 @@ fn a_token_that_could_never_authenticate_is_refused_at_start_and_an_empty_one_is
 }
 
 #[test]
+fn a_host_with_a_tiny_sqlite_cache_still_serves_every_note_and_a_zero_cache_is_refused() {
+    let err = Host::builder().args(["--sqlite-cache-mib", "0"]).start_fails();
+    assert!(err.contains("--sqlite-cache-mib"), "{err}");
+    // 2 MB of notes through a 1 MiB cap: SQLite must drop and re-read pages.
+    let host = Host::builder().args(["--sqlite-cache-mib", "1"]).start();
+    let account = host.create_account(false);
+    let written: Vec<(String, String)> = (0..400)
+        .map(|i| {
+            let content = format!("{i:05}").repeat(1_000);
+            (host.create_note(&account, &content), content)
+        })
+        .collect();
+    let listed = host.get(&format!("/accounts/{account}/notes")).expect(200).json();
+    assert_eq!(listed.as_array().unwrap().len(), written.len(), "every note is listed");
+    for (id, content) in &written {
+        let note = host.get(&format!("/accounts/{account}/notes/{id}")).expect(200).json();
+        assert_eq!(note["content"].as_str(), Some(content.as_str()), "note {id} reads back as written");
+    }
+}
+
+#[test]
 fn an_account_name_with_control_characters_is_refused() {
     let host = Host::start();
     for name in ["Ada\u{0}", "A\u{7}da", "Ada\nLovelace"] {
