@@ -6,8 +6,12 @@ Four hosts on loopback, each with its own data dir: {wasm plugin, native
 baseline} x {4 new-store shards, plain mode (--shards 0)}. Every host gets the
 same data: ACCOUNTS accounts per mode with NOTES notes each. For each scenario
 and mode, wrk runs on the Wasm host then the native host, ROUNDS times,
-alternating, so machine drift hits both alike. Publishes the tables to
-BENCHMARKS.md and the figures to docs/bench-results.json (section "http").
+alternating, so machine drift hits both alike. Each round also measures the
+row's ceiling between the two: nginx serving the same note as a static file
+for reads (get, list, mix), and the disk's fsync rate (4 KiB appends) for
+writes (update, create), so every row has its ratio to what the machine can
+do (see bench_ceilings.py). Publishes the tables to BENCHMARKS.md and the
+figures to docs/bench-results.json (section "http").
 
 Environment: BENCH_SECONDS (per wrk run, default 3), BENCH_ROUNDS (default 2),
 BENCH_CONNECTIONS (default 16).
@@ -15,10 +19,12 @@ BENCH_CONNECTIONS (default 16).
 
 import os
 import shutil
+import urllib.request
 import sys
 import tempfile
 from datetime import date
 
+from bench_ceilings import fsync_probe, start_nginx
 from benchlib import CONNECTIONS, call, ensure_wrk, load_accounts, mean_runs, publish, rss_mib, start, table, wrk, write_lua
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
@@ -28,6 +34,7 @@ NOTES = 50
 
 # `create` last: it grows every account, which would make later lists longer.
 SCENARIOS = ["get", "list", "update", "mix", "create"]
+WRITES = {"update", "create"}
 MODES = ["plain", "migration", "rollback"]
 
 
@@ -70,17 +77,33 @@ def run():
                 open(path, "w").write("\n".join(lines) + "\n")
                 ids[(impl, mode)] = path
         memory = {name: {"idle_rss_mib": rss_mib(pid, "VmRSS")} for name, pid in pids.items()}
+        account, note = open(ids[("wasm", "plain")]).readline().split()
+        body = urllib.request.urlopen(f"{hosts[('wasm', '0')]}/accounts/{account}/notes/{note}").read()
+        nginx, nginx_base = start_nginx(workdir, body)
+        procs.append(nginx)
+        nginx_ids = os.path.join(workdir, "nginx.ids")
+        open(nginx_ids, "w").write("x note.json\n")
+        nginx_script = os.path.join(workdir, "nginx.lua")
+        open(nginx_script, "w").write('request = function() return wrk.format("GET", "/note.json") end\n')
         results = []
         for scenario in SCENARIOS:
             for mode in MODES:
                 runs = {"wasm": [], "native": []}
+                ceilings = []
                 for _ in range(ROUNDS):
-                    for impl in ["wasm", "native"]:
-                        base = hosts[(impl, "0" if mode == "plain" else "4")]
-                        runs[impl].append(wrk(base, scenario, ids[(impl, mode)], script, SECONDS))
+                    for impl in ["wasm", "ceiling", "native"]:
+                        if impl == "ceiling" and scenario in WRITES:
+                            ceilings.append(fsync_probe(workdir, 4096)[0])
+                        elif impl == "ceiling":
+                            ceilings.append(wrk(nginx_base, "get", nginx_ids, nginx_script, SECONDS)["rps"])
+                        else:
+                            base = hosts[(impl, "0" if mode == "plain" else "4")]
+                            runs[impl].append(wrk(base, scenario, ids[(impl, mode)], script, SECONDS))
                 row = {"scenario": scenario, "mode": mode}
                 for impl, rs in runs.items():
                     row[impl] = mean_runs(rs)
+                row["ceiling"] = {"what": "fsyncs/s" if scenario in WRITES else "nginx req/s", "rate": round(sum(ceilings) / len(ceilings))}
+                row["to_ceiling"] = round(row["wasm"]["rps"] / row["ceiling"]["rate"], 3)
                 row["throughput_ratio"] = round(row["wasm"]["rps"] / row["native"]["rps"], 3)
                 row["p99_ratio"] = round(row["wasm"]["p99_ms"] / row["native"]["p99_ms"], 3)
                 results.append(row)
@@ -96,7 +119,8 @@ def run():
     meta = {
         "date": date.today().isoformat(),
         "command": "cargo xtask bench http",
-        "wrk": f"-t2 -c{CONNECTIONS} -d{SECONDS}s, {ROUNDS} rounds alternating wasm/native",
+        "wrk": f"-t2 -c{CONNECTIONS} -d{SECONDS}s, {ROUNDS} rounds alternating wasm / ceiling / native "
+               "(ceiling: nginx serving the note as a static file for reads, the disk's 4 KiB fsyncs/s for writes)",
         "data": f"{ACCOUNTS} accounts per mode x {NOTES} notes (200 B); migration/rollback accounts have half their notes moved",
     }
     return {"meta": meta, "rows": results, "memory": memory}
@@ -104,8 +128,10 @@ def run():
 
 def markdown(results):
     http = table(
-        ["scenario", "mode", "Wasm req/s", "native req/s", "ratio", "Wasm p50", "native p50", "Wasm p99", "native p99", "p99 ratio"],
+        ["scenario", "mode", "Wasm req/s", "native req/s", "ratio", "ceiling", "Wasm to ceiling", "Wasm p50", "native p50",
+         "Wasm p99", "native p99", "p99 ratio"],
         [[r["scenario"], r["mode"], f"{r['wasm']['rps']:,.0f}", f"{r['native']['rps']:,.0f}", f"{r['throughput_ratio']:.2f}",
+          f"{r['ceiling']['rate']:,} {r['ceiling']['what']}", f"{r['to_ceiling']:.2f}",
           f"{r['wasm']['p50_ms']:.2f} ms", f"{r['native']['p50_ms']:.2f} ms", f"{r['wasm']['p99_ms']:.2f} ms",
           f"{r['native']['p99_ms']:.2f} ms", f"{r['p99_ratio']:.2f}"] for r in results["rows"]],
     )
