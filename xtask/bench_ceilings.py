@@ -19,99 +19,16 @@ to the machine's limit rather than only to the native router.
 Knobs: BENCH_CEILINGS_ROUNDS (3), BENCH_CEILINGS_SECONDS (3)."""
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from datetime import date
 
-from benchlib import CONNECTIONS, call, ensure_wrk, load_accounts, start, store_commits, table, write_lua, wrk
+from bench_http import populate
+from benchlib import CONNECTIONS, ensure_nginx, ensure_wrk, fsync_probe, mean_runs, start, start_nginx, store_commits, table, write_lua, wrk
 
 ROUNDS = int(os.environ.get("BENCH_CEILINGS_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_CEILINGS_SECONDS", "3"))
 WRITE_CONNECTIONS = 64
-
-
-def ensure_nginx():
-    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
-        print("installing nginx (Debian package)", file=sys.stderr)
-        subprocess.run("apt-get install -y nginx-light >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y nginx-light >/dev/null)",
-                       shell=True, check=True)
-    return shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def start_nginx(workdir, body):
-    """nginx with one worker per core, no access log, serving `body` at
-    /note.json; returns (process, base URL)."""
-    root = os.path.join(workdir, "nginx")
-    os.makedirs(os.path.join(root, "www"), exist_ok=True)
-    with open(os.path.join(root, "www", "note.json"), "wb") as f:
-        f.write(body)
-    # nginx's workers run as `nobody` when started by root: let them in.
-    for path in (workdir, root, os.path.join(root, "www")):
-        os.chmod(path, 0o755)
-    port = free_port()
-    conf = os.path.join(root, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes {os.cpu_count()};
-daemon off;
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {root}/body;
-  proxy_temp_path {root}/proxy;
-  fastcgi_temp_path {root}/fastcgi;
-  uwsgi_temp_path {root}/uwsgi;
-  scgi_temp_path {root}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-    root {root}/www;
-    location / {{ default_type application/json; }}
-  }}
-}}
-""")
-    proc = subprocess.Popen([ensure_nginx(), "-p", root, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/note.json").read()
-            return proc, base
-        except OSError:
-            time.sleep(0.05)
-    proc.terminate()
-    sys.exit(f"nginx did not start; see {root}/error.log")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fsync_probe(directory, block, seconds=1.5):
-    """Appends `block` bytes and fsyncs, repeatedly, for `seconds`; returns
-    (fsyncs per second, MB per second)."""
-    path = os.path.join(directory, f"fsync-probe-{block}")
-    data = os.urandom(block)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-    count = 0
-    started = time.monotonic()
-    try:
-        while time.monotonic() - started < seconds:
-            os.write(fd, data)
-            os.fsync(fd)
-            count += 1
-    finally:
-        elapsed = time.monotonic() - started
-        os.close(fd)
-        os.unlink(path)
-    return count / elapsed, count * block / elapsed / 1e6
 
 
 def write_ids(workdir, name, lines):
@@ -119,10 +36,6 @@ def write_ids(workdir, name, lines):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
-
-
-def mean(values):
-    return sum(values) / len(values)
 
 
 def run():
@@ -141,14 +54,8 @@ def run():
                         args += ["--router", "native-migrate"]
                     host, base = start(args, workdir, f"{router}-{mode}")
                     hosts[f"{router}/{mode}"] = (host, base)
-                    lines = load_accounts(base, 8, 50, False)
-                    if mode == "migration":
-                        for account in sorted({line.split()[0] for line in lines}):
-                            call(base, "PATCH", f"/accounts/{account}", {"isMigrating": True})
-                        # Half of each account's notes move to the new store.
-                        for line in lines[::2]:
-                            account, note = line.split()
-                            call(base, "PUT", f"/accounts/{account}/notes/{note}", {"content": "x" * 200})
+                    # Migration mode: half of each account's notes moved.
+                    lines = populate(base, True if mode == "migration" else None)
                     ids[f"{router}/{mode}"] = write_ids(workdir, f"{router}-{mode}", lines)
             # nginx serves the bytes the host answers for one of its notes.
             _, base = hosts["wasm/plain"]
@@ -187,28 +94,25 @@ def run():
                 host.terminate()
                 host.wait()
 
-    nginx_rps = mean([r["rps"] for r in http_rounds["nginx"]])
-    http = {name: {
-        "rps": round(mean([r["rps"] for r in runs])),
-        "p50_ms": round(mean([r["p50_ms"] for r in runs]), 2),
-        "p99_ms": round(mean([r["p99_ms"] for r in runs]), 2),
-        "to_ceiling": round(mean([r["rps"] for r in runs]) / nginx_rps, 2),
-        "rounds_rps": [round(r["rps"]) for r in runs],
-    } for name, runs in http_rounds.items()}
-    fsync_rate = mean(disk_rounds["fsync_4k"])
-    writes = {scenario: {
-        "rps": round(mean([r["rps"] for r in disk_rounds[scenario]])),
-        "p99_ms": round(mean([r["p99_ms"] for r in disk_rounds[scenario]]), 2),
-        "non_2xx": sum(r["non_2xx"] for r in disk_rounds[scenario]),
-        "commits_per_s": round(mean([r["commits_per_s"] for r in disk_rounds[scenario]])),
-        "writes_per_commit": round(mean([r["writes_per_commit"] for r in disk_rounds[scenario]]), 1),
-        "to_fsync_rate": round(mean([r["rps"] for r in disk_rounds[scenario]]) / fsync_rate, 2),
-    } for scenario in ["update", "create"]}
+    nginx_rps = mean_runs(http_rounds["nginx"])["rps"]
+    http = {}
+    for name, runs in http_rounds.items():
+        m = mean_runs(runs)
+        http[name] = {"rps": round(m["rps"]), "p50_ms": round(m["p50_ms"], 2), "p99_ms": round(m["p99_ms"], 2),
+                      "to_ceiling": round(m["rps"] / nginx_rps, 2), "rounds_rps": [round(r["rps"]) for r in runs]}
+    fsync_rate = sum(disk_rounds["fsync_4k"]) / len(disk_rounds["fsync_4k"])
+    writes = {}
+    for scenario in ["update", "create"]:
+        m = mean_runs(disk_rounds[scenario])
+        writes[scenario] = {"rps": round(m["rps"]), "p99_ms": round(m["p99_ms"], 2),
+                            "non_2xx": sum(r["non_2xx"] for r in disk_rounds[scenario]),
+                            "commits_per_s": round(m["commits_per_s"]), "writes_per_commit": round(m["writes_per_commit"], 1),
+                            "to_fsync_rate": round(m["rps"] / fsync_rate, 2)}
     return {
         "meta": {"date": date.today().isoformat(),
                  "load": f"{ROUNDS} rounds alternating; reads wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, writes -c{WRITE_CONNECTIONS}; "
                          "8 accounts x 50 notes (200 B)"},
-        "disk": {"fsyncs_per_s_4k": round(fsync_rate), "mb_per_s_256k": round(mean(disk_rounds["mb_256k"]), 1),
+        "disk": {"fsyncs_per_s_4k": round(fsync_rate), "mb_per_s_256k": round(sum(disk_rounds["mb_256k"]) / len(disk_rounds["mb_256k"]), 1),
                  "rounds_fsyncs_per_s": [round(x) for x in disk_rounds["fsync_4k"]]},
         "http": http,
         "writes": writes,

@@ -24,8 +24,7 @@ import sys
 import tempfile
 from datetime import date
 
-from bench_ceilings import fsync_probe, start_nginx
-from benchlib import CONNECTIONS, call, ensure_wrk, load_accounts, mean_runs, publish, rss_mib, start, table, wrk, write_lua
+from benchlib import CONNECTIONS, call, fsync_probe, start_nginx, ensure_wrk, load_accounts, mean_runs, publish, rss_mib, start, table, wrk, write_lua
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))

@@ -7,9 +7,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -59,6 +61,85 @@ def ensure_wrk():
         print("installing wrk (Debian package)", file=sys.stderr)
         subprocess.run("apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null)",
                        shell=True, check=True)
+
+
+def ensure_nginx():
+    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
+        print("installing nginx (Debian package)", file=sys.stderr)
+        subprocess.run("apt-get install -y nginx-light >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y nginx-light >/dev/null)",
+                       shell=True, check=True)
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def start_nginx(workdir, body):
+    """nginx with one worker per core, no access log, serving `body` at
+    /note.json; returns (process, base URL)."""
+    root = os.path.join(workdir, "nginx")
+    os.makedirs(os.path.join(root, "www"), exist_ok=True)
+    with open(os.path.join(root, "www", "note.json"), "wb") as f:
+        f.write(body)
+    # nginx's workers run as `nobody` when started by root: let them in.
+    for path in (workdir, root, os.path.join(root, "www")):
+        os.chmod(path, 0o755)
+    port = free_port()
+    conf = os.path.join(root, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes {os.cpu_count()};
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root}/www;
+    location / {{ default_type application/json; }}
+  }}
+}}
+""")
+    proc = subprocess.Popen([ensure_nginx(), "-p", root, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(base + "/note.json").read()
+            return proc, base
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    sys.exit(f"nginx did not start; see {root}/error.log")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fsync_probe(directory, block, seconds=1.5):
+    """Appends `block` bytes and fsyncs, repeatedly, for `seconds`; returns
+    (fsyncs per second, MB per second)."""
+    path = os.path.join(directory, f"fsync-probe-{block}")
+    data = os.urandom(block)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    count = 0
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < seconds:
+            os.write(fd, data)
+            os.fsync(fd)
+            count += 1
+    finally:
+        elapsed = time.monotonic() - started
+        os.close(fd)
+        os.unlink(path)
+    return count / elapsed, count * block / elapsed / 1e6
 
 
 def write_lua(workdir):
