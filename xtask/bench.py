@@ -15,6 +15,7 @@ Parts, in the order `all` runs them:
   ceilings nginx serving a static note and the disk's fsync rate, alternating with the host (bench_ceilings.py)
   memory   RSS before and after a burst of 100k-id lists, and how soon it comes back (bench_memory.py)
   languages the migrate strategy in Rust, Python and JavaScript (bench_languages.py)
+  soak     millions of mixed requests with flips and jobs and no scraper: RSS, fds, threads (bench_soak.py)
 
 Each part writes its section of docs/bench-results.json and its generated
 block of BENCHMARKS.md (see benchlib.publish); `all` also rewrites the
@@ -35,7 +36,7 @@ from datetime import date
 
 from benchlib import HOST, ROOT, TARGET, ensure_wrk, load_accounts, publish, start, table, wrk, write_lua
 
-PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages"]
+PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages", "soak"]
 
 
 # ---- micro ---------------------------------------------------------------
@@ -247,7 +248,7 @@ def header(meta):
 
 def runner(part):
     """(run, markdown) of a part."""
-    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages"):
+    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages", "soak"):
         module = importlib.import_module(f"bench_{part}")
         return module.run, module.markdown
     return {"micro": (micro, micro_markdown), "profile": (profile, profile_markdown), "plugins": (plugins, plugins_markdown)}[part]

@@ -293,8 +293,9 @@ impl Client {
     }
 
     /// `POST /migration/rollout {"percent"}`.
-    pub fn rollout(&self, percent: f64) -> Answer {
-        self.send("POST", "/migration/rollout", Some(Body::json(&json!({ "percent": percent }))))
+    /// `resume`: after the kill switch, turn accounts on again.
+    pub fn rollout(&self, percent: f64, resume: bool) -> Answer {
+        self.send("POST", "/migration/rollout", Some(Body::json(&json!({ "percent": percent, "resume": resume }))))
     }
 
     pub fn kill_switch(&self) -> Answer {

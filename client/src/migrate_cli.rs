@@ -58,8 +58,16 @@ enum MigrateCommand {
     /// Cancel a job.
     Cancel { job: String },
     /// Turn isMigrating on for PERCENT% of accounts (a sticky cohort), off for the rest.
-    Rollout { percent: f64 },
-    /// Turn isMigrating off for every account, through the barrier.
+    Rollout {
+        percent: f64,
+        /// After the kill switch: start turning accounts on again (without
+        /// it, a rollout that would turn an account on is refused).
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Stop every rollout in flight, on every host, and turn isMigrating off
+    /// for every account, through the barrier. Rollouts stay stopped until
+    /// one is sent with --resume.
     KillSwitch,
 }
 
@@ -104,7 +112,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
         MigrateCommand::Pause { job } => print_json(&answer(client.control_job(&job, "pause"))?),
         MigrateCommand::Resume { job } => print_json(&answer(client.control_job(&job, "resume"))?),
         MigrateCommand::Cancel { job } => print_json(&answer(client.control_job(&job, "cancel"))?),
-        MigrateCommand::Rollout { percent } => print_json(&answer(client.rollout(percent))?),
+        MigrateCommand::Rollout { percent, resume } => print_json(&answer(client.rollout(percent, resume))?),
         MigrateCommand::KillSwitch => print_json(&answer(client.kill_switch())?),
     }
     Ok(())

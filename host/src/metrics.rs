@@ -6,6 +6,12 @@
 //! The `metrics` facade records; the Prometheus exporter renders the text
 //! format for `GET /metrics` (no listener of its own). Gauges of the
 //! migration's state are computed when scraped (`app`), not kept up to date.
+//!
+//! The exporter keeps every histogram sample in a lock-free bucket until
+//! something folds them into the histogram: a render, or its upkeep. Built
+//! with `build_recorder` (no listener) it has no upkeep task, so a host that
+//! nobody scraped grew by ~75 bytes per request, for good (33 → 254 MiB over
+//! 2.4 M requests). `install` therefore starts an upkeep thread.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -36,8 +42,14 @@ const BUCKETS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often the upkeep folds recorded samples into the histograms: memory
+/// held by samples is bounded by what a host records in this long.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Installs the process-wide recorder (once; later calls, e.g. several
-/// in-process apps, share it) and returns its handle.
+/// in-process apps, share it) and returns its handle. Starts the upkeep
+/// thread that keeps the recorder's memory bounded whether or not anything
+/// scrapes `/metrics`.
 pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
@@ -49,6 +61,14 @@ pub fn install() -> &'static PrometheusHandle {
         // this one still renders what is recorded through it, which is nothing.
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        let upkept = handle.clone();
+        let started = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkept.run_upkeep();
+        });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histogram samples are folded only when /metrics is scraped");
         }
         handle
     })

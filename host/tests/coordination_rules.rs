@@ -83,6 +83,7 @@ rules! {
     a_revoked_key_stays_revoked,
     a_removed_host_is_gone_with_its_acknowledgements,
     the_rollout_percent_is_unset_until_set_and_shared,
+    once_the_kill_switch_is_pressed_no_rollout_turns_an_account_on_until_one_resumes,
     the_change_watch_reports_a_change_by_another_host_within_a_second_and_is_quiet_otherwise,
 }
 
@@ -237,7 +238,7 @@ fn a_verify_is_recorded_only_if_the_account_did_not_change_meanwhile(b: Backend)
     assert!(b.state.record_verify(id, 6, Verified { at_ms: 8, clean: true }).unwrap());
     assert_eq!(b.other.account(id).unwrap().unwrap().verified, Some(Verified { at_ms: 8, clean: true }));
     // Not while a flip is pending, and not for an unknown account.
-    b.state.announce_flip(&flip(id, "f1", true), Gate::Checked).unwrap();
+    b.state.announce_flip(&flip(id, "f1", true), Gate::Checked, None).unwrap();
     assert!(!b.state.record_verify(id, 6, Verified { at_ms: 9, clean: false }).unwrap());
     assert_eq!(b.state.account(id).unwrap().unwrap().verified, Some(Verified { at_ms: 8, clean: true }));
     assert!(!b.state.record_verify(Uuid::new_v4(), 6, Verified { at_ms: 9, clean: true }).unwrap());
@@ -247,11 +248,11 @@ fn a_flip_is_pending_until_committed_and_an_aborted_flip_cannot_commit(b: Backen
     let id = Uuid::new_v4();
     b.state.create_account(&account(id, "a", false), Gate::Checked).unwrap();
     let flip = flip(id, "f1", true);
-    assert!(matches!(b.state.announce_flip(&flip, Gate::Checked).unwrap(), Announced::Pending { .. }));
+    assert!(matches!(b.state.announce_flip(&flip, Gate::Checked, None).unwrap(), Announced::Pending { .. }));
     assert_eq!(b.other.pending_flips().unwrap(), vec![flip.clone()]);
     assert_eq!(b.other.flag_state(id).unwrap().unwrap().flip, Some(flip.clone()));
     let second = PendingFlip { id: "f2".into(), ..flip.clone() };
-    assert!(matches!(b.other.announce_flip(&second, Gate::Checked), Err(CoordinationError::FlipInProgress(_))));
+    assert!(matches!(b.other.announce_flip(&second, Gate::Checked, None), Err(CoordinationError::FlipInProgress(_))));
     b.other.acknowledge_flip("f1", "h", 5).unwrap();
     b.other.acknowledge_flip("f1", "h", 6).unwrap();
     assert_eq!(b.state.flip_acks("f1").unwrap(), BTreeSet::from(["h".to_owned()]));
@@ -264,18 +265,18 @@ fn a_flip_is_pending_until_committed_and_an_aborted_flip_cannot_commit(b: Backen
     assert_eq!(state, FlagState { is_migrating: false, epoch: 1, flip: None }, "an abort raises the epoch all the same: stores may be fenced at it");
     assert!(b.state.flip_acks("f1").unwrap().is_empty());
     assert!(b.state.pending_flips().unwrap().is_empty());
-    assert!(matches!(b.state.announce_flip(&PendingFlip { account: Uuid::new_v4(), ..flip }, Gate::Checked), Err(CoordinationError::NoAccount(_))));
+    assert!(matches!(b.state.announce_flip(&PendingFlip { account: Uuid::new_v4(), ..flip }, Gate::Checked, None), Err(CoordinationError::NoAccount(_))));
 }
 
 fn a_committed_flip_sets_the_flag_clears_the_verify_and_is_logged_once(b: Backend) {
     let id = Uuid::new_v4();
     b.state.create_account(&account(id, "a", false), Gate::Checked).unwrap();
     assert!(b.state.record_verify(id, 1, Verified { at_ms: 2, clean: true }).unwrap());
-    assert_eq!(b.state.announce_flip(&flip(id, "same", false), Gate::Checked).unwrap(), Announced::Unchanged, "already off");
+    assert_eq!(b.state.announce_flip(&flip(id, "same", false), Gate::Checked, None).unwrap(), Announced::Unchanged, "already off");
     assert!(b.state.pending_flips().unwrap().is_empty(), "an unchanged flip leaves no mark");
     b.state.register_host(&host("h1", true), Gate::Checked).unwrap();
     let on = flip(id, "f1", true);
-    let Announced::Pending { hosts, epoch } = b.state.announce_flip(&on, Gate::Checked).unwrap() else { panic!("the flip is pending") };
+    let Announced::Pending { hosts, epoch } = b.state.announce_flip(&on, Gate::Checked, None).unwrap() else { panic!("the flip is pending") };
     assert_eq!(epoch, 1, "the epoch the flip's commit sets");
     assert_eq!(hosts.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), vec!["h1"], "the hosts to wait for");
     b.other.acknowledge_flip("f1", "h1", 3).unwrap();
@@ -309,7 +310,7 @@ fn a_host_that_cannot_migrate_cannot_register_or_switch_plugin_while_an_account_
     b.state.set_flag_unsafely(on, false, 2).unwrap();
     let turning = Uuid::new_v4();
     b.state.create_account(&account(turning, "turning", false), Gate::Checked).unwrap();
-    b.state.announce_flip(&flip(turning, "f1", true), Gate::Checked).unwrap();
+    b.state.announce_flip(&flip(turning, "f1", true), Gate::Checked, None).unwrap();
     let refused = b.other.change_host_plugin("new", &plugin(false), Gate::Checked, &mut no_before_commit());
     assert!(matches!(refused, Err(CoordinationError::AccountsMigrating(a)) if a == vec![turning]));
     assert!(matches!(b.other.register_host(&host("old", false), Gate::Checked), Err(CoordinationError::AccountsMigrating(_))));
@@ -335,12 +336,12 @@ fn a_flag_cannot_turn_on_while_a_host_that_cannot_migrate_is_registered(b: Backe
     let id = Uuid::new_v4();
     b.state.create_account(&account(id, "a", false), Gate::Checked).unwrap();
     let on = flip(id, "f1", true);
-    let refused = b.state.announce_flip(&on, Gate::Checked);
+    let refused = b.state.announce_flip(&on, Gate::Checked, None);
     assert!(matches!(refused, Err(CoordinationError::HostsCannotMigrate(h)) if h.len() == 1 && h[0].id == "old"));
     assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, epoch: 0, flip: None }, "no mark is left");
 
     // Announced without the gate, the commit still checks it: nothing changes.
-    assert!(matches!(b.state.announce_flip(&on, Gate::Unchecked).unwrap(), Announced::Pending { .. }));
+    assert!(matches!(b.state.announce_flip(&on, Gate::Unchecked, None).unwrap(), Announced::Pending { .. }));
     let audit = AuditEntry { kind: "flag".into(), ..AuditEntry::default() };
     assert!(matches!(b.state.commit_flip(&on, Gate::Checked, 5, &audit), Err(CoordinationError::HostsCannotMigrate(_))));
     assert_eq!(b.state.flag_state(id).unwrap().unwrap(), FlagState { is_migrating: false, epoch: 0, flip: Some(on.clone()) }, "still pending, still off");
@@ -354,7 +355,7 @@ fn a_flag_cannot_turn_on_while_a_host_that_cannot_migrate_is_registered(b: Backe
     // Turning off is never refused.
     b.other.change_host_plugin("old", &plugin(false), Gate::Unchecked, &mut no_before_commit()).unwrap();
     let off = flip(id, "f2", false);
-    assert!(matches!(b.state.announce_flip(&off, Gate::Checked).unwrap(), Announced::Pending { .. }));
+    assert!(matches!(b.state.announce_flip(&off, Gate::Checked, None).unwrap(), Announced::Pending { .. }));
     assert!(b.state.commit_flip(&off, Gate::Checked, 7, &audit).unwrap());
     assert!(!b.state.flag_state(id).unwrap().unwrap().is_migrating);
 }
@@ -393,7 +394,7 @@ fn the_two_sides_of_the_gate_never_both_pass_when_they_race(b: Backend) {
         let (announced, registered) = std::thread::scope(|s| {
             let announcing = s.spawn(|| {
                 start.wait();
-                b.state.announce_flip(&on, Gate::Checked)
+                b.state.announce_flip(&on, Gate::Checked, None)
             });
             let registering = s.spawn(|| {
                 start.wait();
@@ -558,6 +559,30 @@ fn the_rollout_percent_is_unset_until_set_and_shared(b: Backend) {
     assert_eq!(b.state.rollout_percent().unwrap(), Some(100.0));
 }
 
+fn once_the_kill_switch_is_pressed_no_rollout_turns_an_account_on_until_one_resumes(b: Backend) {
+    let id = Uuid::new_v4();
+    b.state.create_account(&account(id, "a", false), Gate::Checked).unwrap();
+    b.state.set_rollout_percent(100.0).unwrap();
+    let began = b.state.begin_rollout(false).unwrap();
+    assert_eq!(began, 0, "never pressed");
+    // Another host presses the kill switch while this host's rollout runs.
+    let pressed = b.other.stop_rollouts().unwrap();
+    assert_eq!(pressed, began + 1);
+    assert_eq!(b.state.rollout_percent().unwrap(), Some(0.0), "the kill switch sets the rollout to 0%");
+    assert!(matches!(b.state.announce_flip(&flip(id, "f1", true), Gate::Checked, Some(began)), Err(CoordinationError::Stopped(_))));
+    assert_eq!(b.state.flag_state(id).unwrap().unwrap().flip, None, "nothing was announced");
+    // A rollout asked for after it is refused, on any host, until one resumes.
+    assert!(b.state.rollout_latched().unwrap());
+    assert!(matches!(b.state.begin_rollout(false), Err(CoordinationError::Latched)));
+    assert!(matches!(b.other.begin_rollout(false), Err(CoordinationError::Latched)));
+    assert_eq!(b.other.begin_rollout(true).unwrap(), pressed, "a resume releases the latch");
+    assert_eq!(b.state.begin_rollout(false).unwrap(), pressed);
+    assert!(!b.other.rollout_latched().unwrap());
+    assert!(matches!(b.state.announce_flip(&flip(id, "f2", true), Gate::Checked, Some(pressed)).unwrap(), Announced::Pending { .. }));
+    assert!(b.state.abort_flip(id, "f2").unwrap());
+    assert!(matches!(b.state.announce_flip(&flip(id, "f3", true), Gate::Checked, None).unwrap(), Announced::Pending { .. }));
+}
+
 fn the_change_watch_reports_a_change_by_another_host_within_a_second_and_is_quiet_otherwise(b: Backend) {
     let mut watch = b.state.change_watch().unwrap();
     assert!(watch.changed().unwrap(), "the first look reports a change");
@@ -565,10 +590,10 @@ fn the_change_watch_reports_a_change_by_another_host_within_a_second_and_is_quie
     let changes: Vec<(&str, Box<dyn Fn(&dyn Coordination) + '_>)> = vec![
         ("create an account", Box::new(move |c: &dyn Coordination| c.create_account(&account(id, "a", false), Gate::Checked).unwrap())),
         ("register a host", Box::new(|c: &dyn Coordination| c.register_host(&host("h1", true), Gate::Checked).unwrap())),
-        ("announce a flip", Box::new(move |c: &dyn Coordination| assert!(matches!(c.announce_flip(&flip(id, "f1", true), Gate::Checked).unwrap(), Announced::Pending { .. })))),
+        ("announce a flip", Box::new(move |c: &dyn Coordination| assert!(matches!(c.announce_flip(&flip(id, "f1", true), Gate::Checked, None).unwrap(), Announced::Pending { .. })))),
         ("acknowledge it", Box::new(|c: &dyn Coordination| c.acknowledge_flip("f1", "h1", 2).unwrap())),
         ("abort it", Box::new(move |c: &dyn Coordination| assert!(c.abort_flip(id, "f1").unwrap()))),
-        ("announce another", Box::new(move |c: &dyn Coordination| assert!(matches!(c.announce_flip(&flip(id, "f2", true), Gate::Checked).unwrap(), Announced::Pending { .. })))),
+        ("announce another", Box::new(move |c: &dyn Coordination| assert!(matches!(c.announce_flip(&flip(id, "f2", true), Gate::Checked, None).unwrap(), Announced::Pending { .. })))),
         ("commit it", Box::new(move |c: &dyn Coordination| assert!(c.commit_flip(&flip(id, "f2", true), Gate::Checked, 3, &AuditEntry::default()).unwrap()))),
         ("change a plugin", Box::new(|c: &dyn Coordination| c.change_host_plugin("h1", &plugin(true), Gate::Checked, &mut no_before_commit()).unwrap())),
         ("set the flag", Box::new(move |c: &dyn Coordination| assert!(c.set_flag_unsafely(id, false, 4).unwrap()))),
@@ -622,10 +647,10 @@ fn postgres_notifies_every_watched_change_as_it_commits_and_nothing_for_a_refusa
         ("update_account", Box::new(|| assert!(c.update_account(id, &AccountDetails::default(), 1).unwrap().is_some()))),
         ("record_verify", Box::new(|| assert!(c.record_verify(id, 1, Verified { at_ms: 2, clean: true }).unwrap()))),
         ("register_host", Box::new(|| c.register_host(&host("h1", true), Gate::Checked).unwrap())),
-        ("announce_flip", Box::new(|| assert!(matches!(c.announce_flip(&flip(id, "f1", true), Gate::Checked).unwrap(), Announced::Pending { .. })))),
+        ("announce_flip", Box::new(|| assert!(matches!(c.announce_flip(&flip(id, "f1", true), Gate::Checked, None).unwrap(), Announced::Pending { .. })))),
         ("acknowledge_flip", Box::new(|| c.acknowledge_flip("f1", "h1", 2).unwrap())),
         ("abort_flip", Box::new(|| assert!(c.abort_flip(id, "f1").unwrap()))),
-        ("announce_flip again", Box::new(|| assert!(matches!(c.announce_flip(&flip(id, "f2", true), Gate::Checked).unwrap(), Announced::Pending { .. })))),
+        ("announce_flip again", Box::new(|| assert!(matches!(c.announce_flip(&flip(id, "f2", true), Gate::Checked, None).unwrap(), Announced::Pending { .. })))),
         ("commit_flip", Box::new(|| assert!(c.commit_flip(&flip(id, "f2", true), Gate::Checked, 3, &AuditEntry::default()).unwrap()))),
         ("set_flag_unsafely", Box::new(|| assert!(c.set_flag_unsafely(id, false, 4).unwrap()))),
         ("change_host_plugin", Box::new(|| c.change_host_plugin("h1", &plugin(true), Gate::Checked, &mut no_before_commit()).unwrap())),
@@ -647,7 +672,7 @@ fn postgres_notifies_every_watched_change_as_it_commits_and_nothing_for_a_refusa
     assert!(c.create_account(&account(id, "again", false), Gate::Checked).is_err());
     c.register_host(&host("old", false), Gate::Checked).unwrap();
     assert!(heard(&mut raw, Duration::from_secs(1)));
-    assert!(c.announce_flip(&flip(id, "f3", true), Gate::Checked).is_err());
+    assert!(c.announce_flip(&flip(id, "f3", true), Gate::Checked, None).is_err());
     assert!(!c.claim_job("j1", None, "h2", 4).unwrap());
     assert!(!heard(&mut raw, Duration::from_millis(200)), "a refusal notified");
 }

@@ -354,8 +354,8 @@ impl Coordination for Recording {
     fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
         self.inner.flag_state(id)
     }
-    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
-        self.inner.announce_flip(flip, gate)
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
+        self.inner.announce_flip(flip, gate, rollout)
     }
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
         self.inner.commit_flip(flip, gate, now_ms, audit)
@@ -404,6 +404,15 @@ impl Coordination for Recording {
     }
     fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError> {
         self.inner.set_rollout_percent(percent)
+    }
+    fn begin_rollout(&self, resume: bool) -> Result<i64, CoordinationError> {
+        self.inner.begin_rollout(resume)
+    }
+    fn rollout_latched(&self) -> Result<bool, CoordinationError> {
+        self.inner.rollout_latched()
+    }
+    fn stop_rollouts(&self) -> Result<i64, CoordinationError> {
+        self.inner.stop_rollouts()
     }
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
         self.inner.append_audit(entry)
@@ -973,4 +982,198 @@ async fn every_operation_in_the_openapi_document_is_a_route() {
         }
     }
     assert!(operations >= 30, "{operations} operations");
+}
+
+// ---- what a web page, a typo or a skewed clock must not do -------------------------
+
+/// One request with exactly these headers (no Content-Type unless given).
+async fn raw(router: &Router, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = router.clone().oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn account_count(router: &Router) -> usize {
+    call(router, "GET", "/accounts", None).await.1.as_array().map_or(0, Vec::len)
+}
+
+async fn migrating_count(router: &Router) -> usize {
+    let (_, accounts) = call(router, "GET", "/accounts", None).await;
+    accounts.as_array().unwrap().iter().filter(|a| a["isMigrating"] == true).count()
+}
+
+#[tokio::test]
+async fn without_an_admin_token_a_page_of_another_origin_or_a_rebound_name_changes_nothing() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let on = new_account(&router, true).await;
+    let before = account_count(&router).await;
+
+    // DNS rebinding: the page's own name, resolved to 127.0.0.1.
+    let (status, body) = raw(&router, "GET", "/accounts", "", &[("host", "rebind.evil.example:8090")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("loopback"), "{body}");
+    // A page's no-cors writes carry its origin, with a body a page may send without a preflight.
+    for (path, body) in [("/migration/kill-switch", ""), ("/accounts", r#"{"name":"Mallory"}"#)] {
+        let (status, answer) =
+            raw(&router, "POST", path, body, &[("host", "127.0.0.1:8080"), ("origin", "http://evil.example"), ("content-type", "text/plain")]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {answer}");
+    }
+    let (status, answer) = raw(&router, "POST", "/migration/kill-switch", "", &[("host", "127.0.0.1:8080"), ("origin", "null")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a sandboxed page's origin: {answer}");
+    assert_eq!(account_count(&router).await, before, "no account was created");
+    assert_eq!(call(&router, "GET", &format!("/accounts/{on}"), None).await.1["isMigrating"], true, "the kill switch did not run");
+
+    // The host's own console, and curl on loopback, still work.
+    let (status, body) =
+        raw(&router, "POST", "/accounts", r#"{"name":"Ada"}"#, &[("host", "localhost:8080"), ("origin", "http://localhost:8080"), ("content-type", "application/json")]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for host in ["127.0.0.1:8080", "[::1]:8080", "localhost"] {
+        assert_eq!(raw(&router, "GET", "/accounts", "", &[("host", host)]).await.0, StatusCode::OK, "{host}");
+    }
+
+    // With an admin token a page cannot attach the token, and any name may be served.
+    let guarded = api::router(
+        start(&fleet, "b", MIGRATE),
+        ApiConfig {
+            max_body_bytes: 1 << 20,
+            max_plugin_bytes: 1 << 20,
+            body_read_timeout: Duration::from_secs(5),
+            admin_token: Some(api::AdminToken::new("0123456789abcdef0123".into()).unwrap()),
+        },
+    );
+    let (status, _) = raw(&guarded, "GET", "/accounts", "", &[("host", "notes.example.com"), ("authorization", "Bearer 0123456789abcdef0123")]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_text_or_form_body_is_refused_with_415_and_a_body_without_a_type_is_still_json() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let before = account_count(&router).await;
+    for content_type in ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let (status, body) = raw(&router, "POST", "/accounts", r#"{"name":"Mallory"}"#, &[("content-type", content_type)]).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("application/json"), "{body}");
+    }
+    let (status, _) = raw(&router, "POST", &format!("/accounts/{account}/notes"), r#"{"content":"x"}"#, &[("content-type", "text/plain")]).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(account_count(&router).await, before, "nothing was created");
+    let (status, body) = raw(&router, "POST", "/accounts", r#"{"name":"Ada"}"#, &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "no Content-Type, as Notely's server accepts: {body}");
+    let (status, body) = raw(&router, "POST", "/accounts", r#"{"name":"Ada"}"#, &[("content-type", "application/json; charset=utf-8")]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn a_misspelled_dry_run_is_refused_naming_it_and_flips_nothing() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    for _ in 0..10 {
+        new_account(&router, false).await;
+    }
+    for spelling in ["dryrun", "DryRun", "dry_run", "preview"] {
+        let (status, body) = call(&router, "POST", &format!("/migration/rollout?{spelling}=true"), Some(json!({ "percent": 100 }))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{spelling}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(&format!("{spelling:?}")) && error.contains("`dryRun`"), "names the parameter and the known one: {error}");
+        assert_eq!(migrating_count(&router).await, 0, "{spelling} flipped accounts");
+    }
+    let (status, preview) = call(&router, "POST", "/migration/rollout?dryRun=true", Some(json!({ "percent": 100 }))).await;
+    assert_eq!((status, &preview["dryRun"], &preview["turnedOn"]), (StatusCode::OK, &json!(true), &json!(10)), "{preview}");
+    assert_eq!(migrating_count(&router).await, 0);
+    let (_, done) = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 100 }))).await;
+    assert_eq!((&done["dryRun"], &done["turnedOn"]), (&json!(false), &json!(10)), "every answer says whether it was a dry run: {done}");
+    let (_, killed) = call(&router, "POST", "/migration/kill-switch", None).await;
+    assert_eq!(killed["dryRun"], false);
+
+    // Every route, and unknown values of known parameters.
+    for path in ["/healthz?verbose=1", "/accounts?name=Ada", "/migration?all=1", "/audit?kind=flag&sort=newest"] {
+        let (status, body) = call(&router, "GET", path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    }
+    let (status, body) = call(&router, "GET", "/audit?kind=bogus", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("kill-switch"), "lists the kinds: {body}");
+    let (status, body) = call(&router, "GET", "/audit?kind=kill-switch", None).await;
+    assert_eq!((status, body["entries"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{body}");
+}
+
+#[tokio::test]
+async fn a_client_clock_far_ahead_is_refused_and_a_note_stamped_ahead_does_not_freeze_later_writes() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let now_ms = 1_700_000_000_000_i64; // InProcess's clock
+    let at = |ms: i64| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let notes = format!("/accounts/{account}/notes");
+
+    let (status, body) = call(&router, "POST", &notes, Some(json!({ "content": "x", "createdAt": "2030-01-01T00:00:00Z" }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("ahead of this host's clock"), "{body}");
+    assert_eq!(call(&router, "GET", &notes, None).await.1, json!([]), "nothing was created");
+
+    let note = new_note(&router, &account).await;
+    let path = format!("{notes}/{note}");
+    let (status, body) = call(&router, "PUT", &path, Some(json!({ "content": "frozen?", "updatedAt": "2030-01-01T00:00:00Z" }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A skewed client within the tolerance stamps the note 4 minutes ahead...
+    let (status, skewed) = call(&router, "PUT", &path, Some(json!({ "content": "from the fast clock", "updatedAt": at(now_ms + 4 * 60_000) }))).await;
+    assert_eq!((status, &skewed["version"]), (StatusCode::OK, &json!(2)), "{skewed}");
+    assert_eq!(skewed["updatedAt"], at(now_ms), "a time ahead is kept as the host's: no write happens later than it arrives");
+    // ...and a client with the right time, a minute later, still writes.
+    fleet.clock.advance(60_000);
+    let (status, written) = call(&router, "PUT", &path, Some(json!({ "content": "from the right clock", "updatedAt": at(now_ms + 60_000) }))).await;
+    assert_eq!((status, &written["version"], &written["content"]), (StatusCode::OK, &json!(3), &json!("from the right clock")), "{written}");
+    // Notely's rule still holds for a write really older than the note.
+    let (_, stale) = call(&router, "PUT", &path, Some(json!({ "content": "stale", "updatedAt": at(now_ms + 30_000) }))).await;
+    assert_eq!((&stale["version"], &stale["content"]), (&json!(3), &json!("from the right clock")), "{stale}");
+}
+
+#[tokio::test]
+async fn the_kill_switch_wins_over_a_rollout_sent_at_the_same_moment_in_either_order() {
+    let fleet = InProcess::default();
+    let _other_host = start(&fleet, "b", MIGRATE);
+    let router = http(&start(&fleet, "a", MIGRATE));
+    for _ in 0..400 {
+        new_account(&router, false).await;
+    }
+    for round in 0..20 {
+        // An operator starts the migration again at 50%...
+        let (status, resumed) = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 50, "resume": true }))).await;
+        assert_eq!(status, StatusCode::OK, "round {round}: {resumed}");
+        assert!(migrating_count(&router).await > 100, "round {round}: {resumed}");
+        // ...then a rollout to 100% and the kill switch are sent at the same moment.
+        let rollout = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 100 })));
+        let kill = call(&router, "POST", "/migration/kill-switch", None);
+        // Alternate which is sent first, a few milliseconds apart or at once.
+        let stagger = Duration::from_millis((round % 5) as u64 * 3);
+        let ((rolled_status, rolled), (killed_status, killed)) = if round % 2 == 0 {
+            tokio::join!(rollout, async {
+                tokio::time::sleep(stagger).await;
+                kill.await
+            })
+        } else {
+            let (k, r) = tokio::join!(kill, async {
+                tokio::time::sleep(stagger).await;
+                rollout.await
+            });
+            (r, k)
+        };
+        assert_eq!(killed_status, StatusCode::OK, "round {round}: {killed}");
+        assert_eq!(killed["failed"], json!([]), "round {round}: the kill switch fails nothing it can do: {killed}");
+        assert!(rolled_status == StatusCode::OK || rolled_status == StatusCode::CONFLICT, "round {round}: {rolled}");
+        assert_eq!(migrating_count(&router).await, 0, "round {round}: accounts left on after the kill switch answered; rollout: {rolled}");
+        // It stays off: a rollout asked for after it turns nothing on.
+        let (status, later) = call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 100 }))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "round {round}: {later}");
+        assert!(later["error"].as_str().unwrap().contains("resume"), "says how to start again: {later}");
+        assert_eq!(migrating_count(&router).await, 0, "round {round}");
+    }
 }

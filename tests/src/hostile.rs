@@ -69,14 +69,17 @@ fn component(name: &str, declarations: &str, bomb: &str) -> Vec<u8> {
 /// package (which may include the notes world) and its world to embed.
 fn build(name: &str, imports: &str, declarations: &str, bomb: &str, extra_wit: Option<(&str, &str)>) -> Vec<u8> {
     let version = "0.1.0";
-    let name_at = 16;
+    // After the return area at 64, so a long name (a hostile one) is not
+    // overwritten by the answer that points at it; the heap starts past it.
+    let name_at = 128;
     let version_at = name_at + name.len();
+    let heap = (version_at + version.len() + 7).div_ceil(8).max(512) * 8;
     let wat = format!(
         r#"(module
   {imports}
   (memory (export "memory") 1)
   {declarations}
-  (global $heap (mut i32) (i32.const 4096))
+  (global $heap (mut i32) (i32.const {heap}))
   (data (i32.const {name_at}) "{name}{version}")
 
   ;; A bump allocator: enough for the host to hand over the call's strings.

@@ -19,6 +19,7 @@ use tempfile::TempDir;
 
 pub mod browser;
 pub mod hostile;
+pub mod load;
 pub mod postgres;
 
 /// The plugins built by `cargo xtask build`.

@@ -48,7 +48,9 @@ impl AdminToken {
 /// the same answer whether or not the other account exists. Without an
 /// admin token the host is in protected mode (loopback only) and no key can
 /// exist. Failed authentications are counted, and a client address that
-/// offers too many wrong credentials is answered 429 for a while. A request
+/// offers too many wrong credentials is answered 429 for its wrong ones for a
+/// while (its allowance refills, one a second; a right credential always
+/// passes). A request
 /// without credentials is counted but not throttled: it guesses no secret,
 /// and a monitor probing without a token must not lock out its address.
 #[derive(Clone)]
@@ -65,10 +67,14 @@ pub struct ClientAddr(pub IpAddr);
 pub async fn authorize(State(auth): State<AuthState>, req: Request, next: Next) -> Response {
     let Some(token) = &auth.token else { return next.run(req).await };
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
-    if client.is_some_and(|ip| auth.failures.is_blocked(ip)) {
-        return ApiError::from(AppError::TooManyRequests("too many failed authentications from this address; retry shortly".into()))
-            .into_response();
-    }
+    // A throttled address is refused only its wrong credentials: the right
+    // token or key still passes, so an attacker sharing the operator's
+    // address (a NAT, a proxy) cannot lock the operator out. The secrets are
+    // too long to guess at any rate; the throttle bounds the work and noise.
+    let blocked = client.is_some_and(|ip| auth.failures.is_blocked(ip));
+    let throttled = || {
+        ApiError::from(AppError::TooManyRequests("too many failed authentications from this address; retry shortly".into())).into_response()
+    };
     // The scheme is case-insensitive (RFC 9110, section 11.1).
     let offered = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, credentials) = v.trim_start().split_once(' ')?;
@@ -93,6 +99,7 @@ pub async fn authorize(State(auth): State<AuthState>, req: Request, next: Next) 
             match tokio::task::spawn_blocking(move || app.key_account(&offered)).await {
                 Ok(Ok(Some(account))) if key_may_call(&req, account) => next.run(req).await,
                 Ok(Ok(Some(_))) => ApiError::new(StatusCode::FORBIDDEN, "this key reaches only its own account and its notes").into_response(),
+                Ok(Ok(None)) if blocked => throttled(),
                 Ok(Ok(None)) => {
                     failed("key");
                     ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked account key").into_response()
@@ -101,6 +108,7 @@ pub async fn authorize(State(auth): State<AuthState>, req: Request, next: Next) 
                 Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("key check failed: {e}")).into_response(),
             }
         }
+        Some(_) if blocked => throttled(),
         Some(_) => {
             failed("wrong");
             ApiError::new(StatusCode::FORBIDDEN, "wrong admin token").into_response()

@@ -29,13 +29,25 @@ pub struct BodyLimits {
     pub read_timeout: Duration,
 }
 
+/// `POST /plugins` carries a component; every other route takes JSON.
+fn is_plugin_upload(req: &Request) -> bool {
+    req.method() == Method::POST && req.uri().path() == "/plugins"
+}
+
 impl BodyLimits {
     fn limit_for(&self, req: &Request) -> usize {
-        if req.method() == Method::POST && req.uri().path() == "/plugins" { self.max_plugin_bytes } else { self.max_body_bytes }
+        if is_plugin_upload(req) { self.max_plugin_bytes } else { self.max_body_bytes }
     }
 }
 
 pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if writes
+        && !is_plugin_upload(&req)
+        && let Some(refused) = super::guard::refuse_non_json(&req)
+    {
+        return refused;
+    }
     let limit = limits.limit_for(&req);
     let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {limit} bytes"));
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());

@@ -43,7 +43,7 @@ impl From<AppError> for ApiError {
         match e {
             AppError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, message),
             AppError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
-            AppError::Conflict(_) | AppError::Gate(_) => Self::new(StatusCode::CONFLICT, message),
+            AppError::Conflict(_) | AppError::Gate(_) | AppError::Stopped(_) => Self::new(StatusCode::CONFLICT, message),
             AppError::VersionMismatch { current } => {
                 Self::new(StatusCode::PRECONDITION_FAILED, message).with("currentVersion", current)
             }
@@ -149,6 +149,7 @@ mod tests {
             (AppError::Plugin(PluginFailure::Trapped { plugin: plugin(), message: "x".into() }), StatusCode::INTERNAL_SERVER_ERROR),
             (AppError::PluginFault { plugin: plugin(), error_id: "e".into() }, StatusCode::INTERNAL_SERVER_ERROR),
             (AppError::Rejected("x".into()), StatusCode::UNPROCESSABLE_ENTITY),
+            (AppError::Stopped("x".into()), StatusCode::CONFLICT),
             (AppError::Internal("x".into()), StatusCode::INTERNAL_SERVER_ERROR),
         ];
         for (error, status) in cases {
@@ -157,6 +158,7 @@ mod tests {
                 | AppError::NotFound(_)
                 | AppError::Conflict(_)
                 | AppError::Gate(_)
+                | AppError::Stopped(_)
                 | AppError::VersionMismatch { .. }
                 | AppError::Unavailable(_)
                 | AppError::TooManyRequests(_)

@@ -9,8 +9,10 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 
-/// A JSON body. Parsed whatever the Content-Type says (Notely clients do not
-/// always send one); bad JSON is 400, a body over the limit 413.
+/// A JSON body, declared JSON or not declared at all (Notely clients do not
+/// always send a Content-Type; any other type was refused with 415 before
+/// the body was read, `guard::refuse_non_json`); bad JSON is 400, a body over
+/// the limit 413.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

@@ -14,7 +14,7 @@ use super::openapi::{AccountParam, Errors};
 use super::extract::{JsonBody, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::app::{App, MigrationStatus, MoveOutcome, Rollout, RolloutReport, VerifyReport};
-use crate::coordination::{AuditEntry, AuditQuery};
+use crate::coordination::{AUDIT_KINDS, AuditEntry, AuditQuery};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -176,6 +176,8 @@ pub struct RolloutRequest {
     percent: Option<f64>,
     accounts: Option<Vec<String>>,
     is_migrating: Option<bool>,
+    #[serde(default)]
+    resume: bool,
 }
 
 // The shapes `RolloutRequest` accepts, for the spec (the handler reads the
@@ -192,22 +194,36 @@ pub enum RolloutShape {
     Percent {
         #[schema(minimum = 0.0, maximum = 100.0)]
         percent: f64,
+        /// After the kill switch, a rollout that turns accounts on must say
+        /// so (409 otherwise): it releases the kill switch's latch.
+        #[serde(default)]
+        resume: bool,
     },
     /// The listed accounts, on or off.
     #[serde(rename_all = "camelCase")]
-    Accounts { accounts: Vec<uuid::Uuid>, is_migrating: bool },
+    Accounts {
+        accounts: Vec<uuid::Uuid>,
+        is_migrating: bool,
+        /// As for a percentage.
+        #[serde(default)]
+        resume: bool,
+    },
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = RolloutReport)]
 pub struct RolloutBody {
+    /// True when nothing was flipped: the counts say what the rollout would do.
+    dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     percent: Option<f64>,
     turned_on: u64,
     turned_off: u64,
     unchanged: u64,
+    /// Accounts this rollout left off because the kill switch was pressed while it ran.
+    stopped: u64,
     failed: Vec<FailedBody>,
 }
 
@@ -220,9 +236,11 @@ pub struct FailedBody {
     error: String,
 }
 
-impl From<RolloutReport> for RolloutBody {
-    fn from(r: RolloutReport) -> Self {
+impl RolloutBody {
+    fn of(r: RolloutReport, dry_run: bool) -> Self {
         RolloutBody {
+            dry_run,
+            stopped: r.stopped,
             percent: r.percent,
             turned_on: r.turned_on,
             turned_off: r.turned_off,
@@ -253,25 +271,26 @@ pub async fn rollout(
     Query(RolloutParams { dry_run }): Query<RolloutParams>,
     JsonBody(body): JsonBody<RolloutRequest>,
 ) -> Result<Json<RolloutBody>, ApiError> {
+    let resume = body.resume;
     let rollout = match body {
-        RolloutRequest { percent: Some(p), accounts: None, is_migrating: None } => Rollout::Percent(p),
-        RolloutRequest { percent: None, accounts: Some(ids), is_migrating: Some(on) } => Rollout::Accounts {
+        RolloutRequest { percent: Some(p), accounts: None, is_migrating: None, .. } => Rollout::Percent(p),
+        RolloutRequest { percent: None, accounts: Some(ids), is_migrating: Some(on), .. } => Rollout::Accounts {
             ids: ids.iter().map(|id| uuid("account", id)).collect::<Result<_, _>>()?,
             is_migrating: on,
         },
         _ => return Err(ApiError::bad_request("give either {\"percent\": P} or {\"accounts\": [ids], \"isMigrating\": bool}")),
     };
     if dry_run {
-        return Ok(Json(blocking(&app, move |app| app.rollout_preview(&rollout)).await?.into()));
+        return Ok(Json(RolloutBody::of(blocking(&app, move |app| app.rollout_preview(&rollout, resume)).await?, true)));
     }
-    Ok(Json(blocking(&app, move |app| app.rollout(rollout)).await?.into()))
+    Ok(Json(RolloutBody::of(blocking(&app, move |app| app.rollout(rollout, resume)).await?, false)))
 }
 
-/// `POST /migration/kill-switch`: migration off for every account, through
-/// the barrier (a rollout to 0%).
-#[utoipa::path(post, path = "/migration/kill-switch", operation_id = "killSwitch", tag = "migration", responses((status = 200, description = "How many accounts were flipped, and any that could not be.", body = RolloutBody), Errors))]
+/// `POST /migration/kill-switch`: every rollout in flight stopped, on every
+/// host, then migration off for every account, through the barrier.
+#[utoipa::path(post, path = "/migration/kill-switch", operation_id = "killSwitch", tag = "migration", responses((status = 200, description = "How many accounts were turned off, and any that could not be (with what to do).", body = RolloutBody), Errors))]
 pub async fn kill_switch(State(app): State<Arc<App>>) -> Result<Json<RolloutBody>, ApiError> {
-    Ok(Json(blocking(&app, |app| app.rollout(Rollout::Percent(0.0))).await?.into()))
+    Ok(Json(RolloutBody::of(blocking(&app, |app| app.kill_switch()).await?, false)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -281,7 +300,7 @@ pub struct AuditParams {
     since: Option<String>,
     /// Entries before this time (RFC 3339).
     until: Option<String>,
-    /// One kind: `flag`, `rollout`, `job` or `plugin`.
+    /// One kind: `account`, `flag`, `rollout`, `kill-switch`, `plugin`, `job` or `key`.
     kind: Option<String>,
     /// The cursor of an oldest-first page: entries after this sequence number.
     after: Option<i64>,
@@ -343,6 +362,9 @@ pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams
         Some("newest") => true,
         Some(other) => return Err(ApiError::bad_request(format!("order must be `oldest` or `newest`, got {other:?}"))),
     };
+    if let Some(kind) = params.kind.as_deref().filter(|k| !AUDIT_KINDS.contains(k)) {
+        return Err(ApiError::bad_request(format!("kind must be one of {}, got {kind:?}", AUDIT_KINDS.join(", "))));
+    }
     let query = AuditQuery {
         since_ms: time("since", params.since)?,
         until_ms: time("until", params.until)?,

@@ -8,6 +8,7 @@ mod body;
 mod console;
 mod error;
 mod extract;
+mod guard;
 mod hosts;
 mod jobs;
 mod keys;
@@ -54,7 +55,9 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     crate::metrics::install();
     let (protected, protected_paths) = protected_routes(config.max_plugin_bytes).split_for_parts();
     let (open, open_paths) = open_routes().split_for_parts();
-    let document = openapi::Rendered(openapi::render(&openapi::document(protected_paths.merge_from(open_paths))).into());
+    let spec = openapi::document(protected_paths.merge_from(open_paths));
+    let query_names = Arc::new(guard::QueryNames::of(&spec));
+    let document = openapi::Rendered(openapi::render(&spec).into());
     // Layers run outside in: the token is checked before a body is read.
     let protected = protected
         .route_layer(axum::middleware::from_fn_with_state(
@@ -71,6 +74,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         ));
     open.merge(protected)
         .merge(console::routes())
+        .route_layer(axum::middleware::from_fn_with_state(query_names, guard::known_query))
         .route_layer(axum::middleware::from_fn(observe::track))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -85,8 +89,11 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .layer(axum::middleware::from_fn(request_id_scope))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::map_response(error::json_errors))
+        // Before anything else runs for a page's request (a 404 included).
+        .layer(axum::middleware::from_fn_with_state(config.admin_token.is_none(), guard::protected_mode))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(guard::plain_request_id))
         .with_state(app)
 }
 

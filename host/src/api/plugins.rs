@@ -72,6 +72,12 @@ pub async fn push(State(app): State<Arc<App>>, Query(query): Query<PushQuery>, w
     if wasm.is_empty() {
         return Err(ApiError::bad_request("the body must be the plugin's .wasm bytes"));
     }
+    // Each upload compiles, and a check instantiates, up to the plugin
+    // limits: at most two at once per host, so 32 memory bombs uploaded
+    // together cost what two do. The others wait here, holding no thread
+    // (the request timeout still applies).
+    static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let _turn = UPLOADS.acquire().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("plugin uploads are closed: {e}")))?;
     let (record, new) = blocking(&app, move |app| {
         if query.check {
             app.check_plugin(&wasm)?;

@@ -55,7 +55,7 @@ impl App {
         let name = change.name.as_deref().map(|n| valid_name(n, self.settings.max_name_bytes)).transpose()?;
         let shard = change.shard.map(|s| valid_shard(s, self.settings.max_name_bytes)).transpose()?;
         if let Some(to) = change.is_migrating {
-            self.set_flag(id, to, Actor::Operator, "account update")?;
+            self.set_flag(id, to, Actor::Operator, "account update", None)?;
         }
         if name.is_none() && shard.is_none() {
             return self.account(id);
@@ -65,8 +65,10 @@ impl App {
     }
 
     /// Changes the account's flag on the whole fleet (the gate first, for
-    /// on), recorded in the audit log as done by `actor` for `reason`.
-    pub(super) fn set_flag(&self, id: Uuid, to: bool, actor: Actor, reason: &str) -> Result<FlipOutcome, AppError> {
+    /// on), recorded in the audit log as done by `actor` for `reason`. A
+    /// rollout passes the stop generation it began at: once the kill switch
+    /// raised it, the rollout turns nothing on (`AppError::Stopped`).
+    pub(super) fn set_flag(&self, id: Uuid, to: bool, actor: Actor, reason: &str, rollout: Option<i64>) -> Result<FlipOutcome, AppError> {
         let _admin = to.then(|| self.admin_lock());
         if to {
             self.migration_gate()?;
@@ -74,7 +76,7 @@ impl App {
         let started = std::time::Instant::now();
         let account = id.to_string();
         let fence = |epoch| self.stores.raise_fence(&account, epoch).map_err(|e| e.to_string());
-        let outcome = self.fleet.flip(id, to, actor.as_str(), reason, &fence);
+        let outcome = self.fleet.flip(id, to, actor.as_str(), reason, rollout, &fence);
         let label = match &outcome {
             Ok(FlipOutcome::Flipped { .. }) => "flipped",
             Ok(FlipOutcome::Unchanged) => "unchanged",
@@ -140,7 +142,30 @@ fn valid_name(name: &str, max_bytes: usize) -> Result<&str, AppError> {
     if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
         return Err(AppError::Invalid(format!("name must not contain control characters, found {c:?}")));
     }
+    if let Some(c) = trimmed.chars().find(|&c| is_bidi_control(c)) {
+        return Err(AppError::Invalid(format!(
+            "name must not contain bidirectional controls (they make text read in another order than it is stored), found U+{:04X}",
+            c as u32
+        )));
+    }
+    if trimmed.chars().all(is_invisible) {
+        return Err(AppError::Invalid("account name has no visible character".into()));
+    }
     Ok(trimmed)
+}
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides,
+/// isolates and marks): a name holding one can show as another name.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that show nothing: white space, and the zero-width and
+/// formatting characters that `char::is_whitespace` does not count.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c, '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}'
+            | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}')
 }
 
 /// A shard is echoed to Notely clients as they sent it: any text up to the

@@ -20,6 +20,9 @@ pub enum AppError {
     /// The deployment gate refused to turn migration on.
     #[error("{0}")]
     Gate(String),
+    /// A rollout's turn-on, refused because the kill switch was pressed after it began (HTTP 409).
+    #[error("{0}")]
+    Stopped(String),
     #[error("version mismatch: the note is at version {current}")]
     VersionMismatch { current: u64 },
     #[error("{0}")]
@@ -59,6 +62,7 @@ impl From<FleetError> for AppError {
                 accounts.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
             )),
             FleetError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
+            FleetError::Stopped(m) => AppError::Stopped(m),
             FleetError::FlipFailed(m) | FleetError::Busy(m) | FleetError::Unavailable(m) => AppError::Unavailable(m),
             FleetError::AccountSaturated { .. } => AppError::TooManyRequests(e.to_string()),
         }
@@ -92,6 +96,7 @@ impl From<CoordinationError> for AppError {
             CoordinationError::AlreadyExists(_) | CoordinationError::FlipInProgress(_) => AppError::Conflict(e.to_string()),
             CoordinationError::HostsCannotMigrate(_) | CoordinationError::AccountsMigrating(_) => AppError::Gate(e.to_string()),
             CoordinationError::Unavailable(_) => AppError::Unavailable(e.to_string()),
+            CoordinationError::Stopped(_) | CoordinationError::Latched => AppError::Stopped(e.to_string()),
         }
     }
 }

@@ -104,8 +104,34 @@ pub struct RolloutReport {
     pub turned_on: u64,
     pub turned_off: u64,
     pub unchanged: u64,
+    /// Accounts a rollout left off because the kill switch was pressed while it ran.
+    pub stopped: u64,
     /// Accounts whose flag could not be changed, with the reason.
     pub failed: Vec<(Uuid, String)>,
+}
+
+impl RolloutReport {
+    fn count(&mut self, id: Uuid, on: bool, outcome: Result<FlipOutcome, AppError>) {
+        match outcome {
+            Ok(FlipOutcome::Unchanged) => self.unchanged += 1,
+            Ok(FlipOutcome::Flipped { .. }) if on => self.turned_on += 1,
+            Ok(FlipOutcome::Flipped { .. }) => self.turned_off += 1,
+            Err(AppError::Stopped(_)) => self.stopped += 1,
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+    }
+
+    /// The audit entry's detail.
+    fn summary(&self) -> String {
+        let stopped = if self.stopped > 0 { format!(", {} left off by the kill switch", self.stopped) } else { String::new() };
+        format!(
+            "{} turned on, {} turned off, {} unchanged{stopped}, {} failed",
+            self.turned_on,
+            self.turned_off,
+            self.unchanged,
+            self.failed.len()
+        )
+    }
 }
 
 /// Which accounts a rollout targets.
@@ -244,55 +270,116 @@ impl App {
     /// Turns `isMigrating` on or off for many accounts, each through the flip
     /// protocol (so each waits for every host to drain), a few at a time.
     /// Turning on is refused up front while any host cannot migrate. A
-    /// percent rollout is recorded as the service's rollout percent.
-    pub fn rollout(&self, rollout: Rollout) -> Result<RolloutReport, AppError> {
+    /// percent rollout is recorded as the service's rollout percent. Once the
+    /// kill switch is pressed, on any host, this rollout turns no more
+    /// accounts on (each is counted in `stopped`).
+    ///
+    /// After the kill switch, a rollout that would turn an account on is
+    /// refused (409) unless it is sent with `resume`: an operator raising the
+    /// percentage again, not a request that was already on its way.
+    pub fn rollout(&self, rollout: Rollout, resume: bool) -> Result<RolloutReport, AppError> {
         let targets: Vec<(Uuid, bool)> = self.rollout_targets(&rollout)?.into_iter().map(|(id, _, on)| (id, on)).collect();
         self.rollout_may_turn_on(&targets)?;
+        let began_at = if targets.iter().any(|(_, on)| *on) { Some(self.coordination.begin_rollout(resume)?) } else { None };
         let reason = match &rollout {
             Rollout::Percent(p) => format!("rollout to {p}%"),
             Rollout::Accounts { .. } => "rollout of listed accounts".to_owned(),
         };
         let previous = self.coordination.rollout_percent()?;
-        let mut report = RolloutReport { percent: None, ..RolloutReport::default() };
-        let chunk = targets.len().div_ceil(ROLLOUT_PARALLELISM).max(1);
-        let outcomes: Vec<(Uuid, bool, Result<FlipOutcome, AppError>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = targets
-                .chunks(chunk)
-                .map(|part| scope.spawn(|| part.iter().map(|(id, on)| (*id, *on, self.set_flag(*id, *on, Actor::Operator, &reason))).collect::<Vec<_>>()))
-                .collect();
-            workers.into_iter().flat_map(|w| w.join().expect("a rollout worker panicked")).collect()
-        });
-        for (id, on, outcome) in outcomes {
-            match outcome {
-                Ok(FlipOutcome::Unchanged) => report.unchanged += 1,
-                Ok(FlipOutcome::Flipped { .. }) if on => report.turned_on += 1,
-                Ok(FlipOutcome::Flipped { .. }) => report.turned_off += 1,
-                Err(e) => report.failed.push((id, e.to_string())),
-            }
+        let mut report = RolloutReport::default();
+        for (id, on, outcome) in self.flip_many(&targets, &reason, began_at) {
+            report.count(id, on, outcome);
         }
+        // A rollout the kill switch stopped does not record its percent: the
+        // kill switch's 0% stands until an operator raises it again.
         if let Rollout::Percent(p) = rollout {
-            self.coordination.set_rollout_percent(p)?;
             report.percent = Some(p);
+            if report.stopped == 0 {
+                self.coordination.set_rollout_percent(p)?;
+            }
         }
         let before = previous.map(|p| format!("{p}%")).unwrap_or_default();
         let after = report.percent.map(|p| format!("{p}%")).unwrap_or_else(|| "listed accounts".into());
-        let detail = format!(
-            "{} turned on, {} turned off, {} unchanged, {} failed",
-            report.turned_on,
-            report.turned_off,
-            report.unchanged,
-            report.failed.len()
-        );
-        self.fleet.audit(Actor::Operator.as_str(), "rollout", "percent", &before, &after, &detail);
+        self.fleet.audit(Actor::Operator.as_str(), "rollout", "percent", &before, &after, &report.summary());
         Ok(report)
+    }
+
+    /// The kill switch: migration off for every account, and it stays off.
+    /// First every rollout in flight, on any host, is stopped (the stop
+    /// generation is raised, so none of them turns another account on); then
+    /// every account is turned off, each through the flip barrier, waiting
+    /// out a flip already in progress on it. A second round does the same
+    /// for what a rollout begun while the first round ran turned on. Only an
+    /// account whose flip cannot complete (a host that does not drain) is
+    /// reported failed, with what to do.
+    pub fn kill_switch(&self) -> Result<RolloutReport, AppError> {
+        let previous = self.coordination.rollout_percent()?;
+        let mut report = RolloutReport { percent: Some(0.0), ..RolloutReport::default() };
+        for round in 0..2 {
+            self.coordination.stop_rollouts()?;
+            let accounts = self.accounts()?;
+            // Accounts off and settled are left alone in the second round:
+            // they were counted in the first.
+            let targets: Vec<(Uuid, bool)> = accounts
+                .iter()
+                .filter(|a| round == 0 || a.is_migrating || self.flip_pending(a.id))
+                .map(|a| (a.id, false))
+                .collect();
+            for (id, on, outcome) in self.flip_many(&targets, "kill switch", None) {
+                if round == 1 && matches!(outcome, Ok(FlipOutcome::Unchanged)) {
+                    continue;
+                }
+                report.count(id, on, outcome);
+            }
+        }
+        for (_, error) in &mut report.failed {
+            error.push_str("; the account may still migrate: press the kill switch again once that host answers or has stopped");
+        }
+        let before = previous.map(|p| format!("{p}%")).unwrap_or_default();
+        self.fleet.audit(Actor::Operator.as_str(), "kill-switch", "percent", &before, "0%", &report.summary());
+        Ok(report)
+    }
+
+    /// Whether a flip of `account` is in progress now.
+    fn flip_pending(&self, account: Uuid) -> bool {
+        self.coordination.flag_state(account).ok().flatten().is_some_and(|state| state.flip.is_some())
+    }
+
+    /// Flips each of `targets` (account, wanted flag) a few at a time. A
+    /// flip already in progress on an account is waited out (at most as long
+    /// as a flip can stay pending), then this one is made.
+    fn flip_many(&self, targets: &[(Uuid, bool)], reason: &str, rollout: Option<i64>) -> Vec<(Uuid, bool, Result<FlipOutcome, AppError>)> {
+        let chunk = targets.len().div_ceil(ROLLOUT_PARALLELISM).max(1);
+        let flip = |id: Uuid, on: bool| {
+            let deadline = std::time::Instant::now() + self.fleet.longest_pending_flip();
+            loop {
+                match self.set_flag(id, on, Actor::Operator, reason, rollout) {
+                    Err(AppError::Conflict(_)) if self.flip_pending(id) && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    outcome => return outcome,
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = targets
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| part.iter().map(|&(id, on)| (id, on, flip(id, on))).collect::<Vec<_>>()))
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().expect("a rollout worker panicked")).collect()
+        })
     }
 
     /// What `rollout` would do now, without flipping anything: how many
     /// accounts it would turn on, turn off, or leave as they are.
-    /// The same refusals as the rollout itself (the deployment gate).
-    pub fn rollout_preview(&self, rollout: &Rollout) -> Result<RolloutReport, AppError> {
+    /// The same refusals as the rollout itself (the deployment gate, the
+    /// kill switch's latch), and it releases nothing.
+    pub fn rollout_preview(&self, rollout: &Rollout, resume: bool) -> Result<RolloutReport, AppError> {
         let targets = self.rollout_targets(rollout)?;
         self.rollout_may_turn_on(&targets.iter().map(|(id, _, on)| (*id, *on)).collect::<Vec<_>>())?;
+        if !resume && targets.iter().any(|(_, now, to)| *to && !*now) && self.coordination.rollout_latched()? {
+            return Err(crate::coordination::CoordinationError::Latched.into());
+        }
         let mut report = RolloutReport { percent: match rollout { Rollout::Percent(p) => Some(*p), Rollout::Accounts { .. } => None }, ..RolloutReport::default() };
         for (_, now, to) in targets {
             match (now, to) {

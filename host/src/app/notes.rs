@@ -15,6 +15,14 @@ use super::errors::no_account;
 /// under it before giving up (503).
 const STALE_CHECK_ATTEMPTS: usize = 8;
 
+/// How far ahead of this host's clock a client's `createdAt` / `updatedAt`
+/// may be: Notely's clients stamp writes with their own clock. Five minutes
+/// is Kerberos's default skew: far beyond what NTP leaves (milliseconds) or a
+/// drifting laptop or phone gathers between syncs (seconds). A time within it
+/// but ahead of the host is kept as the host's time (no write can happen
+/// later than it arrived); one beyond it is refused.
+pub const MAX_CLIENT_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
     pub legacy: bool,
@@ -26,7 +34,7 @@ impl App {
     /// rule); else now.
     pub fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String, created_at_ms: Option<i64>) -> Result<Served<Note>, AppError> {
         valid_content(&content, self.settings.max_content_bytes)?;
-        let at_ms = created_at_ms.unwrap_or_else(|| self.now_ms());
+        let at_ms = self.client_time("createdAt", created_at_ms)?;
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms };
         // A new id cannot race; a client's id can (a retried create).
         self.route_note(account, id, "create_note", |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(account, "create_note", n))
@@ -43,9 +51,12 @@ impl App {
     /// `expected_version` (`If-Match`) is the strict form: any other version
     /// is refused. Without it, `updated_at_ms` (the client's time of the
     /// write) is Notely's rule: a write older than the stored note leaves it
-    /// unchanged and answers the stored note. The check and the write are
-    /// one compare-and-set on the note's version, retried if another write
-    /// slips in between.
+    /// unchanged and answers the stored note. A stored time ahead of this
+    /// host's clock (written before client times were checked, or before the
+    /// host's clock was set back) is known to be wrong: any write replaces
+    /// it, so it cannot make every later write "older" and freeze the note.
+    /// The check and the write are one compare-and-set on the note's version,
+    /// retried if another write slips in between.
     pub fn update_note(
         &self,
         account: Uuid,
@@ -55,16 +66,19 @@ impl App {
         updated_at_ms: Option<i64>,
     ) -> Result<Served<Note>, AppError> {
         valid_content(&content, self.settings.max_content_bytes)?;
-        let at_ms = updated_at_ms.unwrap_or_else(|| self.now_ms());
+        let at_ms = self.client_time("updatedAt", updated_at_ms)?;
         let write = |expected: Option<u64>| {
             let change = NoteChange { id: id.to_string(), content: content.clone(), at_ms };
             self.route_note(account, Some(id), "update_note", |r, scope, migrating| r.update_note(scope, change, expected, migrating))
                 .and_then(|n| self.checked(account, "update_note", n))
         };
-        let Some(client_time) = updated_at_ms.filter(|_| expected_version.is_none()) else { return write(expected_version) };
+        if updated_at_ms.is_none() || expected_version.is_some() {
+            return write(expected_version);
+        }
         for _ in 0..STALE_CHECK_ATTEMPTS {
             let stored = self.note(account, id)?;
-            if client_time < stored.value.updated_at_ms {
+            let stored_at = stored.value.updated_at_ms;
+            if stored_at <= self.now_ms() && at_ms < stored_at {
                 return Ok(stored);
             }
             match write(Some(stored.value.version)) {
@@ -73,6 +87,23 @@ impl App {
             }
         }
         Err(AppError::Unavailable(format!("note {id} kept changing while this update was checked against it; retry")))
+    }
+
+    /// A client's time of a write, or now. One too far ahead of this host's
+    /// clock is refused (kept, it would outrank every honest write after it);
+    /// one a little ahead is taken as now.
+    fn client_time(&self, field: &str, client_ms: Option<i64>) -> Result<i64, AppError> {
+        let now = self.now_ms();
+        match client_ms {
+            None => Ok(now),
+            Some(at) if at > now && at <= now + MAX_CLIENT_CLOCK_AHEAD_MS => Ok(now),
+            Some(at) if at > now + MAX_CLIENT_CLOCK_AHEAD_MS => Err(AppError::Invalid(format!(
+                "{field} is {} s ahead of this host's clock; at most {} s of clock skew is accepted (check the client's clock, or leave {field} out)",
+                (at - now) / 1000,
+                MAX_CLIENT_CLOCK_AHEAD_MS / 1000
+            ))),
+            Some(at) => Ok(at),
+        }
     }
 
     /// Idempotent, as for Notely's clients: deleting a note that does not
@@ -158,10 +189,20 @@ impl App {
     ) -> Result<Served<T>, AppError> {
         let is_migrating = admission.is_migrating;
         let scope = AccountScope::new(account.to_string(), admission.epoch, self.stores.clone());
+        let store_failure = scope.store_failure();
+        // A router that failed after a store did passed the store's failure
+        // on: the host's 503, naming the store, not the plugin's fault.
+        let store_failed = |answer: &Routed<T>| match answer {
+            Ok(Ok(_)) => None,
+            _ => store_failure.get().map(|why| AppError::Unavailable(format!("{why}; retry"))),
+        };
         if let Some(native) = &self.native {
             let started = Instant::now();
             let answer = call(native.as_ref(), scope, is_migrating);
             observe_call(native.label(), op, &answer, started.elapsed());
+            if let Some(failed) = store_failed(&answer) {
+                return Err(failed);
+            }
             return self.served(account, op, native.as_ref(), answer);
         }
         let active = self.active();
@@ -177,6 +218,11 @@ impl App {
         let started = Instant::now();
         let answer = call(plugin.as_ref(), scope, is_migrating);
         observe_call(plugin.label(), op, &answer, started.elapsed());
+        if let Some(failed) = store_failed(&answer) {
+            tracing::warn!(plugin = plugin.label(), %account, operation = op, error = %failed, "a store failed under the plugin's call");
+            active.health.record(account, false);
+            return Err(failed);
+        }
         // A full instance pool is the host's state, not the plugin's fault.
         let failed = matches!(&answer, Err(f) if !matches!(f, PluginFailure::Busy { .. }));
         if let Some(tripped) = active.health.record(account, failed) {

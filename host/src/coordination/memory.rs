@@ -31,6 +31,9 @@ struct State {
     hosts: BTreeMap<String, HostRecord>,
     audit: Vec<AuditEntry>,
     rollout_percent: Option<f64>,
+    stop_generation: i64,
+    /// The kill switch's latch.
+    stopped: bool,
     jobs: Vec<Job>,
     keys: Vec<AccountKey>,
 }
@@ -127,8 +130,11 @@ impl Coordination for MemoryCoordination {
         Ok(state.accounts.get(&id).map(|(a, flip)| FlagState { is_migrating: a.is_migrating, epoch, flip: flip.clone() }))
     }
 
-    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
         let mut state = self.write()?;
+        if flip.to && rollout.is_some_and(|began_at| began_at != state.stop_generation) {
+            return Err(CoordinationError::Stopped(flip.account));
+        }
         let hosts = state.hosts();
         let (account, pending) = state.accounts.get_mut(&flip.account).ok_or(CoordinationError::NoAccount(flip.account))?;
         if pending.is_some() {
@@ -273,6 +279,29 @@ impl Coordination for MemoryCoordination {
 
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
         Ok(self.read()?.rollout_percent)
+    }
+
+    fn begin_rollout(&self, resume: bool) -> Result<i64, CoordinationError> {
+        let mut state = self.write()?;
+        if state.stopped {
+            if !resume {
+                return Err(CoordinationError::Latched);
+            }
+            state.stopped = false;
+        }
+        Ok(state.stop_generation)
+    }
+
+    fn rollout_latched(&self) -> Result<bool, CoordinationError> {
+        Ok(self.read()?.stopped)
+    }
+
+    fn stop_rollouts(&self) -> Result<i64, CoordinationError> {
+        let mut state = self.write()?;
+        state.stop_generation += 1;
+        state.stopped = true;
+        state.rollout_percent = Some(0.0);
+        Ok(state.stop_generation)
     }
 
     fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError> {

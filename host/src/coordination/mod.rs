@@ -56,6 +56,9 @@ pub struct Verified {
     pub clean: bool,
 }
 
+/// The kinds of audit entries: what `GET /audit?kind=` may name.
+pub const AUDIT_KINDS: &[&str] = &["account", "flag", "rollout", "kill-switch", "plugin", "job", "key"];
+
 /// One entry of the audit log: who changed what, when, from what to what.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -66,7 +69,7 @@ pub struct AuditEntry {
     pub host: String,
     /// `operator`, `startup` or `automatic`.
     pub actor: String,
-    /// `account`, `flag`, `rollout`, `plugin`.
+    /// One of [`AUDIT_KINDS`].
     pub kind: String,
     /// What changed: an account id, a plugin digest, `percent`.
     pub subject: String,
@@ -201,6 +204,13 @@ pub enum CoordinationError {
     NoAccount(Uuid),
     #[error("a change of isMigrating for account {0} is already in progress; retry when it ends")]
     FlipInProgress(Uuid),
+    /// A rollout's turn-on, refused: the kill switch was pressed after the rollout began.
+    #[error("account {0} was not turned on: the kill switch was pressed while this rollout ran")]
+    Stopped(Uuid),
+    /// A rollout that would turn accounts on, refused: the kill switch was
+    /// pressed, and no rollout released it since.
+    #[error("the kill switch was pressed: no rollout turns an account on until one is sent with \"resume\": true")]
+    Latched,
     /// The flag side of the gate: these hosts' plugins cannot migrate.
     #[error("{} host(s) run a plugin that does not support migration", .0.len())]
     HostsCannotMigrate(Vec<HostRecord>),
@@ -248,7 +258,11 @@ pub trait Coordination: Send + Sync {
     /// Marks `flip` pending on its account unless another flip is pending
     /// (`FlipInProgress`) or the flag already has the value (`Unchanged`).
     /// Turning on with `gate` checked is refused unless every host can migrate.
-    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError>;
+    /// Turning on for a rollout that began at stop generation `rollout` is
+    /// refused (`Stopped`) once the kill switch raised it since: decided in
+    /// the same step, so no rollout in flight turns an account on after the
+    /// kill switch was pressed.
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError>;
     /// Sets the flag to the flip's value, raises its epoch, clears the mark
     /// and the account's last verify, and appends `audit`, all only if the
     /// flip is still pending (false if it was aborted). With `gate` checked, a flip to on is
@@ -313,6 +327,17 @@ pub trait Coordination: Send + Sync {
     /// The percent of accounts the last rollout turned on (`None`: no rollout yet).
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError>;
     fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError>;
+    /// Begins a rollout that turns accounts on: answers the stop generation
+    /// (how many times the kill switch was pressed), which its flips carry.
+    /// Refused (`Latched`) once the kill switch was pressed, unless `resume`,
+    /// which releases the latch, in the same step.
+    fn begin_rollout(&self, resume: bool) -> Result<i64, CoordinationError>;
+    /// Whether the kill switch's latch is set (a rollout preview's question).
+    fn rollout_latched(&self) -> Result<bool, CoordinationError>;
+    /// The kill switch, in the state: the rollout percent becomes 0, the
+    /// stop generation is raised and the latch set, in one step; answers the
+    /// new generation.
+    fn stop_rollouts(&self) -> Result<i64, CoordinationError>;
 
     // ---- migration jobs ---------------------------------------------------------
 

@@ -232,6 +232,9 @@ const DELETE_HOST: &str = "DELETE FROM hosts WHERE id = $1";
 const DELETE_ACKS_OF_HOST: &str = "DELETE FROM flip_acks WHERE host_id = $1";
 
 const ROLLOUT_PERCENT: &str = "SELECT value FROM service_state WHERE key = 'rollout_percent'";
+const STOP_GENERATION: &str = "SELECT value FROM service_state WHERE key = 'stop_generation'";
+const STOPPED: &str = "SELECT value FROM service_state WHERE key = 'stopped'";
+const SET_STATE: &str = "INSERT INTO service_state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 const SET_ROLLOUT_PERCENT: &str =
     "INSERT INTO service_state (key, value) VALUES ('rollout_percent', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
@@ -398,9 +401,15 @@ impl Coordination for PostgresCoordination {
         query_opt(&mut *self.conn()?, FLAG_STATE, &[&id.to_string()])?.map(|r| row_to_flag_state(&r)).transpose()
     }
 
-    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN_DECISION_UNSYNCED)?;
+        if flip.to
+            && let Some(began_at) = rollout
+            && stop_generation_in(&mut tx)? != began_at
+        {
+            return Err(CoordinationError::Stopped(flip.account));
+        }
         let account = flip.account.to_string();
         let state = query_opt(&mut tx, FLAG_STATE, &[&account])?
             .map(|r| row_to_flag_state(&r))
@@ -586,6 +595,38 @@ impl Coordination for PostgresCoordination {
         execute(&mut tx, SET_ROLLOUT_PERCENT, &[&percent.to_string()])?;
         tx.commit(true)?;
         Ok(())
+    }
+
+    fn begin_rollout(&self, resume: bool) -> Result<i64, CoordinationError> {
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        let latched: Option<String> = query_opt(&mut tx, STOPPED, &[])?.map(|r| r.get(0));
+        if latched.as_deref() == Some("true") {
+            if !resume {
+                return Err(CoordinationError::Latched);
+            }
+            execute(&mut tx, SET_STATE, &[&"stopped", &"false"])?;
+        }
+        let generation = stop_generation_in(&mut tx)?;
+        tx.commit(true)?;
+        Ok(generation)
+    }
+
+    fn rollout_latched(&self) -> Result<bool, CoordinationError> {
+        let latched: Option<String> = query_opt(&mut *self.conn()?, STOPPED, &[])?.map(|r| r.get(0));
+        Ok(latched.as_deref() == Some("true"))
+    }
+
+    fn stop_rollouts(&self) -> Result<i64, CoordinationError> {
+        let mut conn = self.conn()?;
+        // A decision: serialized with every announcement under the advisory lock.
+        let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
+        let generation = stop_generation_in(&mut tx)? + 1;
+        execute(&mut tx, SET_STATE, &[&"stop_generation", &generation.to_string()])?;
+        execute(&mut tx, SET_STATE, &[&"stopped", &"true"])?;
+        execute(&mut tx, SET_STATE, &[&"rollout_percent", &"0"])?;
+        tx.commit(true)?;
+        Ok(generation)
     }
 
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
@@ -992,4 +1033,10 @@ impl From<postgres::Error> for CoordinationError {
             None => CoordinationError::Unavailable(e.to_string()),
         }
     }
+}
+
+/// The kill switch's generation (0 before it was first pressed).
+fn stop_generation_in(conn: &mut PgConn) -> Result<i64, CoordinationError> {
+    let value: Option<String> = query_opt(conn, STOP_GENERATION, &[])?.map(|r| r.get(0));
+    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
 }

@@ -204,9 +204,15 @@ impl Coordination for SqliteCoordination {
         Ok(stmt.query_row([id.to_string()], row_to_flag_state).optional()?)
     }
 
-    fn announce_flip(&self, flip: &PendingFlip, gate: Gate) -> Result<Announced, CoordinationError> {
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if flip.to
+            && let Some(began_at) = rollout
+            && stop_generation_in(&tx)? != began_at
+        {
+            return Err(CoordinationError::Stopped(flip.account));
+        }
         let state = tx
             .prepare_cached(FLAG_STATE)?
             .query_row([flip.account.to_string()], row_to_flag_state)
@@ -401,6 +407,38 @@ impl Coordination for SqliteCoordination {
             [percent.to_string()],
         )?;
         Ok(())
+    }
+
+    fn begin_rollout(&self, resume: bool) -> Result<i64, CoordinationError> {
+        let mut conn = self.write()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let latched: Option<String> = tx.query_row("SELECT value FROM service_state WHERE key = 'stopped'", [], |r| r.get(0)).optional()?;
+        if latched.as_deref() == Some("true") {
+            if !resume {
+                return Err(CoordinationError::Latched);
+            }
+            tx.execute(SET_SERVICE_STATE, params!["stopped", "false"])?;
+        }
+        let generation = stop_generation_in(&tx)?;
+        tx.commit()?;
+        Ok(generation)
+    }
+
+    fn rollout_latched(&self) -> Result<bool, CoordinationError> {
+        let conn = self.pool.get()?;
+        let latched: Option<String> = conn.query_row("SELECT value FROM service_state WHERE key = 'stopped'", [], |r| r.get(0)).optional()?;
+        Ok(latched.as_deref() == Some("true"))
+    }
+
+    fn stop_rollouts(&self) -> Result<i64, CoordinationError> {
+        let mut conn = self.write()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let generation = stop_generation_in(&tx)? + 1;
+        tx.execute(SET_SERVICE_STATE, params!["stop_generation", generation.to_string()])?;
+        tx.execute(SET_SERVICE_STATE, params!["stopped", "true"])?;
+        tx.execute(SET_SERVICE_STATE, params!["rollout_percent", "0"])?;
+        tx.commit()?;
+        Ok(generation)
     }
 
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
@@ -747,4 +785,13 @@ mod tests {
         assert_eq!(renamed.shard.as_deref(), Some("eu-1"), "a rename without a shard keeps it");
         assert_eq!(state.flag_state(Uuid::new_v4()).unwrap(), None);
     }
+}
+
+const SET_SERVICE_STATE: &str = "INSERT INTO service_state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/// The kill switch's generation (0 before it was first pressed).
+fn stop_generation_in(conn: &rusqlite::Connection) -> Result<i64, CoordinationError> {
+    let value: Option<String> =
+        conn.query_row("SELECT value FROM service_state WHERE key = 'stop_generation'", [], |r| r.get(0)).optional()?;
+    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
 }

@@ -61,6 +61,13 @@ impl Admission<'_> {
 }
 
 impl Fleet {
+    /// The longest a flip can stay pending: its flipper aborts it at the
+    /// flip timeout, and any host aborts one whose flipper died once its
+    /// deadline and the grace have passed.
+    pub fn longest_pending_flip(&self) -> Duration {
+        self.shared.settings.flip_timeout + ABANDON_GRACE + Duration::from_millis(500)
+    }
+
     /// Reads the account's flag for one note request and counts the request
     /// as running under it. Waits (up to the flip wait) while a flip of the
     /// account is in progress. Fails closed: an unreadable flag is an error.
@@ -120,13 +127,16 @@ impl Fleet {
     /// recorded in the audit log with the commit, as done by `actor` for
     /// `reason`. Once every live host drained, `fence(epoch)` makes the
     /// stores refuse writes admitted under an older epoch (a host whose
-    /// lease lapsed may still hold one), before the flag changes.
+    /// lease lapsed may still hold one), before the flag changes. A flip of
+    /// a rollout that began at stop generation `rollout` does not turn the
+    /// account on once the kill switch was pressed (`FleetError::Stopped`).
     pub fn flip(
         &self,
         account: Uuid,
         to: bool,
         actor: &str,
         reason: &str,
+        rollout: Option<i64>,
         fence: &dyn Fn(i64) -> Result<(), String>,
     ) -> Result<FlipOutcome, FleetError> {
         let shared = &self.shared;
@@ -144,7 +154,7 @@ impl Fleet {
             by_host: shared.me.id.to_string(),
         };
         let flip_id = flip.id.as_str();
-        let (mut waiting_for, epoch): (BTreeSet<String>, i64) = match shared.coordination.announce_flip(&flip, shared.gate()) {
+        let (mut waiting_for, epoch): (BTreeSet<String>, i64) = match shared.coordination.announce_flip(&flip, shared.gate(), rollout) {
             Ok(Announced::Unchanged) => return Ok(FlipOutcome::Unchanged),
             Ok(Announced::Pending { hosts, epoch }) => (hosts.into_iter().map(|h| h.id).collect(), epoch),
             Err(e) => return Err(shared.fleet_error(e)),

@@ -113,6 +113,9 @@ pub enum FleetError {
     FlipInProgress(Uuid),
     #[error("{0}")]
     FlipFailed(String),
+    /// A rollout's turn-on after the kill switch was pressed.
+    #[error("{0}")]
+    Stopped(String),
     #[error("{0}")]
     Busy(String),
     /// The account runs its maximum of requests on this host.
@@ -326,6 +329,7 @@ impl Shared {
         match e {
             CoordinationError::NoAccount(id) => FleetError::NoAccount(id),
             CoordinationError::FlipInProgress(id) => FleetError::FlipInProgress(id),
+            CoordinationError::Stopped(_) | CoordinationError::Latched => FleetError::Stopped(e.to_string()),
             CoordinationError::HostsCannotMigrate(hosts) => FleetError::HostsCannotMigrate(self.views(hosts)),
             CoordinationError::AccountsMigrating(accounts) => FleetError::AccountsMigrating { plugin: "?".into(), accounts },
             CoordinationError::AlreadyExists(id) => FleetError::AccountExists(id),

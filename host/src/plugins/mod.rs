@@ -190,6 +190,8 @@ impl Runtime {
             usage: Usage::default(),
         };
         plugin.info = plugin.call(None, |store, p| p.info(store)).map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
+        short_printable("name", &plugin.info.name)?;
+        short_printable("version", &plugin.info.version)?;
         plugin.label = format!("{}@{}", plugin.info.name, plugin.info.version);
         Ok(plugin)
     }
@@ -217,6 +219,23 @@ pub fn wit_compatible(plugin: &str, host: &str) -> bool {
         (Some(p), Some(h)) => p.0 == h.0 && (p.1, p.2) <= (h.1, h.2),
         _ => false,
     }
+}
+
+/// Longest `info()` name or version: the label `name@version` goes into
+/// every answer's `X-Plugin` header, every log line and metric of the plugin.
+const MAX_INFO_BYTES: usize = 64;
+
+/// An `info()` field that fits a header and a log line: 1–64 bytes of
+/// visible ASCII (a newline would drop `X-Plugin`; 40 KB would go into every
+/// answer and every metric series).
+fn short_printable(field: &str, value: &str) -> anyhow::Result<()> {
+    if value.is_empty() || value.len() > MAX_INFO_BYTES {
+        anyhow::bail!("info() gave a {field} of {} bytes; it must be 1 to {MAX_INFO_BYTES} bytes", value.len());
+    }
+    if let Some(c) = value.chars().find(|c| !c.is_ascii_graphic()) {
+        anyhow::bail!("info() gave a {field} with {c:?}; it may hold only visible ASCII characters (no spaces)");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

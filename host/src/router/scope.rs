@@ -6,7 +6,7 @@
 
 use notes_routing::{Error, IdList, Note, Result, Store, Stores};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::batch::ScopeBatch;
@@ -25,11 +25,20 @@ pub struct AccountScope {
     /// watches (the conformance kit: a plugin may ignore the refusal, and
     /// its author must still hear of it). `None` when serving.
     refused_writes: Option<Arc<AtomicUsize>>,
+    /// The first store failure of the call (which store, and why), so a
+    /// plugin's error that only passed it on is answered as the host's
+    /// failure (503), not blamed on the plugin.
+    store_failure: Arc<OnceLock<String>>,
 }
 
 impl AccountScope {
     pub fn new(account_id: String, epoch: i64, stores: DataStores) -> Self {
-        AccountScope { account_id, epoch, stores, batch: None, refused_writes: None }
+        AccountScope { account_id, epoch, stores, batch: None, refused_writes: None, store_failure: Arc::default() }
+    }
+
+    /// Where the call's first store failure will be told, once it is made.
+    pub fn store_failure(&self) -> Arc<OnceLock<String>> {
+        Arc::clone(&self.store_failure)
     }
 
     /// This scope, counting in `refused` every write it refuses for naming another account.
@@ -70,6 +79,9 @@ impl AccountScope {
             Some(batch) => batched(batch, target),
         };
         let store = if store == Store::Legacy { "legacy" } else { "new" };
+        if let Err(StoreError::Unavailable(why) | StoreError::Internal(why)) = &result {
+            let _ = self.store_failure.set(format!("the {store} store failed ({name}): {why}"));
+        }
         metrics::counter!(crate::metrics::STORE_OPERATIONS, "store" => store, "op" => name).increment(1);
         metrics::histogram!(crate::metrics::STORE_DURATION, "store" => store, "op" => name).record(started.elapsed().as_secs_f64());
         Ok(result?)

@@ -2,6 +2,7 @@
 //! resolved by the next read or write, never a loss.
 
 use notes_scenarios::*;
+use serde_json::json;
 
 #[test]
 fn a_plugin_that_traps_fails_one_request_and_the_host_keeps_serving() {
@@ -87,4 +88,36 @@ fn a_plugin_cannot_write_into_another_account() {
     assert!(refused.error().contains("cannot write a note of account"), "{}", refused.error());
     assert!(host.list_notes(other).is_empty(), "nothing was written into the other account");
     assert_eq!(host.counts(other), (0, 0));
+}
+
+#[test]
+fn a_corrupted_store_is_the_hosts_503_naming_the_store_not_the_plugins_failure() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    let notes: Vec<String> = (0..300).map(|i| host.create_note(&account, &format!("note {i} {}", "x".repeat(400)))).collect();
+    let digest = host.plugins()["active"]["digest"].as_str().unwrap().to_owned();
+    let stopped = host.stop();
+    // Every note into the file itself, then every page but the schema's overwritten.
+    let file = stopped.path.join("legacy.db");
+    rusqlite::Connection::open(&file).unwrap().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let page = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    for (i, byte) in bytes.iter_mut().enumerate().skip(page) {
+        *byte = (i * 31 % 251) as u8;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let host = Host::builder().state_of(&stopped).start();
+    let mut unavailable = 0;
+    for note in &notes {
+        let r = host.get_note(&account, note);
+        assert_ne!(r.status, 500, "a store failure blamed on the plugin: {}", r.body);
+        if r.status == 503 {
+            assert!(r.error().contains("the legacy store failed"), "names the store: {}", r.error());
+            unavailable += 1;
+        }
+    }
+    assert!(unavailable > 0, "the corrupted pages were read");
+    let faults = host.get(&format!("/plugins/{digest}/errors")).expect(200).json();
+    assert_eq!(faults["errors"], json!([]), "nothing counted against the plugin: {faults}");
+    assert_eq!(host.plugins()["active"]["digest"], digest.as_str(), "the plugin was not rolled back");
 }

@@ -141,3 +141,52 @@ fn a_notely_simulator_session_replayed_request_by_request_gets_notelys_answers()
     host.get(&path).expect(404);
     assert!(host.list_notes(&id).is_empty());
 }
+
+/// RFC 3339 of now plus `ahead_ms`, by this machine's clock (the host's).
+fn client_clock(ahead_ms: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + ahead_ms;
+    let (secs, ms) = (now.div_euclid(1000), now.rem_euclid(1000));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+#[test]
+fn a_client_with_a_fast_clock_cannot_freeze_a_note_for_everyone_else() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    let note = host.create_note(&account, "first");
+    let path = format!("/accounts/{account}/notes/{note}");
+    // An hour ahead: refused, and the note is as it was.
+    let refused = host.put(&path, json!({ "content": "from 2030", "updatedAt": client_clock(3_600_000) })).expect(400);
+    assert!(refused.error().contains("ahead of this host's clock"), "{}", refused.error());
+    assert_eq!(host.get(&path).expect(200).json()["version"], 1);
+    // Four minutes ahead: within the tolerance, so it writes...
+    let skewed = host.put(&path, json!({ "content": "from a fast clock", "updatedAt": client_clock(240_000) })).expect(200).json();
+    assert_eq!(skewed["version"], 2);
+    // ...and every client with the right time still writes after it: no
+    // answer is a 200 that silently dropped the content.
+    for (i, version) in (3..6).enumerate() {
+        let content = format!("from the right clock, write {i}");
+        let written = host.put(&path, json!({ "content": content, "updatedAt": client_clock(0) })).expect(200).json();
+        assert_eq!((&written["version"], &written["content"]), (&json!(version), &json!(content)), "{written}");
+    }
+    // A note stamped in 2030 before times were checked (as the probe left
+    // one): the next write with the right time replaces it.
+    let stamped = host.create_note(&account, "stamped in 2030");
+    let year_2030_ms: i64 = 1_893_456_000_000;
+    let changed = host.sqlite("legacy.db").execute("UPDATE notes SET updated_at_ms = ?1 WHERE id = ?2", rusqlite::params![year_2030_ms, stamped]).unwrap();
+    assert_eq!(changed, 1);
+    let path = format!("/accounts/{account}/notes/{stamped}");
+    let written = host.put(&path, json!({ "content": "written today", "updatedAt": client_clock(0) })).expect(200).json();
+    assert_eq!((&written["version"], &written["content"]), (&json!(2), &json!("written today")), "{written}");
+}

@@ -234,3 +234,14 @@ also_on_postgres!(
     a_plugin_failing_its_first_requests_is_rolled_back_automatically,
     a_restart_restores_the_active_plugin_from_its_precompiled_artifact,
 );
+
+#[test]
+fn a_plugin_whose_name_cannot_go_in_a_header_is_refused_at_upload() {
+    let host = Host::start();
+    let before = host.plugins();
+    for (name, why) in [("n".repeat(40_000), "bytes"), ("two words".to_owned(), "visible ASCII")] {
+        let refused = host.request_bytes("POST", "/plugins", Some(hostile::inert(&name)), &[]).expect(422);
+        assert!(refused.error().contains("info() gave a name") && refused.error().contains(why), "{}", refused.error());
+    }
+    assert_eq!(host.plugins(), before, "nothing stored");
+}

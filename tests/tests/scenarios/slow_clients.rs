@@ -27,7 +27,7 @@ fn read_to_close(mut stream: TcpStream) -> String {
 fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let host = Host::builder().args(["--header-read-timeout-ms", "300"]).start();
     let mut stream = connect(&host);
-    stream.write_all(b"GET /accounts HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stream.write_all(b"GET /accounts HTTP/1.1\r\nHost: localhost\r\n").unwrap();
     let started = Instant::now();
     let answer = read_to_close(stream);
     assert!(started.elapsed() < Duration::from_secs(10), "closed after the header timeout, not held");
@@ -39,7 +39,7 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
 fn a_body_that_does_not_arrive_in_time_is_answered_408_in_json() {
     let host = Host::builder().args(["--body-read-timeout-ms", "300"]).start();
     let mut stream = connect(&host);
-    stream.write_all(b"POST /accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"name\":").unwrap();
+    stream.write_all(b"POST /accounts HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"name\":").unwrap();
     let answer = read_to_close(stream);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert!(answer.contains(r#"{"error":"the request body did not arrive within 300 ms","requestId":""#), "{answer:?}");
@@ -51,7 +51,7 @@ fn an_oversized_upload_announced_with_expect_100_continue_gets_413_in_json_witho
     let host = Host::builder().args(["--max-body-bytes", "1000"]).start();
     let mut stream = connect(&host);
     stream
-        .write_all(b"POST /plugins HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        .write_all(b"POST /plugins HTTP/1.1\r\nHost: localhost\r\nContent-Length: 999999999\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
         .unwrap();
     let answer = read_to_close(stream);
     assert!(answer.starts_with("HTTP/1.1 413"), "no 100 Continue first: {answer:?}");
@@ -150,13 +150,32 @@ fn every_error_body_is_json_even_when_the_framework_refuses_the_request() {
 
 #[test]
 fn one_client_cannot_hold_every_connection() {
-    let host = Host::builder().args(["--max-connections-per-client", "2"]).start();
-    let held: Vec<TcpStream> = (0..2).map(|_| connect(&host)).collect();
-    std::thread::sleep(Duration::from_millis(100)); // both accepted
+    let host = Host::builder().args(["--max-connections-per-client", "2", "--header-read-timeout-ms", "1000"]).start();
+    // Two busy connections hold the client's two slots: each sends a request every 200 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keepers: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut stream, stop) = (connect(&host), stop.clone());
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+                    assert!(stream.read(&mut buffer).unwrap() > 0, "a held connection is served");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // both accepted
     let mut third = connect(&host);
-    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let started = Instant::now();
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(read_to_close(third).is_empty(), "a third connection from the same client is closed unanswered");
-    drop(held);
-    std::thread::sleep(Duration::from_millis(100)); // both closed
+    assert!(started.elapsed() >= Duration::from_millis(900), "after waiting for one of the two to close: {:?}", started.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for keeper in keepers {
+        keeper.join().unwrap();
+    }
     host.get("/healthz").expect(200);
+    assert!(host.log().contains("holds 2 open connections, its maximum"), "the log says how many the address holds");
 }

@@ -451,7 +451,7 @@ function Rollout() {
     let live = true; // an answer for a percentage no longer chosen is dropped
     const timer = setTimeout(async () => {
       let answer;
-      try { answer = await api('POST', '/migration/rollout?dryRun=true', { percent }); } catch (e) { answer = e; }
+      try { answer = await api('POST', '/migration/rollout?dryRun=true', { percent, resume: true }); } catch (e) { answer = e; }
       if (live) setPreview(answer);
     }, 200);
     return () => { live = false; clearTimeout(timer); };
@@ -488,19 +488,21 @@ function Rollout() {
     <h2>Jobs</h2>
     <${Jobs} />
     ${asking === 'rollout' && html`<${Confirm} title=${`Roll out to ${shown}%?`} label=${`Roll out to ${shown}%`}
-      action=${() => api('POST', '/migration/rollout', { percent: shown })}
+      action=${() => api('POST', '/migration/rollout', { percent: shown, resume: true })}
       onDone=${(r) => { setAsking(undefined); setPercent(undefined); setPreview(undefined); setOutcome({ bad: r.failed.length > 0, text: `Rolled out to ${shown}%: ${report(r)}` }); migration.reload(); }}
       onCancel=${() => setAsking(undefined)}>
       <p>${preview && !(preview instanceof Error) && preview.percent === shown ? `${preview.turnedOn} accounts turn on and ${preview.turnedOff} turn off.` : ''}
         Accounts turned on enter migration mode: new notes go to the new store and updates move notes there.
-        Accounts turned off enter rollback mode: their notes flow back to legacy as they are written.</p></${Confirm}>`}
+        Accounts turned off enter rollback mode: their notes flow back to legacy as they are written.
+        After the kill switch, this is what starts the rollout again.</p></${Confirm}>`}
     ${asking === 'kill' && html`<${Confirm} title="Turn migration off for every account?" label="Turn migration off everywhere" danger
       action=${() => api('POST', '/migration/kill-switch')}
       onDone=${(r) => { setAsking(undefined); setOutcome({ bad: r.failed.length > 0, text: `Kill switch: ${report(r)}` }); migration.reload(); }}
       onCancel=${() => setAsking(undefined)}>
       <p>Every account goes to rollback mode, through the drain barrier: new notes go to the legacy store and updates move
         notes back to it. Notes already in the new store stay readable there until a rollback job moves them.
-        The rollout percentage becomes 0%.</p></${Confirm}>`}
+        The rollout percentage becomes 0%. A rollout running anywhere stops turning accounts on, and none does again
+        until an operator rolls out anew.</p></${Confirm}>`}
   </section>`;
 }
 
@@ -627,7 +629,7 @@ function Audit() {
       <label for="audit-kind">Kind</label>
       <select id="audit-kind" value=${kind} onChange=${(e) => { setKind(e.target.value); setBefore([]); }}>
         <option value="">all</option>
-        ${['flag', 'rollout', 'job', 'plugin', 'account', 'key'].map((k) => html`<option value=${k}>${k}</option>`)}
+        ${['flag', 'rollout', 'kill-switch', 'job', 'plugin', 'account', 'key'].map((k) => html`<option value=${k}>${k}</option>`)}
       </select>
       <span class="muted">newest first</span>
     </div>
