@@ -17,6 +17,9 @@ Parts, in the order `all` runs them:
   languages the migrate strategy in Rust, Python and JavaScript (bench_languages.py)
   soak     millions of mixed requests with flips and jobs and no scraper: RSS, fds, threads (bench_soak.py)
 
+Not in `all`: `compare REV` builds revision REV in a worktree and runs its
+host alternating with this build's, with the same load (bench_compare.py).
+
 Each part writes its section of docs/bench-results.json and its generated
 block of BENCHMARKS.md (see benchlib.publish); `all` also rewrites the
 header block: machine, versions, commands and date.
@@ -262,6 +265,13 @@ def run_part(part):
 
 
 def main(argv):
+    if argv[:1] == ["compare"]:
+        if len(argv) != 2:
+            sys.exit("usage: cargo xtask bench compare REV")
+        import bench_compare
+        results = bench_compare.run(argv[1])
+        publish("compare", results, bench_compare.markdown(results))
+        return
     parts = argv or ["all"]
     if parts == ["all"]:
         parts = PARTS

@@ -37,9 +37,11 @@ pub struct ErrorBody {
 }
 
 /// The error answers every route may give: 4XX for a request to change
-/// (bad input 400, no credentials 401, another account's key 403, not found
-/// 404, conflict 409, body too slow 408 or too large 413, stale `If-Match`
-/// 412, plugin refusal 422, throttled 429) and 5XX for a retry later (a
+/// (bad input or an unknown query parameter 400, no credentials 401, another
+/// account's key or, without an admin token, another name or origin 403, not
+/// found 404, conflict 409, body too slow 408 or too large 413, stale
+/// `If-Match` 412, a body that is not JSON 415, plugin refusal 422, throttled
+/// 429) and 5XX for a retry later (a
 /// plugin's deadline or a flip in progress 503, with `Retry-After`).
 pub struct Errors;
 
