@@ -123,12 +123,14 @@ fn an_operator_rolls_out_backfills_verifies_and_kills_a_migration_from_the_conso
     assert_eq!(host.plugins()["plugins"].as_array().unwrap().len(), stored, "nothing stored");
     browser.screenshot("07-bad-plugin");
 
-    // The audit log, newest first, filtered to rollouts.
+    // The audit log, filtered to rollouts, then to the kill switch, named as such.
     browser.click("#nav-audit");
     browser.click("#audit-kind option[value=\"rollout\"]");
-    let rollouts = browser.wait_text("#audit tbody", |t| !t.contains("flag") && t.contains("0%"));
-    let (kill, fifty) = (rollouts.find("50% → 0%").expect(&rollouts), rollouts.find("∅ → 50%").expect(&rollouts));
-    assert!(kill < fifty, "newest first: {rollouts}");
+    let rollouts = browser.wait_text("#audit tbody", |t| !t.contains("flag") && t.contains("∅ → 50%"));
+    assert!(!rollouts.contains("50% → 0%"), "the kill switch is not a rollout: {rollouts}");
+    browser.click("#audit-kind option[value=\"kill-switch\"]");
+    let killed = browser.wait_text("#audit tbody", |t| t.contains("50% → 0%"));
+    assert!(killed.contains("kill-switch") && !killed.contains("∅ → 50%"), "{killed}");
 
     let blocked = browser.eval("return window.consoleCspViolations");
     assert_eq!(blocked, serde_json::json!([]), "nothing on the page was blocked by its Content-Security-Policy");
