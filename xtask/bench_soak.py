@@ -2,8 +2,10 @@
 scraping /metrics. Does the host's memory stay flat?
 
 One host on a SQLite data dir (4 new-store shards, the migrate plugin).
-64 accounts of 50 notes; wrk runs the Notely-like mix (60% get, 20% list,
-12% update, 8% create) for BENCH_SOAK_SECONDS from 16 connections while a
+64 accounts of 50 notes; wrk runs BENCH_SOAK_SCENARIO for BENCH_SOAK_SECONDS
+from 16 connections: `steady` (65% get, 22% list, 13% update: the data keeps
+its size, so any growth is the host's), or `mix` (Notely's, with 8% creates:
+the lists grow all run long, and so do the buffers that answer them), while a
 thread flips a random account every 200 ms and starts a backfill or a bulk
 rollback of every account every 20 s. Nothing reads /metrics until the end.
 RSS, open fds and threads are read every BENCH_SOAK_SAMPLE seconds.
@@ -13,7 +15,7 @@ of its level at 10% of the run. Reported: the curve, RSS at 10% and at the
 end, their ratio, and the bytes per request between them (a host before the
 metrics upkeep kept ~75 bytes per request for good).
 
-Knobs: BENCH_SOAK_SECONDS (300), BENCH_SOAK_SAMPLE (5)."""
+Knobs: BENCH_SOAK_SECONDS (300), BENCH_SOAK_SAMPLE (5), BENCH_SOAK_SCENARIO (steady)."""
 
 import os
 import random
@@ -29,6 +31,8 @@ from benchlib import CONNECTIONS, call, ensure_wrk, load_accounts, start, table,
 
 SECONDS = int(os.environ.get("BENCH_SOAK_SECONDS", "300"))
 SAMPLE = int(os.environ.get("BENCH_SOAK_SAMPLE", "5"))
+SCENARIO = os.environ.get("BENCH_SOAK_SCENARIO", "steady")
+MIXES = {"steady": "65% get, 22% list, 13% update: the data keeps its size", "mix": "60% get, 20% list, 12% update, 8% create"}
 ACCOUNTS = 64
 NOTES = 50
 
@@ -99,7 +103,7 @@ def run():
     return {
         "meta": {"date": date.today().isoformat(),
                  "load": f"{ACCOUNTS} accounts x {NOTES} notes, 4 shards, Wasm plugin; wrk -t2 -c{CONNECTIONS} -d{SECONDS}s, "
-                         "the mix (60% get, 20% list, 12% update, 8% create); a flip every 200 ms, a backfill or bulk "
+                         f"{SCENARIO} ({MIXES[SCENARIO]}); a flip every 200 ms, a backfill or bulk "
                          "rollback of every account every 20 s; /metrics not read until the end"},
         "requests": requests,
         "non_2xx": int(errors.group(1)) if errors else 0,
@@ -117,7 +121,7 @@ def run():
 def subprocess_wrk(base, ids, script):
     return subprocess.Popen(
         ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--timeout", "10s", "-s", script, base, "--", ids],
-        env=dict(os.environ, SCENARIO="mix"), stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, SCENARIO=SCENARIO), stdout=subprocess.PIPE, text=True,
     )
 
 

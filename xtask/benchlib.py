@@ -47,6 +47,9 @@ function request()
   elseif scenario == "list" then return list(p)
   elseif scenario == "update" then return update(p)
   elseif scenario == "create" then return create(p)
+  elseif scenario == "steady" then -- the mix without creates: the data keeps its size
+    local r = math.random(100)
+    if r <= 65 then return get(p) elseif r <= 87 then return list(p) else return update(p) end
   else -- a Notely-like mix: mostly reads
     local r = math.random(100)
     if r <= 60 then return get(p) elseif r <= 80 then return list(p)
