@@ -75,7 +75,7 @@ def router_args(binary, plugin, router):
     help_text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True).stdout
     if router == "wasm":
         return ["--plugin", plugin]
-    return ["--router", "native-migrate"] if "--router" in help_text else ["--strategy", "native"]
+    return ["--router" if "--router" in help_text else "--strategy", "native-migrate"]
 
 
 def run(rev):

@@ -144,20 +144,8 @@ fn a_notely_simulator_session_replayed_request_by_request_gets_notelys_answers()
 
 /// RFC 3339 of now plus `ahead_ms`, by this machine's clock (the host's).
 fn client_clock(ahead_ms: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + ahead_ms;
-    let (secs, ms) = (now.div_euclid(1000), now.rem_euclid(1000));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    let at = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ahead_ms);
+    at.format(&time::format_description::well_known::Rfc3339).expect("a time formats")
 }
 
 #[test]
