@@ -13,7 +13,10 @@ Rows: GET, list, the mix and update, plain mode, 8 accounts x 50 notes of
 200 B, Wasm plugin and native router; BENCH_ROUNDS rounds of BENCH_SECONDS
 alternating REV / HEAD per row.
 
-Knobs: BENCH_SECONDS (5), BENCH_ROUNDS (3)."""
+Knobs: BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_COMPARE_ROUTERS (wasm,native),
+BENCH_COMPARE_SCENARIOS (get,list,mix,update). To bisect a regression of one row:
+`BENCH_COMPARE_ROUTERS=native BENCH_COMPARE_SCENARIOS=get BENCH_ROUNDS=2 cargo xtask bench compare REV`
+for each REV `git bisect` proposes; only what changed since the last REV is rebuilt."""
 
 import os
 import re
@@ -26,7 +29,8 @@ from benchlib import CONNECTIONS, HOST, ROOT, TARGET, ensure_wrk, load_accounts,
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-SCENARIOS = ["get", "list", "mix", "update"]
+SCENARIOS = os.environ.get("BENCH_COMPARE_SCENARIOS", "get,list,mix,update").split(",")
+ROUTERS = os.environ.get("BENCH_COMPARE_ROUTERS", "wasm,native").split(",")
 COMPARE = os.path.join(TARGET, "compare")
 TREE = os.path.join(COMPARE, "tree")
 OLD_TARGET = os.path.join(COMPARE, "target")
@@ -86,7 +90,7 @@ def run(rev):
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         script = write_lua(workdir)
-        for router in ["wasm", "native"]:
+        for router in ROUTERS:
             hosts, ids = {}, {}
             try:
                 for name, (binary, plugin) in builds.items():
