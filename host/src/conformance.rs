@@ -15,6 +15,7 @@
 
 use notes_routing::{Error as PluginError, Note, NoteChange, Store};
 use serde::Deserialize;
+use futures::executor::block_on;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -183,6 +184,7 @@ enum Answer {
     Done,
 }
 
+/// Each call is driven to its end on the kit's own thread.
 fn run_step(plugin: &dyn Router, stores: &DataStores, step: &Step, suffix: &str, is_migrating: bool) -> Result<(), String> {
     let refused_writes = Arc::new(AtomicUsize::new(0));
     let scope = || AccountScope::new(ACCOUNT.into(), 0, stores.clone()).counting_refused_writes(refused_writes.clone());
@@ -192,19 +194,19 @@ fn run_step(plugin: &dyn Router, stores: &DataStores, step: &Step, suffix: &str,
         return seed_store(stores, seed);
     }
     let (what, routed) = if let Some(id) = &step.create {
-        (format!("create {id}{suffix}"), plugin.create_note(scope(), change(id), is_migrating).map(|r| r.map(Answer::Note)))
+        (format!("create {id}{suffix}"), block_on(plugin.create_note(scope(), change(id), is_migrating)).map(|r| r.map(Answer::Note)))
     } else if let Some(id) = &step.get {
-        (format!("get {id}"), plugin.get_note(scope(), id, is_migrating).map(|r| r.map(Answer::Note)))
+        (format!("get {id}"), block_on(plugin.get_note(scope(), id, is_migrating)).map(|r| r.map(Answer::Note)))
     } else if let Some(id) = &step.update {
-        let answer = plugin.update_note(scope(), change(id), step.expected_version, is_migrating);
+        let answer = block_on(plugin.update_note(scope(), change(id), step.expected_version, is_migrating));
         (format!("update {id}"), answer.map(|r| r.map(Answer::Note)))
     } else if let Some(id) = &step.delete {
-        (format!("delete {id}"), plugin.delete_note(scope(), id, is_migrating).map(|r| r.map(|()| Answer::Done)))
+        (format!("delete {id}"), block_on(plugin.delete_note(scope(), id, is_migrating)).map(|r| r.map(|()| Answer::Done)))
     } else if step.list.is_some() {
-        let answer = plugin.list_notes(scope(), is_migrating);
+        let answer = block_on(plugin.list_notes(scope(), is_migrating));
         ("list".to_owned(), answer.map(|r| r.map(|ids| Answer::Ids(ids.iter().map(str::to_owned).collect()))))
     } else if let Some(ids) = &step.move_ids {
-        (format!("move {ids:?}"), plugin.move_notes(scope(), ids, is_migrating).map(|r| r.map(|_| Answer::Done)))
+        (format!("move {ids:?}"), block_on(plugin.move_notes(scope(), ids, is_migrating)).map(|r| r.map(|_| Answer::Done)))
     } else {
         return Err("a step must create, get, update, delete, list, move, seed or set the mode".into());
     };

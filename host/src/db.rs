@@ -31,6 +31,9 @@ pub fn open(path: &Path, max_connections: u32, schema: &str) -> anyhow::Result<P
         .max_size(max_connections)
         .min_idle(Some(1))
         .connection_timeout(CHECKOUT_TIMEOUT)
+        // A file connection does not go stale: no probe statement per
+        // checkout (it was 5% of a GET's CPU).
+        .test_on_check_out(false)
         .build(manager)
         .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
     pool.get()?.execute_batch(schema).with_context(|| format!("cannot create the schema in {}", path.display()))?;

@@ -74,6 +74,11 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
+/// One plugin instance taken for a call: kept from an earlier call, or fresh.
+pub fn plugin_instance(reused: bool) {
+    metrics::counter!(PLUGIN_INSTANCES, "source" => if reused { "reused" } else { "fresh" }).increment(1);
+}
+
 pub fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }

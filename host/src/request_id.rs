@@ -3,8 +3,9 @@
 //! reason of an automatic plugin rollback names the request that failed
 //! last. Log lines carry it through the request's span instead.
 //!
-//! A request runs on a tokio task, then on a blocking thread (`api::blocking`):
-//! the id is task-local on the first and thread-local on the second.
+//! A note request runs on its tokio task (`api::note_path`), other requests
+//! move to a blocking thread (`api::blocking`): the id is task-local on the
+//! first and thread-local on the second.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -35,7 +36,7 @@ pub fn on_thread<R>(id: Option<String>, work: impl FnOnce() -> R) -> R {
     result
 }
 
-/// The request id the calling thread serves, if any.
+/// The request id the calling task or thread serves, if any.
 pub fn current() -> Option<String> {
-    THREAD.with(|current| current.borrow().clone())
+    of_task().or_else(|| THREAD.with(|current| current.borrow().clone()))
 }

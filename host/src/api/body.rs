@@ -41,6 +41,10 @@ impl BodyLimits {
 }
 
 pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    // Nothing to read (a GET, most often): no timer, no collecting.
+    if axum::body::HttpBody::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if writes
         && !is_plugin_upload(&req)

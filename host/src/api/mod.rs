@@ -72,7 +72,8 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
             auth::AuthState { token: config.admin_token.clone(), app: app.clone(), failures: Arc::default() },
             auth::authorize,
         ));
-    open.merge(protected)
+    let routes = open
+        .merge(protected)
         .merge(console::routes())
         .route_layer(axum::middleware::from_fn_with_state(query_names, guard::known_query))
         .route_layer(axum::middleware::from_fn(observe::track))
@@ -80,21 +81,28 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })
-        .layer(Extension(document))
-        .layer(Extension(keys::KeysAllowed(config.admin_token.is_some())))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
-        // Inside the request id's layers: the id is on the response when an
-        // error body is shaped, and on the span every log line of the request carries.
-        .layer(axum::middleware::from_fn(request_id_scope))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(axum::middleware::map_response(error::json_errors))
+        .with_state(app);
+    // The frame every request passes, outermost first. Built around the
+    // router once: `Router::layer` would wrap each route in each layer, and
+    // every request would then clone and box a service per layer (a fifth
+    // of a GET's CPU, BENCHMARKS.md "Compare").
+    let framed = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(guard::plain_request_id))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // Before anything else runs for a page's request (a 404 included).
         .layer(axum::middleware::from_fn_with_state(config.admin_token.is_none(), guard::protected_mode))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(axum::middleware::from_fn(guard::plain_request_id))
-        .with_state(app)
+        .layer(axum::middleware::map_response(error::json_errors))
+        // Inside the request id's layers: the id is on the response when an
+        // error body is shaped, and on the span every log line of the request carries.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(axum::middleware::from_fn(request_id_scope))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(Extension(keys::KeysAllowed(config.admin_token.is_some())))
+        .layer(Extension(document))
+        .service(routes);
+    Router::new().fallback_service(framed)
 }
 
 /// The OpenAPI document of every route `router` serves.
@@ -158,6 +166,27 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 async fn request_id_scope(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
     crate::request_id::on_task(id, next.run(request)).await
+}
+
+/// Runs a note operation: on the request's own task when the app says it
+/// cannot hold the worker (`App::note_path_inline`), else on a blocking
+/// thread, driven there to its end, inside the request's span and with its id.
+async fn note_path<T, F>(app: &Arc<App>, write: bool, op: impl FnOnce(Arc<App>) -> F + Send + 'static) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, crate::app::AppError>> + Send + 'static,
+{
+    if app.note_path_inline(write) {
+        return op(Arc::clone(app)).await.map_err(ApiError::from);
+    }
+    let app = Arc::clone(app);
+    let span = tracing::Span::current();
+    let id = crate::request_id::of_task();
+    let runtime = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(|| runtime.block_on(crate::request_id::on_task(id, op(app))))).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
+    }
 }
 
 /// Runs a blocking `App` operation off the async workers, inside the

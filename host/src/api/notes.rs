@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::blocking;
+use super::{blocking, note_path};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
@@ -127,7 +127,7 @@ pub async fn create(
     let content = content(body.content)?;
     let id = client_id("note", body.id.as_deref())?;
     let created_at = client_time("createdAt", body.created_at.as_deref())?;
-    let note = blocking(&app, move |app| app.create_note(account, id, content, created_at)).await?;
+    let note = note_path(&app, true, move |app| async move { app.create_note(account, id, content, created_at).await }).await?;
     Ok(served(StatusCode::CREATED, note, note_response))
 }
 
@@ -157,7 +157,7 @@ pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Quer
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
     }
     let after = page.after.map(|after| uuid("after", &after).map(|id| id.to_string())).transpose()?;
-    let ids = blocking(&app, move |app| app.note_ids(account)).await?;
+    let ids = note_path(&app, false, move |app| async move { app.note_ids(account).await }).await?;
     // The ids as the store and plugin passed them, without a String each.
     Ok(served(StatusCode::OK, ids, |ids| {
         let listed = ids.iter().filter(|id| after.as_deref().is_none_or(|after| *id > after));
@@ -180,7 +180,7 @@ pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Quer
 )]
 pub async fn get(State(app): State<Arc<App>>, Path((account, note)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
-    let note = blocking(&app, move |app| app.note(account, note)).await?;
+    let note = note_path(&app, false, move |app| async move { app.note(account, note).await }).await?;
     Ok(served(StatusCode::OK, note, note_response))
 }
 
@@ -200,7 +200,7 @@ pub async fn update(
     let expected = if_match(&headers)?;
     let content = content(body.content)?;
     let updated_at = client_time("updatedAt", body.updated_at.as_deref())?;
-    let note = blocking(&app, move |app| app.update_note(account, note, content, expected, updated_at)).await?;
+    let note = note_path(&app, true, move |app| async move { app.update_note(account, note, content, expected, updated_at).await }).await?;
     Ok(served(StatusCode::OK, note, note_response))
 }
 
@@ -211,7 +211,7 @@ pub async fn update(
 )]
 pub async fn delete(State(app): State<Arc<App>>, Path((account, note)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
-    let done = blocking(&app, move |app| app.delete_note(account, note)).await?;
+    let done = note_path(&app, true, move |app| async move { app.delete_note(account, note).await }).await?;
     Ok(served(StatusCode::NO_CONTENT, done, |()| ().into_response()))
 }
 

@@ -246,7 +246,8 @@ impl App {
                 }
             }
             let read = match id.parse::<Uuid>() {
-                Ok(note) => self.note(account, note).map(drop),
+                // On the verify's blocking thread: driven to its end here.
+                Ok(note) => futures::executor::block_on(self.note(account, note)).map(drop),
                 Err(e) => Err(AppError::Invalid(e.to_string())),
             };
             match read {

@@ -191,7 +191,9 @@ impl App {
     /// flag read for this batch says that way.
     fn prepare_move(&self, account: Uuid, toward_new: Option<bool>, after: &str) -> Result<(Prepared<'_>, String, String), AppError> {
         let admission = self.fleet.admit(account)?;
-        let served = self.route_admitted(account, "move_notes", &admission, |router, scope, migrating| {
+        // A batch runs on a job's thread: its plugin call is driven to its
+        // end right here (`route_admitted` is the request path's, async).
+        let served = futures::executor::block_on(self.route_admitted(account, "move_notes", &admission, |router, scope, migrating| async move {
             if toward_new.is_some_and(|want| want != migrating) {
                 return Ok(Ok(Err(NotCalled::Ended(Batch::OtherMode { is_migrating: migrating }))));
             }
@@ -216,13 +218,13 @@ impl App {
                 Ok(fit) => &ids[..fit],
                 Err(e) => return Ok(Ok(Err(NotCalled::Store(e)))),
             };
-            let report = match router.move_notes(batched, ids, migrating)? {
+            let report = match router.move_notes(batched, ids, migrating).await? {
                 Ok(report) => report,
                 Err(e) => return Ok(Err(e)),
             };
             let last_id = ids.last().cloned().unwrap_or_default();
             Ok(Ok(Ok((writes, report, ids.len(), last_id, started))))
-        });
+        }));
         let Served { value, plugin, digest } = served.map_err(|e| match e {
             // The plugin cannot move (an older WIT version, old code): a
             // state of the host, not a bad request.

@@ -14,24 +14,21 @@
 //! retry), so a turn held by a stuck call does not queue requests forever.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::lock::lock;
 
 type Key = (Uuid, Uuid);
 
+/// Each note's turn is a semaphore of one permit: a waiter waits on the
+/// request's task (a timer and a wake-up), not on a thread.
 #[derive(Default)]
 pub struct NoteTurns {
-    notes: Mutex<HashMap<Key, Arc<Turn>>>,
-}
-
-#[derive(Default)]
-struct Turn {
-    busy: Mutex<bool>,
-    free: Condvar,
+    notes: Mutex<HashMap<Key, Arc<Semaphore>>>,
 }
 
 /// A note's turn, given back when dropped.
@@ -39,27 +36,25 @@ pub struct NoteTurn<'a> {
     turns: &'a NoteTurns,
     key: Key,
     /// `None` only while being dropped.
-    turn: Option<Arc<Turn>>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl NoteTurns {
     /// Waits for the note's turn, at most `wait`; `None` if it did not come.
-    pub fn take(&self, account: Uuid, note: Uuid, wait: Duration) -> Option<NoteTurn<'_>> {
+    pub async fn take(&self, account: Uuid, note: Uuid, wait: Duration) -> Option<NoteTurn<'_>> {
         let key = (account, note);
-        let turn = lock(&self.notes).entry(key).or_default().clone();
-        let deadline = Instant::now() + wait;
-        let mut busy = lock(&turn.busy);
-        while *busy {
-            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-                drop(busy);
+        let turn = lock(&self.notes).entry(key).or_insert_with(|| Arc::new(Semaphore::new(1))).clone();
+        match tokio::time::timeout(wait, turn.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                drop(turn);
+                Some(NoteTurn { turns: self, key, permit: Some(permit) })
+            }
+            // Timed out (the semaphore is never closed).
+            _ => {
                 self.leave(key, turn);
-                return None;
-            };
-            busy = turn.free.wait_timeout(busy, left).unwrap_or_else(|e| e.into_inner()).0;
+                None
+            }
         }
-        *busy = true;
-        drop(busy);
-        Some(NoteTurn { turns: self, key, turn: Some(turn) })
     }
 
     /// Notes whose turn someone holds or waits for.
@@ -71,8 +66,9 @@ impl NoteTurns {
     /// Gives up the caller's share of the note's entry, and drops the entry
     /// if no other request holds or waits for its turn. Both under the
     /// map's lock, where every share is also taken: of two leaving at once,
-    /// the second sees only the map's share and removes it.
-    fn leave(&self, key: Key, turn: Arc<Turn>) {
+    /// the second sees only the map's share and removes it. (A holder's
+    /// share is its permit, which holds the semaphore.)
+    fn leave(&self, key: Key, turn: Arc<Semaphore>) {
         let mut notes = lock(&self.notes);
         drop(turn);
         if notes.get(&key).is_some_and(|t| Arc::strong_count(t) == 1) {
@@ -83,9 +79,9 @@ impl NoteTurns {
 
 impl Drop for NoteTurn<'_> {
     fn drop(&mut self) {
-        let Some(turn) = self.turn.take() else { return };
-        *lock(&turn.busy) = false;
-        turn.free.notify_one();
+        let Some(permit) = self.permit.take() else { return };
+        let turn = permit.semaphore().clone();
+        drop(permit);
         self.turns.leave(self.key, turn);
     }
 }
@@ -94,37 +90,40 @@ impl Drop for NoteTurn<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_writer_of_a_note_at_a_time_and_other_notes_go_on() {
+    #[tokio::test]
+    async fn one_writer_of_a_note_at_a_time_and_other_notes_go_on() {
         let turns = NoteTurns::default();
         let (a, n, m) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let held = turns.take(a, n, Duration::ZERO).unwrap();
-        assert!(turns.take(a, n, Duration::from_millis(20)).is_none(), "the note's turn is taken");
-        assert!(turns.take(a, m, Duration::ZERO).is_some(), "another note's is free");
-        assert!(turns.take(Uuid::new_v4(), n, Duration::ZERO).is_some(), "the same note id in another account too");
+        let held = turns.take(a, n, Duration::ZERO).await.unwrap();
+        assert!(turns.take(a, n, Duration::from_millis(20)).await.is_none(), "the note's turn is taken");
+        assert!(turns.take(a, m, Duration::ZERO).await.is_some(), "another note's is free");
+        assert!(turns.take(Uuid::new_v4(), n, Duration::ZERO).await.is_some(), "the same note id in another account too");
         drop(held);
-        assert!(turns.take(a, n, Duration::ZERO).is_some(), "given back when dropped");
+        assert!(turns.take(a, n, Duration::ZERO).await.is_some(), "given back when dropped");
         assert_eq!(turns.entries(), 0, "no entry outlives its last holder or waiter");
     }
 
-    #[test]
-    fn waiters_are_let_through_one_at_a_time() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn waiters_are_let_through_one_at_a_time() {
         let turns = Arc::new(NoteTurns::default());
         let (a, n) = (Uuid::new_v4(), Uuid::new_v4());
         let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        std::thread::scope(|s| {
-            for _ in 0..8 {
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
                 let (turns, inside) = (turns.clone(), inside.clone());
-                s.spawn(move || {
+                tokio::spawn(async move {
                     for _ in 0..50 {
-                        let _turn = turns.take(a, n, Duration::from_secs(10)).unwrap();
+                        let _turn = turns.take(a, n, Duration::from_secs(10)).await.unwrap();
                         assert_eq!(inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst), 0, "alone in the note's turn");
-                        std::thread::yield_now();
+                        tokio::task::yield_now().await;
                         inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     }
-                });
-            }
-        });
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
         assert_eq!(turns.entries(), 0);
     }
 }

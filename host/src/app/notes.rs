@@ -1,6 +1,8 @@
 //! The note path: read the flag, call the plugin bound to the account; and
 //! the operator views of notes, straight from the stores.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use notes_routing::{Error as PluginError, IdList, Note, NoteChange, Store};
@@ -32,20 +34,25 @@ pub struct Placement {
 impl App {
     /// `created_at_ms`: the client's creation time, kept if given (Notely's
     /// rule); else now.
-    pub fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String, created_at_ms: Option<i64>) -> Result<Served<Note>, AppError> {
+    pub async fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String, created_at_ms: Option<i64>) -> Result<Served<Note>, AppError> {
         valid_content(&content, self.settings.max_content_bytes)?;
         let at_ms = self.client_time("createdAt", created_at_ms)?;
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms };
         // A new id cannot race; a client's id can (a retried create).
-        self.route_note(account, id, "create_note", |r, scope, migrating| r.create_note(scope, change, migrating)).and_then(|n| self.checked(account, "create_note", n))
+        self.route_note(account, id, "create_note", |r, scope, migrating| async move { r.create_note(scope, change, migrating).await })
+            .await
+            .and_then(|n| self.checked(account, "create_note", n))
     }
 
-    pub fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
-        self.route(account, "get_note", |r, scope, migrating| r.get_note(scope, &id.to_string(), migrating)).and_then(|n| self.checked(account, "get_note", n))
+    pub async fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
+        let id = id.to_string();
+        self.route(account, "get_note", |r, scope, migrating| async move { r.get_note(scope, &id, migrating).await })
+            .await
+            .and_then(|n| self.checked(account, "get_note", n))
     }
 
-    pub fn note_ids(&self, account: Uuid) -> Result<Served<IdList>, AppError> {
-        self.route(account, "list_notes", |r, scope, migrating| r.list_notes(scope, migrating))
+    pub async fn note_ids(&self, account: Uuid) -> Result<Served<IdList>, AppError> {
+        self.route(account, "list_notes", |r, scope, migrating| async move { r.list_notes(scope, migrating).await }).await
     }
 
     /// `expected_version` (`If-Match`) is the strict form: any other version
@@ -57,7 +64,7 @@ impl App {
     /// it, so it cannot make every later write "older" and freeze the note.
     /// The check and the write are one compare-and-set on the note's version,
     /// retried if another write slips in between.
-    pub fn update_note(
+    pub async fn update_note(
         &self,
         account: Uuid,
         id: Uuid,
@@ -69,19 +76,24 @@ impl App {
         let at_ms = self.client_time("updatedAt", updated_at_ms)?;
         let write = |expected: Option<u64>| {
             let change = NoteChange { id: id.to_string(), content: content.clone(), at_ms };
-            self.route_note(account, Some(id), "update_note", |r, scope, migrating| r.update_note(scope, change, expected, migrating))
+            async move {
+                self.route_note(account, Some(id), "update_note", |r, scope, migrating| async move {
+                    r.update_note(scope, change, expected, migrating).await
+                })
+                .await
                 .and_then(|n| self.checked(account, "update_note", n))
+            }
         };
         if updated_at_ms.is_none() || expected_version.is_some() {
-            return write(expected_version);
+            return write(expected_version).await;
         }
         for _ in 0..STALE_CHECK_ATTEMPTS {
-            let stored = self.note(account, id)?;
+            let stored = self.note(account, id).await?;
             let stored_at = stored.value.updated_at_ms;
             if stored_at <= self.now_ms() && at_ms < stored_at {
                 return Ok(stored);
             }
-            match write(Some(stored.value.version)) {
+            match write(Some(stored.value.version)).await {
                 Err(AppError::VersionMismatch { .. }) => continue,
                 written => return written,
             }
@@ -108,23 +120,39 @@ impl App {
 
     /// Idempotent, as for Notely's clients: deleting a note that does not
     /// exist succeeds (the plugin's `not-found` is a success here).
-    pub fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
-        self.route_note(account, Some(id), "delete_note", |r, scope, migrating| match r.delete_note(scope, &id.to_string(), migrating) {
-            Ok(Err(PluginError::NotFound)) => Ok(Ok(())),
-            answer => answer,
+    pub async fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
+        let note = id.to_string();
+        self.route_note(account, Some(id), "delete_note", |r, scope, migrating| async move {
+            match r.delete_note(scope, &note, migrating).await {
+                Ok(Err(PluginError::NotFound)) => Ok(Ok(())),
+                answer => answer,
+            }
         })
+        .await
     }
 
     /// The note's write turn in this host (`note_turns`): held across the
     /// plugin call and its store writes, so this host's writers of one note
     /// never race each other.
-    fn note_turn(&self, account: Uuid, id: Uuid) -> Result<super::note_turns::NoteTurn<'_>, AppError> {
-        self.note_turns.take(account, id, self.settings.note_turn_wait).ok_or_else(|| {
+    async fn note_turn(&self, account: Uuid, id: Uuid) -> Result<super::note_turns::NoteTurn<'_>, AppError> {
+        self.note_turns.take(account, id, self.settings.note_turn_wait).await.ok_or_else(|| {
             AppError::Unavailable(format!(
                 "note {id} is being written by other requests and its turn did not come within {:?}; retry",
                 self.settings.note_turn_wait
             ))
         })
+    }
+
+    /// Whether a note operation may run on the request's own task, on its
+    /// async worker: the flag and every store answer in microseconds, and a
+    /// write waits for its commit without holding the thread. Otherwise it
+    /// runs on a blocking thread (`api::note_path`).
+    pub fn note_path_inline(&self, write: bool) -> bool {
+        let writes_block = || match &self.native {
+            Some(native) => native.writes_block(),
+            None => self.active().plugin.writes_block(),
+        };
+        self.coordination.is_in_process() && self.stores.are_in_process() && !(write && writes_block())
     }
 
     /// Refuses to pass on a note larger than any request could have written.
@@ -140,31 +168,34 @@ impl App {
     /// Reads the account's flag now, then makes one routing call (the active
     /// plugin, or the native baseline) with the stores bound to that account.
     /// `op` names the operation in the metrics.
-    fn route<T>(
+    async fn route<T, F: Future<Output = Routed<T>>>(
         &self,
         account: Uuid,
         op: &'static str,
-        call: impl FnOnce(&dyn Router, AccountScope, bool) -> Routed<T>,
+        call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
     ) -> Result<Served<T>, AppError> {
-        self.route_note(account, None, op, call)
+        self.route_note(account, None, op, call).await
     }
 
     /// [`App::route`] for a write of the note `note`: once admitted, it
     /// waits for the note's turn (`note_turns`), so this host's writers of
     /// one note run one at a time and never race. Admitted first, so the
     /// waiters count against the account's `--max-requests-per-account`.
-    fn route_note<T>(
+    async fn route_note<T, F: Future<Output = Routed<T>>>(
         &self,
         account: Uuid,
         note: Option<Uuid>,
         op: &'static str,
-        call: impl FnOnce(&dyn Router, AccountScope, bool) -> Routed<T>,
+        call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
     ) -> Result<Served<T>, AppError> {
         // Held to the end of the call: no flip of this account completes
         // anywhere while this request runs under the value it read.
-        let admission = self.fleet.admit(account)?;
-        let _turn = note.map(|id| self.note_turn(account, id)).transpose()?;
-        let served = self.route_admitted(account, op, &admission, call);
+        let admission = self.fleet.admit_async(account).await?;
+        let _turn = match note {
+            Some(id) => Some(self.note_turn(account, id).await?),
+            None => None,
+        };
+        let served = self.route_admitted(account, op, &admission, call).await;
         // A read is as good as the flag it ran under. A host whose lease
         // lapsed meanwhile (stopped, cut off) may have been left behind by a
         // flip and read both stores around a move made under the new value:
@@ -180,12 +211,12 @@ impl App {
     }
 
     /// [`App::route`] once admitted.
-    pub(super) fn route_admitted<T>(
+    pub(super) async fn route_admitted<T, F: Future<Output = Routed<T>>>(
         &self,
         account: Uuid,
         op: &'static str,
         admission: &crate::fleet::Admission<'_>,
-        call: impl FnOnce(&dyn Router, AccountScope, bool) -> Routed<T>,
+        call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
     ) -> Result<Served<T>, AppError> {
         let is_migrating = admission.is_migrating;
         let scope = AccountScope::new(account.to_string(), admission.epoch, self.stores.clone());
@@ -198,7 +229,7 @@ impl App {
         };
         if let Some(native) = &self.native {
             let started = Instant::now();
-            let answer = call(native.as_ref(), scope, is_migrating);
+            let answer = call(native.clone(), scope, is_migrating).await;
             observe_call(native.label(), op, &answer, started.elapsed());
             if let Some(failed) = store_failed(&answer) {
                 return Err(failed);
@@ -216,7 +247,7 @@ impl App {
             )));
         }
         let started = Instant::now();
-        let answer = call(plugin.as_ref(), scope, is_migrating);
+        let answer = call(plugin.clone(), scope, is_migrating).await;
         observe_call(plugin.label(), op, &answer, started.elapsed());
         if let Some(failed) = store_failed(&answer) {
             tracing::warn!(plugin = plugin.label(), %account, operation = op, error = %failed, "a store failed under the plugin's call");

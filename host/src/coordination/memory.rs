@@ -84,6 +84,10 @@ impl MemoryCoordination {
 }
 
 impl Coordination for MemoryCoordination {
+    fn is_in_process(&self) -> bool {
+        true
+    }
+
     fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
         let mut state = self.write()?;
         if account.is_migrating && gate == Gate::Checked {

@@ -233,6 +233,13 @@ pub enum Gate {
 /// The shared state of a fleet. Implementations are blocking; every method
 /// is one atomic step.
 pub trait Coordination: Send + Sync {
+    /// Whether a flag read answers in microseconds (a file or memory in this
+    /// process), so a request may read it on its async worker; see
+    /// [`crate::stores::DataStore::is_in_process`].
+    fn is_in_process(&self) -> bool {
+        false
+    }
+
     // ---- accounts ----------------------------------------------------------
 
     /// Creates `account`. If its flag is on and `gate` is checked, refused

@@ -150,6 +150,10 @@ impl SqliteCoordination {
 }
 
 impl Coordination for SqliteCoordination {
+    fn is_in_process(&self) -> bool {
+        true
+    }
+
     fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -48,6 +48,13 @@ pub enum FlipOutcome {
     Flipped { hosts: usize, took: Duration },
 }
 
+/// How often a request's task looks again whether a flip of its account ended.
+const THAW_POLL: Duration = Duration::from_micros(500);
+
+fn busy(account: Uuid, started: Instant) -> FleetError {
+    FleetError::Busy(format!("isMigrating of account {account} is being changed; waited {} ms, retry", started.elapsed().as_millis()))
+}
+
 /// How long after its timeout an unfinished flip may be aborted by any host.
 /// The flipper itself aborts at its timeout; this covers a flipper that died.
 const ABANDON_GRACE: Duration = Duration::from_millis(1000);
@@ -71,16 +78,52 @@ impl Fleet {
     /// Reads the account's flag for one note request and counts the request
     /// as running under it. Waits (up to the flip wait) while a flip of the
     /// account is in progress. Fails closed: an unreadable flag is an error.
+    /// For a thread that may block (a job's batch); a request's task uses
+    /// [`Fleet::admit_async`].
     pub fn admit(&self, account: Uuid) -> Result<Admission<'_>, FleetError> {
-        let shared = &self.shared;
         let started = Instant::now();
-        let deadline = started + shared.settings.flip_wait;
-        let busy = || {
-            FleetError::Busy(format!(
-                "isMigrating of account {account} is being changed; waited {} ms, retry",
-                started.elapsed().as_millis()
-            ))
-        };
+        loop {
+            if let Some(admission) = self.try_admit(account)? {
+                return Ok(admission);
+            }
+            self.shared.inflight.wait_for_thaw(account, self.flip_wait_left(account, started)?);
+        }
+    }
+
+    /// [`Fleet::admit`] on a request's task: while a flip is in progress it
+    /// waits on a timer, so its worker serves other requests meanwhile.
+    pub async fn admit_async(&self, account: Uuid) -> Result<Admission<'_>, FleetError> {
+        let started = Instant::now();
+        loop {
+            if let Some(admission) = self.try_admit(account)? {
+                return Ok(admission);
+            }
+            // A flip takes milliseconds: polled, as the watcher of a host
+            // that has not seen the flip yet polls (`wait_for_thaw`).
+            let poll = self.flip_wait_left(account, started)?.min(THAW_POLL);
+            match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::time::sleep(poll).await,
+                // Driven outside the runtime (a verify's thread): nothing else runs here.
+                Err(_) => std::thread::sleep(poll),
+            }
+        }
+    }
+
+    /// The rest of the flip wait of a request that arrived at `started`;
+    /// `Busy` once none is left.
+    fn flip_wait_left(&self, account: Uuid, started: Instant) -> Result<Duration, FleetError> {
+        let left = (started + self.shared.settings.flip_wait).saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(busy(account, started));
+        }
+        Ok(left)
+    }
+
+    /// One try at admitting a request: `None`
+    /// while a flip of the account is in progress (frozen here, or marked
+    /// pending on the flag).
+    fn try_admit(&self, account: Uuid) -> Result<Option<Admission<'_>>, FleetError> {
+        let shared = &self.shared;
         let in_the_fleet = || -> Result<(), FleetError> {
             if !shared.registered.load(std::sync::atomic::Ordering::Acquire) {
                 return Err(FleetError::Unavailable("this host is not registered in the fleet; it serves no note request".into()));
@@ -95,32 +138,26 @@ impl Fleet {
             Ok(())
         };
         in_the_fleet()?;
-        loop {
-            let entered = shared.inflight.enter(account, deadline, shared.settings.max_requests_per_account).map_err(|refused| match refused {
-                NotEntered::Frozen => busy(),
-                NotEntered::Saturated { running } => FleetError::AccountSaturated { account, running },
-            })?;
-            let state = shared
-                .coordination
-                .flag_state(account)
-                .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
-                .ok_or(FleetError::NoAccount(account))?;
-            // Again once the flag is read: a host stalled before the read
-            // may have been counted gone meanwhile, and a flag turned on
-            // without it (the gate no longer saw it) must not reach its
-            // plugin. A read that ends while the lease still holds ran
-            // before any host could count it gone.
-            in_the_fleet()?;
-            if state.flip.is_none() {
-                return Ok(Admission { is_migrating: state.is_migrating, epoch: state.epoch, _entered: entered, lease: &shared.lease });
-            }
-            drop(entered);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(busy());
-            }
-            shared.inflight.wait_for_thaw(account, left);
+        let entered = match shared.inflight.enter(account, shared.settings.max_requests_per_account) {
+            Ok(entered) => entered,
+            Err(NotEntered::Frozen) => return Ok(None),
+            Err(NotEntered::Saturated { running }) => return Err(FleetError::AccountSaturated { account, running }),
+        };
+        let state = shared
+            .coordination
+            .flag_state(account)
+            .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
+            .ok_or(FleetError::NoAccount(account))?;
+        // Again once the flag is read: a host stalled before the read
+        // may have been counted gone meanwhile, and a flag turned on
+        // without it (the gate no longer saw it) must not reach its
+        // plugin. A read that ends while the lease still holds ran
+        // before any host could count it gone.
+        in_the_fleet()?;
+        if state.flip.is_some() {
+            return Ok(None);
         }
+        Ok(Some(Admission { is_migrating: state.is_migrating, epoch: state.epoch, _entered: entered, lease: &shared.lease }))
     }
 
     /// Sets the account's flag to `to` on the whole fleet (see the module doc),

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -41,7 +41,7 @@ struct Entry {
 /// Why a request did not enter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotEntered {
-    /// The account was still frozen by a flip at the deadline.
+    /// The account is frozen by a flip in progress.
     Frozen,
     /// The account already runs its maximum of requests here.
     Saturated { running: u32 },
@@ -63,24 +63,20 @@ impl InFlight {
         shard.accounts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a request for `account`, waiting while the account is frozen.
-    /// Refused at once if the account already runs `max_running` requests,
-    /// and if it is still frozen at `deadline`.
-    pub(crate) fn enter(&self, account: Uuid, deadline: Instant, max_running: u32) -> Result<Entered<'_>, NotEntered> {
-        let shard = self.shard(&account);
-        let mut map = Self::lock(shard);
-        loop {
-            let entry = map.entry(account).or_default();
-            if !entry.frozen {
-                if entry.running >= max_running {
-                    return Err(NotEntered::Saturated { running: entry.running });
-                }
-                entry.running += 1;
-                return Ok(Entered { tracker: self, account });
-            }
-            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()).ok_or(NotEntered::Frozen)?;
-            map = shard.thawed.wait_timeout(map, left).unwrap_or_else(|e| e.into_inner()).0;
+    /// Counts a request for `account`, at once or not at all: refused while
+    /// the account is frozen (the caller waits with [`InFlight::wait_for_thaw`]
+    /// or a timer, and tries again), and if it already runs `max_running`.
+    pub(crate) fn enter(&self, account: Uuid, max_running: u32) -> Result<Entered<'_>, NotEntered> {
+        let mut map = Self::lock(self.shard(&account));
+        let entry = map.entry(account).or_default();
+        if entry.frozen {
+            return Err(NotEntered::Frozen);
         }
+        if entry.running >= max_running {
+            return Err(NotEntered::Saturated { running: entry.running });
+        }
+        entry.running += 1;
+        Ok(Entered { tracker: self, account })
     }
 
     /// Waits until `account` thaws or `timeout` passes, whichever is first.
@@ -138,30 +134,26 @@ mod tests {
     fn a_frozen_account_admits_no_new_request_and_its_running_ones_drain() {
         let tracker = InFlight::default();
         let a = Uuid::new_v4();
-        let soon = || Instant::now() + Duration::from_millis(20);
-        let first = tracker.enter(a, soon(), 8).unwrap();
+        let first = tracker.enter(a, 8).unwrap();
         tracker.freeze(a);
         assert_eq!(tracker.running(a), 1, "the request that entered before the freeze still counts");
-        assert_eq!(tracker.enter(a, soon(), 8).err(), Some(NotEntered::Frozen), "no new request while frozen");
-        assert!(tracker.enter(Uuid::new_v4(), soon(), 8).is_ok(), "other accounts are not slowed");
+        assert_eq!(tracker.enter(a, 8).err(), Some(NotEntered::Frozen), "no new request while frozen");
+        assert!(tracker.enter(Uuid::new_v4(), 8).is_ok(), "other accounts are not slowed");
         drop(first);
         assert_eq!(tracker.running(a), 0);
         tracker.thaw(a);
-        assert!(tracker.enter(a, soon(), 8).is_ok());
+        assert!(tracker.enter(a, 8).is_ok());
     }
 
     #[test]
     fn an_account_at_its_maximum_is_refused_at_once_and_others_are_not() {
         let tracker = InFlight::default();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let later = Instant::now() + Duration::from_secs(5);
-        let running: Vec<_> = (0..3).map(|_| tracker.enter(a, later, 3).unwrap()).collect();
-        let started = Instant::now();
-        assert_eq!(tracker.enter(a, later, 3).err(), Some(NotEntered::Saturated { running: 3 }));
-        assert!(started.elapsed() < Duration::from_secs(1), "refused without waiting");
-        assert!(tracker.enter(b, later, 3).is_ok(), "another account still enters");
+        let running: Vec<_> = (0..3).map(|_| tracker.enter(a, 3).unwrap()).collect();
+        assert_eq!(tracker.enter(a, 3).err(), Some(NotEntered::Saturated { running: 3 }));
+        assert!(tracker.enter(b, 3).is_ok(), "another account still enters");
         drop(running);
-        assert!(tracker.enter(a, later, 3).is_ok(), "a slot freed: the account enters again");
+        assert!(tracker.enter(a, 3).is_ok(), "a slot freed: the account enters again");
     }
 
     #[test]
@@ -171,7 +163,11 @@ mod tests {
         tracker.freeze(a);
         let waiter = {
             let tracker = tracker.clone();
-            std::thread::spawn(move || tracker.enter(a, Instant::now() + Duration::from_secs(5), 8).is_ok())
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                tracker.wait_for_thaw(a, Duration::from_secs(5));
+                started.elapsed() < Duration::from_secs(4) && tracker.enter(a, 8).is_ok()
+            })
         };
         std::thread::sleep(Duration::from_millis(20));
         tracker.thaw(a);

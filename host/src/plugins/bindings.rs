@@ -6,17 +6,17 @@
 
 /// `notes:plugin@0.1.0`: the interface `note-store`; no move, no recorded version.
 pub mod v0_1 {
-    wasmtime::component::bindgen!({ path: "../wit/v0.1/notes.wit", world: "note-plugin" });
+    wasmtime::component::bindgen!({ path: "../wit/v0.1/notes.wit", world: "note-plugin", exports: { default: async } });
 }
 
 /// `notes:plugin@0.2.0`: the interface `router`, lists of ids as `list<string>`.
 pub mod v0_2 {
-    wasmtime::component::bindgen!({ path: "../wit/v0.2/notes.wit", world: "note-plugin" });
+    wasmtime::component::bindgen!({ path: "../wit/v0.2/notes.wit", world: "note-plugin", exports: { default: async } });
 }
 
 /// `notes:plugin@0.3.0` (the current version): lists of ids as one `note-id-list`.
 pub mod v0_3 {
-    wasmtime::component::bindgen!({ path: "../wit/notes.wit", world: "note-plugin" });
+    wasmtime::component::bindgen!({ path: "../wit/notes.wit", world: "note-plugin", exports: { default: async } });
 }
 
 use notes_routing::{Error, MoveReport, Note, NoteChange, Store, Stores};

@@ -50,28 +50,28 @@ impl ExportsPre {
         }
     }
 
-    pub fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Exports> {
+    pub async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Exports> {
         Ok(match self {
-            ExportsPre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?),
-            ExportsPre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?),
-            ExportsPre::V0_3(pre) => Exports::V0_3(pre.instantiate(store)?),
+            ExportsPre::V0_1(pre) => Exports::V0_1(pre.instantiate_async(store).await?),
+            ExportsPre::V0_2(pre) => Exports::V0_2(pre.instantiate_async(store).await?),
+            ExportsPre::V0_3(pre) => Exports::V0_3(pre.instantiate_async(store).await?),
         })
     }
 }
 
 impl Exports {
-    pub fn info(&self, store: &mut Store<CallState>) -> wasmtime::Result<PluginInfo> {
+    pub async fn info(&self, store: &mut Store<CallState>) -> wasmtime::Result<PluginInfo> {
         Ok(match self {
             Exports::V0_1(p) => {
-                let i = p.notes_plugin_note_store().call_info(store)?;
+                let i = p.notes_plugin_note_store().call_info(store).await?;
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
             Exports::V0_2(p) => {
-                let i = p.notes_plugin_router().call_info(store)?;
+                let i = p.notes_plugin_router().call_info(store).await?;
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
             Exports::V0_3(p) => {
-                let i = p.notes_plugin_router().call_info(store)?;
+                let i = p.notes_plugin_router().call_info(store).await?;
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
         })
@@ -99,6 +99,7 @@ macro_rules! on_router {
     };
 }
 
+#[async_trait::async_trait]
 impl Router for Plugin {
     fn label(&self) -> &str {
         &self.label
@@ -116,48 +117,68 @@ impl Router for Plugin {
         Some(self.instance_usage())
     }
 
-    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
-        let account = scope.account_id().to_owned();
-        self.call(Some(scope), |store, p| on_router!(p, r => r.call_create_note(store, &account, &change.into(), is_migrating)))
+    fn writes_block(&self) -> bool {
+        true
     }
 
-    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
+    async fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
         let account = scope.account_id().to_owned();
-        self.call(Some(scope), |store, p| on_router!(p, r => r.call_get_note(store, &account, note_id, is_migrating)))
+        let mut call = self.enter(Some(scope)).await?;
+        let (store, p) = (&mut call.warm.store, &call.warm.plugin);
+        let answer = on_router!(p, r => r.call_create_note(store, &account, &change.into(), is_migrating).await);
+        self.leave(call, answer)
     }
 
-    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList> {
+    async fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
         let account = scope.account_id().to_owned();
-        self.call(Some(scope), |store, p| match p {
+        let mut call = self.enter(Some(scope)).await?;
+        let (store, p) = (&mut call.warm.store, &call.warm.plugin);
+        let answer = on_router!(p, r => r.call_get_note(store, &account, note_id, is_migrating).await);
+        self.leave(call, answer)
+    }
+
+    async fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList> {
+        let account = scope.account_id().to_owned();
+        let mut call = self.enter(Some(scope)).await?;
+        let store = &mut call.warm.store;
+        let answer = match &call.warm.plugin {
             // One string for the whole list (0.3's `note-id-list`).
             Exports::V0_3(p) => p
                 .notes_plugin_router()
                 .call_list_notes(store, &account, is_migrating)
+                .await
                 .map(|answer| answer.map(IdList::parse).map_err(Error::from)),
             Exports::V0_2(p) => p
                 .notes_plugin_router()
                 .call_list_notes(store, &account, is_migrating)
+                .await
                 .map(|answer| answer.map(IdList::from_iter).map_err(Error::from)),
             Exports::V0_1(p) => p
                 .notes_plugin_note_store()
                 .call_list_notes(store, &account, is_migrating)
+                .await
                 .map(|answer| answer.map(IdList::from_iter).map_err(Error::from)),
-        })
+        };
+        self.leave(call, answer)
     }
 
-    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
+    async fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
         let account = scope.account_id().to_owned();
-        self.call(Some(scope), |store, p| {
-            on_router!(p, r => r.call_update_note(store, &account, &change.into(), expected, is_migrating))
-        })
+        let mut call = self.enter(Some(scope)).await?;
+        let (store, p) = (&mut call.warm.store, &call.warm.plugin);
+        let answer = on_router!(p, r => r.call_update_note(store, &account, &change.into(), expected, is_migrating).await);
+        self.leave(call, answer)
     }
 
-    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
+    async fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
         let account = scope.account_id().to_owned();
-        self.call(Some(scope), |store, p| on_router!(p, r => r.call_delete_note(store, &account, note_id, is_migrating)))
+        let mut call = self.enter(Some(scope)).await?;
+        let (store, p) = (&mut call.warm.store, &call.warm.plugin);
+        let answer = on_router!(p, r => r.call_delete_note(store, &account, note_id, is_migrating).await);
+        self.leave(call, answer)
     }
 
-    fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport> {
+    async fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport> {
         if let ExportsPre::V0_1(_) = &self.pre {
             return Ok(Err(Error::Invalid(format!(
                 "plugin {} was built against notes:plugin@{}, which cannot move notes; rebuild it against notes:plugin@{WIT_VERSION}",
@@ -165,16 +186,21 @@ impl Router for Plugin {
             ))));
         }
         let account = scope.account_id().to_owned();
-        self.call(Some(scope), |store, p| match p {
+        let mut call = self.enter(Some(scope)).await?;
+        let store = &mut call.warm.store;
+        let answer = match &call.warm.plugin {
             Exports::V0_2(p) => p
                 .notes_plugin_router()
                 .call_move_notes(store, &account, note_ids, is_migrating)
+                .await
                 .map(|answer| answer.map(Into::into).map_err(Error::from)),
             Exports::V0_3(p) => p
                 .notes_plugin_router()
                 .call_move_notes(store, &account, note_ids, is_migrating)
+                .await
                 .map(|answer| answer.map(Into::into).map_err(Error::from)),
             Exports::V0_1(_) => unreachable!("refused above: its instances come from its own pre"),
-        })
+        };
+        self.leave(call, answer)
     }
 }

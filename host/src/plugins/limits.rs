@@ -78,6 +78,10 @@ pub fn allocation_strategy(limits: &PluginLimits) -> InstanceAllocationStrategy 
         .total_core_instances(instances.saturating_mul(4))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(3))
+        // One fiber stack per call in progress: a call runs on its request's
+        // task (`call_async`), on a stack from the pool. Not zeroed between
+        // calls: a guest cannot read the host's stack.
+        .total_stacks(instances)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(MAX_TABLES_PER_COMPONENT)

@@ -189,7 +189,9 @@ impl Runtime {
             idle: Mutex::new(Vec::new()),
             usage: Usage::default(),
         };
-        plugin.info = plugin.call(None, |store, p| p.info(store)).map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
+        // Loading runs on a blocking thread (an upload, a start): the call
+        // is driven to its end right here.
+        plugin.info = futures::executor::block_on(plugin.ask_info()).map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
         short_printable("name", &plugin.info.name)?;
         short_printable("version", &plugin.info.version)?;
         plugin.label = format!("{}@{}", plugin.info.name, plugin.info.version);
@@ -290,6 +292,14 @@ struct Warm {
     stderr: MemoryOutputPipe,
 }
 
+/// One call in progress: its instance, and what `leave` reports from.
+struct Call {
+    warm: Warm,
+    /// Bytes of the instance's stderr written before this call.
+    stderr_before: usize,
+    started: std::time::Instant,
+}
+
 impl Plugin {
     pub fn label(&self) -> &str {
         &self.label
@@ -297,6 +307,12 @@ impl Plugin {
 
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    async fn ask_info(&self) -> Result<PluginInfo, PluginFailure> {
+        let mut call = self.enter(None).await?;
+        let answer = call.warm.plugin.info(&mut call.warm.store).await;
+        self.leave(call, answer)
     }
 
     /// What its calls have cost since it was loaded (see [`InstanceUsage`]).
@@ -310,16 +326,14 @@ impl Plugin {
         }
     }
 
-    /// Runs `f` on an instance with the `stores` import bound to `scope`: a
-    /// fresh one, unless instances are reused and one is kept.
-    fn call<R>(
-        &self,
-        scope: Option<AccountScope>,
-        f: impl FnOnce(&mut Store<CallState>, &Exports) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginFailure> {
+    /// An instance ready for one call with the `stores` import bound to
+    /// `scope`: a fresh one, unless instances are reused and one is kept.
+    /// Made on the caller's task (`instantiate_async`): the call that
+    /// follows runs there too, on a fiber, and yields at each epoch tick.
+    async fn enter(&self, scope: Option<AccountScope>) -> Result<Call, PluginFailure> {
         let started = std::time::Instant::now();
         let kept = if self.limits.reuse_instances > 0 { self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() } else { None };
-        metrics::counter!(crate::metrics::PLUGIN_INSTANCES, "source" => if kept.is_some() { "reused" } else { "fresh" }).increment(1);
+        crate::metrics::plugin_instance(kept.is_some());
         let (mut warm, stderr_before) = match kept {
             Some(mut warm) => {
                 warm.store.data_mut().clock = CallClock::start(self.limits.deadline, self.limits.pacing_after);
@@ -330,7 +344,7 @@ impl Plugin {
             }
             // Its clock started before instantiation: the deadline counts it.
             None => {
-                let fresh = self.instantiate().map_err(|e| self.failure(e, None))?;
+                let fresh = self.instantiate().await.map_err(|e| self.failure(e, None))?;
                 // Every fresh instance starts alike: recorded once (the load's `info()` call).
                 if self.usage.start_memory.load(Ordering::Relaxed) == 0 {
                     self.usage.start_memory.store(fresh.store.data().allowance.memory_bytes, Ordering::Relaxed);
@@ -343,7 +357,13 @@ impl Plugin {
         if let Some(fuel) = self.limits.fuel {
             warm.store.set_fuel(fuel).expect("fuel is enabled when a budget is set");
         }
-        let result = f(&mut warm.store, &warm.plugin);
+        Ok(Call { warm, stderr_before, started })
+    }
+
+    /// Ends a call made on `call`'s instance: keeps the instance if
+    /// instances are reused, and turns a trap into the failure callers see.
+    fn leave<R>(&self, mut call: Call, result: wasmtime::Result<R>) -> Result<R, PluginFailure> {
+        let Call { ref mut warm, stderr_before, started } = call;
         warm.store.data_mut().scope = None;
         self.usage.calls.fetch_add(1, Ordering::Relaxed);
         self.usage.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -353,11 +373,11 @@ impl Plugin {
         }
         match result {
             Ok(value) => {
-                let grown = warm.store.data().allowance.memory_bytes.saturating_sub(self.usage.start_memory.load(Ordering::Relaxed));
+                let grown = memory.saturating_sub(self.usage.start_memory.load(Ordering::Relaxed));
                 if self.limits.reuse_instances > 0 && grown <= REUSE_MAX_GROWTH {
                     let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
                     if idle.len() < self.limits.reuse_instances {
-                        idle.push(warm);
+                        idle.push(call.warm);
                     }
                 }
                 Ok(value)
@@ -366,7 +386,7 @@ impl Plugin {
         }
     }
 
-    fn instantiate(&self) -> wasmtime::Result<Warm> {
+    async fn instantiate(&self) -> wasmtime::Result<Warm> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let state = CallState {
             wasi: None,
@@ -382,14 +402,14 @@ impl Plugin {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.allowance);
-        // Every tick: stop the call at its deadline, pace it once it used a
-        // lot of CPU (`pacing`).
+        // Every tick: stop the call at its deadline, else yield to the
+        // other tasks, and pause it once it used a lot of CPU (`pacing`).
         store.epoch_deadline_callback(|mut store| Ok(store.data_mut().clock.on_tick()));
         store.set_epoch_deadline(1);
         if let Some(fuel) = self.limits.fuel {
             store.set_fuel(fuel)?;
         }
-        let plugin = self.pre.instantiate(&mut store)?;
+        let plugin = self.pre.instantiate(&mut store).await?;
         Ok(Warm { store, plugin, stderr })
     }
 

@@ -1,14 +1,20 @@
 //! How long a plugin call may run, and how much CPU it may take while it runs.
 //!
-//! Every running call is looked at on each epoch tick (10 ms):
+//! A call runs on its request's tokio task, on a fiber. wasmtime calls
+//! [`CallClock::on_tick`] at each epoch tick (10 ms) the call is running
+//! through:
 //! - past its **deadline** (wall clock, from the moment its instance was
 //!   made), it is stopped: `Trap::Interrupt`, HTTP 503;
-//! - once it has used more than its CPU slice (`--plugin-pacing-after-ms`,
-//!   default [`DEFAULT_PACING_AFTER`]) on its thread, it is **paced**: it
-//!   sleeps [`PACED_PAUSE`] per tick it runs, so for the rest of its deadline
-//!   it takes about 5% of one core. An honest call (a list of 100k ids costs
-//!   about 35 ms of CPU) never gets there; a looping one gets there quickly,
-//!   and then leaves the cores to other requests.
+//! - otherwise it **yields** to the other tasks of its worker and goes on
+//!   when the runtime polls it again, so no call holds a worker for more
+//!   than a tick;
+//! - once it has run longer than its CPU slice (`--plugin-pacing-after-ms`,
+//!   default [`DEFAULT_PACING_AFTER`]), it is **paced**: each tick it runs
+//!   is followed by a pause of [`PACED_PAUSE`] off the worker (a timer, not
+//!   a sleeping thread), so for the rest of its deadline it takes about 5%
+//!   of one core. An honest call (a list of 100k ids costs about 35 ms)
+//!   never gets there; a looping one gets there quickly, and then leaves the
+//!   cores to other requests.
 //!
 //! Pacing is what keeps other accounts served while one account's calls loop:
 //! the per-account request cap bounds how many such calls run, pacing bounds
@@ -20,7 +26,7 @@ use wasmtime::UpdateDeadline;
 
 /// CPU a call may use at full speed before it is paced, by default.
 pub const DEFAULT_PACING_AFTER: Duration = Duration::from_millis(50);
-/// A paced call sleeps this long per tick it runs (a tick is 10 ms): ~5% of a core.
+/// A paced call pauses this long per tick it runs (a tick is 10 ms): ~5% of a core.
 pub const PACED_PAUSE: Duration = Duration::from_millis(190);
 
 /// The clock of the call in progress.
@@ -30,17 +36,18 @@ pub struct CallClock {
     deadline: Duration,
     /// `None`: never paced.
     pacing_after: Option<Duration>,
-    /// The thread's CPU clock at the call's first tick. Read then, not at the
-    /// start: the thread CPU clock is a real system call (~1 µs here), and
-    /// most calls end before their first tick. The slice is counted from the
-    /// first tick, so a call may run at most one tick (10 ms) more at full
-    /// speed.
-    cpu_at_first_tick: Option<Duration>,
+    /// Ticks the call was seen running at. The first may be partial (the
+    /// call began mid-tick), so the slice is counted from the second: a call
+    /// runs at most one tick more at full speed.
+    ticks: u32,
+    /// The next tick comes right after a pause (the epoch moved on while the
+    /// call waited): it is not a tick of running.
+    after_pause: bool,
 }
 
 impl CallClock {
     pub fn start(deadline: Duration, pacing_after: Option<Duration>) -> Self {
-        CallClock { started: Instant::now(), deadline, pacing_after, cpu_at_first_tick: None }
+        CallClock { started: Instant::now(), deadline, pacing_after, ticks: 0, after_pause: false }
     }
 
     /// What the call does at an epoch tick.
@@ -49,26 +56,32 @@ impl CallClock {
         if elapsed >= self.deadline {
             return UpdateDeadline::Interrupt;
         }
-        if let Some(slice) = self.pacing_after {
-            let now = thread_cpu_time();
-            let first = *self.cpu_at_first_tick.get_or_insert(now);
-            if now.saturating_sub(first) > slice {
-                std::thread::sleep(PACED_PAUSE.min(self.deadline - elapsed));
-            }
+        if std::mem::take(&mut self.after_pause) {
+            return UpdateDeadline::Continue(1);
         }
-        UpdateDeadline::Continue(1)
+        self.ticks += 1;
+        let ran = super::EPOCH_TICK * self.ticks.saturating_sub(1);
+        match self.pacing_after {
+            Some(slice) if ran > slice => {
+                self.after_pause = true;
+                pause(PACED_PAUSE.min(self.deadline - elapsed))
+            }
+            _ => UpdateDeadline::Yield(1),
+        }
     }
 }
 
-/// CPU time this thread has used (a call runs on one thread from start to end).
-fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid timespec to write to; CLOCK_THREAD_CPUTIME_ID
-    // exists on every Linux and macOS.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
-        return Duration::ZERO; // no clock: never paced, still stopped at the deadline
+/// A pause of a paced call: a timer on the runtime, so the worker serves
+/// other requests meanwhile. A call driven outside the runtime (a job's
+/// batch on its own thread) sleeps its thread, which serves nothing else.
+fn pause(length: Duration) -> UpdateDeadline {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(length))),
+        Err(_) => {
+            std::thread::sleep(length);
+            UpdateDeadline::Continue(1)
+        }
     }
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 #[cfg(test)]
@@ -83,18 +96,23 @@ mod tests {
     }
 
     #[test]
-    fn a_call_that_burned_its_cpu_slice_is_paced_and_a_short_one_is_not() {
+    fn a_call_yields_at_each_tick_and_is_paced_once_it_ran_past_its_slice() {
         let mut clock = CallClock::start(Duration::from_secs(10), Some(DEFAULT_PACING_AFTER));
-        let started = Instant::now();
-        assert!(matches!(clock.on_tick(), UpdateDeadline::Continue(1)));
-        assert!(started.elapsed() < PACED_PAUSE, "a call that used little CPU runs on at once");
-        let first = clock.cpu_at_first_tick.expect("read at the first tick");
-        let spin = Instant::now();
-        while thread_cpu_time().saturating_sub(first) <= DEFAULT_PACING_AFTER && spin.elapsed() < Duration::from_secs(5) {
-            std::hint::black_box(0u64);
+        let slice_ticks = (DEFAULT_PACING_AFTER.as_millis() / super::super::EPOCH_TICK.as_millis()) as usize;
+        for tick in 0..=slice_ticks + 1 {
+            assert!(matches!(clock.on_tick(), UpdateDeadline::Yield(1)), "tick {tick}: within its slice, a call only yields");
         }
-        let paused = Instant::now();
-        assert!(matches!(clock.on_tick(), UpdateDeadline::Continue(1)));
-        assert!(paused.elapsed() >= PACED_PAUSE, "a call past its CPU slice sleeps at each tick");
+        let started = Instant::now();
+        assert!(matches!(clock.on_tick(), UpdateDeadline::Continue(1)), "outside a runtime, a paced call sleeps its thread");
+        assert!(started.elapsed() >= PACED_PAUSE, "a call past its CPU slice pauses");
+        assert!(matches!(clock.on_tick(), UpdateDeadline::Continue(1)), "the tick right after a pause is not counted as running");
+    }
+
+    #[test]
+    fn a_call_never_paced_only_yields() {
+        let mut clock = CallClock::start(Duration::from_secs(10), None);
+        for _ in 0..100 {
+            assert!(matches!(clock.on_tick(), UpdateDeadline::Yield(1)));
+        }
     }
 }

@@ -37,23 +37,35 @@ pub type Routed<T> = Result<Result<T, notes_routing::Error>, PluginFailure>;
 /// Whatever routes note requests: a Wasm plugin, or the same routing
 /// compiled natively into the host (the benchmark baseline). Every call gets
 /// the stores bound to the request's account, and the account's flag.
+///
+/// The calls are async: a Wasm plugin runs on the request's own task, and
+/// yields at each epoch tick and while it waits for a write's commit
+/// (ARCHITECTURE.md, "The note path").
+#[async_trait::async_trait]
 pub trait Router: Send + Sync {
     /// `name@version`, as in `X-Plugin`.
     fn label(&self) -> &str;
     /// What the registry knows it by: the sha256 of its `.wasm`, or `native`.
     fn digest(&self) -> &str;
     fn supports_migration(&self) -> bool;
-    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note>;
-    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note>;
-    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList>;
-    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note>;
-    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
+    async fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note>;
+    async fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note>;
+    async fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList>;
+    async fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note>;
+    async fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
     /// Puts each note where the account's mode wants it (backfill, bulk rollback).
-    fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport>;
+    async fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport>;
     /// What its calls have cost on this host, if it runs in instances (a
     /// Wasm plugin): for authors, in `GET /plugins` and `plugin check`.
     fn usage(&self) -> Option<InstanceUsage> {
         None
+    }
+    /// Whether a write through it holds its thread until the commit (the
+    /// native routers: their store calls are synchronous), so a write must
+    /// not run on an async worker. A Wasm plugin's writes wait as async
+    /// host imports.
+    fn writes_block(&self) -> bool {
+        true
     }
 }
 

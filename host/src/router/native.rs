@@ -30,6 +30,7 @@ impl<S: notes_routing::Router> NativeRouter<S> {
     }
 }
 
+#[async_trait::async_trait]
 impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
     fn label(&self) -> &str {
         &self.label
@@ -43,27 +44,27 @@ impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
         self.routing.info().supports_migration
     }
 
-    fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
+    async fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
         Ok(self.routing.create_note(&scope, &scope.account_id().to_owned(), change, is_migrating))
     }
 
-    fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
+    async fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
         Ok(self.routing.get_note(&scope, scope.account_id(), note_id, is_migrating))
     }
 
-    fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList> {
+    async fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList> {
         Ok(self.routing.list_notes(&scope, scope.account_id(), is_migrating))
     }
 
-    fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
+    async fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
         Ok(self.routing.update_note(&scope, scope.account_id(), change, expected, is_migrating))
     }
 
-    fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
+    async fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
         Ok(self.routing.delete_note(&scope, scope.account_id(), note_id, is_migrating))
     }
 
-    fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport> {
+    async fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport> {
         Ok(self.routing.move_notes(&scope, scope.account_id(), note_ids, is_migrating))
     }
 }
@@ -85,6 +86,7 @@ impl FailingRouter {
     }
 }
 
+#[async_trait::async_trait]
 impl Router for FailingRouter {
     fn label(&self) -> &str {
         &self.label
@@ -98,27 +100,27 @@ impl Router for FailingRouter {
         self.supports_migration
     }
 
-    fn create_note(&self, _: AccountScope, _: NoteChange, _: bool) -> Routed<Note> {
+    async fn create_note(&self, _: AccountScope, _: NoteChange, _: bool) -> Routed<Note> {
         self.fail()
     }
 
-    fn get_note(&self, _: AccountScope, _: &str, _: bool) -> Routed<Note> {
+    async fn get_note(&self, _: AccountScope, _: &str, _: bool) -> Routed<Note> {
         self.fail()
     }
 
-    fn list_notes(&self, _: AccountScope, _: bool) -> Routed<IdList> {
+    async fn list_notes(&self, _: AccountScope, _: bool) -> Routed<IdList> {
         self.fail()
     }
 
-    fn update_note(&self, _: AccountScope, _: NoteChange, _: Option<u64>, _: bool) -> Routed<Note> {
+    async fn update_note(&self, _: AccountScope, _: NoteChange, _: Option<u64>, _: bool) -> Routed<Note> {
         self.fail()
     }
 
-    fn delete_note(&self, _: AccountScope, _: &str, _: bool) -> Routed<()> {
+    async fn delete_note(&self, _: AccountScope, _: &str, _: bool) -> Routed<()> {
         self.fail()
     }
 
-    fn move_notes(&self, _: AccountScope, _: &[String], _: bool) -> Routed<MoveReport> {
+    async fn move_notes(&self, _: AccountScope, _: &[String], _: bool) -> Routed<MoveReport> {
         self.fail()
     }
 }

@@ -54,6 +54,10 @@ impl Notes {
 }
 
 impl DataStore for MemoryStore {
+    fn is_in_process(&self) -> bool {
+        true
+    }
+
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         Ok(lock(&self.notes).row(account_id, note_id).and_then(StoredRow::live).cloned())
     }

@@ -48,6 +48,13 @@ pub enum StoreError {
 /// skipped by a flip (lock files tell dead from paused), so the SQLite and
 /// memory stores keep no fence.
 pub trait DataStore: Send + Sync {
+    /// Whether its calls answer in microseconds on this machine (a file or
+    /// memory in this process), so a request may make them on its async
+    /// worker. A store reached over the network (PostgreSQL) is called from
+    /// a blocking thread: a round trip would hold the worker's other requests.
+    fn is_in_process(&self) -> bool {
+        false
+    }
     /// The live note, if any (tombstones are invisible).
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
     /// Writes `note` (under `note.account_id`) unless this version or a newer
@@ -160,6 +167,11 @@ pub struct DataStores {
 }
 
 impl DataStores {
+    /// Whether every store answers in microseconds (see [`DataStore::is_in_process`]).
+    pub fn are_in_process(&self) -> bool {
+        self.legacy.is_in_process() && self.new.as_ref().is_none_or(|n| n.is_in_process())
+    }
+
     /// Opens `legacy.db` and `new-shard-<i>.db` (i < `new_shards`) in `dir`.
     pub fn open_sqlite(dir: &Path, new_shards: u32) -> anyhow::Result<Self> {
         let legacy: Arc<dyn DataStore> = Arc::new(SqliteStore::open(&dir.join("legacy.db"))?);

@@ -39,6 +39,10 @@ pub fn shard_index(account_id: &str, shards: usize) -> usize {
 }
 
 impl DataStore for ShardedStore {
+    fn is_in_process(&self) -> bool {
+        self.shards.iter().all(|s| s.is_in_process())
+    }
+
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         self.shard(account_id).get(account_id, note_id)
     }

@@ -192,6 +192,10 @@ impl SqliteStore {
 }
 
 impl DataStore for SqliteStore {
+    fn is_in_process(&self) -> bool {
+        true
+    }
+
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         get_on(&*self.pool.get()?, account_id, note_id)
     }
