@@ -19,51 +19,53 @@
 //!   a client's `X-Request-Id` that is not is replaced by a new one.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::header::{CONTENT_TYPE, HOST, ORIGIN};
 use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::REQUEST_ID;
 use super::error::ApiError;
 
 /// Refuses, in protected mode only, a non-loopback `Host` (403) and a
-/// write from another origin (403).
-pub async fn protected_mode(State(protected): State<bool>, req: Request, next: Next) -> Response {
+/// write from another origin (403): the answer, or `None` to go on.
+pub fn protected_mode_refusal(protected: bool, req: &Request) -> Option<Response> {
     if !protected {
-        return next.run(req).await;
+        return None;
     }
     let host = req.headers().get(HOST).and_then(|v| v.to_str().ok());
     if let Some(host) = host
         && !is_loopback_host(host)
     {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this host has no admin token, so it answers only requests addressed to a loopback name (localhost, 127.0.0.1, [::1]), \
-                 not {host:?}; give it --admin-token to serve other names"
-            ),
-        )
-        .into_response();
+        return Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this host has no admin token, so it answers only requests addressed to a loopback name (localhost, 127.0.0.1, [::1]), \
+                     not {host:?}; give it --admin-token to serve other names"
+                ),
+            )
+            .into_response(),
+        );
     }
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if writes && let Some(origin) = req.headers().get(ORIGIN) {
         let own = host.map(|h| format!("http://{h}"));
         if origin.to_str().ok() != own.as_deref() {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "a write from the web page at {} is refused: this host has no admin token, so only its own pages (/ui) may write to it",
-                    origin.to_str().unwrap_or("(unreadable origin)")
-                ),
-            )
-            .into_response();
+            return Some(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "a write from the web page at {} is refused: this host has no admin token, so only its own pages (/ui) may write to it",
+                        origin.to_str().unwrap_or("(unreadable origin)")
+                    ),
+                )
+                .into_response(),
+            );
         }
     }
-    next.run(req).await
+    None
 }
 
 /// `localhost` (or a name under it), an IPv4 loopback address or `[::1]`,
@@ -145,8 +147,9 @@ impl QueryNames {
     }
 }
 
-/// A query parameter the route does not document: 400 naming it.
-pub async fn known_query(State(names): State<Arc<QueryNames>>, req: Request, next: Next) -> Response {
+/// A query parameter the route does not document: 400 naming it, or `None`
+/// to go on.
+pub fn unknown_query_refusal(names: &QueryNames, req: &Request) -> Option<Response> {
     if let (Some(query), Some(route)) = (req.uri().query(), req.extensions().get::<MatchedPath>()) {
         let method = if req.method() == Method::HEAD { Method::GET } else { req.method().clone() };
         if let Some(allowed) = names.0.get(&(route.as_str().to_owned(), method)) {
@@ -157,13 +160,15 @@ pub async fn known_query(State(names): State<Arc<QueryNames>>, req: Request, nex
                     } else {
                         format!("it takes {}", allowed.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
                     };
-                    return ApiError::bad_request(format!("unknown query parameter {name:?} on {} {}: {known}", req.method(), route.as_str()))
-                        .into_response();
+                    return Some(
+                        ApiError::bad_request(format!("unknown query parameter {name:?} on {} {}: {known}", req.method(), route.as_str()))
+                            .into_response(),
+                    );
                 }
             }
         }
     }
-    next.run(req).await
+    None
 }
 
 /// The names of `a=1&b&c=2`, decoded as axum's `Query` decodes them.
@@ -175,19 +180,24 @@ fn query_names(query: &str) -> Vec<String> {
 /// Longest `X-Request-Id` kept from a client.
 const MAX_REQUEST_ID: usize = 128;
 
-/// A client's `X-Request-Id` is kept if it is 1–128 letters, digits and
-/// `-_.:`; otherwise it is dropped, and the request gets a new UUID (a 64 KB
+/// The request's id, set on it: a client's `X-Request-Id` is kept if it is
+/// 1–128 letters, digits and `-_.:`; otherwise it is dropped, and the
+/// request gets a new UUID (a 64 KB
 /// id echoed and logged, or one with spaces and `=` that forges fields in a
 /// text log line, is no id).
-pub async fn plain_request_id(mut req: Request, next: Next) -> Response {
+pub fn plain_request_id(req: &mut Request) -> HeaderValue {
     let plain = |v: &HeaderValue| {
         let b = v.as_bytes();
         !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
     };
-    if req.headers().get(&REQUEST_ID).is_some_and(|v| !plain(v)) {
-        req.headers_mut().remove(&REQUEST_ID);
+    match req.headers().get(&REQUEST_ID).filter(|v| plain(v)) {
+        Some(id) => id.clone(),
+        None => {
+            let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value");
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -26,7 +26,6 @@ use axum::{Extension, Router};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -75,8 +74,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     let routes = open
         .merge(protected)
         .merge(console::routes())
-        .route_layer(axum::middleware::from_fn_with_state(query_names, guard::known_query))
-        .route_layer(axum::middleware::from_fn(observe::track))
+        .route_layer(axum::middleware::from_fn_with_state(query_names, route_frame))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
@@ -87,16 +85,8 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     // every request would then clone and box a service per layer (a fifth
     // of a GET's CPU, BENCHMARKS.md "Compare").
     let framed = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(guard::plain_request_id))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn_with_state(config.admin_token.is_none(), frame))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        // Before anything else runs for a page's request (a 404 included).
-        .layer(axum::middleware::from_fn_with_state(config.admin_token.is_none(), guard::protected_mode))
-        .layer(axum::middleware::map_response(error::json_errors))
-        // Inside the request id's layers: the id is on the response when an
-        // error body is shaped, and on the span every log line of the request carries.
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(axum::middleware::from_fn(request_id_scope))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(Extension(keys::KeysAllowed(config.admin_token.is_some())))
@@ -162,10 +152,41 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
 }
 
-/// Makes the request's id known to what the request runs (`crate::request_id`).
-async fn request_id_scope(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    crate::request_id::on_task(id, next.run(request)).await
+/// The outermost layer, one for what every request needs before and after
+/// everything else (one layer: each `from_fn` boxes a service and a future
+/// per request): its id (kept if plain, else a new UUID), the protected
+/// mode's refusals, before anything else runs for a page's request (a 404
+/// included), the id known to what the request runs (`crate::request_id`),
+/// errors as JSON bodies carrying the id, and the id on the answer.
+async fn frame(
+    axum::extract::State(protected): axum::extract::State<bool>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = guard::plain_request_id(&mut request);
+    let mut response = match guard::protected_mode_refusal(protected, &request) {
+        Some(refused) => refused,
+        None => crate::request_id::on_task(id.to_str().ok().map(str::to_owned), next.run(request)).await,
+    };
+    response.headers_mut().insert(REQUEST_ID, id);
+    error::json_errors(response).await
+}
+
+/// The layer of every matched route (the route template is known): the
+/// request counted and timed by route, and a query parameter the route does
+/// not document refused (400).
+async fn route_frame(
+    axum::extract::State(names): axum::extract::State<Arc<guard::QueryNames>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let tracked = observe::Tracked::start(&request);
+    let response = match guard::unknown_query_refusal(&names, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    };
+    tracked.finish(&response);
+    response
 }
 
 /// Runs a note operation: on the request's own task when the app says it

@@ -8,13 +8,12 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::blocking;
 use super::error::ApiError;
 use crate::app::App;
-use crate::metrics::{self, ACCOUNTS, HTTP_DURATION, HTTP_REQUESTS, JOB_NOTES_LEFT, JOBS, NOTES, NOTES_TO_MOVE, ROLLOUT_PERCENT};
+use crate::metrics::{self, ACCOUNTS, JOB_NOTES_LEFT, JOBS, NOTES, NOTES_TO_MOVE, ROLLOUT_PERCENT};
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -30,26 +29,36 @@ pub async fn health(State(app): State<Arc<App>>) -> axum::Json<Health> {
     axum::Json(Health { status: "ok".to_owned(), timestamp: super::notes::rfc3339(app.now_ms()) })
 }
 
-/// Counts and times a request of a matched route (a `route_layer`: the
-/// route template is known, so the labels stay few whatever the paths).
-pub async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    // Methods are whatever a client sends: only the ones the API serves are labels.
-    let method: &'static str = match req.method().as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        _ => "other",
-    };
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    ::metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    ::metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
-    response
+/// One request in the metrics (`notes_http_requests_total`, its duration),
+/// by route, method and status: started before the route runs, finished
+/// with its answer.
+pub struct Tracked {
+    /// Its template (an `Arc`), `None` for a request no route matched.
+    route: Option<MatchedPath>,
+    method: &'static str,
+    started: Instant,
+}
+
+impl Tracked {
+    pub fn start(req: &Request) -> Self {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        // Methods are whatever a client sends: only the ones the API serves are labels.
+        let method: &'static str = match req.method().as_str() {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "PATCH" => "PATCH",
+            "DELETE" => "DELETE",
+            "HEAD" => "HEAD",
+            _ => "other",
+        };
+        Tracked { route, method, started: Instant::now() }
+    }
+
+    pub fn finish(self, response: &Response) {
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        metrics::http_request(route, self.method, response.status().as_u16(), self.started.elapsed());
+    }
 }
 
 /// `GET /metrics`: the migration's gauges are computed now, then everything

@@ -8,7 +8,6 @@ use std::time::Instant;
 use notes_routing::{Error as PluginError, IdList, Note, NoteChange, Store};
 use uuid::Uuid;
 
-use crate::metrics as metrics_names;
 use crate::router::{AccountScope, PluginFailure, Routed, Router};
 use super::{App, AppError, Served};
 use super::errors::no_account;
@@ -321,9 +320,7 @@ fn observe_call<T>(plugin: &str, op: &'static str, answer: &Routed<T>, took: std
         Err(PluginFailure::Trapped { message, .. }) if message.contains("limit") || message.contains("memory") => "limit",
         Err(PluginFailure::Trapped { .. }) => "trap",
     };
-    let plugin = plugin.to_owned();
-    metrics::counter!(metrics_names::PLUGIN_CALLS, "plugin" => plugin.clone(), "op" => op, "outcome" => outcome).increment(1);
-    metrics::histogram!(metrics_names::PLUGIN_DURATION, "plugin" => plugin, "op" => op).record(took.as_secs_f64());
+    crate::metrics::plugin_call(plugin, op, outcome, took);
 }
 
 fn valid_content(content: &str, max_bytes: usize) -> Result<(), AppError> {

@@ -82,8 +82,7 @@ impl AccountScope {
         if let Err(StoreError::Unavailable(why) | StoreError::Internal(why)) = &result {
             let _ = self.store_failure.set(format!("the {store} store failed ({name}): {why}"));
         }
-        metrics::counter!(crate::metrics::STORE_OPERATIONS, "store" => store, "op" => name).increment(1);
-        metrics::histogram!(crate::metrics::STORE_DURATION, "store" => store, "op" => name).record(started.elapsed().as_secs_f64());
+        crate::metrics::store_operation(store, name, started.elapsed());
         Ok(result?)
     }
 }
