@@ -42,6 +42,7 @@ const ACCOUNT: &str = "3f0c8a52-6d1e-4a57-9a3e-2b7d4c1e9f00";
 #[derive(Default)]
 struct MemoryStore(RwLock<BTreeMap<(String, String), Note>>);
 
+#[async_trait::async_trait]
 impl DataStore for MemoryStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         Ok(self.0.read().unwrap().get(&(account_id.to_owned(), note_id.to_owned())).cloned())

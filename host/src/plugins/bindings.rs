@@ -6,17 +6,35 @@
 
 /// `notes:plugin@0.1.0`: the interface `note-store`; no move, no recorded version.
 pub mod v0_1 {
-    wasmtime::component::bindgen!({ path: "../wit/v0.1/notes.wit", world: "note-plugin", exports: { default: async } });
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1/notes.wit",
+        world: "note-plugin",
+        // The call runs on the request's task; a write waits for its commit there.
+        exports: { default: async },
+        imports: { "notes:plugin/stores.put": async, "notes:plugin/stores.delete-if-not-newer": async },
+    });
 }
 
 /// `notes:plugin@0.2.0`: the interface `router`, lists of ids as `list<string>`.
 pub mod v0_2 {
-    wasmtime::component::bindgen!({ path: "../wit/v0.2/notes.wit", world: "note-plugin", exports: { default: async } });
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.2/notes.wit",
+        world: "note-plugin",
+        // The call runs on the request's task; a write waits for its commit there.
+        exports: { default: async },
+        imports: { "notes:plugin/stores.put": async, "notes:plugin/stores.delete-if-not-newer": async },
+    });
 }
 
 /// `notes:plugin@0.3.0` (the current version): lists of ids as one `note-id-list`.
 pub mod v0_3 {
-    wasmtime::component::bindgen!({ path: "../wit/notes.wit", world: "note-plugin", exports: { default: async } });
+    wasmtime::component::bindgen!({
+        path: "../wit/notes.wit",
+        world: "note-plugin",
+        // The call runs on the request's task; a write waits for its commit there.
+        exports: { default: async },
+        imports: { "notes:plugin/stores.put": async, "notes:plugin/stores.delete-if-not-newer": async },
+    });
 }
 
 use notes_routing::{Error, MoveReport, Note, NoteChange, Store, Stores};
@@ -96,21 +114,21 @@ macro_rules! shared_by_every_version {
                 Ok(scope(self)?.get(s.into(), &note_id)?.map(Into::into))
             }
 
-            fn put(
+            async fn put(
                 &mut self,
                 s: $v::notes::plugin::stores::Store,
                 n: $v::notes::plugin::types::Note,
             ) -> Result<bool, $v::notes::plugin::types::Error> {
-                Ok(scope(self)?.put(s.into(), &n.into())?)
+                Ok(scope(self)?.put_async(s.into(), &n.into()).await?)
             }
 
-            fn delete_if_not_newer(
+            async fn delete_if_not_newer(
                 &mut self,
                 s: $v::notes::plugin::stores::Store,
                 note_id: String,
                 version: u64,
             ) -> Result<bool, $v::notes::plugin::types::Error> {
-                Ok(scope(self)?.delete_if_not_newer(s.into(), &note_id, version)?)
+                Ok(scope(self)?.delete_if_not_newer_async(s.into(), &note_id, version).await?)
             }
 
             fn is_configured(&mut self, s: $v::notes::plugin::stores::Store) -> bool {

@@ -118,7 +118,7 @@ impl Router for Plugin {
     }
 
     fn writes_block(&self) -> bool {
-        true
+        false
     }
 
     async fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {

@@ -78,6 +78,11 @@ impl AccountScope {
             None => plain(target),
             Some(batch) => batched(batch, target),
         };
+        self.record(store, name, started, result)
+    }
+
+    /// A store call's result, counted and timed, its failure kept for the caller.
+    fn record<T>(&self, store: Store, name: &'static str, started: std::time::Instant, result: std::result::Result<T, StoreError>) -> Result<T> {
         let store = if store == Store::Legacy { "legacy" } else { "new" };
         if let Err(StoreError::Unavailable(why) | StoreError::Internal(why)) = &result {
             let _ = self.store_failure.set(format!("the {store} store failed ({name}): {why}"));
@@ -85,15 +90,34 @@ impl AccountScope {
         crate::metrics::store_operation(store, name, started.elapsed());
         Ok(result?)
     }
-}
 
-impl Stores for AccountScope {
-    fn get(&self, store: Store, note_id: &str) -> Result<Option<Note>> {
-        let account = self.account_id.as_str();
-        self.on(store, "get", |b, s| b.get(s, store, note_id), |s| s.get(account, note_id))
+    /// A write a plugin asked for: checked as [`Stores::put`] checks it, and
+    /// from an async worker (a plugin's import) it waits for its commit
+    /// without holding the thread (`DataStore::put_async`).
+    pub async fn put_async(&self, store: Store, note: &Note) -> Result<bool> {
+        self.check_write(note)?;
+        let target = self.store(store)?;
+        let started = std::time::Instant::now();
+        let result = match &self.batch {
+            None => target.put_async(note, self.epoch).await,
+            Some(batch) => batch.put(target, store, note),
+        };
+        self.record(store, "put", started, result)
     }
 
-    fn put(&self, store: Store, note: &Note) -> Result<bool> {
+    /// [`Stores::delete_if_not_newer`], waiting for its commit as [`AccountScope::put_async`] does.
+    pub async fn delete_if_not_newer_async(&self, store: Store, note_id: &str, version: u64) -> Result<bool> {
+        let target = self.store(store)?;
+        let started = std::time::Instant::now();
+        let result = match &self.batch {
+            None => target.delete_if_not_newer_async(&self.account_id, note_id, version, self.epoch).await,
+            Some(batch) => batch.delete_if_not_newer(target, store, note_id, version),
+        };
+        self.record(store, "delete_if_not_newer", started, result)
+    }
+
+    /// A note a router may write in this scope: of its account, with an id.
+    fn check_write(&self, note: &Note) -> Result<()> {
         if note.account_id != self.account_id {
             if let Some(refused) = &self.refused_writes {
                 refused.fetch_add(1, Ordering::Relaxed);
@@ -106,6 +130,18 @@ impl Stores for AccountScope {
         if note.id.is_empty() {
             return Err(Error::Invalid("a note needs an id".into()));
         }
+        Ok(())
+    }
+}
+
+impl Stores for AccountScope {
+    fn get(&self, store: Store, note_id: &str) -> Result<Option<Note>> {
+        let account = self.account_id.as_str();
+        self.on(store, "get", |b, s| b.get(s, store, note_id), |s| s.get(account, note_id))
+    }
+
+    fn put(&self, store: Store, note: &Note) -> Result<bool> {
+        self.check_write(note)?;
         self.on(store, "put", |b, s| b.put(s, store, note), |s| s.put(note, self.epoch))
     }
 

@@ -53,6 +53,7 @@ impl Notes {
     }
 }
 
+#[async_trait::async_trait]
 impl DataStore for MemoryStore {
     fn is_in_process(&self) -> bool {
         true

@@ -47,6 +47,7 @@ pub enum StoreError {
 /// write; `raise_fence` raises it. On one machine no live host is ever
 /// skipped by a flip (lock files tell dead from paused), so the SQLite and
 /// memory stores keep no fence.
+#[async_trait::async_trait]
 pub trait DataStore: Send + Sync {
     /// Whether its calls answer in microseconds on this machine (a file or
     /// memory in this process), so a request may make them on its async
@@ -63,6 +64,18 @@ pub trait DataStore: Send + Sync {
     /// Deletes the note if its recorded version is `version` or older and
     /// records a tombstone at `version`; true if a live note was removed.
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError>;
+    /// [`DataStore::put`] for a caller on an async worker (a plugin's
+    /// import): a store whose write waits (a commit's fsync) waits here
+    /// without holding the thread. By default, the blocking write, for a
+    /// store whose calls never wait long or that is called from blocking
+    /// threads only (see [`DataStore::is_in_process`]).
+    async fn put_async(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
+        self.put(note, epoch)
+    }
+    /// [`DataStore::delete_if_not_newer`] for a caller on an async worker.
+    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
+        self.delete_if_not_newer(account_id, note_id, version, epoch)
+    }
     /// Ids of the account's live notes, sorted, in one string (no
     /// allocation per id: a list goes to a plugin as it is).
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError>;

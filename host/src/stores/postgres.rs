@@ -164,6 +164,7 @@ impl PostgresStore {
     }
 }
 
+#[async_trait::async_trait]
 impl DataStore for PostgresStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         get_on(&mut *self.conn()?, account_id, note_id)

@@ -38,6 +38,7 @@ pub fn shard_index(account_id: &str, shards: usize) -> usize {
     (crate::stable_hash::fnv1a(account_id.bytes()) % shards as u64) as usize
 }
 
+#[async_trait::async_trait]
 impl DataStore for ShardedStore {
     fn is_in_process(&self) -> bool {
         self.shards.iter().all(|s| s.is_in_process())
@@ -51,6 +52,12 @@ impl DataStore for ShardedStore {
     }
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         self.shard(account_id).delete_if_not_newer(account_id, note_id, version, epoch)
+    }
+    async fn put_async(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
+        self.shard(&note.account_id).put_async(note, epoch).await
+    }
+    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
+        self.shard(account_id).delete_if_not_newer_async(account_id, note_id, version, epoch).await
     }
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         self.shard(account_id).list_ids(account_id)

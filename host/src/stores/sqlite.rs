@@ -4,6 +4,7 @@ use notes_routing::IdList;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
+use futures::channel::oneshot;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{DataStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
@@ -31,9 +32,15 @@ CREATE INDEX IF NOT EXISTS notes_live ON notes (account_id, id) WHERE deleted = 
 const MAX_CONNECTIONS: u32 = 8;
 
 pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+/// What the store's writers share, with a committer that may run on another
+/// thread than the writer that started it.
+struct Inner {
     pool: Pool,
     /// Single writes (`put`, `delete_if_not_newer`) grouped into shared commits.
-    group: GroupCommit,
+    group: Mutex<Queue>,
     /// One writer at a time per file, queued here. SQLite allows one writer
     /// anyway; without this, a writer that finds the lock taken sleeps in
     /// SQLite's busy handler (1, 2, 5 … 100 ms steps), which made write p99
@@ -72,7 +79,8 @@ impl Drop for WriteTurn {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(SqliteStore { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)?, group: GroupCommit::default(), writer: Arc::default() })
+        let inner = Inner { pool: db::open(path, MAX_CONNECTIONS, SCHEMA)?, group: Mutex::default(), writer: Arc::default() };
+        Ok(SqliteStore { inner: Arc::new(inner) })
     }
 }
 
@@ -80,12 +88,18 @@ impl SqliteStore {
 const MAX_GROUP: usize = 256;
 
 /// Group commit of single writes. A write joins the queue; if no commit is
-/// running, its writer leads one: it takes every write queued (up to
+/// running, a **committer** starts: it takes every write queued (up to
 /// [`MAX_GROUP`]), runs each in one transaction under the file's write
 /// turn, commits (one fsync, `synchronous = FULL`), and hands each writer
-/// its own result. Writes that arrive meanwhile form the next group, led by
-/// one of their writers. No writer waits for a timer: a group is whatever
-/// queued during the previous commit, one write when the store is idle.
+/// its own result; then the next group, until the queue is empty. No writer
+/// waits for a timer: a group is whatever queued during the previous commit,
+/// one write when the store is idle.
+///
+/// A writer on an async worker (a plugin's `put`) never commits: it starts
+/// the committer on a blocking thread if none runs, and awaits its result,
+/// so no worker sleeps on an fsync. A writer on a blocking thread commits
+/// the group holding its own write itself (no hand-off when the store is
+/// idle), and hands the rest of the queue to a committer.
 ///
 /// Durability is unchanged: a writer returns only after the commit that
 /// holds its write. The version rules hold per write, in arrival order, and
@@ -94,58 +108,72 @@ const MAX_GROUP: usize = 256;
 /// (SQLite undoes that statement alone); a commit that fails fails the
 /// whole group, whose writes did not land.
 #[derive(Default)]
-struct GroupCommit {
-    queue: Mutex<Queue>,
-    /// Signalled when a group's results are in and its leader stepped down.
-    done: Condvar,
-}
-
-#[derive(Default)]
 struct Queue {
-    waiting: Vec<Arc<Write>>,
-    leading: bool,
+    waiting: Vec<Write>,
+    /// A committer runs (it steps down only with the queue empty).
+    committing: bool,
 }
 
 struct Write {
     op: Op,
-    /// Set by the leader of its group, under the queue's lock.
-    result: Mutex<Option<Result<bool, StoreError>>>,
+    done: oneshot::Sender<Result<bool, StoreError>>,
 }
+
+type Written = oneshot::Receiver<Result<bool, StoreError>>;
 
 enum Op {
     Put(Note),
     Delete { account_id: String, note_id: String, version: u64 },
 }
 
-impl SqliteStore {
-    fn write(&self, op: Op) -> Result<bool, StoreError> {
-        let mine = Arc::new(Write { op, result: Mutex::new(None) });
-        let mut queue = lock(&self.group.queue);
-        queue.waiting.push(mine.clone());
-        loop {
-            if let Some(result) = lock(&mine.result).take() {
-                return result;
+impl Inner {
+    /// Queues a write; true if the caller must start the committer.
+    fn enqueue(&self, op: Op) -> (Written, bool) {
+        let (done, written) = oneshot::channel();
+        let mut queue = lock(&self.group);
+        queue.waiting.push(Write { op, done });
+        let start = !std::mem::replace(&mut queue.committing, true);
+        (written, start)
+    }
+
+    /// Commits the next group; false (and steps down) once none is left.
+    fn commit_next(&self) -> bool {
+        let group: Vec<Write> = {
+            let mut queue = lock(&self.group);
+            if queue.waiting.is_empty() {
+                queue.committing = false;
+                return false;
             }
-            if !queue.leading {
-                queue.leading = true;
-                let take = queue.waiting.len().min(MAX_GROUP);
-                let group: Vec<Arc<Write>> = queue.waiting.drain(..take).collect();
-                drop(queue);
-                let results = self.commit_group(&group);
-                queue = lock(&self.group.queue);
-                for (write, result) in group.iter().zip(results) {
-                    *lock(&write.result) = Some(result);
-                }
-                queue.leading = false;
-                self.group.done.notify_all();
-                continue;
+            let take = queue.waiting.len().min(MAX_GROUP);
+            queue.waiting.drain(..take).collect()
+        };
+        let results = self.commit_group(&group);
+        for (write, result) in group.into_iter().zip(results) {
+            // A writer that gave up waiting (its request ended) hears nothing.
+            let _ = write.done.send(result);
+        }
+        true
+    }
+
+    /// Commits until the queue is empty.
+    fn commit_all(&self) {
+        while self.commit_next() {}
+    }
+
+    /// Runs the committer on a blocking thread of the runtime, or here if
+    /// this thread is not the runtime's (a tool, the conformance kit).
+    fn start_committer(self: &Arc<Self>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let inner = Arc::clone(self);
+                runtime.spawn_blocking(move || inner.commit_all());
             }
-            queue = self.group.done.wait(queue).unwrap_or_else(|e| e.into_inner());
+            Err(_) => self.commit_all(),
         }
     }
 
     /// Runs `group`'s writes in one transaction; one result per write.
-    fn commit_group(&self, group: &[Arc<Write>]) -> Vec<Result<bool, StoreError>> {
+    fn commit_group(&self, group: &[Write]) -> Vec<Result<bool, StoreError>> {
         // The turn before the connection: a queued writer must not hold one
         // of the pool's connections that readers need.
         let _turn = self.writer.take();
@@ -175,11 +203,37 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A write from a thread that may block: commits its own group here.
+    fn write(&self, op: Op) -> Result<bool, StoreError> {
+        let (written, start) = self.inner.enqueue(op);
+        if start && self.inner.commit_next() {
+            // Writes queued behind ours: a committer takes them over, and
+            // this caller goes back to its request.
+            self.inner.start_committer();
+        }
+        futures::executor::block_on(written).unwrap_or_else(|_| Err(lost_commit()))
+    }
+
+    /// A write from an async worker: waits for its commit without holding the thread.
+    async fn write_async(&self, op: Op) -> Result<bool, StoreError> {
+        let (written, start) = self.inner.enqueue(op);
+        if start {
+            self.inner.start_committer();
+        }
+        written.await.unwrap_or_else(|_| Err(lost_commit()))
+    }
+}
+
+/// A committer that ended without an answer (it panicked).
+fn lost_commit() -> StoreError {
+    StoreError::Internal("the write's commit ended without an answer".into())
+}
 
 impl SqliteStore {
     /// Every row, tombstones included, in key order (`db copy`).
     pub fn rows(&self) -> Result<Vec<StoredRow>, StoreError> {
-        let conn = self.pool.get()?;
+        let conn = self.inner.pool.get()?;
         let mut stmt = conn.prepare(
             "SELECT account_id, id, content, created_at_ms, updated_at_ms, version, deleted FROM notes ORDER BY account_id, id",
         )?;
@@ -191,42 +245,51 @@ impl SqliteStore {
     }
 }
 
+#[async_trait::async_trait]
 impl DataStore for SqliteStore {
     fn is_in_process(&self) -> bool {
         true
     }
 
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        get_on(&*self.pool.get()?, account_id, note_id)
+        get_on(&*self.inner.pool.get()?, account_id, note_id)
     }
 
     fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
         self.write(Op::Put(note.clone()))
     }
 
+    async fn put_async(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
+        self.write_async(Op::Put(note.clone())).await
+    }
+
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
         self.write(Op::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version })
     }
 
+    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
+        self.write_async(Op::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version }).await
+    }
+
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
-        list_on(&*self.pool.get()?, account_id)
+        list_on(&*self.inner.pool.get()?, account_id)
     }
 
     fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let conn = self.pool.get()?;
+        let conn = self.inner.pool.get()?;
         let mut stmt = conn.prepare_cached("SELECT id FROM notes WHERE account_id = ?1 AND deleted = 0 AND id > ?2 ORDER BY id LIMIT ?3")?;
         let ids = stmt.query_map(params![account_id, after, limit as i64], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
     }
 
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
-        let conn = self.pool.get()?;
+        let conn = self.inner.pool.get()?;
         let mut stmt = conn.prepare_cached("SELECT count(*) FROM notes WHERE account_id = ?1 AND deleted = 0")?;
         Ok(stmt.query_row([account_id], |r| r.get::<_, i64>(0))? as u64)
     }
 
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        recorded_on(&*self.pool.get()?, account_id, note_id)
+        recorded_on(&*self.inner.pool.get()?, account_id, note_id)
     }
 
     /// One range scan of the primary key from the least to the greatest of
@@ -235,7 +298,7 @@ impl DataStore for SqliteStore {
     fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
         let (Some(least), Some(greatest)) = (note_ids.iter().min(), note_ids.iter().max()) else { return Ok(Vec::new()) };
         let wanted: std::collections::HashSet<&str> = note_ids.iter().map(String::as_str).collect();
-        let conn = self.pool.get()?;
+        let conn = self.inner.pool.get()?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, content, created_at_ms, updated_at_ms, version, deleted FROM notes
              WHERE account_id = ?1 AND id >= ?2 AND id <= ?3",
@@ -258,8 +321,8 @@ impl DataStore for SqliteStore {
     }
 
     fn begin_batch(&self, _: &str, _epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
-        let turn = self.writer.take();
-        let conn = self.pool.get()?;
+        let turn = self.inner.writer.take();
+        let conn = self.inner.pool.get()?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(Box::new(SqliteBatch { conn, open: true, _turn: turn }))
     }
