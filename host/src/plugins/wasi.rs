@@ -4,7 +4,12 @@
 //! contract). Only stderr is captured, so a panic message can be reported
 //! with the failed request.
 //!
-//! Linked by hand rather than with `wasmtime_wasi::p2::add_to_linker_sync`,
+//! The async bindings (a call runs on its request's task): the sync ones
+//! drive their futures with `Handle::block_on`, which panics on a runtime
+//! worker. Every wait they can meet here is over at once (the pipes below,
+//! the frozen clock's subscriptions), so no plugin can park in the host.
+//!
+//! Linked by hand rather than with `wasmtime_wasi::p2::add_to_linker_async`,
 //! for two reasons a hostile plugin would exploit:
 //! - **no sockets**: `wasi:sockets` would let a plugin open real OS sockets
 //!   (file descriptors) even with every address denied; a plugin that
@@ -22,7 +27,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::random::WasiRandom;
@@ -48,7 +53,7 @@ pub(super) fn add_to_linker(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
     clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(l, |s| s.clocks())?;
     clocks::monotonic_clock::add_to_linker::<CallState, FrozenTime>(l, |s| FrozenTimeView(&mut s.table))?;
     filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(l, |s| s.filesystem())?;
-    sync::filesystem::types::add_to_linker::<CallState, WasiFilesystem>(l, |s| s.filesystem())?;
+    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(l, |s| s.filesystem())?;
     random::random::add_to_linker::<CallState, WasiRandom>(l, |s| s.ctx().ctx.random())?;
     random::insecure::add_to_linker::<CallState, WasiRandom>(l, |s| s.ctx().ctx.random())?;
     random::insecure_seed::add_to_linker::<CallState, WasiRandom>(l, |s| s.ctx().ctx.random())?;
@@ -63,8 +68,8 @@ pub(super) fn add_to_linker(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
     cli::terminal_stdout::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
     cli::terminal_stderr::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
-    sync::io::poll::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
-    sync::io::streams::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
+    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
+    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
     Ok(())
 }
 

@@ -136,7 +136,16 @@ struct NewNote {
     content: String,
 }
 
-async fn create_note(Path(account): Path<String>, Json(body): Json<NewNote>) -> Response {
+/// A JSON body, whatever its `Content-Type` says (Notely's server reads it so, and wrk sends none).
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+}
+
+async fn create_note(Path(account): Path<String>, body: axum::body::Bytes) -> Response {
+    let body: NewNote = match json(&body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let id = body.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let (account2, id2, content) = (account.clone(), id.clone(), body.content.clone());
     let now = now_ms();
@@ -160,7 +169,11 @@ struct NoteEdit {
     content: String,
 }
 
-async fn update_note(Path((account, id)): Path<(String, String)>, Json(body): Json<NoteEdit>) -> Response {
+async fn update_note(Path((account, id)): Path<(String, String)>, body: axum::body::Bytes) -> Response {
+    let body: NoteEdit = match json(&body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let (account2, id2, content) = (account.clone(), id.clone(), body.content.clone());
     let now = now_ms();
     let updated = write(move |conn| {
