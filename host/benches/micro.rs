@@ -127,7 +127,10 @@ fn migrate_plugin(reuse_instances: usize) -> Arc<dyn Router> {
     Arc::new(runtime.instantiate(&component, "bench").unwrap())
 }
 
+/// A routing call driven to its end on the bench's thread (the calls are async:
+/// on the host they run on the request's task).
 fn dispatch(c: &mut Criterion) {
+    use futures::executor::block_on;
     let routers: [(&str, Arc<dyn Router>); 3] = [
         ("wasm", migrate_plugin(0)),
         ("native", Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),
@@ -138,21 +141,21 @@ fn dispatch(c: &mut Criterion) {
         let stores = memory_stores(50);
         let id = note(7, 1).id;
         group.bench_function(format!("{name}/get"), |b| {
-            b.iter(|| router.get_note(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), black_box(&id), true).unwrap().unwrap())
+            b.iter(|| block_on(router.get_note(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), black_box(&id), true)).unwrap().unwrap())
         });
         if *name == "wasm-reused-instance" {
             continue; // the cost of isolation is what it shows; one operation does
         }
         group.bench_function(format!("{name}/list-50"), |b| {
-            b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), true).unwrap().unwrap())
+            b.iter(|| block_on(router.list_notes(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), true)).unwrap().unwrap())
         });
         let big = memory_stores(1000);
         group.bench_function(format!("{name}/list-1000"), |b| {
-            b.iter(|| router.list_notes(AccountScope::new(ACCOUNT.into(), 0, big.clone()), true).unwrap().unwrap())
+            b.iter(|| block_on(router.list_notes(AccountScope::new(ACCOUNT.into(), 0, big.clone()), true)).unwrap().unwrap())
         });
         group.bench_function(format!("{name}/update"), |b| {
             let change = || NoteChange { id: id.clone(), content: "y".repeat(200), at_ms: 2 };
-            b.iter(|| router.update_note(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), change(), None, true).unwrap().unwrap())
+            b.iter(|| block_on(router.update_note(AccountScope::new(ACCOUNT.into(), 0, stores.clone()), change(), None, true)).unwrap().unwrap())
         });
     }
     group.finish();

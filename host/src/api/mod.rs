@@ -203,8 +203,10 @@ where
     let app = Arc::clone(app);
     let span = tracing::Span::current();
     let id = crate::request_id::of_task();
-    let runtime = tokio::runtime::Handle::current();
-    match tokio::task::spawn_blocking(move || span.in_scope(|| runtime.block_on(crate::request_id::on_task(id, op(app))))).await {
+    // Not tokio's `block_on`: it would enter the runtime on this thread, and
+    // the blocking `postgres` client's own runtime then panics.
+    let drive = move || span.in_scope(|| futures::executor::block_on(crate::request_id::on_task(id, op(app))));
+    match tokio::task::spawn_blocking(drive).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
     }
