@@ -130,7 +130,7 @@ fn migrate_plugin(reuse_instances: usize) -> Arc<dyn Router> {
 /// A routing call driven to its end on the bench's thread (the calls are async:
 /// on the host they run on the request's task).
 fn dispatch(c: &mut Criterion) {
-    use futures::executor::block_on;
+    use pollster::block_on;
     let routers: [(&str, Arc<dyn Router>); 3] = [
         ("wasm", migrate_plugin(0)),
         ("native", Arc::new(NativeRouter::new(notes_routing::migrate::Migrate))),

@@ -15,7 +15,7 @@
 
 use notes_routing::{Error as PluginError, Note, NoteChange, Store};
 use serde::Deserialize;
-use futures::executor::block_on;
+use pollster::block_on;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

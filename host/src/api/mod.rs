@@ -205,7 +205,7 @@ where
     let id = crate::request_id::of_task();
     // Not tokio's `block_on`: it would enter the runtime on this thread, and
     // the blocking `postgres` client's own runtime then panics.
-    let drive = move || span.in_scope(|| futures::executor::block_on(crate::request_id::on_task(id, op(app))));
+    let drive = move || span.in_scope(|| pollster::block_on(crate::request_id::on_task(id, op(app))));
     match tokio::task::spawn_blocking(drive).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),

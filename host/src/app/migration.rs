@@ -247,7 +247,7 @@ impl App {
             }
             let read = match id.parse::<Uuid>() {
                 // On the verify's blocking thread: driven to its end here.
-                Ok(note) => futures::executor::block_on(self.note(account, note)).map(drop),
+                Ok(note) => pollster::block_on(self.note(account, note)).map(drop),
                 Err(e) => Err(AppError::Invalid(e.to_string())),
             };
             match read {

@@ -191,7 +191,7 @@ impl Runtime {
         };
         // Loading runs on a blocking thread (an upload, a start): the call
         // is driven to its end right here.
-        plugin.info = futures::executor::block_on(plugin.ask_info()).map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
+        plugin.info = pollster::block_on(plugin.ask_info()).map_err(|e| anyhow::anyhow!("info() did not answer: {e}"))?;
         short_printable("name", &plugin.info.name)?;
         short_printable("version", &plugin.info.version)?;
         plugin.label = format!("{}@{}", plugin.info.name, plugin.info.version);

@@ -4,7 +4,7 @@ use notes_routing::IdList;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
-use futures::channel::oneshot;
+use tokio::sync::oneshot;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{DataStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
@@ -212,7 +212,9 @@ impl SqliteStore {
             // this caller goes back to its request.
             self.inner.start_committer();
         }
-        futures::executor::block_on(written).unwrap_or_else(|_| Err(lost_commit()))
+        // Not an executor's `block_on`: this thread may already be driving
+        // one (a request's operation on a blocking thread, `api::note_path`).
+        written.blocking_recv().unwrap_or_else(|_| Err(lost_commit()))
     }
 
     /// A write from an async worker: waits for its commit without holding the thread.
