@@ -35,8 +35,11 @@ pub use limits::PluginLimits;
 use crate::catalog::short;
 use crate::router::{AccountScope, InstanceUsage, PluginFailure};
 
-/// How often the epoch advances; the deadline is counted in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch advances; the deadline is counted in these ticks. A
+/// running call yields its worker at each one, so a tick is the longest an
+/// honest request can wait behind a looping call on its worker: 2 ms, not
+/// 10 (the other accounts' p99 beside 128 loops, BENCHMARKS.md "Fairness").
+const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// How much of a plugin's stderr (where a Rust panic message goes) is kept.
 const STDERR_CAPACITY: usize = 4096;
 /// With `reuse_instances`, an instance whose linear memory grew more than

@@ -1,7 +1,7 @@
 //! How long a plugin call may run, and how much CPU it may take while it runs.
 //!
 //! A call runs on its request's tokio task, on a fiber. wasmtime calls
-//! [`CallClock::on_tick`] at each epoch tick (10 ms) the call is running
+//! [`CallClock::on_tick`] at each epoch tick (2 ms) the call is running
 //! through:
 //! - past its **deadline** (wall clock, from the moment its instance was
 //!   made), it is stopped: `Trap::Interrupt`, HTTP 503;
@@ -26,8 +26,8 @@ use wasmtime::UpdateDeadline;
 
 /// CPU a call may use at full speed before it is paced, by default.
 pub const DEFAULT_PACING_AFTER: Duration = Duration::from_millis(50);
-/// A paced call pauses this long per tick it runs (a tick is 10 ms): ~5% of a core.
-pub const PACED_PAUSE: Duration = Duration::from_millis(190);
+/// A paced call pauses this long per tick it runs: ~5% of a core.
+pub const PACED_PAUSE: Duration = Duration::from_millis(38);
 
 /// The clock of the call in progress.
 #[derive(Debug, Clone, Copy)]
