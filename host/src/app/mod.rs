@@ -127,6 +127,9 @@ pub struct App {
     batch_size: batch_size::BatchSize,
     /// One writer at a time per note in this host.
     note_turns: note_turns::NoteTurns,
+    /// The flag and every store answer in microseconds (`App::note_path_inline`);
+    /// fixed once the app is built.
+    in_process: bool,
     /// Recent failures of each plugin, with the messages clients do not see.
     plugin_faults: plugin_faults::PluginFaults,
 }
@@ -167,7 +170,9 @@ impl App {
             PluginHealth::on_probation(settings.probation, settings.breaker)
         };
         let active = ActivePlugin::new(plugin, load, health);
+        let in_process = coordination.is_in_process() && stores.are_in_process();
         let app = App {
+            in_process,
             coordination,
             stores,
             catalog,

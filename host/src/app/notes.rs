@@ -151,7 +151,7 @@ impl App {
             Some(native) => native.writes_block(),
             None => self.active().plugin.writes_block(),
         };
-        self.coordination.is_in_process() && self.stores.are_in_process() && !(write && writes_block())
+        self.in_process && !(write && writes_block())
     }
 
     /// Refuses to pass on a note larger than any request could have written.

@@ -4,37 +4,33 @@
 //! module; the conversions and the `stores` import are written once, by the
 //! macros below, for the types every version shares.
 
+/// One served version's bindings, all generated alike: the call runs on the
+/// request's task (async exports), and a write waits for its commit there
+/// (async `put` and `delete-if-not-newer`).
+macro_rules! served_version {
+    ($path:literal) => {
+        wasmtime::component::bindgen!({
+            path: $path,
+            world: "note-plugin",
+            exports: { default: async },
+            imports: { "notes:plugin/stores.put": async, "notes:plugin/stores.delete-if-not-newer": async },
+        });
+    };
+}
+
 /// `notes:plugin@0.1.0`: the interface `note-store`; no move, no recorded version.
 pub mod v0_1 {
-    wasmtime::component::bindgen!({
-        path: "../wit/v0.1/notes.wit",
-        world: "note-plugin",
-        // The call runs on the request's task; a write waits for its commit there.
-        exports: { default: async },
-        imports: { "notes:plugin/stores.put": async, "notes:plugin/stores.delete-if-not-newer": async },
-    });
+    served_version!("../wit/v0.1/notes.wit");
 }
 
 /// `notes:plugin@0.2.0`: the interface `router`, lists of ids as `list<string>`.
 pub mod v0_2 {
-    wasmtime::component::bindgen!({
-        path: "../wit/v0.2/notes.wit",
-        world: "note-plugin",
-        // The call runs on the request's task; a write waits for its commit there.
-        exports: { default: async },
-        imports: { "notes:plugin/stores.put": async, "notes:plugin/stores.delete-if-not-newer": async },
-    });
+    served_version!("../wit/v0.2/notes.wit");
 }
 
 /// `notes:plugin@0.3.0` (the current version): lists of ids as one `note-id-list`.
 pub mod v0_3 {
-    wasmtime::component::bindgen!({
-        path: "../wit/notes.wit",
-        world: "note-plugin",
-        // The call runs on the request's task; a write waits for its commit there.
-        exports: { default: async },
-        imports: { "notes:plugin/stores.put": async, "notes:plugin/stores.delete-if-not-newer": async },
-    });
+    served_version!("../wit/notes.wit");
 }
 
 use notes_routing::{Error, MoveReport, Note, NoteChange, Store, Stores};

@@ -91,29 +91,42 @@ impl AccountScope {
         Ok(result?)
     }
 
+    /// [`AccountScope::on`] for a store call that may wait (a write's
+    /// commit): `plain`'s future is awaited, so an async worker is not held.
+    async fn on_async<'a, T, F>(
+        &'a self,
+        store: Store,
+        name: &'static str,
+        batched: impl FnOnce(&ScopeBatch, &dyn DataStore) -> std::result::Result<T, StoreError>,
+        plain: impl FnOnce(&'a dyn DataStore) -> F,
+    ) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<T, StoreError>>,
+    {
+        let target = self.store(store)?;
+        let started = std::time::Instant::now();
+        let result = match &self.batch {
+            None => plain(target).await,
+            Some(batch) => batched(batch, target),
+        };
+        self.record(store, name, started, result)
+    }
+
     /// A write a plugin asked for: checked as [`Stores::put`] checks it, and
     /// from an async worker (a plugin's import) it waits for its commit
     /// without holding the thread (`DataStore::put_async`).
     pub async fn put_async(&self, store: Store, note: &Note) -> Result<bool> {
         self.check_write(note)?;
-        let target = self.store(store)?;
-        let started = std::time::Instant::now();
-        let result = match &self.batch {
-            None => target.put_async(note, self.epoch).await,
-            Some(batch) => batch.put(target, store, note),
-        };
-        self.record(store, "put", started, result)
+        self.on_async(store, "put", |b, s| b.put(s, store, note), |s| s.put_async(note, self.epoch)).await
     }
 
     /// [`Stores::delete_if_not_newer`], waiting for its commit as [`AccountScope::put_async`] does.
     pub async fn delete_if_not_newer_async(&self, store: Store, note_id: &str, version: u64) -> Result<bool> {
-        let target = self.store(store)?;
-        let started = std::time::Instant::now();
-        let result = match &self.batch {
-            None => target.delete_if_not_newer_async(&self.account_id, note_id, version, self.epoch).await,
-            Some(batch) => batch.delete_if_not_newer(target, store, note_id, version),
-        };
-        self.record(store, "delete_if_not_newer", started, result)
+        let account = self.account_id.as_str();
+        self.on_async(store, "delete_if_not_newer", |b, s| b.delete_if_not_newer(s, store, note_id, version), |s| {
+            s.delete_if_not_newer_async(account, note_id, version, self.epoch)
+        })
+        .await
     }
 
     /// A note a router may write in this scope: of its account, with an id.
