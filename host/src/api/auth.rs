@@ -5,10 +5,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -64,8 +63,9 @@ pub struct AuthState {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub IpAddr);
 
-pub async fn authorize(State(auth): State<AuthState>, req: Request, next: Next) -> Response {
-    let Some(token) = &auth.token else { return next.run(req).await };
+/// The request, passed on if its credentials reach its route; else the refusal.
+pub async fn authorize(auth: &AuthState, req: Request) -> Result<Request, Response> {
+    let Some(token) = &auth.token else { return Ok(req) };
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     // A throttled address is refused only its wrong credentials: the right
     // token or key still passes, so an attacker sharing the operator's
@@ -86,18 +86,18 @@ pub async fn authorize(State(auth): State<AuthState>, req: Request, next: Next) 
             auth.failures.record(ip);
         }
     };
-    match offered {
+    Err(match offered {
         None => {
             failed("missing");
             let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <admin token or account key>").into_response();
             response.headers_mut().insert(WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
             response
         }
-        Some(offered) if token.matches(&offered) => next.run(req).await,
+        Some(offered) if token.matches(&offered) => return Ok(req),
         Some(offered) if offered.starts_with("nk_") => {
             let app = auth.app.clone();
             match tokio::task::spawn_blocking(move || app.key_account(&offered)).await {
-                Ok(Ok(Some(account))) if key_may_call(&req, account) => next.run(req).await,
+                Ok(Ok(Some(account))) if key_may_call(&req, account) => return Ok(req),
                 Ok(Ok(Some(_))) => ApiError::new(StatusCode::FORBIDDEN, "this key reaches only its own account and its notes").into_response(),
                 Ok(Ok(None)) if blocked => throttled(),
                 Ok(Ok(None)) => {
@@ -113,7 +113,7 @@ pub async fn authorize(State(auth): State<AuthState>, req: Request, next: Next) 
             failed("wrong");
             ApiError::new(StatusCode::FORBIDDEN, "wrong admin token").into_response()
         }
-    }
+    })
 }
 
 /// `GET /accounts/{its account}`, and anything under `/accounts/{its account}/notes`.

@@ -11,10 +11,9 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{CONTENT_LENGTH, EXPECT};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -40,37 +39,38 @@ impl BodyLimits {
     }
 }
 
-pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+/// The request with its body read, or the refusal.
+pub async fn read_body(limits: &BodyLimits, req: Request) -> Result<Request, Response> {
     // Nothing to read (a GET, most often): no timer, no collecting.
     if axum::body::HttpBody::is_end_stream(req.body()) {
-        return next.run(req).await;
+        return Ok(req);
     }
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if writes
         && !is_plugin_upload(&req)
         && let Some(refused) = super::guard::refuse_non_json(&req)
     {
-        return refused;
+        return Err(refused);
     }
     let limit = limits.limit_for(&req);
     let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {limit} bytes"));
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let waits_for_continue = req.headers().get(EXPECT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if waits_for_continue && declared.is_some_and(|n| n > limit as u64) {
-        return too_large().into_response();
+        return Err(too_large().into_response());
     }
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(limits.read_timeout, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large().into_response(),
-        Ok(Err(e)) => return ApiError::bad_request(format!("cannot read the request body: {e}")).into_response(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large().into_response()),
+        Ok(Err(e)) => return Err(ApiError::bad_request(format!("cannot read the request body: {e}")).into_response()),
         Err(_) => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("the request body did not arrive within {} ms", limits.read_timeout.as_millis()),
             )
-            .into_response();
+            .into_response());
         }
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }

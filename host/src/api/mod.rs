@@ -1,6 +1,9 @@
 //! The HTTP API (Notely-compatible): the only module that knows HTTP.
-//! Handlers parse and check the request, run one `App` operation on a
-//! blocking thread (SQLite and plugin calls block) and shape the response.
+//! Every request passes `frame` (its id, span, timeout, and on a matched
+//! route its metrics, credentials and body); handlers parse and check it,
+//! run one `App` operation (a note operation on the request's own task when
+//! nothing it waits for can hold the worker, `note_path`; others on a
+//! blocking thread, `blocking`) and shape the response.
 
 mod accounts;
 mod auth;
@@ -8,6 +11,7 @@ mod body;
 mod console;
 mod error;
 mod extract;
+mod frame;
 mod guard;
 mod hosts;
 mod jobs;
@@ -25,8 +29,6 @@ use std::time::Duration;
 use axum::{Extension, Router};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -35,10 +37,6 @@ pub use console::asset_bytes as console_asset_bytes;
 use error::ApiError;
 
 use crate::app::App;
-
-/// A request still running after this is answered 503. Plugin calls stop at
-/// their own, shorter deadline; this catches everything else (lock waits).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct ApiConfig {
@@ -57,37 +55,30 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     let spec = openapi::document(protected_paths.merge_from(open_paths));
     let query_names = Arc::new(guard::QueryNames::of(&spec));
     let document = openapi::Rendered(openapi::render(&spec).into());
-    // Layers run outside in: the token is checked before a body is read.
-    let protected = protected
-        .route_layer(axum::middleware::from_fn_with_state(
-            body::BodyLimits {
-                max_body_bytes: config.max_body_bytes,
-                max_plugin_bytes: config.max_plugin_bytes,
-                read_timeout: config.body_read_timeout,
-            },
-            body::read_body,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            auth::AuthState { token: config.admin_token.clone(), app: app.clone(), failures: Arc::default() },
-            auth::authorize,
-        ));
+    let protected_state = Arc::new(frame::ProtectedState {
+        query_names: query_names.clone(),
+        auth: auth::AuthState { token: config.admin_token.clone(), app: app.clone(), failures: Arc::default() },
+        limits: body::BodyLimits {
+            max_body_bytes: config.max_body_bytes,
+            max_plugin_bytes: config.max_plugin_bytes,
+            read_timeout: config.body_read_timeout,
+        },
+    });
+    // One `from_fn` per matched route (each boxes a service and a future).
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(protected_state, frame::protected_route));
+    let open = open.merge(console::routes()).route_layer(axum::middleware::from_fn_with_state(query_names, frame::open_route));
     let routes = open
         .merge(protected)
-        .merge(console::routes())
-        .route_layer(axum::middleware::from_fn_with_state(query_names, route_frame))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })
         .with_state(app);
-    // The frame every request passes, outermost first. Built around the
-    // router once: `Router::layer` would wrap each route in each layer, and
-    // every request would then clone and box a service per layer (a fifth
-    // of a GET's CPU, BENCHMARKS.md "Compare").
+    // Built around the router once: `Router::layer` would wrap each route in
+    // each layer, and every request would then clone and box a service per
+    // layer (a fifth of a GET's CPU, BENCHMARKS.md "Compare").
     let framed = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn_with_state(config.admin_token.is_none(), frame))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(frame::FrameLayer { protected: config.admin_token.is_none() })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(Extension(keys::KeysAllowed(config.admin_token.is_some())))
         .layer(Extension(document))
@@ -145,49 +136,6 @@ fn protected_routes(max_plugin_bytes: usize) -> OpenApiRouter<Arc<App>> {
 /// `X-Request-Id`: echoed when a client sends one, else a new UUID; in every
 /// response, every error body (`requestId`) and every log line of the request.
 pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
-
-/// The span of one request: its id, method and path (no query, no body).
-fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
-}
-
-/// The outermost layer, one for what every request needs before and after
-/// everything else (one layer: each `from_fn` boxes a service and a future
-/// per request): its id (kept if plain, else a new UUID), the protected
-/// mode's refusals, before anything else runs for a page's request (a 404
-/// included), the id known to what the request runs (`crate::request_id`),
-/// errors as JSON bodies carrying the id, and the id on the answer.
-async fn frame(
-    axum::extract::State(protected): axum::extract::State<bool>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let id = guard::plain_request_id(&mut request);
-    let mut response = match guard::protected_mode_refusal(protected, &request) {
-        Some(refused) => refused,
-        None => crate::request_id::on_task(id.to_str().ok().map(str::to_owned), next.run(request)).await,
-    };
-    response.headers_mut().insert(REQUEST_ID, id);
-    error::json_errors(response).await
-}
-
-/// The layer of every matched route (the route template is known): the
-/// request counted and timed by route, and a query parameter the route does
-/// not document refused (400).
-async fn route_frame(
-    axum::extract::State(names): axum::extract::State<Arc<guard::QueryNames>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let tracked = observe::Tracked::start(&request);
-    let response = match guard::unknown_query_refusal(&names, &request) {
-        Some(refused) => refused,
-        None => next.run(request).await,
-    };
-    tracked.finish(&response);
-    response
-}
 
 /// Runs a note operation: on the request's own task when the app says it
 /// cannot hold the worker (`App::note_path_inline`), else on a blocking

@@ -1,0 +1,157 @@
+//! What every request passes before and after its route, written as plain
+//! tower services rather than a stack of library layers and `from_fn`s: on a
+//! GET of a note the stack (request id, trace span, timeout, metrics, query
+//! check, credentials, body) cost more CPU than the note's two SQLite reads
+//! (BENCHMARKS.md, "Where a GET's CPU goes"). Each `from_fn` clones and boxes
+//! a service and boxes a future per request; here the outer frame boxes one
+//! future, and each matched route passes one `from_fn`.
+//!
+//! - [`Frame`], around the whole router: the request id (kept if plain, else
+//!   a new UUID), the protected mode's refusals (before anything else runs,
+//!   a 404 included), the request's span and task-local id, the 30 s
+//!   timeout, a server error logged, errors as JSON bodies carrying the id,
+//!   and the id on the answer.
+//! - [`open_route`] and [`protected_route`], once a route matched (its
+//!   template is known): the request counted and timed by route, a query
+//!   parameter the route does not document refused (400), and on protected
+//!   routes the credentials checked, then the body read within its limits.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::error::{self, ApiError};
+use super::{REQUEST_ID, auth, body, guard, observe};
+
+/// A request still running after this is answered 503. Plugin calls stop at
+/// their own, shorter deadline; this catches everything else (lock waits).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wraps a service (the router) in [`Frame`].
+#[derive(Clone, Copy)]
+pub struct FrameLayer {
+    /// No admin token: the host answers loopback clients only.
+    pub protected: bool,
+}
+
+impl<S> tower::Layer<S> for FrameLayer {
+    type Service = Frame<S>;
+
+    fn layer(&self, inner: S) -> Frame<S> {
+        Frame { inner, protected: self.protected }
+    }
+}
+
+/// The outermost service; see the module's comment.
+#[derive(Clone)]
+pub struct Frame<S> {
+    inner: S,
+    protected: bool,
+}
+
+impl<S> tower::Service<Request> for Frame<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let id = guard::plain_request_id(&mut request);
+        if let Some(refused) = guard::protected_mode_refusal(self.protected, &request) {
+            return Box::pin(async move { Ok(answer(refused, id).await) });
+        }
+        let span = request_span(&id, &request);
+        let started = Instant::now();
+        let served = span.in_scope(|| self.inner.call(request));
+        let task_id = id.to_str().ok().map(str::to_owned);
+        Box::pin(async move {
+            let timed = tokio::time::timeout(REQUEST_TIMEOUT, crate::request_id::on_task(task_id, served));
+            let response = match timed.instrument(span.clone()).await {
+                Ok(Ok(response)) => response,
+                Err(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the request did not finish within {} s; retry", REQUEST_TIMEOUT.as_secs()),
+                )
+                .into_response(),
+            };
+            if response.status().is_server_error() {
+                let status = response.status().as_u16();
+                let ms = started.elapsed().as_millis();
+                span.in_scope(|| tracing::error!(status, latency_ms = ms, "request failed"));
+            }
+            Ok(answer(response, id).await)
+        })
+    }
+}
+
+/// The id on the answer, and an error made a JSON body carrying it.
+async fn answer(mut response: Response, id: HeaderValue) -> Response {
+    response.headers_mut().insert(REQUEST_ID, id);
+    error::json_errors(response).await
+}
+
+/// The span of one request: its id, method and path (no query, no body).
+/// Every line logged while the request runs carries it.
+fn request_span(id: &HeaderValue, request: &Request) -> tracing::Span {
+    let id = id.to_str().unwrap_or("");
+    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+}
+
+/// What the routes anyone may call need: the query names each documents.
+pub type OpenState = Arc<guard::QueryNames>;
+
+/// What the routes behind credentials need.
+#[derive(Clone)]
+pub struct ProtectedState {
+    pub query_names: Arc<guard::QueryNames>,
+    pub auth: auth::AuthState,
+    pub limits: body::BodyLimits,
+}
+
+/// A matched open route (health, the API document, the console's files).
+pub async fn open_route(State(names): State<OpenState>, request: Request, next: Next) -> Response {
+    let tracked = observe::Tracked::start(&request);
+    let response = match guard::unknown_query_refusal(&names, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    };
+    tracked.finish(&response);
+    response
+}
+
+/// A matched route behind credentials: counted, its query checked, then
+/// the credentials (before a byte of the body is read), then the body.
+pub async fn protected_route(State(state): State<Arc<ProtectedState>>, request: Request, next: Next) -> Response {
+    let tracked = observe::Tracked::start(&request);
+    let response = async {
+        if let Some(refused) = guard::unknown_query_refusal(&state.query_names, &request) {
+            return refused;
+        }
+        let request = match auth::authorize(&state.auth, request).await {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
+        match body::read_body(&state.limits, request).await {
+            Ok(request) => next.run(request).await,
+            Err(refused) => refused,
+        }
+    }
+    .await;
+    tracked.finish(&response);
+    response
+}
