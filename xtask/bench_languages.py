@@ -5,7 +5,8 @@ JavaScript (componentize-js), each on its own host, alternating in one run.
 
 Per language: the component's size; upload and compile (`POST /plugins` of a
 new component: validate, compile, store); GET of a note through wrk (the
-default isolation: a fresh instance per request); and what the host reports
+default isolation: a fresh instance per request, then with the plugin set to
+keep instances per account, `PUT /plugins/{digest}/instances`); and what the host reports
 of the instances (`GET /plugins` usage: memory at start, mean call time).
 The Python and JavaScript components are the ones `cargo xtask test` builds
 into target/plugins/examples/. Publishes to BENCHMARKS.md and
@@ -30,6 +31,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 ACCOUNTS = 8
 NOTES = 50
+PER_ACCOUNT = {"mode": "per-account", "maxRequests": 1000, "maxSeconds": 60}
 PLUGINS = {
     "Rust": os.path.join(TARGET, "plugins", "migrate.wasm"),
     "Python": os.path.join(TARGET, "plugins", "examples", "migrate-python.wasm"),
@@ -74,16 +76,26 @@ def run():
         for _ in range(ROUNDS):
             for language in PLUGINS:
                 runs[language].append(wrk(hosts[language], "get", ids[language], script, SECONDS))
+        fresh_usage = {language: call(hosts[language], "GET", "/plugins")["active"].get("usage", {}) for language in PLUGINS}
+        # The same load with each plugin keeping instances per account.
+        for language in PLUGINS:
+            digest = call(hosts[language], "GET", "/plugins")["active"]["digest"]
+            call(hosts[language], "PUT", f"/plugins/{digest}/instances", PER_ACCOUNT)
+        kept_runs = {language: [] for language in PLUGINS}
+        for _ in range(ROUNDS):
+            for language in PLUGINS:
+                kept_runs[language].append(wrk(hosts[language], "get", ids[language], script, SECONDS))
         rows = []
         for language, path in PLUGINS.items():
             active = call(hosts[language], "GET", "/plugins")["active"]
-            usage = active.get("usage", {})
+            usage = fresh_usage[language]
             rows.append({
                 "language": language,
                 "plugin": active["plugin"],
                 "wasm_bytes": os.path.getsize(path),
                 "upload_seconds": round(uploads[language], 2),
                 "get": mean_runs(runs[language]),
+                "get_per_account": mean_runs(kept_runs[language]),
                 "start_memory_mib": round(usage.get("startMemoryBytes", 0) / 2**20, 1),
                 "mean_call_micros": usage.get("meanCallMicros"),
             })
@@ -96,13 +108,16 @@ def run():
     rust = rows[0]["get"]
     for row in rows:
         row["get_rps_vs_rust"] = round(row["get"]["rps"] / rust["rps"], 3)
+        row["per_account_vs_rust"] = round(row["get_per_account"]["rps"] / rust["rps"], 3)
+        row["per_account_vs_rust_per_account"] = round(row["get_per_account"]["rps"] / rows[0]["get_per_account"]["rps"], 3)
         row["get_p50_vs_rust"] = round(row["get"]["p50_ms"] / rust["p50_ms"], 2)
     meta = {
         "date": date.today().isoformat(),
         "command": "cargo xtask bench languages",
         "wrk": f"-t2 -c{CONNECTIONS} -d{SECONDS}s GET, {ROUNDS} rounds alternating the three hosts",
         "data": f"{ACCOUNTS} accounts x {NOTES} notes (200 B) in migration mode, per host; 4 new-store shards",
-        "isolation": "the default: a fresh pooled instance per request",
+        "isolation": "first the default, a fresh pooled instance per request; then each plugin set to keep instances per account "
+                     "(`plugin instances DIGEST per-account`, at most 1000 requests and 60 s an instance)",
     }
     return {"meta": meta, "rows": rows}
 
@@ -111,11 +126,16 @@ def markdown(results):
     m = results["meta"]
     rows = [[r["language"], f"`{r['plugin']}`", f"{r['wasm_bytes'] / 1e6:.2f} MB" if r["wasm_bytes"] > 1e6 else f"{r['wasm_bytes'] / 1e3:.1f} KB",
              f"{r['upload_seconds']:.2f} s", f"{r['get']['rps']:.0f}", f"{r['get_rps_vs_rust']:.2f}", f"{r['get']['p50_ms']:.2f} ms",
-             f"{r['get_p50_vs_rust']:.1f}×", f"{r['mean_call_micros']:.0f} µs", f"{r['start_memory_mib']} MiB", "fresh per request"]
+             f"{r['get_p50_vs_rust']:.1f}×", f"{r['mean_call_micros']:.0f} µs", f"{r['start_memory_mib']} MiB"]
+            for r in results["rows"]]
+    kept = [[r["language"], f"{r['get']['rps']:.0f}", f"{r['get_per_account']['rps']:.0f}", f"{r['get_per_account']['p50_ms']:.2f} ms",
+             f"{r['per_account_vs_rust']:.2f}", f"{r['per_account_vs_rust_per_account']:.2f}"]
             for r in results["rows"]]
     return (f"Run {m['date']} (`{m['command']}`): {m['wrk']}; {m['data']}; {m['isolation']}.\n\n"
-            + table(["language", "plugin", ".wasm", "upload + compile", "GET req/s", "vs Rust", "GET p50", "p50 vs Rust",
-                     "mean call (host's figure)", "memory at start", "instances"], rows))
+            + table(["language", "plugin", ".wasm", "upload + compile", "GET req/s (fresh)", "vs Rust", "GET p50", "p50 vs Rust",
+                     "mean call, fresh (host's figure)", "memory at start"], rows)
+            + "\n\nThe same load with each plugin keeping instances per account:\n\n"
+            + table(["language", "fresh req/s", "per-account req/s", "per-account p50", "vs Rust (fresh)", "vs Rust (per-account)"], kept))
 
 
 if __name__ == "__main__":

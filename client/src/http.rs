@@ -281,6 +281,11 @@ impl Client {
         self.send("PUT", "/plugins/active", Some(Body::json(&json!({ "digest": digest }))))
     }
 
+    /// `PUT /plugins/{digest}/instances`: how the plugin's instances are made.
+    pub fn set_plugin_instances(&self, digest: &str, instances: &serde_json::Value) -> Answer {
+        self.send("PUT", &format!("/plugins/{digest}/instances"), Some(Body::json(instances)))
+    }
+
     pub fn rollback_plugin(&self) -> Answer {
         self.send("POST", "/plugins/rollback", None)
     }

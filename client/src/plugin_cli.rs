@@ -43,6 +43,23 @@ enum PluginCommand {
         /// The plugin's sha256, or its first 12 or more hex digits (as `X-Plugin` shows it).
         digest: String,
     },
+    /// How a plugin's instances are made: `fresh` per request (the default,
+    /// needing no trust in the plugin), or kept `per-account`: an instance
+    /// then serves later requests of the same account only, for at most
+    /// --max-requests requests and --max-seconds, and is dropped after any
+    /// trap or limit. For plugins costly to make (Python, JavaScript).
+    Instances {
+        /// The plugin's sha256, or its first 12 or more hex digits.
+        digest: String,
+        #[arg(value_enum)]
+        mode: InstancesMode,
+        /// per-account: requests one instance serves at most.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        max_requests: u32,
+        /// per-account: seconds one instance serves at most.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        max_seconds: u32,
+    },
     /// Run the conformance kit on a component, in this process (no host
     /// needed): every case of the WIT contract, and of each `--profile`,
     /// by name with pass or fail and what differed. Exits 1 on a failure.
@@ -70,6 +87,12 @@ enum PluginCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InstancesMode {
+    Fresh,
+    PerAccount,
+}
+
 /// The conformance kit, given `.wasm` bytes and the extra profiles: true if
 /// every case passed. It lives in the host crate, which this crate does not
 /// depend on; the binary passes it in.
@@ -94,6 +117,15 @@ pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
         PluginCommand::Activate { digest } => print_json(&answer(client.activate_plugin(&digest))?),
         PluginCommand::Rollback => print_json(&answer(client.rollback_plugin())?),
         PluginCommand::Errors { digest } => print_json(&answer(client.plugin_errors(&digest))?),
+        PluginCommand::Instances { digest, mode, max_requests, max_seconds } => {
+            let instances = match mode {
+                InstancesMode::Fresh => serde_json::json!({ "mode": "fresh" }),
+                InstancesMode::PerAccount => {
+                    serde_json::json!({ "mode": "per-account", "maxRequests": max_requests, "maxSeconds": max_seconds })
+                }
+            };
+            print_json(&answer(client.set_plugin_instances(&digest, &instances))?);
+        }
         PluginCommand::Check { file, profile } => {
             let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             if !check(&wasm, &profile)? {

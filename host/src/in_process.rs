@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::app::{App, AppError, AppParts, AppSettings, FleetJoin};
-use crate::catalog::{Catalog, LoadReport, MemoryCatalog, PluginLoader, PluginRecord, RegistryError, sha256_hex};
+use crate::catalog::{Catalog, Instances, LoadReport, MemoryCatalog, PluginLoader, PluginRecord, RegistryError, sha256_hex};
 use crate::clock::{Clock, ManualClock};
 use crate::coordination::{Coordination, MemoryCoordination};
 use crate::fleet::liveness::Liveness;
@@ -120,6 +120,7 @@ impl PluginLoader for NativeLoader {
             wit_version: "native".into(),
             size_bytes: wasm.len() as u64,
             uploaded_at_ms: now_ms,
+            instances: Instances::Fresh,
         };
         self.catalog.insert(&record, "", &[])?;
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, router);

@@ -127,6 +127,7 @@ fn protected_routes(max_plugin_bytes: usize) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(plugins::activate))
         .routes(routes!(plugins::rollback))
         .routes(routes!(plugins::errors))
+        .routes(routes!(plugins::set_instances))
         .routes(routes!(hosts::list))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))

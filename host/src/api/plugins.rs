@@ -15,7 +15,7 @@ use super::openapi::Errors;
 use super::extract::JsonBody;
 use super::{blocking, notes::rfc3339};
 use crate::app::{Actor, App, PluginFault, PluginsView};
-use crate::catalog::{Activation, PluginRecord};
+use crate::catalog::{Activation, Instances, PluginRecord};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -30,6 +30,8 @@ pub struct PluginBody {
     size_bytes: u64,
     #[schema(format = DateTime)]
     uploaded_at: String,
+    /// How its instances are made: `fresh` per request (the default), or kept `per-account`.
+    instances: Instances,
 }
 
 impl From<PluginRecord> for PluginBody {
@@ -42,6 +44,7 @@ impl From<PluginRecord> for PluginBody {
             wit_version: r.wit_version,
             size_bytes: r.size_bytes,
             uploaded_at: rfc3339(r.uploaded_at_ms),
+            instances: r.instances,
         }
     }
 }
@@ -122,6 +125,8 @@ pub struct UsageBody {
     start_memory_bytes: u64,
     /// Most linear memory an instance held after a call.
     peak_memory_bytes: u64,
+    /// Instances waiting for their account's next request (`per-account` instances).
+    kept_instances: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -161,6 +166,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, Api
                 mean_call_micros: (u.mean_call_micros * 10.0).round() / 10.0,
                 start_memory_bytes: u.start_memory_bytes as u64,
                 peak_memory_bytes: u.peak_memory_bytes as u64,
+                kept_instances: u.kept_instances as u64,
             }),
         },
         plugins: plugins.into_iter().map(Into::into).collect(),
@@ -252,4 +258,25 @@ impl From<PluginFault> for FaultBody {
 pub async fn errors(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Result<Json<FaultsBody>, ApiError> {
     let (digest, faults) = blocking(&app, move |app| app.plugin_faults(&digest)).await?;
     Ok(Json(FaultsBody { digest, errors: faults.into_iter().map(Into::into).collect() }))
+}
+
+/// How a stored plugin's instances are made. `{"mode": "fresh"}` (the
+/// default): a fresh instance per request. `{"mode": "per-account",
+/// "maxRequests": N, "maxSeconds": T}`: an instance is kept after a call and
+/// serves later requests of the same account only, at most N requests and
+/// for T seconds, and is dropped after any trap or limit; for plugins costly
+/// to make (Python, JavaScript). This host's active plugin follows at its
+/// next call; other hosts of a fleet when they next load the plugin.
+#[utoipa::path(
+    put, path = "/plugins/{digest}/instances", operation_id = "setPluginInstances", tag = "plugins",
+    params(("digest" = String, Path, description = "The plugin's sha256, or its first 12 or more hex digits.")),
+    request_body = Instances,
+    responses((status = 200, description = "The plugin, with its instances' mode.", body = PluginBody), Errors)
+)]
+pub async fn set_instances(
+    State(app): State<Arc<App>>,
+    Path(digest): Path<String>,
+    JsonBody(instances): JsonBody<Instances>,
+) -> Result<Json<PluginBody>, ApiError> {
+    Ok(Json(blocking(&app, move |app| app.set_plugin_instances(&digest, instances)).await?.into()))
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::catalog::{Activation, LoadReport, PluginRecord, RegistryError, short};
 use crate::coordination::PluginSummary;
 use crate::plugin_health::{PluginHealth, Tripped};
-use crate::router::{Router, PluginFailure};
+use crate::router::{Instances, PluginFailure, Router};
 use super::{App, AppError};
 use super::errors::internal;
 
@@ -84,6 +84,43 @@ impl App {
             failed.len(),
             failed.join("; ")
         )))
+    }
+
+    /// The stored plugin whose digest is `digest` or starts with it (12 or
+    /// more hex digits, as `X-Plugin` and the console show it).
+    pub fn stored_plugin(&self, digest: &str) -> Result<PluginRecord, AppError> {
+        if digest.len() < 12 || digest.len() > 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(AppError::Invalid(format!("digest {digest:?} is not a sha256 or its first 12 or more lowercase hex digits")));
+        }
+        let stored = self.catalog.records().map_err(internal)?;
+        let mut matching = stored.into_iter().filter(|p| p.digest.starts_with(digest));
+        match (matching.next(), matching.count()) {
+            (None, _) => Err(AppError::NotFound(format!("no stored plugin has a digest starting with {digest}"))),
+            (Some(one), 0) => Ok(one),
+            (Some(_), more) => Err(AppError::Invalid(format!("{} stored plugins have a digest starting with {digest}; give more of it", more + 1))),
+        }
+    }
+
+    /// Sets how a stored plugin's instances are made (`Instances`). Recorded
+    /// in the catalog, so every host that loads the plugin follows it; this
+    /// host's active plugin follows from its next call on. Other hosts of a
+    /// fleet follow when they next load it (an activation, a restart).
+    pub fn set_plugin_instances(&self, digest: &str, instances: Instances) -> Result<PluginRecord, AppError> {
+        let instances = instances.checked().map_err(AppError::Invalid)?;
+        let _admin = self.admin_lock();
+        let mut record = self.stored_plugin(digest)?;
+        if !self.catalog.set_instances(&record.digest, instances).map_err(internal)? {
+            return Err(RegistryError::Unknown(record.digest).into());
+        }
+        let active = self.active();
+        if active.plugin.digest() == record.digest {
+            active.plugin.set_instances(instances);
+        }
+        let (from, to) = (record.instances.to_text(), instances.to_text());
+        self.fleet.audit(Actor::Operator.as_str(), "plugin", &record.digest, &from, &to, "instances");
+        tracing::info!(digest = short(&record.digest), instances = %to, "plugin instances set");
+        record.instances = instances;
+        Ok(record)
     }
 
     /// Validates and stores an upload; does not activate it.

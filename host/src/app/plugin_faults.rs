@@ -79,17 +79,8 @@ impl App {
         if digest == "native" {
             return Ok((digest.to_owned(), self.plugin_faults.recent(digest)));
         }
-        if digest.len() < 12 || digest.len() > 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(AppError::Invalid(format!(
-                "digest {digest:?} is not a sha256 or its first 12 or more lowercase hex digits"
-            )));
-        }
-        let stored = self.catalog.records().map_err(super::errors::internal)?;
-        let matching: Vec<_> = stored.iter().filter(|p| p.digest.starts_with(digest)).collect();
-        match matching.as_slice() {
-            [] => Err(AppError::NotFound(format!("no stored plugin has a digest starting with {digest}"))),
-            [one] => Ok((one.digest.clone(), self.plugin_faults.recent(&one.digest))),
-            _ => Err(AppError::Invalid(format!("{} stored plugins have a digest starting with {digest}; give more of it", matching.len()))),
-        }
+        let one = self.stored_plugin(digest)?;
+        let faults = self.plugin_faults.recent(&one.digest);
+        Ok((one.digest, faults))
     }
 }

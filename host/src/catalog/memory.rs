@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Activation, Catalog, PluginRecord};
+use super::{Activation, Catalog, Instances, PluginRecord};
 
 /// Cloning gives another host's view of the same catalog ([`MemoryCatalog::for_host`]).
 #[derive(Clone, Default)]
@@ -95,5 +95,9 @@ impl Catalog for MemoryCatalog {
         let host = self.host.clone();
         state.activations.push(Activation { seq, digest: digest.to_owned(), at_ms: now_ms, actor: actor.into(), reason: reason.into(), host });
         Ok(())
+    }
+
+    fn set_instances(&self, digest: &str, instances: Instances) -> anyhow::Result<bool> {
+        Ok(self.state().plugins.get_mut(digest).map(|(record, _)| record.instances = instances).is_some())
     }
 }

@@ -19,6 +19,7 @@ mod sqlite;
 
 use std::sync::Arc;
 
+pub use crate::router::Instances;
 use crate::router::Router;
 
 pub use memory::MemoryCatalog;
@@ -35,7 +36,10 @@ pub struct PluginRecord {
     pub wit_version: String,
     pub size_bytes: u64,
     pub uploaded_at_ms: i64,
+    /// How its instances are made (`PUT /plugins/{digest}/instances`).
+    pub instances: Instances,
 }
+
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activation {
@@ -69,6 +73,8 @@ pub trait Catalog: Send + Sync {
     /// The plugin this host had active before the current one.
     fn previous_digest(&self) -> anyhow::Result<Option<String>>;
     fn record_activation(&self, digest: &str, actor: &str, reason: &str, now_ms: i64) -> anyhow::Result<()>;
+    /// Sets how the plugin's instances are made; `false` if there is no such plugin.
+    fn set_instances(&self, digest: &str, instances: Instances) -> anyhow::Result<bool>;
 }
 
 /// How a plugin came to be in memory: measured, for `GET /plugins`.

@@ -9,7 +9,7 @@
 
 use anyhow::Context;
 
-use super::{Activation, Catalog, PluginRecord};
+use super::{Activation, Catalog, Instances, PluginRecord};
 use crate::pg::{self, PgPool};
 
 const SCHEMA: &str = r#"
@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS plugins (
     uploaded_at_ms     BIGINT  NOT NULL,
     wasm               BYTEA   NOT NULL
 );
+-- How its instances are made (`Instances`, as JSON); '' = fresh. Added
+-- after the first release.
+ALTER TABLE plugins ADD COLUMN IF NOT EXISTS instances TEXT NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS plugin_artifacts (
     digest TEXT COLLATE "C" NOT NULL REFERENCES plugins (digest),
     host   TEXT NOT NULL,
@@ -40,7 +43,7 @@ CREATE TABLE IF NOT EXISTS activations (
 );
 "#;
 
-const RECORD_COLUMNS: &str = "digest, name, version, supports_migration, wit_version, size_bytes, uploaded_at_ms";
+const RECORD_COLUMNS: &str = "digest, name, version, supports_migration, wit_version, size_bytes, uploaded_at_ms, instances";
 
 pub struct PostgresCatalog {
     pool: PgPool,
@@ -64,7 +67,7 @@ impl Catalog for PostgresCatalog {
         let mut tx = conn.client().transaction()?;
         tx.execute(
             &format!(
-                "INSERT INTO plugins ({RECORD_COLUMNS}, wasm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (digest) DO NOTHING"
+                "INSERT INTO plugins ({RECORD_COLUMNS}, wasm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (digest) DO NOTHING"
             ),
             &[
                 &record.digest,
@@ -74,6 +77,7 @@ impl Catalog for PostgresCatalog {
                 &record.wit_version,
                 &(record.size_bytes as i64),
                 &record.uploaded_at_ms,
+                &record.instances.to_text(),
                 &wasm,
             ],
         )
@@ -144,6 +148,11 @@ impl Catalog for PostgresCatalog {
         )?;
         Ok(())
     }
+
+    fn set_instances(&self, digest: &str, instances: Instances) -> anyhow::Result<bool> {
+        let updated = self.conn()?.client().execute("UPDATE plugins SET instances = $2 WHERE digest = $1", &[&digest, &instances.to_text()])?;
+        Ok(updated == 1)
+    }
 }
 
 impl PostgresCatalog {
@@ -176,5 +185,6 @@ fn row_to_record(r: &postgres::Row) -> PluginRecord {
         wit_version: r.get(4),
         size_bytes: r.get::<_, i64>(5) as u64,
         uploaded_at_ms: r.get(6),
+        instances: Instances::from_text(r.get(7)),
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Activation, Catalog, PluginRecord};
+use super::{Activation, Catalog, Instances, PluginRecord};
 use crate::db::{self, Pool};
 
 const SCHEMA: &str = "
@@ -37,9 +37,11 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // sha256 of the `.cwasm`, checked when it is loaded ('' = not recorded:
     // the artifact is compiled again and its digest recorded).
     ("plugins", "artifact_sha256", "ALTER TABLE plugins ADD COLUMN artifact_sha256 TEXT NOT NULL DEFAULT ''"),
+    // How its instances are made (`Instances`, as JSON); '' = fresh.
+    ("plugins", "instances", "ALTER TABLE plugins ADD COLUMN instances TEXT NOT NULL DEFAULT ''"),
 ];
 
-const RECORD_COLUMNS: &str = "digest, name, version, supports_migration, wit_version, size_bytes, uploaded_at_ms";
+const RECORD_COLUMNS: &str = "digest, name, version, supports_migration, wit_version, size_bytes, uploaded_at_ms, instances";
 
 pub struct SqliteCatalog {
     pool: Pool,
@@ -79,7 +81,7 @@ impl Catalog for SqliteCatalog {
         let conn = self.pool.get().context("plugins.db")?;
         conn.execute(
             &format!(
-                "INSERT INTO plugins ({RECORD_COLUMNS}, artifact_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO plugins ({RECORD_COLUMNS}, artifact_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (digest) DO UPDATE SET artifact_sha256 = excluded.artifact_sha256"
             ),
             params![
@@ -90,6 +92,7 @@ impl Catalog for SqliteCatalog {
                 record.wit_version,
                 record.size_bytes as i64,
                 record.uploaded_at_ms,
+                record.instances.to_text(),
                 artifact_sha256
             ],
         )
@@ -177,6 +180,11 @@ impl Catalog for SqliteCatalog {
         )?;
         Ok(())
     }
+
+    fn set_instances(&self, digest: &str, instances: Instances) -> anyhow::Result<bool> {
+        let conn = self.pool.get()?;
+        Ok(conn.execute("UPDATE plugins SET instances = ?2 WHERE digest = ?1", params![digest, instances.to_text()])? == 1)
+    }
 }
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRecord> {
@@ -188,5 +196,6 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRecord> {
         wit_version: r.get(4)?,
         size_bytes: r.get::<_, i64>(5)? as u64,
         uploaded_at_ms: r.get(6)?,
+        instances: Instances::from_text(&r.get::<_, String>(7)?),
     })
 }

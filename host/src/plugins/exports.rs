@@ -9,7 +9,7 @@ use wasmtime::component::InstancePre;
 
 use super::bindings::{v0_1, v0_2, v0_3};
 use super::{CallState, Plugin, PluginInfo, WIT_VERSION};
-use crate::router::{AccountScope, InstanceUsage, Routed, Router};
+use crate::router::{AccountScope, InstanceUsage, Instances, Routed, Router};
 
 /// The served versions, oldest first: what `exports` and `wit/VERSIONS.md` list.
 pub const SERVED_WIT_VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
@@ -115,6 +115,14 @@ impl Router for Plugin {
 
     fn usage(&self) -> Option<InstanceUsage> {
         Some(self.instance_usage())
+    }
+
+    fn instances(&self) -> Option<Instances> {
+        Some(Plugin::instances(self))
+    }
+
+    fn set_instances(&self, instances: Instances) {
+        Plugin::set_instances(self, instances);
     }
 
     fn writes_block(&self) -> bool {

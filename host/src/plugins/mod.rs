@@ -14,6 +14,7 @@
 
 mod bindings;
 mod exports;
+mod kept;
 mod limits;
 mod pacing;
 pub mod registry;
@@ -33,7 +34,7 @@ use pacing::CallClock;
 pub use exports::SERVED_WIT_VERSIONS;
 pub use limits::PluginLimits;
 use crate::catalog::short;
-use crate::router::{AccountScope, InstanceUsage, PluginFailure};
+use crate::router::{AccountScope, InstanceUsage, Instances, PluginFailure};
 
 /// How often the epoch advances; the deadline is counted in these ticks. A
 /// running call yields its worker at each one, so a tick is the longest an
@@ -190,6 +191,9 @@ impl Runtime {
             pre,
             limits: self.limits.clone(),
             idle: Mutex::new(Vec::new()),
+            instances: Mutex::new(Instances::Fresh),
+            // Half the pool at most waits: the other half is always free for fresh instances.
+            kept: kept::PerAccount::new((self.limits.max_instances as usize / 2).max(1)),
             usage: Usage::default(),
         };
         // Loading runs on a blocking thread (an upload, a start): the call
@@ -261,7 +265,12 @@ pub struct Plugin {
     wit_version: String,
     pre: ExportsPre,
     limits: PluginLimits,
+    /// Instances kept for any account (`--unsafe-reuse-instances`).
     idle: Mutex<Vec<Warm>>,
+    /// How its instances are made (`Instances`, set per plugin).
+    instances: Mutex<Instances>,
+    /// Instances kept per account, under `Instances::PerAccount`.
+    kept: kept::PerAccount<Warm>,
     usage: Usage,
 }
 
@@ -301,6 +310,16 @@ struct Call {
     /// Bytes of the instance's stderr written before this call.
     stderr_before: usize,
     started: std::time::Instant,
+    /// Under `Instances::PerAccount`: whose instance it is, and its life so far.
+    keep: Option<Keep>,
+}
+
+/// Where an instance kept per account goes back after a call.
+struct Keep {
+    account: String,
+    life: kept::Life,
+    born: std::time::Instant,
+    served: u32,
 }
 
 impl Plugin {
@@ -326,6 +345,7 @@ impl Plugin {
             mean_call_micros: if calls == 0 { 0.0 } else { self.usage.nanos.load(Ordering::Relaxed) as f64 / calls as f64 / 1e3 },
             start_memory_bytes: self.usage.start_memory.load(Ordering::Relaxed),
             peak_memory_bytes: self.usage.peak_memory.load(Ordering::Relaxed),
+            kept_instances: self.kept.len(),
         }
     }
 
@@ -335,13 +355,25 @@ impl Plugin {
     /// follows runs there too, on a fiber, and yields at each epoch tick.
     async fn enter(&self, scope: Option<AccountScope>) -> Result<Call, PluginFailure> {
         let started = std::time::Instant::now();
-        let kept = if self.limits.reuse_instances > 0 { self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() } else { None };
+        let per_account = match (self.instances(), &scope) {
+            (Instances::PerAccount { max_requests, max_seconds }, Some(scope)) => {
+                Some((scope.account_id().to_owned(), kept::Life { max_requests, max_age: Duration::from_secs(max_seconds.into()) }))
+            }
+            _ => None,
+        };
+        let (kept, keep) = match per_account {
+            Some((account, life)) => match self.kept.take(&account, life) {
+                Some(k) => (Some(k.instance), Some(Keep { account, life, born: k.born, served: k.served })),
+                None => (None, Some(Keep { account, life, born: started, served: 0 })),
+            },
+            None if self.limits.reuse_instances > 0 => (self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop(), None),
+            None => (None, None),
+        };
         crate::metrics::plugin_instance(kept.is_some());
         let (mut warm, stderr_before) = match kept {
             Some(mut warm) => {
                 warm.store.data_mut().clock = CallClock::start(self.limits.deadline, self.limits.pacing_after);
-                // Its stderr holds earlier calls' output, maybe of other
-                // accounts: report only this call's.
+                // Its stderr holds earlier calls' output: report only this call's.
                 let before = warm.stderr.contents().len();
                 (warm, before)
             }
@@ -360,32 +392,55 @@ impl Plugin {
         if let Some(fuel) = self.limits.fuel {
             warm.store.set_fuel(fuel).expect("fuel is enabled when a budget is set");
         }
-        Ok(Call { warm, stderr_before, started })
+        Ok(Call { warm, stderr_before, started, keep })
     }
 
-    /// Ends a call made on `call`'s instance: keeps the instance if
-    /// instances are reused, and turns a trap into the failure callers see.
+    /// Ends a call made on `call`'s instance: keeps the instance if the
+    /// plugin's mode says so and the call ended well, and turns a trap (or a
+    /// limit) into the failure callers see; such an instance is never kept.
     fn leave<R>(&self, mut call: Call, result: wasmtime::Result<R>) -> Result<R, PluginFailure> {
-        let Call { ref mut warm, stderr_before, started } = call;
-        warm.store.data_mut().scope = None;
+        call.warm.store.data_mut().scope = None;
         self.usage.calls.fetch_add(1, Ordering::Relaxed);
-        self.usage.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let memory = warm.store.data().allowance.memory_bytes;
+        self.usage.nanos.fetch_add(call.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let memory = call.warm.store.data().allowance.memory_bytes;
         if memory > self.usage.peak_memory.load(Ordering::Relaxed) {
             self.usage.peak_memory.fetch_max(memory, Ordering::Relaxed);
         }
-        match result {
-            Ok(value) => {
-                let grown = memory.saturating_sub(self.usage.start_memory.load(Ordering::Relaxed));
-                if self.limits.reuse_instances > 0 && grown <= REUSE_MAX_GROWTH {
-                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    if idle.len() < self.limits.reuse_instances {
-                        idle.push(call.warm);
-                    }
-                }
-                Ok(value)
+        let value = match result {
+            Ok(value) => value,
+            Err(e) => return Err(self.failure(e, Some(&call.warm.stderr.contents()[call.stderr_before..]))),
+        };
+        let grown = memory.saturating_sub(self.usage.start_memory.load(Ordering::Relaxed));
+        if grown > REUSE_MAX_GROWTH {
+            return Ok(value);
+        }
+        match call.keep {
+            Some(Keep { account, life, born, served }) => {
+                self.kept.put(&account, kept::Kept { instance: call.warm, born, served: served + 1 }, life);
             }
-            Err(e) => Err(self.failure(e, Some(&warm.stderr.contents()[stderr_before..]))),
+            None if self.limits.reuse_instances > 0 => {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < self.limits.reuse_instances {
+                    idle.push(call.warm);
+                }
+            }
+            None => {}
+        }
+        Ok(value)
+    }
+
+    /// How its instances are made now.
+    pub(super) fn instances(&self) -> Instances {
+        *self.instances.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Follows a new mode from the next call on; instances kept under the
+    /// old one are dropped.
+    pub fn set_instances(&self, instances: Instances) {
+        let mut current = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != instances {
+            *current = instances;
+            self.kept.clear();
         }
     }
 

@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::{Plugin, Runtime};
-use crate::catalog::{Catalog, LoadReport, PluginLoader, PluginRecord, RegistryError, sha256_hex, short};
+use crate::catalog::{Catalog, Instances, LoadReport, PluginLoader, PluginRecord, RegistryError, sha256_hex, short};
 use crate::files;
 use crate::router::Router;
 
@@ -88,6 +88,7 @@ impl Registry {
             wit_version,
             size_bytes: wasm.len() as u64,
             uploaded_at_ms: now_ms,
+            instances: Instances::Fresh,
         };
         self.catalog.insert(&record, &artifact_sha256, wasm)?;
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, (Arc::new(plugin), load));
@@ -98,8 +99,13 @@ impl Registry {
     /// precompiled artifact, else (artifact unusable, e.g. after a wasmtime
     /// upgrade) compiled again from the stored `.wasm`.
     fn load_plugin(&self, digest: &str) -> Result<(Arc<Plugin>, LoadReport), RegistryError> {
-        if let Some(hit) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(digest) {
-            return Ok(hit.clone());
+        let hit = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(digest).cloned();
+        if let Some((plugin, load)) = hit {
+            // A copy loaded earlier follows the mode set since (`set_instances`).
+            if let Some(record) = self.catalog.record(digest)? {
+                plugin.set_instances(record.instances);
+            }
+            return Ok((plugin, load));
         }
         // One read says both that the plugin exists and what its artifact must hash to.
         let recorded_artifact = self.catalog.artifact_sha256(digest)?;
@@ -113,6 +119,9 @@ impl Registry {
             }
         };
         let plugin = Arc::new(self.runtime.instantiate(&component, digest)?);
+        if let Some(record) = self.catalog.record(digest)? {
+            plugin.set_instances(record.instances);
+        }
         let load = LoadReport { from_artifact, millis: started.elapsed().as_secs_f64() * 1e3 };
         tracing::info!(plugin = plugin.label(), digest = short(digest), from_artifact, millis = load.millis, "plugin loaded");
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(digest.to_owned(), (plugin.clone(), load));

@@ -5,6 +5,7 @@
 //! The rest of the host sees only [`Router`], and knows no wasmtime.
 
 mod batch;
+mod instances;
 mod native;
 mod scope;
 
@@ -15,6 +16,7 @@ use notes_routing::{IdList, MoveReport, Note, NoteChange};
 pub use native::{FailingRouter, NativeRouter};
 pub use batch::ScopeBatch;
 pub use scope::AccountScope;
+pub use instances::Instances;
 
 /// What a failed plugin call tells the caller.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,13 @@ pub trait Router: Send + Sync {
     fn usage(&self) -> Option<InstanceUsage> {
         None
     }
+    /// How its instances are made, if it runs in instances (a Wasm plugin).
+    fn instances(&self) -> Option<Instances> {
+        None
+    }
+    /// Follows a new setting from its next call on (a Wasm plugin; others
+    /// have no instances).
+    fn set_instances(&self, _instances: Instances) {}
     /// Whether a write through it holds its thread until the commit (the
     /// native routers: their store calls are synchronous), so a write must
     /// not run on an async worker. A Wasm plugin's writes wait as async
@@ -80,5 +89,7 @@ pub struct InstanceUsage {
     pub start_memory_bytes: usize,
     /// Most linear memory an instance held after a call.
     pub peak_memory_bytes: usize,
+    /// Instances waiting for their account's next request (`Instances::PerAccount`).
+    pub kept_instances: usize,
 }
 

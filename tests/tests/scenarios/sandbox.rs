@@ -91,6 +91,44 @@ fn reusing_instances_is_opt_in_and_then_a_plugin_can_leak_across_accounts() {
 }
 
 #[test]
+fn instances_kept_per_account_serve_only_their_own_account_and_for_at_most_n_requests() {
+    let host = Host::builder().plugin(Plugin::Remembers).start();
+    let digest = host.plugins()["active"]["digest"].as_str().unwrap().to_owned();
+    let instances = format!("/plugins/{}/instances", &digest[..12]);
+    assert_eq!(host.plugins()["plugins"][0]["instances"], json!({ "mode": "fresh" }), "a fresh instance per request by default");
+    let refused = host.put(&instances, json!({ "mode": "per-account", "maxRequests": 0, "maxSeconds": 60 })).expect(400);
+    assert!(refused.error().contains("maxRequests"), "the error names the bad field: {}", refused.body);
+    host.put(&instances, json!({ "mode": "per-account" })).expect(400);
+    assert_eq!(host.plugins()["plugins"][0]["instances"], json!({ "mode": "fresh" }), "bad input changed nothing");
+
+    let per_account = json!({ "mode": "per-account", "maxRequests": 1000, "maxSeconds": 60 });
+    assert_eq!(host.put(&instances, per_account.clone()).expect(200).json()["instances"], per_account);
+    assert_eq!(host.plugins()["plugins"][0]["instances"], per_account, "GET /plugins shows the mode");
+    let (alice, bob) = (host.create_account(false), host.create_account(false));
+    host.create_note(&alice, "alice's secret");
+    for _ in 0..20 {
+        let r = host.get_note(&bob, &uuid::Uuid::new_v4().to_string());
+        assert_eq!(r.status, 404, "bob never gets an instance that served alice: {}", r.body);
+    }
+    // The plugin answers a missing note with one it remembers: alice's own
+    // instance was kept, and serves her again.
+    let remembered = host.get_note(&alice, &uuid::Uuid::new_v4().to_string()).expect(200);
+    assert_eq!(remembered.json()["content"], "alice's secret");
+    assert!(host.plugins()["active"]["usage"]["keptInstances"].as_u64().unwrap() >= 1);
+
+    // At most 2 requests per instance: the create and one get, then a fresh one.
+    host.put(&instances, json!({ "mode": "per-account", "maxRequests": 2, "maxSeconds": 60 })).expect(200);
+    let carol = host.create_account(false);
+    host.create_note(&carol, "carol's note");
+    host.get_note(&carol, &uuid::Uuid::new_v4().to_string()).expect(200);
+    host.get_note(&carol, &uuid::Uuid::new_v4().to_string()).expect(404);
+
+    host.put(&instances, json!({ "mode": "fresh" })).expect(200);
+    host.create_note(&alice, "again");
+    host.get_note(&alice, &uuid::Uuid::new_v4().to_string()).expect(404);
+}
+
+#[test]
 fn one_account_looping_in_its_plugin_does_not_starve_other_accounts() {
     let host = Host::builder()
         .plugin(Plugin::Faulty)
