@@ -1,8 +1,8 @@
 //! What every request passes before and after its route, written as plain
-//! tower services rather than a stack of library layers and `from_fn`s: on a
-//! GET of a note the stack (request id, trace span, timeout, metrics, query
-//! check, credentials, body) cost more CPU than the note's two SQLite reads
-//! (BENCHMARKS.md, "Where a GET's CPU goes"). Each `from_fn` clones and boxes
+//! tower services rather than a stack of library layers and `from_fn`s: the
+//! stack (request id, trace span, timeout, metrics, query check, credentials,
+//! body) as four `from_fn`s, tower-http's trace and timeout layers cost 5–10%
+//! of a GET's CPU more (BENCHMARKS.md, "Where a GET's CPU goes"). Each `from_fn` clones and boxes
 //! a service and boxes a future per request; here the outer frame boxes one
 //! future, and each matched route passes one `from_fn`.
 //!
