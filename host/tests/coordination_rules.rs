@@ -90,7 +90,7 @@ rules! {
 // ---- helpers ----------------------------------------------------------------
 
 fn account(id: Uuid, name: &str, is_migrating: bool) -> Account {
-    Account { id, name: name.into(), is_migrating, shard: None, verified: None, created_at_ms: 1, updated_at_ms: 1 }
+    Account { id, name: name.into(), is_migrating, shard: None, verified: None, created_at_ms: 1, updated_at_ms: 1, was_migrating: false }
 }
 
 fn host(id: &str, supports_migration: bool) -> HostRecord {
@@ -183,6 +183,7 @@ fn an_account_reads_back_as_created_and_a_change_by_another_host_is_seen_by_the_
     let created = Account { shard: Some("eu-0".into()), created_at_ms: 5, updated_at_ms: 6, ..account(id, "Ada", false) };
     b.state.create_account(&created, Gate::Checked).unwrap();
     assert_eq!(b.state.account(id).unwrap(), Some(created.clone()));
+    assert!(!created.was_migrating, "created with the flag off, never on");
     assert_eq!(b.state.flag_state(id).unwrap(), Some(FlagState { is_migrating: false, epoch: 0, flip: None }), "the flag defaults off");
     // Another host changes the flag.
     assert!(b.other.set_flag_unsafely(id, true, 7).unwrap());
@@ -190,8 +191,12 @@ fn an_account_reads_back_as_created_and_a_change_by_another_host_is_seen_by_the_
     let details = AccountDetails { name: Some("Grace".into()), shard: Some("eu-1".into()) };
     let renamed = b.state.update_account(id, &details, 8).unwrap().unwrap();
     assert!(renamed.is_migrating, "a rename keeps the flag");
+    assert!(renamed.was_migrating, "the flag was on: the account remembers it");
     assert_eq!((renamed.name.as_str(), renamed.shard.as_deref(), renamed.updated_at_ms), ("Grace", Some("eu-1"), 8));
     assert_eq!(b.other.account(id).unwrap(), Some(renamed));
+    assert!(b.other.set_flag_unsafely(id, false, 8).unwrap());
+    assert!(b.state.account(id).unwrap().unwrap().was_migrating, "and keeps remembering it once the flag is off");
+    assert!(b.other.set_flag_unsafely(id, true, 8).unwrap());
     let renamed = b.state.update_account(id, &AccountDetails { name: Some("Ada".into()), shard: None }, 9).unwrap().unwrap();
     assert_eq!(renamed.shard.as_deref(), Some("eu-1"), "a rename without a shard keeps it");
     let unknown = Uuid::new_v4();

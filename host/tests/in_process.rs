@@ -627,6 +627,24 @@ async fn an_account_goes_from_legacy_to_migrated_and_back_to_rolled_back() {
 }
 
 #[tokio::test]
+async fn a_verify_leaves_an_account_that_never_migrated_legacy_not_rolled_back() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let (never, created_on) = (new_account(&router, false).await, new_account(&router, true).await);
+    new_note(&router, &never).await;
+    for account in [&never, &created_on] {
+        let (_, verified) = call(&router, "POST", &format!("/accounts/{account}/migration/verify"), None).await;
+        assert_eq!(verified["clean"].as_bool(), Some(true), "{verified}");
+    }
+    assert_eq!(state(&router, &never).await, "legacy", "its flag was never on: nothing was rolled back");
+    set_migrating(&router, &created_on, false).await;
+    call(&router, "POST", &format!("/accounts/{created_on}/migration/verify"), None).await;
+    assert_eq!(state(&router, &created_on).await, "rolled-back", "created migrating, then turned off");
+    let (_, service) = call(&router, "GET", "/migration", None).await;
+    assert_eq!((service["accounts"]["legacy"].as_u64(), service["accounts"]["rolled-back"].as_u64()), (Some(1), Some(1)), "{service}");
+}
+
+#[tokio::test]
 async fn verify_reports_each_planted_problem_with_its_note() {
     let fleet = InProcess::default();
     let settings = AppSettings { max_note_bytes: 100, ..AppSettings::default() };

@@ -34,6 +34,7 @@ impl App {
             verified: None,
             created_at_ms: now,
             updated_at_ms: now,
+            was_migrating: is_migrating,
         };
         self.fleet.create_account(&account)?;
         self.fleet.audit(Actor::Operator.as_str(), "account", &account.id.to_string(), "", &is_migrating.to_string(), "created");

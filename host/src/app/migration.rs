@@ -22,7 +22,7 @@ pub enum MigrationState {
     Migrated,
     /// Flag off, notes left in the new store.
     RollingBack,
-    /// Flag off, nothing in the new store, and the last verify was clean.
+    /// Flag off after it was on, nothing in the new store, and the last verify was clean.
     RolledBack,
 }
 
@@ -37,13 +37,15 @@ impl MigrationState {
         }
     }
 
-    fn of(is_migrating: bool, legacy_notes: u64, new_notes: u64, verified: Option<Verified>) -> Self {
+    /// `was_migrating`: the flag was on at some time. An account that never
+    /// had it on stays `legacy` whatever a verify found: nothing was rolled back.
+    fn of(is_migrating: bool, was_migrating: bool, legacy_notes: u64, new_notes: u64, verified: Option<Verified>) -> Self {
         let clean = verified.is_some_and(|v| v.clean);
         match (is_migrating, legacy_notes, new_notes) {
             (true, 0, _) if clean => MigrationState::Migrated,
             (true, _, _) => MigrationState::Migrating,
             (false, _, n) if n > 0 => MigrationState::RollingBack,
-            (false, _, _) if clean => MigrationState::RolledBack,
+            (false, _, _) if clean && was_migrating => MigrationState::RolledBack,
             (false, _, _) => MigrationState::Legacy,
         }
     }
@@ -164,14 +166,14 @@ impl App {
 
     /// The status of an account already read: its notes counted now.
     fn status_of(&self, account: &Account) -> Result<MigrationStatus, AppError> {
-        let Account { is_migrating, verified, .. } = *account;
+        let Account { is_migrating, was_migrating, verified, .. } = *account;
         let key = account.id.to_string();
         let legacy_notes = self.stores.legacy.count(&key)?;
         let new_notes = match &self.stores.new {
             Some(new) => new.count(&key)?,
             None => 0,
         };
-        let state = MigrationState::of(is_migrating, legacy_notes, new_notes, verified);
+        let state = MigrationState::of(is_migrating, was_migrating, legacy_notes, new_notes, verified);
         Ok(MigrationStatus { is_migrating, state, legacy_notes, new_notes, verified })
     }
 

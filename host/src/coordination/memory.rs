@@ -96,7 +96,8 @@ impl Coordination for MemoryCoordination {
         if state.accounts.contains_key(&account.id) {
             return Err(CoordinationError::AlreadyExists(account.id));
         }
-        state.accounts.insert(account.id, (account.clone(), None));
+        let was_migrating = account.is_migrating || account.was_migrating;
+        state.accounts.insert(account.id, (Account { was_migrating, ..account.clone() }, None));
         Ok(())
     }
 
@@ -167,6 +168,7 @@ impl Coordination for MemoryCoordination {
         }
         *pending = None;
         account.is_migrating = flip.to;
+        account.was_migrating |= flip.to;
         account.updated_at_ms = now_ms;
         account.verified = None;
         *state.epochs.entry(flip.account).or_default() += 1;
@@ -204,6 +206,7 @@ impl Coordination for MemoryCoordination {
         let mut state = self.write()?;
         let changed = state.accounts.get_mut(&account).map(|(a, _)| {
             a.is_migrating = to;
+            a.was_migrating |= to;
             a.updated_at_ms = now_ms;
             a.verified = None;
         }).is_some();

@@ -45,6 +45,9 @@ pub struct Account {
     pub shard: Option<String>,
     /// The last verify of the account's notes since its flag last changed.
     pub verified: Option<Verified>,
+    /// Its flag has been on at some time (at creation or by a flip): an
+    /// account whose flag was never on is `legacy`, never `rolled-back`.
+    pub was_migrating: bool,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }

@@ -53,6 +53,15 @@ CREATE TABLE IF NOT EXISTS accounts (
     -- admitted under an older one once fenced (see ARCHITECTURE.md).
     flag_epoch       BIGINT  NOT NULL DEFAULT 0
 );
+-- Whether the flag was ever on (added later: rows from before count as such
+-- if the flag is on or has changed; an aborted flip to on counts too).
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'accounts' AND column_name = 'was_migrating') THEN
+        ALTER TABLE accounts ADD COLUMN was_migrating BOOLEAN NOT NULL DEFAULT false;
+        UPDATE accounts SET was_migrating = is_migrating OR flag_epoch > 0;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS accounts_flipping ON accounts (flip_id) WHERE flip_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS hosts (
     id                 TEXT    COLLATE "C" PRIMARY KEY NOT NULL,
@@ -158,7 +167,7 @@ const COMMIT: &str = "COMMIT";
 // key of the per-connection statement cache).
 macro_rules! account_columns {
     () => {
-        "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean"
+        "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean, was_migrating"
     };
 }
 macro_rules! job_columns {
@@ -183,15 +192,15 @@ const FLAG_STATE: &str = "SELECT id, flip_id, flip_to, flip_deadline_ms, flip_by
 const ACCOUNT: &str = concat!("SELECT ", account_columns!(), " FROM accounts WHERE id = $1");
 const ACCOUNTS: &str = concat!("SELECT ", account_columns!(), " FROM accounts ORDER BY created_at_ms, id");
 const NEXT_ACCOUNT: &str = "SELECT id FROM accounts WHERE id > $1 ORDER BY id LIMIT 1";
-const INSERT_ACCOUNT: &str = "INSERT INTO accounts (id, name, is_migrating, created_at_ms, updated_at_ms, shard)
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+const INSERT_ACCOUNT: &str = "INSERT INTO accounts (id, name, is_migrating, created_at_ms, updated_at_ms, shard, was_migrating)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
 const UPDATE_ACCOUNT: &str = concat!(
     "UPDATE accounts SET name = coalesce($2, name), shard = coalesce($3, shard), updated_at_ms = $4 WHERE id = $1 RETURNING ",
     account_columns!()
 );
 const MARK_FLIP: &str = "UPDATE accounts SET flip_id = $2, flip_to = $3, flip_deadline_ms = $4, flip_by = $5 WHERE id = $1";
 const COMMIT_FLIP: &str = "UPDATE accounts SET is_migrating = $3, updated_at_ms = $4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL,
-         verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1
+         verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1, was_migrating = (was_migrating OR $3)
      WHERE id = $1 AND flip_id = $2";
 const ABORT_FLIP: &str = "UPDATE accounts SET flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL, flag_epoch = flag_epoch + 1
      WHERE id = $1 AND flip_id = $2";
@@ -200,7 +209,7 @@ const DELETE_ACKS_OF_FLIP: &str = "DELETE FROM flip_acks WHERE flip_id = $1";
 const INSERT_ACK: &str = "INSERT INTO flip_acks (flip_id, host_id, at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 const FLIP_ACKS: &str = "SELECT host_id FROM flip_acks WHERE flip_id = $1";
 const SET_FLAG: &str = "UPDATE accounts SET is_migrating = $2, updated_at_ms = $3, verified_at_ms = NULL, verified_clean = NULL,
-         flag_epoch = flag_epoch + 1 WHERE id = $1";
+         flag_epoch = flag_epoch + 1, was_migrating = (was_migrating OR $2) WHERE id = $1";
 /// Accounts whose flag is on or being turned on.
 const MIGRATING: &str = "SELECT id FROM accounts WHERE is_migrating OR flip_to IS TRUE ORDER BY id";
 const RECORD_VERIFY: &str =
@@ -363,7 +372,15 @@ impl Coordination for PostgresCoordination {
         let inserted = execute(
             &mut tx,
             INSERT_ACCOUNT,
-            &[&account.id.to_string(), &account.name, &account.is_migrating, &account.created_at_ms, &account.updated_at_ms, &account.shard],
+            &[
+                &account.id.to_string(),
+                &account.name,
+                &account.is_migrating,
+                &account.created_at_ms,
+                &account.updated_at_ms,
+                &account.shard,
+                &(account.is_migrating || account.was_migrating),
+            ],
         )?;
         if inserted == 0 {
             return Err(CoordinationError::AlreadyExists(account.id));
@@ -896,6 +913,7 @@ fn row_to_account(r: &Row) -> Result<Account, CoordinationError> {
             (Some(at_ms), Some(clean)) => Some(Verified { at_ms, clean }),
             _ => None,
         },
+        was_migrating: r.get(8),
     })
 }
 

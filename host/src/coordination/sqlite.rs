@@ -105,9 +105,16 @@ const UPGRADES: &[(&str, &str)] = &[
     ("verified_clean", "ALTER TABLE accounts ADD COLUMN verified_clean INTEGER"),
     // The flag's epoch, raised by every flip's commit or abort.
     ("flag_epoch", "ALTER TABLE accounts ADD COLUMN flag_epoch INTEGER NOT NULL DEFAULT 0"),
+    // Whether the flag was ever on. Rows from before it count as such if the
+    // flag is on or has changed (an aborted flip to on counts too).
+    (
+        "was_migrating",
+        "ALTER TABLE accounts ADD COLUMN was_migrating INTEGER NOT NULL DEFAULT 0;
+         UPDATE accounts SET was_migrating = 1 WHERE is_migrating = 1 OR flag_epoch > 0",
+    ),
 ];
 
-const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean";
+const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean, was_migrating";
 const JOB_COLUMNS: &str =
     "id, kind, account, state, rate, total, done, moved, problems, cursor, owner, created_at_ms, updated_at_ms, detail";
 const AUDIT_COLUMNS: &str = "seq, at_ms, host, actor, kind, subject, before, after, detail";
@@ -161,9 +168,17 @@ impl Coordination for SqliteCoordination {
             every_host_can_migrate(&hosts_in(&tx)?)?;
         }
         let inserted = tx.execute(
-            "INSERT INTO accounts (id, name, is_migrating, created_at_ms, updated_at_ms, shard)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-            params![account.id.to_string(), account.name, account.is_migrating, account.created_at_ms, account.updated_at_ms, account.shard],
+            "INSERT INTO accounts (id, name, is_migrating, created_at_ms, updated_at_ms, shard, was_migrating)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+            params![
+                account.id.to_string(),
+                account.name,
+                account.is_migrating,
+                account.created_at_ms,
+                account.updated_at_ms,
+                account.shard,
+                account.is_migrating || account.was_migrating
+            ],
         )?;
         if inserted == 0 {
             return Err(CoordinationError::AlreadyExists(account.id));
@@ -248,7 +263,7 @@ impl Coordination for SqliteCoordination {
         }
         let committed = tx.execute(
             "UPDATE accounts SET is_migrating = ?3, updated_at_ms = ?4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL,
-                 verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1
+                 verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1, was_migrating = (was_migrating OR ?3)
              WHERE id = ?1 AND flip_id = ?2",
             params![flip.account.to_string(), flip.id, flip.to, now_ms],
         )?;
@@ -298,7 +313,8 @@ impl Coordination for SqliteCoordination {
     fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
         let conn = self.write()?;
         let changed = conn.execute(
-            "UPDATE accounts SET is_migrating = ?2, updated_at_ms = ?3, verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1
+            "UPDATE accounts SET is_migrating = ?2, updated_at_ms = ?3, verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1,
+                 was_migrating = (was_migrating OR ?2)
              WHERE id = ?1",
             params![account.to_string(), to, now_ms],
         )?;
@@ -705,6 +721,7 @@ fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
             (Some(at_ms), Some(clean)) => Some(Verified { at_ms, clean }),
             _ => None,
         },
+        was_migrating: r.get(8)?,
     })
 }
 
@@ -764,7 +781,7 @@ mod tests {
     use super::*;
 
     fn account(id: Uuid, name: &str, is_migrating: bool) -> Account {
-        Account { id, name: name.into(), is_migrating, shard: None, verified: None, created_at_ms: 1, updated_at_ms: 1 }
+        Account { id, name: name.into(), is_migrating, shard: None, verified: None, created_at_ms: 1, updated_at_ms: 1, was_migrating: false }
     }
 
 
