@@ -256,7 +256,7 @@ fn flag(c: &mut Criterion) {
     // Among many accounts, as in production: the read is a primary-key lookup.
     for i in 0..1000 {
         let id = if i == 500 { account } else { Uuid::new_v4() };
-        let row = Account { id, name: "bench".into(), is_migrating: i % 2 == 0, shard: None, verified: None, created_at_ms: 1, updated_at_ms: 1 };
+        let row = Account { id, name: "bench".into(), is_migrating: i % 2 == 0, shard: None, verified: None, was_migrating: i % 2 == 0, created_at_ms: 1, updated_at_ms: 1 };
         accounts.create_account(&row, Gate::Checked).unwrap();
     }
     let me = Identity { id: Uuid::new_v4(), name: "bench".into(), address: "-".into() };

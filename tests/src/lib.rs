@@ -610,7 +610,11 @@ impl Host {
         assert!(!failed.body.contains(hidden), "the client must not see the plugin's message {hidden:?}: {}", failed.body);
         let id = failed.json()["errorId"].as_str().unwrap_or_else(|| panic!("no errorId in {}", failed.body)).to_owned();
         let digest = self.plugins()["active"]["digest"].as_str().expect("active digest").to_owned();
-        let faults = self.get(&format!("/plugins/{}/errors", &digest[..12])).expect(200).json();
+        let x_plugin = failed.header("x-plugin").unwrap_or_else(|| panic!("a plugin's 500 names its plugin in X-Plugin: {}", failed.body));
+        assert!(x_plugin.ends_with(&format!("; digest={}", &digest[..12])), "X-Plugin {x_plugin:?} names the active plugin's digest");
+        let path = format!("/plugins/{}/errors", &digest[..12]);
+        assert!(failed.error().contains(&path), "the message names where an operator reads the failure, {path}: {}", failed.body);
+        let faults = self.get(&path).expect(200).json();
         assert_eq!(faults["digest"], digest.as_str());
         let fault = faults["errors"].as_array().expect("errors").iter().find(|f| f["id"] == id.as_str()).cloned();
         let fault = fault.unwrap_or_else(|| panic!("failure {id} is not among the plugin's errors: {faults}"));

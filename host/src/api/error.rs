@@ -14,11 +14,13 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     extra: Map<String, Value>,
+    /// `X-Plugin`, when a plugin's answer is what failed.
+    served_by: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), extra: Map::new() }
+        ApiError { status, message: message.into(), extra: Map::new(), served_by: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -34,6 +36,15 @@ impl ApiError {
     fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.to_owned(), value.into());
         self
+    }
+}
+
+/// A note operation's error names the plugin whose answer it is (`X-Plugin`).
+impl From<crate::app::NoteError> for ApiError {
+    fn from(e: crate::app::NoteError) -> Self {
+        let mut error = ApiError::from(e.error);
+        error.served_by = e.served_by.map(|by| super::notes::x_plugin(by.plugin, &by.digest));
+        error
     }
 }
 
@@ -57,7 +68,7 @@ impl From<AppError> for ApiError {
             AppError::Plugin(PluginFailure::Trapped { plugin, .. }) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, message).with("plugin", plugin)
             }
-            AppError::PluginFault { plugin, error_id } => {
+            AppError::PluginFault { plugin, error_id, .. } => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, message).with("plugin", plugin).with("errorId", error_id)
             }
             AppError::Rejected(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, message),
@@ -73,12 +84,16 @@ impl IntoResponse for ApiError {
         }
         let mut body = self.extra;
         body.insert("error".into(), json!(self.message));
+        let mut response = (self.status, Json(Value::Object(body))).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
             // Everything answered 503 or 429 is worth retrying: a flip, a
             // lock, a deadline, an account at its maximum of requests.
-            return (self.status, [(axum::http::header::RETRY_AFTER, "1")], Json(Value::Object(body))).into_response();
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
-        (self.status, Json(Value::Object(body))).into_response()
+        if let Some(value) = self.served_by.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+            response.headers_mut().insert(super::notes::X_PLUGIN, value);
+        }
+        response
     }
 }
 
@@ -147,7 +162,7 @@ mod tests {
             (AppError::Plugin(PluginFailure::OutOfFuel { plugin: plugin(), fuel: 1 }), StatusCode::SERVICE_UNAVAILABLE),
             (AppError::Plugin(PluginFailure::Busy { plugin: plugin(), message: "x".into() }), StatusCode::SERVICE_UNAVAILABLE),
             (AppError::Plugin(PluginFailure::Trapped { plugin: plugin(), message: "x".into() }), StatusCode::INTERNAL_SERVER_ERROR),
-            (AppError::PluginFault { plugin: plugin(), error_id: "e".into() }, StatusCode::INTERNAL_SERVER_ERROR),
+            (AppError::PluginFault { plugin: plugin(), digest: "0123456789ab".into(), error_id: "e".into() }, StatusCode::INTERNAL_SERVER_ERROR),
             (AppError::Rejected("x".into()), StatusCode::UNPROCESSABLE_ENTITY),
             (AppError::Stopped("x".into()), StatusCode::CONFLICT),
             (AppError::Internal("x".into()), StatusCode::INTERNAL_SERVER_ERROR),

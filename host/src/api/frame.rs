@@ -9,7 +9,7 @@
 //! - [`Frame`], around the whole router: the request id (kept if plain, else
 //!   a new UUID), the protected mode's refusals (before anything else runs,
 //!   a 404 included), the request's span and task-local id, the 30 s
-//!   timeout, a server error logged, errors as JSON bodies carrying the id,
+//!   timeout, errors as JSON bodies carrying the id,
 //!   and the id on the answer.
 //! - [`open_route`] and [`protected_route`], once a route matched (its
 //!   template is known): the request counted and timed by route, a query
@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -76,12 +76,11 @@ where
             return Box::pin(async move { Ok(answer(refused, id).await) });
         }
         let span = request_span(&id, &request);
-        let started = Instant::now();
         let served = span.in_scope(|| self.inner.call(request));
         let task_id = id.to_str().ok().map(str::to_owned);
         Box::pin(async move {
             let timed = tokio::time::timeout(REQUEST_TIMEOUT, crate::request_id::on_task(task_id, served));
-            let response = match timed.instrument(span.clone()).await {
+            let response = match timed.instrument(span).await {
                 Ok(Ok(response)) => response,
                 Err(_) => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -89,11 +88,6 @@ where
                 )
                 .into_response(),
             };
-            if response.status().is_server_error() {
-                let status = response.status().as_u16();
-                let ms = started.elapsed().as_millis();
-                span.in_scope(|| tracing::error!(status, latency_ms = ms, "request failed"));
-            }
             Ok(answer(response, id).await)
         })
     }

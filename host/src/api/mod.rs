@@ -141,13 +141,14 @@ pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_stat
 /// Runs a note operation: on the request's own task when the app says it
 /// cannot hold the worker (`App::note_path_inline`), else on a blocking
 /// thread, driven there to its end, inside the request's span and with its id.
-async fn note_path<T, F>(app: &Arc<App>, write: bool, op: impl FnOnce(Arc<App>) -> F + Send + 'static) -> Result<T, ApiError>
+async fn note_path<T, E, F>(app: &Arc<App>, write: bool, op: impl FnOnce(Arc<App>) -> F + Send + 'static) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: std::future::Future<Output = Result<T, crate::app::AppError>> + Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+    F: std::future::Future<Output = Result<T, E>> + Send + 'static,
 {
     if app.note_path_inline(write) {
-        return op(Arc::clone(app)).await.map_err(ApiError::from);
+        return op(Arc::clone(app)).await.map_err(Into::into);
     }
     let app = Arc::clone(app);
     let span = tracing::Span::current();
@@ -156,7 +157,7 @@ where
     // the blocking `postgres` client's own runtime then panics.
     let drive = move || span.in_scope(|| pollster::block_on(crate::request_id::on_task(id, op(app))));
     match tokio::task::spawn_blocking(drive).await {
-        Ok(result) => result.map_err(ApiError::from),
+        Ok(result) => result.map_err(Into::into),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
     }
 }

@@ -77,16 +77,19 @@ pub fn rfc3339(ms: i64) -> String {
 fn served<T>(status: StatusCode, served: Served<T>, body: impl FnOnce(T) -> Response) -> Response {
     let mut response = body(served.value);
     *response.status_mut() = status;
-    // `name@version; digest=<12 hex>`: two builds that both say
-    // `name@version` are told apart (a router compiled in has no digest).
-    let value = match served.digest.as_str() {
-        "native" => served.plugin,
-        digest => format!("{}; digest={}", served.plugin, crate::catalog::short(digest)),
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Ok(value) = HeaderValue::from_str(&x_plugin(served.plugin, &served.digest)) {
         response.headers_mut().insert(X_PLUGIN, value);
     }
     response
+}
+
+/// `X-Plugin`: `name@version; digest=<12 hex>`, so two builds that both say
+/// `name@version` are told apart (a router compiled in has no digest).
+pub(super) fn x_plugin(plugin: String, digest: &str) -> String {
+    match digest {
+        "native" => plugin,
+        digest => format!("{plugin}; digest={}", crate::catalog::short(digest)),
+    }
 }
 
 fn note_response(note: Note) -> Response {

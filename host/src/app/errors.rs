@@ -34,8 +34,13 @@ pub enum AppError {
     Plugin(#[from] PluginFailure),
     /// A plugin's own failure (a trap, a panic, an internal error): its
     /// message is kept for operators under `error_id` (`plugin_faults`).
-    #[error("plugin {plugin} failed; an operator can look this failure up as error {error_id} (GET /plugins/{{digest}}/errors)")]
-    PluginFault { plugin: String, error_id: String },
+    #[error("plugin {plugin} failed; an operator can look this failure up as error {error_id} (GET /plugins/{digest}/errors)")]
+    PluginFault {
+        plugin: String,
+        /// The plugin's digest, short (12 hex digits) as `X-Plugin` shows it, or `native`.
+        digest: String,
+        error_id: String,
+    },
     /// An uploaded plugin this host cannot run (HTTP 422).
     #[error("plugin rejected: {0}")]
     Rejected(String),

@@ -249,7 +249,7 @@ impl App {
             }
             let read = match id.parse::<Uuid>() {
                 // On the verify's blocking thread: driven to its end here.
-                Ok(note) => pollster::block_on(self.note(account, note)).map(drop),
+                Ok(note) => pollster::block_on(self.note(account, note)).map(drop).map_err(|e| e.error),
                 Err(e) => Err(AppError::Invalid(e.to_string())),
             };
             match read {

@@ -72,6 +72,28 @@ pub struct Served<T> {
     pub digest: String,
 }
 
+/// The plugin whose answer a note operation's error is: every plugin-served
+/// answer, error or not, names its plugin (`X-Plugin`).
+#[derive(Debug, Clone)]
+pub struct ServedBy {
+    pub plugin: String,
+    pub digest: String,
+}
+
+/// A note operation's error, with the plugin whose answer it is (`None`
+/// when no plugin answered: the account unknown or busy, a store failed).
+#[derive(Debug)]
+pub struct NoteError {
+    pub error: AppError,
+    pub served_by: Option<ServedBy>,
+}
+
+impl From<AppError> for NoteError {
+    fn from(error: AppError) -> Self {
+        NoteError { error, served_by: None }
+    }
+}
+
 /// Settings of the application core.
 #[derive(Debug, Clone, Copy)]
 pub struct AppSettings {

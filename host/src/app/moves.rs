@@ -225,7 +225,7 @@ impl App {
             let last_id = ids.last().cloned().unwrap_or_default();
             Ok(Ok(Ok((writes, report, ids.len(), last_id, started))))
         }));
-        let Served { value, plugin, digest } = served.map_err(|e| match e {
+        let Served { value, plugin, digest } = served.map_err(|e| match e.error {
             // The plugin cannot move (an older WIT version, old code): a
             // state of the host, not a bad request.
             AppError::Invalid(m) => AppError::Conflict(m),

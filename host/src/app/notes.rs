@@ -9,7 +9,7 @@ use notes_routing::{Error as PluginError, IdList, Note, NoteChange, Store};
 use uuid::Uuid;
 
 use crate::router::{AccountScope, PluginFailure, Routed, Router};
-use super::{App, AppError, Served};
+use super::{App, AppError, NoteError, Served, ServedBy};
 use super::errors::no_account;
 
 /// How often an update carrying `updatedAt` re-reads a note that changed
@@ -33,7 +33,7 @@ pub struct Placement {
 impl App {
     /// `created_at_ms`: the client's creation time, kept if given (Notely's
     /// rule); else now.
-    pub async fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String, created_at_ms: Option<i64>) -> Result<Served<Note>, AppError> {
+    pub async fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String, created_at_ms: Option<i64>) -> Result<Served<Note>, NoteError> {
         valid_content(&content, self.settings.max_content_bytes)?;
         let at_ms = self.client_time("createdAt", created_at_ms)?;
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms };
@@ -43,14 +43,14 @@ impl App {
             .and_then(|n| self.checked(account, "create_note", n))
     }
 
-    pub async fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, AppError> {
+    pub async fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, NoteError> {
         let id = id.to_string();
         self.route(account, "get_note", |r, scope, migrating| async move { r.get_note(scope, &id, migrating).await })
             .await
             .and_then(|n| self.checked(account, "get_note", n))
     }
 
-    pub async fn note_ids(&self, account: Uuid) -> Result<Served<IdList>, AppError> {
+    pub async fn note_ids(&self, account: Uuid) -> Result<Served<IdList>, NoteError> {
         self.route(account, "list_notes", |r, scope, migrating| async move { r.list_notes(scope, migrating).await }).await
     }
 
@@ -70,7 +70,7 @@ impl App {
         content: String,
         expected_version: Option<u64>,
         updated_at_ms: Option<i64>,
-    ) -> Result<Served<Note>, AppError> {
+    ) -> Result<Served<Note>, NoteError> {
         valid_content(&content, self.settings.max_content_bytes)?;
         let at_ms = self.client_time("updatedAt", updated_at_ms)?;
         let write = |expected: Option<u64>| {
@@ -93,11 +93,11 @@ impl App {
                 return Ok(stored);
             }
             match write(Some(stored.value.version)).await {
-                Err(AppError::VersionMismatch { .. }) => continue,
+                Err(NoteError { error: AppError::VersionMismatch { .. }, .. }) => continue,
                 written => return written,
             }
         }
-        Err(AppError::Unavailable(format!("note {id} kept changing while this update was checked against it; retry")))
+        Err(AppError::Unavailable(format!("note {id} kept changing while this update was checked against it; retry")).into())
     }
 
     /// A client's time of a write, or now. One too far ahead of this host's
@@ -119,7 +119,7 @@ impl App {
 
     /// Idempotent, as for Notely's clients: deleting a note that does not
     /// exist succeeds (the plugin's `not-found` is a success here).
-    pub async fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, AppError> {
+    pub async fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, NoteError> {
         let note = id.to_string();
         self.route_note(account, Some(id), "delete_note", |r, scope, migrating| async move {
             match r.delete_note(scope, &note, migrating).await {
@@ -155,11 +155,12 @@ impl App {
     }
 
     /// Refuses to pass on a note larger than any request could have written.
-    fn checked(&self, account: Uuid, op: &'static str, served: Served<Note>) -> Result<Served<Note>, AppError> {
+    fn checked(&self, account: Uuid, op: &'static str, served: Served<Note>) -> Result<Served<Note>, NoteError> {
         let size = served.value.content.len();
         if size > self.settings.max_note_bytes {
             let message = format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes);
-            return Err(self.plugin_fault(account, op, &served.plugin, &served.digest, message));
+            let error = self.plugin_fault(account, op, &served.plugin, &served.digest, message);
+            return Err(NoteError { error, served_by: Some(ServedBy { plugin: served.plugin, digest: served.digest }) });
         }
         Ok(served)
     }
@@ -172,7 +173,7 @@ impl App {
         account: Uuid,
         op: &'static str,
         call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
-    ) -> Result<Served<T>, AppError> {
+    ) -> Result<Served<T>, NoteError> {
         self.route_note(account, None, op, call).await
     }
 
@@ -186,10 +187,10 @@ impl App {
         note: Option<Uuid>,
         op: &'static str,
         call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
-    ) -> Result<Served<T>, AppError> {
+    ) -> Result<Served<T>, NoteError> {
         // Held to the end of the call: no flip of this account completes
         // anywhere while this request runs under the value it read.
-        let admission = self.fleet.admit_async(account).await?;
+        let admission = self.fleet.admit_async(account).await.map_err(AppError::from)?;
         let _turn = match note {
             Some(id) => Some(self.note_turn(account, id).await?),
             None => None,
@@ -204,7 +205,8 @@ impl App {
         if matches!(op, "get_note" | "list_notes") && served.is_ok() && !admission.lease_held() {
             return Err(AppError::Unavailable(format!(
                 "this host's lease lapsed while the request ran; the isMigrating of account {account} may have changed, retry"
-            )));
+            ))
+            .into());
         }
         served
     }
@@ -216,7 +218,7 @@ impl App {
         op: &'static str,
         admission: &crate::fleet::Admission<'_>,
         call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
-    ) -> Result<Served<T>, AppError> {
+    ) -> Result<Served<T>, NoteError> {
         let is_migrating = admission.is_migrating;
         let scope = AccountScope::new(account.to_string(), admission.epoch, self.stores.clone());
         let store_failure = scope.store_failure();
@@ -231,7 +233,7 @@ impl App {
             let answer = call(native.clone(), scope, is_migrating).await;
             observe_call(native.label(), op, &answer, started.elapsed());
             if let Some(failed) = store_failed(&answer) {
-                return Err(failed);
+                return Err(failed.into());
             }
             return self.served(account, op, native.as_ref(), answer);
         }
@@ -243,7 +245,8 @@ impl App {
             return Err(AppError::Unavailable(format!(
                 "plugin {} is suspended by its health watch; an operator must activate a plugin (GET /plugins says why)",
                 plugin.label()
-            )));
+            ))
+            .into());
         }
         let started = Instant::now();
         let answer = call(plugin.clone(), scope, is_migrating).await;
@@ -251,7 +254,7 @@ impl App {
         if let Some(failed) = store_failed(&answer) {
             tracing::warn!(plugin = plugin.label(), %account, operation = op, error = %failed, "a store failed under the plugin's call");
             active.health.record(account, false);
-            return Err(failed);
+            return Err(failed.into());
         }
         // A full instance pool is the host's state, not the plugin's fault.
         let failed = matches!(&answer, Err(f) if !matches!(f, PluginFailure::Busy { .. }));
@@ -264,20 +267,21 @@ impl App {
     /// A routing call's answer as the caller gets it: the WIT errors in the
     /// product's words, and a plugin's own failures kept for operators
     /// (`plugin_faults`), the client told only their id.
-    fn served<T>(&self, account: Uuid, op: &'static str, router: &dyn Router, answer: Routed<T>) -> Result<Served<T>, AppError> {
+    fn served<T>(&self, account: Uuid, op: &'static str, router: &dyn Router, answer: Routed<T>) -> Result<Served<T>, NoteError> {
         let (plugin, digest) = (router.label(), router.digest());
+        let by = |error: AppError| NoteError { error, served_by: Some(ServedBy { plugin: plugin.to_owned(), digest: digest.to_owned() }) };
         match answer {
             Ok(Ok(value)) => Ok(Served { value, plugin: plugin.to_owned(), digest: digest.to_owned() }),
-            Ok(Err(e)) => Err(match e {
+            Ok(Err(e)) => Err(by(match e {
                 PluginError::NotFound => AppError::NotFound("Note not found".into()),
                 PluginError::VersionMismatch(current) => AppError::VersionMismatch { current },
                 PluginError::Conflict(m) => AppError::Conflict(m),
                 PluginError::Invalid(m) => AppError::Invalid(m),
                 PluginError::Unavailable(m) => AppError::Unavailable(m),
                 PluginError::Internal(m) => self.plugin_fault(account, op, plugin, digest, m),
-            }),
-            Err(PluginFailure::Trapped { message, .. }) => Err(self.plugin_fault(account, op, plugin, digest, message)),
-            Err(failure) => Err(failure.into()),
+            })),
+            Err(PluginFailure::Trapped { message, .. }) => Err(by(self.plugin_fault(account, op, plugin, digest, message))),
+            Err(failure) => Err(by(failure.into())),
         }
     }
 

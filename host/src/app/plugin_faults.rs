@@ -68,7 +68,7 @@ impl App {
         tracing::warn!(error_id = %id, plugin, digest, %account, operation, request_id = request_id.as_deref().unwrap_or(""), error = %message, "plugin failed");
         let fault = PluginFault { id: id.clone(), at_ms: self.now_ms(), plugin: plugin.to_owned(), account, operation, request_id, message };
         self.plugin_faults.record(digest, fault);
-        AppError::PluginFault { plugin: plugin.to_owned(), error_id: id }
+        AppError::PluginFault { plugin: plugin.to_owned(), digest: crate::catalog::short(digest).to_owned(), error_id: id }
     }
 
     /// This host's recent failures of the stored plugin whose digest is, or

@@ -18,6 +18,9 @@ fn a_plugin_that_traps_fails_one_request_and_the_host_keeps_serving() {
     assert!(host.list_notes(&account).is_empty(), "the failed create stored nothing");
     let note = host.create_note(&account, "fine");
     assert_eq!(host.get_note(&account, &note).expect(200).json()["content"], "fine");
+    // Every answer a plugin gave names it, an error as much as a note.
+    let missing = host.get_note(&account, &uuid::Uuid::new_v4().to_string()).expect(404);
+    assert!(missing.header("x-plugin").is_some_and(|p| p.starts_with("faulty@0.1.0; digest=")), "a plugin's 404 names it: {:?}", missing.header("x-plugin"));
 }
 
 #[test]
@@ -26,6 +29,7 @@ fn a_plugin_stuck_in_a_loop_is_stopped_at_its_deadline() {
     let account = host.create_account(false);
     let stuck = host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "fault:loop" })).expect(503);
     assert!(stuck.error().contains("did not finish within 200ms"), "{}", stuck.error());
+    assert!(stuck.header("x-plugin").is_some_and(|p| p.starts_with("faulty@0.1.0")), "the plugin that ran out of time is named");
     host.create_note(&account, "served after the loop");
 }
 
