@@ -579,7 +579,8 @@ async fn old_code_cannot_move_notes() {
     let router = http(&start(&fleet, "a", LEGACY));
     let account = new_account(&router, false).await;
     let (status, body) = call(&router, "POST", &format!("/accounts/{account}/migration/move"), None).await;
-    assert_eq!(status, StatusCode::OK, "nothing to move: the legacy-only plugin is not even asked ({body})");
+    assert_eq!(status, StatusCode::CONFLICT, "refused even with nothing to move ({body})");
+    assert!(body["error"].as_str().unwrap().contains("plugin activate"), "the refusal names the command: {body}");
     fleet.stores.new.as_ref().unwrap().put(&notes_routing::Note {
         id: Uuid::new_v4().to_string(),
         account_id: account.clone(),

@@ -62,9 +62,8 @@ pub async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
 #[serde(rename_all = "camelCase")]
 #[schema(as = MoveReport)]
 pub struct MoveBody {
-    /// The flag the last batch ran under: true moved notes to the new store
-    /// (a backfill), false back to legacy (a bulk rollback).
-    is_migrating: bool,
+    /// `isMigrating` (in the state below) says which way notes moved: true
+    /// to the new store (a backfill), false back to legacy (a bulk rollback).
     moved: u32,
     in_place: u32,
     missing: u32,
@@ -81,10 +80,9 @@ pub struct MoveBody {
 )]
 pub async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MoveBody>, ApiError> {
     let id = uuid("account", &id)?;
-    let (MoveOutcome { is_migrating, report, batches }, status) =
+    let (MoveOutcome { report, batches, .. }, status) =
         blocking(&app, move |app| Ok((app.move_notes(id)?.value, app.migration_status(id)?))).await?;
     Ok(Json(MoveBody {
-        is_migrating,
         moved: report.moved,
         in_place: report.in_place,
         missing: report.missing,

@@ -92,6 +92,19 @@ impl App {
     /// batch never runs under a stale flag. Stops when a batch finds nothing
     /// left in the other store, or moves nothing.
     pub fn move_notes(&self, account: Uuid) -> Result<Served<MoveOutcome>, AppError> {
+        // Refused whether or not there is anything to move: an operator
+        // learns it now, not at the first note left in the wrong store.
+        let router = match &self.native {
+            Some(native) => native.clone(),
+            None => self.active().plugin.clone(),
+        };
+        if !router.supports_migration() {
+            return Err(AppError::Conflict(format!(
+                "the active plugin {} does not move notes (it does not support migration): activate one that does \
+                 (`notes-host plugin list`, then `notes-host plugin activate <digest>`, or `notes-host plugin rollback`)",
+                router.label()
+            )));
+        }
         let mut outcome = MoveOutcome::default();
         let mut last_left = u64::MAX;
         loop {
