@@ -121,8 +121,13 @@ struct ServeArgs {
     shards: u32,
     /// Bearer token required on every route but /healthz. Without one the host
     /// only listens on loopback.
-    #[arg(long, env = "NOTES_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "NOTES_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
     admin_token: Option<String>,
+    /// The admin token, read once at start from this file (one line; a
+    /// trailing newline is dropped), so it appears in no process list or
+    /// environment. The same checks as --admin-token apply.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Longest a plugin call may run before it is stopped (request gets 503).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     plugin_deadline_ms: u64,
@@ -243,6 +248,20 @@ fn default_plugin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/plugins/migrate.wasm"))
 }
 
+/// The admin token in `file`: its one line, without the newline an editor
+/// or `echo` leaves. Anything else (an empty file, more lines, spaces) is
+/// left for the token's own checks to refuse, naming the file.
+fn read_token_file(file: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read the admin token file {}", file.display()))?;
+    let token = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    if token.is_empty() {
+        anyhow::bail!("the admin token file {} is empty", file.display());
+    }
+    notes_host::api::AdminToken::new(token.to_owned()).with_context(|| format!("in the admin token file {}", file.display()))?;
+    Ok(token.to_owned())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()
@@ -257,6 +276,17 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => {
+            let admin_token = match (&args.admin_token_file, args.admin_token) {
+                (Some(file), _) => match read_token_file(file) {
+                    Ok(token) => Some(token),
+                    Err(e) => {
+                        eprintln!("notes-host: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                // NOTES_ADMIN_TOKEN= (empty) means no token, as unset would.
+                (None, token) => token.filter(|t| !t.is_empty()),
+            };
             let config = ServeConfig {
                 listen: args.listen,
                 data_dir: args.data_dir,
@@ -270,8 +300,7 @@ fn main() -> ExitCode {
                     }
                     _ => None,
                 },
-                // NOTES_ADMIN_TOKEN= (empty) means no token, as unset would.
-                admin_token: args.admin_token.filter(|t| !t.is_empty()),
+                admin_token,
                 limits: PluginLimits {
                     deadline: Duration::from_millis(args.plugin_deadline_ms.max(1)),
                     pacing_after: (args.plugin_pacing_after_ms > 0).then(|| Duration::from_millis(args.plugin_pacing_after_ms)),

@@ -140,6 +140,21 @@ fn with_an_admin_token_every_route_but_healthz_needs_it() {
 }
 
 #[test]
+fn the_admin_token_can_be_read_from_a_file_with_the_same_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, short) = (dir.path().join("token"), dir.path().join("short"));
+    std::fs::write(&good, "correct-horse-battery-staple\n").unwrap();
+    std::fs::write(&short, "tiny\n").unwrap();
+    let err = Host::builder().arg("--admin-token-file").arg(short.to_str().unwrap()).start_fails();
+    assert!(err.contains("at least 16 characters") && err.contains("short"), "the refusal names the check and the file: {err}");
+    let host = Host::builder().arg("--admin-token-file").arg(good.to_str().unwrap()).arg("--listen").arg("0.0.0.0:0").start();
+    let client = notes_client::Client::new(&host.base);
+    let status = |headers: &[(&str, &str)]| client.request("GET", "/accounts", None, headers).unwrap().status;
+    assert_eq!(status(&[]), 401, "a token from a file guards the routes as --admin-token does");
+    assert_eq!(status(&[("authorization", "Bearer correct-horse-battery-staple")]), 200, "the file's newline is not part of the token");
+}
+
+#[test]
 fn without_a_token_the_host_refuses_to_listen_beyond_loopback() {
     let err = Host::builder().arg("--listen").arg("0.0.0.0:0").start_fails();
     assert!(err.contains("protected mode"), "{err}");
