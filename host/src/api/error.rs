@@ -43,7 +43,7 @@ impl ApiError {
 impl From<crate::app::NoteError> for ApiError {
     fn from(e: crate::app::NoteError) -> Self {
         let mut error = ApiError::from(e.error);
-        error.served_by = e.served_by.map(|by| super::notes::x_plugin(by.plugin, &by.digest));
+        error.served_by = e.served_by.map(|by| super::x_plugin(by.plugin, &by.digest));
         error
     }
 }
@@ -91,7 +91,7 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
         if let Some(value) = self.served_by.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
-            response.headers_mut().insert(super::notes::X_PLUGIN, value);
+            response.headers_mut().insert(super::X_PLUGIN, value);
         }
         response
     }

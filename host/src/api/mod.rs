@@ -138,6 +138,19 @@ fn protected_routes(max_plugin_bytes: usize) -> OpenApiRouter<Arc<App>> {
 /// response, every error body (`requestId`) and every log line of the request.
 pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
 
+/// `X-Plugin`: which plugin gave an answer, on every answer a plugin gave
+/// (a note, a list, and their errors).
+pub const X_PLUGIN: axum::http::HeaderName = axum::http::HeaderName::from_static("x-plugin");
+
+/// `X-Plugin`'s value: `name@version; digest=<12 hex>`, so two builds that
+/// both say `name@version` are told apart (a router compiled in has no digest).
+fn x_plugin(plugin: String, digest: &str) -> String {
+    match digest {
+        "native" => plugin,
+        digest => format!("{plugin}; digest={}", crate::catalog::short(digest)),
+    }
+}
+
 /// Runs a note operation: on the request's own task when the app says it
 /// cannot hold the worker (`App::note_path_inline`), else on a blocking
 /// thread, driven there to its end, inside the request's span and with its id.

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{ETAG, LINK};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{blocking, note_path};
+use super::{X_PLUGIN, blocking, note_path, x_plugin};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
@@ -21,7 +21,6 @@ use super::extract::{JsonBody, client_id, client_time, if_match, uuid};
 use crate::app::{App, Placement, Served};
 use crate::stores::Note;
 
-pub const X_PLUGIN: HeaderName = HeaderName::from_static("x-plugin");
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -83,14 +82,6 @@ fn served<T>(status: StatusCode, served: Served<T>, body: impl FnOnce(T) -> Resp
     response
 }
 
-/// `X-Plugin`: `name@version; digest=<12 hex>`, so two builds that both say
-/// `name@version` are told apart (a router compiled in has no digest).
-pub(super) fn x_plugin(plugin: String, digest: &str) -> String {
-    match digest {
-        "native" => plugin,
-        digest => format!("{plugin}; digest={}", crate::catalog::short(digest)),
-    }
-}
 
 fn note_response(note: Note) -> Response {
     let etag = HeaderValue::from_str(&format!("\"{}\"", note.version)).expect("digits");
