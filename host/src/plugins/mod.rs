@@ -304,6 +304,16 @@ struct Warm {
     stderr: MemoryOutputPipe,
 }
 
+impl Warm {
+    /// Whether a kept instance's stderr can still take a call's output: it
+    /// keeps what every call wrote (4 KiB at most), and once full a write
+    /// fails, and a Rust guest panics on a failed `eprintln!`. An instance
+    /// past half of it is dropped rather than kept.
+    fn stderr_has_room(&self) -> bool {
+        self.stderr.contents().len() <= STDERR_CAPACITY / 2
+    }
+}
+
 /// One call in progress: its instance, and what `leave` reports from.
 struct Call {
     warm: Warm,
@@ -362,11 +372,13 @@ impl Plugin {
             _ => None,
         };
         let (kept, keep) = match per_account {
-            Some((account, life)) => match self.kept.take(&account, life) {
+            Some((account, life)) => match self.kept.take(&account, life).filter(|k| k.instance.stderr_has_room()) {
                 Some(k) => (Some(k.instance), Some(Keep { account, life, born: k.born, served: k.served })),
                 None => (None, Some(Keep { account, life, born: started, served: 0 })),
             },
-            None if self.limits.reuse_instances > 0 => (self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop(), None),
+            None if self.limits.reuse_instances > 0 => {
+                (self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop().filter(Warm::stderr_has_room), None)
+            }
             None => (None, None),
         };
         crate::metrics::plugin_instance(kept.is_some());

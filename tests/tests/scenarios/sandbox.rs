@@ -129,6 +129,19 @@ fn instances_kept_per_account_serve_only_their_own_account_and_for_at_most_n_req
 }
 
 #[test]
+fn a_kept_instance_whose_stderr_fills_up_is_replaced_not_failed() {
+    // A kept instance keeps every call's stderr (4 KiB at most); once full, a
+    // Rust plugin's `eprintln!` would panic. It is replaced before that.
+    let host = Host::builder().plugin(Plugin::Faulty).start();
+    let digest = host.plugins()["active"]["digest"].as_str().unwrap().to_owned();
+    host.put(&format!("/plugins/{digest}/instances"), json!({ "mode": "per-account", "maxRequests": 1000, "maxSeconds": 60 })).expect(200);
+    let account = host.create_account(false);
+    for _ in 0..12 {
+        host.post(&format!("/accounts/{account}/notes"), json!({ "content": "fault:chatty" })).expect(201);
+    }
+}
+
+#[test]
 fn one_account_looping_in_its_plugin_does_not_starve_other_accounts() {
     let host = Host::builder()
         .plugin(Plugin::Faulty)

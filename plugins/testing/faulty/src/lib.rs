@@ -12,6 +12,8 @@
 //! - `fault:alloc` — allocates without end (the host's memory cap must stop it).
 //! - `fault:slow` — a create spins for a while (≈0.2 s here; the guest has no
 //!   clock) before succeeding: a request still running during a swap.
+//! - `fault:chatty` — prints 1 KiB to stderr (a panic if the write fails,
+//!   as `eprintln!` does), then behaves like any note.
 //! - `fault:huge` — a create returns a note of 24 MiB (the host must refuse
 //!   to pass it on).
 //! - `fault:write-other-account` — a create tries to write the note under
@@ -45,6 +47,7 @@ fn trigger(content: &str) {
                 n = std::hint::black_box(n.wrapping_add(i));
             }
         }
+        "fault:chatty" => eprintln!("{}", "chatty plugin ".repeat(73)),
         "fault:alloc" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
