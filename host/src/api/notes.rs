@@ -76,7 +76,7 @@ pub fn rfc3339(ms: i64) -> String {
 fn served<T>(status: StatusCode, served: Served<T>, body: impl FnOnce(T) -> Response) -> Response {
     let mut response = body(served.value);
     *response.status_mut() = status;
-    if let Ok(value) = HeaderValue::from_str(&x_plugin(served.plugin, &served.digest)) {
+    if let Ok(value) = HeaderValue::from_str(&x_plugin(served.by.plugin, &served.by.digest)) {
         response.headers_mut().insert(X_PLUGIN, value);
     }
     response

@@ -62,21 +62,21 @@ use errors::internal;
 pub const DEFAULT_MAX_NAME_BYTES: usize = 100;
 pub const DEFAULT_MAX_CONTENT_BYTES: usize = 10_000;
 
-/// A result served by a plugin, with the plugin's `name@version`.
+/// A result served by a plugin, with the plugin that served it.
 #[derive(Debug)]
 pub struct Served<T> {
     pub value: T,
+    pub by: ServedBy,
+}
+
+/// The plugin that gave an answer: every plugin-served answer, a note or an
+/// error, names its plugin (`X-Plugin`).
+#[derive(Debug, Clone)]
+pub struct ServedBy {
+    /// `name@version`.
     pub plugin: String,
     /// The plugin's digest (`native` for a router compiled into the host):
     /// two builds with one `name@version` are told apart by it.
-    pub digest: String,
-}
-
-/// The plugin whose answer a note operation's error is: every plugin-served
-/// answer, error or not, names its plugin (`X-Plugin`).
-#[derive(Debug, Clone)]
-pub struct ServedBy {
-    pub plugin: String,
     pub digest: String,
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::fleet::Admission;
 use crate::router::ScopeBatch;
-use super::{App, AppError, Served};
+use super::{App, AppError, Served, ServedBy};
 
 /// What one move batch found (or a run of them moved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl App {
         let mut outcome = MoveOutcome::default();
         let mut last_left = u64::MAX;
         loop {
-            let Served { value: batch, plugin, digest } = self.move_batch(account)?;
+            let Served { value: batch, by } = self.move_batch(account)?;
             let report = match batch {
                 Batch::Moved { is_migrating, report } => {
                     outcome.is_migrating = is_migrating;
@@ -116,20 +116,21 @@ impl App {
                 }
                 Batch::NothingLeft { is_migrating } | Batch::OtherMode { is_migrating } => {
                     outcome.is_migrating = is_migrating;
-                    return Ok(Served { value: outcome, plugin, digest });
+                    return Ok(Served { value: outcome, by });
                 }
             };
             outcome.batches += 1;
             add(&mut outcome.report, report);
             if report.moved == 0 {
-                return Ok(Served { value: outcome, plugin, digest });
+                return Ok(Served { value: outcome, by });
             }
             // A plugin that says it moved notes but leaves them where they
             // were would keep this loop going forever.
             let left = self.notes_left(account, outcome.is_migrating)?;
             if left >= last_left {
                 return Err(AppError::Internal(format!(
-                    "plugin {plugin} reported moving notes of account {account}, but {left} are still to move; stopped"
+                    "plugin {} reported moving notes of account {account}, but {left} are still to move; stopped",
+                    by.plugin
                 )));
             }
             last_left = left;
@@ -155,7 +156,7 @@ impl App {
             }
             Prepared::Ended(batch) => batch,
         };
-        Ok(Served { value, plugin, digest })
+        Ok(Served { value, by: ServedBy { plugin, digest } })
     }
 
     /// Batches of the account's notes, from the first left, while `budget`
@@ -238,7 +239,7 @@ impl App {
             let last_id = ids.last().cloned().unwrap_or_default();
             Ok(Ok(Ok((writes, report, ids.len(), last_id, started))))
         }));
-        let Served { value, plugin, digest } = served.map_err(|e| match e.error {
+        let Served { value, by } = served.map_err(|e| match e.error {
             // The plugin cannot move (an older WIT version, old code): a
             // state of the host, not a bad request.
             AppError::Invalid(m) => AppError::Conflict(m),
@@ -251,6 +252,6 @@ impl App {
             Err(NotCalled::Ended(batch)) => Prepared::Ended(batch),
             Err(NotCalled::Store(e)) => return Err(e.into()),
         };
-        Ok((prepared, plugin, digest))
+        Ok((prepared, by.plugin, by.digest))
     }
 }

@@ -159,8 +159,8 @@ impl App {
         let size = served.value.content.len();
         if size > self.settings.max_note_bytes {
             let message = format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes);
-            let error = self.plugin_fault(account, op, &served.plugin, &served.digest, message);
-            return Err(NoteError { error, served_by: Some(ServedBy { plugin: served.plugin, digest: served.digest }) });
+            let error = self.plugin_fault(account, op, &served.by.plugin, &served.by.digest, message);
+            return Err(NoteError { error, served_by: Some(served.by) });
         }
         Ok(served)
     }
@@ -269,9 +269,10 @@ impl App {
     /// (`plugin_faults`), the client told only their id.
     fn served<T>(&self, account: Uuid, op: &'static str, router: &dyn Router, answer: Routed<T>) -> Result<Served<T>, NoteError> {
         let (plugin, digest) = (router.label(), router.digest());
-        let by = |error: AppError| NoteError { error, served_by: Some(ServedBy { plugin: plugin.to_owned(), digest: digest.to_owned() }) };
+        let served_by = || ServedBy { plugin: plugin.to_owned(), digest: digest.to_owned() };
+        let by = |error: AppError| NoteError { error, served_by: Some(served_by()) };
         match answer {
-            Ok(Ok(value)) => Ok(Served { value, plugin: plugin.to_owned(), digest: digest.to_owned() }),
+            Ok(Ok(value)) => Ok(Served { value, by: served_by() }),
             Ok(Err(e)) => Err(by(match e {
                 PluginError::NotFound => AppError::NotFound("Note not found".into()),
                 PluginError::VersionMismatch(current) => AppError::VersionMismatch { current },
