@@ -2,10 +2,18 @@
 //! built against, and the [`Router`] calls on them: the one place that knows
 //! which version has what. Results of an older version are converted to the
 //! newest types; an operation a version lacks is refused naming the version.
+//!
+//! A note operation looks up only the export it calls. The generated
+//! bindings' `load` looks up and type-checks every export of the plugin for
+//! each instance (≈7% of a GET's CPU through the plugin, BENCHMARKS.md "Where
+//! a GET's CPU goes"), though the types cannot differ between two instances
+//! of one component: it runs once, when the plugin loads (`info`), and the
+//! note operations then take their function unchecked, typed by the same
+//! bindings.
 
 use notes_routing::{Error, IdList, MoveReport, Note, NoteChange};
 use wasmtime::Store;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{ComponentExportIndex, ComponentNamedList, Func, Instance, InstancePre, Lift, Lower, TypedFunc};
 
 use super::bindings::{v0_1, v0_2, v0_3};
 use super::{CallState, Plugin, PluginInfo, WIT_VERSION};
@@ -17,86 +25,141 @@ pub const SERVED_WIT_VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
 /// The interface each served version exports the router as.
 pub(super) const EXPORT_NAMES: [(&str, &str); 3] = [("0.1", "note-store"), ("0.2", "router"), ("0.3", "router")];
 
-pub(super) enum ExportsPre {
-    V0_1(v0_1::NotePluginPre<CallState>),
-    V0_2(v0_2::NotePluginPre<CallState>),
-    V0_3(v0_3::NotePluginPre<CallState>),
+type RouterV0_1 = v0_1::exports::notes::plugin::note_store::Guest;
+type RouterV0_2 = v0_2::exports::notes::plugin::router::Guest;
+type RouterV0_3 = v0_3::exports::notes::plugin::router::Guest;
+
+/// A compiled plugin, linked and ready to instantiate, with where its
+/// exports are.
+pub(super) struct ExportsPre {
+    pre: InstancePre<CallState>,
+    /// The whole router export, type-checked on load (`info`, `move-notes`).
+    version: Version,
+    /// The note operations' functions.
+    notes: NoteExports,
 }
 
-pub(super) enum Exports {
-    V0_1(v0_1::NotePlugin),
-    V0_2(v0_2::NotePlugin),
-    V0_3(v0_3::NotePlugin),
+/// The generated bindings of the version a plugin was built against.
+enum Version {
+    V0_1(v0_1::NotePluginIndices),
+    V0_2(v0_2::NotePluginIndices),
+    V0_3(v0_3::NotePluginIndices),
+}
+
+/// Where the note operations are among a plugin's exports.
+struct NoteExports {
+    create: ComponentExportIndex,
+    get: ComponentExportIndex,
+    list: ComponentExportIndex,
+    update: ComponentExportIndex,
+    delete: ComponentExportIndex,
+}
+
+impl NoteExports {
+    fn find(pre: &InstancePre<CallState>, interface: &str) -> wasmtime::Result<Self> {
+        let component = pre.component();
+        let router = component
+            .get_export_index(None, interface)
+            .ok_or_else(|| wasmtime::format_err!("no exported instance named `{interface}`"))?;
+        let find = |name: &str| {
+            component.get_export_index(Some(&router), name).ok_or_else(|| wasmtime::format_err!("`{interface}` does not export `{name}`"))
+        };
+        Ok(NoteExports {
+            create: find("create-note")?,
+            get: find("get-note")?,
+            list: find("list-notes")?,
+            update: find("update-note")?,
+            delete: find("delete-note")?,
+        })
+    }
+}
+
+/// `func` as the bindings' typed function `_typed` gives.
+///
+/// SAFETY: `func` must have the type `_typed` has. Every function passed
+/// here comes from a plugin whose whole router export the bindings
+/// type-checked when it loaded (`ExportsPre::info`, which `Plugin`'s
+/// constructor calls before the plugin serves anything), and a component's
+/// export types are the same in each of its instances.
+unsafe fn unchecked<'a, G: 'a, P, R>(_typed: fn(&'a G) -> TypedFunc<P, R>, func: Func) -> TypedFunc<P, R>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    // SAFETY: as this function's.
+    unsafe { TypedFunc::new_unchecked(func) }
 }
 
 impl ExportsPre {
-    /// Type-checks the exports against the bindings of `wit_version` (already
-    /// known to be served).
+    /// Finds the router export of the bindings of `wit_version` (already
+    /// known to be served). Its types are checked on the first instance.
     pub fn new(pre: InstancePre<CallState>, wit_version: &str) -> wasmtime::Result<Self> {
-        Ok(if wit_version.starts_with("0.1.") {
-            ExportsPre::V0_1(v0_1::NotePluginPre::new(pre)?)
+        let (version, interface) = if wit_version.starts_with("0.1.") {
+            (Version::V0_1(v0_1::NotePluginIndices::new(&pre)?), "notes:plugin/note-store@0.1.0")
         } else if wit_version.starts_with("0.2.") {
-            ExportsPre::V0_2(v0_2::NotePluginPre::new(pre)?)
+            (Version::V0_2(v0_2::NotePluginIndices::new(&pre)?), "notes:plugin/router@0.2.0")
         } else {
-            ExportsPre::V0_3(v0_3::NotePluginPre::new(pre)?)
-        })
+            (Version::V0_3(v0_3::NotePluginIndices::new(&pre)?), "notes:plugin/router@0.3.0")
+        };
+        let notes = NoteExports::find(&pre, interface)?;
+        Ok(ExportsPre { pre, version, notes })
     }
 
     pub fn engine(&self) -> &wasmtime::Engine {
-        match self {
-            ExportsPre::V0_1(pre) => pre.engine(),
-            ExportsPre::V0_2(pre) => pre.engine(),
-            ExportsPre::V0_3(pre) => pre.engine(),
-        }
+        self.pre.engine()
     }
 
-    pub async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Exports> {
-        Ok(match self {
-            ExportsPre::V0_1(pre) => Exports::V0_1(pre.instantiate_async(store).await?),
-            ExportsPre::V0_2(pre) => Exports::V0_2(pre.instantiate_async(store).await?),
-            ExportsPre::V0_3(pre) => Exports::V0_3(pre.instantiate_async(store).await?),
-        })
+    pub async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+        self.pre.instantiate_async(store).await
     }
-}
 
-impl Exports {
-    pub async fn info(&self, store: &mut Store<CallState>) -> wasmtime::Result<PluginInfo> {
-        Ok(match self {
-            Exports::V0_1(p) => {
-                let i = p.notes_plugin_note_store().call_info(store).await?;
+    /// Asks the plugin who it is, through the whole router export: the
+    /// check of every export's type that [`unchecked`] relies on.
+    pub async fn info(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<PluginInfo> {
+        Ok(match &self.version {
+            Version::V0_1(indices) => {
+                let i = indices.load(&mut *store, instance)?.notes_plugin_note_store().call_info(store).await?;
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
-            Exports::V0_2(p) => {
-                let i = p.notes_plugin_router().call_info(store).await?;
+            Version::V0_2(indices) => {
+                let i = indices.load(&mut *store, instance)?.notes_plugin_router().call_info(store).await?;
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
-            Exports::V0_3(p) => {
-                let i = p.notes_plugin_router().call_info(store).await?;
+            Version::V0_3(indices) => {
+                let i = indices.load(&mut *store, instance)?.notes_plugin_router().call_info(store).await?;
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
         })
     }
+
+    fn is_v0_1(&self) -> bool {
+        matches!(self.version, Version::V0_1(_))
+    }
 }
 
-/// Runs `$call` with `$router` bound to the plugin's router export, for
-/// whichever version it is, and converts the answer to the plain types.
-macro_rules! on_router {
-    ($exports:expr, $router:ident => $call:expr) => {
-        match $exports {
-            Exports::V0_1(p) => {
-                let $router = p.notes_plugin_note_store();
-                $call.map(|answer| answer.map(Into::into).map_err(Error::from))
-            }
-            Exports::V0_2(p) => {
-                let $router = p.notes_plugin_router();
-                $call.map(|answer| answer.map(Into::into).map_err(Error::from))
-            }
-            Exports::V0_3(p) => {
-                let $router = p.notes_plugin_router();
-                $call.map(|answer| answer.map(Into::into).map_err(Error::from))
-            }
+/// Calls the note operation `$field` (an export of [`NoteExports`]) of the
+/// call's instance with `$args`, typed as the bindings' `$typed` of each
+/// version, and converts the answer to the plain types.
+macro_rules! note_call {
+    ($plugin:expr, $call:expr, $field:ident, $typed:ident, $args:expr) => {{
+        let (store, instance) = (&mut $call.warm.store, &$call.warm.instance);
+        let func = instance.get_func(&mut *store, &$plugin.pre.notes.$field).expect("found when the plugin loaded");
+        // SAFETY: see `unchecked`: the plugin's exports were type-checked on load.
+        match &$plugin.pre.version {
+            Version::V0_1(_) => unsafe { unchecked(RouterV0_1::$typed, func) }
+                .call_async(&mut *store, $args)
+                .await
+                .map(|(answer,)| answer.map(Into::into).map_err(Error::from)),
+            Version::V0_2(_) => unsafe { unchecked(RouterV0_2::$typed, func) }
+                .call_async(&mut *store, $args)
+                .await
+                .map(|(answer,)| answer.map(Into::into).map_err(Error::from)),
+            Version::V0_3(_) => unsafe { unchecked(RouterV0_3::$typed, func) }
+                .call_async(&mut *store, $args)
+                .await
+                .map(|(answer,)| answer.map(Into::into).map_err(Error::from)),
         }
-    };
+    }};
 }
 
 #[async_trait::async_trait]
@@ -132,40 +195,38 @@ impl Router for Plugin {
     async fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
-        let (store, p) = (&mut call.warm.store, &call.warm.plugin);
-        let answer = on_router!(p, r => r.call_create_note(store, &account, &change.into(), is_migrating).await);
+        let answer = note_call!(self, call, create, func_create_note, (account.as_str(), &change.into(), is_migrating));
         self.leave(call, answer)
     }
 
     async fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note> {
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
-        let (store, p) = (&mut call.warm.store, &call.warm.plugin);
-        let answer = on_router!(p, r => r.call_get_note(store, &account, note_id, is_migrating).await);
+        let answer = note_call!(self, call, get, func_get_note, (account.as_str(), note_id, is_migrating));
         self.leave(call, answer)
     }
 
     async fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList> {
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
-        let store = &mut call.warm.store;
-        let answer = match &call.warm.plugin {
+        let (store, instance) = (&mut call.warm.store, &call.warm.instance);
+        let func = instance.get_func(&mut *store, &self.pre.notes.list).expect("found when the plugin loaded");
+        let args = (account.as_str(), is_migrating);
+        // SAFETY: see `unchecked`: the plugin's exports were type-checked on load.
+        let answer = match &self.pre.version {
             // One string for the whole list (0.3's `note-id-list`).
-            Exports::V0_3(p) => p
-                .notes_plugin_router()
-                .call_list_notes(store, &account, is_migrating)
+            Version::V0_3(_) => unsafe { unchecked(RouterV0_3::func_list_notes, func) }
+                .call_async(&mut *store, args)
                 .await
-                .map(|answer| answer.map(IdList::parse).map_err(Error::from)),
-            Exports::V0_2(p) => p
-                .notes_plugin_router()
-                .call_list_notes(store, &account, is_migrating)
+                .map(|(answer,)| answer.map(IdList::parse).map_err(Error::from)),
+            Version::V0_2(_) => unsafe { unchecked(RouterV0_2::func_list_notes, func) }
+                .call_async(&mut *store, args)
                 .await
-                .map(|answer| answer.map(IdList::from_iter).map_err(Error::from)),
-            Exports::V0_1(p) => p
-                .notes_plugin_note_store()
-                .call_list_notes(store, &account, is_migrating)
+                .map(|(answer,)| answer.map(IdList::from_iter).map_err(Error::from)),
+            Version::V0_1(_) => unsafe { unchecked(RouterV0_1::func_list_notes, func) }
+                .call_async(&mut *store, args)
                 .await
-                .map(|answer| answer.map(IdList::from_iter).map_err(Error::from)),
+                .map(|(answer,)| answer.map(IdList::from_iter).map_err(Error::from)),
         };
         self.leave(call, answer)
     }
@@ -173,21 +234,19 @@ impl Router for Plugin {
     async fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note> {
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
-        let (store, p) = (&mut call.warm.store, &call.warm.plugin);
-        let answer = on_router!(p, r => r.call_update_note(store, &account, &change.into(), expected, is_migrating).await);
+        let answer = note_call!(self, call, update, func_update_note, (account.as_str(), &change.into(), expected, is_migrating));
         self.leave(call, answer)
     }
 
     async fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()> {
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
-        let (store, p) = (&mut call.warm.store, &call.warm.plugin);
-        let answer = on_router!(p, r => r.call_delete_note(store, &account, note_id, is_migrating).await);
+        let answer = note_call!(self, call, delete, func_delete_note, (account.as_str(), note_id, is_migrating));
         self.leave(call, answer)
     }
 
     async fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport> {
-        if let ExportsPre::V0_1(_) = &self.pre {
+        if self.pre.is_v0_1() {
             return Ok(Err(Error::Invalid(format!(
                 "plugin {} was built against notes:plugin@{}, which cannot move notes; rebuild it against notes:plugin@{WIT_VERSION}",
                 self.label, self.wit_version
@@ -195,19 +254,26 @@ impl Router for Plugin {
         }
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
-        let store = &mut call.warm.store;
-        let answer = match &call.warm.plugin {
-            Exports::V0_2(p) => p
-                .notes_plugin_router()
-                .call_move_notes(store, &account, note_ids, is_migrating)
-                .await
-                .map(|answer| answer.map(Into::into).map_err(Error::from)),
-            Exports::V0_3(p) => p
-                .notes_plugin_router()
-                .call_move_notes(store, &account, note_ids, is_migrating)
-                .await
-                .map(|answer| answer.map(Into::into).map_err(Error::from)),
-            Exports::V0_1(_) => unreachable!("refused above: its instances come from its own pre"),
+        let (store, instance) = (&mut call.warm.store, &call.warm.instance);
+        // Once per batch of moves: through the whole, type-checked export.
+        let answer = match &self.pre.version {
+            Version::V0_2(indices) => match indices.load(&mut *store, instance) {
+                Ok(p) => p
+                    .notes_plugin_router()
+                    .call_move_notes(&mut *store, &account, note_ids, is_migrating)
+                    .await
+                    .map(|answer| answer.map(Into::into).map_err(Error::from)),
+                Err(e) => Err(e),
+            },
+            Version::V0_3(indices) => match indices.load(&mut *store, instance) {
+                Ok(p) => p
+                    .notes_plugin_router()
+                    .call_move_notes(&mut *store, &account, note_ids, is_migrating)
+                    .await
+                    .map(|answer| answer.map(Into::into).map_err(Error::from)),
+                Err(e) => Err(e),
+            },
+            Version::V0_1(_) => unreachable!("refused above"),
         };
         self.leave(call, answer)
     }

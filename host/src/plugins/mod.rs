@@ -28,7 +28,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use exports::{EXPORT_NAMES, Exports, ExportsPre};
+use exports::{EXPORT_NAMES, ExportsPre};
 use limits::{Allowance, LimitExceeded};
 use pacing::CallClock;
 pub use exports::SERVED_WIT_VERSIONS;
@@ -300,7 +300,7 @@ pub struct CallState {
 
 struct Warm {
     store: Store<CallState>,
-    plugin: Exports,
+    instance: wasmtime::component::Instance,
     stderr: MemoryOutputPipe,
 }
 
@@ -343,7 +343,7 @@ impl Plugin {
 
     async fn ask_info(&self) -> Result<PluginInfo, PluginFailure> {
         let mut call = self.enter(None).await?;
-        let answer = call.warm.plugin.info(&mut call.warm.store).await;
+        let answer = self.pre.info(&mut call.warm.store, &call.warm.instance).await;
         self.leave(call, answer)
     }
 
@@ -479,8 +479,8 @@ impl Plugin {
         if let Some(fuel) = self.limits.fuel {
             store.set_fuel(fuel)?;
         }
-        let plugin = self.pre.instantiate(&mut store).await?;
-        Ok(Warm { store, plugin, stderr })
+        let instance = self.pre.instantiate(&mut store).await?;
+        Ok(Warm { store, instance, stderr })
     }
 
     fn failure(&self, e: wasmtime::Error, stderr: Option<&[u8]>) -> PluginFailure {
