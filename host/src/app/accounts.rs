@@ -114,7 +114,8 @@ impl App {
         if !router.supports_migration() {
             return Err(AppError::Gate(format!(
                 "cannot turn isMigrating on: the active plugin {} does not support migration; \
-                 old code running beside a migration loses notes. Activate a plugin that supports migration first",
+                 old code running beside a migration loses notes. Activate a plugin that supports migration first \
+                 (`notes-host plugin rollback` to the one before, or `notes-host plugin list`, then `notes-host plugin activate <digest>`)",
                 router.label()
             )));
         }
@@ -135,7 +136,7 @@ fn valid_name(name: &str, max_bytes: usize) -> Result<&str, AppError> {
     }
     let trimmed = name.trim();
     if trimmed.len() > max_bytes {
-        return Err(AppError::Invalid(format!("account name too long (max {max_bytes} characters)")));
+        return Err(AppError::TooLong { what: "account name", max_bytes, sent_bytes: trimmed.len() });
     }
     if trimmed.is_empty() {
         return Err(AppError::Invalid("account name cannot be only whitespace".into()));

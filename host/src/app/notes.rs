@@ -282,6 +282,18 @@ impl App {
                 PluginError::Internal(m) => self.plugin_fault(account, op, plugin, digest, m),
             })),
             Err(PluginFailure::Trapped { message, .. }) => Err(by(self.plugin_fault(account, op, plugin, digest, message))),
+            // The plugin's author needs these as much as a trap (a loop, a
+            // slow path): recorded under the request's id, while the client
+            // gets the 503 that says it was the plugin's deadline.
+            Err(failure @ (PluginFailure::Timeout { .. } | PluginFailure::OutOfFuel { .. })) => {
+                let what = match &failure {
+                    PluginFailure::Timeout { deadline, .. } => format!("deadline after {} ms in {op}", deadline.as_millis()),
+                    PluginFailure::OutOfFuel { fuel, .. } => format!("out of fuel ({fuel} units) in {op}"),
+                    _ => unreachable!("matched above"),
+                };
+                self.record_plugin_fault(account, op, plugin, digest, what);
+                Err(by(failure.into()))
+            }
             Err(failure) => Err(by(failure.into())),
         }
     }
@@ -333,8 +345,7 @@ fn valid_content(content: &str, max_bytes: usize) -> Result<(), AppError> {
         return Err(AppError::Invalid("note content is required".into()));
     }
     if content.len() > max_bytes {
-        // Notely's text; like Notely, it counts bytes.
-        return Err(AppError::Invalid(format!("note content too long (max {max_bytes} characters)")));
+        return Err(AppError::TooLong { what: "note content", max_bytes, sent_bytes: content.len() });
     }
     Ok(())
 }

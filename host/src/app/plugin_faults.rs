@@ -54,7 +54,14 @@ impl PluginFaults {
 impl App {
     /// Keeps `message` for the plugin's authors and returns what the client
     /// gets instead: a 500 naming the plugin and the failure's id.
-    pub(super) fn plugin_fault(&self, account: Uuid, operation: &'static str, plugin: &str, digest: &str, mut message: String) -> AppError {
+    pub(super) fn plugin_fault(&self, account: Uuid, operation: &'static str, plugin: &str, digest: &str, message: String) -> AppError {
+        let error_id = self.record_plugin_fault(account, operation, plugin, digest, message);
+        AppError::PluginFault { plugin: plugin.to_owned(), digest: crate::catalog::short(digest).to_owned(), error_id }
+    }
+
+    /// Keeps a plugin's failure for its author (`plugin errors`) and logs
+    /// it; answers the record's id.
+    pub(super) fn record_plugin_fault(&self, account: Uuid, operation: &'static str, plugin: &str, digest: &str, mut message: String) -> String {
         if message.len() > MAX_MESSAGE_BYTES {
             let mut end = MAX_MESSAGE_BYTES;
             while !message.is_char_boundary(end) {
@@ -68,7 +75,7 @@ impl App {
         tracing::warn!(error_id = %id, plugin, digest, %account, operation, request_id = request_id.as_deref().unwrap_or(""), error = %message, "plugin failed");
         let fault = PluginFault { id: id.clone(), at_ms: self.now_ms(), plugin: plugin.to_owned(), account, operation, request_id, message };
         self.plugin_faults.record(digest, fault);
-        AppError::PluginFault { plugin: plugin.to_owned(), digest: crate::catalog::short(digest).to_owned(), error_id: id }
+        id
     }
 
     /// This host's recent failures of the stored plugin whose digest is, or

@@ -30,6 +30,13 @@ fn a_plugin_stuck_in_a_loop_is_stopped_at_its_deadline() {
     let stuck = host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "fault:loop" })).expect(503);
     assert!(stuck.error().contains("did not finish within 200ms"), "{}", stuck.error());
     assert!(stuck.header("x-plugin").is_some_and(|p| p.starts_with("faulty@0.1.0")), "the plugin that ran out of time is named");
+    // Its author finds the loop among the plugin's errors, by the request's id.
+    let digest = host.plugins()["active"]["digest"].as_str().expect("active digest").to_owned();
+    let faults = host.get(&format!("/plugins/{}/errors", &digest[..12])).expect(200).json();
+    let fault = faults["errors"].as_array().expect("errors").iter().find(|f| f["requestId"] == stuck.json()["requestId"]).cloned();
+    let fault = fault.unwrap_or_else(|| panic!("the stopped call is not among the plugin's errors: {faults}"));
+    assert_eq!(fault["message"], "deadline after 200 ms in create_note", "{fault}");
+    assert_eq!(fault["account"].as_str(), Some(account.as_str()));
     host.create_note(&account, "served after the loop");
 }
 

@@ -10,6 +10,7 @@ fn the_gate_refuses_the_flag_while_the_legacy_only_plugin_is_active() {
     let account = host.create_account(false);
     let refused = host.set_migrating(&account, true).expect(409);
     assert!(refused.error().contains("legacy-only@0.1.0 does not support migration"), "{}", refused.error());
+    assert!(refused.error().contains("notes-host plugin rollback"), "the refusal names the command that fixes it: {}", refused.error());
     assert_eq!(host.get(&format!("/accounts/{account}")).json()["isMigrating"], false, "nothing changed");
 
     let before = host.get("/accounts").json().as_array().unwrap().len();
