@@ -19,4 +19,5 @@ pub mod plugin_cli;
 mod plugin_template;
 pub mod sim;
 
+pub use cli::exit_quietly_on_broken_pipe;
 pub use http::{AccountChange, Body, Client, NewAccount, NewNote, Response, TransportError};

@@ -9,8 +9,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use serde_json::Value;
+
 use crate::Client;
-use crate::cli::{HostArgs, answer, print_json};
+use crate::cli::{Align, HostArgs, Table, answer, array, cell, print_json, utc_second};
 
 #[derive(Args)]
 pub struct MigrateArgs {
@@ -20,10 +22,13 @@ pub struct MigrateArgs {
     command: MigrateCommand,
 }
 
+/// The accounts a job works on: `--account` or `--all`, checked in `run`
+/// (clap's own "required arguments were not provided: --account" would not
+/// name `--all`).
 #[derive(Args)]
 struct JobArgs {
     /// One account.
-    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    #[arg(long, conflicts_with = "all")]
     account: Option<String>,
     /// Every account in the mode the job works on.
     #[arg(long)]
@@ -46,9 +51,17 @@ enum MigrateCommand {
     /// verify makes an account `migrated` / `rolled-back`.
     Verify(JobArgs),
     /// Accounts per state, notes left to move, the rollout, recent changes.
-    Status,
+    Status {
+        /// Print `GET /migration`'s JSON instead of the tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Every job, newest first.
-    Jobs,
+    Jobs {
+        /// Print `GET /jobs`' JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Follow a job with a progress bar.
     Watch { job: String },
     /// Pause a running job.
@@ -59,6 +72,8 @@ enum MigrateCommand {
     Cancel { job: String },
     /// Turn isMigrating on for PERCENT% of accounts (a sticky cohort), off for the rest.
     Rollout {
+        /// 0 to 100, with or without `%`: `10`, `10%`, `12.5`.
+        #[arg(value_parser = percent)]
         percent: f64,
         /// After the kill switch: start turning accounts on again (without
         /// it, a rollout that would turn an account on is refused).
@@ -73,9 +88,19 @@ enum MigrateCommand {
 
 pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
     // A rollout flips every account through the barrier: allow minutes.
-    let client = args.host.client(Duration::from_secs(300));
+    let client = args.host.client(Duration::from_secs(300))?;
     let answer = |reply| answer(&client, reply);
     let start = |kind: &str, job: JobArgs| -> anyhow::Result<()> {
+        if job.account.is_none() && !job.all {
+            bail!(
+                "{kind} needs the accounts to work on: give --account ACCOUNT for one, or --all for every account{}",
+                match kind {
+                    "backfill" => " whose isMigrating is on",
+                    "rollback" => " whose isMigrating is off",
+                    _ => "",
+                }
+            );
+        }
         let created = answer(client.create_job(kind, job.account.as_deref(), job.rate))?;
         let id = created["id"].as_str().context("the host returned no job id")?.to_owned();
         if job.watch {
@@ -89,25 +114,14 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
         MigrateCommand::Backfill(job) => start("backfill", job)?,
         MigrateCommand::Rollback(job) => start("rollback", job)?,
         MigrateCommand::Verify(job) => start("verify", job)?,
-        MigrateCommand::Status => {
-            print_json(&answer(client.service_migration())?);
-            let recent = answer(client.audit("limit=1000"))?;
-            let entries = recent["entries"].as_array().cloned().unwrap_or_default();
-            println!("recent changes:");
-            for e in entries.iter().rev().take(10).rev() {
-                println!(
-                    "  {} {:8} {:10} {} {} → {} ({})",
-                    e["at"].as_str().unwrap_or(""),
-                    e["kind"].as_str().unwrap_or(""),
-                    e["actor"].as_str().unwrap_or(""),
-                    e["subject"].as_str().unwrap_or(""),
-                    e["before"].as_str().unwrap_or(""),
-                    e["after"].as_str().unwrap_or(""),
-                    e["detail"].as_str().unwrap_or("")
-                );
-            }
+        MigrateCommand::Status { json: true } => print_json(&answer(client.service_migration())?),
+        MigrateCommand::Status { json: false } => {
+            let service = answer(client.service_migration())?;
+            let recent = answer(client.audit(&format!("order=newest&limit={RECENT}")))?;
+            print!("{}", status_text(&service, array(&recent["entries"], "audit entries")?));
         }
-        MigrateCommand::Jobs => print_json(&answer(client.jobs())?),
+        MigrateCommand::Jobs { json: true } => print_json(&answer(client.jobs())?),
+        MigrateCommand::Jobs { json: false } => print!("{}", jobs_text(array(&answer(client.jobs())?, "jobs")?)),
         MigrateCommand::Watch { job } => watch(&client, &job)?,
         MigrateCommand::Pause { job } => print_json(&answer(client.control_job(&job, "pause"))?),
         MigrateCommand::Resume { job } => print_json(&answer(client.control_job(&job, "resume"))?),
@@ -116,6 +130,112 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
         MigrateCommand::KillSwitch => print_json(&answer(client.kill_switch())?),
     }
     Ok(())
+}
+
+/// Audit entries `status` shows.
+const RECENT: usize = 10;
+
+/// `rollout`'s PERCENT: a number from 0 to 100, a `%` after it allowed.
+fn percent(given: &str) -> Result<f64, String> {
+    let number = given.trim().strip_suffix('%').unwrap_or(given.trim()).trim_end();
+    match number.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{given:?} is not a percentage: give a number from 0 to 100, such as 10 or 10%")),
+    }
+}
+
+/// The states in the order an account goes through them.
+const STATES: [&str; 5] = ["legacy", "migrating", "migrated", "rolling-back", "rolled-back"];
+
+/// `migrate status` for people: accounts per state, notes left to move, the
+/// rollout, and the last changes (`entries` newest first).
+fn status_text(service: &Value, entries: &[Value]) -> String {
+    let mut states = Table::new(&[("STATE", Align::Left), ("ACCOUNTS", Align::Right)]);
+    let accounts = service["accounts"].as_object().cloned().unwrap_or_default();
+    // Known states in their order, then any state this CLI does not know yet.
+    let known = STATES.iter().map(|s| (*s).to_owned());
+    let others = accounts.keys().filter(|k| !STATES.contains(&k.as_str())).cloned().collect::<Vec<_>>();
+    for state in known.chain(others) {
+        states.row(vec![state.clone(), accounts.get(&state).map(cell).unwrap_or_else(|| "0".into())]);
+    }
+    let mut out = states.render();
+    out.push_str(&format!(
+        "\nnotes to move: {} to new, {} to legacy\n",
+        cell(&service["notesToNew"]),
+        cell(&service["notesToLegacy"])
+    ));
+    out.push_str(&match service["rolloutPercent"].as_f64() {
+        Some(p) => format!("rollout: {p}% of accounts\n"),
+        None => "rollout: none yet\n".to_owned(),
+    });
+    if entries.is_empty() {
+        out.push_str("\nrecent changes: none\n");
+        return out;
+    }
+    out.push_str("\nrecent changes:\n");
+    let mut changes = Table::new(&[
+        ("AT", Align::Left),
+        ("KIND", Align::Left),
+        ("ACTOR", Align::Left),
+        ("SUBJECT", Align::Left),
+        ("CHANGE", Align::Left),
+        ("DETAIL", Align::Left),
+    ]);
+    for e in entries.iter().rev() {
+        let (before, after) = (cell(&e["before"]), cell(&e["after"]));
+        changes.row(vec![
+            utc_second(&cell(&e["at"])),
+            cell(&e["kind"]),
+            cell(&e["actor"]),
+            short_digest(cell(&e["subject"])),
+            match (before.is_empty(), after.is_empty()) {
+                (true, true) => String::new(),
+                (true, false) => format!("→ {after}"),
+                _ => format!("{before} → {after}"),
+            },
+            cell(&e["detail"]),
+        ]);
+    }
+    out.push_str(&changes.render());
+    out
+}
+
+/// A plugin's sha256 (a plugin entry's subject) as `X-Plugin` shows it, its
+/// first 12 hex digits; any other subject as is.
+fn short_digest(subject: String) -> String {
+    if subject.len() == 64 && subject.bytes().all(|b| b.is_ascii_hexdigit()) { subject[..12].to_owned() } else { subject }
+}
+
+/// `migrate jobs` for people: one row per job, newest first.
+fn jobs_text(jobs: &[Value]) -> String {
+    if jobs.is_empty() {
+        return "no jobs\n".to_owned();
+    }
+    let mut table = Table::new(&[
+        ("ID", Align::Left),
+        ("KIND", Align::Left),
+        ("STATE", Align::Left),
+        ("ACCOUNT", Align::Left),
+        ("PROGRESS", Align::Right),
+        ("MOVED", Align::Right),
+        ("PROBLEMS", Align::Right),
+        ("CREATED", Align::Left),
+        ("DETAIL", Align::Left),
+    ]);
+    for j in jobs {
+        table.row(vec![
+            cell(&j["id"]),
+            cell(&j["kind"]),
+            cell(&j["state"]),
+            j["account"].as_str().unwrap_or("all").to_owned(),
+            format!("{}/{}", cell(&j["done"]), cell(&j["total"])),
+            cell(&j["moved"]),
+            cell(&j["problems"]),
+            utc_second(&cell(&j["createdAt"])),
+            cell(&j["detail"]),
+        ]);
+    }
+    table.render()
 }
 
 /// Follows a job until it ends: done, moved, pace and ETA on a progress bar

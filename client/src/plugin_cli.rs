@@ -1,6 +1,6 @@
 //! `notes-host plugin …`: the CLI face of the `/plugins` admin API. It talks
-//! to a running host over HTTP, so the host swaps in place; `plugin new`
-//! writes a plugin project and needs no host.
+//! to a running host over HTTP, so the host swaps in place; `plugin check`
+//! and `plugin new` work offline, and so take no `--url` or `--admin-token`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::cli::{HostArgs, answer, print_json};
+use serde_json::Value;
+
+use crate::cli::{Align, HostArgs, Table, answer, array, cell, print_json, utc_second};
 
 #[derive(Args)]
 pub struct PluginArgs {
-    #[command(flatten)]
-    host: HostArgs,
     #[command(subcommand)]
     command: PluginCommand,
 }
@@ -30,18 +30,35 @@ enum PluginCommand {
         /// refuse the plugin if any fails.
         #[arg(long)]
         check: bool,
+        #[command(flatten)]
+        host: HostArgs,
     },
     /// Stored plugins, the active one, and the activation history.
-    List,
+    List {
+        /// Print `GET /plugins`' JSON instead of the tables.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        host: HostArgs,
+    },
     /// Make a stored plugin the active one.
-    Activate { digest: String },
+    Activate {
+        digest: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
     /// Go back to the plugin active before the current one.
-    Rollback,
+    Rollback {
+        #[command(flatten)]
+        host: HostArgs,
+    },
     /// A plugin's recent failures on the host, with the messages (panics,
     /// stderr, tracebacks) clients were only given an `errorId` for.
     Errors {
         /// The plugin's sha256, or its first 12 or more hex digits (as `X-Plugin` shows it).
         digest: String,
+        #[command(flatten)]
+        host: HostArgs,
     },
     /// How a plugin's instances are made: `fresh` per request (the default,
     /// needing no trust in the plugin), or kept `per-account`: an instance
@@ -59,6 +76,8 @@ enum PluginCommand {
         /// per-account: seconds one instance serves at most.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         max_seconds: u32,
+        #[command(flatten)]
+        host: HostArgs,
     },
     /// Run the conformance kit on a component, in this process (no host
     /// needed): every case of the WIT contract, and of each `--profile`,
@@ -100,31 +119,49 @@ pub type Checker<'a> = &'a dyn Fn(&[u8], &[String]) -> anyhow::Result<bool>;
 
 pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
     // Uploads are validated and compiled by the host before it answers: allow a minute.
-    let client = args.host.client(Duration::from_secs(60));
-    let answer = |reply| answer(&client, reply);
+    let client = |host: &HostArgs| host.client(Duration::from_secs(60));
     match args.command {
-        PluginCommand::Push { file, activate, check } => {
+        PluginCommand::Push { file, activate, check, host } => {
+            let client = client(&host)?;
             let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let record = answer(if check { client.push_plugin_checked(wasm) } else { client.push_plugin(wasm) })?;
+            let record = answer(&client, if check { client.push_plugin_checked(wasm) } else { client.push_plugin(wasm) })?;
             print_json(&record);
             if activate {
                 let digest = record["digest"].as_str().context("the host returned no digest")?;
-                answer(client.activate_plugin(digest))?;
+                answer(&client, client.activate_plugin(digest))?;
                 eprintln!("activated {digest}");
             }
         }
-        PluginCommand::List => print_json(&answer(client.list_plugins())?),
-        PluginCommand::Activate { digest } => print_json(&answer(client.activate_plugin(&digest))?),
-        PluginCommand::Rollback => print_json(&answer(client.rollback_plugin())?),
-        PluginCommand::Errors { digest } => print_json(&answer(client.plugin_errors(&digest))?),
-        PluginCommand::Instances { digest, mode, max_requests, max_seconds } => {
+        PluginCommand::List { json, host } => {
+            let client = client(&host)?;
+            let registry = answer(&client, client.list_plugins())?;
+            if json {
+                print_json(&registry);
+            } else {
+                print!("{}", list_text(&registry)?);
+            }
+        }
+        PluginCommand::Activate { digest, host } => {
+            let client = client(&host)?;
+            print_json(&answer(&client, client.activate_plugin(&digest))?)
+        }
+        PluginCommand::Rollback { host } => {
+            let client = client(&host)?;
+            print_json(&answer(&client, client.rollback_plugin())?)
+        }
+        PluginCommand::Errors { digest, host } => {
+            let client = client(&host)?;
+            print_json(&answer(&client, client.plugin_errors(&digest))?)
+        }
+        PluginCommand::Instances { digest, mode, max_requests, max_seconds, host } => {
+            let client = client(&host)?;
             let instances = match mode {
                 InstancesMode::Fresh => serde_json::json!({ "mode": "fresh" }),
                 InstancesMode::PerAccount => {
                     serde_json::json!({ "mode": "per-account", "maxRequests": max_requests, "maxSeconds": max_seconds })
                 }
             };
-            print_json(&answer(client.set_plugin_instances(&digest, &instances))?);
+            print_json(&answer(&client, client.set_plugin_instances(&digest, &instances))?);
         }
         PluginCommand::Check { file, profile } => {
             let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -146,4 +183,99 @@ pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Activations `plugin list` shows.
+const HISTORY: usize = 10;
+
+/// `plugin list` for people: the active plugin, the stored ones (the active
+/// one starred), and the last activations.
+fn list_text(registry: &Value) -> anyhow::Result<String> {
+    let active = &registry["active"];
+    let active_digest = cell(&active["digest"]);
+    let plugins = array(&registry["plugins"], "plugins")?;
+    let short = |digest: &str| digest.get(..12).unwrap_or(digest).to_owned();
+    let loaded = match active["loadedFrom"].as_str() {
+        Some("artifact") => "loaded from its precompiled artifact",
+        Some("compiled") => "compiled when loaded",
+        _ => "loaded",
+    };
+    let mut out = format!("active: {} ({}), {loaded} in {} ms", cell(&active["plugin"]), short(&active_digest), cell(&active["loadMs"]));
+    if let Some(calls) = active["usage"]["calls"].as_u64() {
+        let s = if calls == 1 { "" } else { "s" };
+        out.push_str(&format!("; {calls} call{s}, {} µs per call", cell(&active["usage"]["meanCallMicros"])));
+    }
+    out.push('\n');
+    if let Some(why) = active["suspended"].as_str() {
+        out.push_str(&format!("SUSPENDED: it serves no note request: {why}\n"));
+    }
+    let mut stored = Table::new(&[
+        ("ACTIVE", Align::Left),
+        ("PLUGIN", Align::Left),
+        ("MIGRATES", Align::Left),
+        ("INSTANCES", Align::Left),
+        ("SIZE", Align::Right),
+        ("UPLOADED", Align::Left),
+        ("DIGEST", Align::Left),
+    ]);
+    for p in plugins {
+        let digest = cell(&p["digest"]);
+        let instances = &p["instances"];
+        stored.row(vec![
+            if digest == active_digest { "*".into() } else { String::new() },
+            format!("{}@{}", cell(&p["name"]), cell(&p["version"])),
+            if p["supportsMigration"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
+            match instances["mode"].as_str() {
+                Some("per-account") => {
+                    format!("per-account ({} requests, {} s)", cell(&instances["maxRequests"]), cell(&instances["maxSeconds"]))
+                }
+                _ => cell(&instances["mode"]),
+            },
+            size(p["sizeBytes"].as_u64().unwrap_or(0)),
+            utc_second(&cell(&p["uploadedAt"])),
+            digest,
+        ]);
+    }
+    out.push_str("\nstored plugins:\n");
+    out.push_str(&stored.render());
+    let history = array(&registry["history"], "activations")?;
+    if history.is_empty() {
+        return Ok(out);
+    }
+    let label = |digest: &str| {
+        plugins
+            .iter()
+            .find(|p| p["digest"] == digest)
+            .map(|p| format!("{}@{}", cell(&p["name"]), cell(&p["version"])))
+            .unwrap_or_else(|| short(digest))
+    };
+    let shown = history.len().min(HISTORY);
+    out.push_str(&format!("\nactivations (the last {shown} of {}, oldest first):\n", history.len()));
+    let mut activations = Table::new(&[
+        ("AT", Align::Left),
+        ("PLUGIN", Align::Left),
+        ("ACTOR", Align::Left),
+        ("HOST", Align::Left),
+        ("REASON", Align::Left),
+    ]);
+    for a in &history[history.len() - shown..] {
+        activations.row(vec![
+            utc_second(&cell(&a["at"])),
+            label(&cell(&a["digest"])),
+            cell(&a["actor"]),
+            cell(&a["host"]),
+            cell(&a["reason"]),
+        ]);
+    }
+    out.push_str(&activations.render());
+    Ok(out)
+}
+
+/// Bytes for people: `812 B`, `182.4 KiB`, `1.2 MiB`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
 }

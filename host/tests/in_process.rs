@@ -126,9 +126,9 @@ async fn the_clock_the_app_is_built_with_dates_notes_and_the_health_check() {
     let note = new_note(&router, &account).await;
     fleet.clock.advance(60_000);
     let (_, updated) = call(&router, "PUT", &format!("/accounts/{account}/notes/{note}"), Some(json!({ "content": "later" }))).await;
-    assert_eq!(updated["createdAt"], "2023-11-14T22:13:20Z");
-    assert_eq!(updated["updatedAt"], "2023-11-14T22:14:20Z", "a minute later, by the app's clock");
-    assert_eq!(call(&router, "GET", "/healthz", None).await.1["timestamp"], "2023-11-14T22:14:20Z");
+    assert_eq!(updated["createdAt"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(updated["updatedAt"], "2023-11-14T22:14:20.000Z", "a minute later, by the app's clock");
+    assert_eq!(call(&router, "GET", "/healthz", None).await.1["timestamp"], "2023-11-14T22:14:20.000Z");
 }
 
 // ---- the deployment gate -------------------------------------------------------
@@ -498,6 +498,177 @@ async fn a_stale_update_is_refused_with_the_current_version() {
     assert_eq!(call(&router, "GET", &path, None).await.1["content"], "hello", "nothing changed");
 }
 
+// ---- what an API client sees: limits, Location, If-None-Match, pages, times ------
+
+/// One request's whole answer: status, headers and the body's bytes.
+async fn exchange(router: &Router, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
+}
+
+fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn a_content_or_a_name_over_its_limit_says_in_detail_that_the_limit_counts_bytes_and_how_many_were_sent() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    // 51 two-byte characters: 102 bytes, over the 100 a name may have.
+    let (status, body) = call(&router, "POST", "/accounts", Some(json!({ "name": "é".repeat(51) }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "account name too long (max 100 characters)", "Notely's text, which its clients may match");
+    assert_eq!(body["detail"], "the account name is 102 bytes of UTF-8, over the limit of 100 bytes (the limit counts bytes, not characters)");
+    let account = new_account(&router, false).await;
+    let (_, body) = call(&router, "PATCH", &format!("/accounts/{account}"), Some(json!({ "name": "x".repeat(101) }))).await;
+    assert_eq!(body["detail"], "the account name is 101 bytes of UTF-8, over the limit of 100 bytes (the limit counts bytes, not characters)");
+
+    let notes = format!("/accounts/{account}/notes");
+    let (status, body) = call(&router, "POST", &notes, Some(json!({ "content": "é".repeat(5_001) }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "note content too long (max 10000 characters)", "Notely's text, which its clients may match");
+    assert_eq!(body["detail"], "the note content is 10002 bytes of UTF-8, over the limit of 10000 bytes (the limit counts bytes, not characters)");
+    let note = new_note(&router, &account).await;
+    let (status, body) = call(&router, "PUT", &format!("{notes}/{note}"), Some(json!({ "content": "x".repeat(10_001) }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["detail"], "the note content is 10001 bytes of UTF-8, over the limit of 10000 bytes (the limit counts bytes, not characters)");
+}
+
+#[tokio::test]
+async fn a_201_carries_location_with_the_new_resources_path_and_a_get_of_it_answers_the_same_resource() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let (status, headers, body) = exchange(&router, "POST", "/accounts", Some(json!({ "name": "Ada" })), &[]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let account: Value = serde_json::from_slice(&body).unwrap();
+    let location = header(&headers, "location").expect("a created account says where it is").to_owned();
+    assert_eq!(location, format!("/accounts/{}", account["id"].as_str().unwrap()));
+    assert_eq!(call(&router, "GET", &location, None).await, (StatusCode::OK, account.clone()));
+
+    let notes = format!("{location}/notes");
+    let (status, headers, body) = exchange(&router, "POST", &notes, Some(json!({ "content": "hello" })), &[]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let note: Value = serde_json::from_slice(&body).unwrap();
+    let location = header(&headers, "location").expect("a created note says where it is").to_owned();
+    assert_eq!(location, format!("{notes}/{}", note["id"].as_str().unwrap()));
+    assert_eq!(call(&router, "GET", &location, None).await, (StatusCode::OK, note));
+
+    let (status, headers, body) = exchange(&router, "POST", "/jobs", Some(json!({ "kind": "verify" })), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    let job: Value = serde_json::from_slice(&body).unwrap();
+    let location = header(&headers, "location").expect("a created job says where it is").to_owned();
+    assert_eq!(location, format!("/jobs/{}", job["id"].as_str().unwrap()));
+    let (status, got) = call(&router, "GET", &location, None).await;
+    assert_eq!((status, &got["id"]), (StatusCode::OK, &job["id"]));
+}
+
+#[tokio::test]
+async fn a_get_with_the_notes_etag_in_if_none_match_answers_304_with_its_etag_and_plugin_and_no_body() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let note = new_note(&router, &account).await;
+    let path = format!("/accounts/{account}/notes/{note}");
+    let (status, fresh, _) = exchange(&router, "GET", &path, None, &[]).await;
+    assert_eq!((status, header(&fresh, "etag")), (StatusCode::OK, Some("\"1\"")));
+    let plugin = header(&fresh, "x-plugin").expect("a note names its plugin").to_owned();
+
+    // The ETag itself, `*` (any note that exists), a list holding it, its weak form.
+    for held in ["\"1\"", "*", "\"7\", \"1\"", "W/\"1\""] {
+        let (status, headers, body) = exchange(&router, "GET", &path, None, &[("if-none-match", held)]).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "If-None-Match: {held}");
+        assert!(body.is_empty(), "If-None-Match: {held}: a 304 has no body, got {}", String::from_utf8_lossy(&body));
+        assert_eq!(header(&headers, "etag"), Some("\"1\""), "If-None-Match: {held}: the 304 says which version is current");
+        assert_eq!(header(&headers, "x-plugin"), Some(plugin.as_str()), "If-None-Match: {held}: every plugin-served answer names its plugin");
+    }
+
+    // Once the note changed, the client's copy is stale: the note, in full.
+    assert_eq!(call(&router, "PUT", &path, Some(json!({ "content": "changed" }))).await.0, StatusCode::OK);
+    let (status, headers, body) = exchange(&router, "GET", &path, None, &[("if-none-match", "\"1\"")]).await;
+    assert_eq!((status, header(&headers, "etag")), (StatusCode::OK, Some("\"2\"")));
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["content"], "changed");
+    // `*` matches only a note that exists.
+    let (status, answer) = call_with(&router, "GET", &format!("/accounts/{account}/notes/{}", Uuid::new_v4()), None, &[("if-none-match", "*")]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+}
+
+#[tokio::test]
+async fn a_page_exactly_full_but_the_last_links_to_no_next_page() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let mut notes = Vec::new();
+    for _ in 0..4 {
+        notes.push(new_note(&router, &account).await);
+    }
+    notes.sort();
+    let page = |query: String| {
+        let router = router.clone();
+        let path = format!("/accounts/{account}/notes?{query}");
+        async move {
+            let (status, headers, body) = exchange(&router, "GET", &path, None, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            let ids: Vec<String> = serde_json::from_slice(&body).unwrap();
+            (ids, header(&headers, "link").map(str::to_owned))
+        }
+    };
+    let (ids, link) = page("limit=2".into()).await;
+    assert_eq!((ids, link), (notes[..2].to_vec(), Some(format!("</accounts/{account}/notes?limit=2&after={}>; rel=\"next\"", notes[1]))));
+    assert_eq!(page(format!("limit=2&after={}", notes[1])).await, (notes[2..].to_vec(), None), "the last page, exactly full, links nowhere");
+    assert_eq!(page("limit=4".into()).await, (notes.clone(), None), "one page holding every id links nowhere");
+    assert!(page("limit=3".into()).await.1.is_some(), "a full page with an id after it links to the next");
+}
+
+#[tokio::test]
+async fn a_query_value_that_does_not_parse_gets_the_apis_json_error_naming_the_parameter_on_every_route() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    let account = new_account(&router, false).await;
+    let notes = format!("/accounts/{account}/notes");
+    let cases = [
+        ("GET", format!("{notes}?limit=abc"), r#"query parameter "limit" must be a whole number between 1 and 10000, got "abc""#),
+        ("GET", format!("{notes}?limit=99999999999"), r#"query parameter "limit" must be a whole number between 1 and 10000, got "99999999999""#),
+        ("GET", format!("{notes}?limit=1&limit=2"), r#"query parameter "limit" is given 2 times; give it once"#),
+        ("GET", "/accounts?limit=abc".to_owned(), r#"query parameter "limit" must be a whole number between 1 and 1000, got "abc""#),
+        ("GET", "/accounts?offset=-1".to_owned(), r#"query parameter "offset" must be a whole number of at least 0, got "-1""#),
+        ("GET", "/audit?after=soon".to_owned(), r#"query parameter "after" must be a whole number, got "soon""#),
+        ("POST", "/migration/rollout?dryRun=maybe".to_owned(), r#"query parameter "dryRun" must be `true` or `false`, got "maybe""#),
+        ("POST", "/plugins?check=yes".to_owned(), r#"query parameter "check" must be `true` or `false`, got "yes""#),
+    ];
+    for (method, path, words) in cases {
+        let (status, headers, body) = exchange(&router, method, &path, Some(json!({ "percent": 100 })), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}");
+        assert_eq!(header(&headers, "content-type"), Some("application/json"), "{method} {path}: the API's JSON shape");
+        let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {}", String::from_utf8_lossy(&body)));
+        assert_eq!(body["error"], words, "{method} {path}: {body}");
+        assert!(body["requestId"].is_string(), "{method} {path}: {body}");
+    }
+    assert_eq!(migrating_count(&router).await, 0, "a refused rollout flipped nothing");
+}
+
+#[tokio::test]
+async fn times_in_answers_have_three_digits_of_milliseconds_and_end_in_z() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    fleet.clock.advance(120);
+    let (_, account) = call(&router, "POST", "/accounts", Some(json!({ "name": "Ada" }))).await;
+    assert_eq!(account["createdAt"], "2023-11-14T22:13:20.120Z", "trailing zeros kept: {account}");
+    let notes = format!("/accounts/{}/notes", account["id"].as_str().unwrap());
+    fleet.clock.advance(880);
+    let (_, note) = call(&router, "POST", &notes, Some(json!({ "content": "on the second" }))).await;
+    assert_eq!((&note["createdAt"], &note["updatedAt"]), (&json!("2023-11-14T22:13:21.000Z"), &json!("2023-11-14T22:13:21.000Z")), "{note}");
+    // A client's time is answered in the same width, whatever width it came in.
+    let (_, kept) = call(&router, "POST", &notes, Some(json!({ "content": "dated", "createdAt": "2023-11-12T22:13:20.5+01:00" }))).await;
+    assert_eq!(kept["createdAt"], "2023-11-12T21:13:20.500Z", "{kept}");
+    assert_eq!(call(&router, "GET", "/healthz", None).await.1["timestamp"], "2023-11-14T22:13:21.000Z");
+}
+
 // ---- Notely's rules --------------------------------------------------------------
 
 #[tokio::test]
@@ -514,12 +685,12 @@ async fn notely_a_client_created_at_is_kept_and_a_stale_updated_at_changes_nothi
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(note["createdAt"], two_days_ago);
+    assert_eq!(note["createdAt"], "2023-11-12T22:13:20.000Z", "the client's time, in the answers' fixed width");
     let path = format!("/accounts/{account}/notes/{}", note["id"].as_str().unwrap());
 
     let written = "2023-11-14T22:13:20Z";
     let (status, body) = call(&router, "PUT", &path, Some(json!({ "content": "second", "updatedAt": written }))).await;
-    assert_eq!((status, body["content"].as_str(), body["updatedAt"].as_str()), (StatusCode::OK, Some("second"), Some(written)));
+    assert_eq!((status, body["content"].as_str(), body["updatedAt"].as_str()), (StatusCode::OK, Some("second"), Some("2023-11-14T22:13:20.000Z")));
 
     let older = "2023-11-13T22:13:20Z";
     let (status, body) = call(&router, "PUT", &path, Some(json!({ "content": "stale", "updatedAt": older }))).await;
@@ -1130,7 +1301,11 @@ async fn a_client_clock_far_ahead_is_refused_and_a_note_stamped_ahead_does_not_f
     let router = http(&start(&fleet, "a", MIGRATE));
     let account = new_account(&router, false).await;
     let now_ms = 1_700_000_000_000_i64; // InProcess's clock
-    let at = |ms: i64| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    // RFC 3339 with milliseconds, as the host answers times (and as it reads any RFC 3339).
+    let at = |ms: i64| {
+        let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap().format(format).unwrap()
+    };
     let notes = format!("/accounts/{account}/notes");
 
     let (status, body) = call(&router, "POST", &notes, Some(json!({ "content": "x", "createdAt": "2030-01-01T00:00:00Z" }))).await;

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::header::LOCATION;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::openapi::{AccountParam, Errors};
-use super::extract::{JsonBody, client_id, uuid};
+use super::extract::{JsonBody, Query, client_id, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::app::AccountChange;
 use crate::coordination::Account;
@@ -95,7 +96,8 @@ pub struct AccountReplace {
     post, path = "/accounts", operation_id = "createAccount", tag = "accounts",
     request_body = NewAccount,
     responses(
-        (status = 201, description = "The new account.", body = AccountBody, links(
+        (status = 201, description = "The new account.", body = AccountBody,
+            headers(("Location" = String, description = "The new account's path, `/accounts/{account}`.")), links(
             ("GetAccount" = (operation_id = "getAccount", parameters(("account" = "$response.body#/id")))),
             ("ReplaceAccount" = (operation_id = "replaceAccount", parameters(("account" = "$response.body#/id")))),
             ("UpdateAccount" = (operation_id = "updateAccount", parameters(("account" = "$response.body#/id")))),
@@ -110,11 +112,11 @@ pub struct AccountReplace {
         Errors,
     )
 )]
-pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAccount>) -> Result<(StatusCode, Json<AccountBody>), ApiError> {
+pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAccount>) -> Result<impl IntoResponse, ApiError> {
     let name = body.name.ok_or_else(|| ApiError::bad_request("account name is required"))?;
     let id = client_id("account", body.id.as_deref())?;
     let account = blocking(&app, move |app| app.create_account(id, &name, body.is_migrating, body.shard)).await?;
-    Ok((StatusCode::CREATED, Json(account.into())))
+    Ok((StatusCode::CREATED, [(LOCATION, format!("/accounts/{}", account.id))], Json(AccountBody::from(account))))
 }
 
 #[derive(Deserialize, IntoParams)]

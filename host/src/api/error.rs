@@ -53,6 +53,11 @@ impl From<AppError> for ApiError {
         let message = e.to_string();
         match e {
             AppError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, message),
+            AppError::TooLong { what, max_bytes, sent_bytes } => Self::notely(
+                StatusCode::BAD_REQUEST,
+                &message,
+                format!("the {what} is {sent_bytes} bytes of UTF-8, over the limit of {max_bytes} bytes (the limit counts bytes, not characters)"),
+            ),
             AppError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, message),
             AppError::Conflict(_) | AppError::Gate(_) | AppError::Stopped(_) => Self::new(StatusCode::CONFLICT, message),
             AppError::VersionMismatch { current } => {
@@ -152,6 +157,7 @@ mod tests {
         let plugin = || "p@1".to_owned();
         let cases = [
             (AppError::Invalid("x".into()), StatusCode::BAD_REQUEST),
+            (AppError::TooLong { what: "note content", max_bytes: 1, sent_bytes: 2 }, StatusCode::BAD_REQUEST),
             (AppError::NotFound("x".into()), StatusCode::NOT_FOUND),
             (AppError::Conflict("x".into()), StatusCode::CONFLICT),
             (AppError::Gate("x".into()), StatusCode::CONFLICT),
@@ -170,6 +176,7 @@ mod tests {
         for (error, status) in cases {
             let exhaustive = match &error {
                 AppError::Invalid(_)
+                | AppError::TooLong { .. }
                 | AppError::NotFound(_)
                 | AppError::Conflict(_)
                 | AppError::Gate(_)

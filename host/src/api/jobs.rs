@@ -6,6 +6,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use utoipa::ToSchema;
@@ -103,7 +105,8 @@ impl From<Job> for JobBody {
 #[utoipa::path(
     post, path = "/jobs", operation_id = "createJob", tag = "jobs", request_body = NewJob,
     responses(
-        (status = 201, description = "The new job, already running.", body = JobBody, links(
+        (status = 201, description = "The new job, already running.", body = JobBody,
+            headers(("Location" = String, description = "The new job's path, `/jobs/{job}`.")), links(
             ("GetJob" = (operation_id = "getJob", parameters(("job" = "$response.body#/id")))),
             ("PauseJob" = (operation_id = "pauseJob", parameters(("job" = "$response.body#/id")))),
             ("ResumeJob" = (operation_id = "resumeJob", parameters(("job" = "$response.body#/id")))),
@@ -112,12 +115,12 @@ impl From<Job> for JobBody {
         Errors,
     )
 )]
-pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob>) -> Result<(StatusCode, Json<JobBody>), ApiError> {
+pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob>) -> Result<impl IntoResponse, ApiError> {
     let kind = body.kind.ok_or_else(|| ApiError::bad_request("kind is required: backfill, rollback or verify"))?;
     let kind = JobKind::parse(&kind).map_err(ApiError::from)?;
     let account = body.account.as_deref().map(|a| uuid("account", a)).transpose()?;
     let job = blocking(&app, move |app| app.create_job(kind, account, body.rate.unwrap_or(0))).await?;
-    Ok((StatusCode::CREATED, Json(job.into())))
+    Ok((StatusCode::CREATED, [(LOCATION, format!("/jobs/{}", job.id))], Json(JobBody::from(job))))
 }
 
 #[utoipa::path(get, path = "/jobs", operation_id = "listJobs", tag = "jobs", responses((status = 200, description = "Every job, newest first.", body = Vec<JobBody>), Errors))]

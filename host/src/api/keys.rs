@@ -5,6 +5,8 @@ use std::sync::Arc;
 use axum::{Extension, Json};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use utoipa::ToSchema;
@@ -53,7 +55,8 @@ fn body(k: AccountKey, key: Option<String>) -> KeyBody {
     post, path = "/accounts/{account}/keys", operation_id = "createKey", tag = "keys", params(AccountParam),
     request_body = NewKey,
     responses(
-        (status = 201, description = "The key, shown this once.", body = KeyBody, links(
+        (status = 201, description = "The key, shown this once.", body = KeyBody,
+            headers(("Location" = String, description = "The key's path, `/accounts/{account}/keys/{key}` (DELETE revokes it).")), links(
             ("RevokeKey" = (operation_id = "revokeKey", parameters(("account" = "$request.path.account"), ("key" = "$response.body#/id")))),
         )),
         Errors,
@@ -64,7 +67,7 @@ pub async fn create(
     Extension(KeysAllowed(allowed)): Extension<KeysAllowed>,
     Path(id): Path<String>,
     JsonBody(new): JsonBody<NewKey>,
-) -> Result<(StatusCode, Json<KeyBody>), ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     if !allowed {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -74,7 +77,7 @@ pub async fn create(
     let account = uuid("account", &id)?;
     let label = new.label.unwrap_or_default();
     let (key, token) = blocking(&app, move |app| app.create_key(account, &label)).await?;
-    Ok((StatusCode::CREATED, Json(body(key, Some(token)))))
+    Ok((StatusCode::CREATED, [(LOCATION, format!("/accounts/{account}/keys/{}", key.id))], Json(body(key, Some(token)))))
 }
 
 /// The account's keys, revoked ones included, without secrets.

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::openapi::{AccountParam, Errors};
-use super::extract::{JsonBody, uuid};
+use super::extract::{JsonBody, Query, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::app::{App, MigrationStatus, MoveOutcome, Rollout, RolloutReport, VerifyReport};
 use crate::coordination::{AUDIT_KINDS, AuditEntry, AuditQuery};
@@ -307,6 +307,7 @@ pub struct AuditParams {
     /// `oldest` (the default) or `newest` first.
     order: Option<String>,
     /// Entries per page, 1 to 1000 (100 by default).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

@@ -1,23 +1,25 @@
 //! `/accounts/{account}/notes` routes. Every response a plugin served carries
-//! `X-Plugin: name@version`; a note carries `ETag: "<version>"`.
+//! `X-Plugin: name@version`; a note carries `ETag: "<version>"`, and a GET
+//! whose `If-None-Match` holds it is answered 304 without the note.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::header::{ETAG, LINK};
+use axum::extract::{Path, State};
+use axum::http::header::{ETAG, LINK, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
 use super::{X_PLUGIN, blocking, note_path, x_plugin};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::openapi::{AccountParam, Errors, NoteParams};
-use super::extract::{JsonBody, client_id, client_time, if_match, uuid};
+use super::extract::{IfNoneMatch, JsonBody, Query, client_id, client_time, if_match, uuid};
 use crate::app::{App, Placement, Served};
 use crate::stores::Note;
 
@@ -66,10 +68,18 @@ pub struct NoteEdit {
     updated_at: Option<String>,
 }
 
+/// RFC 3339 in UTC with milliseconds, always three digits
+/// (`2026-12-06T19:05:57.120Z`), so every time in an answer has the same
+/// width: `time`'s `Rfc3339` drops trailing zeros (`…57.12Z`, `…57Z`).
+/// Notely's Go client reads any fraction (`time.Time` parses RFC 3339).
+const MILLISECONDS_UTC: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// A time in an answer (every `createdAt`, `updatedAt`, `at`…): see [`MILLISECONDS_UTC`].
 pub fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .and_then(|t| t.format(MILLISECONDS_UTC).ok())
         .unwrap_or_default()
 }
 
@@ -83,8 +93,12 @@ fn served<T>(status: StatusCode, served: Served<T>, body: impl FnOnce(T) -> Resp
 }
 
 
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits")
+}
+
 fn note_response(note: Note) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", note.version)).expect("digits");
+    let etag = etag(note.version);
     let body = NoteBody {
         id: note.id,
         creator: note.account_id,
@@ -104,7 +118,10 @@ fn content(content: Option<String>) -> Result<String, ApiError> {
     post, path = "/accounts/{account}/notes", operation_id = "createNote", tag = "notes", params(AccountParam),
     request_body = NewNote,
     responses(
-        (status = 201, description = "The new note.", body = NoteBody, headers(("ETag" = String, description = "The note's version, quoted.")), links(
+        (status = 201, description = "The new note.", body = NoteBody, headers(
+            ("ETag" = String, description = "The note's version, quoted."),
+            ("Location" = String, description = "The new note's path, `/accounts/{account}/notes/{note}`."),
+        ), links(
             ("GetNote" = (operation_id = "getNote", parameters(("account" = "$request.path.account"), ("note" = "$response.body#/id")))),
             ("UpdateNote" = (operation_id = "updateNote", parameters(("account" = "$request.path.account"), ("note" = "$response.body#/id")))),
             ("DeleteNote" = (operation_id = "deleteNote", parameters(("account" = "$request.path.account"), ("note" = "$response.body#/id")))),
@@ -122,14 +139,22 @@ pub async fn create(
     let id = client_id("note", body.id.as_deref())?;
     let created_at = client_time("createdAt", body.created_at.as_deref())?;
     let note = note_path(&app, true, move |app| async move { app.create_note(account, id, content, created_at).await }).await?;
-    Ok(served(StatusCode::CREATED, note, note_response))
+    Ok(served(StatusCode::CREATED, note, |note| {
+        let location = HeaderValue::from_str(&format!("/accounts/{}/notes/{}", note.account_id, note.id));
+        let mut response = note_response(note);
+        if let Ok(location) = location {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        response
+    }))
 }
 
 /// An extension of Notely's list: pages. Without either, every id (Notely's shape).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// At most this many ids, 1 to 10,000. A full page carries a `Link` to the next one.
+    /// At most this many ids, 1 to 10,000. A page with ids after it carries a `Link` to the next one.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
     /// Only the ids after this one, in the list's order (the last id of the previous page).
     #[param(format = Uuid)]
@@ -143,7 +168,7 @@ const MAX_PAGE: u32 = 10_000;
 #[utoipa::path(
     get, path = "/accounts/{account}/notes", operation_id = "listNotes", tag = "notes", params(AccountParam, ListParams),
     responses((status = 200, description = "The ids of the account's notes.", body = Vec<uuid::Uuid>,
-        headers(("Link" = String, description = "With `limit`, when the page is full: the next page, `rel=\"next\"`."))), Errors)
+        headers(("Link" = String, description = "With `limit`, when more ids follow this page: the next page, `rel=\"next\"`."))), Errors)
 )]
 pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Query(page): Query<ListParams>) -> Result<Response, ApiError> {
     let account = uuid("account", &account)?;
@@ -156,8 +181,12 @@ pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Quer
     Ok(served(StatusCode::OK, ids, |ids| {
         let listed = ids.iter().filter(|id| after.as_deref().is_none_or(|after| *id > after));
         let Some(limit) = page.limit else { return Json(listed.collect::<Vec<&str>>()).into_response() };
-        let shown: Vec<&str> = listed.take(limit as usize).collect();
-        let next = (shown.len() == limit as usize).then(|| shown.last().copied()).flatten().map(|last| {
+        // One id more than the page: a page exactly full but the last one
+        // links nowhere, so a client does not ask for an empty page.
+        let mut shown: Vec<&str> = listed.take(limit as usize + 1).collect();
+        let more = shown.len() > limit as usize;
+        shown.truncate(limit as usize);
+        let next = more.then(|| shown.last().copied()).flatten().map(|last| {
             format!("</accounts/{account}/notes?limit={limit}&after={last}>; rel=\"next\"")
         });
         let mut response = Json(shown).into_response();
@@ -168,13 +197,27 @@ pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Quer
     }))
 }
 
+/// The note; with `If-None-Match` holding its ETag (or `*`), 304 and no body.
 #[utoipa::path(
-    get, path = "/accounts/{account}/notes/{note}", operation_id = "getNote", tag = "notes", params(NoteParams),
-    responses((status = 200, description = "The note.", body = NoteBody, headers(("ETag" = String, description = "The note's version, quoted."))), Errors)
+    get, path = "/accounts/{account}/notes/{note}", operation_id = "getNote", tag = "notes",
+    params(NoteParams, ("If-None-Match" = Option<String>, Header, description = "ETags the client holds (`\"3\"`, a list, or `*`): if the note's is one of them, 304 without the note.")),
+    responses(
+        (status = 200, description = "The note.", body = NoteBody, headers(("ETag" = String, description = "The note's version, quoted."))),
+        (status = 304, description = "The note is at a version `If-None-Match` names: the client's copy is current. No body.",
+            headers(("ETag" = String, description = "The note's version, quoted."))),
+        Errors,
+    )
 )]
-pub async fn get(State(app): State<Arc<App>>, Path((account, note)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Path((account, note)): Path<(String, String)>,
+    held: IfNoneMatch,
+) -> Result<Response, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
     let note = note_path(&app, false, move |app| async move { app.note(account, note).await }).await?;
+    if held.matches(note.value.version) {
+        return Ok(served(StatusCode::NOT_MODIFIED, note, |note| ([(ETAG, etag(note.version))]).into_response()));
+    }
     Ok(served(StatusCode::OK, note, note_response))
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::openapi::Errors;
-use super::extract::JsonBody;
+use super::extract::{JsonBody, Query};
 use super::{blocking, notes::rfc3339};
 use crate::app::{Actor, App, PluginFault, PluginsView};
 use crate::catalog::{Activation, Instances, PluginRecord};

@@ -13,6 +13,11 @@ use crate::stores::StoreError;
 pub enum AppError {
     #[error("{0}")]
     Invalid(String),
+    /// A note's content or an account's name over its limit (HTTP 400). The
+    /// text is Notely's, which its clients show (it says characters, but
+    /// Notely counts bytes too); the API adds the bytes in `detail`.
+    #[error("{what} too long (max {max_bytes} characters)")]
+    TooLong { what: &'static str, max_bytes: usize, sent_bytes: usize },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

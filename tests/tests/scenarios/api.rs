@@ -72,6 +72,26 @@ fn notes_have_the_notely_shape() {
     host.post(&format!("/accounts/{account}/notes"), json!({ "content": "again", "id": chosen })).expect(409);
 }
 
+/// The ETag a note carries is one a client can send back: over HTTP, with
+/// the real plugin, a GET that names it is a 304 without the note.
+#[test]
+fn a_get_with_the_notes_etag_in_if_none_match_answers_304_and_no_body() {
+    let host = Host::start();
+    let account = host.create_account(false);
+    let created = host.post(&format!("/accounts/{account}/notes"), json!({ "content": "cached" })).expect(201);
+    let location = created.header("location").expect("a created note says where it is").to_owned();
+    let note = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/accounts/{account}/notes/{note}"));
+    let etag = created.header("etag").unwrap().to_owned();
+    let unchanged = host.request("GET", &location, None, &[("if-none-match", &etag)]).expect(304);
+    assert!(unchanged.body.is_empty(), "no body: {}", unchanged.body);
+    assert_eq!(unchanged.header("etag"), Some(etag.as_str()));
+    assert_eq!(unchanged.header("x-plugin"), created.header("x-plugin"), "a 304 names the plugin that served it");
+    host.update_note(&account, &note, "changed").expect(200);
+    let changed = host.request("GET", &location, None, &[("if-none-match", &etag)]).expect(200);
+    assert_eq!((changed.header("etag"), changed.json()["content"].as_str()), (Some("\"2\""), Some("changed")));
+}
+
 #[test]
 fn bad_note_input_gets_a_clear_error_and_changes_nothing() {
     let host = Host::start();
@@ -178,10 +198,17 @@ fn a_note_list_comes_in_pages_on_request_and_whole_without() {
     assert_eq!(ids(&second), notes[2..4]);
     let last = page(&format!("?limit=2&after={}", notes[3])).expect(200);
     assert_eq!((ids(&last), last.header("link")), (notes[4..].to_vec(), None), "the last page is short and links nowhere");
+    let full_last = page(&format!("?limit=3&after={}", notes[1])).expect(200);
+    assert_eq!((ids(&full_last), full_last.header("link")), (notes[2..].to_vec(), None), "a last page exactly full links nowhere either");
     assert_eq!(ids(&page(&format!("?after={}", notes[2])).expect(200)), notes[3..], "after alone: every id after it");
 
     for bad in ["?limit=0", "?limit=10001", "?limit=two", "?after=banana"] {
         let refused = page(bad).expect(400);
         assert!(!refused.error().is_empty(), "{bad}: a JSON error: {}", refused.body);
     }
+    assert_eq!(
+        page("?limit=two").expect(400).error(),
+        r#"query parameter "limit" must be a whole number between 1 and 10000, got "two""#,
+        "a value that does not parse: the API's words, naming the parameter"
+    );
 }

@@ -17,7 +17,8 @@ fn an_account_key_reaches_its_own_notes_and_nothing_else() {
     let host = Host::builder().admin_token(TOKEN).start();
     let (a, b) = (host.create_account(false), host.create_account(false));
     let b_note = host.create_note(&b, "b's secret");
-    let created = host.post(&format!("/accounts/{a}/keys"), json!({ "label": "a's phone" })).expect(201).json();
+    let answer = host.post(&format!("/accounts/{a}/keys"), json!({ "label": "a's phone" })).expect(201);
+    let created = answer.json();
     let key = created["key"].as_str().unwrap().to_owned();
     let as_a = Client::new(&host.base).with_token(Some(key.clone()));
 
@@ -46,7 +47,9 @@ fn an_account_key_reaches_its_own_notes_and_nothing_else() {
     let listed = host.get(&format!("/accounts/{a}/keys")).expect(200).json();
     assert_eq!(listed[0]["label"], "a's phone");
     assert!(listed[0].get("key").is_none() && !listed.to_string().contains(&key), "the key is shown once, never listed");
-    host.delete(&format!("/accounts/{a}/keys/{}", created["id"].as_str().unwrap())).expect(204);
+    let location = answer.header("location").expect("a created key says where it is");
+    assert_eq!(location, format!("/accounts/{a}/keys/{}", created["id"].as_str().unwrap()));
+    host.delete(location).expect(204);
     assert_eq!(call(&as_a, "GET", &format!("/accounts/{a}/notes"), None).status, 401, "a revoked key");
     host.get(&format!("/accounts/{b}/notes/{b_note}")).expect(200);
 }

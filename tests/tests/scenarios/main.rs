@@ -21,6 +21,7 @@ macro_rules! also_on_postgres {
 
 mod api;
 mod authoring;
+mod cli;
 mod console;
 mod contention;
 mod contract;

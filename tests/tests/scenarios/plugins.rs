@@ -201,7 +201,7 @@ fn the_cli_pushes_activates_lists_and_rolls_back() {
     let pushed: serde_json::Value = serde_json::from_str(&cli(&["push", Plugin::Faulty.path().to_str().unwrap(), "--activate"])).unwrap();
     assert_eq!(pushed["name"], "faulty");
     assert_eq!(host.serving_plugin(&account), "faulty@0.1.0");
-    let listed: serde_json::Value = serde_json::from_str(&cli(&["list"])).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&cli(&["list", "--json"])).unwrap();
     assert_eq!(listed["active"]["digest"], pushed["digest"]);
     cli(&["rollback"]);
     assert_eq!(host.serving_plugin(&account), "migrate@0.1.0");
