@@ -63,13 +63,25 @@ enum MigrateCommand {
         json: bool,
     },
     /// Follow a job with a progress bar.
-    Watch { job: String },
+    Watch {
+        /// The job's id, or its first 8 or more characters (as `migrate jobs` shows it).
+        job: String,
+    },
     /// Pause a running job.
-    Pause { job: String },
+    Pause {
+        /// The job's id, or its first 8 or more characters (as `migrate jobs` shows it).
+        job: String,
+    },
     /// Resume a paused job.
-    Resume { job: String },
+    Resume {
+        /// The job's id, or its first 8 or more characters (as `migrate jobs` shows it).
+        job: String,
+    },
     /// Cancel a job.
-    Cancel { job: String },
+    Cancel {
+        /// The job's id, or its first 8 or more characters (as `migrate jobs` shows it).
+        job: String,
+    },
     /// Turn isMigrating on for PERCENT% of accounts (a sticky cohort), off for the rest.
     Rollout {
         /// 0 to 100, with or without `%`: `10`, `10%`, `12.5`.

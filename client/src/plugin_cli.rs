@@ -43,6 +43,7 @@ enum PluginCommand {
     },
     /// Make a stored plugin the active one.
     Activate {
+        /// The plugin's sha256, or its first 12 or more hex digits (as `plugin list` shows it).
         digest: String,
         #[command(flatten)]
         host: HostArgs,

@@ -1098,6 +1098,48 @@ async fn a_job_can_be_paused_resumed_and_cancelled() {
 }
 
 #[tokio::test]
+async fn a_job_is_named_by_a_unique_prefix_and_an_ambiguous_one_changes_nothing() {
+    let fleet = InProcess::default();
+    let router = http(&start(&fleet, "a", MIGRATE));
+    // Two jobs whose ids share their first 8 characters, as the console shows them.
+    for id in ["abcdef01-0000-4000-8000-000000000001", "abcdef01-1111-4000-8000-000000000002"] {
+        let job = Job { id: id.into(), kind: "verify".into(), state: "running".into(), ..Job::default() };
+        fleet.coordination.create_job(&job).unwrap();
+    }
+    let (status, body) = call(&router, "POST", "/jobs/abcdef01/pause", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("2 jobs"), "the refusal says how many match: {body}");
+    let (_, jobs) = call(&router, "GET", "/jobs", None).await;
+    assert!(jobs.as_array().unwrap().iter().all(|j| j["state"] == "running"), "nothing changed: {jobs}");
+
+    let (status, job) = call(&router, "POST", "/jobs/abcdef01-1/pause", None).await;
+    assert_eq!((status, job["id"].as_str(), job["state"].as_str()), (StatusCode::OK, Some("abcdef01-1111-4000-8000-000000000002"), Some("paused")), "{job}");
+    assert_eq!(call(&router, "GET", "/jobs/abcdef01-0", None).await.1["state"], "running");
+    let (status, body) = call(&router, "GET", "/jobs/abcdef0", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "shorter than 8: {body}");
+    assert!(body["error"].as_str().unwrap().contains('8'), "the refusal says the minimum: {body}");
+    assert_eq!(call(&router, "POST", "/jobs/01234567/cancel", None).await.0, StatusCode::NOT_FOUND);
+    let (_, audit) = call(&router, "GET", "/audit?kind=job", None).await;
+    let paused: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    assert_eq!(paused, ["abcdef01-1111-4000-8000-000000000002"], "audited under the full id: {audit}");
+}
+
+#[tokio::test]
+async fn a_plugin_is_activated_by_its_12_hex_prefix() {
+    let fleet = InProcess::default();
+    let app = start(&fleet, "a", MIGRATE);
+    let router = http(&app);
+    app.push_plugin(LEGACY.as_bytes()).unwrap();
+    let legacy = digest(LEGACY);
+    let (status, body) = call(&router, "PUT", "/plugins/active", Some(json!({ "digest": &legacy[..12] }))).await;
+    assert_eq!((status, body["digest"].as_str()), (StatusCode::OK, Some(legacy.as_str())), "{body}");
+    assert_eq!(active_plugin(&router).await["active"]["digest"], legacy);
+    let (status, body) = call(&router, "PUT", "/plugins/active", Some(json!({ "digest": &legacy[..11] }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "shorter than 12: {body}");
+    assert!(body["error"].as_str().unwrap().contains("12"), "the refusal says the minimum: {body}");
+}
+
+#[tokio::test]
 async fn a_verify_job_over_every_account_counts_the_unclean_ones() {
     let fleet = InProcess::default();
     let app = start(&fleet, "a", MIGRATE);

@@ -86,7 +86,8 @@ pub struct NoteParams {
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
 pub struct JobParam {
-    /// The job's id.
+    /// The job's id, or a unique prefix of at least 8 characters of it, as
+    /// the console shows it (400 if shorter or ambiguous).
     job: String,
 }
 

@@ -179,21 +179,22 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, Api
 
 #[derive(Deserialize, ToSchema)]
 pub struct Activate {
-    /// A stored plugin's sha256.
-    #[schema(value_type = String, required = true, pattern = "^[0-9a-f]{64}$")]
+    /// A stored plugin's sha256, or a unique prefix of at least 12 hex
+    /// digits of it (as `X-Plugin` and the console show it).
+    #[schema(value_type = String, required = true, pattern = "^[0-9a-f]{12,64}$")]
     digest: Option<String>,
 }
 
-/// Every host of the fleet switches before the answer.
+/// Every host of the fleet switches before the answer. `digest` is a
+/// unique prefix of at least 12 hex digits, or the whole sha256: an
+/// ambiguous prefix is a 400 saying how many plugins it matches, an unknown
+/// one a 404.
 #[utoipa::path(
     put, path = "/plugins/active", operation_id = "activatePlugin", tag = "plugins",
     request_body = Activate, responses((status = 200, description = "The plugin now active.", body = PluginBody), Errors)
 )]
 pub async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Activate>) -> Result<Json<PluginBody>, ApiError> {
     let digest = body.digest.ok_or_else(|| ApiError::bad_request("digest is required"))?;
-    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(ApiError::bad_request(format!("digest {digest:?} is not a sha256 (64 lowercase hex digits)")));
-    }
     let record = blocking(&app, move |app| app.activate_plugin(&digest, Actor::Operator, "activated by an operator")).await?;
     Ok(Json(record.into()))
 }
@@ -252,7 +253,7 @@ impl From<PluginFault> for FaultBody {
 /// 12 or more hex digits, as `X-Plugin` shows it.
 #[utoipa::path(
     get, path = "/plugins/{digest}/errors", operation_id = "pluginErrors", tag = "plugins",
-    params(("digest" = String, Path, description = "The plugin's sha256, or its first 12 or more hex digits.")),
+    params(("digest" = String, Path, description = "The plugin's sha256, or a unique prefix of at least 12 hex digits of it (400 if ambiguous).")),
     responses((status = 200, description = "The plugin's recent failures on this host, newest first.", body = FaultsBody), Errors)
 )]
 pub async fn errors(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Result<Json<FaultsBody>, ApiError> {
@@ -269,7 +270,7 @@ pub async fn errors(State(app): State<Arc<App>>, Path(digest): Path<String>) -> 
 /// next call; other hosts of a fleet when they next load the plugin.
 #[utoipa::path(
     put, path = "/plugins/{digest}/instances", operation_id = "setPluginInstances", tag = "plugins",
-    params(("digest" = String, Path, description = "The plugin's sha256, or its first 12 or more hex digits.")),
+    params(("digest" = String, Path, description = "The plugin's sha256, or a unique prefix of at least 12 hex digits of it (400 if ambiguous).")),
     request_body = Instances,
     responses((status = 200, description = "The plugin, with its instances' mode.", body = PluginBody), Errors)
 )]

@@ -93,12 +93,9 @@ impl App {
             return Err(AppError::Invalid(format!("digest {digest:?} is not a sha256 or its first 12 or more lowercase hex digits")));
         }
         let stored = self.catalog.records().map_err(internal)?;
-        let mut matching = stored.into_iter().filter(|p| p.digest.starts_with(digest));
-        match (matching.next(), matching.count()) {
-            (None, _) => Err(AppError::NotFound(format!("no stored plugin has a digest starting with {digest}"))),
-            (Some(one), 0) => Ok(one),
-            (Some(_), more) => Err(AppError::Invalid(format!("{} stored plugins have a digest starting with {digest}; give more of it", more + 1))),
-        }
+        super::one_by_prefix(stored.into_iter().filter(|p| p.digest.starts_with(digest)), digest, "stored plugins have a digest", || {
+            format!("no stored plugin has a digest starting with {digest}")
+        })
     }
 
     /// Sets how a stored plugin's instances are made (`Instances`). Recorded
@@ -135,9 +132,13 @@ impl App {
 
     /// Makes `digest` the plugin for every new request. Requests already
     /// running finish on the plugin they started with.
+    /// `digest` may be the sha256's first 12 or more hex digits
+    /// (`stored_plugin`).
     pub fn activate_plugin(&self, digest: &str, actor: Actor, reason: &str) -> Result<PluginRecord, AppError> {
         let _admin = self.admin_lock();
-        self.activate_locked(digest, actor, reason)
+        // A host routing natively says so (409) whatever the digest.
+        let digest = if self.native.is_some() { digest.to_owned() } else { self.stored_plugin(digest)?.digest };
+        self.activate_locked(&digest, actor, reason)
     }
 
     fn activate_locked(&self, digest: &str, actor: Actor, reason: &str) -> Result<PluginRecord, AppError> {

@@ -24,6 +24,10 @@ use crate::coordination::Job;
 use super::moves::{Batch, RunBudget};
 use super::{Actor, App, AppError};
 
+/// The fewest characters of a job's id that name it (`GET /jobs/{job}`,
+/// pause, resume, cancel): the console shows 8.
+pub const JOB_PREFIX_MIN: usize = 8;
+
 /// How long the runner sleeps when no job has work.
 const IDLE: Duration = Duration::from_millis(100);
 /// How long one step of a move job runs batches before the runner saves
@@ -146,11 +150,23 @@ impl App {
         Ok(self.coordination.jobs()?)
     }
 
+    /// The job whose id is `id` or starts with it: at least
+    /// [`JOB_PREFIX_MIN`] characters, as the console shows it.
     pub fn job(&self, id: &str) -> Result<Job, AppError> {
-        self.coordination.job(id)?.ok_or_else(|| AppError::NotFound(format!("job {id} not found")))
+        if let Some(job) = self.coordination.job(id)? {
+            return Ok(job);
+        }
+        if id.len() < JOB_PREFIX_MIN {
+            return Err(AppError::Invalid(format!("job id {id:?} is too short: give the id or its first {JOB_PREFIX_MIN} or more characters")));
+        }
+        let jobs = self.coordination.jobs()?;
+        super::one_by_prefix(jobs.into_iter().filter(|j| j.id.starts_with(id)), id, "jobs have an id", || format!("job {id} not found"))
     }
 
+    /// `id` as in [`App::job`].
     pub fn control_job(&self, id: &str, control: JobControl) -> Result<Job, AppError> {
+        let id = self.job(id)?.id;
+        let id = id.as_str();
         let (from, to): (&[&str], &str) = match control {
             JobControl::Pause => (&["running"], "paused"),
             JobControl::Resume => (&["paused"], "running"),

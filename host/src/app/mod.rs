@@ -230,3 +230,21 @@ impl App {
         self.admin.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The short-id rule, for every id the console shows shortened (a job's
+/// first 8 characters, a plugin's first 12 hex digits): the one item whose
+/// id starts with `prefix`. None: 404 (`none`); several: 400 naming how many
+/// (`what` in the plural: "3 jobs have an id" starting with …).
+pub(crate) fn one_by_prefix<T>(
+    matching: impl IntoIterator<Item = T>,
+    prefix: &str,
+    what: &str,
+    none: impl FnOnce() -> String,
+) -> Result<T, AppError> {
+    let mut matching = matching.into_iter();
+    match (matching.next(), matching.count()) {
+        (None, _) => Err(AppError::NotFound(none())),
+        (Some(one), 0) => Ok(one),
+        (Some(_), more) => Err(AppError::Invalid(format!("{} {what} starting with {prefix}; give more of it", more + 1))),
+    }
+}

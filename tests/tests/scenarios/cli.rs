@@ -102,6 +102,26 @@ fn migrate_jobs_shows_one_row_per_job_and_the_api_json_with_json() {
 }
 
 #[test]
+fn migrate_jobs_are_paused_and_resumed_by_the_8_characters_the_console_shows() {
+    let host = Host::start();
+    for _ in 0..20 {
+        host.create_account(false);
+    }
+    // A verify of every account at one account a second: running for a while.
+    let job = host.post("/jobs", serde_json::json!({ "kind": "verify", "rate": 1 })).expect(201).json();
+    let id = job["id"].as_str().unwrap();
+    let short = &id[..8];
+    let paused: serde_json::Value = serde_json::from_str(&succeeds(&host, &["migrate", "pause", short])).unwrap();
+    assert_eq!((paused["id"].as_str(), paused["state"].as_str()), (Some(id), Some("paused")), "{paused}");
+    assert_eq!(host.get(&format!("/jobs/{short}")).expect(200).json()["state"], "paused");
+    let resumed: serde_json::Value = serde_json::from_str(&succeeds(&host, &["migrate", "resume", short])).unwrap();
+    assert_eq!(resumed["state"], "running");
+    succeeds(&host, &["migrate", "cancel", short]);
+    let refused = fails(Some(&host), &["migrate", "pause", &id[..7]]);
+    assert!(refused.contains('8'), "a shorter prefix is refused, naming the minimum: {refused}");
+}
+
+#[test]
 fn plugin_list_shows_the_stored_plugins_as_a_table_and_the_api_json_with_json() {
     let host = Host::start();
     let faulty = host.push_plugin(Plugin::Faulty).json()["digest"].as_str().unwrap().to_owned();

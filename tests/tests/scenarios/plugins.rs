@@ -205,7 +205,11 @@ fn the_cli_pushes_activates_lists_and_rolls_back() {
     assert_eq!(listed["active"]["digest"], pushed["digest"]);
     cli(&["rollback"]);
     assert_eq!(host.serving_plugin(&account), "migrate@0.1.0");
-    cli(&["activate", pushed["digest"].as_str().unwrap()]);
+    cli(&["rollback"]);
+    // By the 12 hex digits `plugin list` and the console show.
+    let short = &pushed["digest"].as_str().unwrap()[..12];
+    let activated: serde_json::Value = serde_json::from_str(&cli(&["activate", short])).unwrap();
+    assert_eq!(activated["digest"], pushed["digest"]);
     assert_eq!(host.serving_plugin(&account), "faulty@0.1.0");
 }
 
