@@ -8,15 +8,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc rather than glibc's malloc: a request allocates and frees a few
-/// dozen small buffers (headers, JSON, the plugin's store), and glibc's
-/// `malloc`/`free` were ≈ 11% of a GET's CPU (BENCHMARKS.md, "Where a GET's
-/// CPU goes"). Built with `no_thp`: mimalloc would otherwise ask for
-/// transparent huge pages for its regions, and an idle host held 100 MiB
-/// instead of 37 (42 with it).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use notes_host::app::WatchConfig;
 use notes_host::fleet::FleetSettings;
 use notes_host::api::server::ConnectionLimits;

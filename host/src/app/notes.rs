@@ -291,7 +291,7 @@ impl App {
                     PluginFailure::OutOfFuel { fuel, .. } => format!("out of fuel ({fuel} units) in {op}"),
                     _ => unreachable!("matched above"),
                 };
-                self.record_plugin_fault(account, op, plugin, digest, what);
+                self.record_plugin_fault(account, op, plugin, digest, what, true);
                 Err(by(failure.into()))
             }
             Err(failure) => Err(by(failure.into())),

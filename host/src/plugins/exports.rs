@@ -7,9 +7,10 @@
 //! bindings' `load` looks up and type-checks every export of the plugin for
 //! each instance (≈7% of a GET's CPU through the plugin, BENCHMARKS.md "Where
 //! a GET's CPU goes"), though the types cannot differ between two instances
-//! of one component: it runs once, when the plugin loads (`info`), and the
-//! note operations then take their function unchecked, typed by the same
-//! bindings.
+//! of one component. Here the five note operations' functions are
+//! type-checked once, when the plugin loads ([`ExportsPre::check`], run by
+//! `Runtime::instantiate` before the plugin serves anything), and each call
+//! then takes its function unchecked, typed by the same bindings.
 
 use notes_routing::{Error, IdList, MoveReport, Note, NoteChange};
 use wasmtime::Store;
@@ -77,11 +78,10 @@ impl NoteExports {
 /// `func` as the bindings' typed function `_typed` gives.
 ///
 /// SAFETY: `func` must have the type `_typed` has. Every function passed
-/// here comes from a plugin whose whole router export the bindings
-/// type-checked when it loaded (`ExportsPre::info`, which `Plugin`'s
-/// constructor calls before the plugin serves anything), and a component's
-/// export types are the same in each of its instances.
-unsafe fn unchecked<'a, G: 'a, P, R>(_typed: fn(&'a G) -> TypedFunc<P, R>, func: Func) -> TypedFunc<P, R>
+/// here is one of a plugin's [`NoteExports`], each checked against the same
+/// `_typed` by [`typed_as`] when the plugin loaded ([`ExportsPre::check`]);
+/// a component's export types are the same in each of its instances.
+unsafe fn unchecked<'a, G, P, R>(_typed: fn(&'a G) -> TypedFunc<P, R>, func: Func) -> TypedFunc<P, R>
 where
     P: ComponentNamedList + Lower,
     R: ComponentNamedList + Lift,
@@ -90,9 +90,24 @@ where
     unsafe { TypedFunc::new_unchecked(func) }
 }
 
+/// Type-checks the export at `index` against the bindings' typed function
+/// `_typed`: the check [`unchecked`] relies on.
+fn typed_as<'a, G, P, R>(
+    _typed: fn(&'a G) -> TypedFunc<P, R>,
+    store: &mut Store<CallState>,
+    instance: &Instance,
+    index: &ComponentExportIndex,
+) -> wasmtime::Result<()>
+where
+    P: ComponentNamedList + Lower,
+    R: ComponentNamedList + Lift,
+{
+    instance.get_typed_func::<P, R>(store, index).map(drop)
+}
+
 impl ExportsPre {
     /// Finds the router export of the bindings of `wit_version` (already
-    /// known to be served). Its types are checked on the first instance.
+    /// known to be served). Its types are checked by [`ExportsPre::check`].
     pub fn new(pre: InstancePre<CallState>, wit_version: &str) -> wasmtime::Result<Self> {
         let (version, interface) = if wit_version.starts_with("0.1.") {
             (Version::V0_1(v0_1::NotePluginIndices::new(&pre)?), "notes:plugin/note-store@0.1.0")
@@ -113,8 +128,30 @@ impl ExportsPre {
         self.pre.instantiate_async(store).await
     }
 
-    /// Asks the plugin who it is, through the whole router export: the
-    /// check of every export's type that [`unchecked`] relies on.
+    /// Type-checks the note operations' functions of `instance` against
+    /// the bindings of the plugin's version: what [`unchecked`] relies on.
+    /// Checked by index, the very functions the calls take (an export name
+    /// the bindings look up may differ, say `@0.3.1` beside `@0.3.0`).
+    pub fn check(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<()> {
+        macro_rules! check_all {
+            ($guest:ty) => {{
+                let n = &self.notes;
+                typed_as(<$guest>::func_create_note, store, instance, &n.create)?;
+                typed_as(<$guest>::func_get_note, store, instance, &n.get)?;
+                typed_as(<$guest>::func_list_notes, store, instance, &n.list)?;
+                typed_as(<$guest>::func_update_note, store, instance, &n.update)?;
+                typed_as(<$guest>::func_delete_note, store, instance, &n.delete)
+            }};
+        }
+        match &self.version {
+            Version::V0_1(_) => check_all!(RouterV0_1),
+            Version::V0_2(_) => check_all!(RouterV0_2),
+            Version::V0_3(_) => check_all!(RouterV0_3),
+        }
+    }
+
+    /// Asks the plugin who it is, through the whole router export (its
+    /// `load` type-checks every export).
     pub async fn info(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<PluginInfo> {
         Ok(match &self.version {
             Version::V0_1(indices) => {
@@ -143,9 +180,10 @@ impl ExportsPre {
 macro_rules! note_call {
     ($plugin:expr, $call:expr, $field:ident, $typed:ident, $args:expr) => {{
         let (store, instance) = (&mut $call.warm.store, &$call.warm.instance);
-        let func = instance.get_func(&mut *store, &$plugin.pre.notes.$field).expect("found when the plugin loaded");
-        // SAFETY: see `unchecked`: the plugin's exports were type-checked on load.
-        match &$plugin.pre.version {
+        // SAFETY (below): see `unchecked`: the function was type-checked on load.
+        match instance.get_func(&mut *store, &$plugin.pre.notes.$field).ok_or_else(missing_export).map(|func| (func, &$plugin.pre.version)) {
+            Err(e) => Err(e),
+            Ok((func, version)) => match version {
             Version::V0_1(_) => unsafe { unchecked(RouterV0_1::$typed, func) }
                 .call_async(&mut *store, $args)
                 .await
@@ -158,8 +196,15 @@ macro_rules! note_call {
                 .call_async(&mut *store, $args)
                 .await
                 .map(|(answer,)| answer.map(Into::into).map_err(Error::from)),
+            },
         }
     }};
+}
+
+/// An instance without a function its component was checked to have: a bug
+/// of the host, failed as the call's trap rather than a panic.
+fn missing_export() -> wasmtime::Error {
+    wasmtime::format_err!("the plugin's instance lacks a note operation found when it loaded")
 }
 
 #[async_trait::async_trait]
@@ -210,10 +255,11 @@ impl Router for Plugin {
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
         let (store, instance) = (&mut call.warm.store, &call.warm.instance);
-        let func = instance.get_func(&mut *store, &self.pre.notes.list).expect("found when the plugin loaded");
         let args = (account.as_str(), is_migrating);
-        // SAFETY: see `unchecked`: the plugin's exports were type-checked on load.
-        let answer = match &self.pre.version {
+        // SAFETY (below): see `unchecked`: the function was type-checked on load.
+        let answer = match instance.get_func(&mut *store, &self.pre.notes.list).ok_or_else(missing_export) {
+            Err(e) => Err(e),
+            Ok(func) => match &self.pre.version {
             // One string for the whole list (0.3's `note-id-list`).
             Version::V0_3(_) => unsafe { unchecked(RouterV0_3::func_list_notes, func) }
                 .call_async(&mut *store, args)
@@ -227,6 +273,7 @@ impl Router for Plugin {
                 .call_async(&mut *store, args)
                 .await
                 .map(|(answer,)| answer.map(IdList::from_iter).map_err(Error::from)),
+            },
         };
         self.leave(call, answer)
     }
@@ -255,7 +302,7 @@ impl Router for Plugin {
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
         let (store, instance) = (&mut call.warm.store, &call.warm.instance);
-        // Once per batch of moves: through the whole, type-checked export.
+        // Once per batch of moves: through the bindings' whole `load`.
         let answer = match &self.pre.version {
             Version::V0_2(indices) => match indices.load(&mut *store, instance) {
                 Ok(p) => p

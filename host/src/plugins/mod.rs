@@ -341,9 +341,14 @@ impl Plugin {
         &self.info
     }
 
+    /// Checks the note operations' types (what every later call relies on,
+    /// `exports::unchecked`) and asks the plugin who it is.
     async fn ask_info(&self) -> Result<PluginInfo, PluginFailure> {
         let mut call = self.enter(None).await?;
-        let answer = self.pre.info(&mut call.warm.store, &call.warm.instance).await;
+        let answer = match self.pre.check(&mut call.warm.store, &call.warm.instance) {
+            Ok(()) => self.pre.info(&mut call.warm.store, &call.warm.instance).await,
+            Err(e) => Err(e),
+        };
         self.leave(call, answer)
     }
 
