@@ -975,6 +975,9 @@ async fn every_audited_action_appears_once_in_order_with_a_cursor() {
     let (_, rest) = call(&router, "GET", &format!("/audit?kind=flag&after={next}"), None).await;
     assert_eq!(rest["entries"].as_array().unwrap().len(), 1, "{rest}");
     assert_eq!(rest["entries"][0]["after"], "false");
+    // The last page, exactly full, points to no next page.
+    let (_, last) = call(&router, "GET", &format!("/audit?kind=flag&after={next}&limit=1"), None).await;
+    assert_eq!((last["entries"].as_array().unwrap().len(), last.get("next").filter(|n| !n.is_null())), (1, None), "{last}");
     let (_, newest) = call(&router, "GET", "/audit?order=newest&limit=2", None).await;
     let seqs: Vec<i64> = newest["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(newest["entries"][0]["kind"], "plugin", "newest first: {newest}");

@@ -315,7 +315,7 @@ pub struct AuditParams {
 #[schema(as = AuditPage)]
 pub struct AuditBody {
     entries: Vec<AuditEntryBody>,
-    /// The cursor of the next page, if this one was full: `?after=` for
+    /// The cursor of the next page, if there is one: `?after=` for
     /// oldest first, `?before=` for newest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -371,10 +371,14 @@ pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams
         after_seq: params.after.unwrap_or(0),
         before_seq: params.before,
         newest_first,
-        limit,
+        // One past the page says whether there is a next one: an exactly
+        // full last page gets no cursor.
+        limit: limit + 1,
     };
-    let entries = blocking(&app, move |app| app.audit(&query)).await?;
-    let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.seq)).flatten();
+    let mut entries = blocking(&app, move |app| app.audit(&query)).await?;
+    let more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
+    let next = more.then(|| entries.last().map(|e| e.seq)).flatten();
     Ok(Json(AuditBody {
         entries: entries
             .into_iter()
