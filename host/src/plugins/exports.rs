@@ -303,23 +303,21 @@ impl Router for Plugin {
         let mut call = self.enter(Some(scope)).await?;
         let (store, instance) = (&mut call.warm.store, &call.warm.instance);
         // Once per batch of moves: through the bindings' whole `load`.
+        macro_rules! move_through {
+            ($indices:expr) => {
+                match $indices.load(&mut *store, instance) {
+                    Ok(p) => p
+                        .notes_plugin_router()
+                        .call_move_notes(&mut *store, &account, note_ids, is_migrating)
+                        .await
+                        .map(|answer| answer.map(Into::into).map_err(Error::from)),
+                    Err(e) => Err(e),
+                }
+            };
+        }
         let answer = match &self.pre.version {
-            Version::V0_2(indices) => match indices.load(&mut *store, instance) {
-                Ok(p) => p
-                    .notes_plugin_router()
-                    .call_move_notes(&mut *store, &account, note_ids, is_migrating)
-                    .await
-                    .map(|answer| answer.map(Into::into).map_err(Error::from)),
-                Err(e) => Err(e),
-            },
-            Version::V0_3(indices) => match indices.load(&mut *store, instance) {
-                Ok(p) => p
-                    .notes_plugin_router()
-                    .call_move_notes(&mut *store, &account, note_ids, is_migrating)
-                    .await
-                    .map(|answer| answer.map(Into::into).map_err(Error::from)),
-                Err(e) => Err(e),
-            },
+            Version::V0_2(indices) => move_through!(indices),
+            Version::V0_3(indices) => move_through!(indices),
             Version::V0_1(_) => unreachable!("refused above"),
         };
         self.leave(call, answer)
