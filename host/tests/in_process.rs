@@ -186,7 +186,7 @@ async fn without_a_new_store_migration_cannot_be_turned_on() {
     assert!(body["error"].as_str().unwrap().contains("no new store"), "{body}");
 }
 
-// ---- the flag is read for every request, and fails closed -------------------
+// ---- the flag is read for every request (or known since its last flip), and fails closed
 
 #[tokio::test]
 async fn a_failed_flag_read_fails_the_request_and_never_calls_the_plugin() {
@@ -216,6 +216,8 @@ async fn a_flip_changes_the_flag_on_every_host_of_the_fleet() {
     let b = http(&start(&fleet, "b", MIGRATE));
     let account = new_account(&b, false).await;
     let account_id: Uuid = account.parse().unwrap();
+    let before = new_note(&b, &account).await;
+    assert_eq!(placement(&b, &account, &before).await, json!({ "legacy": true, "new": false }), "host b knows the flag off");
     let flipped = tokio::task::spawn_blocking(move || {
         a.update_account(account_id, notes_host::app::AccountChange { is_migrating: Some(true), ..Default::default() })
     });

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::inflight::{Entered, NotEntered};
+use super::inflight::{Entered, KnownFlag, NotEntered};
 use super::{Fleet, FleetError, Shared};
 use crate::coordination::{Announced, AuditEntry, CoordinationError, PendingFlip};
 
@@ -138,26 +138,38 @@ impl Fleet {
             Ok(())
         };
         in_the_fleet()?;
+        // Read before the flag, so a lapse during the read voids what it learnt.
+        let generation = shared.inflight.generation();
         let entered = match shared.inflight.enter(account, shared.settings.max_requests_per_account) {
             Ok(entered) => entered,
             Err(NotEntered::Frozen) => return Ok(None),
             Err(NotEntered::Saturated { running }) => return Err(FleetError::AccountSaturated { account, running }),
         };
-        let state = shared
-            .coordination
-            .flag_state(account)
-            .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
-            .ok_or(FleetError::NoAccount(account))?;
-        // Again once the flag is read: a host stalled before the read
-        // may have been counted gone meanwhile, and a flag turned on
-        // without it (the gate no longer saw it) must not reach its
-        // plugin. A read that ends while the lease still holds ran
-        // before any host could count it gone.
-        in_the_fleet()?;
-        if state.flip.is_some() {
-            return Ok(None);
-        }
-        Ok(Some(Admission { is_migrating: state.is_migrating, epoch: state.epoch, _entered: entered, lease: &shared.lease }))
+        let flag = match entered.known {
+            // No flip of the account since it was read (`inflight`), and the
+            // lease held throughout (checked above, as for a read).
+            Some(flag) if !shared.settings.unsafe_no_fleet_safety => flag,
+            _ => {
+                let state = shared
+                    .coordination
+                    .flag_state(account)
+                    .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
+                    .ok_or(FleetError::NoAccount(account))?;
+                // Again once the flag is read: a host stalled before the read
+                // may have been counted gone meanwhile, and a flag turned on
+                // without it (the gate no longer saw it) must not reach its
+                // plugin. A read that ends while the lease still holds ran
+                // before any host could count it gone.
+                in_the_fleet()?;
+                if state.flip.is_some() {
+                    return Ok(None);
+                }
+                let flag = KnownFlag { is_migrating: state.is_migrating, epoch: state.epoch };
+                shared.inflight.remember(account, flag, generation);
+                flag
+            }
+        };
+        Ok(Some(Admission { is_migrating: flag.is_migrating, epoch: flag.epoch, _entered: entered, lease: &shared.lease }))
     }
 
     /// Sets the account's flag to `to` on the whole fleet (see the module doc),
