@@ -27,7 +27,8 @@ pub struct MigrateArgs {
 /// name `--all`).
 #[derive(Args)]
 struct JobArgs {
-    /// One account.
+    /// One account: its id, or its first 8 or more characters (as `migrate
+    /// status`, `migrate jobs` and the console show it).
     #[arg(long, conflicts_with = "all")]
     account: Option<String>,
     /// Every account in the mode the job works on.
@@ -199,7 +200,10 @@ fn status_text(service: &Value, entries: &[Value]) -> String {
             utc_second(&cell(&e["at"])),
             cell(&e["kind"]),
             cell(&e["actor"]),
-            short_digest(cell(&e["subject"])),
+            match e["kind"].as_str() {
+                Some("flag" | "account" | "job") => short_id(cell(&e["subject"])),
+                _ => short_digest(cell(&e["subject"])),
+            },
             match (before.is_empty(), after.is_empty()) {
                 (true, true) => String::new(),
                 (true, false) => format!("→ {after}"),
@@ -216,6 +220,13 @@ fn status_text(service: &Value, entries: &[Value]) -> String {
 /// first 12 hex digits; any other subject as is.
 fn short_digest(subject: String) -> String {
     if subject.len() == 64 && subject.bytes().all(|b| b.is_ascii_hexdigit()) { subject[..12].to_owned() } else { subject }
+}
+
+/// An account's or a job's id as the console shows it, its first 8
+/// characters: what `--account`, `pause` and the API's operator routes take
+/// back (a unique prefix).
+fn short_id(id: String) -> String {
+    if id.len() == 36 && id.is_char_boundary(8) { id[..8].to_owned() } else { id }
 }
 
 /// `migrate jobs` for people: one row per job, newest first.
@@ -239,7 +250,7 @@ fn jobs_text(jobs: &[Value]) -> String {
             cell(&j["id"]),
             cell(&j["kind"]),
             cell(&j["state"]),
-            j["account"].as_str().unwrap_or("all").to_owned(),
+            j["account"].as_str().map_or_else(|| "all".to_owned(), |a| short_id(a.to_owned())),
             format!("{}/{}", cell(&j["done"]), cell(&j["total"])),
             cell(&j["moved"]),
             cell(&j["problems"]),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::openapi::{AccountParam, Errors};
+use super::openapi::{AccountParam, AccountPrefixParam, Errors};
 use super::extract::{JsonBody, Query, client_id, uuid};
 use super::{blocking, notes::rfc3339};
 use crate::app::AccountChange;
@@ -188,12 +188,15 @@ pub async fn put(
             "PUT replaces the name; use PATCH to change only isMigrating or shard",
         ));
     }
+    // Notely's route: a whole UUID, refused in Notely's words otherwise.
+    let id = uuid("account", &id)?.to_string();
     update(app, id, AccountPatch { name, is_migrating, shard }).await
 }
 
-/// PATCH: any subset of `name`, `shard` and `isMigrating`.
+/// PATCH: any subset of `name`, `shard` and `isMigrating`. The operator's
+/// flip, so `{account}` may be a unique prefix of 8+ characters of the id.
 #[utoipa::path(
-    patch, path = "/accounts/{account}", operation_id = "updateAccount", tag = "accounts", params(AccountParam),
+    patch, path = "/accounts/{account}", operation_id = "updateAccount", tag = "accounts", params(AccountPrefixParam),
     request_body = AccountPatch, responses((status = 200, description = "The account.", body = AccountBody), Errors)
 )]
 pub async fn patch(
@@ -207,8 +210,8 @@ pub async fn patch(
     update(app, id, body).await
 }
 
+/// `id`: a whole UUID (no lookup) or, from PATCH, a unique prefix.
 async fn update(app: Arc<App>, id: String, body: AccountPatch) -> Result<Json<AccountBody>, ApiError> {
-    let id = uuid("account", &id)?;
     let change = AccountChange { name: body.name, is_migrating: body.is_migrating, shard: body.shard };
-    Ok(Json(blocking(&app, move |app| app.update_account(id, change)).await?.into()))
+    Ok(Json(blocking(&app, move |app| app.update_account(app.account_id(&id)?, change)).await?.into()))
 }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::openapi::{Errors, JobParam};
-use super::extract::{JsonBody, uuid};
+use super::extract::JsonBody;
 use super::{blocking, notes::rfc3339};
 use crate::app::{App, JobControl, JobKind};
 use crate::coordination::Job;
@@ -23,8 +23,10 @@ use crate::coordination::Job;
 pub struct NewJob {
     #[schema(value_type = JobKindName, required = true)]
     kind: Option<String>,
-    /// One account; absent: every account in the mode the kind works on.
-    #[schema(format = Uuid)]
+    /// One account, by its id or a unique prefix of at least 8 characters
+    /// of it (400 if shorter or ambiguous, 404 if none); absent: every
+    /// account in the mode the kind works on.
+    #[schema(pattern = "^[0-9a-fA-F-]{8,36}$")]
     account: Option<String>,
     /// Notes per second at most; absent or 0: as fast as batches go.
     rate: Option<u32>,
@@ -118,8 +120,12 @@ impl From<Job> for JobBody {
 pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob>) -> Result<impl IntoResponse, ApiError> {
     let kind = body.kind.ok_or_else(|| ApiError::bad_request("kind is required: backfill, rollback or verify"))?;
     let kind = JobKind::parse(&kind).map_err(ApiError::from)?;
-    let account = body.account.as_deref().map(|a| uuid("account", a)).transpose()?;
-    let job = blocking(&app, move |app| app.create_job(kind, account, body.rate.unwrap_or(0))).await?;
+    let job = blocking(&app, move |app| {
+        // Its id, or a unique prefix of 8+ characters (as the CLI's --account takes it).
+        let account = body.account.as_deref().map(|a| app.account_id(a)).transpose()?;
+        app.create_job(kind, account, body.rate.unwrap_or(0))
+    })
+    .await?;
     Ok((StatusCode::CREATED, [(LOCATION, format!("/jobs/{}", job.id))], Json(JobBody::from(job))))
 }
 

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::openapi::{AccountParam, Errors};
-use super::extract::{JsonBody, Query, uuid};
+use super::openapi::{AccountPrefixParam, Errors};
+use super::extract::{JsonBody, Query};
 use super::{blocking, notes::rfc3339};
 use crate::app::{App, MigrationStatus, MoveOutcome, Rollout, RolloutReport, VerifyReport};
 use crate::coordination::{AUDIT_KINDS, AuditEntry, AuditQuery};
@@ -50,12 +50,11 @@ impl From<MigrationStatus> for StatusBody {
 
 /// `GET /accounts/{id}/migration`.
 #[utoipa::path(
-    get, path = "/accounts/{account}/migration", operation_id = "accountMigration", tag = "migration", params(AccountParam),
+    get, path = "/accounts/{account}/migration", operation_id = "accountMigration", tag = "migration", params(AccountPrefixParam),
     responses((status = 200, description = "The account's migration state and notes per store.", body = StatusBody), Errors)
 )]
 pub async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<StatusBody>, ApiError> {
-    let id = uuid("account", &id)?;
-    Ok(Json(blocking(&app, move |app| app.migration_status(id)).await?.into()))
+    Ok(Json(blocking(&app, move |app| app.migration_status(app.account_id(&id)?)).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -75,13 +74,15 @@ pub struct MoveBody {
 /// `POST /accounts/{id}/migration/move`: every note of the account to the
 /// store its mode wants, through the plugin, in batches; then its state.
 #[utoipa::path(
-    post, path = "/accounts/{account}/migration/move", operation_id = "moveNotes", tag = "migration", params(AccountParam),
+    post, path = "/accounts/{account}/migration/move", operation_id = "moveNotes", tag = "migration", params(AccountPrefixParam),
     responses((status = 200, description = "What moved, and the account's state after.", body = MoveBody), Errors)
 )]
 pub async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MoveBody>, ApiError> {
-    let id = uuid("account", &id)?;
-    let (MoveOutcome { report, batches, .. }, status) =
-        blocking(&app, move |app| Ok((app.move_notes(id)?.value, app.migration_status(id)?))).await?;
+    let (MoveOutcome { report, batches, .. }, status) = blocking(&app, move |app| {
+        let id = app.account_id(&id)?;
+        Ok((app.move_notes(id)?.value, app.migration_status(id)?))
+    })
+    .await?;
     Ok(Json(MoveBody {
         moved: report.moved,
         in_place: report.in_place,
@@ -120,12 +121,15 @@ pub struct ProblemBody {
 
 /// `POST /accounts/{id}/migration/verify`: read-only checks of every note.
 #[utoipa::path(
-    post, path = "/accounts/{account}/migration/verify", operation_id = "verifyAccount", tag = "migration", params(AccountParam),
+    post, path = "/accounts/{account}/migration/verify", operation_id = "verifyAccount", tag = "migration", params(AccountPrefixParam),
     responses((status = 200, description = "The verify's counts and first problems.", body = VerifyBody), Errors)
 )]
 pub async fn verify(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<VerifyBody>, ApiError> {
-    let id = uuid("account", &id)?;
-    let (report, status) = blocking(&app, move |app| Ok((app.verify(id)?, app.migration_status(id)?))).await?;
+    let (report, status) = blocking(&app, move |app| {
+        let id = app.account_id(&id)?;
+        Ok((app.verify(id)?, app.migration_status(id)?))
+    })
+    .await?;
     let VerifyReport { is_migrating, notes, duplicates, unreadable, misplaced, half_deleted, problems, clean, recorded } = report;
     Ok(Json(VerifyBody {
         is_migrating,
@@ -150,6 +154,13 @@ pub struct ServiceBody {
     accounts: serde_json::Map<String, serde_json::Value>,
     notes_to_new: u64,
     notes_to_legacy: u64,
+    /// Every account's notes in the legacy store, counted in the same pass
+    /// as the figures beside it, so they agree with one another (a page
+    /// showing them together never shows more left to move than a store
+    /// holds, as two separate reads could).
+    legacy_notes: u64,
+    /// Every account's notes in the new store (same pass).
+    new_notes: u64,
     /// The last percentage rollout, if one ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -164,6 +175,8 @@ pub async fn service(State(app): State<Arc<App>>) -> Result<Json<ServiceBody>, A
         accounts: summary.accounts.iter().map(|(state, n)| ((*state).to_owned(), (*n).into())).collect(),
         notes_to_new: summary.notes_to_new,
         notes_to_legacy: summary.notes_to_legacy,
+        legacy_notes: summary.legacy_notes,
+        new_notes: summary.new_notes,
         rollout_percent: summary.rollout_percent,
     }))
 }
@@ -200,7 +213,10 @@ pub enum RolloutShape {
     /// The listed accounts, on or off.
     #[serde(rename_all = "camelCase")]
     Accounts {
-        accounts: Vec<uuid::Uuid>,
+        /// Ids, or unique prefixes of at least 8 characters (as the console
+        /// and the CLI show them).
+        #[schema(pattern = "^[0-9a-fA-F-]{8,36}$")]
+        accounts: Vec<String>,
         is_migrating: bool,
         /// As for a percentage.
         #[serde(default)]
@@ -270,18 +286,24 @@ pub async fn rollout(
     JsonBody(body): JsonBody<RolloutRequest>,
 ) -> Result<Json<RolloutBody>, ApiError> {
     let resume = body.resume;
-    let rollout = match body {
-        RolloutRequest { percent: Some(p), accounts: None, is_migrating: None, .. } => Rollout::Percent(p),
-        RolloutRequest { percent: None, accounts: Some(ids), is_migrating: Some(on), .. } => Rollout::Accounts {
-            ids: ids.iter().map(|id| uuid("account", id)).collect::<Result<_, _>>()?,
-            is_migrating: on,
-        },
+    let (percent, listed) = match body {
+        RolloutRequest { percent: Some(p), accounts: None, is_migrating: None, .. } => (Some(p), None),
+        RolloutRequest { percent: None, accounts: Some(ids), is_migrating: Some(on), .. } => (None, Some((ids, on))),
         _ => return Err(ApiError::bad_request("give either {\"percent\": P} or {\"accounts\": [ids], \"isMigrating\": bool}")),
     };
-    if dry_run {
-        return Ok(Json(RolloutBody::of(blocking(&app, move |app| app.rollout_preview(&rollout, resume)).await?, true)));
-    }
-    Ok(Json(RolloutBody::of(blocking(&app, move |app| app.rollout(rollout, resume)).await?, false)))
+    let report = blocking(&app, move |app| {
+        let rollout = match (percent, listed) {
+            (Some(p), _) => Rollout::Percent(p),
+            // Ids or unique prefixes (8+ characters), resolved before anything flips.
+            (_, Some((ids, is_migrating))) => {
+                Rollout::Accounts { ids: ids.iter().map(|id| app.account_id(id)).collect::<Result<_, _>>()?, is_migrating }
+            }
+            (None, None) => unreachable!("one of the two shapes"),
+        };
+        if dry_run { app.rollout_preview(&rollout, resume) } else { app.rollout(rollout, resume) }
+    })
+    .await?;
+    Ok(Json(RolloutBody::of(report, dry_run)))
 }
 
 /// `POST /migration/kill-switch`: every rollout in flight stopped, on every

@@ -70,6 +70,18 @@ pub struct AccountParam {
     account: uuid::Uuid,
 }
 
+/// `{account}` on an operator route, where a short id will do.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AccountPrefixParam {
+    /// The account's id, or a unique prefix of at least 8 characters of it,
+    /// as the console and the CLI show it (400 if shorter or ambiguous, 404
+    /// if no account has it).
+    #[param(pattern = "^[0-9a-fA-F-]{8,36}$")]
+    account: String,
+}
+
 /// `{account}` and `{note}` in a path.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]

@@ -102,6 +102,9 @@ pub struct ActiveBody {
     #[schema(value_type = String)]
     loaded_from: &'static str,
     load_ms: f64,
+    /// Whether it can serve an account whose `isMigrating` is on: while it
+    /// cannot, turning migration on is refused (the deployment gate).
+    supports_migration: bool,
     /// Why the plugin serves no note request, when a health watch suspended it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -160,6 +163,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, Api
             plugin: active.plugin.label().to_owned(),
             loaded_from: if active.load.from_artifact { "artifact" } else { "compiled" },
             load_ms: (active.load.millis * 100.0).round() / 100.0,
+            supports_migration: active.plugin.supports_migration(),
             suspended: active.suspended().map(str::to_owned),
             usage: active.plugin.usage().map(|u| UsageBody {
                 calls: u.calls,

@@ -8,6 +8,16 @@ use crate::router::Router;
 use super::{Actor, App, AppError};
 use super::errors::no_account;
 
+/// The fewest characters of an account's id that name it on the operator
+/// routes (its migration state, move, verify, `PATCH`, jobs, rollouts by
+/// list) and in the CLI: the 8 the console and the CLI show, as for jobs.
+/// 8 hex digits are 32 bits, so among a million accounts a given prefix
+/// names a second account about once in 4,000 (then a 400 asks for more).
+/// Notely's own routes (`GET`/`PUT /accounts/{id}`, the notes) keep taking
+/// whole UUIDs only: its clients send them, and a note request must not pay
+/// for a lookup.
+pub const ACCOUNT_PREFIX_MIN: usize = 8;
+
 /// A change to an account; `None` leaves the field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct AccountChange {
@@ -43,6 +53,42 @@ impl App {
 
     pub fn account(&self, id: Uuid) -> Result<Account, AppError> {
         self.coordination.account(id)?.ok_or_else(no_account)
+    }
+
+    /// The id of the account whose id is `raw` (a whole UUID, taken as it
+    /// is: no lookup) or starts with it (at least [`ACCOUNT_PREFIX_MIN`]
+    /// characters; 400 if shorter or ambiguous, 404 if no account has it).
+    /// Ids are kept in their order, so the accounts a prefix names are the
+    /// ones from the prefix padded with zeros on, walked one at a time on the
+    /// primary key (`next_account_after`): a few reads however many accounts
+    /// there are, not a read of them all.
+    pub fn account_id(&self, raw: &str) -> Result<Uuid, AppError> {
+        if let Ok(id) = Uuid::parse_str(raw) {
+            return Ok(id);
+        }
+        const LOWEST: &str = "00000000-0000-0000-0000-000000000000";
+        let prefix = raw.to_ascii_lowercase();
+        let fits = prefix.len() < LOWEST.len()
+            && prefix.bytes().zip(LOWEST.bytes()).all(|(c, l)| if l == b'-' { c == b'-' } else { c.is_ascii_hexdigit() });
+        if !fits {
+            return Err(AppError::Invalid(format!("account id {raw:?} is not a UUID or the start of one")));
+        }
+        if prefix.len() < ACCOUNT_PREFIX_MIN {
+            return Err(AppError::Invalid(format!(
+                "account id {raw:?} is too short: give the id or its first {ACCOUNT_PREFIX_MIN} or more characters"
+            )));
+        }
+        let lowest = Uuid::parse_str(&format!("{prefix}{}", &LOWEST[prefix.len()..])).expect("a prefix padded with zeros is a UUID");
+        let mut next = match self.coordination.account(lowest)? {
+            Some(_) => Some(lowest),
+            None => self.coordination.next_account_after(Some(lowest))?,
+        };
+        let mut matching = Vec::new();
+        while let Some(id) = next.filter(|id| id.to_string().starts_with(&prefix)) {
+            matching.push(id);
+            next = self.coordination.next_account_after(Some(id))?;
+        }
+        super::one_by_prefix(matching, &prefix, "accounts have an id", || format!("no account has an id starting with {prefix}"))
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>, AppError> {

@@ -94,7 +94,7 @@ fn migrate_jobs_shows_one_row_per_job_and_the_api_json_with_json() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(&header[..4], ["ID", "KIND", "STATE", "ACCOUNT"], "{table}");
     let cells = row(&table, id).unwrap_or_else(|| panic!("no row for job {id}:\n{table}"));
-    assert_eq!(&cells[1..4], ["verify", state.as_str(), account.as_str()], "{table}");
+    assert_eq!(&cells[1..4], ["verify", state.as_str(), &account[..8]], "its account by the 8 characters the console shows: {table}");
     assert!(cells.iter().any(|c| is_utc_second(c)), "its creation time at the second:\n{table}");
 
     let json: serde_json::Value = serde_json::from_str(&succeeds(&host, &["migrate", "jobs", "--json"])).expect("--json prints JSON");
@@ -208,4 +208,78 @@ fn a_command_whose_output_pipe_is_closed_ends_quietly_without_a_panic() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked") && out.status.code() != Some(101), "notes-host {args:?}: {:?} {stderr}", out.status);
     }
+}
+
+/// Two accounts whose ids share their first 8 characters, and one alone.
+fn accounts_sharing_a_prefix(host: &Host) -> [String; 3] {
+    let ids = ["abcdef01-0000-4000-8000-000000000001", "abcdef01-1111-4000-8000-000000000002", "12345678-2222-4000-8000-000000000003"];
+    for (i, id) in ids.iter().enumerate() {
+        host.post("/accounts", serde_json::json!({ "id": id, "name": format!("account {i}") })).expect(201);
+    }
+    ids.map(str::to_owned)
+}
+
+#[test]
+fn an_operator_route_takes_an_accounts_8_character_prefix_and_notelys_routes_a_whole_uuid() {
+    let host = Host::start();
+    let [first, second, alone] = accounts_sharing_a_prefix(&host);
+    host.create_note(&alone, "a note");
+
+    // The state, by the 8 characters the console and the CLI show.
+    let status = host.get("/accounts/12345678/migration").expect(200).json();
+    assert_eq!((status["state"].as_str(), status["legacyNotes"].as_u64()), (Some("legacy"), Some(1)), "{status}");
+    // Ambiguous: refused, saying how many it names; too short: the minimum; none: 404.
+    let ambiguous = host.get("/accounts/abcdef01/migration").expect(400).error();
+    assert!(ambiguous.contains("2 accounts"), "{ambiguous}");
+    let short = host.get("/accounts/1234567/migration").expect(400).error();
+    assert!(short.contains('8'), "the refusal names the minimum: {short}");
+    host.get("/accounts/fedcba98/migration").expect(404);
+    host.get("/accounts/not-hex!/migration").expect(400);
+
+    // A flip by prefix; an ambiguous one changes nothing.
+    let flipped = host.patch("/accounts/abcdef01-1", serde_json::json!({ "isMigrating": true })).expect(200).json();
+    assert_eq!((flipped["id"].as_str(), flipped["isMigrating"].as_bool()), (Some(second.as_str()), Some(true)), "{flipped}");
+    host.patch("/accounts/abcdef01", serde_json::json!({ "isMigrating": true })).expect(400);
+    assert!(!host.is_migrating(&first), "nothing changed");
+    let audit = host.get("/audit?kind=flag").json();
+    let subjects: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, [second.as_str()], "audited under the whole id: {audit}");
+
+    // Move and verify, a job and a rollout by list.
+    host.post("/accounts/12345678/migration/move", serde_json::json!({})).expect(200);
+    assert_eq!(host.post("/accounts/12345678/migration/verify", serde_json::json!({})).expect(200).json()["clean"], true);
+    let job = host.post("/jobs", serde_json::json!({ "kind": "verify", "account": "12345678" })).expect(201).json();
+    assert_eq!(job["account"], alone.as_str(), "{job}");
+    host.post("/jobs", serde_json::json!({ "kind": "verify", "account": "abcdef01" })).expect(400);
+    let rollout = host.post("/migration/rollout", serde_json::json!({ "accounts": ["12345678"], "isMigrating": true })).expect(200).json();
+    assert_eq!(rollout["turnedOn"], 1, "{rollout}");
+    assert!(host.is_migrating(&alone));
+
+    // Notely's routes take whole UUIDs only, as Notely's server does.
+    assert_eq!(host.get("/accounts/12345678").expect(400).error(), "Invalid account ID");
+    host.get("/accounts/12345678/notes").expect(400);
+    host.put("/accounts/12345678", serde_json::json!({ "name": "renamed" })).expect(400);
+    host.get(&format!("/accounts/{alone}/notes")).expect(200);
+}
+
+#[test]
+fn migrate_takes_the_short_account_ids_its_tables_show() {
+    let host = Host::start();
+    let [_, second, alone] = accounts_sharing_a_prefix(&host);
+    host.set_migrating(&second, true).expect(200);
+
+    // `status` names the flipped account by its first 8 characters.
+    let status = succeeds(&host, &["migrate", "status"]);
+    let flip = status.lines().find(|l| l.contains(" flag ")).unwrap_or_else(|| panic!("no flip among the changes:\n{status}"));
+    assert!(flip.split_whitespace().any(|c| c == &second[..8]) && !flip.contains(&second), "{flip}");
+
+    // A job for the account named that way; `jobs` shows it the same way.
+    let job: serde_json::Value = serde_json::from_str(&succeeds(&host, &["migrate", "verify", "--account", &alone[..8]])).unwrap();
+    assert_eq!(job["account"], alone.as_str(), "{job}");
+    let jobs = succeeds(&host, &["migrate", "jobs"]);
+    let cells = row(&jobs, job["id"].as_str().unwrap()).unwrap_or_else(|| panic!("{jobs}"));
+    assert_eq!(cells[3], &alone[..8], "{jobs}");
+
+    let refused = fails(Some(&host), &["migrate", "backfill", "--account", "abcdef01"]);
+    assert!(refused.contains("2 accounts") && refused.contains("abcdef01"), "{refused}");
 }

@@ -108,8 +108,13 @@ function usePoll(load, ms, deps = []) {
 // ---- small parts ----------------------------------------------------------------------
 
 const number = (n) => (n === undefined || n === null ? '–' : Number(n).toLocaleString('en-US'));
-const shortId = (id) => (id ? `${id.slice(0, 8)}…` : '');
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
+// An id's first 8 characters, with no ellipsis: what the CLI and the API take
+// as a prefix (accounts, jobs), so it can be copied as shown.
+const shortId = (id) => (id ? id.slice(0, 8) : '');
+// UTC to the second in ISO form, as the CLI prints times
+// (2026-12-06T20:28:12Z): the same in every browser and locale, and the
+// form the audit log, the API and the CLI are searched by.
+const when = (iso) => (iso ? new Date(iso).toISOString().replace(/\.\d+Z$/, 'Z') : '');
 
 function duration(seconds) {
   if (seconds === undefined || seconds === null) return '–';
@@ -247,9 +252,14 @@ const STATES = ['legacy', 'migrating', 'migrated', 'rolling-back', 'rolled-back'
 
 function Overview() {
   const migration = usePoll(() => api('GET', '/migration'), 1000);
-  const metrics = useMetrics(2000);
+  useMetrics(2000); // the charts' history
+  // Every figure of the notes card comes from this one answer (GET /migration
+  // counts them in one pass): polls of their own (/metrics for the stores)
+  // could show more left to move than a store holds.
   const m = migration.data;
-  const stores = metrics.data?.stores || {};
+  // Migrating accounts with nothing left in legacy wait only for a verify:
+  // without saying so, `migrating` next to 0 left to move reads as stuck.
+  const verifyDue = m && (m.accounts.migrating || 0) > 0 && m.notesToNew === 0;
   return html`<section aria-labelledby="overview-title">
     <h2 id="overview-title">Overview</h2>
     <${Failure} error=${migration.error} />
@@ -257,12 +267,13 @@ function Overview() {
       <div class="card" id="accounts-per-state">
         <h3>Accounts per migration state</h3>
         <dl class="figures">${STATES.map((s) => html`<div><dt>${s}</dt><dd data-state=${s}>${m ? number(m.accounts[s] || 0) : '–'}</dd></div>`)}</dl>
+        ${verifyDue && html`<${VerifyDue} count=${m.accounts.migrating} onStarted=${migration.reload} />`}
       </div>
-      <div class="card">
+      <div class="card" id="notes-card">
         <h3>Notes</h3>
         <dl class="figures">
-          <div><dt>in legacy</dt><dd id="notes-legacy">${number(stores.legacy)}</dd></div>
-          <div><dt>in new</dt><dd id="notes-new">${number(stores.new)}</dd></div>
+          <div><dt>in legacy</dt><dd id="notes-legacy">${m ? number(m.legacyNotes) : '–'}</dd></div>
+          <div><dt>in new</dt><dd id="notes-new">${m ? number(m.newNotes) : '–'}</dd></div>
           <div><dt>left to move → new</dt><dd id="to-new">${m ? number(m.notesToNew) : '–'}</dd></div>
           <div><dt>left to move → legacy</dt><dd id="to-legacy">${m ? number(m.notesToLegacy) : '–'}</dd></div>
           <div><dt>rollout</dt><dd id="rollout-percent">${m ? (m.rolloutPercent === undefined ? 'none yet' : `${m.rolloutPercent}%`) : '–'}</dd></div>
@@ -286,6 +297,26 @@ function Overview() {
   </section>`;
 }
 
+/// Why migrating accounts are not `migrated` yet, and the verify that makes them so.
+function VerifyDue({ count, onStarted }) {
+  const [message, setMessage] = useState();
+  const start = async () => {
+    try {
+      const job = await api('POST', '/jobs', { kind: 'verify' });
+      setMessage({ text: `Started verify job ${shortId(job.id)}: ${number(job.total)} accounts to check.` });
+      onStarted();
+    } catch (e) {
+      setMessage({ bad: true, text: e.message });
+    }
+  };
+  return html`<div id="verify-due">
+    <p class="banner info">${number(count)} ${count === 1 ? 'account is' : 'accounts are'} <strong>migrating</strong> with
+      every note already in the new store: a verify is due. A clean verify is what makes an account <strong>migrated</strong>.</p>
+    <div class="row"><button id="verify-due-start" class="primary" onClick=${start}>Verify every account</button></div>
+    ${message && html`<p class="banner ${message.bad ? 'bad' : 'ok'}" role="status" id="verify-due-message">${message.text}</p>`}
+  </div>`;
+}
+
 function Jobs() {
   const jobs = usePoll(() => api('GET', '/jobs'), 1000);
   const act = async (job, what) => {
@@ -295,22 +326,22 @@ function Jobs() {
   const list = (jobs.data || []).slice().sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, 10);
   return html`<div class="card">
     <${Failure} error=${jobs.error} />
-    ${list.length === 0 ? html`<p class="muted">No jobs yet. Start one under Rollout.</p>` : html`<table id="jobs">
+    ${list.length === 0 ? html`<p class="muted">No jobs yet. Start one under Rollout.</p>` : html`<table id="jobs" class="stack">
       <thead><tr><th>Job</th><th>Scope</th><th>State</th><th class="progress">Progress</th><th class="num">Rate</th><th class="num">ETA</th><th class="num hide-narrow">Problems</th><th></th></tr></thead>
       <tbody>${list.map((job) => {
         const pct = job.total ? Math.floor((job.done / job.total) * 100) : (job.state === 'done' ? 100 : 0);
         return html`<tr key=${job.id} data-job=${job.id} data-state=${job.state}>
-          <td>${job.kind}<br /><span class="muted mono">${job.id.slice(0, 8)}</span></td>
+          <td>${job.kind}<br /><span class="muted mono">${shortId(job.id)}</span></td>
           <td>${job.account ? html`<span class="mono" title=${job.account}>${shortId(job.account)}</span>` : 'all accounts'}</td>
           <td class=${job.state === 'failed' ? 'bad' : job.state === 'done' ? 'ok' : ''}>${job.state}${job.detail && job.state !== 'running' ? html`<br /><span class="muted">${job.detail}</span>` : ''}</td>
-          <td><progress max=${Math.max(job.total, 1)} value=${job.total ? job.done : (job.state === 'done' ? 1 : 0)} aria-label="${job.kind} progress"></progress>
+          <td class="wide-cell"><progress max=${Math.max(job.total, 1)} value=${job.total ? job.done : (job.state === 'done' ? 1 : 0)} aria-label="${job.kind} progress"></progress>
             <span class="progress-text">${number(job.done)} / ${number(job.total)} (${pct}%)</span></td>
           <td class="num">${number(Math.round(job.perSecond))}/s</td>
           <td class="num">${job.state === 'running' ? duration(job.etaSeconds) : ''}</td>
           <td class="num hide-narrow ${job.problems ? 'bad' : ''}">${number(job.problems)}</td>
-          <td>${job.state === 'running' && html`<button onClick=${() => act(job, 'pause')}>Pause</button>`}
-              ${job.state === 'paused' && html`<button onClick=${() => act(job, 'resume')}>Resume</button>`}
-              ${(job.state === 'running' || job.state === 'paused') && html` <button onClick=${() => act(job, 'cancel')}>Cancel</button>`}</td>
+          <td class="actions wide-cell">${job.state === 'running' && html`<button class="pause" onClick=${() => act(job, 'pause')}>Pause</button>`}
+              ${job.state === 'paused' && html`<button class="resume" onClick=${() => act(job, 'resume')}>Resume</button>`}
+              ${(job.state === 'running' || job.state === 'paused') && html` <button class="cancel" onClick=${() => act(job, 'cancel')}>Cancel</button>`}</td>
         </tr>`;
       })}</tbody></table>`}
   </div>`;
@@ -323,15 +354,18 @@ function Hosts() {
     <table id="hosts">
       <thead><tr><th>Host</th><th class="hide-narrow">Address</th><th>Plugin</th><th>Liveness</th><th class="num hide-narrow">Heartbeat</th></tr></thead>
       <tbody>${(hosts.data || []).map((h) => html`<tr>
-        <td>${h.name}${h.self ? html` <span class="pill muted">this one</span>` : ''}<br /><span class="muted">${h.version}</span></td>
+        <td>${h.name}${h.self ? html` <span class="pill muted">this one</span>` : ''}<br /><span class="muted host-version">host ${h.version}</span></td>
         <td class="hide-narrow mono">${h.address}</td>
-        <td><span class="mono">${h.plugin.label}</span>${h.supportsMigration ? '' : html`<br /><span class="warn">cannot migrate</span>`}</td>
+        <td><span class="mono">${h.plugin.label}</span><br />${migrates(h.supportsMigration)}</td>
         <td class=${h.state === 'live' ? 'ok' : 'bad'}>${h.state}</td>
         <td class="num hide-narrow">${number(h.heartbeatAgeMs)} ms ago</td>
       </tr>`)}</tbody>
     </table>
   </div>`;
 }
+
+/// Whether a plugin can migrate, said both ways: a missing warning is easy to misread.
+const migrates = (yes) => (yes ? html`<span class="ok migrates">can migrate</span>` : html`<span class="warn migrates">cannot migrate</span>`);
 
 /// The flip's own record says how long the drain took: "…; N host(s) drained in M ms".
 const drained = (detail) => detail.match(/(\d+) host\(s\) drained in (\d+) ms/);
@@ -374,6 +408,17 @@ function flipQuestion(account, status) {
     Every host finishes the account's requests in flight before the answer.</p>`;
 }
 
+/// Why an account is in its state when the state alone would puzzle: a
+/// `migrating` account with nothing left in legacy waits for a verify.
+function stateReason(status) {
+  if (status?.state !== 'migrating') return '';
+  return html`<br /><span class="muted reason">${status.legacyNotes === 0
+    ? 'every note is in new: a verify is due'
+    : `${number(status.legacyNotes)} ${status.legacyNotes === 1 ? 'note' : 'notes'} left in legacy`}</span>`;
+}
+
+const verifyDue = (status) => status?.state === 'migrating' && status.legacyNotes === 0;
+
 function Accounts() {
   const [typed, setTyped] = useState('');
   const [query, setQuery] = useState('');
@@ -392,6 +437,17 @@ function Accounts() {
     return { total, rows: accounts.map((account, i) => ({ account, status: statuses[i] })) };
   }, 5000, [query, offset]);
   const total = page.data?.total || 0;
+  const verify = async (account) => {
+    try {
+      const r = await api('POST', `/accounts/${account.id}/migration/verify`);
+      const found = r.clean ? 'clean'
+        : `found ${number(r.unreadable)} unreadable, ${number(r.misplaced)} misplaced and ${number(r.halfDeleted)} half-deleted notes`;
+      setDone({ bad: !r.clean, text: `${account.name}: verify ${found}; now ${r.state}.` });
+    } catch (e) {
+      setDone({ bad: true, text: `${account.name}: ${e.message}` });
+    }
+    page.reload();
+  };
   return html`<section aria-labelledby="accounts-title">
     <h2 id="accounts-title">Accounts</h2>
     <div class="row">
@@ -400,7 +456,7 @@ function Accounts() {
         onInput=${(e) => setTyped(e.target.value)} />
       <span class="muted" id="account-count">${number(total)} accounts</span>
     </div>
-    ${done && html`<p class="banner ok" role="status">${done}</p>`}
+    ${done && html`<p class="banner ${done.bad ? 'bad' : 'ok'}" role="status" id="account-outcome">${done.text}</p>`}
     <${Failure} error=${page.error} />
     <div class="card">
       <table id="accounts">
@@ -409,11 +465,12 @@ function Accounts() {
           <td>${account.name}</td>
           <td class="mono hide-narrow" title=${account.id}>${shortId(account.id)}</td>
           <td class="flag">${account.isMigrating ? 'on' : 'off'}</td>
-          <td>${status?.state || '–'}</td>
+          <td class="state">${status?.state || '–'}${stateReason(status)}</td>
           <td class="num">${number(status?.legacyNotes)}</td>
           <td class="num">${number(status?.newNotes)}</td>
           <td><button class="flip" onClick=${() => setFlipping({ account, status })}>
-            ${account.isMigrating ? 'Turn migration off' : 'Turn migration on'}</button></td>
+            ${account.isMigrating ? 'Turn migration off' : 'Turn migration on'}</button>
+            ${verifyDue(status) && html` <button class="verify" onClick=${() => verify(account)}>Verify</button>`}</td>
         </tr>`)}</tbody>
       </table>
       <div class="pager">
@@ -426,7 +483,7 @@ function Accounts() {
       title=${`Turn migration ${flipping.account.isMigrating ? 'off' : 'on'} for ${flipping.account.name}?`}
       label=${flipping.account.isMigrating ? 'Turn migration off' : 'Turn migration on'}
       action=${() => api('PATCH', `/accounts/${flipping.account.id}`, { isMigrating: !flipping.account.isMigrating })}
-      onDone=${(a) => { setFlipping(undefined); setDone(`${a.name}: isMigrating is now ${a.isMigrating ? 'on' : 'off'} on every host.`); page.reload(); }}
+      onDone=${(a) => { setFlipping(undefined); setDone({ text: `${a.name}: isMigrating is now ${a.isMigrating ? 'on' : 'off'} on every host.` }); page.reload(); }}
       onCancel=${() => setFlipping(undefined)}>${flipQuestion(flipping.account, flipping.status)}</${Confirm}>`}
   </section>`;
 }
@@ -530,7 +587,7 @@ function StartJob() {
   return html`<div class="card">
     <div class="row">
       <label for="job-account">Account id</label>
-      <input id="job-account" placeholder="empty: every account" value=${account} onInput=${(e) => setAccount(e.target.value)} class="wide" />
+      <input id="job-account" placeholder="id or its first 8 characters; empty: every account" value=${account} onInput=${(e) => setAccount(e.target.value)} class="wide" />
       <label for="job-rate">Notes per second</label>
       <input id="job-rate" type="number" min="0" placeholder="no limit" value=${rate} onInput=${(e) => setRate(e.target.value)} class="narrow" />
     </div>
@@ -579,9 +636,11 @@ function Plugins() {
     </div>
     <h2>Active on each host</h2>
     <div class="card">
+      ${active && html`<p id="active-plugin">This host serves <span class="mono">${active.plugin}</span>${active.digest === 'native' ? '' : html` <span class="muted mono">${active.digest.slice(0, 12)}</span>`}:
+        ${migrates(active.supportsMigration)}${active.supportsMigration ? '' : ' (turning migration on is refused while it is active)'}.</p>`}
       <${Failure} error=${hosts.error} />
       <table><thead><tr><th>Host</th><th>Plugin</th><th>Digest</th></tr></thead>
-        <tbody>${(hosts.data || []).map((h) => html`<tr><td>${h.name}</td><td class="mono">${h.plugin.label}</td><td class="mono">${h.plugin.digest.slice(0, 12)}</td></tr>`)}</tbody></table>
+        <tbody>${(hosts.data || []).map((h) => html`<tr><td>${h.name}</td><td><span class="mono">${h.plugin.label}</span><br />${migrates(h.supportsMigration)}</td><td class="mono">${h.plugin.digest.slice(0, 12)}</td></tr>`)}</tbody></table>
       ${active?.suspended && html`<p class="banner bad">Suspended: ${active.suspended}</p>`}
       <div class="row"><button id="plugin-rollback" onClick=${() => setAsking({ rollback: true })}>Roll back to the previous plugin</button></div>
     </div>
@@ -591,7 +650,7 @@ function Plugins() {
       <table id="plugins"><thead><tr><th>Plugin</th><th>WIT</th><th class="num hide-narrow">Size</th><th class="hide-narrow">Uploaded</th><th></th></tr></thead>
         <tbody>${(registry.data?.plugins || []).map((p) => html`<tr>
           <td><span class="mono">${p.name}@${p.version}</span><br /><span class="muted mono">${p.digest.slice(0, 12)}</span></td>
-          <td>${p.witVersion}${p.supportsMigration ? '' : html`<br /><span class="warn">cannot migrate</span>`}</td>
+          <td>${p.witVersion}<br />${migrates(p.supportsMigration)}</td>
           <td class="num hide-narrow">${number(p.sizeBytes)} B</td>
           <td class="hide-narrow">${when(p.uploadedAt)}</td>
           <td>${active?.digest === p.digest ? html`<span class="pill ok">active</span>` : html`<button onClick=${() => setAsking({ plugin: p })}>Activate</button>`}</td>
