@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+mod blocking;
 pub mod catalog;
 pub mod clock;
 pub mod conformance;

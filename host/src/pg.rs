@@ -1,16 +1,21 @@
 //! Opening PostgreSQL databases: the one place that knows connection
-//! settings (timeouts), the pool and statement caching; `db.rs` is its
+//! settings (timeouts), the pools and statement caching; `db.rs` is its
 //! SQLite counterpart.
 //!
-//! The blocking `postgres` client, as `rusqlite` is: the host calls its state
-//! from blocking threads, never from async tasks (the client runs its own
-//! small runtime and would panic inside tokio's).
+//! Two clients over the same settings:
+//! - the blocking `postgres` client, as `rusqlite` is, for what runs on
+//!   blocking threads (jobs' batches, flips' fences, the coordination state,
+//!   `db copy`); it runs its own small runtime and would panic inside tokio's;
+//! - the async `tokio-postgres` client it wraps, pooled by deadpool
+//!   ([`open_async`]), for the request path's store calls: a request awaits
+//!   its round trip on its own task, and no thread waits for it.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use postgres::{Client, NoTls, Statement};
+use deadpool_postgres::tokio_postgres;
 
 /// How long a statement waits for a row another transaction holds before it
 /// fails (503): a backstop, since waits across two databases (a batch's
@@ -77,17 +82,42 @@ impl r2d2::ManageConnection for Manager {
 
 pub type PgPool = r2d2::Pool<Manager>;
 
+/// Connections for the request path's async calls (see the module doc).
+pub type AsyncPool = deadpool_postgres::Pool;
+
+/// `url` with the host's session settings, for either client.
+fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config = url.parse().with_context(|| format!("invalid PostgreSQL URL {}", redact(url)))?;
+    config
+        .connect_timeout(CHECKOUT_TIMEOUT)
+        .keepalives(true)
+        .application_name("notes-host")
+        .options(format!("-c lock_timeout={LOCK_TIMEOUT} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}"));
+    Ok(config)
+}
+
+/// A pool of async connections to `url`, up to `max_connections`, made as
+/// requests need them (the schema is [`open`]'s). A connection the server
+/// dropped is never handed out again (deadpool checks `is_closed`), and each
+/// keeps its statements prepared (`prepare_cached`).
+pub fn open_async(url: &str, max_connections: usize) -> anyhow::Result<AsyncPool> {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+    let manager = Manager::from_config(config(url)?, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(max_connections)
+        .wait_timeout(Some(CHECKOUT_TIMEOUT))
+        .create_timeout(Some(CHECKOUT_TIMEOUT))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .with_context(|| format!("cannot pool connections to {}", redact(url)))
+}
+
 /// Connects to `url` (a `postgres://` URL or a libpq key=value string),
 /// applies `schema` once (under an advisory lock, since hosts may start at
 /// once and `CREATE … IF NOT EXISTS` races), and pools up to
 /// `max_connections`.
 pub fn open(url: &str, max_connections: u32, schema: &str) -> anyhow::Result<PgPool> {
-    let mut config: postgres::Config = url.parse().with_context(|| format!("invalid PostgreSQL URL {}", redact(url)))?;
-    config
-        .connect_timeout(CHECKOUT_TIMEOUT)
-        .keepalives(true)
-        .application_name("notes-host")
-        .options(&format!("-c lock_timeout={LOCK_TIMEOUT} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}"));
+    let config = postgres::Config::from(config(url)?);
     let pool = r2d2::Pool::builder()
         .max_size(max_connections)
         .min_idle(Some(1))

@@ -2,7 +2,8 @@
 //! each backend, the embedded SQLite files, a real PostgreSQL database, the
 //! sharded new store over both, and memory (the in-process tests' store).
 
-use notes_host::stores::{DataStore, MemoryStore, Note, PostgresStore, ShardedStore, SqliteStore};
+use notes_host::stores::{DataStore, MemoryStore, Note, PostgresStore, ShardedStore, SqliteStore, StoreBatch, StoreError, StoredRow};
+use notes_routing::IdList;
 
 fn note(account: &str, id: &str, version: u64, content: &str) -> Note {
     Note { id: id.into(), account_id: account.into(), content: content.into(), created_at_ms: 1, updated_at_ms: 2, version }
@@ -25,6 +26,66 @@ fn sharded_postgres() -> Opened {
     let shards: Vec<Box<dyn DataStore>> =
         (0..3).map(|_| Box::new(PostgresStore::open(&notes_scenarios::postgres::database()).unwrap()) as Box<dyn DataStore>).collect();
     (Box::new(()), Box::new(ShardedStore::new(shards)))
+}
+
+/// PostgreSQL through the calls a request makes (`*_async`, the async
+/// client): the same rules hold there.
+fn postgres_async() -> Opened {
+    (Box::new(()), Box::new(Awaited::new(PostgresStore::open(&notes_scenarios::postgres::database()).unwrap())))
+}
+
+fn sharded_postgres_async() -> Opened {
+    let shards: Vec<Box<dyn DataStore>> =
+        (0..3).map(|_| Box::new(PostgresStore::open(&notes_scenarios::postgres::database()).unwrap()) as Box<dyn DataStore>).collect();
+    (Box::new(()), Box::new(Awaited::new(ShardedStore::new(shards))))
+}
+
+/// A store whose request-path calls (get, put, delete, list, recorded
+/// version) are its `*_async` ones, awaited on a tokio runtime as a
+/// request's task awaits them; the rest are the store's own.
+struct Awaited<S> {
+    store: S,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl<S> Awaited<S> {
+    fn new(store: S) -> Self {
+        Awaited { store, runtime: tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap() }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: DataStore> DataStore for Awaited<S> {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        self.runtime.block_on(self.store.get_async(account_id, note_id))
+    }
+    fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
+        self.runtime.block_on(self.store.put_async(note, epoch))
+    }
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
+        self.runtime.block_on(self.store.delete_if_not_newer_async(account_id, note_id, version, epoch))
+    }
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
+        self.runtime.block_on(self.store.list_ids_async(account_id))
+    }
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        self.runtime.block_on(self.store.recorded_version_async(account_id, note_id))
+    }
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.store.first_ids(account_id, after, limit)
+    }
+    fn count(&self, account_id: &str) -> Result<u64, StoreError> {
+        self.store.count(account_id)
+    }
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
+        self.store.rows(account_id, note_ids)
+    }
+    fn begin_batch(&self, account_id: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
+        self.store.begin_batch(account_id, epoch)
+    }
+    fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
+        self.store.raise_fence(account_id, epoch)
+    }
 }
 
 fn sharded_sqlite() -> Opened {
@@ -156,8 +217,16 @@ rules! {
         a_tombstone_refuses_the_deleted_version_and_older, lists_are_sorted_byte_by_byte_and_pages_start_at_the_front,
         a_batch_lands_all_its_writes_at_commit_or_none, accounts_do_not_see_each_other,
         rows_are_the_notes_or_their_tombstones_with_the_recorded_versions,
-        out_of_range_versions_are_refused_and_change_nothing,
+        out_of_range_versions_are_refused_and_change_nothing, a_fenced_store_refuses_writes_admitted_under_an_older_epoch_and_changes_nothing,
     ];
+    postgres_async: [
+        put_replaces_only_with_a_newer_version, delete_if_not_newer_never_removes_a_newer_write,
+        a_tombstone_refuses_the_deleted_version_and_older, lists_are_sorted_byte_by_byte_and_pages_start_at_the_front,
+        a_batch_lands_all_its_writes_at_commit_or_none, accounts_do_not_see_each_other,
+        rows_are_the_notes_or_their_tombstones_with_the_recorded_versions,
+        out_of_range_versions_are_refused_and_change_nothing, a_fenced_store_refuses_writes_admitted_under_an_older_epoch_and_changes_nothing,
+    ];
+    sharded_postgres_async: [put_replaces_only_with_a_newer_version, delete_if_not_newer_never_removes_a_newer_write, accounts_do_not_see_each_other];
     sharded_sqlite: [put_replaces_only_with_a_newer_version, a_batch_lands_all_its_writes_at_commit_or_none, accounts_do_not_see_each_other];
     sharded_postgres: [put_replaces_only_with_a_newer_version, a_batch_lands_all_its_writes_at_commit_or_none, accounts_do_not_see_each_other];
     memory: [
@@ -198,10 +267,7 @@ fn racing_writers_on_postgres_leave_the_newest_version() {
 /// epoch, the store refuses every write admitted under an older one, plain
 /// or batched, and changes nothing; writes at the fence or above go on, and
 /// other accounts are untouched.
-#[test]
-fn a_fenced_store_refuses_writes_admitted_under_an_older_epoch_and_changes_nothing() {
-    use notes_host::stores::StoreError;
-    let store = PostgresStore::open(&notes_scenarios::postgres::database()).unwrap();
+fn a_fenced_store_refuses_writes_admitted_under_an_older_epoch_and_changes_nothing(store: &dyn DataStore) {
     store.put(&note("a", "n", 1, "one"), 0).unwrap();
     store.raise_fence("a", 2).unwrap();
     let fenced = |r: Result<bool, StoreError>| matches!(r, Err(StoreError::Fenced { epoch: 1 }));

@@ -152,6 +152,10 @@ pub struct App {
     /// The flag and every store answer in microseconds (`App::note_path_inline`);
     /// fixed once the app is built.
     in_process: bool,
+    /// Every store's request-path calls are awaited or answered in
+    /// microseconds (`DataStore::serves_requests_async`): a plugin's calls
+    /// may run on the request's task.
+    stores_async: bool,
     /// Recent failures of each plugin, with the messages clients do not see.
     plugin_faults: plugin_faults::PluginFaults,
 }
@@ -193,8 +197,10 @@ impl App {
         };
         let active = ActivePlugin::new(plugin, load, health);
         let in_process = coordination.is_in_process() && stores.are_in_process();
+        let stores_async = stores.serve_requests_async();
         let app = App {
             in_process,
+            stores_async,
             coordination,
             stores,
             catalog,

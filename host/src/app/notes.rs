@@ -143,15 +143,18 @@ impl App {
     }
 
     /// Whether a note operation may run on the request's own task, on its
-    /// async worker: the flag and every store answer in microseconds, and a
-    /// write waits for its commit without holding the thread. Otherwise it
-    /// runs on a blocking thread (`api::note_path`).
+    /// async worker, or must run on a blocking thread (`api::note_path`).
+    /// A plugin's store imports await (`DataStore::serves_requests_async`),
+    /// and a flag read over the network hands the worker's other tasks to
+    /// another thread meanwhile (`Fleet::admit_async`), so a plugin's calls
+    /// run inline on every backend. The native router calls the stores'
+    /// blocking methods: inline only if they answer in microseconds, and a
+    /// write waits for its commit without holding the thread.
     pub fn note_path_inline(&self, write: bool) -> bool {
-        let writes_block = || match &self.native {
-            Some(native) => native.writes_block(),
-            None => self.active().plugin.writes_block(),
-        };
-        self.in_process && !(write && writes_block())
+        match &self.native {
+            Some(native) => self.in_process && !(write && native.writes_block()),
+            None => self.stores_async && !(write && self.active().plugin.writes_block()),
+        }
     }
 
     /// Refuses to pass on a note larger than any request could have written.
@@ -259,7 +262,8 @@ impl App {
         // A full instance pool is the host's state, not the plugin's fault.
         let failed = matches!(&answer, Err(f) if !matches!(f, PluginFailure::Busy { .. }));
         if let Some(tripped) = active.health.record(account, failed) {
-            self.automatic_rollback(&active, tripped, answer.as_ref().err());
+            // Writes the catalog (a round trip on PostgreSQL): in place.
+            crate::blocking::in_place(|| self.automatic_rollback(&active, tripped, answer.as_ref().err()));
         }
         self.served(account, op, plugin.as_ref(), answer)
     }

@@ -59,6 +59,19 @@ fn busy(account: Uuid, started: Instant) -> FleetError {
 /// The flipper itself aborts at its timeout; this covers a flipper that died.
 const ABANDON_GRACE: Duration = Duration::from_millis(1000);
 
+impl Shared {
+    /// The account's flag and any flip in progress, from the coordination
+    /// state. One reached over the network (PostgreSQL) takes a round trip,
+    /// made in place (`blocking::in_place`), so no request waits behind it.
+    /// Known flags (`inflight`) make it rare: once per account and flip.
+    fn read_flag(&self, account: Uuid) -> Result<Option<crate::coordination::FlagState>, CoordinationError> {
+        if self.coordination.is_in_process() {
+            return self.coordination.flag_state(account);
+        }
+        crate::blocking::in_place(|| self.coordination.flag_state(account))
+    }
+}
+
 impl Admission<'_> {
     /// Whether this host's lease still holds (always, without leases): a
     /// request that ends with it held ran under a flag no flip changed.
@@ -151,8 +164,7 @@ impl Fleet {
             Some(flag) if !shared.settings.unsafe_no_fleet_safety => flag,
             _ => {
                 let state = shared
-                    .coordination
-                    .flag_state(account)
+                    .read_flag(account)
                     .map_err(|e| FleetError::Unavailable(format!("cannot read the isMigrating flag of account {account}: {e}")))?
                     .ok_or(FleetError::NoAccount(account))?;
                 // Again once the flag is read: a host stalled before the read

@@ -5,15 +5,23 @@
 //! macros below, for the types every version shares.
 
 /// One served version's bindings, all generated alike: the call runs on the
-/// request's task (async exports), and a write waits for its commit there
-/// (async `put` and `delete-if-not-newer`).
+/// request's task (async exports), and a store call waits there, for a
+/// write's commit or a round trip to PostgreSQL, without holding the thread
+/// (async `stores` imports; `is-configured` asks nothing of a store). The
+/// imports a version has beyond 0.1's are named after the path.
 macro_rules! served_version {
-    ($path:literal) => {
+    ($path:literal $(, $since_0_2:literal)*) => {
         wasmtime::component::bindgen!({
             path: $path,
             world: "note-plugin",
             exports: { default: async },
-            imports: { "notes:plugin/stores.put": async, "notes:plugin/stores.delete-if-not-newer": async },
+            imports: {
+                "notes:plugin/stores.get": async,
+                "notes:plugin/stores.put": async,
+                "notes:plugin/stores.delete-if-not-newer": async,
+                "notes:plugin/stores.list-ids": async,
+                $($since_0_2: async,)*
+            },
         });
     };
 }
@@ -25,12 +33,12 @@ pub mod v0_1 {
 
 /// `notes:plugin@0.2.0`: the interface `router`, lists of ids as `list<string>`.
 pub mod v0_2 {
-    served_version!("../wit/v0.2/notes.wit");
+    served_version!("../wit/v0.2/notes.wit", "notes:plugin/stores.recorded-version");
 }
 
 /// `notes:plugin@0.3.0` (the current version): lists of ids as one `note-id-list`.
 pub mod v0_3 {
-    served_version!("../wit/notes.wit");
+    served_version!("../wit/notes.wit", "notes:plugin/stores.recorded-version");
 }
 
 use notes_routing::{Error, MoveReport, Note, NoteChange, Store, Stores};
@@ -102,12 +110,12 @@ macro_rules! shared_by_every_version {
         }
 
         impl $v::notes::plugin::stores::Host for CallState {
-            fn get(
+            async fn get(
                 &mut self,
                 s: $v::notes::plugin::stores::Store,
                 note_id: String,
             ) -> Result<Option<$v::notes::plugin::types::Note>, $v::notes::plugin::types::Error> {
-                Ok(scope(self)?.get(s.into(), &note_id)?.map(Into::into))
+                Ok(scope(self)?.get_async(s.into(), &note_id).await?.map(Into::into))
             }
 
             async fn put(
@@ -147,22 +155,22 @@ macro_rules! shared_by_every_version {
     };
     (@since_0_2 v0_1) => {};
     (@since_0_2 $v:ident) => {
-        fn recorded_version(
+        async fn recorded_version(
             &mut self,
             s: $v::notes::plugin::stores::Store,
             note_id: String,
         ) -> Result<Option<u64>, $v::notes::plugin::types::Error> {
-            Ok(scope(self)?.recorded_version(s.into(), &note_id)?)
+            Ok(scope(self)?.recorded_version_async(s.into(), &note_id).await?)
         }
     };
     (@list_ids v0_3) => {
-        fn list_ids(&mut self, s: v0_3::notes::plugin::stores::Store) -> Result<String, v0_3::notes::plugin::types::Error> {
-            Ok(scope(self)?.list_ids(s.into())?.into_joined())
+        async fn list_ids(&mut self, s: v0_3::notes::plugin::stores::Store) -> Result<String, v0_3::notes::plugin::types::Error> {
+            Ok(scope(self)?.list_ids_async(s.into()).await?.into_joined())
         }
     };
     (@list_ids $v:ident) => {
-        fn list_ids(&mut self, s: $v::notes::plugin::stores::Store) -> Result<Vec<String>, $v::notes::plugin::types::Error> {
-            Ok(scope(self)?.list_ids(s.into())?.to_vec())
+        async fn list_ids(&mut self, s: $v::notes::plugin::stores::Store) -> Result<Vec<String>, $v::notes::plugin::types::Error> {
+            Ok(scope(self)?.list_ids_async(s.into()).await?.to_vec())
         }
     };
 }

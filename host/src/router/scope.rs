@@ -129,6 +129,28 @@ impl AccountScope {
         .await
     }
 
+    /// [`Stores::get`] from an async worker (a plugin's import): a store
+    /// reached over the network awaits its round trip (`DataStore::get_async`).
+    pub async fn get_async(&self, store: Store, note_id: &str) -> Result<Option<Note>> {
+        let account = self.account_id.as_str();
+        self.on_async(store, "get", |b, s| b.get(s, store, note_id), |s| s.get_async(account, note_id)).await
+    }
+
+    /// [`Stores::list_ids`] from an async worker.
+    pub async fn list_ids_async(&self, store: Store) -> Result<IdList> {
+        let account = self.account_id.as_str();
+        self.on_async(store, "list_ids", |b, s| b.list_ids(s, store), |s| s.list_ids_async(account)).await
+    }
+
+    /// [`Stores::recorded_version`] from an async worker.
+    pub async fn recorded_version_async(&self, store: Store, note_id: &str) -> Result<Option<u64>> {
+        let account = self.account_id.as_str();
+        self.on_async(store, "recorded_version", |b, s| b.recorded_version(s, store, note_id), |s| {
+            s.recorded_version_async(account, note_id)
+        })
+        .await
+    }
+
     /// A note a router may write in this scope: of its account, with an id.
     fn check_write(&self, note: &Note) -> Result<()> {
         if note.account_id != self.account_id {

@@ -56,6 +56,12 @@ pub trait DataStore: Send + Sync {
     fn is_in_process(&self) -> bool {
         false
     }
+    /// Whether the request path's calls (the `*_async` ones) never hold an
+    /// async worker: answered in microseconds in this process, or awaited
+    /// (PostgreSQL's async client). A plugin's imports make only those.
+    fn serves_requests_async(&self) -> bool {
+        self.is_in_process()
+    }
     /// The live note, if any (tombstones are invisible).
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
     /// Writes `note` (under `note.account_id`) unless this version or a newer
@@ -75,6 +81,20 @@ pub trait DataStore: Send + Sync {
     /// [`DataStore::delete_if_not_newer`] for a caller on an async worker.
     async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         self.delete_if_not_newer(account_id, note_id, version, epoch)
+    }
+    /// [`DataStore::get`] for a caller on an async worker: a store reached
+    /// over the network awaits its round trip (see
+    /// [`DataStore::serves_requests_async`]). By default, the blocking read.
+    async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        self.get(account_id, note_id)
+    }
+    /// [`DataStore::list_ids`] for a caller on an async worker.
+    async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
+        self.list_ids(account_id)
+    }
+    /// [`DataStore::recorded_version`] for a caller on an async worker.
+    async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        self.recorded_version(account_id, note_id)
     }
     /// Ids of the account's live notes, sorted, in one string (no
     /// allocation per id: a list goes to a plugin as it is).
@@ -185,6 +205,12 @@ impl DataStores {
         self.legacy.is_in_process() && self.new.as_ref().is_none_or(|n| n.is_in_process())
     }
 
+    /// Whether every store's request-path calls never hold an async worker
+    /// (see [`DataStore::serves_requests_async`]).
+    pub fn serve_requests_async(&self) -> bool {
+        self.legacy.serves_requests_async() && self.new.as_ref().is_none_or(|n| n.serves_requests_async())
+    }
+
     /// Opens `legacy.db` and `new-shard-<i>.db` (i < `new_shards`) in `dir`.
     pub fn open_sqlite(dir: &Path, new_shards: u32) -> anyhow::Result<Self> {
         let legacy: Arc<dyn DataStore> = Arc::new(SqliteStore::open(&dir.join("legacy.db"))?);
@@ -254,6 +280,16 @@ fn version_to_sql(version: u64) -> Result<i64, StoreError> {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         if crate::db::is_transient(&e) { StoreError::Unavailable(e.to_string()) } else { StoreError::Internal(e.to_string()) }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            // Timed out waiting for a connection, or could not make one.
+            e => StoreError::Unavailable(e.to_string()),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::cell::RefCell;
 
 use notes_routing::IdList;
 use postgres::GenericClient;
+use postgres::types::ToSql;
 
 use super::{DataStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
 use crate::pg::{self, PgConn, PgPool};
@@ -43,7 +44,11 @@ CREATE TABLE IF NOT EXISTS store_identity (
 );
 "#;
 
-const MAX_CONNECTIONS: u32 = 16;
+/// Connections for jobs' batches, fences and operator reads (blocking).
+const BLOCKING_CONNECTIONS: u32 = 8;
+/// Connections for requests' store calls (async), made as needed: one per
+/// request in a store call at once, up to this.
+const REQUEST_CONNECTIONS: usize = 16;
 
 const GET: &str = "SELECT content, created_at_ms, updated_at_ms, version FROM notes WHERE account_id = $1 AND id = $2 AND NOT deleted";
 /// The fencing check, inside each writing statement: no fence of the
@@ -106,12 +111,14 @@ const SET_FENCE: &str = "INSERT INTO fences (account_id, epoch) VALUES ($1, $2)
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// The request path's calls (`*_async`): awaited on the request's task.
+    requests: pg::AsyncPool,
 }
 
 impl PostgresStore {
     /// Connects to the database at `url`, creating the notes table if needed.
     pub fn open(url: &str) -> anyhow::Result<Self> {
-        Ok(PostgresStore { pool: pg::open(url, MAX_CONNECTIONS, SCHEMA)? })
+        Ok(PostgresStore { pool: pg::open(url, BLOCKING_CONNECTIONS, SCHEMA)?, requests: pg::open_async(url, REQUEST_CONNECTIONS)? })
     }
 
     /// Records that this database is the `role` store of service `service`
@@ -162,10 +169,93 @@ impl PostgresStore {
     fn conn(&self) -> Result<r2d2::PooledConnection<pg::Manager>, StoreError> {
         Ok(self.pool.get()?)
     }
+
+    async fn request_conn(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.requests.get().await?)
+    }
 }
 
 #[async_trait::async_trait]
 impl DataStore for PostgresStore {
+    fn serves_requests_async(&self) -> bool {
+        true
+    }
+
+    async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        if !on_runtime() {
+            return self.get(account_id, note_id);
+        }
+        let conn = self.request_conn().await?;
+        let statement = conn.prepare_cached(GET).await?;
+        let row = conn.query_opt(&statement, &[&account_id, &note_id]).await?;
+        Ok(row.map(|r| live_note(&r, account_id, note_id)))
+    }
+
+    async fn put_async(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
+        if !on_runtime() {
+            return self.put(note, epoch);
+        }
+        let version = version_to_sql(note.version)?;
+        let conn = self.request_conn().await?;
+        let statement = conn.prepare_cached(PUT).await?;
+        let params: [&(dyn ToSql + Sync); 7] =
+            [&note.account_id, &note.id, &note.content, &note.created_at_ms, &note.updated_at_ms, &version, &epoch];
+        let changed = conn.execute(&statement, &params).await?;
+        if changed == 0 {
+            let fenced = conn.prepare_cached(FENCED_ABOVE).await?;
+            if conn.query_one(&fenced, &[&note.account_id, &epoch]).await?.get::<_, bool>(0) {
+                return Err(StoreError::Fenced { epoch });
+            }
+        }
+        Ok(changed == 1)
+    }
+
+    /// [`delete_with`]'s two statements, sent together in one transaction
+    /// (pipelined: one round trip for both).
+    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
+        if !on_runtime() {
+            return self.delete_if_not_newer(account_id, note_id, version, epoch);
+        }
+        let version = version_to_sql(version)?;
+        let mut conn = self.request_conn().await?;
+        let (live, tombstone) = tokio::try_join!(conn.prepare_cached(DELETE_LIVE), conn.prepare_cached(TOMBSTONE))?;
+        let tx = conn.transaction().await?;
+        let params: [&(dyn ToSql + Sync); 4] = [&account_id, &note_id, &version, &epoch];
+        let (removed, tombstoned) = tokio::try_join!(tx.execute(&live, &params), tx.execute(&tombstone, &params))?;
+        if removed == 0 && tombstoned == 0 {
+            let fenced = tx.prepare_cached(FENCED_ABOVE).await?;
+            if tx.query_one(&fenced, &[&account_id, &epoch]).await?.get::<_, bool>(0) {
+                // Dropped uncommitted: rolled back.
+                return Err(StoreError::Fenced { epoch });
+            }
+        }
+        tx.commit().await?;
+        Ok(removed == 1)
+    }
+
+    async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
+        if !on_runtime() {
+            return self.list_ids(account_id);
+        }
+        let conn = self.request_conn().await?;
+        let statement = conn.prepare_cached(LIST).await?;
+        let mut joined = String::new();
+        for row in conn.query(&statement, &[&account_id]).await? {
+            joined.push_str(row.get::<_, &str>(0));
+            joined.push('\n');
+        }
+        Ok(IdList::from_joined(joined))
+    }
+
+    async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        if !on_runtime() {
+            return self.recorded_version(account_id, note_id);
+        }
+        let conn = self.request_conn().await?;
+        let statement = conn.prepare_cached(RECORDED).await?;
+        Ok(conn.query_opt(&statement, &[&account_id, &note_id]).await?.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         get_on(&mut *self.conn()?, account_id, note_id)
     }
@@ -281,14 +371,26 @@ impl Drop for PostgresBatch {
 fn get_on(conn: &mut PgConn, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
     let statement = conn.prepared(GET)?;
     let row = conn.client().query_opt(&statement, &[&account_id, &note_id])?;
-    Ok(row.map(|r| Note {
+    Ok(row.map(|r| live_note(&r, account_id, note_id)))
+}
+
+/// Whether this thread can await the async client: inside tokio's runtime.
+/// A job's thread (a verify reading notes through the plugin) has none, and
+/// takes the blocking client instead.
+fn on_runtime() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
+/// A row of `GET`.
+fn live_note(r: &postgres::Row, account_id: &str, note_id: &str) -> Note {
+    Note {
         id: note_id.to_owned(),
         account_id: account_id.to_owned(),
         content: r.get(0),
         created_at_ms: r.get(1),
         updated_at_ms: r.get(2),
         version: r.get::<_, i64>(3) as u64,
-    }))
+    }
 }
 
 fn put_on(conn: &mut PgConn, note: &Note, epoch: i64) -> Result<bool, StoreError> {

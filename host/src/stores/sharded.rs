@@ -44,6 +44,10 @@ impl DataStore for ShardedStore {
         self.shards.iter().all(|s| s.is_in_process())
     }
 
+    fn serves_requests_async(&self) -> bool {
+        self.shards.iter().all(|s| s.serves_requests_async())
+    }
+
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         self.shard(account_id).get(account_id, note_id)
     }
@@ -58,6 +62,15 @@ impl DataStore for ShardedStore {
     }
     async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         self.shard(account_id).delete_if_not_newer_async(account_id, note_id, version, epoch).await
+    }
+    async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        self.shard(account_id).get_async(account_id, note_id).await
+    }
+    async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
+        self.shard(account_id).list_ids_async(account_id).await
+    }
+    async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        self.shard(account_id).recorded_version_async(account_id, note_id).await
     }
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         self.shard(account_id).list_ids(account_id)
