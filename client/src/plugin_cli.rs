@@ -176,7 +176,7 @@ pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
             println!("wrote {}", project.display());
             let (build, wasm) = match lang {
                 Lang::Rust => ("cargo test && cargo build --release --target wasm32-wasip2".to_owned(), format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"))),
-                Lang::Python => (format!("componentize-py -d wit -w note-plugin componentize app --stub-wasi -o {name}.wasm"), format!("{name}.wasm")),
+                Lang::Python => (format!("componentize-py -d wit -w note-plugin componentize app -o {name}.wasm"), format!("{name}.wasm")),
                 Lang::Js => ("npm ci && npm run build".to_owned(), format!("{name}.wasm")),
             };
             println!("next: cd {} && {build}", project.display());

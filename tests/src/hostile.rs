@@ -60,6 +60,24 @@ pub fn needs_network() -> Vec<u8> {
     )
 }
 
+/// A plugin that imports `wasi:sockets` (as componentize-py's libc does)
+/// and whose every note operation asks it for the network.
+pub fn opens_a_socket() -> Vec<u8> {
+    const SOCKETS_WIT: &str = "package example:sockets;
+        world needs-sockets { include notes:plugin/note-plugin@0.1.0; import wasi:sockets/instance-network@0.2.0; }
+        package wasi:sockets@0.2.0 {
+            interface network { resource network; }
+            interface instance-network { use network.{network}; instance-network: func() -> network; }
+        }";
+    build(
+        "opens-a-socket",
+        r#"(import "wasi:sockets/instance-network@0.2.0" "instance-network" (func $network (result i32)))"#,
+        "",
+        "(drop (call $network))",
+        Some((SOCKETS_WIT, "needs-sockets")),
+    )
+}
+
 /// A plugin whose note operations each do `bomb`, then trap.
 fn component(name: &str, declarations: &str, bomb: &str) -> Vec<u8> {
     build(name, "", declarations, bomb, None)

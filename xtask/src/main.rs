@@ -191,9 +191,10 @@ fn build_other_language_plugins() -> Result {
     // script may not be on PATH yet (pyenv adds its shim only on a rehash).
     let mut componentize = Command::new("python3");
     componentize.args(["-c", COMPONENTIZE_PY_MAIN]);
-    // --stub-wasi: the interpreter imports sockets and more that the host
-    // does not link; a plugin needs none of them.
-    componentize.current_dir(&python).args(["-d", "../../sdk/wit", "-w", "note-plugin", "componentize", "app", "--stub-wasi", "-o"]).arg(out.join("migrate-python.wasm"));
+    // Without --stub-wasi, which would stub stderr too (and with it every
+    // traceback): the interpreter's wasi:sockets imports are the host's to
+    // deny, and it does (every socket call traps).
+    componentize.current_dir(&python).args(["-d", "../../sdk/wit", "-w", "note-plugin", "componentize", "app", "-o"]).arg(out.join("migrate-python.wasm"));
     run_cmd(componentize)?;
     let js = root().join("plugins/examples/js");
     let node = Command::new("node").arg("--version").output().map_err(|e| format!("Node.js 20 or later is needed to build the JavaScript example plugin: {e}"))?;

@@ -164,14 +164,16 @@ impl Runtime {
     fn unprovided_imports(&self, component: &Component) -> Vec<String> {
         let provided = |name: &str| {
             let package = name.split_once('/').map_or(name, |(package, _)| package);
-            package == WIT_PACKAGE || wasi::LINKED_PACKAGES.contains(&package)
+            package == WIT_PACKAGE || wasi::LINKED_PACKAGES.contains(&package) || wasi::DENIED_PACKAGES.contains(&package)
         };
         component.component_type().imports(&self.engine).map(|(name, _)| name.to_owned()).filter(|name| !provided(name)).collect()
     }
 
     /// Links `component` against the host's world and asks it who it is.
     pub fn instantiate(&self, component: &Component, digest: &str) -> anyhow::Result<Plugin> {
-        let pre = self.linker.instantiate_pre(component).map_err(|e| match self.unprovided_imports(component) {
+        let denied = wasi::deny_sockets(&self.linker, &self.engine, component)?;
+        let linker = denied.as_ref().unwrap_or(&self.linker);
+        let pre = linker.instantiate_pre(component).map_err(|e| match self.unprovided_imports(component) {
             missing if missing.is_empty() => anyhow::Error::from(e).context("its imports do not match what the host provides"),
             missing => anyhow::anyhow!(
                 "it imports {}, which this host does not provide. A plugin gets {} (no files, network or clock: ARCHITECTURE.md, \"Plugin runtime\") and {WIT_PACKAGE}/stores. Build it without them: componentize-js `--disable http` (`-d http`), a componentize-py world without wasi:http, or in Rust drop the crate that pulls them in",

@@ -1,8 +1,9 @@
 //! The WASI a plugin gets: nothing it could use to reach out or to outlast
 //! its deadline. No files, no network, no environment, no arguments, no
 //! stdin; a clock frozen at zero (times come from the host through the WIT
-//! contract). Only stderr is captured, so a panic message can be reported
-//! with the failed request.
+//! contract). Only stderr (and stdout, into the same buffer) is captured, so
+//! a panic message, a Python traceback and what the plugin printed can be
+//! reported with the failed request.
 //!
 //! The async bindings (a call runs on its request's task): the sync ones
 //! drive their futures with `Handle::block_on`, which panics on a runtime
@@ -12,8 +13,11 @@
 //! Linked by hand rather than with `wasmtime_wasi::p2::add_to_linker_async`,
 //! for two reasons a hostile plugin would exploit:
 //! - **no sockets**: `wasi:sockets` would let a plugin open real OS sockets
-//!   (file descriptors) even with every address denied; a plugin that
-//!   imports it is refused at upload;
+//!   (file descriptors) even with every address denied. A plugin may import
+//!   it (componentize-py's libc does, whether or not the plugin uses it), but
+//!   every function of it traps ([`deny_sockets`]): only a stub that traps
+//!   all of WASI (componentize-py's `--stub-wasi`) would otherwise let such a
+//!   plugin load, and that stub takes its stderr (its tracebacks) too;
 //! - **no sleeping in the host**: the deadline is checked only while guest
 //!   code runs, so a plugin blocked in the host (`subscribe-duration` of
 //!   years, then `pollable.block`) would never be stopped. Here the monotonic
@@ -40,7 +44,70 @@ use super::CallState;
 pub(super) const MAX_RESOURCES: usize = 1024;
 
 pub(super) fn deny_all(stderr: MemoryOutputPipe) -> WasiCtx {
-    WasiCtx::builder().stderr(stderr).wall_clock(FrozenClock).build()
+    // stdout into the same pipe: Python's `print` writes there, and what a
+    // plugin printed before it failed belongs beside its traceback, in order.
+    WasiCtx::builder().stdout(stderr.clone()).stderr(stderr).wall_clock(FrozenClock).build()
+}
+
+/// WASI packages a plugin may import without getting anything from them:
+/// every function traps, with a message naming it ([`deny_sockets`]).
+pub(super) const DENIED_PACKAGES: &[&str] = &["wasi:sockets"];
+
+/// `linker` plus, for each `wasi:sockets` interface `component` imports,
+/// every function defined as a trap ("… is denied: a plugin has no
+/// network") and every resource type as one no value can ever be made of.
+/// `None` when it imports none (the shared linker serves it as is). Per
+/// component, not once for all: the definitions follow the interfaces and
+/// the WASI version the component imports, whatever they are.
+pub(super) fn deny_sockets(
+    linker: &Linker<CallState>,
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> wasmtime::Result<Option<Linker<CallState>>> {
+    use wasmtime::component::ResourceType;
+    use wasmtime::component::types::ComponentItem;
+    /// The type of every resource of a denied interface: no function makes one.
+    struct Denied;
+    let ty = component.component_type();
+    let (denied, linked): (Vec<_>, Vec<_>) = ty
+        .imports(engine)
+        .partition(|(name, _)| DENIED_PACKAGES.iter().any(|p| name.split_once('/').is_some_and(|(package, _)| package == *p)));
+    if denied.is_empty() {
+        return Ok(None);
+    }
+    // Resources a denied interface only uses (`wasi:io`'s `pollable`,
+    // `input-stream`): the linker's own definitions serve them, and a second
+    // one would be a mismatched type.
+    let borrowed: Vec<ResourceType> = linked
+        .iter()
+        .filter_map(|(_, item)| match &item.ty {
+            ComponentItem::ComponentInstance(instance) => Some(instance.exports(engine).filter_map(|(_, e)| match e.ty {
+                ComponentItem::Resource(r) => Some(r),
+                _ => None,
+            })),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut linker = linker.clone();
+    for (interface, item) in denied {
+        let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+        let mut root = linker.root();
+        let mut defined = root.instance(interface)?;
+        for (name, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{interface}#{name}");
+                    defined.func_new(name, move |_, _, _, _| {
+                        wasmtime::bail!("{what} is denied: a plugin has no network (docs/plugins.md, \"Limits and isolation\")")
+                    })?;
+                }
+                ComponentItem::Resource(r) if !borrowed.contains(&r) => defined.resource(name, ResourceType::host::<Denied>(), |_, _| Ok(()))?,
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(linker))
 }
 
 /// The WASI packages [`add_to_linker`] links (each of their 0.2 interfaces a

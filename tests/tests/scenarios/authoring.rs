@@ -196,7 +196,7 @@ fn python_and_javascript_projects_from_plugin_new_build_and_pass_the_kit() {
     let python = new("python", "py-router");
     // `componentize-py ARGS`, through python3 (as `cargo xtask test`, which installed it, runs it).
     let componentize_py = "import sys, componentize_py; sys.argv[0] = 'componentize-py'; componentize_py.script()";
-    run(&python, "python3", &["-c", componentize_py, "-d", "wit", "-w", "note-plugin", "componentize", "app", "--stub-wasi", "-o", "py-router.wasm"]);
+    run(&python, "python3", &["-c", componentize_py, "-d", "wit", "-w", "note-plugin", "componentize", "app", "-o", "py-router.wasm"]);
     let (passed, report) = check(&python.join("py-router.wasm"), &["--profile", "migrate"]);
     assert!(passed && report.starts_with("py-router@0.1.0") && report.contains("17 passed, 0 failed"), "{report}");
 
@@ -207,4 +207,47 @@ fn python_and_javascript_projects_from_plugin_new_build_and_pass_the_kit() {
     run(&js, "npm", &["run", "-s", "build"]);
     let (passed, report) = check(&js.join("js-router.wasm"), &["--profile", "migrate"]);
     assert!(passed && report.starts_with("js-router@0.1.0") && report.contains("17 passed, 0 failed"), "{report}");
+}
+
+/// A Python plugin with a bug: its author reads the traceback, and what the
+/// call printed before it, in `notes-host plugin errors`, built as its own
+/// README says; the client is told only an error id.
+#[test]
+fn a_python_plugins_key_error_shows_its_traceback_and_prints_in_plugin_errors() {
+    let outside = tempfile::tempdir().unwrap();
+    let made = Command::new(host_binary()).args(["plugin", "new", "buggy", "--lang", "python", "--dir"]).arg(outside.path()).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let project = outside.path().join("buggy");
+    let next = String::from_utf8_lossy(&made.stdout).into_owned();
+    assert!(!next.contains("--stub-wasi"), "the build it suggests keeps stderr: {next}");
+    let app = std::fs::read_to_string(project.join("app.py")).unwrap();
+    let create = "    def create_note(self, account_id: str, change: NoteChange, is_migrating: bool) -> Note:\n";
+    assert!(app.contains(create), "the template's create_note changed; update this test");
+    let bug = "        if change.content == \"paint it\":\n            print(\"looking up the colour of\", change.id)\n            return {}[\"colour\"]\n";
+    std::fs::write(project.join("app.py"), app.replace(create, &format!("{create}{bug}"))).unwrap();
+    let componentize_py = "import sys, componentize_py; sys.argv[0] = 'componentize-py'; componentize_py.script()";
+    let built = Command::new("python3")
+        .args(["-c", componentize_py, "-d", "wit", "-w", "note-plugin", "componentize", "app", "-o", "buggy.wasm"])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+    let host = Host::builder().args(["--probation-requests", "0"]).start();
+    let pushed = host.request_bytes("POST", "/plugins", Some(std::fs::read(project.join("buggy.wasm")).unwrap()), &[]).expect(201);
+    let digest = pushed.json()["digest"].as_str().unwrap().to_owned();
+    host.put("/plugins/active", serde_json::json!({ "digest": digest })).expect(200);
+    let account = host.create_account(false);
+    host.create_note(&account, "an ordinary note");
+    let failed = host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "paint it" }));
+    let fault = host.plugin_fault(&failed, "KeyError: 'colour'");
+    let message = fault["message"].as_str().unwrap();
+    assert!(message.contains("Traceback (most recent call last)") && message.contains("app.py\", line") && message.contains("in create_note"), "{message}");
+    let printed = message.find("looking up the colour of").unwrap_or_else(|| panic!("the call's print is kept: {message}"));
+    assert!(printed < message.find("Traceback").unwrap(), "in the order written: {message}");
+
+    // What its author runs.
+    let errors = Command::new(host_binary()).args(["plugin", "errors", &digest[..12], "--url", &host.base]).output().unwrap();
+    let said = String::from_utf8_lossy(&errors.stdout);
+    assert!(errors.status.success() && said.contains("KeyError: 'colour'"), "{said}{}", String::from_utf8_lossy(&errors.stderr));
 }

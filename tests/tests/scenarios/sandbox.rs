@@ -286,3 +286,17 @@ fn a_plugin_cannot_sleep_in_the_host_past_its_deadline() {
     assert!(r.error().contains("did not finish within"), "{}", r.body);
     host.create_note(&account, "the account is served again");
 }
+
+#[test]
+fn a_plugin_importing_sockets_loads_and_every_socket_call_traps_naming_it() {
+    // componentize-py's interpreter imports wasi:sockets whether or not the
+    // plugin uses it: such a plugin loads (so it needs no stub that would
+    // take its stderr too), and the network stays out of its reach.
+    let host = host_keeping_hostile_plugins();
+    let account = host.create_account(false);
+    activate_bytes(&host, hostile::opens_a_socket());
+    let failed = host.post(&format!("/accounts/{account}/notes"), json!({ "content": "hello" }));
+    let denied = "wasi:sockets/instance-network@0.2.0#instance-network is denied: a plugin has no network";
+    let fault = host.plugin_fault(&failed, denied);
+    assert_eq!(fault["operation"], "create_note", "{fault}");
+}
