@@ -507,12 +507,21 @@ impl Plugin {
             Some(trap) => trap.to_string(),
             None => format!("{e:#}"),
         };
-        let printed = stderr.map(|s| String::from_utf8_lossy(s).trim().to_owned()).unwrap_or_default();
+        let printed = stderr.map(printed_for_its_author).unwrap_or_default();
         if !printed.is_empty() {
-            message = format!("{message}: {printed}");
+            message = format!("{message}\n--- the plugin's stderr and stdout ---\n{printed}");
         }
         PluginFailure::Trapped { plugin, message }
     }
+}
+
+/// What a failed call printed, for its author: without the Rust runtime's
+/// hint to set `RUST_BACKTRACE` (a plugin gets no environment, so the hint
+/// cannot be followed; a Python plugin's runtime is Rust and prints it too).
+fn printed_for_its_author(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let kept: Vec<&str> = text.lines().filter(|line| !(line.starts_with("note: run with `RUST_BACKTRACE=") && line.ends_with("to display a backtrace"))).collect();
+    kept.join("\n").trim().to_owned()
 }
 
 #[cfg(test)]
@@ -527,6 +536,13 @@ mod tests {
             assert!(versions.contains(&format!("| {served} |")), "wit/VERSIONS.md lists {served}");
         }
         assert!(wit.contains(&format!("package {WIT_PACKAGE}@{WIT_VERSION};")), "update WIT_VERSION with wit/notes.wit");
+    }
+
+    #[test]
+    fn a_failures_output_loses_only_the_backtrace_hint_a_plugin_cannot_follow() {
+        let stderr = b"thread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(printed_for_its_author(stderr), "thread '<unnamed>' panicked at src/lib.rs:3:5:\nboom");
+        assert_eq!(printed_for_its_author(b"  note: mine, kept\n"), "note: mine, kept");
     }
 
     #[test]

@@ -13,6 +13,13 @@ fn a_plugin_that_traps_fails_one_request_and_the_host_keeps_serving() {
     assert!(failed.error().contains("faulty@0.1.0"), "{}", failed.error());
     // The panic is the plugin's internals: its authors read it, clients do not.
     let fault = host.plugin_fault(&failed, "panics, as asked");
+    // The trap, then what the plugin printed, each on its own; no hint to set
+    // an environment variable a plugin never gets.
+    let message = fault["message"].as_str().unwrap();
+    let (trap, printed) = message.split_once("\n--- the plugin's stderr and stdout ---\n").unwrap_or_else(|| panic!("the trap and the output apart: {message}"));
+    assert!(trap.contains("unreachable") && !trap.contains("panicked"), "{message}");
+    assert!(printed.contains("panicked at") && printed.contains("the faulty plugin panics, as asked"), "{message}");
+    assert!(!message.contains("RUST_BACKTRACE"), "{message}");
     assert_eq!((fault["operation"].as_str(), fault["account"].as_str(), fault["plugin"].as_str()), (Some("create_note"), Some(account.as_str()), Some("faulty@0.1.0")));
     assert_eq!(fault["requestId"].as_str(), failed.json()["requestId"].as_str(), "the failure names the request, for its log lines");
     assert!(host.list_notes(&account).is_empty(), "the failed create stored nothing");
