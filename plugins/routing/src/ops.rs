@@ -22,6 +22,20 @@
 //! Every operation reads both stores and trusts the newest version, so a note
 //! left in both stores (a move cut off between its write and its cleanup) is
 //! never read stale and is resolved by the next read or write.
+//!
+//! # Which to use
+//!
+//! - **One home per note** (migrate, rollback): [`get`], [`update`] and
+//!   [`move_notes`] drain `other`: each removes the older copy it meets, so
+//!   the account empties out of the store it leaves.
+//! - **Both copies kept** (dual write, a mirror, a shadow store you may
+//!   abandon at any time): [`get_keeping_copies`] and
+//!   [`update_keeping_copies`] never remove the other copy, and [`mirror`]
+//!   writes a note into `other` at its version. Use [`create`], [`list`] and
+//!   [`delete`] as they are (a delete must remove every copy), with
+//!   [`mirror`] after a create. `plugins/examples/dual-write` is such a
+//!   strategy; it keeps the contract and is not the `migrate` profile's
+//!   placement (its notes live in both stores).
 
 use crate::{Error, IdList, MoveReport, Note, NoteChange, Result, Store, Stores};
 
@@ -273,4 +287,107 @@ pub fn delete(stores: &dyn Stores, route: Route, note_id: &str) -> Result<()> {
         }
     }
     Err(Error::Conflict(format!("note {note_id} kept changing during the delete; retry")))
+}
+
+/// The newest copy of the note in either store (`NotFound` if none), leaving
+/// an older copy where it is: for strategies that keep both copies (dual
+/// write, mirror). [`get`] removes it instead (one home per note).
+pub fn get_keeping_copies(stores: &dyn Stores, route: Route, note_id: &str) -> Result<Note> {
+    Ok(find(stores, route, note_id)?.ok_or(Error::NotFound)?.newest)
+}
+
+/// Writes `note` into `other` at its version, best effort, and answers
+/// whether it was written: the note is durable in `home` already, so a
+/// failure here must not fail the client's write (the next write refreshes
+/// the copy). Refused when `other` holds this version or a newer record, such
+/// as a racing delete's tombstone: the copy never goes back in time. Two
+/// hosts never write one account's notes under two modes at once (a flip
+/// drains the account first), so `other` is the same store for every writer.
+pub fn mirror(stores: &dyn Stores, route: Route, note: &Note) -> bool {
+    match route.other {
+        Some(other) => stores.put(other, note).unwrap_or(false),
+        None => false,
+    }
+}
+
+/// Writes the next version of the newest copy to `home`, then [`mirror`]s
+/// it into `other`; never removes a copy: for strategies that keep both
+/// (dual write, mirror). [`update`] instead removes the other copy (one home
+/// per note).
+///
+/// A refused `put` means a newer record in `home`: a racing write (re-read
+/// and retry) or a tombstone above the newest copy, left by a delete that
+/// stopped between its two stores, which the update finishes (`NotFound`),
+/// as [`update`] does.
+pub fn update_keeping_copies(stores: &dyn Stores, route: Route, change: NoteChange, expected_version: Option<u64>) -> Result<Note> {
+    for _ in 0..MAX_ATTEMPTS {
+        let newest = get_keeping_copies(stores, route, &change.id)?;
+        if expected_version.is_some_and(|expected| expected != newest.version) {
+            return Err(Error::VersionMismatch(newest.version));
+        }
+        let next = Note { content: change.content.clone(), updated_at_ms: change.at_ms, version: newest.version + 1, ..newest.clone() };
+        if stores.put(route.home, &next)? {
+            mirror(stores, route, &next);
+            return Ok(next);
+        }
+        if finish_half_done_delete(stores, route, &newest)? {
+            return Err(Error::NotFound);
+        }
+    }
+    Err(Error::Conflict(format!("note {} kept changing during the update; retry", change.id)))
+}
+
+/// After `home` refused a write past `newest`: if what it holds is a
+/// tombstone above it (a delete that stopped between the stores), finishes
+/// that delete in `other` and answers true. False for a live newer copy (a
+/// racing write).
+pub fn finish_half_done_delete(stores: &dyn Stores, route: Route, newest: &Note) -> Result<bool> {
+    let tombstone = match stores.recorded_version(route.home, &newest.id)? {
+        Some(t) if t > newest.version && stores.get(route.home, &newest.id)?.is_none() => t,
+        _ => return Ok(false),
+    };
+    if let Some(other) = route.other {
+        stores.delete_if_not_newer(other, &newest.id, tombstone)?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStores;
+
+    fn change(id: &str, content: &str) -> NoteChange {
+        NoteChange { id: id.into(), content: content.into(), at_ms: 1 }
+    }
+
+    #[test]
+    fn the_keeping_variants_leave_the_other_copy_where_get_and_update_drain_it() {
+        let route = Route::MIGRATION;
+        let s = MemoryStores::new(true);
+        let note = create(&s, Route::ROLLBACK, "a", change("n1", "first")).unwrap();
+        assert!(mirror(&s, Route::ROLLBACK, &note), "a copy in new at version 1");
+        assert_eq!(get_keeping_copies(&s, route, "n1").unwrap().version, 1);
+        assert!(s.peek(Store::Legacy, "n1").is_some() && s.peek(Store::New, "n1").is_some(), "both copies stay");
+        let next = update_keeping_copies(&s, route, change("n1", "second"), Some(1)).unwrap();
+        assert_eq!(next.version, 2);
+        assert_eq!(s.peek(Store::New, "n1").map(|n| n.version), Some(2));
+        assert_eq!(s.peek(Store::Legacy, "n1").map(|n| (n.version, n.content)), Some((2, "second".into())), "mirrored, not removed");
+        assert_eq!(update_keeping_copies(&s, route, change("n1", "stale"), Some(1)), Err(Error::VersionMismatch(2)));
+
+        // The draining ones, on the same two copies: one home per note.
+        update(&s, route, change("n1", "third"), None).unwrap();
+        assert!(s.peek(Store::Legacy, "n1").is_none() && s.peek(Store::New, "n1").is_some(), "update drained legacy");
+    }
+
+    #[test]
+    fn update_keeping_copies_finishes_a_delete_cut_in_half() {
+        let route = Route::MIGRATION;
+        let s = MemoryStores::new(true);
+        let note = create(&s, Route::ROLLBACK, "a", change("n1", "first")).unwrap();
+        // A delete tombstoned new (above the note) and died before legacy.
+        s.delete_if_not_newer(Store::New, "n1", note.version + 1).unwrap();
+        assert_eq!(update_keeping_copies(&s, route, change("n1", "x"), None), Err(Error::NotFound));
+        assert_eq!(get_keeping_copies(&s, route, "n1"), Err(Error::NotFound), "the delete is finished");
+    }
 }

@@ -9,27 +9,19 @@
 //! cases) and breaks the `migrate` profile on purpose: its notes live in both
 //! stores. `notes-host plugin check` passes it; `--profile migrate` fails only
 //! the placement cases. The simulator judges it without the profile.
+//!
+//! Built on the SDK's operations that keep both copies
+//! (`ops::get_keeping_copies`, `ops::update_keeping_copies`, `ops::mirror`)
+//! where migrate uses the ones that drain the other store.
 
 use notes_routing::migrate::route;
-use notes_routing::ops::{self, Route};
+use notes_routing::ops;
 use notes_routing::{Error, IdList, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
 
 struct DualWrite;
 
-/// How often an update or delete re-reads after losing a race.
+/// How often a delete re-reads after losing a race.
 const MAX_ATTEMPTS: usize = 8;
-
-/// Writes `note` into the store `route` drains too, at its version, best
-/// effort: the write is durable in `home` already, so a failure here must not
-/// fail it (the next write refreshes the mirror). Refused (not newer) when
-/// that store has this version or a newer record, such as a racing delete's
-/// tombstone: the mirror never goes back in time. Two hosts never mirror one
-/// account's notes under two modes at once: a flip drains the account first.
-fn mirror(stores: &dyn Stores, route: Route, note: &Note) {
-    if let Some(other) = route.other {
-        let _ = stores.put(other, note);
-    }
-}
 
 impl Router for DualWrite {
     fn info(&self) -> PluginInfo {
@@ -39,22 +31,13 @@ impl Router for DualWrite {
     fn create_note(&self, s: &dyn Stores, a: &str, c: NoteChange, m: bool) -> Result<Note> {
         let route = route(s, m).route();
         let note = ops::create(s, route, a, c)?;
-        mirror(s, route, &note);
+        ops::mirror(s, route, &note);
         Ok(note)
     }
 
     /// The newest copy of either store; an older mirror stays (the next write refreshes it).
     fn get_note(&self, s: &dyn Stores, _: &str, id: &str, m: bool) -> Result<Note> {
-        let route = route(s, m).route();
-        let other = match route.other {
-            Some(store) => s.get(store, id)?,
-            None => None,
-        };
-        match (s.get(route.home, id)?, other) {
-            (Some(h), Some(o)) => Ok(if o.version > h.version { o } else { h }),
-            (Some(n), None) | (None, Some(n)) => Ok(n),
-            (None, None) => Err(Error::NotFound),
-        }
+        ops::get_keeping_copies(s, route(s, m).route(), id)
     }
 
     fn list_notes(&self, s: &dyn Stores, _: &str, m: bool) -> Result<IdList> {
@@ -63,25 +46,9 @@ impl Router for DualWrite {
 
     /// The next version of the newest copy goes to `home`, then to the other
     /// store. (The SDK's `ops::update` would remove the other copy: migrate's
-    /// placement.) A refused write means a newer record in `home`: a racing
-    /// write (re-read) or a half-done delete's tombstone (finish it).
-    fn update_note(&self, s: &dyn Stores, a: &str, c: NoteChange, v: Option<u64>, m: bool) -> Result<Note> {
-        let route = route(s, m).route();
-        for _ in 0..MAX_ATTEMPTS {
-            let newest = self.get_note(s, a, &c.id, m)?;
-            if v.is_some_and(|expected| expected != newest.version) {
-                return Err(Error::VersionMismatch(newest.version));
-            }
-            let next = Note { content: c.content.clone(), updated_at_ms: c.at_ms, version: newest.version + 1, ..newest.clone() };
-            if s.put(route.home, &next)? {
-                mirror(s, route, &next);
-                return Ok(next);
-            }
-            if finish_half_done_delete(s, route, &newest)? {
-                return Err(Error::NotFound);
-            }
-        }
-        Err(Error::Conflict(format!("note {} kept changing during the update; retry", c.id)))
+    /// placement.)
+    fn update_note(&self, s: &dyn Stores, _: &str, c: NoteChange, v: Option<u64>, m: bool) -> Result<Note> {
+        ops::update_keeping_copies(s, route(s, m).route(), c, v)
     }
 
     /// Removes both copies. The SDK's delete answers once it removed one;
@@ -117,7 +84,7 @@ impl Router for DualWrite {
             };
             let mut note = note;
             let mut home = s.put(route.home, &note)?;
-            if !home && finish_half_done_delete(s, route, &note)? {
+            if !home && ops::finish_half_done_delete(s, route, &note)? {
                 report.missing += 1;
                 continue;
             }
@@ -135,20 +102,6 @@ impl Router for DualWrite {
         }
         Ok(report)
     }
-}
-
-/// After `home` refused `newest`: if what it holds is a tombstone above it
-/// (a delete that stopped between the stores), finishes that delete in the
-/// other store and answers true. False for a live newer copy (a racing write).
-fn finish_half_done_delete(stores: &dyn Stores, route: Route, newest: &Note) -> Result<bool> {
-    let tombstone = match stores.recorded_version(route.home, &newest.id)? {
-        Some(t) if t > newest.version && stores.get(route.home, &newest.id)?.is_none() => t,
-        _ => return Ok(false),
-    };
-    if let Some(other) = route.other {
-        stores.delete_if_not_newer(other, &newest.id, tombstone)?;
-    }
-    Ok(true)
 }
 
 notes_plugin_sdk::export_plugin!(DualWrite);
