@@ -98,7 +98,7 @@ enum PluginCommand {
         /// The directory to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The notes-plugin-sdk crate's directory (default: `plugins/sdk` of the repo this binary was built from; Rust only).
+        /// The notes-plugin-sdk crate's directory (default: `plugins/sdk` of the repo this binary was built from, if it is still there; else the published crate, by version; Rust only).
         #[arg(long)]
         sdk: Option<PathBuf>,
         /// The project's language: rust (the SDK), python (componentize-py) or js (componentize-js).

@@ -91,25 +91,45 @@ pub fn write_project(name: &str, into: &Path, lang: Lang, sdk: Option<&Path>) ->
         }
         return Ok(dir);
     }
-    let sdk = match sdk {
-        Some(path) => path.to_owned(),
-        None => default_sdk(),
+    let dependency = sdk_dependency(sdk, &default_sdk())?;
+    // The binary that writes the project, which its README runs: by its
+    // directory, to put on PATH (a repo build's is target/release).
+    let host_dir = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let host_dir = host_dir.as_deref().and_then(Path::to_str).unwrap_or("the directory of the notes-host binary").to_owned();
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{sdk}}", &dependency)
+            .replace("{{host_dir}}", &host_dir)
     };
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!("the plugin SDK is not at {}; pass --sdk PATH (the notes-plugin-sdk crate: plugins/sdk in the notes host's repo)", sdk.display())
-    })?;
-    if !sdk.join("Cargo.toml").is_file() {
-        bail!("{} holds no Cargo.toml: --sdk must name the notes-plugin-sdk crate's directory", sdk.display());
-    }
-    let sdk_path = sdk.to_str().context("the SDK's path is not UTF-8")?;
-    let dependency = format!("{{ version = \"0.1\", path = {} }}", toml_string(sdk_path));
-    let fill = |template: &str| template.replace("{{name}}", name).replace("{{crate}}", &name.replace('-', "_")).replace("{{sdk}}", &dependency);
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
     for (file, template) in [("Cargo.toml", CARGO_TOML), ("src/lib.rs", LIB_RS), ("README.md", README)] {
         std::fs::write(dir.join(file), fill(template)).with_context(|| format!("cannot write {}", dir.join(file).display()))?;
     }
     std::fs::write(dir.join(".gitignore"), "/target\n")?;
     Ok(dir)
+}
+
+/// The SDK as the project's `Cargo.toml` names it: by version, as published,
+/// plus a path only for a repo build (`repo_sdk`, the SDK beside the sources
+/// this binary was built from, when it is still there) or an `--sdk` given.
+fn sdk_dependency(sdk: Option<&Path>, repo_sdk: &Path) -> anyhow::Result<String> {
+    let path = match sdk {
+        Some(given) => {
+            let given = given.canonicalize().with_context(|| format!("--sdk {}: no such directory", given.display()))?;
+            if !given.join("Cargo.toml").is_file() {
+                bail!("{} holds no Cargo.toml: --sdk must name the notes-plugin-sdk crate's directory", given.display());
+            }
+            given
+        }
+        None => match repo_sdk.canonicalize() {
+            Ok(repo) if repo.join("Cargo.toml").is_file() => repo,
+            _ => return Ok("\"0.1\"".to_owned()),
+        },
+    };
+    let path = path.to_str().context("the SDK's path is not UTF-8")?;
+    Ok(format!("{{ version = \"0.1\", path = {} }}", toml_string(path)))
 }
 
 /// A TOML basic string.
@@ -145,6 +165,19 @@ mod tests {
             assert!(write_project(bad, into.path(), Lang::Rust, None).is_err(), "{bad:?}");
         }
         assert!(write_project("x", into.path(), Lang::Rust, Some(into.path())).unwrap_err().to_string().contains("no Cargo.toml"));
+        assert!(readme.contains("export PATH=\""), "the README says how to put notes-host on PATH: {readme}");
+        let on_path = readme.split("export PATH=\"").nth(1).and_then(|rest| rest.split(':').next()).unwrap();
+        assert!(Path::new(on_path).is_dir(), "the directory it names exists: {on_path}");
+    }
+
+    #[test]
+    fn the_sdk_is_named_by_version_with_a_path_only_for_a_repo_build() {
+        let elsewhere = tempfile::tempdir().unwrap();
+        let gone = elsewhere.path().join("no-repo/plugins/sdk");
+        assert_eq!(sdk_dependency(None, &gone).unwrap(), "\"0.1\"", "an installed binary: the published SDK");
+        let repo = sdk_dependency(None, &default_sdk()).unwrap();
+        assert!(repo.starts_with("{ version = \"0.1\", path = \"") && repo.contains("plugins/sdk"), "a repo build: {repo}");
+        assert!(sdk_dependency(Some(&gone), &default_sdk()).unwrap_err().to_string().contains("no such directory"));
     }
 
     #[test]
