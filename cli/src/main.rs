@@ -381,13 +381,26 @@ fn main() -> ExitCode {
 
 /// `notes-host plugin check`: the conformance kit's report, one line per case.
 fn check_plugin(wasm: &[u8], profiles: &[String]) -> anyhow::Result<bool> {
-    use notes_host::conformance::{Outcome, check};
-    let report = check(wasm, profiles)?;
+    use notes_host::conformance::{Outcome, Progress, check_with_progress};
+    // On stderr, and only on a terminal (indicatif draws nothing otherwise):
+    // the report on stdout stays what scripts read. Compiling a Python or
+    // JavaScript plugin takes seconds with nothing else to show.
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    let report = check_with_progress(wasm, profiles, |progress| match progress {
+        Progress::Compiling { bytes } => bar.set_message(format!("compiling the plugin ({:.1} MB)…", bytes as f64 / 1e6)),
+        Progress::Case { index, total } => bar.set_message(format!("running case {} of {total}…", index + 1)),
+    });
+    bar.finish_and_clear();
+    let report = report?;
     println!("{}: {} case(s)", report.plugin, report.cases.len());
     for case in &report.cases {
         match &case.outcome {
             Outcome::Pass => println!("  ok    [{}] {}", case.profile, case.name),
-            Outcome::Fail(difference) => println!("  FAIL  [{}] {}: {difference}", case.profile, case.name),
+            Outcome::Fail(difference) => {
+                println!("  FAIL  [{}] {}: {difference}", case.profile, case.name);
+                println!("        why it matters: {}", case.why);
+            }
             Outcome::Skipped(why) => println!("  skip  [{}] {}: {why}", case.profile, case.name),
         }
     }

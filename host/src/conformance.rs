@@ -41,9 +41,9 @@ struct Case {
     /// that, and `move-notes` (WIT 0.2 and later).
     #[serde(default)]
     needs: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    doc: Option<String>,
+    /// What the case guards and why it matters, in one sentence: printed
+    /// with a failure, so an author learns what their plugin would break.
+    why: String,
     steps: Vec<Step>,
 }
 
@@ -108,6 +108,8 @@ pub enum Outcome {
 pub struct CaseResult {
     pub name: String,
     pub profile: String,
+    /// What the case guards and why (one sentence).
+    pub why: String,
     pub outcome: Outcome,
 }
 
@@ -130,30 +132,47 @@ impl Report {
 /// The profiles a check can run besides `contract` (always run).
 pub const PROFILES: &[&str] = &["migrate"];
 
+/// Where a check is, for a progress display: compiling takes seconds (a
+/// Python or JavaScript plugin, 12-19 MB, several), then each case runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Compiling and loading the component, of this many bytes.
+    Compiling { bytes: usize },
+    /// About to run case `index` (from 0) of `total`.
+    Case { index: usize, total: usize },
+}
+
 /// Checks `wasm` against the contract and the `profiles` asked for.
 pub fn check(wasm: &[u8], profiles: &[String]) -> anyhow::Result<Report> {
+    check_with_progress(wasm, profiles, |_| {})
+}
+
+/// [`check`], telling `progress` where it is.
+pub fn check_with_progress(wasm: &[u8], profiles: &[String], mut progress: impl FnMut(Progress)) -> anyhow::Result<Report> {
     for profile in profiles {
         if !PROFILES.contains(&profile.as_str()) {
             anyhow::bail!("unknown profile {profile:?}: the profiles are {}", PROFILES.join(", "));
         }
     }
+    progress(Progress::Compiling { bytes: wasm.len() });
     let runtime = Runtime::new(PluginLimits::default())?;
     let (plugin, _, wit_version) =
         runtime.load_upload(wasm, &sha256_hex(wasm)).map_err(|reason| anyhow::anyhow!("the host would refuse this plugin: {reason}"))?;
-    let mut cases = Vec::new();
+    let mut chosen = Vec::new();
     for (file, json) in CASES {
         let rows: Vec<Case> = serde_json::from_str(json).map_err(|e| anyhow::anyhow!("conformance/{file}: {e}"))?;
-        for case in rows {
-            if case.profile != "contract" && !profiles.contains(&case.profile) {
-                continue;
-            }
-            let outcome = match case.needs.as_deref() {
-                Some("migration" | "move") if !plugin.supports_migration() => Outcome::Skipped("the plugin does not claim migration".into()),
-                Some("move") if wit_version.starts_with("0.1.") => Outcome::Skipped(format!("WIT {wit_version} has no move-notes")),
-                _ => run(&plugin, &case),
-            };
-            cases.push(CaseResult { name: case.name, profile: case.profile, outcome });
-        }
+        chosen.extend(rows.into_iter().filter(|case| case.profile == "contract" || profiles.contains(&case.profile)));
+    }
+    let total = chosen.len();
+    let mut cases = Vec::new();
+    for (index, case) in chosen.into_iter().enumerate() {
+        progress(Progress::Case { index, total });
+        let outcome = match case.needs.as_deref() {
+            Some("migration" | "move") if !plugin.supports_migration() => Outcome::Skipped("the plugin does not claim migration".into()),
+            Some("move") if wit_version.starts_with("0.1.") => Outcome::Skipped(format!("WIT {wit_version} has no move-notes")),
+            _ => run(&plugin, &case),
+        };
+        cases.push(CaseResult { name: case.name, profile: case.profile, why: case.why, outcome });
     }
     Ok(Report { plugin: plugin.label().to_owned(), cases, usage: plugin.instance_usage() })
 }
@@ -322,6 +341,8 @@ mod tests {
             for case in rows {
                 assert!(case.profile == "contract" || PROFILES.contains(&case.profile.as_str()), "{file}: {}", case.name);
                 assert!(matches!(case.needs.as_deref(), None | Some("migration" | "move")), "{file}: {}", case.name);
+                let why = case.why.trim();
+                assert!(why.len() > 40 && why.ends_with('.'), "{file}: {:?} says what it guards and why, in a sentence: {why:?}", case.name);
             }
         }
     }

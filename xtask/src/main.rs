@@ -41,6 +41,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("remembers_plugin", "testing/remembers.wasm"),
     ("list_duplicates_plugin", "testing/list-duplicates.wasm"),
     ("ignores_migrating_plugin", "testing/ignores-migrating.wasm"),
+    ("places_by_id_plugin", "testing/places-by-id.wasm"),
     ("resurrects_plugin", "testing/resurrects.wasm"),
     ("version_stuck_plugin", "testing/version-stuck.wasm"),
     ("unfinished_delete_plugin", "testing/unfinished-delete.wasm"),

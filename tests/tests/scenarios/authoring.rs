@@ -26,6 +26,7 @@ fn a_plugin_written_from_the_template_outside_the_repo_tests_builds_and_serves_a
     let wasm = target_dir().join("plugin-template/wasm32-wasip2/release/my_plugin.wasm");
     let (passed, report) = check(&wasm, &["--profile", "migrate"]);
     assert!(passed && report.contains("0 failed, 0 skipped"), "the template passes the kit unchanged:\n{report}");
+    assert!(report.starts_with("my-plugin@0.1.0: "), "the plugin's label as its info() gives it, case kept:\n{report}");
 
     let token = "author-token-author-token-author";
     let host = Host::builder().admin_token(token).start();
@@ -74,6 +75,10 @@ fn the_conformance_kit_passes_the_shipped_plugins_and_names_the_rule_a_broken_on
     assert!(!passed, "{report}");
     assert_eq!(failed_cases(&report), ["[contract] list returns each id once, sorted"], "{report}");
     assert!(report.contains(r#"got ["a", "b", "c", "a", "b", "c"]"#), "the difference is shown: {report}");
+    assert!(
+        report.contains("\n        why it matters: Notes in both stores during a migration must be listed once"),
+        "a failed case says what it guards and why: {report}"
+    );
 
     // Each fixture is migrate with one rule broken, and fails exactly that rule's case.
     for (fixture, case) in [
@@ -93,6 +98,23 @@ fn the_conformance_kit_passes_the_shipped_plugins_and_names_the_rule_a_broken_on
     for placement in ["migration mode creates in the new store", "update moves the note to the new store"] {
         assert!(failed.contains(&format!("[migrate] {placement}").as_str()), "{placement}: {report}");
     }
+
+    // A strategy that places each note by its id, not by the flag: the note
+    // `n1` lands where the mode wants by luck, so it passed placement cases
+    // checked with that one note; with six notes a case, it fails each.
+    let (passed, report) = check(&plugins.join("testing/places-by-id.wasm"), &[]);
+    assert!(passed && report.contains("12 passed, 0 failed"), "it keeps the contract: {report}");
+    let (_, report) = check(&plugins.join("testing/places-by-id.wasm"), &["--profile", "migrate"]);
+    assert_eq!(
+        failed_cases(&report),
+        [
+            "[migrate] migration mode creates in the new store",
+            "[migrate] update moves the note to the new store",
+            "[migrate] rollback mode creates in legacy and an update brings the note back",
+            "[migrate] a move puts the note where the mode wants it",
+        ],
+        "{report}"
+    );
 
     // Another strategy keeps every duty of the contract and fails only the
     // placement profile it does not claim; so does the simulator judge it.
@@ -250,4 +272,20 @@ fn a_python_plugins_key_error_shows_its_traceback_and_prints_in_plugin_errors() 
     let errors = Command::new(host_binary()).args(["plugin", "errors", &digest[..12], "--url", &host.base]).output().unwrap();
     let said = String::from_utf8_lossy(&errors.stdout);
     assert!(errors.status.success() && said.contains("KeyError: 'colour'"), "{said}{}", String::from_utf8_lossy(&errors.stderr));
+}
+
+/// `plugin check` on a terminal shows what it is doing while a plugin
+/// compiles (seconds for Python); piped, its report is only the report.
+#[test]
+fn plugin_check_shows_progress_on_a_terminal_while_it_compiles() {
+    let wasm = Plugin::MigratePython.path();
+    // `script` gives the command a terminal, as an author's shell would.
+    let command = format!("{} plugin check {} --profile migrate", host_binary().display(), wasm.display());
+    let out = Command::new("script").args(["-qec", &command, "/dev/null"]).output().expect("script (util-linux)");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{seen}");
+    assert!(seen.contains("compiling the plugin (18.") || seen.contains("compiling the plugin (19."), "a spinner while it compiles: {seen}");
+    assert!(seen.contains("17 passed, 0 failed"), "{seen}");
+    let (_, piped) = check(&wasm, &["--profile", "migrate"]);
+    assert!(piped.starts_with("migrate-python@0.1.0: 17 case(s)\n") && !piped.contains("compiling"), "{piped}");
 }
