@@ -138,12 +138,17 @@ function moveOne(home, other, id) {
 
 /** Runs one operation. A store call that fails throws an error whose
  *  `payload` is the WIT error (say `unavailable`): it is this call's error
- *  too, not a trap, so the client gets 503 as with the Rust plugin. */
+ *  too, not a trap, so the client gets 503 as with the Rust plugin. A bug
+ *  (an `Error`, say a TypeError) traps; its stack is printed first, since
+ *  the bindings report only their own frame (`initializer.js`), and what is
+ *  printed reaches `notes-host plugin errors`. */
 function answer(operation) {
   try {
     return operation();
   } catch (e) {
-    throw e !== null && typeof e === 'object' && 'payload' in e ? e.payload : e;
+    if (e !== null && typeof e === 'object' && 'payload' in e) throw e.payload;
+    if (e instanceof Error) console.error(`${e}\n${e.stack}`);
+    throw e;
   }
 }
 

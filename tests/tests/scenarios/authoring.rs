@@ -289,3 +289,34 @@ fn plugin_check_shows_progress_on_a_terminal_while_it_compiles() {
     let (_, piped) = check(&wasm, &["--profile", "migrate"]);
     assert!(piped.starts_with("migrate-python@0.1.0: 17 case(s)\n") && !piped.contains("compiling"), "{piped}");
 }
+
+/// A JavaScript plugin with a bug: the stack in `plugin errors` points at
+/// the plugin's own file and line, not only at the bindings' `initializer.js`.
+#[test]
+fn a_javascript_plugins_type_error_shows_a_stack_in_its_own_file() {
+    let outside = tempfile::tempdir().unwrap();
+    let made = Command::new(host_binary()).args(["plugin", "new", "buggy-js", "--lang", "js", "--dir"]).arg(outside.path()).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let project = outside.path().join("buggy-js");
+    let plugin = std::fs::read_to_string(project.join("plugin.js")).unwrap();
+    let create = "  createNote: (accountId, change, isMigrating) => answer(() => create(...route(isMigrating), accountId, change)),";
+    assert!(plugin.contains(create), "the template's createNote changed; update this test");
+    let bug = "  createNote: (accountId, change, isMigrating) => answer(() => {\n    if (change.content === 'paint it') { const settings = {}; return settings.colour.name; }\n    return create(...route(isMigrating), accountId, change);\n  }),";
+    let buggy = plugin.replace(create, bug);
+    let bug_line = buggy.lines().position(|l| l.contains("settings.colour.name")).unwrap() + 1;
+    std::fs::write(project.join("plugin.js"), buggy).unwrap();
+    // The toolchain `cargo xtask test` installed for the example.
+    std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/js/node_modules"), project.join("node_modules")).unwrap();
+    let built = Command::new("npm").args(["run", "-s", "build"]).current_dir(&project).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+    let host = Host::builder().args(["--probation-requests", "0"]).start();
+    let pushed = host.request_bytes("POST", "/plugins", Some(std::fs::read(project.join("buggy-js.wasm")).unwrap()), &[]).expect(201);
+    host.put("/plugins/active", serde_json::json!({ "digest": pushed.json()["digest"] })).expect(200);
+    let account = host.create_account(false);
+    let failed = host.post(&format!("/accounts/{account}/notes"), serde_json::json!({ "content": "paint it" }));
+    let fault = host.plugin_fault(&failed, "settings.colour is undefined");
+    let message = fault["message"].as_str().unwrap();
+    let line = message.lines().find(|l| l.starts_with("createNote/<@plugin.js:")).unwrap_or_else(|| panic!("a frame in plugin.js: {message}"));
+    assert!(line.starts_with(&format!("createNote/<@plugin.js:{bug_line}:")), "the line of the bug, {bug_line}: {line}\n{message}");
+}
