@@ -48,8 +48,8 @@ impl Default for PluginLimits {
 
 /// Most core instances, memories and tables one component may have. A Rust
 /// `wasm32-wasip2` plugin has 3 core instances, 1 memory and 2 tables; a
-/// componentize-py 0.25 plugin has 38 core instances (its interpreter, libc
-/// and one adapter module per WASI interface). A component over them cannot
+/// componentize-py 0.25 plugin has 14 core instances (its interpreter, libc
+/// and the WASI adapter; 38 with `--stub-wasi`, whose stubs are instances). A component over them cannot
 /// be instantiated, so its upload is refused. The pool's total of core
 /// instances (`total_core_instances`) is shared, so many-module plugins
 /// fill it sooner: 4 per slot covers Rust plugins in every slot.
