@@ -9,7 +9,7 @@
 //! - [`Frame`], around the whole router: the request id (kept if plain, else
 //!   a new UUID), the protected mode's refusals (before anything else runs,
 //!   a 404 included), the request's span and task-local id, the 30 s
-//!   timeout, errors as JSON bodies carrying the id,
+//!   timeout (an upload's: 300 s), errors as JSON bodies carrying the id,
 //!   and the id on the answer.
 //! - [`open_route`] and [`protected_route`], once a route matched (its
 //!   template is known): the request counted and timed by route, a query
@@ -34,6 +34,18 @@ use super::{REQUEST_ID, auth, body, guard, observe};
 /// A request still running after this is answered 503. Plugin calls stop at
 /// their own, shorter deadline; this catches everything else (lock waits).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An upload (`POST /plugins`) compiles the component before it answers: a
+/// componentize-py or componentize-js plugin (12–19 MB) takes 10–20 s on 2
+/// busy cores. Answering 503 "retry" while the compile goes on and stores
+/// the plugin anyway would mislead the operator; the body's own limits
+/// bound what can be sent.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long `request` may run before it is answered 503.
+fn timeout_of(request: &Request) -> Duration {
+    if request.method() == axum::http::Method::POST && request.uri().path() == "/plugins" { UPLOAD_TIMEOUT } else { REQUEST_TIMEOUT }
+}
 
 /// Wraps a service (the router) in [`Frame`].
 #[derive(Clone, Copy)]
@@ -76,15 +88,16 @@ where
             return Box::pin(async move { Ok(answer(refused, id).await) });
         }
         let span = request_span(&id, &request);
+        let limit = timeout_of(&request);
         let served = span.in_scope(|| self.inner.call(request));
         let task_id = id.to_str().ok().map(str::to_owned);
         Box::pin(async move {
-            let timed = tokio::time::timeout(REQUEST_TIMEOUT, crate::request_id::on_task(task_id, served));
+            let timed = tokio::time::timeout(limit, crate::request_id::on_task(task_id, served));
             let response = match timed.instrument(span).await {
                 Ok(Ok(response)) => response,
                 Err(_) => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the request did not finish within {} s; retry", REQUEST_TIMEOUT.as_secs()),
+                    format!("the request did not finish within {} s; retry", limit.as_secs()),
                 )
                 .into_response(),
             };
@@ -148,4 +161,22 @@ pub async fn protected_route(State(state): State<Arc<ProtectedState>>, request: 
     .await;
     tracked.finish(&response);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, path: &str) -> Request {
+        Request::builder().method(method).uri(path).body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn an_upload_may_compile_for_longer_than_any_other_request_may_run() {
+        assert_eq!(timeout_of(&request("POST", "/plugins")), UPLOAD_TIMEOUT);
+        assert_eq!(timeout_of(&request("POST", "/plugins?check=true")), UPLOAD_TIMEOUT);
+        assert_eq!(timeout_of(&request("GET", "/plugins")), REQUEST_TIMEOUT);
+        assert_eq!(timeout_of(&request("PUT", "/plugins/active")), REQUEST_TIMEOUT);
+        assert_eq!(timeout_of(&request("POST", "/accounts/x/notes")), REQUEST_TIMEOUT);
+    }
 }

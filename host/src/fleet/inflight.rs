@@ -17,7 +17,10 @@
 //! nothing is remembered while the account is frozen (both under the
 //! shard's lock). A host the fleet skipped (its lease lapsed) forgets every
 //! known flag before it serves again ([`InFlight::forget_all`]): each known
-//! flag carries the generation it was read in.
+//! flag carries the generation it was read in. So does the watcher whenever
+//! the coordination state changed at all (a heartbeat, a hand-made edit, a
+//! restore, a damaged table): such a change is seen within the watcher's
+//! poll, and the next request reads the flag, failing closed if it cannot.
 //!
 //! The same count caps how many requests one account may run at once in this
 //! process: one account whose plugin calls loop cannot take every thread.

@@ -64,7 +64,15 @@ fn watch(shared: &Shared) {
 
     while !shared.stop.load(Ordering::Acquire) {
         match changes.changed() {
-            Ok(changed) if changed || reload => match shared.coordination.pending_flips() {
+            Ok(changed) if changed || reload => match {
+                // Whatever changed (a flip, a heartbeat, a hand-made edit or a
+                // restore of the state), flags are read afresh: known flags
+                // never outlive a change this watch sees (`inflight`).
+                if changed {
+                    shared.inflight.forget_all();
+                }
+                shared.coordination.pending_flips()
+            } {
                 Ok(pending) => {
                     reload = false;
                     reconcile(shared, &mut watched, pending);

@@ -61,6 +61,9 @@ fn a_flag_that_cannot_be_read_fails_the_request_and_writes_nothing() {
     // The accounts table becomes unreadable (schema damage, a bad restore).
     let db = host.sqlite("accounts.db");
     db.execute_batch("ALTER TABLE accounts RENAME TO accounts_unreadable").unwrap();
+    // The host knew the account's flag from the create; it forgets it once
+    // its watcher sees the state change (a poll of 1 ms), then reads again.
+    eventually("the host reads the damaged flag", || host.try_request("GET", &format!("/accounts/{account}/notes/{note}"), None, &[]).is_ok_and(|r| r.status == 503));
 
     let create = host.post(&format!("/accounts/{account}/notes"), json!({ "content": "new" })).expect(503);
     assert!(create.error().contains("isMigrating"), "{}", create.error());
