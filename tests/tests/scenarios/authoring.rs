@@ -205,11 +205,7 @@ fn python_and_javascript_plugins_pass_the_kit_and_serve_a_migration() {
 #[test]
 fn python_and_javascript_projects_from_plugin_new_build_and_pass_the_kit() {
     let outside = tempfile::tempdir().unwrap();
-    let new = |lang: &str, name: &str| {
-        let made = Command::new(host_binary()).args(["plugin", "new", name, "--lang", lang, "--dir"]).arg(outside.path()).output().unwrap();
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        outside.path().join(name)
-    };
+    let new = |lang: &str, name: &str| plugin_new(outside.path(), name, lang).0;
     let run = |dir: &Path, program: &str, args: &[&str]| {
         let out = Command::new(program).args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("{program}: {e}"));
         assert!(out.status.success(), "{program} {args:?}:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -237,10 +233,7 @@ fn python_and_javascript_projects_from_plugin_new_build_and_pass_the_kit() {
 #[test]
 fn a_python_plugins_key_error_shows_its_traceback_and_prints_in_plugin_errors() {
     let outside = tempfile::tempdir().unwrap();
-    let made = Command::new(host_binary()).args(["plugin", "new", "buggy", "--lang", "python", "--dir"]).arg(outside.path()).output().unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let project = outside.path().join("buggy");
-    let next = String::from_utf8_lossy(&made.stdout).into_owned();
+    let (project, next) = plugin_new(outside.path(), "buggy", "python");
     assert!(!next.contains("--stub-wasi"), "the build it suggests keeps stderr: {next}");
     let app = std::fs::read_to_string(project.join("app.py")).unwrap();
     let create = "    def create_note(self, account_id: str, change: NoteChange, is_migrating: bool) -> Note:\n";
@@ -295,9 +288,7 @@ fn plugin_check_shows_progress_on_a_terminal_while_it_compiles() {
 #[test]
 fn a_javascript_plugins_type_error_shows_a_stack_in_its_own_file() {
     let outside = tempfile::tempdir().unwrap();
-    let made = Command::new(host_binary()).args(["plugin", "new", "buggy-js", "--lang", "js", "--dir"]).arg(outside.path()).output().unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let project = outside.path().join("buggy-js");
+    let (project, _) = plugin_new(outside.path(), "buggy-js", "js");
     let plugin = std::fs::read_to_string(project.join("plugin.js")).unwrap();
     let create = "  createNote: (accountId, change, isMigrating) => answer(() => create(...route(isMigrating), accountId, change)),";
     assert!(plugin.contains(create), "the template's createNote changed; update this test");
@@ -319,4 +310,12 @@ fn a_javascript_plugins_type_error_shows_a_stack_in_its_own_file() {
     let message = fault["message"].as_str().unwrap();
     let line = message.lines().find(|l| l.starts_with("createNote/<@plugin.js:")).unwrap_or_else(|| panic!("a frame in plugin.js: {message}"));
     assert!(line.starts_with(&format!("createNote/<@plugin.js:{bug_line}:")), "the line of the bug, {bug_line}: {line}\n{message}");
+}
+
+/// `plugin new NAME --lang LANG` in `outside`, as an author runs it: the
+/// project's directory, and what the command printed (its next steps).
+fn plugin_new(outside: &Path, name: &str, lang: &str) -> (std::path::PathBuf, String) {
+    let made = Command::new(host_binary()).args(["plugin", "new", name, "--lang", lang, "--dir"]).arg(outside).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (outside.join(name), String::from_utf8_lossy(&made.stdout).into_owned())
 }
