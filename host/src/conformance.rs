@@ -13,7 +13,7 @@
 //! be in each mode (the design note's placement); a strategy that places
 //! notes otherwise passes the contract and fails only that profile.
 
-use notes_routing::{Error as PluginError, Note, NoteChange, Store};
+use notes_routing::{Error as PluginError, IdList, Note, NoteChange, Placement, Store};
 use serde::Deserialize;
 use pollster::block_on;
 use std::sync::Arc;
@@ -38,7 +38,8 @@ struct Case {
     name: String,
     profile: String,
     /// `migration`: only for a plugin claiming it (two stores); `move`:
-    /// that, and `move-notes` (WIT 0.2 and later).
+    /// that, and `move-notes` (WIT 0.2 and later); `home`: `homes` (WIT
+    /// 0.4 and later; an older plugin's placement is the migrate rule).
     #[serde(default)]
     needs: Option<String>,
     /// What the case guards and why it matters, in one sentence: printed
@@ -93,6 +94,9 @@ struct Expect {
     account_of_request: Option<bool>,
     /// Where each note is after the step: `legacy`, `new`, `both` or `none`.
     stores: Option<std::collections::BTreeMap<String, String>>,
+    /// Notes that, after the step, are where the plugin's `homes` says
+    /// they belong under the step's flag.
+    at_home: Option<Vec<String>>,
 }
 
 /// One case's outcome.
@@ -170,6 +174,9 @@ pub fn check_with_progress(wasm: &[u8], profiles: &[String], mut progress: impl 
         let outcome = match case.needs.as_deref() {
             Some("migration" | "move") if !plugin.supports_migration() => Outcome::Skipped("the plugin does not claim migration".into()),
             Some("move") if wit_version.starts_with("0.1.") => Outcome::Skipped(format!("WIT {wit_version} has no move-notes")),
+            Some("home") if !wit_version.starts_with("0.4.") => Outcome::Skipped(format!(
+                "WIT {wit_version} has no homes: the host judges this plugin's notes by the migrate rule (the `migrate` profile checks it)"
+            )),
             _ => run(&plugin, &case),
         };
         cases.push(CaseResult { name: case.name, profile: case.profile, why: case.why, outcome });
@@ -276,19 +283,49 @@ fn run_step(plugin: &dyn Router, stores: &DataStores, step: &Step, suffix: &str,
         }
         Some(Answer::Done) | None => {}
     }
-    for (id, want) in expect.stores.iter().flatten() {
+    let found_in = |id: &str| {
         let is_in = |store: Store| stores.get(store).is_some_and(|s| s.get(ACCOUNT, id).ok().flatten().is_some());
-        let found = match (is_in(Store::Legacy), is_in(Store::New)) {
+        match (is_in(Store::Legacy), is_in(Store::New)) {
             (true, true) => "both",
             (true, false) => "legacy",
             (false, true) => "new",
             (false, false) => "none",
-        };
+        }
+    };
+    for (id, want) in expect.stores.iter().flatten() {
+        let found = found_in(id);
         if found != want {
             return Err(format!("{what}: expected note {id} in {want}, found it in {found}"));
         }
     }
+    if let Some(ids) = &expect.at_home {
+        let asked: IdList = ids.iter().collect();
+        // Asked as the host asks: in a scope whose writes never land.
+        let (read_only, _never_committed) = scope().batched(Store::New);
+        let homes = match block_on(plugin.homes(read_only, &asked, is_migrating)) {
+            Ok(Ok(homes)) => homes,
+            Ok(Err(e)) => return Err(format!("homes of {ids:?}: expected an answer, got error {e:?}")),
+            Err(failure) => return Err(format!("homes of {ids:?}: the plugin failed: {failure}")),
+        };
+        for (id, home) in ids.iter().zip(homes) {
+            let (said, found) = (placement_word(home), found_in(id));
+            if said != found {
+                return Err(format!(
+                    "{what}: note {id} is in {found}, but the plugin's homes says it belongs in {said}; verify would count it misplaced"
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// A placement in the words the cases' `stores` use.
+fn placement_word(home: Placement) -> &'static str {
+    match home {
+        Placement::Legacy => "legacy",
+        Placement::New => "new",
+        Placement::Both => "both",
+    }
 }
 
 fn error_kind(e: &PluginError) -> (&'static str, Option<u64>) {
@@ -340,7 +377,7 @@ mod tests {
             assert!(!rows.is_empty(), "{file}");
             for case in rows {
                 assert!(case.profile == "contract" || PROFILES.contains(&case.profile.as_str()), "{file}: {}", case.name);
-                assert!(matches!(case.needs.as_deref(), None | Some("migration" | "move")), "{file}: {}", case.name);
+                assert!(matches!(case.needs.as_deref(), None | Some("migration" | "move" | "home")), "{file}: {}", case.name);
                 let why = case.why.trim();
                 assert!(why.len() > 40 && why.ends_with('.'), "{file}: {:?} says what it guards and why, in a sentence: {why:?}", case.name);
             }

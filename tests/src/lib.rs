@@ -43,6 +43,12 @@ pub enum Plugin {
     /// The migrate plugin as built against `notes:plugin@0.2.0` (lists of
     /// ids as `list<string>`), kept as shipped.
     MigrateWit02,
+    /// The migrate plugin as built against `notes:plugin@0.3.0` (no
+    /// `homes`: the host takes the migrate rule as its placement), kept as shipped.
+    MigrateWit03,
+    /// Test-only: migrate, but each note routed by its id's parity, not by
+    /// the flag; its `homes` says so (`plugins/testing/places-by-id`).
+    PlacesById,
     /// Another strategy: every write to both stores (`plugins/examples/dual-write`).
     DualWrite,
     /// The migrate strategy in Python (`plugins/examples/python`, componentize-py).
@@ -63,6 +69,7 @@ impl Plugin {
         match self {
             Plugin::MigrateWit01 => return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.1.0.wasm"),
             Plugin::MigrateWit02 => return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.2.0.wasm"),
+            Plugin::MigrateWit03 => return Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/migrate-wit-0.3.0.wasm"),
             Plugin::MigratePython | Plugin::MigrateJs => {
                 let (file, source) = if self == Plugin::MigratePython {
                     ("migrate-python.wasm", "plugins/examples/python")
@@ -84,7 +91,10 @@ impl Plugin {
             Plugin::FutureWit => "plugins/testing/future-wit.wasm",
             Plugin::Remembers => "plugins/testing/remembers.wasm",
             Plugin::DualWrite => "plugins/examples/dual-write.wasm",
-            Plugin::MigrateWit01 | Plugin::MigrateWit02 | Plugin::MigratePython | Plugin::MigrateJs => unreachable!("returned above"),
+            Plugin::PlacesById => "plugins/testing/places-by-id.wasm",
+            Plugin::MigrateWit01 | Plugin::MigrateWit02 | Plugin::MigrateWit03 | Plugin::MigratePython | Plugin::MigrateJs => {
+                unreachable!("returned above")
+            }
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());

@@ -3,26 +3,29 @@
 //! audit log they all write to.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use notes_routing::Store;
+use notes_routing::{IdList, Placement, Store};
 use uuid::Uuid;
 
 use crate::coordination::{Account, AuditEntry, AuditQuery, Verified};
 use crate::fleet::FlipOutcome;
+use crate::router::Router;
 use super::{Actor, App, AppError};
 
-/// Where an account stands, from its flag, where its notes are, and its last verify.
+/// Where an account stands, from its flag, whether its notes are where the
+/// serving plugin says they belong (`homes`), and its last verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MigrationState {
     /// Flag off, nothing in the new store, not verified since.
     Legacy,
-    /// Flag on, notes left in legacy (or not verified yet).
+    /// Flag on, notes left away from their home (or not verified yet).
     Migrating,
-    /// Flag on, legacy holds none of its notes, and the last verify was clean.
+    /// Flag on, every note where the plugin says it belongs, and the last verify was clean.
     Migrated,
-    /// Flag off, notes left in the new store.
+    /// Flag off, notes left away from their home (for the migrate rule: in the new store).
     RollingBack,
-    /// Flag off after it was on, nothing in the new store, and the last verify was clean.
+    /// Flag off after it was on, every note home, and the last verify was clean.
     RolledBack,
 }
 
@@ -39,15 +42,43 @@ impl MigrationState {
 
     /// `was_migrating`: the flag was on at some time. An account that never
     /// had it on stays `legacy` whatever a verify found: nothing was rolled back.
-    fn of(is_migrating: bool, was_migrating: bool, legacy_notes: u64, new_notes: u64, verified: Option<Verified>) -> Self {
+    /// `away`: notes with a copy where they do not belong, or missing one
+    /// where they do ([`away_from_home`]); asked only when it decides.
+    fn of(
+        is_migrating: bool,
+        was_migrating: bool,
+        verified: Option<Verified>,
+        mut away: impl FnMut() -> Result<u64, AppError>,
+    ) -> Result<Self, AppError> {
         let clean = verified.is_some_and(|v| v.clean);
-        match (is_migrating, legacy_notes, new_notes) {
-            (true, 0, _) if clean => MigrationState::Migrated,
-            (true, _, _) => MigrationState::Migrating,
-            (false, _, n) if n > 0 => MigrationState::RollingBack,
-            (false, _, _) if clean && was_migrating => MigrationState::RolledBack,
-            (false, _, _) => MigrationState::Legacy,
-        }
+        Ok(match is_migrating {
+            true if !clean => MigrationState::Migrating,
+            true if away()? == 0 => MigrationState::Migrated,
+            true => MigrationState::Migrating,
+            false if away()? > 0 => MigrationState::RollingBack,
+            false if clean && was_migrating => MigrationState::RolledBack,
+            false => MigrationState::Legacy,
+        })
+    }
+}
+
+/// Whether a note found live in legacy (`in_legacy`) and new (`in_new`) is
+/// away from `home`: a copy in a store it does not belong in, or, belonging
+/// in both, a copy missing from one. A note that belongs in one store and
+/// has an older copy in the other too is away (the next read removes it).
+fn away_from_home(home: Placement, in_legacy: bool, in_new: bool) -> bool {
+    home.holds(Store::Legacy) != in_legacy || home.holds(Store::New) != in_new
+}
+
+/// Ids one `homes` call asks about: a verify of an account of 100k notes is
+/// 25 calls, each well under the plugin's deadline even in Python.
+const HOMES_PER_CALL: usize = 4096;
+
+fn placement_words(home: Placement) -> &'static str {
+    match home {
+        Placement::Legacy => "in legacy",
+        Placement::New => "in new",
+        Placement::Both => "in both stores",
     }
 }
 
@@ -164,7 +195,12 @@ impl App {
         self.status_of(&self.account(account)?)
     }
 
-    /// The status of an account already read: its notes counted now.
+    /// The status of an account already read: its notes counted now, and
+    /// judged by where the serving plugin says they belong. A plugin built
+    /// before WIT 0.4.0 follows the migrate rule, so its notes are only
+    /// counted; a 0.4 plugin is asked (`homes`, one call per 4096 notes),
+    /// only when the state depends on it: an account with notes whose flag
+    /// is off, or is on with a clean verify.
     fn status_of(&self, account: &Account) -> Result<MigrationStatus, AppError> {
         let Account { is_migrating, was_migrating, verified, .. } = *account;
         let key = account.id.to_string();
@@ -173,8 +209,67 @@ impl App {
             Some(new) => new.count(&key)?,
             None => 0,
         };
-        let state = MigrationState::of(is_migrating, was_migrating, legacy_notes, new_notes, verified);
+        let away = || -> Result<u64, AppError> {
+            if legacy_notes + new_notes == 0 {
+                return Ok(0);
+            }
+            if self.serving_router().homes_by_migrate_rule() {
+                let home = Placement::by_migrate_rule(self.stores.new.is_some(), is_migrating);
+                return Ok(if home == Placement::New { legacy_notes } else { new_notes });
+            }
+            let (legacy, new) = self.note_ids_per_store(&key)?;
+            let all = legacy.clone().union(new.clone());
+            let homes = self.homes(account.id, &all, is_migrating)?;
+            let (legacy, new): (BTreeSet<&str>, BTreeSet<&str>) = (legacy.iter().collect(), new.iter().collect());
+            Ok(all.iter().zip(homes).filter(|(id, home)| away_from_home(*home, legacy.contains(id), new.contains(id))).count() as u64)
+        };
+        let state = MigrationState::of(is_migrating, was_migrating, verified, away)?;
         Ok(MigrationStatus { is_migrating, state, legacy_notes, new_notes, verified })
+    }
+
+    /// The router serving this host's requests: the native one, or the active plugin.
+    fn serving_router(&self) -> Arc<dyn Router> {
+        match &self.native {
+            Some(native) => native.clone(),
+            None => self.active().plugin.clone(),
+        }
+    }
+
+    /// The account's live note ids in legacy and in new (empty without one).
+    fn note_ids_per_store(&self, key: &str) -> Result<(IdList, IdList), AppError> {
+        let ids = |store: Store| -> Result<IdList, AppError> {
+            Ok(match self.stores.get(store) {
+                Some(s) => s.list_ids(key)?,
+                None => IdList::default(),
+            })
+        };
+        Ok((ids(Store::Legacy)?, ids(Store::New)?))
+    }
+
+    /// Where each of `ids` belongs under `is_migrating`, one per id in their
+    /// order: the migrate rule for a router that follows it unasked (a
+    /// plugin built before WIT 0.4.0), else the serving router's `homes`, in
+    /// calls of [`HOMES_PER_CALL`] ids, each admitted like a request. The
+    /// plugin reads the stores through a batched scope never committed:
+    /// nothing it writes while asked lands.
+    fn homes(&self, account: Uuid, ids: &IdList, is_migrating: bool) -> Result<Vec<Placement>, AppError> {
+        if self.serving_router().homes_by_migrate_rule() {
+            return Ok(vec![Placement::by_migrate_rule(self.stores.new.is_some(), is_migrating); ids.len()]);
+        }
+        let all: Vec<&str> = ids.iter().collect();
+        let mut homes = Vec::with_capacity(all.len());
+        for chunk in all.chunks(HOMES_PER_CALL) {
+            let chunk: IdList = chunk.iter().collect();
+            let admission = self.fleet.admit(account)?;
+            // On a blocking thread (a verify, a status): driven to its end here.
+            let served = pollster::block_on(self.route_admitted(account, "homes", &admission, |router, scope, _| async move {
+                let (read_only, _never_committed) = scope.batched(Store::New);
+                router.homes(read_only, &chunk, is_migrating).await
+            }))
+            .map_err(|e| e.error)?;
+            homes.extend(served.value);
+        }
+        Ok(homes)
     }
 
     pub fn service_migration(&self) -> Result<ServiceMigration, AppError> {
@@ -206,36 +301,34 @@ impl App {
     }
 
     /// Checks, without changing anything but what reads repair, that every
-    /// note of the account is readable through the plugin, sits in its home
-    /// store (new with the flag on, legacy with it off), and has no live copy
-    /// below a tombstone. A clean verify, recorded with the flag it ran under,
-    /// is what makes an account `migrated` or `rolled-back`.
+    /// note of the account is readable through the plugin, sits where the
+    /// plugin says it belongs (`homes`; for a plugin built before WIT 0.4.0
+    /// the migrate rule: new with the flag on, legacy with it off), and has
+    /// no live copy below a tombstone. A clean verify, recorded with the flag
+    /// it ran under, is what makes an account `migrated` or `rolled-back`.
     pub fn verify(&self, account: Uuid) -> Result<VerifyReport, AppError> {
         let Account { is_migrating, updated_at_ms: as_of, .. } = self.account(account)?;
         let key = account.to_string();
-        let ids = |store: Store| -> Result<BTreeSet<String>, AppError> {
-            Ok(match self.stores.get(store) {
-                Some(s) => s.list_ids(&key)?.iter().map(str::to_owned).collect(),
-                None => BTreeSet::new(),
-            })
-        };
-        let (legacy, new) = (ids(Store::Legacy)?, ids(Store::New)?);
-        let home = if is_migrating && self.stores.new.is_some() { Store::New } else { Store::Legacy };
+        let (legacy_ids, new_ids) = self.note_ids_per_store(&key)?;
+        let all = legacy_ids.clone().union(new_ids.clone());
+        let homes = self.homes(account, &all, is_migrating)?;
+        let (legacy, new): (BTreeSet<String>, BTreeSet<String>) = (legacy_ids.to_vec().into_iter().collect(), new_ids.to_vec().into_iter().collect());
         let mut report = VerifyReport { is_migrating, ..VerifyReport::default() };
         let problem = |report: &mut VerifyReport, id: &str, what: String| {
             if report.problems.len() < VERIFY_PROBLEMS_SHOWN {
                 report.problems.push((id.to_owned(), what));
             }
         };
-        for id in legacy.union(&new) {
+        for (id, home) in all.iter().zip(homes) {
             report.notes += 1;
             let (in_legacy, in_new) = (legacy.contains(id), new.contains(id));
-            if in_legacy && in_new {
+            if in_legacy && in_new && home != Placement::Both {
+                // An older copy the next read removes: not a problem.
                 report.duplicates += 1;
-            } else if (home == Store::New && !in_new) || (home == Store::Legacy && !in_legacy) {
+            } else if away_from_home(home, in_legacy, in_new) {
                 report.misplaced += 1;
-                let (at, should) = if in_new { ("new", "legacy") } else { ("legacy", "new") };
-                problem(&mut report, id, format!("in the {at} store, but the account's mode wants it in {should}"));
+                let at = if in_new { "only in the new store" } else { "only in the legacy store" };
+                problem(&mut report, id, format!("{at}, but the plugin places it {}", placement_words(home)));
             }
             for (live_in, other) in [(Store::Legacy, Store::New), (Store::New, Store::Legacy)] {
                 let (Some(live), Some(other_store)) = (self.stores.get(live_in), self.stores.get(other)) else { continue };

@@ -36,12 +36,18 @@ pub mod v0_2 {
     served_version!("../wit/v0.2/notes.wit", "notes:plugin/stores.recorded-version");
 }
 
-/// `notes:plugin@0.3.0` (the current version): lists of ids as one `note-id-list`.
+/// `notes:plugin@0.3.0`: lists of ids as one `note-id-list`.
 pub mod v0_3 {
+    served_version!("../wit/v0.3/notes.wit", "notes:plugin/stores.recorded-version");
+}
+
+/// `notes:plugin@0.4.0` (the current version): `router.homes`, where the
+/// plugin says each note belongs.
+pub mod v0_4 {
     served_version!("../wit/notes.wit", "notes:plugin/stores.recorded-version");
 }
 
-use notes_routing::{Error, MoveReport, Note, NoteChange, Store, Stores};
+use notes_routing::{Error, MoveReport, Note, NoteChange, Placement, Store, Stores};
 
 use super::CallState;
 use crate::router::AccountScope;
@@ -164,7 +170,13 @@ macro_rules! shared_by_every_version {
         }
     };
     (@list_ids v0_3) => {
-        async fn list_ids(&mut self, s: v0_3::notes::plugin::stores::Store) -> Result<String, v0_3::notes::plugin::types::Error> {
+        shared_by_every_version!(@joined_list_ids v0_3);
+    };
+    (@list_ids v0_4) => {
+        shared_by_every_version!(@joined_list_ids v0_4);
+    };
+    (@joined_list_ids $v:ident) => {
+        async fn list_ids(&mut self, s: $v::notes::plugin::stores::Store) -> Result<String, $v::notes::plugin::types::Error> {
             Ok(scope(self)?.list_ids_async(s.into()).await?.into_joined())
         }
     };
@@ -178,6 +190,18 @@ macro_rules! shared_by_every_version {
 shared_by_every_version!(v0_1);
 shared_by_every_version!(v0_2);
 shared_by_every_version!(v0_3);
+shared_by_every_version!(v0_4);
+
+impl From<v0_4::notes::plugin::types::Placement> for Placement {
+    fn from(p: v0_4::notes::plugin::types::Placement) -> Self {
+        use v0_4::notes::plugin::types::Placement as W;
+        match p {
+            W::Legacy => Placement::Legacy,
+            W::New => Placement::New,
+            W::Both => Placement::Both,
+        }
+    }
+}
 
 /// Every store call goes to the scope of the call in progress (the account
 /// of the request being served); there is none between calls.

@@ -12,23 +12,24 @@
 //! `Runtime::instantiate` before the plugin serves anything), and each call
 //! then takes its function unchecked, typed by the same bindings.
 
-use notes_routing::{Error, IdList, MoveReport, Note, NoteChange};
+use notes_routing::{Error, IdList, MoveReport, Note, NoteChange, Placement, Store as StoreKind, Stores as _};
 use wasmtime::Store;
 use wasmtime::component::{ComponentExportIndex, ComponentNamedList, Func, Instance, InstancePre, Lift, Lower, TypedFunc};
 
-use super::bindings::{v0_1, v0_2, v0_3};
+use super::bindings::{v0_1, v0_2, v0_3, v0_4};
 use super::{CallState, Plugin, PluginInfo, WIT_VERSION};
 use crate::router::{AccountScope, InstanceUsage, Instances, Routed, Router};
 
 /// The served versions, oldest first: what `exports` and `wit/VERSIONS.md` list.
-pub const SERVED_WIT_VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
+pub const SERVED_WIT_VERSIONS: [&str; 4] = ["0.1.0", "0.2.0", "0.3.0", "0.4.0"];
 
 /// The interface each served version exports the router as.
-pub(super) const EXPORT_NAMES: [(&str, &str); 3] = [("0.1", "note-store"), ("0.2", "router"), ("0.3", "router")];
+pub(super) const EXPORT_NAMES: [(&str, &str); 4] = [("0.1", "note-store"), ("0.2", "router"), ("0.3", "router"), ("0.4", "router")];
 
 type RouterV0_1 = v0_1::exports::notes::plugin::note_store::Guest;
 type RouterV0_2 = v0_2::exports::notes::plugin::router::Guest;
 type RouterV0_3 = v0_3::exports::notes::plugin::router::Guest;
+type RouterV0_4 = v0_4::exports::notes::plugin::router::Guest;
 
 /// A compiled plugin, linked and ready to instantiate, with where its
 /// exports are.
@@ -45,6 +46,7 @@ enum Version {
     V0_1(v0_1::NotePluginIndices),
     V0_2(v0_2::NotePluginIndices),
     V0_3(v0_3::NotePluginIndices),
+    V0_4(v0_4::NotePluginIndices),
 }
 
 /// Where the note operations are among a plugin's exports.
@@ -113,8 +115,10 @@ impl ExportsPre {
             (Version::V0_1(v0_1::NotePluginIndices::new(&pre)?), "notes:plugin/note-store@0.1.0")
         } else if wit_version.starts_with("0.2.") {
             (Version::V0_2(v0_2::NotePluginIndices::new(&pre)?), "notes:plugin/router@0.2.0")
-        } else {
+        } else if wit_version.starts_with("0.3.") {
             (Version::V0_3(v0_3::NotePluginIndices::new(&pre)?), "notes:plugin/router@0.3.0")
+        } else {
+            (Version::V0_4(v0_4::NotePluginIndices::new(&pre)?), "notes:plugin/router@0.4.0")
         };
         let notes = NoteExports::find(&pre, interface)?;
         Ok(ExportsPre { pre, version, notes })
@@ -147,6 +151,7 @@ impl ExportsPre {
             Version::V0_1(_) => check_all!(RouterV0_1),
             Version::V0_2(_) => check_all!(RouterV0_2),
             Version::V0_3(_) => check_all!(RouterV0_3),
+            Version::V0_4(_) => check_all!(RouterV0_4),
         }
     }
 
@@ -163,6 +168,10 @@ impl ExportsPre {
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
             Version::V0_3(indices) => {
+                let i = indices.load(&mut *store, instance)?.notes_plugin_router().call_info(store).await?;
+                PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
+            }
+            Version::V0_4(indices) => {
                 let i = indices.load(&mut *store, instance)?.notes_plugin_router().call_info(store).await?;
                 PluginInfo { name: i.name, version: i.version, supports_migration: i.supports_migration }
             }
@@ -193,6 +202,10 @@ macro_rules! note_call {
                 .await
                 .map(|(answer,)| answer.map(Into::into).map_err(Error::from)),
             Version::V0_3(_) => unsafe { unchecked(RouterV0_3::$typed, func) }
+                .call_async(&mut *store, $args)
+                .await
+                .map(|(answer,)| answer.map(Into::into).map_err(Error::from)),
+            Version::V0_4(_) => unsafe { unchecked(RouterV0_4::$typed, func) }
                 .call_async(&mut *store, $args)
                 .await
                 .map(|(answer,)| answer.map(Into::into).map_err(Error::from)),
@@ -265,6 +278,10 @@ impl Router for Plugin {
                 .call_async(&mut *store, args)
                 .await
                 .map(|(answer,)| answer.map(IdList::parse).map_err(Error::from)),
+            Version::V0_4(_) => unsafe { unchecked(RouterV0_4::func_list_notes, func) }
+                .call_async(&mut *store, args)
+                .await
+                .map(|(answer,)| answer.map(IdList::parse).map_err(Error::from)),
             Version::V0_2(_) => unsafe { unchecked(RouterV0_2::func_list_notes, func) }
                 .call_async(&mut *store, args)
                 .await
@@ -318,8 +335,43 @@ impl Router for Plugin {
         let answer = match &self.pre.version {
             Version::V0_2(indices) => move_through!(indices),
             Version::V0_3(indices) => move_through!(indices),
+            Version::V0_4(indices) => move_through!(indices),
             Version::V0_1(_) => unreachable!("refused above"),
         };
         self.leave(call, answer)
+    }
+
+    /// A plugin built before 0.4.0 is not asked: the migrate rule, from
+    /// the scope's stores. A 0.4 plugin answers for the whole list in one
+    /// call; an answer of another length is the plugin's error.
+    async fn homes(&self, scope: AccountScope, note_ids: &IdList, is_migrating: bool) -> Routed<Vec<Placement>> {
+        let Version::V0_4(indices) = &self.pre.version else {
+            let rule = Placement::by_migrate_rule(scope.is_configured(StoreKind::New), is_migrating);
+            return Ok(Ok(vec![rule; note_ids.len()]));
+        };
+        let account = scope.account_id().to_owned();
+        let mut call = self.enter(Some(scope)).await?;
+        let (store, instance) = (&mut call.warm.store, &call.warm.instance);
+        let answer = match indices.load(&mut *store, instance) {
+            Ok(p) => p
+                .notes_plugin_router()
+                .call_homes(&mut *store, &account, &note_ids.as_str().to_owned(), is_migrating)
+                .await
+                .map(|answer| answer.map(|homes| homes.into_iter().map(Placement::from).collect::<Vec<_>>()).map_err(Error::from)),
+            Err(e) => Err(e),
+        };
+        let answer = answer.map(|answer| match answer {
+            Ok(homes) if homes.len() != note_ids.len() => Err(Error::Internal(format!(
+                "homes answered {} placements for {} note ids; it must answer one per id, in order",
+                homes.len(),
+                note_ids.len()
+            ))),
+            other => other,
+        });
+        self.leave(call, answer)
+    }
+
+    fn homes_by_migrate_rule(&self) -> bool {
+        !matches!(self.pre.version, Version::V0_4(_))
     }
 }

@@ -90,6 +90,7 @@ impl Runtime {
         bindings::v0_1::NotePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         bindings::v0_2::NotePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         bindings::v0_3::NotePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        bindings::v0_4::NotePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         Ok(Runtime { engine, linker, limits })
     }
 
@@ -210,7 +211,7 @@ impl Runtime {
 
 /// The WIT package the host serves (`wit/notes.wit`), and its newest version.
 pub const WIT_PACKAGE: &str = "notes:plugin";
-pub const WIT_VERSION: &str = "0.3.0";
+pub const WIT_VERSION: &str = "0.4.0";
 
 /// Whether the host serves a plugin built against `plugin`: compatible with
 /// one of [`SERVED_WIT_VERSIONS`].
@@ -555,7 +556,7 @@ mod tests {
         assert!(wit_compatible("1.2.0", "1.4.1"));
         assert!(!wit_compatible("2.0.0", "1.4.1"));
         assert!(!wit_compatible("banana", "0.1.0"));
-        assert!(wit_served("0.1.0") && wit_served("0.2.0") && wit_served("0.3.0"), "every version in wit/VERSIONS.md is served");
-        assert!(!wit_served("0.4.0"));
+        assert!(wit_served("0.1.0") && wit_served("0.2.0") && wit_served("0.3.0") && wit_served("0.4.0"), "every version in wit/VERSIONS.md is served");
+        assert!(!wit_served("0.5.0"));
     }
 }

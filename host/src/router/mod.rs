@@ -11,7 +11,7 @@ mod scope;
 
 use std::time::Duration;
 
-use notes_routing::{IdList, MoveReport, Note, NoteChange};
+use notes_routing::{IdList, MoveReport, Note, NoteChange, Placement};
 
 pub use native::{FailingRouter, NativeRouter};
 pub use batch::ScopeBatch;
@@ -57,6 +57,18 @@ pub trait Router: Send + Sync {
     async fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
     /// Puts each note where the account's mode wants it (backfill, bulk rollback).
     async fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport>;
+    /// Where each of `note_ids` belongs under `is_migrating`, one placement
+    /// per id in their order (WIT 0.4's `homes`; the migrate rule for a
+    /// plugin built before it). What verify and the account states judge
+    /// notes by. The scope should be read-only: what a router writes in it
+    /// must not land (`AccountScope::batched`, never committed).
+    async fn homes(&self, scope: AccountScope, note_ids: &IdList, is_migrating: bool) -> Routed<Vec<Placement>>;
+    /// True if [`Router::homes`] is the migrate rule without asking the
+    /// router (a plugin built before WIT 0.4.0): the host may then count
+    /// notes per store instead of listing them and calling.
+    fn homes_by_migrate_rule(&self) -> bool {
+        false
+    }
     /// What its calls have cost on this host, if it runs in instances (a
     /// Wasm plugin): for authors, in `GET /plugins` and `plugin check`.
     fn usage(&self) -> Option<InstanceUsage> {

@@ -7,7 +7,7 @@
 //! - [`FailingRouter`] fails every call as a trapping plugin does: the
 //!   in-process tests' broken plugin.
 
-use notes_routing::{IdList, MoveReport, Note, NoteChange};
+use notes_routing::{IdList, MoveReport, Note, NoteChange, Placement};
 
 use super::{AccountScope, Router, PluginFailure, Routed};
 
@@ -67,6 +67,11 @@ impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
     async fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport> {
         Ok(self.routing.move_notes(&scope, scope.account_id(), note_ids, is_migrating))
     }
+
+    /// The routing's own `home` per note (the migrate rule unless it says otherwise).
+    async fn homes(&self, scope: AccountScope, note_ids: &IdList, is_migrating: bool) -> Routed<Vec<Placement>> {
+        Ok(note_ids.iter().map(|id| self.routing.home(&scope, scope.account_id(), id, is_migrating)).collect())
+    }
 }
 
 /// Every call fails (`Trapped`), and the stores are never touched.
@@ -121,6 +126,10 @@ impl Router for FailingRouter {
     }
 
     async fn move_notes(&self, _: AccountScope, _: &[String], _: bool) -> Routed<MoveReport> {
+        self.fail()
+    }
+
+    async fn homes(&self, _: AccountScope, _: &IdList, _: bool) -> Routed<Vec<Placement>> {
         self.fail()
     }
 }

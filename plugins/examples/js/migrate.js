@@ -1,4 +1,4 @@
-// The migrate strategy in JavaScript (componentize-js), against notes:plugin@0.3.0.
+// The migrate strategy in JavaScript (componentize-js), against notes:plugin@0.4.0.
 //
 // A port of the Rust plugin (plugins/routing/src/ops.rs and migrate.rs): the
 // same routes and the same duties of the WIT contract, so it passes
@@ -6,7 +6,7 @@
 // Versions are u64 in the WIT: BigInt here. An `error` is thrown as its
 // variant ({ tag, val }); a store call that fails throws, and the failure
 // goes back to the host as this call's error.
-import { get, put, deleteIfNotNewer, recordedVersion, listIds, isConfigured } from 'notes:plugin/stores@0.3.0';
+import { get, put, deleteIfNotNewer, recordedVersion, listIds, isConfigured } from 'notes:plugin/stores@0.4.0';
 
 // How often an update, delete or move re-reads after losing a race before answering `conflict`.
 const MAX_ATTEMPTS = 8;
@@ -164,5 +164,11 @@ export const router = {
     const report = { moved: 0, inPlace: 0, missing: 0 };
     for (const id of noteIds) report[moveOne(home, other, id)] += 1;
     return report;
+  }),
+  // Where each note belongs (one per id of the `note-id-list`): the store
+  // this strategy writes to, so the host's verify judges it as it routes.
+  homes: (accountId, noteIds, isMigrating) => answer(() => {
+    const [home] = route(isMigrating);
+    return noteIds.split('\n').filter((id) => id !== '').map(() => home);
   }),
 };

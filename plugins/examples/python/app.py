@@ -1,4 +1,4 @@
-"""The migrate strategy in Python (componentize-py), against notes:plugin@0.3.0.
+"""The migrate strategy in Python (componentize-py), against notes:plugin@0.4.0.
 
 A port of the Rust plugin (`plugins/routing/src/ops.rs` and `migrate.rs`):
 the same routes and the same duties of the WIT contract, so it passes
@@ -24,6 +24,7 @@ from wit_world.imports.types import (
     MoveReport,
     Note,
     NoteChange,
+    Placement,
     PluginInfo,
 )
 
@@ -186,3 +187,9 @@ class Router(exports.Router):
         home, other = route(is_migrating)
         outcomes = [move_one(home, other, i) for i in note_ids]
         return MoveReport(outcomes.count("moved"), outcomes.count("in-place"), outcomes.count("missing"))
+
+    def homes(self, account_id: str, note_ids: str, is_migrating: bool) -> List[Placement]:
+        # Where each note belongs (one per id of the note-id-list): the store
+        # this strategy writes to, so the host's verify judges it as it routes.
+        home = Placement.NEW if route(is_migrating)[0] == Store.NEW else Placement.LEGACY
+        return [home for note_id in note_ids.split("\n") if note_id]

@@ -34,6 +34,11 @@ impl IdList {
         self.0
     }
 
+    /// The `note-id-list` string, borrowed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.split_terminator('\n')
     }

@@ -70,6 +70,32 @@ pub enum Store {
     New,
 }
 
+/// WIT `placement`: where a note belongs under the account's flag
+/// ([`Router::home`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// In the legacy store only.
+    Legacy,
+    /// In the new store only.
+    New,
+    /// A copy in each store (dual writes, a mirror).
+    Both,
+}
+
+impl Placement {
+    /// The migrate rule: the new store when the flag is on and the host has
+    /// one, else legacy. What the host assumes of a plugin built before WIT
+    /// 0.4.0, and [`Router::home`]'s default.
+    pub fn by_migrate_rule(new_configured: bool, is_migrating: bool) -> Self {
+        if is_migrating && new_configured { Placement::New } else { Placement::Legacy }
+    }
+
+    /// Whether a note belonging here should have a live copy in `store`.
+    pub fn holds(self, store: Store) -> bool {
+        matches!((self, store), (Placement::Both, _) | (Placement::Legacy, Store::Legacy) | (Placement::New, Store::New))
+    }
+}
+
 /// The data stores of one account (WIT interface `stores`). The host's
 /// implementation is already bound to the request's account.
 pub trait Stores {
@@ -87,8 +113,7 @@ pub trait Stores {
 }
 
 /// A router: decides, per request, how a note operation is routed between the
-/// legacy and the new store (WIT interface `note-store`, to be renamed
-/// `router` in the next WIT version).
+/// legacy and the new store (WIT interface `router`; `note-store` in 0.1).
 pub trait Router {
     fn info(&self) -> PluginInfo;
     fn create_note(&self, stores: &dyn Stores, account_id: &str, change: NoteChange, is_migrating: bool) -> Result<Note>;
@@ -106,4 +131,15 @@ pub trait Router {
     fn delete_note(&self, stores: &dyn Stores, account_id: &str, note_id: &str, is_migrating: bool) -> Result<()>;
     /// Puts each note where the account's mode wants it, keeping its version.
     fn move_notes(&self, stores: &dyn Stores, account_id: &str, note_ids: &[String], is_migrating: bool) -> Result<MoveReport>;
+    /// Where the note belongs under `is_migrating` (WIT `homes`, per id): the
+    /// host's verify and the account states ask it, and `plugin check`
+    /// checks it against where this router's writes put notes. Override it
+    /// when the writes place notes otherwise than the migrate rule (the
+    /// default, [`Placement::by_migrate_rule`]): by the note's id, or in
+    /// both stores (dual writes). `stores` may be read; what is written
+    /// while the host asks is discarded.
+    fn home(&self, stores: &dyn Stores, account_id: &str, note_id: &str, is_migrating: bool) -> Result<Placement> {
+        let _ = (account_id, note_id);
+        Ok(Placement::by_migrate_rule(stores.is_configured(Store::New), is_migrating))
+    }
 }

@@ -22,7 +22,7 @@ pub mod bindings {
 
 use bindings::notes::plugin::stores as host;
 use bindings::notes::plugin::types as wit;
-use routing::{Error, IdList, MoveReport, Note, NoteChange, PluginInfo, Router, Store};
+use routing::{Error, IdList, MoveReport, Note, NoteChange, Placement, PluginInfo, Router, Store};
 
 /// Exports `$router` (an expression of a type implementing
 /// [`Router`](notes_routing::Router)) as the component's `router`.
@@ -77,6 +77,13 @@ macro_rules! export_plugin {
             ) -> Result<$crate::bindings::notes::plugin::types::MoveReport, $crate::bindings::notes::plugin::types::Error> {
                 $crate::glue::move_notes(&$router, account_id, note_ids, is_migrating)
             }
+            fn homes(
+                account_id: String,
+                note_ids: String,
+                is_migrating: bool,
+            ) -> Result<Vec<$crate::bindings::notes::plugin::types::Placement>, $crate::bindings::notes::plugin::types::Error> {
+                $crate::glue::homes(&$router, account_id, note_ids, is_migrating)
+            }
         }
 
         $crate::bindings::export_note_plugin!(Exported);
@@ -125,6 +132,23 @@ pub mod glue {
     pub fn move_notes(s: &impl Router, account: String, ids: Vec<String>, migrating: bool) -> Result<wit::MoveReport, wit::Error> {
         let MoveReport { moved, in_place, missing } = s.move_notes(&HostStores, &account, &ids, migrating).map_err(error_to_wit)?;
         Ok(wit::MoveReport { moved, in_place, missing })
+    }
+
+    /// One [`Router::home`] per id of the `note-id-list`, in its order.
+    pub fn homes(s: &impl Router, account: String, ids: String, migrating: bool) -> Result<Vec<wit::Placement>, wit::Error> {
+        IdList::from_joined(ids)
+            .iter()
+            .map(|id| s.home(&HostStores, &account, id, migrating).map(placement_to_wit))
+            .collect::<Result<_, _>>()
+            .map_err(error_to_wit)
+    }
+}
+
+fn placement_to_wit(p: Placement) -> wit::Placement {
+    match p {
+        Placement::Legacy => wit::Placement::Legacy,
+        Placement::New => wit::Placement::New,
+        Placement::Both => wit::Placement::Both,
     }
 }
 

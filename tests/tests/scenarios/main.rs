@@ -34,6 +34,7 @@ mod migration;
 mod moves;
 mod notely;
 mod observe;
+mod placement;
 mod plain;
 mod plugins;
 mod postgres_fleet;

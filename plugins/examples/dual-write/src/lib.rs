@@ -16,7 +16,7 @@
 
 use notes_routing::migrate::route;
 use notes_routing::ops;
-use notes_routing::{Error, IdList, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
+use notes_routing::{Error, IdList, MoveReport, Note, NoteChange, Placement, PluginInfo, Result, Router, Store, Stores};
 
 struct DualWrite;
 
@@ -101,6 +101,13 @@ impl Router for DualWrite {
             if home || other { report.moved += 1 } else { report.in_place += 1 }
         }
         Ok(report)
+    }
+
+    /// A copy in each store whenever the host has a new store, whatever the
+    /// flag: the host's verify then counts a note with one copy as misplaced
+    /// (a move mirrors it), and two copies as in place, not as duplicates.
+    fn home(&self, s: &dyn Stores, _: &str, _: &str, _: bool) -> Result<Placement> {
+        Ok(if s.is_configured(Store::New) { Placement::Both } else { Placement::Legacy })
     }
 }
 

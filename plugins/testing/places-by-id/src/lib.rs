@@ -3,9 +3,11 @@
 //! `n2` as off), whatever the flag says. It keeps the WIT contract; a kit
 //! that checked placement with one note (`n1`) passed half its placement
 //! cases by luck, and `--profile migrate` with six notes per case fails them.
+//! It says where each note belongs (`home`: its id's mode), so the host's
+//! verify and the account states judge it by its own placement.
 
 use notes_routing::migrate::Migrate;
-use notes_routing::{IdList, MoveReport, Note, NoteChange, PluginInfo, Result, Router, Stores};
+use notes_routing::{IdList, MoveReport, Note, NoteChange, Placement, PluginInfo, Result, Router, Store, Stores};
 
 struct PlacesById;
 
@@ -44,6 +46,10 @@ impl Router for PlacesById {
             report.missing += one.missing;
         }
         Ok(report)
+    }
+    /// Where its writes put the note: the migrate rule under the id's mode.
+    fn home(&self, s: &dyn Stores, _: &str, id: &str, _: bool) -> Result<Placement> {
+        Ok(Placement::by_migrate_rule(s.is_configured(Store::New), mode_of(id)))
     }
 }
 
