@@ -15,6 +15,7 @@ use notes_host::plugins::PluginLimits;
 use notes_host::serve::{PostgresBackends, RouterChoice, ServeConfig, serve};
 
 mod launch;
+mod logs;
 
 #[derive(Parser)]
 #[command(name = "notes-host", version, about = "A notes service whose storage routing is a WebAssembly plugin")]
@@ -269,16 +270,7 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve(_) | Command::Launch(_) | Command::Sim(_)) {
         notes_client::exit_quietly_on_broken_pipe();
     }
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NOTES_LOG").unwrap_or_else(|_| "info,tower_http=warn".into()),
-        );
-    match cli.log_format {
-        // One JSON object per line, with the span's fields (a request's id).
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
-        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
-    }
+    logs::init(matches!(cli.log_format, LogFormat::Json), std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match cli.command {
         Command::Serve(args) => {
             let admin_token = match (&args.admin_token_file, args.admin_token) {

@@ -229,7 +229,8 @@ fn short_id(id: String) -> String {
     if id.len() == 36 && id.is_char_boundary(8) { id[..8].to_owned() } else { id }
 }
 
-/// `migrate jobs` for people: one row per job, newest first.
+/// `migrate jobs` for people: one row per job, newest first, each named
+/// by the 8 characters the console shows and `pause` / `resume` / `cancel` take.
 fn jobs_text(jobs: &[Value]) -> String {
     if jobs.is_empty() {
         return "no jobs\n".to_owned();
@@ -247,7 +248,7 @@ fn jobs_text(jobs: &[Value]) -> String {
     ]);
     for j in jobs {
         table.row(vec![
-            cell(&j["id"]),
+            short_id(cell(&j["id"])),
             cell(&j["kind"]),
             cell(&j["state"]),
             j["account"].as_str().map_or_else(|| "all".to_owned(), |a| short_id(a.to_owned())),

@@ -8,7 +8,8 @@
 //!
 //! - [`Frame`], around the whole router: the request id (kept if plain, else
 //!   a new UUID), the protected mode's refusals (before anything else runs,
-//!   a 404 included), the request's span and task-local id, the 30 s
+//!   a 404 included), the request's task-local tag (id, method, path: what
+//!   its log lines carry), the 30 s
 //!   timeout (an upload's: 300 s), errors as JSON bodies carrying the id,
 //!   and the id on the answer.
 //! - [`open_route`] and [`protected_route`], once a route matched (its
@@ -26,7 +27,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
 
 use super::error::{self, ApiError};
 use super::{REQUEST_ID, auth, body, guard, observe};
@@ -87,13 +87,12 @@ where
         if let Some(refused) = guard::protected_mode_refusal(self.protected, &request) {
             return Box::pin(async move { Ok(answer(refused, id).await) });
         }
-        let span = request_span(&id, &request);
+        let tag = request_tag(&id, &request);
         let limit = timeout_of(&request);
-        let served = span.in_scope(|| self.inner.call(request));
-        let task_id = id.to_str().ok().map(str::to_owned);
+        let served = self.inner.call(request);
         Box::pin(async move {
-            let timed = tokio::time::timeout(limit, crate::request_id::on_task(task_id, served));
-            let response = match timed.instrument(span).await {
+            let timed = tokio::time::timeout(limit, crate::request_id::on_task(tag, served));
+            let response = match timed.await {
                 Ok(Ok(response)) => response,
                 Err(_) => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -112,11 +111,19 @@ async fn answer(mut response: Response, id: HeaderValue) -> Response {
     error::json_errors(response).await
 }
 
-/// The span of one request: its id, method and path (no query, no body).
-/// Every line logged while the request runs carries it.
-fn request_span(id: &HeaderValue, request: &Request) -> tracing::Span {
-    let id = id.to_str().unwrap_or("");
-    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+/// What every line logged while the request runs carries: its id, method
+/// and path (no query, no body). Not a span: see `request_id`.
+fn request_tag(id: &HeaderValue, request: &Request) -> crate::request_id::Current {
+    let method = match request.method().as_str() {
+        "GET" => "GET".into(),
+        "POST" => "POST".into(),
+        "PUT" => "PUT".into(),
+        "PATCH" => "PATCH".into(),
+        "DELETE" => "DELETE".into(),
+        other => other.to_owned().into(),
+    };
+    let id = id.to_str().unwrap_or("").to_owned();
+    Some(Arc::new(crate::request_id::Tag { id, method, path: request.uri().path().to_owned() }))
 }
 
 /// What the routes anyone may call need: the query names each documents.

@@ -193,7 +193,10 @@ pub fn plain_request_id(req: &mut Request) -> HeaderValue {
     match req.headers().get(&REQUEST_ID).filter(|v| plain(v)) {
         Some(id) => id.clone(),
         None => {
-            let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value");
+            // Written straight into the header's bytes: no `String`, no formatter.
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let id = HeaderValue::from_bytes(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text).as_bytes())
+                .expect("a UUID is a header value");
             req.headers_mut().insert(REQUEST_ID, id.clone());
             id
         }

@@ -1,5 +1,5 @@
 //! The HTTP API (Notely-compatible): the only module that knows HTTP.
-//! Every request passes `frame` (its id, span, timeout, and on a matched
+//! Every request passes `frame` (its id and log tag, timeout, and on a matched
 //! route its metrics, credentials and body); handlers parse and check it,
 //! run one `App` operation (a note operation on the request's own task when
 //! nothing it waits for can hold the worker, `note_path`; others on a
@@ -50,7 +50,8 @@ pub struct ApiConfig {
 
 pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     crate::metrics::install();
-    let (protected, protected_paths) = protected_routes(config.max_plugin_bytes).split_for_parts();
+    let keys_allowed = keys::KeysAllowed(config.admin_token.is_some());
+    let (protected, protected_paths) = protected_routes(config.max_plugin_bytes, keys_allowed).split_for_parts();
     let (open, open_paths) = open_routes().split_for_parts();
     let spec = openapi::document(protected_paths.merge_from(open_paths));
     let query_names = Arc::new(guard::QueryNames::of(&spec));
@@ -66,7 +67,12 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     });
     // One `from_fn` per matched route (each boxes a service and a future).
     let protected = protected.route_layer(axum::middleware::from_fn_with_state(protected_state, frame::protected_route));
-    let open = open.merge(console::routes()).route_layer(axum::middleware::from_fn_with_state(query_names, frame::open_route));
+    // What only some routes read is given to those routes alone: an
+    // extension inserted for every request costs every note request.
+    let open = open
+        .merge(console::routes())
+        .layer(Extension(document))
+        .route_layer(axum::middleware::from_fn_with_state(query_names, frame::open_route));
     let routes = open
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
@@ -80,15 +86,13 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
     let framed = tower::ServiceBuilder::new()
         .layer(frame::FrameLayer { protected: config.admin_token.is_none() })
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(Extension(keys::KeysAllowed(config.admin_token.is_some())))
-        .layer(Extension(document))
         .service(routes);
     Router::new().fallback_service(framed)
 }
 
 /// The OpenAPI document of every route `router` serves.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, protected) = protected_routes(0).split_for_parts();
+    let (_, protected) = protected_routes(0, keys::KeysAllowed(false)).split_for_parts();
     let (_, open) = open_routes().split_for_parts();
     openapi::document(protected.merge_from(open))
 }
@@ -102,9 +106,11 @@ fn open_routes() -> OpenApiRouter<Arc<App>> {
 
 /// Routes behind the credentials check. Each is registered with its spec:
 /// `routes!` takes the path and method from the handler's annotation.
-fn protected_routes(max_plugin_bytes: usize) -> OpenApiRouter<Arc<App>> {
+fn protected_routes(max_plugin_bytes: usize, keys_allowed: keys::KeysAllowed) -> OpenApiRouter<Arc<App>> {
     let (schemas, paths, plugins) = routes!(plugins::list, plugins::push);
     let plugins = (schemas, paths, plugins.layer(DefaultBodyLimit::max(max_plugin_bytes)));
+    let (schemas, paths, keys) = routes!(keys::list, keys::create);
+    let keys = (schemas, paths, keys.layer(Extension(keys_allowed)));
     OpenApiRouter::new()
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::get, accounts::put, accounts::patch))
@@ -129,7 +135,7 @@ fn protected_routes(max_plugin_bytes: usize) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(plugins::errors))
         .routes(routes!(plugins::set_instances))
         .routes(routes!(hosts::list))
-        .routes(routes!(keys::list, keys::create))
+        .routes(keys)
         .routes(routes!(keys::revoke))
         .routes(routes!(observe::render))
 }
@@ -153,7 +159,7 @@ fn x_plugin(plugin: String, digest: &str) -> String {
 
 /// Runs a note operation: on the request's own task when the app says it
 /// cannot hold the worker (`App::note_path_inline`), else on a blocking
-/// thread, driven there to its end, inside the request's span and with its id.
+/// thread, driven there to its end, with the request's tag (`request_id`).
 async fn note_path<T, E, F>(app: &Arc<App>, write: bool, op: impl FnOnce(Arc<App>) -> F + Send + 'static) -> Result<T, ApiError>
 where
     T: Send + 'static,
@@ -164,27 +170,25 @@ where
         return op(Arc::clone(app)).await.map_err(Into::into);
     }
     let app = Arc::clone(app);
-    let span = tracing::Span::current();
-    let id = crate::request_id::of_task();
+    let tag = crate::request_id::of_task();
     // Not tokio's `block_on`: it would enter the runtime on this thread, and
     // the blocking `postgres` client's own runtime then panics.
-    let drive = move || span.in_scope(|| pollster::block_on(crate::request_id::on_task(id, op(app))));
+    let drive = move || pollster::block_on(crate::request_id::on_task(tag, op(app)));
     match tokio::task::spawn_blocking(drive).await {
         Ok(result) => result.map_err(Into::into),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
     }
 }
 
-/// Runs a blocking `App` operation off the async workers, inside the
-/// request's span (so what it logs names the request) and with its id.
+/// Runs a blocking `App` operation off the async workers, with the
+/// request's tag (so what it logs names the request).
 async fn blocking<T: Send + 'static>(
     app: &Arc<App>,
     op: impl FnOnce(&App) -> Result<T, crate::app::AppError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let app = Arc::clone(app);
-    let span = tracing::Span::current();
-    let id = crate::request_id::of_task();
-    match tokio::task::spawn_blocking(move || span.in_scope(|| crate::request_id::on_thread(id, || op(&app)))).await {
+    let tag = crate::request_id::of_task();
+    match tokio::task::spawn_blocking(move || crate::request_id::on_thread(tag, || op(&app))).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
     }

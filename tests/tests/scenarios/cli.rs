@@ -93,7 +93,8 @@ fn migrate_jobs_shows_one_row_per_job_and_the_api_json_with_json() {
     let table = succeeds(&host, &["migrate", "jobs"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(&header[..4], ["ID", "KIND", "STATE", "ACCOUNT"], "{table}");
-    let cells = row(&table, id).unwrap_or_else(|| panic!("no row for job {id}:\n{table}"));
+    let cells = row(&table, &id[..8]).unwrap_or_else(|| panic!("no row for job {id} by its first 8 characters:\n{table}"));
+    assert!(!table.contains(id), "the full job id is not shown, only the 8 characters the console shows: {table}");
     assert_eq!(&cells[1..4], ["verify", state.as_str(), &account[..8]], "its account by the 8 characters the console shows: {table}");
     assert!(cells.iter().any(|c| is_utc_second(c)), "its creation time at the second:\n{table}");
 
@@ -277,7 +278,7 @@ fn migrate_takes_the_short_account_ids_its_tables_show() {
     let job: serde_json::Value = serde_json::from_str(&succeeds(&host, &["migrate", "verify", "--account", &alone[..8]])).unwrap();
     assert_eq!(job["account"], alone.as_str(), "{job}");
     let jobs = succeeds(&host, &["migrate", "jobs"]);
-    let cells = row(&jobs, job["id"].as_str().unwrap()).unwrap_or_else(|| panic!("{jobs}"));
+    let cells = row(&jobs, &job["id"].as_str().unwrap()[..8]).unwrap_or_else(|| panic!("{jobs}"));
     assert_eq!(cells[3], &alone[..8], "{jobs}");
 
     let refused = fails(Some(&host), &["migrate", "backfill", "--account", "abcdef01"]);
