@@ -9,7 +9,8 @@
 //! The `contract` profile is the WIT's duties, whatever the strategy:
 //! versions, not-found, version-mismatch, no resurrection, newest wins, list
 //! once and sorted, moves keep versions, the request's account, a normal
-//! workload within the limits. The `migrate` profile adds where notes must
+//! workload within the limits, and (WIT 0.4) that `homes` says where the
+//! plugin's writes put each note. The `migrate` profile adds where notes must
 //! be in each mode (the design note's placement); a strategy that places
 //! notes otherwise passes the contract and fails only that profile.
 

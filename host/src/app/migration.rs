@@ -213,13 +213,23 @@ impl App {
             if legacy_notes + new_notes == 0 {
                 return Ok(0);
             }
+            let by_rule = if is_migrating && self.stores.new.is_some() { legacy_notes } else { new_notes };
             if self.serving_router().homes_by_migrate_rule() {
-                let home = Placement::by_migrate_rule(self.stores.new.is_some(), is_migrating);
-                return Ok(if home == Placement::New { legacy_notes } else { new_notes });
+                return Ok(by_rule);
             }
             let (legacy, new) = self.note_ids_per_store(&key)?;
             let all = legacy.clone().union(new.clone());
-            let homes = self.homes(account.id, &all, is_migrating)?;
+            // A plugin that cannot answer (a trap, suspended) must not take
+            // the overview and the metrics down with it: its accounts are
+            // judged by the migrate rule meanwhile. Its failure is in its
+            // faults; a verify, which needs the answer, fails instead.
+            let homes = match self.homes(account.id, &all, is_migrating) {
+                Ok(homes) => homes,
+                Err(e) => {
+                    tracing::warn!(account = %account.id, error = %e, "the plugin could not say where notes belong; the account's state follows the migrate rule");
+                    return Ok(by_rule);
+                }
+            };
             let (legacy, new): (BTreeSet<&str>, BTreeSet<&str>) = (legacy.iter().collect(), new.iter().collect());
             Ok(all.iter().zip(homes).filter(|(id, home)| away_from_home(*home, legacy.contains(id), new.contains(id))).count() as u64)
         };
@@ -519,5 +529,40 @@ impl App {
     /// The audit log, oldest first, after the cursor `query.after_seq`.
     pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, AppError> {
         Ok(self.coordination.audit(query)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_is_away_when_a_copy_is_where_it_does_not_belong_or_missing_where_it_does() {
+        // (home, in legacy, in new) -> away
+        for (home, in_legacy, in_new, away) in [
+            (Placement::Legacy, true, false, false),
+            (Placement::Legacy, false, true, true),
+            (Placement::Legacy, true, true, true),
+            (Placement::New, false, true, false),
+            (Placement::New, true, false, true),
+            (Placement::Both, true, true, false),
+            (Placement::Both, true, false, true),
+            (Placement::Both, false, true, true),
+        ] {
+            assert_eq!(away_from_home(home, in_legacy, in_new), away, "{home:?} in legacy {in_legacy}, in new {in_new}");
+        }
+    }
+
+    #[test]
+    fn the_state_asks_where_notes_belong_only_when_it_decides() {
+        let clean = Some(Verified { at_ms: 1, clean: true });
+        let never = || -> Result<u64, AppError> { panic!("not asked: unverified with the flag on is migrating") };
+        assert_eq!(MigrationState::of(true, true, None, never).unwrap(), MigrationState::Migrating);
+        assert_eq!(MigrationState::of(true, true, clean, || Ok(0)).unwrap(), MigrationState::Migrated);
+        assert_eq!(MigrationState::of(true, true, clean, || Ok(2)).unwrap(), MigrationState::Migrating);
+        assert_eq!(MigrationState::of(false, true, None, || Ok(2)).unwrap(), MigrationState::RollingBack);
+        assert_eq!(MigrationState::of(false, true, clean, || Ok(0)).unwrap(), MigrationState::RolledBack);
+        assert_eq!(MigrationState::of(false, false, clean, || Ok(0)).unwrap(), MigrationState::Legacy, "never migrated");
+        assert_eq!(MigrationState::of(false, true, None, || Ok(0)).unwrap(), MigrationState::Legacy, "not verified since the flip");
     }
 }

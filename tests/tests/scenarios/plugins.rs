@@ -11,7 +11,7 @@ fn an_upload_is_validated_and_described() {
     let host = Host::start();
     let pushed = host.push_plugin(Plugin::Faulty).expect(201).json();
     assert_eq!((pushed["name"].as_str(), pushed["version"].as_str()), (Some("faulty"), Some("0.1.0")));
-    assert_eq!((pushed["supportsMigration"].as_bool(), pushed["witVersion"].as_str()), (Some(true), Some("0.3.0")));
+    assert_eq!((pushed["supportsMigration"].as_bool(), pushed["witVersion"].as_str()), (Some(true), Some("0.4.0")));
     assert_eq!(pushed["sizeBytes"].as_u64(), Some(Plugin::Faulty.bytes().len() as u64));
     assert_eq!(pushed["digest"].as_str().unwrap().len(), 64);
     // The same bytes again: already stored, same digest.
@@ -28,7 +28,7 @@ fn a_bad_upload_is_refused_with_the_reason_and_changes_nothing() {
     let future = host.push_plugin(Plugin::FutureWit).expect(422);
     let error = future.error();
     assert!(error.contains("built against notes:plugin@0.9.0"), "{error}");
-    assert!(error.contains("serves notes:plugin@0.1.0, notes:plugin@0.2.0, notes:plugin@0.3.0"), "{error}");
+    assert!(error.contains("serves notes:plugin@0.1.0, notes:plugin@0.2.0, notes:plugin@0.3.0, notes:plugin@0.4.0"), "{error}");
     let garbage = host.request_bytes("POST", "/plugins", Some(b"definitely not wasm".to_vec()), &[]).expect(422);
     assert!(garbage.error().contains("not a valid component"), "{}", garbage.error());
     // A core module (valid wasm, but not a component).
