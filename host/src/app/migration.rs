@@ -272,7 +272,7 @@ impl App {
             let chunk: IdList = chunk.iter().collect();
             let admission = self.fleet.admit(account)?;
             // On a blocking thread (a verify, a status): driven to its end here.
-            let served = pollster::block_on(self.route_admitted(account, "homes", &admission, |router, scope, _| async move {
+            let served = pollster::block_on(self.route_admitted(account, crate::router::Op::Homes, &admission, |router, scope, _| async move {
                 let (read_only, _never_committed) = scope.batched(Store::New);
                 router.homes(read_only, &chunk, is_migrating).await
             }))

@@ -207,7 +207,7 @@ impl App {
         let admission = self.fleet.admit(account)?;
         // A batch runs on a job's thread: its plugin call is driven to its
         // end right here (`route_admitted` is the request path's, async).
-        let served = pollster::block_on(self.route_admitted(account, "move_notes", &admission, |router, scope, migrating| async move {
+        let served = pollster::block_on(self.route_admitted(account, crate::router::Op::MoveNotes, &admission, |router, scope, migrating| async move {
             if toward_new.is_some_and(|want| want != migrating) {
                 return Ok(Ok(Err(NotCalled::Ended(Batch::OtherMode { is_migrating: migrating }))));
             }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use notes_routing::{Error as PluginError, IdList, Note, NoteChange, Store};
 use uuid::Uuid;
 
-use crate::router::{AccountScope, PluginFailure, Routed, Router};
+use crate::router::{AccountScope, Op, PluginFailure, Routed, Router};
 use super::{App, AppError, NoteError, Served, ServedBy};
 use super::errors::no_account;
 
@@ -38,20 +38,20 @@ impl App {
         let at_ms = self.client_time("createdAt", created_at_ms)?;
         let change = NoteChange { id: id.unwrap_or_else(Uuid::new_v4).to_string(), content, at_ms };
         // A new id cannot race; a client's id can (a retried create).
-        self.route_note(account, id, "create_note", |r, scope, migrating| async move { r.create_note(scope, change, migrating).await })
+        self.route_note(account, id, Op::CreateNote, |r, scope, migrating| async move { r.create_note(scope, change, migrating).await })
             .await
-            .and_then(|n| self.checked(account, "create_note", n))
+            .and_then(|n| self.checked(account, Op::CreateNote, n))
     }
 
     pub async fn note(&self, account: Uuid, id: Uuid) -> Result<Served<Note>, NoteError> {
         let id = id.to_string();
-        self.route(account, "get_note", |r, scope, migrating| async move { r.get_note(scope, &id, migrating).await })
+        self.route(account, Op::GetNote, |r, scope, migrating| async move { r.get_note(scope, &id, migrating).await })
             .await
-            .and_then(|n| self.checked(account, "get_note", n))
+            .and_then(|n| self.checked(account, Op::GetNote, n))
     }
 
     pub async fn note_ids(&self, account: Uuid) -> Result<Served<IdList>, NoteError> {
-        self.route(account, "list_notes", |r, scope, migrating| async move { r.list_notes(scope, migrating).await }).await
+        self.route(account, Op::ListNotes, |r, scope, migrating| async move { r.list_notes(scope, migrating).await }).await
     }
 
     /// `expected_version` (`If-Match`) is the strict form: any other version
@@ -76,11 +76,11 @@ impl App {
         let write = |expected: Option<u64>| {
             let change = NoteChange { id: id.to_string(), content: content.clone(), at_ms };
             async move {
-                self.route_note(account, Some(id), "update_note", |r, scope, migrating| async move {
+                self.route_note(account, Some(id), Op::UpdateNote, |r, scope, migrating| async move {
                     r.update_note(scope, change, expected, migrating).await
                 })
                 .await
-                .and_then(|n| self.checked(account, "update_note", n))
+                .and_then(|n| self.checked(account, Op::UpdateNote, n))
             }
         };
         if updated_at_ms.is_none() || expected_version.is_some() {
@@ -121,7 +121,7 @@ impl App {
     /// exist succeeds (the plugin's `not-found` is a success here).
     pub async fn delete_note(&self, account: Uuid, id: Uuid) -> Result<Served<()>, NoteError> {
         let note = id.to_string();
-        self.route_note(account, Some(id), "delete_note", |r, scope, migrating| async move {
+        self.route_note(account, Some(id), Op::DeleteNote, |r, scope, migrating| async move {
             match r.delete_note(scope, &note, migrating).await {
                 Ok(Err(PluginError::NotFound)) => Ok(Ok(())),
                 answer => answer,
@@ -158,11 +158,11 @@ impl App {
     }
 
     /// Refuses to pass on a note larger than any request could have written.
-    fn checked(&self, account: Uuid, op: &'static str, served: Served<Note>) -> Result<Served<Note>, NoteError> {
+    fn checked(&self, account: Uuid, op: Op, served: Served<Note>) -> Result<Served<Note>, NoteError> {
         let size = served.value.content.len();
         if size > self.settings.max_note_bytes {
             let message = format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes);
-            let error = self.plugin_fault(account, op, &served.by.plugin, &served.by.digest, message);
+            let error = self.plugin_fault(account, op.as_str(), &served.by.plugin, &served.by.digest, message);
             return Err(NoteError { error, served_by: Some(served.by) });
         }
         Ok(served)
@@ -174,7 +174,7 @@ impl App {
     async fn route<T, F: Future<Output = Routed<T>>>(
         &self,
         account: Uuid,
-        op: &'static str,
+        op: Op,
         call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
     ) -> Result<Served<T>, NoteError> {
         self.route_note(account, None, op, call).await
@@ -188,7 +188,7 @@ impl App {
         &self,
         account: Uuid,
         note: Option<Uuid>,
-        op: &'static str,
+        op: Op,
         call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
     ) -> Result<Served<T>, NoteError> {
         // Held to the end of the call: no flip of this account completes
@@ -205,7 +205,7 @@ impl App {
         // an answer missing notes. Writes are fenced at the stores; a read
         // is refused here instead (the lease lapses here before the fleet
         // counts this host gone, so a read that ends with it held saw no flip).
-        if matches!(op, "get_note" | "list_notes") && served.is_ok() && !admission.lease_held() {
+        if op.is_read() && served.is_ok() && !admission.lease_held() {
             return Err(AppError::Unavailable(format!(
                 "this host's lease lapsed while the request ran; the isMigrating of account {account} may have changed, retry"
             ))
@@ -218,7 +218,7 @@ impl App {
     pub(super) async fn route_admitted<T, F: Future<Output = Routed<T>>>(
         &self,
         account: Uuid,
-        op: &'static str,
+        op: Op,
         admission: &crate::fleet::Admission<'_>,
         call: impl FnOnce(Arc<dyn Router>, AccountScope, bool) -> F,
     ) -> Result<Served<T>, NoteError> {
@@ -255,7 +255,7 @@ impl App {
         let answer = call(plugin.clone(), scope, is_migrating).await;
         observe_call(plugin.label(), op, &answer, started.elapsed());
         if let Some(failed) = store_failed(&answer) {
-            tracing::warn!(plugin = plugin.label(), %account, operation = op, error = %failed, "a store failed under the plugin's call");
+            tracing::warn!(plugin = plugin.label(), %account, operation = op.as_str(), error = %failed, "a store failed under the plugin's call");
             active.health.record(account, false);
             return Err(failed.into());
         }
@@ -271,7 +271,7 @@ impl App {
     /// A routing call's answer as the caller gets it: the WIT errors in the
     /// product's words, and a plugin's own failures kept for operators
     /// (`plugin_faults`), the client told only their id.
-    fn served<T>(&self, account: Uuid, op: &'static str, router: &dyn Router, answer: Routed<T>) -> Result<Served<T>, NoteError> {
+    fn served<T>(&self, account: Uuid, op: Op, router: &dyn Router, answer: Routed<T>) -> Result<Served<T>, NoteError> {
         let (plugin, digest) = (router.label(), router.digest());
         let served_by = || ServedBy { plugin: plugin.to_owned(), digest: digest.to_owned() };
         let by = |error: AppError| NoteError { error, served_by: Some(served_by()) };
@@ -283,19 +283,19 @@ impl App {
                 PluginError::Conflict(m) => AppError::Conflict(m),
                 PluginError::Invalid(m) => AppError::Invalid(m),
                 PluginError::Unavailable(m) => AppError::Unavailable(m),
-                PluginError::Internal(m) => self.plugin_fault(account, op, plugin, digest, m),
+                PluginError::Internal(m) => self.plugin_fault(account, op.as_str(), plugin, digest, m),
             })),
-            Err(PluginFailure::Trapped { message, .. }) => Err(by(self.plugin_fault(account, op, plugin, digest, message))),
+            Err(PluginFailure::Trapped { message, .. }) => Err(by(self.plugin_fault(account, op.as_str(), plugin, digest, message))),
             // The plugin's author needs these as much as a trap (a loop, a
             // slow path): recorded under the request's id, while the client
             // gets the 503 that says it was the plugin's deadline.
             Err(failure @ (PluginFailure::Timeout { .. } | PluginFailure::OutOfFuel { .. })) => {
                 let what = match &failure {
-                    PluginFailure::Timeout { deadline, .. } => format!("deadline after {} ms in {op}", deadline.as_millis()),
-                    PluginFailure::OutOfFuel { fuel, .. } => format!("out of fuel ({fuel} units) in {op}"),
+                    PluginFailure::Timeout { deadline, .. } => format!("deadline after {} ms in {}", deadline.as_millis(), op.as_str()),
+                    PluginFailure::OutOfFuel { fuel, .. } => format!("out of fuel ({fuel} units) in {}", op.as_str()),
                     _ => unreachable!("matched above"),
                 };
-                self.record_plugin_fault(account, op, plugin, digest, what, true);
+                self.record_plugin_fault(account, op.as_str(), plugin, digest, what, true);
                 Err(by(failure.into()))
             }
             Err(failure) => Err(by(failure.into())),
@@ -331,7 +331,7 @@ impl App {
 }
 
 /// One routing call in the metrics: by plugin, operation and outcome.
-fn observe_call<T>(plugin: &str, op: &'static str, answer: &Routed<T>, took: std::time::Duration) {
+fn observe_call<T>(plugin: &str, op: Op, answer: &Routed<T>, took: std::time::Duration) {
     let outcome = match answer {
         Ok(Ok(_)) => "ok",
         Ok(Err(_)) => "error",
@@ -341,7 +341,7 @@ fn observe_call<T>(plugin: &str, op: &'static str, answer: &Routed<T>, took: std
         Err(PluginFailure::Trapped { message, .. }) if message.contains("limit") || message.contains("memory") => "limit",
         Err(PluginFailure::Trapped { .. }) => "trap",
     };
-    crate::metrics::plugin_call(plugin, op, outcome, took);
+    crate::metrics::plugin_call(plugin, op.as_str(), outcome, took);
 }
 
 fn valid_content(content: &str, max_bytes: usize) -> Result<(), AppError> {

@@ -18,6 +18,39 @@ pub use batch::ScopeBatch;
 pub use scope::AccountScope;
 pub use instances::Instances;
 
+/// A routing operation: what a call asks the router to do. Its name is the
+/// WIT export's, in snake case, as the metrics and the fault records show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    CreateNote,
+    GetNote,
+    ListNotes,
+    UpdateNote,
+    DeleteNote,
+    MoveNotes,
+    Homes,
+}
+
+impl Op {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Op::CreateNote => "create_note",
+            Op::GetNote => "get_note",
+            Op::ListNotes => "list_notes",
+            Op::UpdateNote => "update_note",
+            Op::DeleteNote => "delete_note",
+            Op::MoveNotes => "move_notes",
+            Op::Homes => "homes",
+        }
+    }
+
+    /// A note request that only reads: its answer is as good as the flag
+    /// it ran under (`App::route_note` refuses one whose lease lapsed).
+    pub const fn is_read(self) -> bool {
+        matches!(self, Op::GetNote | Op::ListNotes)
+    }
+}
+
 /// What a failed plugin call tells the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginFailure {
