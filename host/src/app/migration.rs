@@ -210,7 +210,10 @@ impl App {
             None => 0,
         };
         let away = || -> Result<u64, AppError> {
-            if legacy_notes + new_notes == 0 {
+            // Nothing to ask: an account whose flag was never on and with
+            // nothing in new is `legacy` whatever the plugin would say, and
+            // a scrape of /metrics must not make plugin calls for it.
+            if legacy_notes + new_notes == 0 || (!is_migrating && !was_migrating && new_notes == 0) {
                 return Ok(0);
             }
             let by_rule = if is_migrating && self.stores.new.is_some() { legacy_notes } else { new_notes };
