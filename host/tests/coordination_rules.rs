@@ -80,6 +80,7 @@ rules! {
     the_two_sides_of_the_gate_never_both_pass_when_they_race,
     a_job_is_claimed_by_exactly_one_of_two_hosts_and_saved_only_by_its_owner_while_running,
     the_audit_log_pages_by_cursor_either_way_and_filters_by_kind_and_time,
+    an_operator_action_reads_as_one_audit_entry_with_its_count,
     a_revoked_key_stays_revoked,
     a_removed_host_is_gone_with_its_acknowledgements,
     the_rollout_percent_is_unset_until_set_and_shared,
@@ -516,6 +517,30 @@ fn the_audit_log_pages_by_cursor_either_way_and_filters_by_kind_and_time(b: Back
     assert_eq!(b.state.audit(&last_flags).unwrap().iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![1023, 1020], "the last two of a kind");
 }
 
+fn an_operator_action_reads_as_one_audit_entry_with_its_count(b: Backend) {
+    let flag = |action: &str, at_ms: i64| AuditEntry { action: action.into(), ..entry("flag", at_ms) };
+    // A rollout's three flips, then its summary; a flip of its own; a kill
+    // switch whose host stopped before its summary (two flips, no summary).
+    for e in [flag("r", 1), flag("r", 2), flag("r", 3), AuditEntry { action: "r".into(), ..entry("rollout", 4) }, flag("", 5), flag("k", 6), flag("k", 7)] {
+        b.state.append_audit(&e).unwrap();
+    }
+    let read = |q: AuditQuery| b.state.audit(&AuditQuery { limit: if q.limit == 0 { 100 } else { q.limit }, ..q }).unwrap();
+    let shown = |entries: &[AuditEntry]| entries.iter().map(|e| (e.kind.clone(), e.at_ms, e.changes)).collect::<Vec<_>>();
+    let folded = read(AuditQuery { fold: true, ..AuditQuery::default() });
+    assert_eq!(
+        shown(&folded),
+        vec![("rollout".into(), 4, 3), ("flag".into(), 5, 0), ("flag".into(), 6, 0), ("flag".into(), 7, 0)],
+        "the rollout is one entry that counts its 3 flips; a flip of its own and the flips of an action without a summary stay visible"
+    );
+    assert_eq!(read(AuditQuery::default()).len(), 7, "unfolded, every entry");
+    let of_rollout = read(AuditQuery { action: Some("r".into()), ..AuditQuery::default() });
+    assert_eq!(shown(&of_rollout), vec![("flag".into(), 1, 0), ("flag".into(), 2, 0), ("flag".into(), 3, 0), ("rollout".into(), 4, 3)], "an action's entries");
+    let newest = read(AuditQuery { fold: true, newest_first: true, limit: 2, ..AuditQuery::default() });
+    assert_eq!(newest.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![7, 6], "a folded page is still `limit` entries");
+    let paged = read(AuditQuery { fold: true, after_seq: folded[0].seq, limit: 1, ..AuditQuery::default() });
+    assert_eq!(paged.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![5], "and pages by cursor past the folded entries");
+}
+
 fn a_revoked_key_stays_revoked(b: Backend) {
     let account = Uuid::new_v4();
     let key = |id: &str, created_at_ms: i64| AccountKey {
@@ -777,4 +802,49 @@ fn postgres_leases_lapse_stay_lapsed_and_only_a_lapsed_host_is_pruned() {
     std::thread::sleep(Duration::from_millis(400));
     assert!(state.prune_host("h").unwrap(), "lapsed again: pruned");
     assert!(state.hosts().unwrap().is_empty());
+}
+
+/// The audit table as data dirs and databases made before actions were
+/// recorded have it.
+const AUDIT_BEFORE_ACTIONS: &str = "(at_ms, host, actor, kind, subject, before, after, detail) VALUES (1, 'h', 'operator', 'flag', 's', 'false', 'true', 'by hand')";
+
+/// After an upgrade, an old entry reads as an action of its own and a new
+/// rollout folds.
+fn reads_old_entries_and_folds_new_ones(state: &dyn Coordination) {
+    let rollout = [AuditEntry { action: "r".into(), ..entry("flag", 2) }, AuditEntry { action: "r".into(), ..entry("rollout", 3) }];
+    for e in &rollout {
+        state.append_audit(e).unwrap();
+    }
+    let folded = state.audit(&AuditQuery { fold: true, limit: 10, ..AuditQuery::default() }).unwrap();
+    let shown: Vec<(&str, &str, u64)> = folded.iter().map(|e| (e.kind.as_str(), e.action.as_str(), e.changes)).collect();
+    assert_eq!(shown, [("flag", "", 0), ("rollout", "r", 1)], "the old entry kept, the new rollout folded");
+}
+
+#[test]
+fn sqlite_an_audit_log_from_before_actions_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accounts.db");
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(&format!(
+        "CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, host TEXT NOT NULL, actor TEXT NOT NULL,
+             kind TEXT NOT NULL, subject TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL, detail TEXT NOT NULL);
+         INSERT INTO audit {AUDIT_BEFORE_ACTIONS};"
+    ))
+    .unwrap();
+    drop(old);
+    reads_old_entries_and_folds_new_ones(&SqliteCoordination::open(&path).expect("an old accounts.db opens"));
+}
+
+#[test]
+fn postgres_an_audit_log_from_before_actions_is_upgraded_in_place() {
+    let url = notes_scenarios::postgres::database();
+    let mut old = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    old.batch_execute(&format!(
+        "CREATE TABLE audit (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at_ms BIGINT NOT NULL, host TEXT NOT NULL, actor TEXT NOT NULL,
+             kind TEXT NOT NULL, subject TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL, detail TEXT NOT NULL);
+         INSERT INTO audit {AUDIT_BEFORE_ACTIONS};"
+    ))
+    .unwrap();
+    drop(old);
+    reads_old_entries_and_folds_new_ones(&PostgresCoordination::open(&url).expect("an old database opens"));
 }

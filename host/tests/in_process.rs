@@ -226,6 +226,43 @@ async fn a_flip_changes_the_flag_on_every_host_of_the_fleet() {
     assert_eq!(placement(&b, &account, &note).await, json!({ "legacy": false, "new": true }), "host b routes under the new value");
 }
 
+#[tokio::test]
+async fn a_rollout_is_one_audit_entry_with_its_count_and_its_accounts_one_query_away() {
+    let fleet = InProcess::default();
+    let host = http(&start(&fleet, "a", MIGRATE));
+    let mut accounts = BTreeSet::new();
+    for _ in 0..5 {
+        accounts.insert(new_account(&host, false).await);
+    }
+    let (status, body) = call(&host, "POST", "/migration/rollout", Some(json!({ "percent": 100 }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(&host, "POST", "/migration/kill-switch", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (_, log) = call(&host, "GET", "/audit?order=newest", None).await;
+    let entries = log["entries"].as_array().unwrap();
+    let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "flag").count(), 0, "the flips read as their actions: {log}");
+    let (killed, rollout) = (&entries[0], &entries[1]);
+    assert_eq!((killed["kind"].as_str(), killed["changes"].as_u64()), (Some("kill-switch"), Some(5)), "{killed}");
+    assert_eq!((rollout["kind"].as_str(), rollout["changes"].as_u64()), (Some("rollout"), Some(5)), "{rollout}");
+    assert!(rollout["detail"].as_str().unwrap().starts_with("5 turned on"), "{rollout}");
+
+    let (_, of_rollout) = call(&host, "GET", &format!("/audit?action={}", rollout["action"].as_str().unwrap()), None).await;
+    let flipped: BTreeSet<String> = of_rollout["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "flag" && e["after"] == "true")
+        .map(|e| e["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(flipped, accounts, "the rollout's entries name each account it turned on");
+    let (_, expanded) = call(&host, "GET", "/audit?expand=true&kind=flag", None).await;
+    assert_eq!(expanded["entries"].as_array().unwrap().len(), 10, "each flip is still there, expanded: {expanded}");
+    let (status, body) = call(&host, "GET", "/audit?action=rollout-1", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
 // ---- probation, rollback, suspension -----------------------------------------
 
 #[tokio::test]
@@ -964,8 +1001,8 @@ async fn every_audited_action_appears_once_in_order_with_a_cursor() {
     let expected: Vec<(&str, &str)> = vec![
         ("account", "false"),
         ("flag", "true"),
-        // The second PATCH changed nothing: no entry.
-        ("flag", "false"),
+        // The second PATCH changed nothing: no entry. The rollout's flip
+        // reads as the rollout (`GET /audit?kind=flag` lists it).
         ("rollout", "0%"),
         ("plugin", "native-legacy-only@0.1.0"),
         ("plugin", &legacy),

@@ -331,6 +331,15 @@ pub struct AuditParams {
     /// Entries per page, 1 to 1000 (100 by default).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// Only the entries of this operator action (its summary entry and the
+    /// flag changes it made): what `changes` counts.
+    #[param(format = Uuid)]
+    action: Option<String>,
+    /// `true`: every flag change its own entry. By default an operator
+    /// action is one entry (a rollout that turned 46 accounts on is its
+    /// `rollout` entry with `changes` 46), unless `kind=flag` or `action` is
+    /// asked for.
+    expand: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -357,13 +366,23 @@ pub struct AuditEntryBody {
     before: String,
     after: String,
     detail: String,
+    /// The operator action (a rollout, the kill switch) the entry is part
+    /// of; `GET /audit?action=` lists its entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = Uuid)]
+    action: Option<String>,
+    /// On an action's own entry: how many flag changes it made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    changes: Option<u64>,
 }
 
 const AUDIT_PAGE: u32 = 100;
 const AUDIT_MAX_PAGE: u32 = 1000;
 
-/// `GET /audit?since=&until=&kind=&after=&before=&order=&limit=`: oldest first
-/// unless `order=newest`.
+/// `GET /audit?since=&until=&kind=&after=&before=&order=&limit=&action=&expand=`:
+/// oldest first unless `order=newest`; an operator action is one entry
+/// unless `expand=true`.
 #[utoipa::path(get, path = "/audit", operation_id = "audit", tag = "migration", params(AuditParams), responses((status = 200, description = "A page of audit entries, oldest first unless `order=newest`.", body = AuditBody), Errors))]
 pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams>) -> Result<Json<AuditBody>, ApiError> {
     let time = |what: &str, raw: Option<String>| -> Result<Option<i64>, ApiError> {
@@ -386,7 +405,13 @@ pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams
     if let Some(kind) = params.kind.as_deref().filter(|k| !AUDIT_KINDS.contains(k)) {
         return Err(ApiError::bad_request(format!("kind must be one of {}, got {kind:?}", AUDIT_KINDS.join(", "))));
     }
+    if let Some(action) = params.action.as_deref().filter(|a| uuid::Uuid::parse_str(a).is_err()) {
+        return Err(ApiError::bad_request(format!("action must be an action's id (a UUID, as in an entry's `action`), got {action:?}")));
+    }
+    let fold = !params.expand.unwrap_or(false) && params.kind.as_deref() != Some("flag") && params.action.is_none();
     let query = AuditQuery {
+        action: params.action,
+        fold,
         since_ms: time("since", params.since)?,
         until_ms: time("until", params.until)?,
         kind: params.kind,
@@ -404,7 +429,9 @@ pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams
     Ok(Json(AuditBody {
         entries: entries
             .into_iter()
-            .map(|AuditEntry { seq, at_ms, host, actor, kind, subject, before, after, detail }| AuditEntryBody {
+            .map(|AuditEntry { seq, at_ms, host, actor, kind, subject, before, after, detail, action, changes }| AuditEntryBody {
+                changes: (!action.is_empty() && kind != "flag").then_some(changes),
+                action: (!action.is_empty()).then_some(action),
                 seq,
                 at: rfc3339(at_ms),
                 host,

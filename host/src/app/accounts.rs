@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::coordination::{Account, AccountDetails};
-use crate::fleet::{FlipOutcome, HostView};
+use crate::fleet::{FlipCause, FlipOutcome, HostView};
 use crate::router::Router;
 use super::{Actor, App, AppError};
 use super::errors::no_account;
@@ -102,7 +102,8 @@ impl App {
         let name = change.name.as_deref().map(|n| valid_name(n, self.settings.max_name_bytes)).transpose()?;
         let shard = change.shard.map(|s| valid_shard(s, self.settings.max_name_bytes)).transpose()?;
         if let Some(to) = change.is_migrating {
-            self.set_flag(id, to, Actor::Operator, "account update", None)?;
+            let cause = FlipCause { actor: Actor::Operator.as_str(), reason: "account update", action: "", rollout: None };
+            self.set_flag(id, to, cause)?;
         }
         if name.is_none() && shard.is_none() {
             return self.account(id);
@@ -112,10 +113,10 @@ impl App {
     }
 
     /// Changes the account's flag on the whole fleet (the gate first, for
-    /// on), recorded in the audit log as done by `actor` for `reason`. A
-    /// rollout passes the stop generation it began at: once the kill switch
-    /// raised it, the rollout turns nothing on (`AppError::Stopped`).
-    pub(super) fn set_flag(&self, id: Uuid, to: bool, actor: Actor, reason: &str, rollout: Option<i64>) -> Result<FlipOutcome, AppError> {
+    /// on), recorded in the audit log with its `cause`. A rollout passes the
+    /// stop generation it began at: once the kill switch raised it, the
+    /// rollout turns nothing on (`AppError::Stopped`).
+    pub(super) fn set_flag(&self, id: Uuid, to: bool, cause: FlipCause<'_>) -> Result<FlipOutcome, AppError> {
         let _admin = to.then(|| self.admin_lock());
         if to {
             self.migration_gate()?;
@@ -123,7 +124,7 @@ impl App {
         let started = std::time::Instant::now();
         let account = id.to_string();
         let fence = |epoch| self.stores.raise_fence(&account, epoch).map_err(|e| e.to_string());
-        let outcome = self.fleet.flip(id, to, actor.as_str(), reason, rollout, &fence);
+        let outcome = self.fleet.flip(id, to, cause, &fence);
         let label = match &outcome {
             Ok(FlipOutcome::Flipped { .. }) => "flipped",
             Ok(FlipOutcome::Unchanged) => "unchanged",
@@ -133,7 +134,7 @@ impl App {
         metrics::histogram!(crate::metrics::FLIP_DURATION, "outcome" => label).record(started.elapsed().as_secs_f64());
         let outcome = outcome?;
         if let FlipOutcome::Flipped { hosts, took } = outcome {
-            tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, reason, "isMigrating changed on the fleet");
+            tracing::info!(account = %id, is_migrating = to, hosts, took_us = took.as_micros() as u64, reason = cause.reason, "isMigrating changed on the fleet");
         }
         Ok(outcome)
     }

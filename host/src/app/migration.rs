@@ -9,7 +9,7 @@ use notes_routing::{IdList, Placement, Store};
 use uuid::Uuid;
 
 use crate::coordination::{Account, AuditEntry, AuditQuery, Verified};
-use crate::fleet::FlipOutcome;
+use crate::fleet::{FlipCause, FlipOutcome};
 use crate::router::Router;
 use super::{Actor, App, AppError};
 
@@ -396,7 +396,8 @@ impl App {
         };
         let previous = self.coordination.rollout_percent()?;
         let mut report = RolloutReport::default();
-        for (id, on, outcome) in self.flip_many(&targets, &reason, began_at) {
+        let action = Uuid::new_v4().to_string();
+        for (id, on, outcome) in self.flip_many(&targets, &reason, &action, began_at) {
             report.count(id, on, outcome);
         }
         // A rollout the kill switch stopped does not record its percent: the
@@ -409,7 +410,7 @@ impl App {
         }
         let before = previous.map(|p| format!("{p}%")).unwrap_or_default();
         let after = report.percent.map(|p| format!("{p}%")).unwrap_or_else(|| "listed accounts".into());
-        self.fleet.audit(Actor::Operator.as_str(), "rollout", "percent", &before, &after, &report.summary());
+        self.fleet.audit_action(Actor::Operator.as_str(), "rollout", "percent", &before, &after, &report.summary(), &action);
         Ok(report)
     }
 
@@ -424,6 +425,7 @@ impl App {
     pub fn kill_switch(&self) -> Result<RolloutReport, AppError> {
         let previous = self.coordination.rollout_percent()?;
         let mut report = RolloutReport { percent: Some(0.0), ..RolloutReport::default() };
+        let action = Uuid::new_v4().to_string();
         for round in 0..2 {
             self.coordination.stop_rollouts()?;
             let accounts = self.accounts()?;
@@ -434,7 +436,7 @@ impl App {
                 .filter(|a| round == 0 || a.is_migrating || self.flip_pending(a.id))
                 .map(|a| (a.id, false))
                 .collect();
-            for (id, on, outcome) in self.flip_many(&targets, "kill switch", None) {
+            for (id, on, outcome) in self.flip_many(&targets, "kill switch", &action, None) {
                 if round == 1 && matches!(outcome, Ok(FlipOutcome::Unchanged)) {
                     continue;
                 }
@@ -445,7 +447,7 @@ impl App {
             error.push_str("; the account may still migrate: press the kill switch again once that host answers or has stopped");
         }
         let before = previous.map(|p| format!("{p}%")).unwrap_or_default();
-        self.fleet.audit(Actor::Operator.as_str(), "kill-switch", "percent", &before, "0%", &report.summary());
+        self.fleet.audit_action(Actor::Operator.as_str(), "kill-switch", "percent", &before, "0%", &report.summary(), &action);
         Ok(report)
     }
 
@@ -454,15 +456,17 @@ impl App {
         self.coordination.flag_state(account).ok().flatten().is_some_and(|state| state.flip.is_some())
     }
 
-    /// Flips each of `targets` (account, wanted flag) a few at a time. A
-    /// flip already in progress on an account is waited out (at most as long
-    /// as a flip can stay pending), then this one is made.
-    fn flip_many(&self, targets: &[(Uuid, bool)], reason: &str, rollout: Option<i64>) -> Vec<(Uuid, bool, Result<FlipOutcome, AppError>)> {
+    /// Flips each of `targets` (account, wanted flag) a few at a time, as
+    /// part of the operator action `action`. A flip already in progress on
+    /// an account is waited out (at most as long as a flip can stay
+    /// pending), then this one is made.
+    fn flip_many(&self, targets: &[(Uuid, bool)], reason: &str, action: &str, rollout: Option<i64>) -> Vec<(Uuid, bool, Result<FlipOutcome, AppError>)> {
+        let cause = FlipCause { actor: Actor::Operator.as_str(), reason, action, rollout };
         let chunk = targets.len().div_ceil(ROLLOUT_PARALLELISM).max(1);
         let flip = |id: Uuid, on: bool| {
             let deadline = std::time::Instant::now() + self.fleet.longest_pending_flip();
             loop {
-                match self.set_flag(id, on, Actor::Operator, reason, rollout) {
+                match self.set_flag(id, on, cause) {
                     Err(AppError::Conflict(_)) if self.flip_pending(id) && std::time::Instant::now() < deadline => {
                         std::thread::sleep(std::time::Duration::from_millis(2));
                     }

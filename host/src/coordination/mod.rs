@@ -79,6 +79,13 @@ pub struct AuditEntry {
     pub before: String,
     pub after: String,
     pub detail: String,
+    /// The operator action (a rollout, the kill switch) this entry is part
+    /// of: its summary entry and the flag entries of the flips it made share
+    /// this id. Empty for an entry of its own.
+    pub action: String,
+    /// Read only: on an action's summary entry (any kind but `flag`), how
+    /// many flag entries share its action; 0 otherwise.
+    pub changes: u64,
 }
 
 /// A page of the audit log: the entries between the cursors `after_seq` and
@@ -93,6 +100,14 @@ pub struct AuditQuery {
     pub before_seq: Option<i64>,
     pub newest_first: bool,
     pub limit: u32,
+    /// Only the entries of this operator action.
+    pub action: Option<String>,
+    /// One operator action, one entry: leave out the flag entries of an
+    /// action whose summary entry is written (a rollout's 46 flips read as
+    /// its one `rollout` entry, with `changes` 46). The flag entries of an
+    /// action without a summary (a rollout still running, or whose host
+    /// stopped) are kept, so nothing goes unseen.
+    pub fold: bool,
 }
 
 /// A migration job: moves (or verifies) the notes of one account, or of

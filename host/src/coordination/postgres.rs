@@ -91,6 +91,10 @@ CREATE TABLE IF NOT EXISTS audit (
     detail  TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+-- The operator action (a rollout, the kill switch) the entry is part of
+-- (added later: entries from before are each an action of their own).
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS action TEXT COLLATE "C" NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS audit_action ON audit (action) WHERE action <> '';
 CREATE TABLE IF NOT EXISTS jobs (
     id            TEXT    COLLATE "C" PRIMARY KEY NOT NULL,
     kind          TEXT    NOT NULL,
@@ -266,14 +270,20 @@ const KEYS: &str = concat!("SELECT ", key_columns!(), " FROM account_keys WHERE 
 const REVOKE_KEY: &str = "UPDATE account_keys SET revoked_at_ms = $3 WHERE id = $1 AND account = $2 AND revoked_at_ms IS NULL";
 
 const INSERT_AUDIT: &str =
-    "INSERT INTO audit (at_ms, host, actor, kind, subject, before, after, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    "INSERT INTO audit (at_ms, host, actor, kind, subject, before, after, detail, action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 /// A filter left `NULL` keeps every entry (typed, since PostgreSQL cannot
 /// infer the type of a bare `$2 IS NULL`).
 macro_rules! audit_page {
     ($order:literal) => {
         concat!(
-            "SELECT seq, at_ms, host, actor, kind, subject, before, after, detail FROM audit
+            "SELECT seq, at_ms, host, actor, kind, subject, before, after, detail, action,
+            CASE WHEN action <> '' AND kind <> 'flag'
+                 THEN (SELECT count(*) FROM audit f WHERE f.action = audit.action AND f.kind = 'flag') ELSE 0 END
+     FROM audit
      WHERE seq > $1 AND seq < $6 AND ($2::BIGINT IS NULL OR at_ms >= $2) AND ($3::BIGINT IS NULL OR at_ms <= $3) AND ($4::TEXT IS NULL OR kind = $4)
+       AND ($7::TEXT IS NULL OR action = $7)
+       AND NOT ($8::BOOLEAN AND kind = 'flag' AND action <> ''
+                AND EXISTS (SELECT 1 FROM audit s WHERE s.action = audit.action AND s.kind <> 'flag'))
      ORDER BY seq ",
             $order,
             " LIMIT $5"
@@ -768,7 +778,9 @@ impl Coordination for PostgresCoordination {
 
     fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
         let sql = if q.newest_first { AUDIT_NEWEST_FIRST } else { AUDIT_OLDEST_FIRST };
-        let rows = query(&mut *self.conn()?, sql, &[&q.after_seq, &q.since_ms, &q.until_ms, &q.kind, &i64::from(q.limit), &q.before_seq.unwrap_or(i64::MAX)])?;
+        let params: Params<'_> =
+            &[&q.after_seq, &q.since_ms, &q.until_ms, &q.kind, &i64::from(q.limit), &q.before_seq.unwrap_or(i64::MAX), &q.action, &q.fold];
+        let rows = query(&mut *self.conn()?, sql, params)?;
         Ok(rows
             .iter()
             .map(|r| AuditEntry {
@@ -781,6 +793,8 @@ impl Coordination for PostgresCoordination {
                 before: r.get(6),
                 after: r.get(7),
                 detail: r.get(8),
+                action: r.get(9),
+                changes: r.get::<_, i64>(10) as u64,
             })
             .collect())
     }
@@ -853,7 +867,7 @@ fn query_opt(conn: &mut PgConn, sql: &'static str, params: Params<'_>) -> Result
 }
 
 fn insert_audit(conn: &mut PgConn, e: &AuditEntry) -> Result<(), postgres::Error> {
-    execute(conn, INSERT_AUDIT, &[&e.at_ms, &e.host, &e.actor, &e.kind, &e.subject, &e.before, &e.after, &e.detail]).map(drop)
+    execute(conn, INSERT_AUDIT, &[&e.at_ms, &e.host, &e.actor, &e.kind, &e.subject, &e.before, &e.after, &e.detail, &e.action]).map(drop)
 }
 
 fn hosts_on(conn: &mut PgConn) -> Result<Vec<HostRecord>, CoordinationError> {

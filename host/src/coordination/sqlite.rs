@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS audit (
     subject TEXT    NOT NULL,
     before  TEXT    NOT NULL,
     after   TEXT    NOT NULL,
-    detail  TEXT    NOT NULL
+    detail  TEXT    NOT NULL,
+    -- The operator action (a rollout, the kill switch) the entry is part of.
+    action  TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -113,11 +115,17 @@ const UPGRADES: &[(&str, &str)] = &[
          UPDATE accounts SET was_migrating = 1 WHERE is_migrating = 1 OR flag_epoch > 0",
     ),
 ];
+/// The same for the audit log: entries from before actions were recorded
+/// are each an action of their own.
+const AUDIT_UPGRADES: &[(&str, &str)] = &[("action", "ALTER TABLE audit ADD COLUMN action TEXT NOT NULL DEFAULT ''")];
 
 const ACCOUNT_COLUMNS: &str = "id, name, is_migrating, created_at_ms, updated_at_ms, shard, verified_at_ms, verified_clean, was_migrating";
 const JOB_COLUMNS: &str =
     "id, kind, account, state, rate, total, done, moved, problems, cursor, owner, created_at_ms, updated_at_ms, detail";
-const AUDIT_COLUMNS: &str = "seq, at_ms, host, actor, kind, subject, before, after, detail";
+/// An entry's columns, then `changes`: the flag entries of its action, on
+/// its summary entry.
+const AUDIT_COLUMNS: &str = "seq, at_ms, host, actor, kind, subject, before, after, detail, action,
+    CASE WHEN action != '' AND kind != 'flag' THEN (SELECT count(*) FROM audit f WHERE f.action = audit.action AND f.kind = 'flag') ELSE 0 END";
 const HOST_COLUMNS: &str =
     "id, name, address, pid, version, started_at_ms, heartbeat_ms, plugin_digest, plugin_label, supports_migration";
 /// The flag and any flip in progress of one account (`row_to_flag_state`).
@@ -136,14 +144,21 @@ impl SqliteCoordination {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let pool = db::open(path, 8, &format!("{SCHEMA}{LAYOUT_SCHEMA}"))?;
         let conn = pool.get()?;
-        let columns: Vec<String> =
-            conn.prepare("SELECT name FROM pragma_table_info('accounts')")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        for (column, sql) in UPGRADES {
-            if !columns.iter().any(|c| c == column) {
-                conn.execute_batch(sql)?;
+        for (table, upgrades) in [("accounts", UPGRADES), ("audit", AUDIT_UPGRADES)] {
+            let columns: Vec<String> = conn
+                .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for (column, sql) in upgrades {
+                if !columns.iter().any(|c| c == column) {
+                    conn.execute_batch(sql)?;
+                }
             }
         }
-        conn.execute_batch("CREATE INDEX IF NOT EXISTS accounts_flipping ON accounts (flip_id) WHERE flip_id IS NOT NULL")?;
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS accounts_flipping ON accounts (flip_id) WHERE flip_id IS NOT NULL;
+             CREATE INDEX IF NOT EXISTS audit_action ON audit (action) WHERE action != '';",
+        )?;
         drop(conn);
         let acks = Connection::open(path)?;
         acks.busy_timeout(Duration::from_secs(1))?;
@@ -586,10 +601,23 @@ impl Coordination for SqliteCoordination {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit
              WHERE seq > ?1 AND seq < ?6 AND at_ms >= coalesce(?2, at_ms) AND at_ms <= coalesce(?3, at_ms) AND kind = coalesce(?4, kind)
+               AND action = coalesce(?7, action)
+               AND NOT (?8 AND kind = 'flag' AND action != ''
+                        AND EXISTS (SELECT 1 FROM audit s WHERE s.action = audit.action AND s.kind != 'flag'))
              ORDER BY seq {} LIMIT ?5",
             if query.newest_first { "DESC" } else { "ASC" }
         ))?;
-        let rows = stmt.query_map(params![query.after_seq, query.since_ms, query.until_ms, query.kind, query.limit, query.before_seq.unwrap_or(i64::MAX)], |r| {
+        let params = params![
+            query.after_seq,
+            query.since_ms,
+            query.until_ms,
+            query.kind,
+            query.limit,
+            query.before_seq.unwrap_or(i64::MAX),
+            query.action,
+            query.fold
+        ];
+        let rows = stmt.query_map(params, |r| {
             Ok(AuditEntry {
                 seq: r.get(0)?,
                 at_ms: r.get(1)?,
@@ -600,6 +628,8 @@ impl Coordination for SqliteCoordination {
                 before: r.get(6)?,
                 after: r.get(7)?,
                 detail: r.get(8)?,
+                action: r.get(9)?,
+                changes: r.get::<_, i64>(10)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -641,9 +671,9 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 
 fn insert_audit(conn: &Connection, e: &AuditEntry) -> Result<(), CoordinationError> {
     conn.prepare_cached(
-        "INSERT INTO audit (at_ms, host, actor, kind, subject, before, after, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit (at_ms, host, actor, kind, subject, before, after, detail, action) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![e.at_ms, e.host, e.actor, e.kind, e.subject, e.before, e.after, e.detail])?;
+    .execute(params![e.at_ms, e.host, e.actor, e.kind, e.subject, e.before, e.after, e.detail, e.action])?;
     Ok(())
 }
 

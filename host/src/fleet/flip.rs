@@ -48,6 +48,21 @@ pub enum FlipOutcome {
     Flipped { hosts: usize, took: Duration },
 }
 
+/// Who changes an account's flag and why: recorded with the flip, in the
+/// same commit, as its audit entry.
+#[derive(Debug, Clone, Copy)]
+pub struct FlipCause<'a> {
+    /// `operator` or `automatic`.
+    pub actor: &'a str,
+    pub reason: &'a str,
+    /// The operator action (a rollout, the kill switch) the flip is part of
+    /// (`AuditEntry::action`); empty for a flip of its own.
+    pub action: &'a str,
+    /// A rollout's flip: the stop generation it began at. Once the kill
+    /// switch raised it, the flip turns nothing on (`FleetError::Stopped`).
+    pub rollout: Option<i64>,
+}
+
 /// How often a request's task looks again whether a flip of its account ended.
 const THAW_POLL: Duration = Duration::from_micros(500);
 
@@ -185,21 +200,12 @@ impl Fleet {
     }
 
     /// Sets the account's flag to `to` on the whole fleet (see the module doc),
-    /// recorded in the audit log with the commit, as done by `actor` for
-    /// `reason`. Once every live host drained, `fence(epoch)` makes the
-    /// stores refuse writes admitted under an older epoch (a host whose
-    /// lease lapsed may still hold one), before the flag changes. A flip of
-    /// a rollout that began at stop generation `rollout` does not turn the
-    /// account on once the kill switch was pressed (`FleetError::Stopped`).
-    pub fn flip(
-        &self,
-        account: Uuid,
-        to: bool,
-        actor: &str,
-        reason: &str,
-        rollout: Option<i64>,
-        fence: &dyn Fn(i64) -> Result<(), String>,
-    ) -> Result<FlipOutcome, FleetError> {
+    /// recorded in the audit log with the commit, with its `cause`. Once
+    /// every live host drained, `fence(epoch)` makes the stores refuse writes
+    /// admitted under an older epoch (a host whose lease lapsed may still
+    /// hold one), before the flag changes.
+    pub fn flip(&self, account: Uuid, to: bool, cause: FlipCause<'_>, fence: &dyn Fn(i64) -> Result<(), String>) -> Result<FlipOutcome, FleetError> {
+        let FlipCause { actor, reason, action, rollout } = cause;
         let shared = &self.shared;
         let now_ms = shared.clock.now_ms();
         let started = Instant::now();
@@ -273,6 +279,8 @@ impl Fleet {
             before: (!to).to_string(),
             after: to.to_string(),
             detail: format!("{reason}; {hosts} host(s) drained in {} ms", started.elapsed().as_millis()),
+            action: action.to_owned(),
+            changes: 0,
         };
         let committed = match shared.coordination.commit_flip(&flip, shared.gate(), now, &audit) {
             Ok(committed) => committed,
@@ -323,6 +331,7 @@ impl Shared {
             before: (!to).to_string(),
             after: to.to_string(),
             detail: "UNSAFE: without the fleet gate and drain barrier (--unsafe-no-fleet-safety)".into(),
+            ..AuditEntry::default()
         };
         if let Err(e) = self.coordination.append_audit(&entry) {
             tracing::error!(error = %e, "cannot write the audit log");

@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::coordination::{Account, AuditEntry, Coordination, CoordinationError, Gate, HostRecord, PluginSummary};
 use liveness::Liveness;
 
-pub use flip::{Admission, FlipOutcome};
+pub use flip::{Admission, FlipCause, FlipOutcome};
 
 /// Timing of the fleet protocol; `serve` fills it from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +257,13 @@ impl Fleet {
     /// already made is not undone because its record could not be written
     /// (flips are recorded atomically, in `flip`).
     pub fn audit(&self, actor: &str, kind: &str, subject: &str, before: &str, after: &str, detail: &str) {
+        self.audit_action(actor, kind, subject, before, after, detail, "");
+    }
+
+    /// [`Fleet::audit`] of an operator action's summary: the flag entries of
+    /// the flips it made carry the same `action` (see `AuditEntry::action`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit_action(&self, actor: &str, kind: &str, subject: &str, before: &str, after: &str, detail: &str, action: &str) {
         let entry = AuditEntry {
             seq: 0,
             at_ms: self.shared.clock.now_ms(),
@@ -267,6 +274,8 @@ impl Fleet {
             before: before.into(),
             after: after.into(),
             detail: detail.into(),
+            action: action.into(),
+            changes: 0,
         };
         if let Err(e) = self.shared.coordination.append_audit(&entry) {
             tracing::error!(error = %e, kind, subject, "cannot write the audit log");

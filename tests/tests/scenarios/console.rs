@@ -211,6 +211,12 @@ fn an_operator_rolls_out_backfills_verifies_and_kills_a_migration_from_the_conso
     browser.click("#audit-kind option[value=\"kill-switch\"]");
     let killed = browser.wait_text("#audit tbody", |t| t.contains("50% → 0%"));
     assert!(killed.contains("kill-switch") && !killed.contains("∅ → 50%"), "{killed}");
+    // One action, one row: the accounts it turned off are one click away.
+    let count = browser.text("#audit tbody button.action-flips");
+    assert_eq!(count, format!("{turning_on} account{}", if turning_on == 1 { "" } else { "s" }), "the kill switch counts its flips");
+    browser.click("#audit tbody button.action-flips");
+    let turned_off = browser.wait_text("#audit tbody ul.action-flips", |t| t.contains("true → false"));
+    assert_eq!(turned_off.lines().filter(|l| l.contains("true → false")).count() as u64, turning_on, "{turned_off}");
 
     let blocked = browser.eval("return window.consoleCspViolations");
     assert_eq!(blocked, serde_json::json!([]), "nothing on the page was blocked by its Content-Security-Policy");

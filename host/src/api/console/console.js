@@ -697,13 +697,32 @@ function Audit() {
       <table id="audit"><thead><tr><th>When</th><th>Kind</th><th>Subject</th><th>Change</th><th class="hide-narrow">By</th><th>Detail</th></tr></thead>
         <tbody>${entries.map((e) => html`<tr data-kind=${e.kind}>
           <td>${when(e.at)}</td><td>${e.kind}</td><td class="mono" title=${e.subject}>${e.subject.length > 20 ? shortId(e.subject) : e.subject}</td>
-          <td>${e.before || '∅'} → ${e.after}</td><td class="hide-narrow">${e.actor} on ${e.host}</td><td>${e.detail}</td></tr>`)}</tbody></table>
+          <td>${e.before || '∅'} → ${e.after}</td><td class="hide-narrow">${e.actor} on ${e.host}</td>
+          <td>${e.detail}${e.changes ? html` <${ActionFlips} action=${e.action} changes=${e.changes} />` : ''}</td></tr>`)}</tbody></table>
       <div class="pager">
         <button onClick=${() => setBefore(before.slice(0, -1))} disabled=${before.length === 0}>Newer</button>
         <button onClick=${() => setBefore([...before, page.data.next])} disabled=${!page.data?.next || before.includes(page.data.next)}>Older</button>
       </div>
     </div>
   </section>`;
+}
+
+// One operator action is one row; the accounts its flips changed are one
+// click away (`GET /audit?action=`).
+function ActionFlips({ action, changes }) {
+  const [flips, setFlips] = useState();
+  const [error, setError] = useState();
+  const show = async () => {
+    try {
+      setFlips((await api('GET', `/audit?action=${action}&kind=flag&limit=1000`)).entries);
+    } catch (e) {
+      setError(e);
+    }
+  };
+  if (error) return html`<${Failure} error=${error} />`;
+  if (!flips) return html`<button class="link action-flips" onClick=${show}>${changes} account${changes === 1 ? '' : 's'}</button>`;
+  return html`<ul class="action-flips mono">${flips.map((f) => html`<li title=${f.subject}>${shortId(f.subject)} ${f.before} → ${f.after}</li>`)}
+    ${flips.length < changes ? html`<li class="muted">and ${changes - flips.length} more (GET /audit?action=${action}&kind=flag)</li>` : ''}</ul>`;
 }
 
 // ---- the page -------------------------------------------------------------------------
