@@ -12,6 +12,7 @@ use crate::coordination::{Account, AuditEntry, AuditQuery, Verified};
 use crate::fleet::{FlipCause, FlipOutcome};
 use crate::router::Router;
 use super::{Actor, App, AppError};
+use super::away_memo::Seen;
 
 /// Where an account stands, from its flag, whether its notes are where the
 /// serving plugin says they belong (`homes`), and its last verify.
@@ -200,7 +201,8 @@ impl App {
     /// before WIT 0.4.0 follows the migrate rule, so its notes are only
     /// counted; a 0.4 plugin is asked (`homes`, one call per 4096 notes),
     /// only when the state depends on it: an account with notes whose flag
-    /// is off, or is on with a clean verify.
+    /// is off, or is on with a clean verify; and only once while the plugin,
+    /// the flag and the note ids stay the same (`away_memo`).
     fn status_of(&self, account: &Account) -> Result<MigrationStatus, AppError> {
         let Account { is_migrating, was_migrating, verified, .. } = *account;
         let key = account.id.to_string();
@@ -217,10 +219,15 @@ impl App {
                 return Ok(0);
             }
             let by_rule = if is_migrating && self.stores.new.is_some() { legacy_notes } else { new_notes };
-            if self.serving_router().homes_by_migrate_rule() {
+            let router = self.serving_router();
+            if router.homes_by_migrate_rule() {
                 return Ok(by_rule);
             }
             let (legacy, new) = self.note_ids_per_store(&key)?;
+            let seen = Seen::new(router.digest(), is_migrating, &legacy, &new);
+            if let Some(away) = self.away_memo.get(account.id, &seen) {
+                return Ok(away);
+            }
             let all = legacy.clone().union(new.clone());
             // A plugin that cannot answer (a trap, suspended) must not take
             // the overview and the metrics down with it: its accounts are
@@ -233,8 +240,10 @@ impl App {
                     return Ok(by_rule);
                 }
             };
-            let (legacy, new): (BTreeSet<&str>, BTreeSet<&str>) = (legacy.iter().collect(), new.iter().collect());
-            Ok(all.iter().zip(homes).filter(|(id, home)| away_from_home(*home, legacy.contains(id), new.contains(id))).count() as u64)
+            let (in_legacy, in_new): (BTreeSet<&str>, BTreeSet<&str>) = (legacy.iter().collect(), new.iter().collect());
+            let away = all.iter().zip(homes).filter(|(id, home)| away_from_home(*home, in_legacy.contains(id), in_new.contains(id))).count() as u64;
+            self.away_memo.keep(account.id, seen, away);
+            Ok(away)
         };
         let state = MigrationState::of(is_migrating, was_migrating, verified, away)?;
         Ok(MigrationStatus { is_migrating, state, legacy_notes, new_notes, verified })

@@ -18,11 +18,13 @@
 //! the kill switch, the audit log), `jobs` (durable backfill, bulk rollback
 //! and verify jobs, and the runner that steps them),
 //! `active_plugin` (the plugin serving requests, its health, activation and
-//! rollback) and `errors` (what can go wrong, and how other layers' errors
+//! rollback), `away_memo` (the plugin's last judgement of where an account's
+//! notes belong) and `errors` (what can go wrong, and how other layers' errors
 //! become `AppError`).
 
 mod accounts;
 mod active_plugin;
+mod away_memo;
 mod batch_size;
 mod errors;
 mod jobs;
@@ -158,6 +160,9 @@ pub struct App {
     stores_async: bool,
     /// Recent failures of each plugin, with the messages clients do not see.
     plugin_faults: plugin_faults::PluginFaults,
+    /// The serving plugin's last judgement of each account's notes, so the
+    /// states a scrape works out make no plugin call while nothing changed.
+    away_memo: away_memo::AwayMemo,
 }
 
 /// What an `App` is built from: SQLite files and wasmtime in a host
@@ -216,6 +221,7 @@ impl App {
             note_turns: note_turns::NoteTurns::default(),
             job_pacing: jobs::JobPacing::default(),
             plugin_faults: plugin_faults::PluginFaults::default(),
+            away_memo: away_memo::AwayMemo::default(),
         };
         if !already_active && app.native.is_none() {
             app.catalog.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", app.now_ms()).map_err(internal)?;

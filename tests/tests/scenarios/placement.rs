@@ -65,6 +65,20 @@ fn a_plugin_that_places_notes_by_their_id_verifies_clean_and_its_account_migrate
     let service = host.get("/migration").expect(200).json();
     assert_eq!(service["accounts"]["rolled-back"], 1, "the service counts it the same way: {service}");
     assert_eq!(service["accounts"]["rolling-back"], 0, "{service}");
+
+    // The plugin judged these notes once: scrapes of the states (the
+    // console's, Prometheus') make no further plugin call while nothing changed.
+    let calls = host.plugin_calls_started();
+    for _ in 0..5 {
+        assert_eq!(state(&host, &account), "rolled-back");
+        host.get("/migration").expect(200);
+    }
+    assert_eq!(host.plugin_calls_started(), calls, "no plugin call for a state already judged");
+    host.create_note(&account, "one more");
+    for _ in 0..3 {
+        assert_eq!(state(&host, &account), "rolled-back");
+    }
+    assert_eq!(host.plugin_calls_started(), calls + 2, "the create's call, and one to judge the account with its new note again");
 }
 
 #[test]
