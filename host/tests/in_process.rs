@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
+use notes_host::api::ApiService;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -34,7 +34,7 @@ fn start(fleet: &InProcess, host: &str, plugin: &str) -> Arc<App> {
     Arc::new(fleet.start(host, plugin.as_bytes(), AppSettings::default()).expect("the host starts"))
 }
 
-fn http(app: &Arc<App>) -> Router {
+fn http(app: &Arc<App>) -> ApiService {
     api::router(
         app.clone(),
         ApiConfig { max_body_bytes: 1 << 20, max_plugin_bytes: 1 << 20, body_read_timeout: Duration::from_secs(5), admin_token: None },
@@ -42,11 +42,11 @@ fn http(app: &Arc<App>) -> Router {
 }
 
 /// One request through the whole router; the answer's status and JSON body.
-async fn call(router: &Router, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(router: &ApiService, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
     call_with(router, method, path, body, &[]).await
 }
 
-async fn call_with(router: &Router, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+async fn call_with(router: &ApiService, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -58,29 +58,29 @@ async fn call_with(router: &Router, method: &str, path: &str, body: Option<Value
     (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
 }
 
-async fn new_account(router: &Router, migrating: bool) -> String {
+async fn new_account(router: &ApiService, migrating: bool) -> String {
     let (status, body) = call(router, "POST", "/accounts", Some(json!({ "name": "Ada", "isMigrating": migrating }))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["id"].as_str().unwrap().to_owned()
 }
 
-async fn new_note(router: &Router, account: &str) -> String {
+async fn new_note(router: &ApiService, account: &str) -> String {
     let (status, body) = call(router, "POST", &format!("/accounts/{account}/notes"), Some(json!({ "content": "hello" }))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["id"].as_str().unwrap().to_owned()
 }
 
-async fn placement(router: &Router, account: &str, note: &str) -> Value {
+async fn placement(router: &ApiService, account: &str, note: &str) -> Value {
     let (status, body) = call(router, "GET", &format!("/accounts/{account}/notes/{note}/placement"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
 
-async fn set_migrating(router: &Router, account: &str, on: bool) -> (StatusCode, Value) {
+async fn set_migrating(router: &ApiService, account: &str, on: bool) -> (StatusCode, Value) {
     call(router, "PATCH", &format!("/accounts/{account}"), Some(json!({ "isMigrating": on }))).await
 }
 
-async fn active_plugin(router: &Router) -> Value {
+async fn active_plugin(router: &ApiService) -> Value {
     call(router, "GET", "/plugins", None).await.1
 }
 
@@ -540,7 +540,7 @@ async fn a_stale_update_is_refused_with_the_current_version() {
 // ---- what an API client sees: limits, Location, If-None-Match, pages, times ------
 
 /// One request's whole answer: status, headers and the body's bytes.
-async fn exchange(router: &Router, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn exchange(router: &ApiService, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -806,7 +806,7 @@ async fn old_code_cannot_move_notes() {
 
 // ---- migration states, verify, rollout, kill switch, audit -----------------------
 
-async fn state(router: &Router, account: &str) -> String {
+async fn state(router: &ApiService, account: &str) -> String {
     call(router, "GET", &format!("/accounts/{account}/migration"), None).await.1["state"].as_str().unwrap().to_owned()
 }
 
@@ -934,7 +934,7 @@ async fn rollout_cohorts_are_stable_and_nested_and_the_kill_switch_turns_every_a
     for _ in 0..60 {
         accounts.push(new_account(&router, false).await);
     }
-    let on = |router: Router, accounts: Vec<String>| async move {
+    let on = |router: ApiService, accounts: Vec<String>| async move {
         let mut on = BTreeSet::new();
         for a in accounts {
             if call(&router, "GET", &format!("/accounts/{a}"), None).await.1["isMigrating"] == true {
@@ -1261,7 +1261,7 @@ async fn every_operation_in_the_openapi_document_is_a_route() {
 // ---- what a web page, a typo or a skewed clock must not do -------------------------
 
 /// One request with exactly these headers (no Content-Type unless given).
-async fn raw(router: &Router, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+async fn raw(router: &ApiService, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(path);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -1272,11 +1272,11 @@ async fn raw(router: &Router, method: &str, path: &str, body: &str, headers: &[(
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-async fn account_count(router: &Router) -> usize {
+async fn account_count(router: &ApiService) -> usize {
     call(router, "GET", "/accounts", None).await.1.as_array().map_or(0, Vec::len)
 }
 
-async fn migrating_count(router: &Router) -> usize {
+async fn migrating_count(router: &ApiService) -> usize {
     let (_, accounts) = call(router, "GET", "/accounts", None).await;
     accounts.as_array().unwrap().iter().filter(|a| a["isMigrating"] == true).count()
 }

@@ -2,20 +2,22 @@
 //! tower services rather than a stack of library layers and `from_fn`s: the
 //! stack (request id, trace span, timeout, metrics, query check, credentials,
 //! body) as four `from_fn`s, tower-http's trace and timeout layers cost 5–10%
-//! of a GET's CPU more (BENCHMARKS.md, "Where a GET's CPU goes"). Each `from_fn` clones and boxes
-//! a service and boxes a future per request; here the outer frame boxes one
-//! future, and each matched route passes one `from_fn`.
+//! of a GET's CPU more (BENCHMARKS.md, "Where a GET's CPU goes"). A `from_fn`
+//! clones and boxes a service, splits the request to extract its state, and
+//! boxes a future per request; here the frame and the route guard box one
+//! future each, and nothing else wraps the router (no outer `Router`, no
+//! per-connection `Extension` layer: the frame carries the client address).
 //!
-//! - [`Frame`], around the whole router: the request id (kept if plain, else
-//!   a new UUID), the protected mode's refusals (before anything else runs,
-//!   a 404 included), the request's task-local tag (id, method, path: what
-//!   its log lines carry), the 30 s
-//!   timeout (an upload's: 300 s), errors as JSON bodies carrying the id,
-//!   and the id on the answer.
-//! - [`open_route`] and [`protected_route`], once a route matched (its
-//!   template is known): the request counted and timed by route, a query
-//!   parameter the route does not document refused (400), and on protected
-//!   routes the credentials checked, then the body read within its limits.
+//! - [`Frame`], around the whole router: the client's address and the body
+//!   limit on the request, the request id (kept if plain, else a new UUID),
+//!   the protected mode's refusals (before anything else runs, a 404
+//!   included), the request's task-local tag (id, method, path: what its log
+//!   lines carry), the 30 s timeout (an upload's: 300 s), errors as JSON
+//!   bodies carrying the id, and the id on the answer.
+//! - [`RouteGuard`], once a route matched (its template is known): the
+//!   request counted and timed by route, a query parameter the route does not
+//!   document refused (400), and on protected routes the credentials checked,
+//!   then the body read within its limits.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -23,9 +25,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{self, ApiError};
@@ -47,32 +49,37 @@ fn timeout_of(request: &Request) -> Duration {
     if request.method() == axum::http::Method::POST && request.uri().path() == "/plugins" { UPLOAD_TIMEOUT } else { REQUEST_TIMEOUT }
 }
 
-/// Wraps a service (the router) in [`Frame`].
-#[derive(Clone, Copy)]
-pub struct FrameLayer {
-    /// No admin token: the host answers loopback clients only.
-    pub protected: bool,
-}
-
-impl<S> tower::Layer<S> for FrameLayer {
-    type Service = Frame<S>;
-
-    fn layer(&self, inner: S) -> Frame<S> {
-        Frame { inner, protected: self.protected }
-    }
-}
-
 /// The outermost service; see the module's comment.
 #[derive(Clone)]
 pub struct Frame<S> {
     inner: S,
+    /// No admin token: the host answers loopback clients only.
     protected: bool,
+    /// What axum's body extractors may read (`DefaultBodyLimit`).
+    body_limit: DefaultBodyLimit,
+    /// The connection's client (`auth`); none in process.
+    client: Option<auth::ClientAddr>,
 }
 
-impl<S> tower::Service<Request> for Frame<S>
+impl<S> Frame<S> {
+    pub fn new(inner: S, protected: bool, body_limit: DefaultBodyLimit) -> Self {
+        Frame { inner, protected, body_limit, client: None }
+    }
+}
+
+impl<S: Clone> Frame<S> {
+    /// This service for the requests of one connection, from `client`.
+    pub fn for_client(&self, client: std::net::IpAddr) -> Self {
+        Frame { client: Some(auth::ClientAddr(client)), ..self.clone() }
+    }
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for Frame<S>
 where
     S: tower::Service<Request, Response = Response, Error = Infallible>,
     S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -82,7 +89,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let mut request = request.map(Body::new);
+        self.body_limit.apply(&mut request);
+        if let Some(client) = self.client {
+            request.extensions_mut().insert(client);
+        }
         let id = guard::plain_request_id(&mut request);
         if let Some(refused) = guard::protected_mode_refusal(self.protected, &request) {
             return Box::pin(async move { Ok(answer(refused, id).await) });
@@ -126,48 +138,91 @@ fn request_tag(id: &HeaderValue, request: &Request) -> crate::request_id::Curren
     Some(Arc::new(crate::request_id::Tag { id, method, path: request.uri().path().to_owned() }))
 }
 
-/// What the routes anyone may call need: the query names each documents.
-pub type OpenState = Arc<guard::QueryNames>;
-
 /// What the routes behind credentials need.
-#[derive(Clone)]
 pub struct ProtectedState {
     pub query_names: Arc<guard::QueryNames>,
     pub auth: auth::AuthState,
     pub limits: body::BodyLimits,
 }
 
-/// A matched open route (health, the API document, the console's files).
-pub async fn open_route(State(names): State<OpenState>, request: Request, next: Next) -> Response {
-    let tracked = observe::Tracked::start(&request);
-    let response = match guard::unknown_query_refusal(&names, &request) {
-        Some(refused) => refused,
-        None => next.run(request).await,
-    };
-    tracked.finish(&response);
-    response
+/// The layer every matched route passes (`Router::route_layer`).
+#[derive(Clone)]
+pub enum RouteGuard {
+    /// Health, the API document, the console's files: the query names each
+    /// documents.
+    Open(Arc<guard::QueryNames>),
+    /// Behind credentials.
+    Protected(Arc<ProtectedState>),
 }
 
-/// A matched route behind credentials: counted, its query checked, then
-/// the credentials (before a byte of the body is read), then the body.
-pub async fn protected_route(State(state): State<Arc<ProtectedState>>, request: Request, next: Next) -> Response {
-    let tracked = observe::Tracked::start(&request);
-    let response = async {
-        if let Some(refused) = guard::unknown_query_refusal(&state.query_names, &request) {
-            return refused;
-        }
-        let request = match auth::authorize(&state.auth, request).await {
-            Ok(request) => request,
-            Err(refused) => return refused,
+impl<S> tower::Layer<S> for RouteGuard {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Guarded<S> {
+        Guarded { inner, guard: self.clone() }
+    }
+}
+
+/// A matched route behind its [`RouteGuard`]: counted, its query checked,
+/// then (protected) the credentials, before a byte of the body is read, then
+/// the body.
+#[derive(Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    guard: RouteGuard,
+}
+
+impl<S> tower::Service<Request> for Guarded<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let tracked = observe::Tracked::start(&request);
+        let names = match &self.guard {
+            RouteGuard::Open(names) => names,
+            RouteGuard::Protected(state) => &state.query_names,
         };
-        match body::read_body(&state.limits, request).await {
-            Ok(request) => next.run(request).await,
-            Err(refused) => refused,
+        if let Some(refused) = guard::unknown_query_refusal(names, &request) {
+            tracked.finish(&refused);
+            return Box::pin(std::future::ready(Ok(refused)));
+        }
+        match &self.guard {
+            RouteGuard::Open(_) => {
+                let served = self.inner.call(request);
+                Box::pin(async move {
+                    let Ok(response) = served.await;
+                    tracked.finish(&response);
+                    Ok(response)
+                })
+            }
+            RouteGuard::Protected(state) => {
+                let (state, mut inner) = (Arc::clone(state), self.inner.clone());
+                Box::pin(async move {
+                    let response = match auth::authorize(&state.auth, request).await {
+                        Err(refused) => refused,
+                        Ok(request) => match body::read_body(&state.limits, request).await {
+                            Ok(request) => {
+                                let Ok(response) = inner.call(request).await;
+                                response
+                            }
+                            Err(refused) => refused,
+                        },
+                    };
+                    tracked.finish(&response);
+                    Ok(response)
+                })
+            }
         }
     }
-    .await;
-    tracked.finish(&response);
-    response
 }
 
 #[cfg(test)]

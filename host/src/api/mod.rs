@@ -48,7 +48,11 @@ pub struct ApiConfig {
     pub admin_token: Option<AdminToken>,
 }
 
-pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
+/// The whole API as one service: [`frame::Frame`] around the router.
+/// `server` gives each connection its own copy (`Frame::for_client`).
+pub type ApiService = frame::Frame<Router>;
+
+pub fn router(app: Arc<App>, config: ApiConfig) -> ApiService {
     crate::metrics::install();
     let keys_allowed = keys::KeysAllowed(config.admin_token.is_some());
     let (protected, protected_paths) = protected_routes(config.max_plugin_bytes, keys_allowed).split_for_parts();
@@ -65,14 +69,10 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
             read_timeout: config.body_read_timeout,
         },
     });
-    // One `from_fn` per matched route (each boxes a service and a future).
-    let protected = protected.route_layer(axum::middleware::from_fn_with_state(protected_state, frame::protected_route));
+    let protected = protected.route_layer(frame::RouteGuard::Protected(protected_state));
     // What only some routes read is given to those routes alone: an
     // extension inserted for every request costs every note request.
-    let open = open
-        .merge(console::routes())
-        .layer(Extension(document))
-        .route_layer(axum::middleware::from_fn_with_state(query_names, frame::open_route));
+    let open = open.merge(console::routes()).layer(Extension(document)).route_layer(frame::RouteGuard::Open(query_names));
     let routes = open
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
@@ -80,14 +80,10 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })
         .with_state(app);
-    // Built around the router once: `Router::layer` would wrap each route in
-    // each layer, and every request would then clone and box a service per
-    // layer (a fifth of a GET's CPU, BENCHMARKS.md "Compare").
-    let framed = tower::ServiceBuilder::new()
-        .layer(frame::FrameLayer { protected: config.admin_token.is_none() })
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .service(routes);
-    Router::new().fallback_service(framed)
+    // Around the router once, not with `Router::layer`: that would wrap each
+    // route in each layer, and every request would then clone and box a
+    // service per layer (a fifth of a GET's CPU, BENCHMARKS.md "Compare").
+    frame::Frame::new(routes, config.admin_token.is_none(), DefaultBodyLimit::max(config.max_body_bytes))
 }
 
 /// The OpenAPI document of every route `router` serves.

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -171,7 +170,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Serves `router` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: super::ApiService,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -207,7 +206,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         // Every request of the connection knows its client's address (`auth`).
-        let service = router.clone().layer(axum::Extension(super::ClientAddr(peer.ip())));
+        let service = router.for_client(peer.ip());
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         let (at_cap, slots, clients) = (Arc::clone(&at_cap), Arc::clone(&slots), Arc::clone(&clients));
