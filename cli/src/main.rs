@@ -373,7 +373,7 @@ fn main() -> ExitCode {
 
 /// `notes-host plugin check`: the conformance kit's report, one line per case.
 fn check_plugin(wasm: &[u8], profiles: &[String]) -> anyhow::Result<bool> {
-    use notes_host::conformance::{Outcome, Progress, check_with_progress};
+    use notes_host::plugins::conformance::{Outcome, Progress, check_with_progress};
     // On stderr, and only on a terminal (indicatif draws nothing otherwise):
     // the report on stdout stays what scripts read. Compiling a Python or
     // JavaScript plugin takes seconds with nothing else to show.

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::app::{App, AppError, AppParts, AppSettings, FleetJoin};
-use crate::catalog::{Catalog, Instances, LoadReport, MemoryCatalog, PluginLoader, PluginRecord, RegistryError, sha256_hex};
+use crate::catalog::{Catalog, Checked, Instances, LoadReport, MemoryCatalog, PluginLoader, PluginRecord, RegistryError, sha256_hex};
 use crate::clock::{Clock, ManualClock};
 use crate::coordination::{Coordination, MemoryCoordination};
 use crate::fleet::liveness::Liveness;
@@ -131,5 +131,13 @@ impl PluginLoader for NativeLoader {
         let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         let router = loaded.get(digest).cloned().ok_or_else(|| RegistryError::Unknown(digest.to_owned()))?;
         Ok((router, LoadReport { from_artifact: false, millis: 0.0 }))
+    }
+
+    /// The kit's cases on the named native router, as on a plugin of the
+    /// newest WIT.
+    fn check(&self, wasm: &[u8]) -> Result<Checked, RegistryError> {
+        let router = Self::router(wasm, &sha256_hex(wasm))?;
+        let newest = crate::plugins::SERVED_WIT_VERSIONS[crate::plugins::SERVED_WIT_VERSIONS.len() - 1];
+        Ok(crate::plugins::conformance::check_router(router.as_ref(), newest, &[], |_| {})?.checked())
     }
 }

@@ -7,7 +7,6 @@ pub mod app;
 mod blocking;
 pub mod catalog;
 pub mod clock;
-pub mod conformance;
 pub mod coordination;
 pub mod copy;
 mod db;

@@ -263,6 +263,27 @@ async fn a_rollout_is_one_audit_entry_with_its_count_and_its_accounts_one_query_
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
+#[tokio::test]
+async fn an_upload_checked_by_the_host_is_refused_naming_the_cases_it_fails_and_not_stored() {
+    let fleet = InProcess::default();
+    let host = http(&start(&fleet, "a", MIGRATE));
+    let upload = |bytes: &'static str| {
+        let request = Request::builder().method("POST").uri("/plugins?check=true").body(Body::from(bytes)).unwrap();
+        let host = host.clone();
+        async move {
+            let response = host.oneshot(request).await.unwrap();
+            let status = response.status();
+            (status, serde_json::from_slice::<Value>(&response.into_body().collect().await.unwrap().to_bytes()).unwrap())
+        }
+    };
+    let (status, refused) = upload(FAILING).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("fails 13 case(s) of the conformance kit"), "{refused}");
+    assert_eq!(active_plugin(&host).await["plugins"].as_array().unwrap().len(), 1, "nothing stored");
+    let (status, stored) = upload(LEGACY).await;
+    assert_eq!(status, StatusCode::CREATED, "the legacy-only router passes the contract: {stored}");
+}
+
 // ---- probation, rollback, suspension -----------------------------------------
 
 #[tokio::test]

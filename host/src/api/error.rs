@@ -70,7 +70,7 @@ impl From<AppError> for ApiError {
             ) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, message).with("plugin", plugin)
             }
-            AppError::Plugin(PluginFailure::Trapped { plugin, .. }) => {
+            AppError::Plugin(PluginFailure::Trapped { plugin, .. } | PluginFailure::OverLimit { plugin, .. }) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, message).with("plugin", plugin)
             }
             AppError::PluginFault { plugin, error_id, .. } => {
@@ -168,6 +168,7 @@ mod tests {
             (AppError::Plugin(PluginFailure::OutOfFuel { plugin: plugin(), fuel: 1 }), StatusCode::SERVICE_UNAVAILABLE),
             (AppError::Plugin(PluginFailure::Busy { plugin: plugin(), message: "x".into() }), StatusCode::SERVICE_UNAVAILABLE),
             (AppError::Plugin(PluginFailure::Trapped { plugin: plugin(), message: "x".into() }), StatusCode::INTERNAL_SERVER_ERROR),
+            (AppError::Plugin(PluginFailure::OverLimit { plugin: plugin(), message: "x".into() }), StatusCode::INTERNAL_SERVER_ERROR),
             (AppError::PluginFault { plugin: plugin(), digest: "0123456789ab".into(), error_id: "e".into() }, StatusCode::INTERNAL_SERVER_ERROR),
             (AppError::Rejected("x".into()), StatusCode::UNPROCESSABLE_ENTITY),
             (AppError::Stopped("x".into()), StatusCode::CONFLICT),

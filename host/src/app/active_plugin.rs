@@ -63,26 +63,18 @@ impl App {
     // ---- the plugin registry ---------------------------------------------
 
     /// Runs the conformance kit's contract cases on an upload (`POST
-    /// /plugins?check=true`): refused (422) naming every failing case.
+    /// /plugins?check=true`), through the loader, on this host's engine and
+    /// limits: refused (422) naming every failing case.
     pub fn check_plugin(&self, wasm: &[u8]) -> Result<(), AppError> {
-        use crate::conformance::{Outcome, check};
-        let report = check(wasm, &[]).map_err(|e| AppError::Rejected(format!("{e:#}")))?;
-        let failed: Vec<String> = report
-            .cases
-            .into_iter()
-            .filter_map(|case| match case.outcome {
-                Outcome::Fail(difference) => Some(format!("{} ({difference})", case.name)),
-                Outcome::Pass | Outcome::Skipped(_) => None,
-            })
-            .collect();
-        if failed.is_empty() {
+        let checked = self.loader.check(wasm)?;
+        if checked.failed.is_empty() {
             return Ok(());
         }
         Err(AppError::Rejected(format!(
             "{} fails {} case(s) of the conformance kit (`notes-host plugin check`): {}",
-            report.plugin,
-            failed.len(),
-            failed.join("; ")
+            checked.plugin,
+            checked.failed.len(),
+            checked.failed.join("; ")
         )))
     }
 

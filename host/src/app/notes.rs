@@ -285,7 +285,7 @@ impl App {
                 PluginError::Unavailable(m) => AppError::Unavailable(m),
                 PluginError::Internal(m) => self.plugin_fault(account, op.as_str(), plugin, digest, m),
             })),
-            Err(PluginFailure::Trapped { message, .. }) => Err(by(self.plugin_fault(account, op.as_str(), plugin, digest, message))),
+            Err(PluginFailure::Trapped { message, .. } | PluginFailure::OverLimit { message, .. }) => Err(by(self.plugin_fault(account, op.as_str(), plugin, digest, message))),
             // The plugin's author needs these as much as a trap (a loop, a
             // slow path): recorded under the request's id, while the client
             // gets the 503 that says it was the plugin's deadline.
@@ -338,7 +338,7 @@ fn observe_call<T>(plugin: &str, op: Op, answer: &Routed<T>, took: std::time::Du
         Err(PluginFailure::Timeout { .. }) => "deadline",
         Err(PluginFailure::OutOfFuel { .. }) => "fuel",
         Err(PluginFailure::Busy { .. }) => "busy",
-        Err(PluginFailure::Trapped { message, .. }) if message.contains("limit") || message.contains("memory") => "limit",
+        Err(PluginFailure::OverLimit { .. }) => "limit",
         Err(PluginFailure::Trapped { .. }) => "trap",
     };
     crate::metrics::plugin_call(plugin, op.as_str(), outcome, took);

@@ -104,6 +104,19 @@ pub trait PluginLoader: Send + Sync {
     fn push(&self, wasm: &[u8], now_ms: i64) -> Result<(PluginRecord, bool), RegistryError>;
     /// The plugin with this digest, ready to route.
     fn load(&self, digest: &str) -> Result<(Arc<dyn Router>, LoadReport), RegistryError>;
+    /// Runs the conformance kit's contract cases on an upload, on this
+    /// host's own engine and limits (`POST /plugins?check=true`); stores
+    /// nothing. `Rejected` if it cannot even be loaded.
+    fn check(&self, wasm: &[u8]) -> Result<Checked, RegistryError>;
+}
+
+/// What the conformance kit found on an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// `name@version`.
+    pub plugin: String,
+    /// Each failing case: its name, and what differed.
+    pub failed: Vec<String>,
 }
 
 /// The first 12 hex digits of a digest, for messages.

@@ -11,8 +11,12 @@
 //! Each call runs under an epoch deadline and the limits of
 //! [`limits`]. The `stores` import is bound to the request's account for the
 //! length of one call.
+//!
+//! The conformance kit ([`conformance`]) lives here: the registry runs it on
+//! an upload with this host's engine and limits (`PluginLoader::check`).
 
 mod bindings;
+pub mod conformance;
 mod exports;
 mod kept;
 mod limits;
@@ -499,7 +503,7 @@ impl Plugin {
             _ => {}
         }
         if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
-            return PluginFailure::Trapped { plugin, message: limit.to_string() };
+            return PluginFailure::OverLimit { plugin, message: limit.to_string() };
         }
         if let Some(full) = e.downcast_ref::<PoolConcurrencyLimitError>() {
             return PluginFailure::Busy { plugin, message: full.to_string() };

@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::{Plugin, Runtime};
-use crate::catalog::{Catalog, Instances, LoadReport, PluginLoader, PluginRecord, RegistryError, sha256_hex, short};
+use crate::catalog::{Catalog, Checked, Instances, LoadReport, PluginLoader, PluginRecord, RegistryError, sha256_hex, short};
 use crate::files;
 use crate::router::Router;
 
@@ -186,6 +186,13 @@ impl PluginLoader for Registry {
     fn load(&self, digest: &str) -> Result<(Arc<dyn Router>, LoadReport), RegistryError> {
         let (plugin, load) = self.load_plugin(digest)?;
         Ok((plugin, load))
+    }
+
+    /// On this host's runtime: its engine, its pool and its limits, not a
+    /// second engine with the defaults.
+    fn check(&self, wasm: &[u8]) -> Result<Checked, RegistryError> {
+        let report = super::conformance::check_on(&self.runtime, wasm, &[], |_| {}).map_err(|e| RegistryError::Rejected(format!("{e:#}")))?;
+        Ok(report.checked())
     }
 }
 

@@ -60,6 +60,10 @@ pub enum PluginFailure {
     OutOfFuel { plugin: String, fuel: u64 },
     #[error("plugin {plugin} failed: {message}")]
     Trapped { plugin: String, message: String },
+    /// It asked for more than its allowance (linear memory, table elements):
+    /// refused by the host's limiter, which names the limit in `message`.
+    #[error("plugin {plugin} failed: {message}")]
+    OverLimit { plugin: String, message: String },
     /// Every plugin instance slot is in use (HTTP 503, retry).
     #[error("plugin {plugin} could not start: the host runs its maximum of plugin instances ({message}); retry shortly")]
     Busy { plugin: String, message: String },

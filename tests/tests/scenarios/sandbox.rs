@@ -44,6 +44,13 @@ fn bombs_fail_and_memory_returns(bomb: Vec<u8>, calls: usize, limit: &str) {
         let r = host.get(&format!("/accounts/{account}/notes")).expect(500);
         host.plugin_fault(&r, limit);
     }
+    let metrics = host.get("/metrics").expect(200).body;
+    let limited: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("notes_plugin_calls_total{") && l.contains("outcome=\"limit\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(limited as usize, calls, "each call counted as over a limit (outcome=\"limit\"), not as a trap");
     let after = rss_mib(&host);
     assert!(after < baseline + 16.0, "RSS went from {baseline:.1} to {after:.1} MiB after {calls} calls");
     host.get("/healthz").expect(200);

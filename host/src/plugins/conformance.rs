@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::catalog::sha256_hex;
-use crate::plugins::{PluginLimits, Runtime};
+use super::{PluginLimits, Runtime};
 use crate::router::{AccountScope, Router};
 use crate::stores::DataStores;
 
 const CASES: &[(&str, &str)] = &[
-    ("contract.json", include_str!("../conformance/contract.json")),
-    ("migrate.json", include_str!("../conformance/migrate.json")),
+    ("contract.json", include_str!("../../conformance/contract.json")),
+    ("migrate.json", include_str!("../../conformance/migrate.json")),
 ];
 
 /// The account every case runs as.
@@ -132,6 +132,19 @@ impl Report {
     pub fn failed(&self) -> usize {
         self.cases.iter().filter(|c| matches!(c.outcome, Outcome::Fail(_))).count()
     }
+
+    /// What a host that refuses failing uploads says of this one.
+    pub fn checked(self) -> crate::catalog::Checked {
+        let failed = self
+            .cases
+            .into_iter()
+            .filter_map(|case| match case.outcome {
+                Outcome::Fail(difference) => Some(format!("{} ({difference})", case.name)),
+                Outcome::Pass | Outcome::Skipped(_) => None,
+            })
+            .collect();
+        crate::catalog::Checked { plugin: self.plugin, failed }
+    }
 }
 
 /// The profiles a check can run besides `contract` (always run).
@@ -161,8 +174,20 @@ pub fn check_with_progress(wasm: &[u8], profiles: &[String], mut progress: impl 
     }
     progress(Progress::Compiling { bytes: wasm.len() });
     let runtime = Runtime::new(PluginLimits::default())?;
+    check_on(&runtime, wasm, profiles, progress)
+}
+
+/// [`check_with_progress`] on `runtime`: a host checks an upload on its own
+/// engine, under its own limits (`plugins::registry`).
+pub fn check_on(runtime: &Runtime, wasm: &[u8], profiles: &[String], progress: impl FnMut(Progress)) -> anyhow::Result<Report> {
     let (plugin, _, wit_version) =
         runtime.load_upload(wasm, &sha256_hex(wasm)).map_err(|reason| anyhow::anyhow!("the host would refuse this plugin: {reason}"))?;
+    check_router(&plugin, &wit_version, profiles, progress)
+}
+
+/// The cases on any router built against WIT `wit_version` (a router
+/// compiled into the host says the newest).
+pub fn check_router(plugin: &dyn Router, wit_version: &str, profiles: &[String], mut progress: impl FnMut(Progress)) -> anyhow::Result<Report> {
     let mut chosen = Vec::new();
     for (file, json) in CASES {
         let rows: Vec<Case> = serde_json::from_str(json).map_err(|e| anyhow::anyhow!("conformance/{file}: {e}"))?;
@@ -178,11 +203,11 @@ pub fn check_with_progress(wasm: &[u8], profiles: &[String], mut progress: impl 
             Some("home") if !wit_version.starts_with("0.4.") => Outcome::Skipped(format!(
                 "WIT {wit_version} has no homes: the host judges this plugin's notes by the migrate rule (the `migrate` profile checks it)"
             )),
-            _ => run(&plugin, &case),
+            _ => run(plugin, &case),
         };
         cases.push(CaseResult { name: case.name, profile: case.profile, why: case.why, outcome });
     }
-    Ok(Report { plugin: plugin.label().to_owned(), cases, usage: plugin.instance_usage() })
+    Ok(Report { plugin: plugin.label().to_owned(), cases, usage: plugin.usage().unwrap_or_default() })
 }
 
 fn run(plugin: &dyn Router, case: &Case) -> Outcome {
