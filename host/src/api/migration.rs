@@ -429,8 +429,9 @@ pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams
     Ok(Json(AuditBody {
         entries: entries
             .into_iter()
-            .map(|AuditEntry { seq, at_ms, host, actor, kind, subject, before, after, detail, action, changes }| AuditEntryBody {
-                changes: (!action.is_empty() && kind != "flag").then_some(changes),
+            .map(|entry| (entry.is_action_summary().then_some(entry.changes), entry))
+            .map(|(changes, AuditEntry { seq, at_ms, host, actor, kind, subject, before, after, detail, action, .. })| AuditEntryBody {
+                changes,
                 action: (!action.is_empty()).then_some(action),
                 seq,
                 at: rfc3339(at_ms),

@@ -218,7 +218,10 @@ impl App {
             if legacy_notes + new_notes == 0 || (!is_migrating && !was_migrating && new_notes == 0) {
                 return Ok(0);
             }
-            let by_rule = if is_migrating && self.stores.new.is_some() { legacy_notes } else { new_notes };
+            let by_rule = match Placement::by_migrate_rule(self.stores.new.is_some(), is_migrating) {
+                Placement::New => legacy_notes,
+                _ => new_notes,
+            };
             let router = self.serving_router();
             if router.homes_by_migrate_rule() {
                 return Ok(by_rule);

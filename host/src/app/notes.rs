@@ -162,7 +162,7 @@ impl App {
         let size = served.value.content.len();
         if size > self.settings.max_note_bytes {
             let message = format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes);
-            let error = self.plugin_fault(account, op.as_str(), &served.by.plugin, &served.by.digest, message);
+            let error = self.plugin_fault(account, op, &served.by.plugin, &served.by.digest, message);
             return Err(NoteError { error, served_by: Some(served.by) });
         }
         Ok(served)
@@ -283,9 +283,9 @@ impl App {
                 PluginError::Conflict(m) => AppError::Conflict(m),
                 PluginError::Invalid(m) => AppError::Invalid(m),
                 PluginError::Unavailable(m) => AppError::Unavailable(m),
-                PluginError::Internal(m) => self.plugin_fault(account, op.as_str(), plugin, digest, m),
+                PluginError::Internal(m) => self.plugin_fault(account, op, plugin, digest, m),
             })),
-            Err(PluginFailure::Trapped { message, .. } | PluginFailure::OverLimit { message, .. }) => Err(by(self.plugin_fault(account, op.as_str(), plugin, digest, message))),
+            Err(PluginFailure::Trapped { message, .. } | PluginFailure::OverLimit { message, .. }) => Err(by(self.plugin_fault(account, op, plugin, digest, message))),
             // The plugin's author needs these as much as a trap (a loop, a
             // slow path): recorded under the request's id, while the client
             // gets the 503 that says it was the plugin's deadline.
@@ -295,7 +295,7 @@ impl App {
                     PluginFailure::OutOfFuel { fuel, .. } => format!("out of fuel ({fuel} units) in {}", op.as_str()),
                     _ => unreachable!("matched above"),
                 };
-                self.record_plugin_fault(account, op.as_str(), plugin, digest, what, true);
+                self.record_plugin_fault(account, op, plugin, digest, what, true);
                 Err(by(failure.into()))
             }
             Err(failure) => Err(by(failure.into())),

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::{App, AppError};
+use crate::router::Op;
 
 /// Failures kept per plugin on this host; the oldest goes first.
 const KEPT_PER_PLUGIN: usize = 100;
@@ -67,7 +68,7 @@ impl PluginFaults {
 impl App {
     /// Keeps `message` for the plugin's authors and returns what the client
     /// gets instead: a 500 naming the plugin and the failure's id.
-    pub(super) fn plugin_fault(&self, account: Uuid, operation: &'static str, plugin: &str, digest: &str, message: String) -> AppError {
+    pub(super) fn plugin_fault(&self, account: Uuid, operation: Op, plugin: &str, digest: &str, message: String) -> AppError {
         let error_id = self.record_plugin_fault(account, operation, plugin, digest, message, false);
         AppError::PluginFault { plugin: plugin.to_owned(), digest: crate::catalog::short(digest).to_owned(), error_id }
     }
@@ -78,7 +79,7 @@ impl App {
     pub(super) fn record_plugin_fault(
         &self,
         account: Uuid,
-        operation: &'static str,
+        operation: Op,
         plugin: &str,
         digest: &str,
         mut message: String,
@@ -94,6 +95,7 @@ impl App {
         }
         let id = Uuid::new_v4().to_string();
         let request_id = crate::request_id::current();
+        let operation = operation.as_str();
         tracing::warn!(error_id = %id, plugin, digest, %account, operation, request_id = request_id.as_deref().unwrap_or(""), error = %message, "plugin failed");
         let fault = PluginFault { id: id.clone(), at_ms: self.now_ms(), plugin: plugin.to_owned(), account, operation, request_id, message, stopped };
         self.plugin_faults.record(digest, fault);

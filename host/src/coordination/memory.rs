@@ -396,7 +396,7 @@ impl Coordination for MemoryCoordination {
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
         let state = self.read()?;
-        let summarised = |action: &str| state.audit.iter().any(|s| s.action == action && s.kind != "flag");
+        let summarised = |action: &str| state.audit.iter().any(|s| s.action == action && s.is_action_summary());
         let wanted = |e: &&AuditEntry| {
             e.seq > query.after_seq
                 && query.before_seq.is_none_or(|b| e.seq < b)
@@ -407,10 +407,10 @@ impl Coordination for MemoryCoordination {
                 && !(query.fold && e.kind == "flag" && !e.action.is_empty() && summarised(&e.action))
         };
         let with_changes = |e: &AuditEntry| {
-            let changes = if e.action.is_empty() || e.kind == "flag" {
-                0
-            } else {
+            let changes = if e.is_action_summary() {
                 state.audit.iter().filter(|f| f.action == e.action && f.kind == "flag").count() as u64
+            } else {
+                0
             };
             AuditEntry { changes, ..e.clone() }
         };

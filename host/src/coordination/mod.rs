@@ -88,6 +88,15 @@ pub struct AuditEntry {
     pub changes: u64,
 }
 
+impl AuditEntry {
+    /// The entry an operator action writes of itself when it ends (a
+    /// rollout's, the kill switch's), as opposed to the flag entries of the
+    /// flips it made. What `changes` is counted on and what folding needs.
+    pub fn is_action_summary(&self) -> bool {
+        !self.action.is_empty() && self.kind != "flag"
+    }
+}
+
 /// A page of the audit log: the entries between the cursors `after_seq` and
 /// `before_seq`, oldest first or newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
