@@ -12,7 +12,8 @@ use notes_host::app::WatchConfig;
 use notes_host::fleet::FleetSettings;
 use notes_host::api::server::ConnectionLimits;
 use notes_host::plugins::PluginLimits;
-use notes_host::serve::{PostgresBackends, RouterChoice, ServeConfig, serve};
+use notes_host::backends::{Location, PostgresBackends};
+use notes_host::serve::{RouterChoice, ServeConfig, serve};
 
 mod launch;
 mod logs;
@@ -289,13 +290,11 @@ fn main() -> ExitCode {
                 data_dir: args.data_dir,
                 plugin: args.plugin,
                 default_plugin: default_plugin(),
-                sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64,
-                new_shards: if args.coordination.is_some() { args.new_store.len() as u32 } else { args.shards },
-                postgres: match (args.coordination, args.legacy_store) {
+                location: match (args.coordination, args.legacy_store) {
                     (Some(coordination), Some(legacy_store)) => {
-                        Some(PostgresBackends { coordination, legacy_store, new_stores: args.new_store })
+                        Location::Postgres(PostgresBackends { coordination, legacy_store, new_stores: args.new_store })
                     }
-                    _ => None,
+                    _ => Location::DataDir { new_shards: args.shards, sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64 },
                 },
                 admin_token,
                 limits: PluginLimits {
@@ -337,7 +336,7 @@ fn main() -> ExitCode {
         Command::Launch(args) => launch::run(args),
         Command::Db(DbCommand::Copy(args)) => {
             let to = PostgresBackends { coordination: args.coordination, legacy_store: args.legacy_store, new_stores: args.new_store };
-            notes_host::copy::copy_data_dir(&args.from, &to).map(|report| {
+            notes_host::backends::copy::copy_data_dir(&args.from, &to).map(|report| {
                 println!(
                     "copied {} account(s), {} key(s), {} audit entr(ies), {} job(s), {} plugin(s) with {} activation(s); \
                      store rows (tombstones included): legacy {}, new shards {:?}; every count checked",

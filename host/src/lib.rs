@@ -4,11 +4,11 @@
 
 pub mod api;
 pub mod app;
+pub mod backends;
 mod blocking;
 pub mod catalog;
 pub mod clock;
 pub mod coordination;
-pub mod copy;
 mod db;
 mod files;
 mod freed_memory;
@@ -16,7 +16,6 @@ mod lock;
 mod pg;
 pub mod fleet;
 pub mod in_process;
-pub mod layout;
 pub mod metrics;
 pub mod plugin_health;
 pub mod plugins;

@@ -10,16 +10,13 @@ use anyhow::{Context, bail};
 use crate::api::server::ConnectionLimits;
 use crate::api::{self, AdminToken, ApiConfig};
 use crate::app::{App, AppParts, AppSettings, FleetJoin, WatchConfig};
-use crate::catalog::{Catalog, PluginLoader, PostgresCatalog, SqliteCatalog};
+use crate::backends::{self, Backends, Location};
+use crate::catalog::PluginLoader;
 use crate::clock::{Clock, SystemClock};
-use crate::coordination::{Coordination, PostgresCoordination, SqliteCoordination};
-use crate::fleet::liveness::Liveness;
 use crate::fleet::{FleetSettings, Identity};
-use crate::layout;
 use crate::plugins::registry::Registry;
 use crate::plugins::{PluginLimits, Runtime};
 use crate::router::{NativeRouter, Router};
-use crate::stores::DataStores;
 
 pub use crate::db::DEFAULT_CACHE_BYTES as DEFAULT_SQLITE_CACHE_BYTES;
 
@@ -31,9 +28,9 @@ pub struct ServeConfig {
     /// plugin, or `default_plugin` in a new data dir.
     pub plugin: Option<PathBuf>,
     pub default_plugin: PathBuf,
-    pub new_shards: u32,
-    /// Memory SQLite may keep over all its connections (`db::cap_memory`).
-    pub sqlite_cache_bytes: i64,
+    /// Where the service's databases are: SQLite files in the data dir, or
+    /// PostgreSQL (the data dir then holds only the plugin cache).
+    pub location: Location,
     pub admin_token: Option<String>,
     pub limits: PluginLimits,
     pub max_body_bytes: usize,
@@ -50,19 +47,6 @@ pub struct ServeConfig {
     /// This host's name in the fleet; `None`: its listen address.
     pub host_name: Option<String>,
     pub fleet: FleetSettings,
-    /// `None`: everything in SQLite files in the data dir (one machine).
-    pub postgres: Option<PostgresBackends>,
-}
-
-/// A fleet that shares only PostgreSQL: the coordination state and the
-/// plugin catalog in one database, the stores in others. The data dir then
-/// holds only this host's plugin cache.
-#[derive(Debug, Clone)]
-pub struct PostgresBackends {
-    pub coordination: String,
-    pub legacy_store: String,
-    /// One URL per new-store shard, in shard order; none: plain mode.
-    pub new_stores: Vec<String>,
 }
 
 /// What routes note requests.
@@ -92,7 +76,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let config = config.clone();
         Arc::new(tokio::task::spawn_blocking(move || open(&config, addr)).await??)
     };
-    tracing::info!(plugin = app.active().plugin.label(), router = ?config.router, data_dir = %config.data_dir.display(), shards = config.new_shards, "host ready");
+    tracing::info!(plugin = app.active().plugin.label(), router = ?config.router, data_dir = %config.data_dir.display(), shards = config.location.new_shards(), "host ready");
 
     // The first stdout line is the contract scripts and tests rely on.
     let mut stdout = std::io::stdout().lock();
@@ -133,11 +117,10 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
     // restart (port 0 binds another port each time).
     let host_name = config.host_name.clone().unwrap_or_else(|| default_host_name(config));
     let identity = Identity { id: uuid::Uuid::new_v4(), name: host_name.clone(), address: format!("http://{addr}") };
-    let Backends { coordination, catalog, stores, liveness } = match &config.postgres {
-        None => open_sqlite(config, &host_name, &identity)?,
-        Some(pg) => open_postgres(pg, &host_name, config.fleet.host_timeout)?,
-    };
-    let registry = Registry::open(&config.data_dir, Runtime::new(config.limits.clone())?, catalog.clone())?;
+    let host_id = identity.id.to_string();
+    let opener = backends::Opener { host_name: &host_name, host_id: &host_id, lease: config.fleet.host_timeout };
+    let Backends { coordination, catalog, stores, liveness } = backends::open(&config.data_dir, &config.location, &opener)?;
+    let registry = Registry::open(&backends::DataDir(&config.data_dir).plugin_cache(), Runtime::new(config.limits.clone())?, catalog.clone())?;
     let clock = Arc::new(SystemClock);
     let digest = match (&config.plugin, catalog.active_digest()?) {
         (None, Some(active)) => active,
@@ -167,46 +150,12 @@ pub fn open(config: &ServeConfig, addr: SocketAddr) -> anyhow::Result<App> {
     Ok(App::start(parts, &digest, settings, join)?)
 }
 
-/// What a host serves from.
-struct Backends {
-    coordination: Arc<dyn Coordination>,
-    catalog: Arc<dyn Catalog>,
-    stores: DataStores,
-    liveness: Liveness,
-}
-
-/// One machine: SQLite files in the data dir, hosts known by lock files.
-fn open_sqlite(config: &ServeConfig, host_name: &str, me: &Identity) -> anyhow::Result<Backends> {
-    let dir = &config.data_dir;
-    crate::db::cap_memory(config.sqlite_cache_bytes);
-    layout::open_data_dir(dir, config.new_shards, || Ok(DataStores::open_sqlite(dir, config.new_shards).map(drop)?))?;
-    Ok(Backends {
-        coordination: Arc::new(SqliteCoordination::open(&dir.join("accounts.db"))?),
-        catalog: Arc::new(SqliteCatalog::open(&dir.join("plugins.db"), host_name)?),
-        stores: DataStores::open_sqlite(dir, config.new_shards)?,
-        liveness: Liveness::lock_files(&dir.join("hosts"), &me.id.to_string())?,
-    })
-}
-
-/// A fleet on PostgreSQL: hosts share only the databases, and know each
-/// other by leases (`lease` long, on the database's clock).
-fn open_postgres(pg: &PostgresBackends, host_name: &str, lease: std::time::Duration) -> anyhow::Result<Backends> {
-    let coordination = PostgresCoordination::open(&pg.coordination)?.with_lease(lease);
-    let service = layout::open_service(&coordination.layout_record()?, pg.new_stores.len() as u32)?;
-    Ok(Backends {
-        catalog: Arc::new(PostgresCatalog::open(&pg.coordination, host_name)?),
-        stores: DataStores::open_postgres(&pg.legacy_store, &pg.new_stores, service.id)?,
-        coordination: Arc::new(coordination),
-        liveness: Liveness::Lease(lease),
-    })
-}
-
 /// The `--listen` value; on PostgreSQL, prefixed with the machine's name,
 /// since hosts of one fleet run on several machines, maybe on one port.
 fn default_host_name(config: &ServeConfig) -> String {
-    match config.postgres {
-        None => config.listen.to_string(),
-        Some(_) => format!("{}/{}", machine_name(), config.listen),
+    match config.location {
+        Location::DataDir { .. } => config.listen.to_string(),
+        Location::Postgres(_) => format!("{}/{}", machine_name(), config.listen),
     }
 }
 

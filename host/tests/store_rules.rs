@@ -90,7 +90,8 @@ impl<S: DataStore> DataStore for Awaited<S> {
 
 fn sharded_sqlite() -> Opened {
     let dir = tempfile::tempdir().unwrap();
-    let store = ShardedStore::open(dir.path(), 3).unwrap();
+    let files: Vec<_> = (0..3).map(|i| notes_host::backends::DataDir(dir.path()).new_shard_db(i)).collect();
+    let store = ShardedStore::open(&files).unwrap();
     (Box::new(dir), Box::new(store))
 }
 

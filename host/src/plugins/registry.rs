@@ -36,15 +36,20 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Stores plugin files in `<data_dir>/plugins/`, records in `catalog`.
-    pub fn open(data_dir: &Path, runtime: Runtime, catalog: Arc<dyn Catalog>) -> anyhow::Result<Self> {
-        let dir = data_dir.join("plugins");
+    /// Stores plugin files in `dir` (a data dir's `plugins/`), records in `catalog`.
+    pub fn open(dir: &Path, runtime: Runtime, catalog: Arc<dyn Catalog>) -> anyhow::Result<Self> {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Registry { dir, catalog, runtime, loaded: Mutex::new(HashMap::new()), uploads: Mutex::new(HashMap::new()) })
     }
 
     fn wasm_path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}.wasm"))
+        Self::wasm_file(&self.dir, digest)
+    }
+
+    /// Where a registry in `dir` keeps the plugin with this digest.
+    pub fn wasm_file(dir: &Path, digest: &str) -> PathBuf {
+        dir.join(format!("{digest}.wasm"))
     }
 
     fn artifact_path(&self, digest: &str) -> PathBuf {

@@ -12,7 +12,7 @@ mod sharded;
 mod sqlite;
 
 use notes_routing::IdList;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use notes_routing::{Note, Store};
@@ -192,6 +192,12 @@ impl StoredRow {
     }
 }
 
+/// The role a store database of new-store shard `i` is claimed for
+/// (`PostgresStore::claim`; "legacy" for the legacy store).
+pub fn new_shard_role(i: usize) -> String {
+    format!("new-shard-{i}")
+}
+
 /// The two stores of a host. `new` is `None` in plain mode.
 #[derive(Clone)]
 pub struct DataStores {
@@ -211,12 +217,13 @@ impl DataStores {
         self.legacy.serves_requests_async() && self.new.as_ref().is_none_or(|n| n.serves_requests_async())
     }
 
-    /// Opens `legacy.db` and `new-shard-<i>.db` (i < `new_shards`) in `dir`.
-    pub fn open_sqlite(dir: &Path, new_shards: u32) -> anyhow::Result<Self> {
-        let legacy: Arc<dyn DataStore> = Arc::new(SqliteStore::open(&dir.join("legacy.db"))?);
+    /// The legacy store in the SQLite file `legacy`, and one new-store shard
+    /// per file in `new_shards`, in shard order (none: plain mode).
+    pub fn open_sqlite(legacy: &Path, new_shards: &[PathBuf]) -> anyhow::Result<Self> {
+        let legacy: Arc<dyn DataStore> = Arc::new(SqliteStore::open(legacy)?);
         let new: Option<Arc<dyn DataStore>> = match new_shards {
-            0 => None,
-            n => Some(Arc::new(ShardedStore::open(dir, n)?)),
+            [] => None,
+            files => Some(Arc::new(ShardedStore::open(files)?)),
         };
         Ok(DataStores { legacy, new })
     }
@@ -239,7 +246,7 @@ impl DataStores {
                 let shards = urls
                     .iter()
                     .enumerate()
-                    .map(|(i, url)| Ok(Box::new(open(url, &format!("new-shard-{i}"))?) as Box<dyn DataStore>))
+                    .map(|(i, url)| Ok(Box::new(open(url, &new_shard_role(i))?) as Box<dyn DataStore>))
                     .collect::<anyhow::Result<_>>()?;
                 Some(Arc::new(ShardedStore::new(shards)))
             }

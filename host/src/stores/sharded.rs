@@ -3,7 +3,7 @@
 //! hash of the account id.
 
 use notes_routing::IdList;
-use std::path::Path;
+use std::path::PathBuf;
 
 use super::{DataStore, Note, SqliteStore, StoreBatch, StoreError};
 
@@ -12,12 +12,10 @@ pub struct ShardedStore {
 }
 
 impl ShardedStore {
-    /// `new-shard-<i>.db` in `dir`, for i < `shards`.
-    pub fn open(dir: &Path, shards: u32) -> anyhow::Result<Self> {
-        let shards = (0..shards)
-            .map(|i| Ok(Box::new(SqliteStore::open(&dir.join(format!("new-shard-{i}.db")))?) as Box<dyn DataStore>))
-            .collect::<anyhow::Result<_>>()?;
-        Ok(ShardedStore { shards })
+    /// One SQLite file per shard, in shard order (`backends::DataDir` names them).
+    pub fn open(files: &[PathBuf]) -> anyhow::Result<Self> {
+        let shards = files.iter().map(|file| Ok(Box::new(SqliteStore::open(file)?) as Box<dyn DataStore>)).collect::<anyhow::Result<_>>()?;
+        Ok(ShardedStore::new(shards))
     }
 
     /// The given shards, in order: shard i holds the accounts `shard_index` sends to i.
@@ -119,12 +117,13 @@ mod tests {
     #[test]
     fn an_accounts_notes_live_in_one_shard_file() {
         let dir = tempfile::tempdir().unwrap();
-        let s = ShardedStore::open(dir.path(), 4).unwrap();
+        let files: Vec<_> = (0..4).map(|i| dir.path().join(format!("new-shard-{i}.db"))).collect();
+        let s = ShardedStore::open(&files).unwrap();
         let note = Note { id: "n".into(), account_id: "acct".into(), content: "c".into(), created_at_ms: 0, updated_at_ms: 0, version: 1 };
         s.put(&note, 0).unwrap();
         let home = shard_index("acct", 4);
-        for i in 0..4 {
-            let file = SqliteStore::open(&dir.path().join(format!("new-shard-{i}.db"))).unwrap();
+        for (i, file) in files.iter().enumerate() {
+            let file = SqliteStore::open(file).unwrap();
             assert_eq!(file.count("acct").unwrap(), u64::from(i == home));
         }
     }

@@ -24,21 +24,18 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::DataDir;
 use crate::coordination::{LayoutRecord, PostgresLayout};
 
 const IDENTITY_FILE: &str = "data-dir.json";
-const ACCOUNTS_DB: &str = "accounts.db";
-const LEGACY_DB: &str = "legacy.db";
+const ACCOUNTS_DB: &str = DataDir::ACCOUNTS_DB;
+const LEGACY_DB: &str = DataDir::LEGACY_DB;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DataDirIdentity {
     pub id: Uuid,
     pub new_store_shards: u32,
-}
-
-fn shard_file(i: u32) -> String {
-    format!("new-shard-{i}.db")
 }
 
 /// Checks the data dir `dir` before anything is opened in it. If it is new,
@@ -49,7 +46,7 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
     let lock_path = dir.join("data-dir.lock");
     let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
     lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    let accounts_db = dir.join(ACCOUNTS_DB);
+    let accounts_db = DataDir(dir).accounts_db();
     // Opened only if the file exists, since opening creates it (the new-dir
     // branch opens its own).
     let conn = accounts_db.exists().then(|| LayoutRecord::open(&accounts_db)).transpose()?;
@@ -132,7 +129,7 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
             n = identity.new_store_shards
         );
     }
-    let expected = std::iter::once(LEGACY_DB.to_owned()).chain((0..identity.new_store_shards).map(shard_file));
+    let expected = std::iter::once(LEGACY_DB.to_owned()).chain((0..identity.new_store_shards).map(DataDir::new_shard_name));
     let missing: Vec<String> = expected.filter(|f| !dir.join(f).exists()).collect();
     if !missing.is_empty() {
         bail!(
@@ -162,7 +159,7 @@ fn existing_store_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     };
     for entry in entries {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if name == LEGACY_DB || (name.starts_with("new-shard-") && name.ends_with(".db")) {
+        if DataDir::is_store_file(&name) {
             found.push(name);
         }
     }
@@ -213,12 +210,51 @@ fn write_db_identity(conn: &LayoutRecord, identity: DataDirIdentity) -> anyhow::
     conn.write(&[("data_dir_id", identity.id.to_string()), ("new_store_shards", identity.new_store_shards.to_string())])
 }
 
+/// Where a service on PostgreSQL records its identity (the coordination
+/// database): the same pairs as a data dir's `accounts.db`.
+pub trait ServiceRecord {
+    fn value(&self, key: &str) -> anyhow::Result<Option<String>>;
+    /// Writes each pair whose key is not recorded yet, in one transaction:
+    /// of hosts starting at once, the first one's values stay.
+    fn write_if_absent(&self, pairs: &[(&str, String)]) -> anyhow::Result<()>;
+}
+
+impl ServiceRecord for PostgresLayout {
+    fn value(&self, key: &str) -> anyhow::Result<Option<String>> {
+        PostgresLayout::value(self, key)
+    }
+
+    fn write_if_absent(&self, pairs: &[(&str, String)]) -> anyhow::Result<()> {
+        PostgresLayout::write_if_absent(self, pairs)
+    }
+}
+
+/// Checks (or, on a new coordination database, creates) the identity of a
+/// service on PostgreSQL: its id, which each store database records too
+/// (`stores::PostgresStore::claim`), and its new-store shard count.
+pub fn open_service(record: &dyn ServiceRecord, new_shards: u32) -> anyhow::Result<DataDirIdentity> {
+    record.write_if_absent(&[("data_dir_id", Uuid::new_v4().to_string()), ("new_store_shards", new_shards.to_string())])?;
+    let (Some(id), Some(shards)) = (record.value("data_dir_id")?, record.value("new_store_shards")?) else {
+        bail!("the coordination database did not keep its layout record");
+    };
+    let damaged = || format!("the layout record in the coordination database is damaged: data_dir_id = {id:?}, new_store_shards = {shards:?}");
+    let identity = DataDirIdentity { id: id.parse().with_context(damaged)?, new_store_shards: shards.parse().with_context(damaged)? };
+    if identity.new_store_shards != new_shards {
+        bail!(
+            "this service was created with {n} new-store shard(s), not {new_shards}: another count would send accounts to \
+             other shards and hide their notes; give --new-store once per shard, {n} time(s), in the same order",
+            n = identity.new_store_shards
+        );
+    }
+    Ok(identity)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn create_stores(dir: &Path, shards: u32) -> impl FnOnce() -> anyhow::Result<()> {
-        move || Ok(crate::stores::DataStores::open_sqlite(dir, shards).map(drop)?)
+        move || DataDir(dir).stores(shards).map(drop)
     }
 
     fn nothing() -> anyhow::Result<()> {
@@ -307,43 +343,4 @@ mod tests {
         let err = open_data_dir(a.path(), 1, nothing).unwrap_err().to_string();
         assert!(err.contains("belongs to another data dir"), "{err}");
     }
-}
-
-/// Where a service on PostgreSQL records its identity (the coordination
-/// database): the same pairs as a data dir's `accounts.db`.
-pub trait ServiceRecord {
-    fn value(&self, key: &str) -> anyhow::Result<Option<String>>;
-    /// Writes each pair whose key is not recorded yet, in one transaction:
-    /// of hosts starting at once, the first one's values stay.
-    fn write_if_absent(&self, pairs: &[(&str, String)]) -> anyhow::Result<()>;
-}
-
-impl ServiceRecord for PostgresLayout {
-    fn value(&self, key: &str) -> anyhow::Result<Option<String>> {
-        PostgresLayout::value(self, key)
-    }
-
-    fn write_if_absent(&self, pairs: &[(&str, String)]) -> anyhow::Result<()> {
-        PostgresLayout::write_if_absent(self, pairs)
-    }
-}
-
-/// Checks (or, on a new coordination database, creates) the identity of a
-/// service on PostgreSQL: its id, which each store database records too
-/// (`stores::PostgresStore::claim`), and its new-store shard count.
-pub fn open_service(record: &dyn ServiceRecord, new_shards: u32) -> anyhow::Result<DataDirIdentity> {
-    record.write_if_absent(&[("data_dir_id", Uuid::new_v4().to_string()), ("new_store_shards", new_shards.to_string())])?;
-    let (Some(id), Some(shards)) = (record.value("data_dir_id")?, record.value("new_store_shards")?) else {
-        bail!("the coordination database did not keep its layout record");
-    };
-    let damaged = || format!("the layout record in the coordination database is damaged: data_dir_id = {id:?}, new_store_shards = {shards:?}");
-    let identity = DataDirIdentity { id: id.parse().with_context(damaged)?, new_store_shards: shards.parse().with_context(damaged)? };
-    if identity.new_store_shards != new_shards {
-        bail!(
-            "this service was created with {n} new-store shard(s), not {new_shards}: another count would send accounts to \
-             other shards and hide their notes; give --new-store once per shard, {n} time(s), in the same order",
-            n = identity.new_store_shards
-        );
-    }
-    Ok(identity)
 }

@@ -16,12 +16,12 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
+use super::{DataDir, PostgresBackends, layout};
 use crate::catalog::{Catalog, PostgresCatalog, SqliteCatalog};
 use crate::coordination::{Coordination, Gate, PostgresCoordination, SqliteCoordination};
 use crate::fleet::liveness::Liveness;
-use crate::layout;
-use crate::serve::PostgresBackends;
-use crate::stores::{DataStore, PostgresStore, SqliteStore};
+use crate::plugins::registry::Registry;
+use crate::stores::{DataStore, PostgresStore, SqliteStore, new_shard_role};
 
 /// What was copied; every count was checked on both sides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub fn copy_data_dir(from: &Path, to: &PostgresBackends) -> anyhow::Result<CopyR
         );
     }
     refuse_running_hosts(from)?;
-    let source = SqliteCoordination::open(&from.join("accounts.db"))?;
+    let source = SqliteCoordination::open(&DataDir(from).accounts_db())?;
     if let Some(flip) = source.pending_flips()?.first() {
         bail!("a change of isMigrating is pending on account {}: let it finish (start a host), then copy", flip.account);
     }
@@ -70,8 +70,9 @@ pub fn copy_data_dir(from: &Path, to: &PostgresBackends) -> anyhow::Result<CopyR
     let (plugins, activations) = copy_plugins(from, &to.coordination)?;
     report.plugins = plugins;
     report.activations = activations;
-    let stores = std::iter::once(("legacy".to_owned(), from.join("legacy.db"), &to.legacy_store)).chain(
-        to.new_stores.iter().enumerate().map(|(i, url)| (format!("new-shard-{i}"), from.join(format!("new-shard-{i}.db")), url)),
+    let files = DataDir(from);
+    let stores = std::iter::once(("legacy".to_owned(), files.legacy_db(), &to.legacy_store)).chain(
+        to.new_stores.iter().enumerate().map(|(i, url)| (new_shard_role(i), files.new_shard_db(i as u32), url)),
     );
     for (role, file, url) in stores {
         report.rows.push(copy_store(&file, url, identity.id, &role)?);
@@ -81,8 +82,8 @@ pub fn copy_data_dir(from: &Path, to: &PostgresBackends) -> anyhow::Result<CopyR
 
 /// A host still running on the data dir would write what the copy misses.
 fn refuse_running_hosts(from: &Path) -> anyhow::Result<()> {
-    let liveness = Liveness::lock_files(&from.join("hosts"), COPIER)?;
-    let state = SqliteCoordination::open(&from.join("accounts.db"))?;
+    let liveness = Liveness::lock_files(&DataDir(from).hosts_dir(), COPIER)?;
+    let state = SqliteCoordination::open(&DataDir(from).accounts_db())?;
     let running: Vec<String> = state.hosts()?.into_iter().filter(|h| !liveness.is_gone(&h.id)).map(|h| h.name).collect();
     liveness.forget(COPIER);
     if !running.is_empty() {
@@ -133,11 +134,11 @@ fn copy_state(source: &SqliteCoordination, target: &PostgresCoordination) -> any
 
 /// Plugins (bytes from the data dir's registry) and every host's activations.
 fn copy_plugins(from: &Path, coordination_url: &str) -> anyhow::Result<(u64, u64)> {
-    let source = SqliteCatalog::open(&from.join("plugins.db"), COPIER)?;
+    let source = SqliteCatalog::open(&DataDir(from).plugins_db(), COPIER)?;
     let target = PostgresCatalog::open(coordination_url, COPIER)?;
     let records = source.records()?;
     for record in &records {
-        let file = from.join("plugins").join(format!("{}.wasm", record.digest));
+        let file = Registry::wasm_file(&DataDir(from).plugin_cache(), &record.digest);
         let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
         if crate::catalog::sha256_hex(&wasm) != record.digest {
             bail!("{} does not match its digest: the stored plugin is damaged", file.display());
