@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use notes_api_types::JobKind;
 
 /// A client of one host: its base URL and, if it has one, its admin token.
 /// Cheap to clone; clones share one connection pool.
@@ -313,7 +314,7 @@ impl Client {
     }
 
     /// `POST /jobs`: `kind` is `backfill`, `rollback` or `verify`; no account: every account.
-    pub fn create_job(&self, kind: &str, account: Option<&str>, rate: Option<u32>) -> Answer {
+    pub fn create_job(&self, kind: JobKind, account: Option<&str>, rate: Option<u32>) -> Answer {
         self.send("POST", "/jobs", Some(Body::json(&json!({ "kind": kind, "account": account, "rate": rate }))))
     }
 

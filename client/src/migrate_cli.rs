@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use serde_json::Value;
+use notes_api_types::{JobKind, JobState};
 
 use crate::Client;
 use crate::cli::{Align, HostArgs, Table, answer, array, cell, print_json, utc_second};
@@ -103,14 +104,14 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
     // A rollout flips every account through the barrier: allow minutes.
     let client = args.host.client(Duration::from_secs(300))?;
     let answer = |reply| answer(&client, reply);
-    let start = |kind: &str, job: JobArgs| -> anyhow::Result<()> {
+    let start = |kind: JobKind, job: JobArgs| -> anyhow::Result<()> {
         if job.account.is_none() && !job.all {
             bail!(
                 "{kind} needs the accounts to work on: give --account ACCOUNT for one, or --all for every account{}",
                 match kind {
-                    "backfill" => " whose isMigrating is on",
-                    "rollback" => " whose isMigrating is off",
-                    _ => "",
+                    JobKind::Backfill => " whose isMigrating is on",
+                    JobKind::Rollback => " whose isMigrating is off",
+                    JobKind::Verify => "",
                 }
             );
         }
@@ -124,9 +125,9 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
         }
     };
     match args.command {
-        MigrateCommand::Backfill(job) => start("backfill", job)?,
-        MigrateCommand::Rollback(job) => start("rollback", job)?,
-        MigrateCommand::Verify(job) => start("verify", job)?,
+        MigrateCommand::Backfill(job) => start(JobKind::Backfill, job)?,
+        MigrateCommand::Rollback(job) => start(JobKind::Rollback, job)?,
+        MigrateCommand::Verify(job) => start(JobKind::Verify, job)?,
         MigrateCommand::Status { json: true } => print_json(&answer(client.service_migration())?),
         MigrateCommand::Status { json: false } => {
             let service = answer(client.service_migration())?;
@@ -276,9 +277,9 @@ fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
         bar.set_length(job["total"].as_u64().unwrap_or(0));
         bar.set_position(job["done"].as_u64().unwrap_or(0));
         bar.set_message(format!("{} {}", job["kind"].as_str().unwrap_or("job"), job["state"].as_str().unwrap_or("")));
-        match job["state"].as_str() {
-            Some("running" | "paused") => std::thread::sleep(Duration::from_millis(250)),
-            Some("failed") => {
+        match job["state"].as_str().and_then(|state| state.parse::<JobState>().ok()) {
+            Some(JobState::Running | JobState::Paused) => std::thread::sleep(Duration::from_millis(250)),
+            Some(JobState::Failed) => {
                 bar.abandon();
                 print_json(&job);
                 bail!("job {id} failed: {}", job["detail"].as_str().unwrap_or(""));

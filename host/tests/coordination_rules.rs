@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use notes_host::coordination::{
     Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
-    Job, MemoryCoordination, PendingFlip, PluginSummary, PostgresCoordination, SqliteCoordination, Verified,
+    Job, JobKind, JobState, MemoryCoordination, PendingFlip, PluginSummary, PostgresCoordination, SqliteCoordination, Verified,
 };
 use uuid::Uuid;
 
@@ -117,7 +117,7 @@ fn flip(account: Uuid, id: &str, to: bool) -> PendingFlip {
 }
 
 fn job(id: &str, created_at_ms: i64) -> Job {
-    Job { id: id.into(), kind: "backfill".into(), state: "running".into(), created_at_ms, updated_at_ms: created_at_ms, ..Job::default() }
+    Job::new(id.into(), JobKind::Backfill, created_at_ms)
 }
 
 fn entry(kind: &str, at_ms: i64) -> AuditEntry {
@@ -458,16 +458,16 @@ fn a_job_is_claimed_by_exactly_one_of_two_hosts_and_saved_only_by_its_owner_whil
     assert!(b.other.save_job(&j).unwrap());
     assert_eq!(b.state.job("jx").unwrap(), Some(j.clone()));
     // An operator's pause wins over the owner's next save.
-    let paused = b.state.set_job_state("jx", &["running"], "paused", 105).unwrap().unwrap();
+    let paused = b.state.set_job_state("jx", &[JobState::Running], JobState::Paused, 105).unwrap().unwrap();
     assert_eq!((paused.state.as_str(), paused.updated_at_ms, paused.done), ("paused", 105, 7));
     assert!(!b.other.save_job(&Job { done: 8, ..j.clone() }).unwrap(), "paused: the save is dropped");
     assert!(!b.other.claim_job("jx", Some("h2"), "h1", 106).unwrap(), "a paused job is not claimed");
-    assert_eq!(b.state.set_job_state("jx", &["running"], "cancelled", 107).unwrap(), None, "not in a state it can leave");
-    assert_eq!(b.state.job("jx").unwrap().unwrap().state, "paused");
-    assert_eq!(b.state.set_job_state("jx", &["paused", "running"], "running", 108).unwrap().unwrap().state, "running");
-    assert_eq!(b.state.set_job_state("nope", &["running"], "paused", 109).unwrap(), None);
+    assert_eq!(b.state.set_job_state("jx", &[JobState::Running], JobState::Cancelled, 107).unwrap(), None, "not in a state it can leave");
+    assert_eq!(b.state.job("jx").unwrap().unwrap().state, JobState::Paused);
+    assert_eq!(b.state.set_job_state("jx", &[JobState::Paused, JobState::Running], JobState::Running, 108).unwrap().unwrap().state, JobState::Running);
+    assert_eq!(b.state.set_job_state("nope", &[JobState::Running], JobState::Paused, 109).unwrap(), None);
     // Newest first; the running ones only.
-    b.state.set_job_state("j3", &["running"], "done", 110).unwrap().unwrap();
+    b.state.set_job_state("j3", &[JobState::Running], JobState::Done, 110).unwrap().unwrap();
     let all: Vec<String> = b.state.jobs().unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(all, ["jx", "j9", "j8", "j7", "j6", "j5", "j4", "j3", "j2", "j1", "j0"]);
     let running: Vec<String> = b.other.running_jobs().unwrap().into_iter().map(|j| j.id).collect();
@@ -691,7 +691,7 @@ fn postgres_notifies_every_watched_change_as_it_commits_and_nothing_for_a_refusa
             j.done = 1;
             assert!(c.save_job(&j).unwrap())
         })),
-        ("set_job_state", Box::new(|| assert!(c.set_job_state("j1", &["running"], "paused", 3).unwrap().is_some()))),
+        ("set_job_state", Box::new(|| assert!(c.set_job_state("j1", &[JobState::Running], JobState::Paused, 3).unwrap().is_some()))),
         ("remove_host", Box::new(|| c.remove_host("h1").unwrap())),
     ];
     for (what, mut change) in changes {

@@ -22,7 +22,7 @@ use notes_host::app::{App, AppError, AppSettings};
 use notes_host::catalog::{Catalog, sha256_hex};
 use notes_host::coordination::{
     Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
-    Job, PendingFlip, PluginSummary, Verified,
+    Job, JobKind, JobState, PendingFlip, PluginSummary, Verified,
 };
 use notes_host::in_process::InProcess;
 
@@ -507,7 +507,7 @@ impl Coordination for Recording {
     fn save_job(&self, job: &Job) -> Result<bool, CoordinationError> {
         self.inner.save_job(job)
     }
-    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
+    fn set_job_state(&self, id: &str, from: &[JobState], to: JobState, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
         self.inner.set_job_state(id, from, to, now_ms)
     }
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
@@ -1166,7 +1166,7 @@ async fn a_job_is_named_by_a_unique_prefix_and_an_ambiguous_one_changes_nothing(
     let router = http(&start(&fleet, "a", MIGRATE));
     // Two jobs whose ids share their first 8 characters, as the console shows them.
     for id in ["abcdef01-0000-4000-8000-000000000001", "abcdef01-1111-4000-8000-000000000002"] {
-        let job = Job { id: id.into(), kind: "verify".into(), state: "running".into(), ..Job::default() };
+        let job = Job::new(id.into(), JobKind::Verify, 0);
         fleet.coordination.create_job(&job).unwrap();
     }
     let (status, body) = call(&router, "POST", "/jobs/abcdef01/pause", None).await;

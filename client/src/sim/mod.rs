@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::Value;
+use notes_api_types::JobKind;
 
 use crate::{NewAccount, NewNote, Response, TransportError};
 use hosts::{Hosts, Targets};
@@ -487,7 +488,7 @@ fn start_jobs(client: &Client, rng: &mut Rng, every_ms: u64, stop: &AtomicBool, 
     let mut backfill = true;
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(jitter(rng, every_ms));
-        let kind = if backfill { "backfill" } else { "rollback" };
+        let kind = if backfill { JobKind::Backfill } else { JobKind::Rollback };
         if let Answer::Status(201, _) = client.call(rng, |c| c.create_job(kind, None, None)) {
             started.fetch_add(1, Ordering::AcqRel);
             backfill = !backfill;

@@ -16,12 +16,14 @@ use super::error::ApiError;
 use super::openapi::{Errors, JobParam};
 use super::extract::JsonBody;
 use super::{blocking, notes::rfc3339};
-use crate::app::{App, JobControl, JobKind};
-use crate::coordination::Job;
+use crate::app::{App, AppError, JobControl};
+use crate::coordination::{Job, JobKind, JobState};
+use notes_api_types::UnknownName;
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewJob {
-    #[schema(value_type = JobKindName, required = true)]
+    // Read as text, so that an unknown kind is refused naming every kind.
+    #[schema(value_type = JobKind, required = true)]
     kind: Option<String>,
     /// One account, by its id or a unique prefix of at least 8 characters
     /// of it (400 if shorter or ambiguous, 404 if none); absent: every
@@ -32,30 +34,16 @@ pub struct NewJob {
     rate: Option<u32>,
 }
 
-/// What a job does: `backfill` moves an account's notes to the new store,
-/// `rollback` back to legacy, `verify` checks them (read-only).
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[schema(as = JobKind)]
-#[allow(dead_code)] // The spec's name for the kinds `JobKind::parse` reads.
-pub enum JobKindName {
-    Backfill,
-    Rollback,
-    Verify,
-}
-
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Job)]
 pub struct JobBody {
     id: String,
-    #[schema(value_type = JobKindName)]
-    kind: String,
+    kind: JobKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = Uuid, nullable = false)]
     account: Option<String>,
-    /// `running`, `paused`, `cancelled`, `done` or `failed`.
-    state: String,
+    state: JobState,
     rate: u32,
     total: u64,
     done: u64,
@@ -82,7 +70,7 @@ impl From<Job> for JobBody {
     fn from(j: Job) -> Self {
         let seconds = (j.updated_at_ms - j.created_at_ms).max(1) as f64 / 1000.0;
         let per_second = j.done as f64 / seconds;
-        let eta_seconds = (j.state == "running" && per_second > 0.0 && j.total > j.done)
+        let eta_seconds = (j.state == JobState::Running && per_second > 0.0 && j.total > j.done)
             .then(|| ((j.total - j.done) as f64 / per_second * 10.0).round() / 10.0);
         JobBody {
             id: j.id,
@@ -118,8 +106,8 @@ impl From<Job> for JobBody {
     )
 )]
 pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob>) -> Result<impl IntoResponse, ApiError> {
-    let kind = body.kind.ok_or_else(|| ApiError::bad_request("kind is required: backfill, rollback or verify"))?;
-    let kind = JobKind::parse(&kind).map_err(ApiError::from)?;
+    let kind = body.kind.ok_or_else(|| ApiError::bad_request(format!("kind is required: {}", notes_api_types::any_of(JobKind::NAMES))))?;
+    let kind: JobKind = kind.parse().map_err(|e: UnknownName| ApiError::from(AppError::Invalid(e.to_string())))?;
     let job = blocking(&app, move |app| {
         // Its id, or a unique prefix of 8+ characters (as the CLI's --account takes it).
         let account = body.account.as_deref().map(|a| app.account_id(a)).transpose()?;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::blocking;
 use super::error::ApiError;
 use crate::app::App;
+use crate::coordination::{JobKind, JobState};
 use crate::metrics::{self, ACCOUNTS, JOB_NOTES_LEFT, JOBS, NOTES, NOTES_TO_MOVE, ROLLOUT_PERCENT};
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -80,12 +81,12 @@ pub async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     ::metrics::gauge!(NOTES_TO_MOVE, "to" => "new").set(summary.notes_to_new as f64);
     ::metrics::gauge!(NOTES_TO_MOVE, "to" => "legacy").set(summary.notes_to_legacy as f64);
     ::metrics::gauge!(ROLLOUT_PERCENT).set(summary.rollout_percent.unwrap_or(0.0));
-    for state in ["running", "paused", "cancelled", "done", "failed"] {
-        ::metrics::gauge!(JOBS, "state" => state).set(jobs.iter().filter(|j| j.state == state).count() as f64);
+    for &state in JobState::ALL {
+        ::metrics::gauge!(JOBS, "state" => state.as_str()).set(jobs.iter().filter(|j| j.state == state).count() as f64);
     }
-    for kind in ["backfill", "rollback", "verify"] {
-        let left: u64 = jobs.iter().filter(|j| j.state == "running" && j.kind == kind).map(|j| j.total.saturating_sub(j.done)).sum();
-        ::metrics::gauge!(JOB_NOTES_LEFT, "kind" => kind).set(left as f64);
+    for &kind in JobKind::ALL {
+        let left: u64 = jobs.iter().filter(|j| j.state == JobState::Running && j.kind == kind).map(|j| j.total.saturating_sub(j.done)).sum();
+        ::metrics::gauge!(JOB_NOTES_LEFT, "kind" => kind.as_str()).set(left as f64);
     }
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::install().render()).into_response())
 }

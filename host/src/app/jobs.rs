@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::coordination::Job;
+use crate::coordination::{Job, JobKind, JobState};
 use super::moves::{Batch, RunBudget};
 use super::{Actor, App, AppError};
 
@@ -36,41 +36,6 @@ const STEP_TIME: Duration = Duration::from_millis(250);
 /// Accounts a step of an all-accounts job may skip (nothing to move, other
 /// mode) before it yields.
 const SKIPS_PER_STEP: usize = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    Backfill,
-    Rollback,
-    Verify,
-}
-
-impl JobKind {
-    pub fn parse(kind: &str) -> Result<Self, AppError> {
-        match kind {
-            "backfill" => Ok(JobKind::Backfill),
-            "rollback" => Ok(JobKind::Rollback),
-            "verify" => Ok(JobKind::Verify),
-            other => Err(AppError::Invalid(format!("job kind must be backfill, rollback or verify, got {other:?}"))),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Backfill => "backfill",
-            JobKind::Rollback => "rollback",
-            JobKind::Verify => "verify",
-        }
-    }
-
-    /// The flag value of the accounts it moves: on for a backfill.
-    fn toward_new(self) -> Option<bool> {
-        match self {
-            JobKind::Backfill => Some(true),
-            JobKind::Rollback => Some(false),
-            JobKind::Verify => None,
-        }
-    }
-}
 
 /// An operator's change of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +83,7 @@ impl App {
         };
         let mut total = 0;
         for a in &accounts {
-            total += match kind.toward_new() {
+            total += match toward_new(kind) {
                 None => 1,
                 Some(true) if a.is_migrating => self.stores.legacy.count(&a.id.to_string())?,
                 Some(false) if !a.is_migrating => match &self.stores.new {
@@ -129,20 +94,10 @@ impl App {
             };
         }
         let now = self.now_ms();
-        let job = Job {
-            id: Uuid::new_v4().to_string(),
-            kind: kind.as_str().into(),
-            account,
-            state: "running".into(),
-            rate,
-            total,
-            created_at_ms: now,
-            updated_at_ms: now,
-            ..Job::default()
-        };
+        let job = Job { account, rate, total, ..Job::new(Uuid::new_v4().to_string(), kind, now) };
         self.coordination.create_job(&job)?;
         let scope = account.map_or("every account".to_owned(), |a| a.to_string());
-        self.fleet.audit(Actor::Operator.as_str(), "job", &job.id, "", "running", &format!("{} of {scope}, {total} to go", job.kind));
+        self.fleet.audit(Actor::Operator.as_str(), "job", &job.id, "", JobState::Running.as_str(), &format!("{} of {scope}, {total} to go", job.kind));
         Ok(job)
     }
 
@@ -167,14 +122,15 @@ impl App {
     pub fn control_job(&self, id: &str, control: JobControl) -> Result<Job, AppError> {
         let id = self.job(id)?.id;
         let id = id.as_str();
-        let (from, to): (&[&str], &str) = match control {
-            JobControl::Pause => (&["running"], "paused"),
-            JobControl::Resume => (&["paused"], "running"),
-            JobControl::Cancel => (&["running", "paused"], "cancelled"),
+        let (from, to): (&[JobState], JobState) = match control {
+            JobControl::Pause => (&[JobState::Running], JobState::Paused),
+            JobControl::Resume => (&[JobState::Paused], JobState::Running),
+            JobControl::Cancel => (&[JobState::Running, JobState::Paused], JobState::Cancelled),
         };
         match self.coordination.set_job_state(id, from, to, self.now_ms())? {
             Some(job) => {
-                self.fleet.audit(Actor::Operator.as_str(), "job", id, from.join("|").as_str(), to, &job.kind);
+                let before = from.iter().map(|state| state.as_str()).collect::<Vec<_>>().join("|");
+                self.fleet.audit(Actor::Operator.as_str(), "job", id, &before, to.as_str(), job.kind.as_str());
                 Ok(job)
             }
             None => {
@@ -214,8 +170,8 @@ impl App {
                 return Ok(true);
             };
             job.updated_at_ms = self.now_ms();
-            if self.coordination.save_job(&job)? && job.state != "running" {
-                self.fleet.audit(Actor::Automatic.as_str(), "job", &job.id, "running", &job.state, &job.detail);
+            if self.coordination.save_job(&job)? && job.state != JobState::Running {
+                self.fleet.audit(Actor::Automatic.as_str(), "job", &job.id, JobState::Running.as_str(), job.state.as_str(), &job.detail);
             }
             let wait = if job.rate > 0 { Duration::from_secs_f64(worked as f64 / f64::from(job.rate)) } else { Duration::ZERO };
             self.job_pacing.stepped(&job.id, wait);
@@ -227,9 +183,9 @@ impl App {
     /// One step of `job`, recorded in it; the notes (or accounts) it went
     /// through, for pacing; `None` if it could not run now (retried later).
     fn step(&self, job: &mut Job) -> Result<Option<u64>, AppError> {
-        let kind = JobKind::parse(&job.kind)?;
-        let finish = |job: &mut Job, state: &str, detail: String| {
-            job.state = state.into();
+        let kind = job.kind;
+        let finish = |job: &mut Job, state: JobState, detail: String| {
+            job.state = state;
             job.detail = detail;
         };
         let mut skipped = 0;
@@ -242,7 +198,7 @@ impl App {
                     match self.coordination.next_account_after(after)? {
                         Some(id) => id,
                         None => {
-                            finish(job, "done", format!("every account done; {} moved", job.moved));
+                            finish(job, JobState::Done, format!("every account done; {} moved", job.moved));
                             return Ok(Some(0));
                         }
                     }
@@ -254,7 +210,7 @@ impl App {
                     Ok(report) => report,
                     Err(e) if deferrable(&e) => return Ok(None),
                     Err(e) => {
-                        finish(job, "failed", format!("account {account}: {e}"));
+                        finish(job, JobState::Failed, format!("account {account}: {e}"));
                         return Ok(Some(0));
                     }
                 };
@@ -264,11 +220,11 @@ impl App {
                 }
                 next_account(job);
                 if job.account.is_some() {
-                    finish(job, "done", if report.clean { "clean".into() } else { format!("{} problem(s)", report.problems.len()) });
+                    finish(job, JobState::Done, if report.clean { "clean".into() } else { format!("{} problem(s)", report.problems.len()) });
                 }
                 return Ok(Some(1));
             }
-            let toward_new = kind.toward_new().expect("a verify returned above");
+            let toward_new = toward_new(kind).expect("a verify returned above");
             let batch = match self.move_run(account, toward_new, run_budget(job.rate)) {
                 Ok(batch) => batch,
                 Err(e) if deferrable(&e) => {
@@ -276,7 +232,7 @@ impl App {
                     return Ok(None);
                 }
                 Err(e) => {
-                    finish(job, "failed", format!("account {account}: {e}"));
+                    finish(job, JobState::Failed, format!("account {account}: {e}"));
                     return Ok(Some(0));
                 }
             };
@@ -295,7 +251,7 @@ impl App {
                         ),
                         _ => format!("{} moved", job.moved),
                     };
-                    finish(job, "done", detail);
+                    finish(job, JobState::Done, detail);
                     return Ok(Some(0));
                 }
                 Batch::NothingLeft { .. } | Batch::OtherMode { .. } => {
@@ -307,6 +263,16 @@ impl App {
                 }
             }
         }
+    }
+}
+
+/// The flag value of the accounts a job of `kind` moves: on for a backfill;
+/// `None`: it moves nothing (a verify).
+fn toward_new(kind: JobKind) -> Option<bool> {
+    match kind {
+        JobKind::Backfill => Some(true),
+        JobKind::Rollback => Some(false),
+        JobKind::Verify => None,
     }
 }
 

@@ -50,7 +50,7 @@ pub use crate::plugin_health::WatchConfig;
 pub use accounts::AccountChange;
 pub use active_plugin::{ActivePlugin, Actor, PluginsView};
 pub use errors::AppError;
-pub use jobs::{JobControl, JobKind, spawn_job_runner};
+pub use jobs::{JobControl, spawn_job_runner};
 pub use migration::{MigrationState, MigrationStatus, Rollout, RolloutReport, ServiceMigration, VERIFY_PROBLEMS_SHOWN, VerifyReport, cohort};
 pub use batch_size::FIRST as FIRST_MOVE_BATCH;
 pub use moves::MoveOutcome;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, Job, PendingFlip,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, Job, JobState, PendingFlip,
     PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
@@ -359,12 +359,12 @@ impl Coordination for MemoryCoordination {
     }
 
     fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError> {
-        Ok(self.read()?.jobs.iter().rev().filter(|j| j.state == "running").cloned().collect())
+        Ok(self.read()?.jobs.iter().rev().filter(|j| j.state == JobState::Running).cloned().collect())
     }
 
     fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         let mut state = self.write()?;
-        match state.jobs.iter_mut().find(|j| j.id == id && j.owner.as_deref() == expected && j.state == "running") {
+        match state.jobs.iter_mut().find(|j| j.id == id && j.owner.as_deref() == expected && j.state == JobState::Running) {
             Some(job) => {
                 job.owner = Some(host.to_owned());
                 job.updated_at_ms = now_ms;
@@ -376,7 +376,7 @@ impl Coordination for MemoryCoordination {
 
     fn save_job(&self, job: &Job) -> Result<bool, CoordinationError> {
         let mut state = self.write()?;
-        match state.jobs.iter_mut().find(|j| j.id == job.id && j.owner == job.owner && j.state == "running") {
+        match state.jobs.iter_mut().find(|j| j.id == job.id && j.owner == job.owner && j.state == JobState::Running) {
             Some(stored) => {
                 *stored = job.clone();
                 Ok(true)
@@ -385,10 +385,10 @@ impl Coordination for MemoryCoordination {
         }
     }
 
-    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
+    fn set_job_state(&self, id: &str, from: &[JobState], to: JobState, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
         let mut state = self.write()?;
-        Ok(state.jobs.iter_mut().find(|j| j.id == id && from.contains(&j.state.as_str())).map(|job| {
-            job.state = to.to_owned();
+        Ok(state.jobs.iter_mut().find(|j| j.id == id && from.contains(&j.state)).map(|job| {
+            job.state = to;
             job.updated_at_ms = now_ms;
             job.clone()
         }))

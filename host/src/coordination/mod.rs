@@ -27,6 +27,7 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
+pub use notes_api_types::{JobKind, JobState};
 pub use memory::MemoryCoordination;
 pub use postgres::{PostgresCoordination, PostgresLayout};
 
@@ -122,15 +123,13 @@ pub struct AuditQuery {
 /// A migration job: moves (or verifies) the notes of one account, or of
 /// every account in the right mode, in batches, on whichever host owns it.
 /// Kept in the coordination state so it survives its host (`app::jobs`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: String,
-    /// `backfill` (to the new store), `rollback` (to legacy) or `verify`.
-    pub kind: String,
+    pub kind: JobKind,
     /// `None`: every account (in the mode the kind works on).
     pub account: Option<Uuid>,
-    /// `running`, `paused`, `cancelled`, `done` or `failed`.
-    pub state: String,
+    pub state: JobState,
     /// Notes per second at most; 0: as fast as batches go.
     pub rate: u32,
     /// Notes (verify: accounts) to go through, counted when the job started.
@@ -147,6 +146,28 @@ pub struct Job {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub detail: String,
+}
+
+impl Job {
+    /// A new running job, over every account, owned by no host yet.
+    pub fn new(id: String, kind: JobKind, now_ms: i64) -> Job {
+        Job {
+            id,
+            kind,
+            account: None,
+            state: JobState::Running,
+            rate: 0,
+            total: 0,
+            done: 0,
+            moved: 0,
+            problems: 0,
+            cursor: String::new(),
+            owner: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            detail: String::new(),
+        }
+    }
 }
 
 /// A key of one account: its holder reaches that account's notes only.
@@ -391,7 +412,7 @@ pub trait Coordination: Send + Sync {
     fn save_job(&self, job: &Job) -> Result<bool, CoordinationError>;
     /// An operator's change of state (pause, resume, cancel), from one of
     /// `from`; `None` if the job is not in one of them.
-    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError>;
+    fn set_job_state(&self, id: &str, from: &[JobState], to: JobState, now_ms: i64) -> Result<Option<Job>, CoordinationError>;
 
     // ---- account keys -----------------------------------------------------------
 

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::{
     Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
-    Job, PendingFlip, PluginSummary, Verified,
+    Job, JobState, PendingFlip, PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
 use crate::pg::{self, PgConn, PgPool};
@@ -255,12 +255,12 @@ const INSERT_JOB: &str =
     concat!("INSERT INTO jobs (", job_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
 const JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
 const JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs ORDER BY created_at_ms DESC, id");
-const RUNNING_JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE state = 'running' ORDER BY created_at_ms DESC, id");
+const RUNNING_JOBS: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE state = $1 ORDER BY created_at_ms DESC, id");
 /// `IS NOT DISTINCT FROM`: SQLite's `IS`, an equality where NULL equals NULL.
 const CLAIM_JOB: &str =
-    "UPDATE jobs SET owner = $3, updated_at_ms = $4 WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND state = 'running'";
+    "UPDATE jobs SET owner = $3, updated_at_ms = $4 WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND state = $5";
 const SAVE_JOB: &str = "UPDATE jobs SET state = $3, total = $4, done = $5, moved = $6, problems = $7, cursor = $8, updated_at_ms = $9, detail = $10
-     WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND state = 'running'";
+     WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND state = $11";
 const JOB_FOR_UPDATE: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1 FOR UPDATE");
 const SET_JOB_STATE: &str = "UPDATE jobs SET state = $2, updated_at_ms = $3 WHERE id = $1";
 
@@ -664,9 +664,9 @@ impl Coordination for PostgresCoordination {
             INSERT_JOB,
             &[
                 &job.id,
-                &job.kind,
+                &job.kind.as_str(),
                 &job.account.map(|a| a.to_string()),
-                &job.state,
+                &job.state.as_str(),
                 &i64::from(job.rate),
                 &(job.total as i64),
                 &(job.done as i64),
@@ -684,15 +684,15 @@ impl Coordination for PostgresCoordination {
     }
 
     fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError> {
-        Ok(query_opt(&mut *self.conn()?, JOB, &[&id])?.map(|r| row_to_job(&r)))
+        query_opt(&mut *self.conn()?, JOB, &[&id])?.map(|r| row_to_job(&r)).transpose()
     }
 
     fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
-        Ok(query(&mut *self.conn()?, JOBS, &[])?.iter().map(row_to_job).collect())
+        query(&mut *self.conn()?, JOBS, &[])?.iter().map(row_to_job).collect()
     }
 
     fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError> {
-        Ok(query(&mut *self.conn()?, RUNNING_JOBS, &[])?.iter().map(row_to_job).collect())
+        query(&mut *self.conn()?, RUNNING_JOBS, &[&JobState::Running.as_str()])?.iter().map(row_to_job).collect()
     }
 
     fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
@@ -700,7 +700,7 @@ impl Coordination for PostgresCoordination {
         // waits for the first's row lock, then finds the owner changed.
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN)?;
-        let claimed = execute(&mut tx, CLAIM_JOB, &[&id, &expected, &host, &now_ms])?;
+        let claimed = execute(&mut tx, CLAIM_JOB, &[&id, &expected, &host, &now_ms, &JobState::Running.as_str()])?;
         tx.commit(claimed > 0)?;
         Ok(claimed > 0)
     }
@@ -714,7 +714,7 @@ impl Coordination for PostgresCoordination {
             &[
                 &job.id,
                 &job.owner,
-                &job.state,
+                &job.state.as_str(),
                 &(job.total as i64),
                 &(job.done as i64),
                 &(job.moved as i64),
@@ -722,23 +722,24 @@ impl Coordination for PostgresCoordination {
                 &job.cursor,
                 &job.updated_at_ms,
                 &job.detail,
+                &JobState::Running.as_str(),
             ],
         )?;
         tx.commit(saved > 0)?;
         Ok(saved > 0)
     }
 
-    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
+    fn set_job_state(&self, id: &str, from: &[JobState], to: JobState, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
         // `FOR UPDATE`: the decision lock orders decisions, not `save_job`;
         // the row lock keeps an owner's save from landing between this read
         // and the write (the save then finds the job no longer running).
-        let job = query_opt(&mut tx, JOB_FOR_UPDATE, &[&id])?.map(|r| row_to_job(&r));
-        let Some(mut job) = job.filter(|j| from.contains(&j.state.as_str())) else { return Ok(None) };
-        execute(&mut tx, SET_JOB_STATE, &[&id, &to, &now_ms])?;
+        let job = query_opt(&mut tx, JOB_FOR_UPDATE, &[&id])?.map(|r| row_to_job(&r)).transpose()?;
+        let Some(mut job) = job.filter(|j| from.contains(&j.state)) else { return Ok(None) };
+        execute(&mut tx, SET_JOB_STATE, &[&id, &to.as_str(), &now_ms])?;
         tx.commit(true)?;
-        job.state = to.to_owned();
+        job.state = to;
         job.updated_at_ms = now_ms;
         Ok(Some(job))
     }
@@ -931,13 +932,15 @@ fn row_to_account(r: &Row) -> Result<Account, CoordinationError> {
     })
 }
 
-fn row_to_job(r: &Row) -> Job {
+fn row_to_job(r: &Row) -> Result<Job, CoordinationError> {
     let account: Option<&str> = r.get(2);
-    Job {
+    let name = |i: usize| -> &str { r.get(i) };
+    let damaged = |e: notes_api_types::UnknownName| CoordinationError::Unavailable(format!("the coordination database holds a damaged job: {e}"));
+    Ok(Job {
         id: r.get(0),
-        kind: r.get(1),
+        kind: name(1).parse().map_err(damaged)?,
         account: account.and_then(|a| Uuid::parse_str(a).ok()),
-        state: r.get(3),
+        state: name(3).parse().map_err(damaged)?,
         rate: u32::try_from(r.get::<_, i64>(4)).unwrap_or(u32::MAX),
         total: r.get::<_, i64>(5) as u64,
         done: r.get::<_, i64>(6) as u64,
@@ -948,7 +951,7 @@ fn row_to_job(r: &Row) -> Job {
         created_at_ms: r.get(11),
         updated_at_ms: r.get(12),
         detail: r.get(13),
-    }
+    })
 }
 
 fn row_to_key(r: &Row) -> Result<AccountKey, CoordinationError> {

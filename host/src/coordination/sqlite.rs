@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
-    Job, PendingFlip, PluginSummary, Verified,
+    Job, JobState, PendingFlip, PluginSummary, Verified,
     every_host_can_migrate, no_account_migrates,
 };
 use crate::db::{self, Pool};
@@ -482,9 +482,9 @@ impl Coordination for SqliteCoordination {
             &format!("INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
             params![
                 job.id,
-                job.kind,
+                job.kind.as_str(),
                 job.account.map(|a| a.to_string()),
-                job.state,
+                job.state.as_str(),
                 job.rate,
                 job.total as i64,
                 job.done as i64,
@@ -515,15 +515,15 @@ impl Coordination for SqliteCoordination {
     fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError> {
         let conn = self.pool.get()?;
         let mut stmt =
-            conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY created_at_ms DESC, id"))?;
-        Ok(stmt.query_map([], row_to_job)?.collect::<Result<_, _>>()?)
+            conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY created_at_ms DESC, id"))?;
+        Ok(stmt.query_map([JobState::Running.as_str()], row_to_job)?.collect::<Result<_, _>>()?)
     }
 
     fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         let conn = self.write()?;
         let claimed = conn.execute(
-            "UPDATE jobs SET owner = ?3, updated_at_ms = ?4 WHERE id = ?1 AND owner IS ?2 AND state = 'running'",
-            params![id, expected, host, now_ms],
+            "UPDATE jobs SET owner = ?3, updated_at_ms = ?4 WHERE id = ?1 AND owner IS ?2 AND state = ?5",
+            params![id, expected, host, now_ms, JobState::Running.as_str()],
         )?;
         Ok(claimed > 0)
     }
@@ -532,31 +532,32 @@ impl Coordination for SqliteCoordination {
         let conn = self.write()?;
         let saved = conn.execute(
             "UPDATE jobs SET state = ?3, total = ?4, done = ?5, moved = ?6, problems = ?7, cursor = ?8, updated_at_ms = ?9, detail = ?10
-             WHERE id = ?1 AND owner IS ?2 AND state = 'running'",
+             WHERE id = ?1 AND owner IS ?2 AND state = ?11",
             params![
                 job.id,
                 job.owner,
-                job.state,
+                job.state.as_str(),
                 job.total as i64,
                 job.done as i64,
                 job.moved as i64,
                 job.problems as i64,
                 job.cursor,
                 job.updated_at_ms,
-                job.detail
+                job.detail,
+                JobState::Running.as_str()
             ],
         )?;
         Ok(saved > 0)
     }
 
-    fn set_job_state(&self, id: &str, from: &[&str], to: &str, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
+    fn set_job_state(&self, id: &str, from: &[JobState], to: JobState, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let job = tx.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?.query_row([id], row_to_job).optional()?;
-        let Some(mut job) = job.filter(|j| from.contains(&j.state.as_str())) else { return Ok(None) };
-        tx.execute("UPDATE jobs SET state = ?2, updated_at_ms = ?3 WHERE id = ?1", params![id, to, now_ms])?;
+        let Some(mut job) = job.filter(|j| from.contains(&j.state)) else { return Ok(None) };
+        tx.execute("UPDATE jobs SET state = ?2, updated_at_ms = ?3 WHERE id = ?1", params![id, to.as_str(), now_ms])?;
         tx.commit()?;
-        job.state = to.to_owned();
+        job.state = to;
         job.updated_at_ms = now_ms;
         Ok(Some(job))
     }
@@ -653,9 +654,9 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     let account: Option<String> = r.get(2)?;
     Ok(Job {
         id: r.get(0)?,
-        kind: r.get(1)?,
+        kind: parse_name(r, 1)?,
         account: account.and_then(|a| Uuid::parse_str(&a).ok()),
-        state: r.get(3)?,
+        state: parse_name(r, 3)?,
         rate: r.get(4)?,
         total: r.get::<_, i64>(5)? as u64,
         done: r.get::<_, i64>(6)? as u64,
@@ -719,6 +720,12 @@ fn migrating_in(tx: &Transaction<'_>) -> Result<Vec<Uuid>, CoordinationError> {
 fn parse_id(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Uuid> {
     let id: String = r.get(i)?;
     Uuid::parse_str(&id).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into()))
+}
+
+/// A job's kind or state, as `notes_api_types` spells it.
+fn parse_name<T: std::str::FromStr<Err = notes_api_types::UnknownName>>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let name: String = r.get(i)?;
+    name.parse().map_err(|e: notes_api_types::UnknownName| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into()))
 }
 
 /// The flip of a row whose columns are account id, flip_id, flip_to,
