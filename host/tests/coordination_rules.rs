@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use notes_host::coordination::{
-    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, Hosts, FlagState, Gate, HostRecord,
     Job, JobKind, JobState, MemoryCoordination, PendingFlip, PluginSummary, PostgresCoordination, SqliteCoordination, Verified,
 };
 use uuid::Uuid;

@@ -21,7 +21,7 @@ use notes_host::api::{self, ApiConfig};
 use notes_host::app::{App, AppError, AppSettings};
 use notes_host::catalog::{Catalog, sha256_hex};
 use notes_host::coordination::{
-    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, Accounts, AuditLog, ChangeWatch, Coordination, CoordinationError, Flips, Hosts, Jobs, Keys, Rollouts, FlagState, Gate, HostRecord,
     Job, JobKind, JobState, PendingFlip, PluginSummary, Verified,
 };
 use notes_host::in_process::InProcess;
@@ -390,126 +390,177 @@ async fn an_upgrade_runs_the_new_code_before_the_fleet_learns_and_a_downgrade_af
     );
 }
 
-impl Coordination for Recording {
+impl Accounts for Recording {
+    fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
+        self.inner.create_account(account, gate)
+    }
+
+    fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError> {
+        self.inner.account(id)
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>, CoordinationError> {
+        self.inner.accounts()
+    }
+
+    fn next_account_after(&self, after: Option<Uuid>) -> Result<Option<Uuid>, CoordinationError> {
+        self.inner.next_account_after(after)
+    }
+
+    fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
+        self.inner.update_account(id, details, now_ms)
+    }
+
+    fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
+        self.inner.flag_state(id)
+    }
+
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
+        self.inner.record_verify(account, updated_at_ms, verified)
+    }
+}
+
+impl Flips for Recording {
+    fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
+        self.inner.announce_flip(flip, gate, rollout)
+    }
+
+    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
+        self.inner.commit_flip(flip, gate, now_ms, audit)
+    }
+
+    fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError> {
+        self.inner.abort_flip(account, flip_id)
+    }
+
+    fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError> {
+        self.inner.pending_flips()
+    }
+
+    fn acknowledge_flip(&self, flip_id: &str, host: &str, now_ms: i64) -> Result<(), CoordinationError> {
+        self.inner.acknowledge_flip(flip_id, host, now_ms)
+    }
+
+    fn flip_acks(&self, flip_id: &str) -> Result<BTreeSet<String>, CoordinationError> {
+        self.inner.flip_acks(flip_id)
+    }
+
+    fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
+        self.inner.set_flag_unsafely(account, to, now_ms)
+    }
+}
+
+impl Hosts for Recording {
     fn change_host_plugin(&self, host: &str, plugin: &PluginSummary, gate: Gate, before_commit: &mut dyn FnMut()) -> Result<(), CoordinationError> {
         self.inner.change_host_plugin(host, plugin, gate, before_commit)?;
         self.at_commit.lock().unwrap().push((plugin.supports_migration, self.catalog.active_digest().unwrap()));
         Ok(())
     }
-    fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
-        self.inner.create_account(account, gate)
-    }
-    fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError> {
-        self.inner.account(id)
-    }
-    fn accounts(&self) -> Result<Vec<Account>, CoordinationError> {
-        self.inner.accounts()
-    }
-    fn next_account_after(&self, after: Option<Uuid>) -> Result<Option<Uuid>, CoordinationError> {
-        self.inner.next_account_after(after)
-    }
-    fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError> {
-        self.inner.update_account(id, details, now_ms)
-    }
-    fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError> {
-        self.inner.flag_state(id)
-    }
-    fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
-        self.inner.announce_flip(flip, gate, rollout)
-    }
-    fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
-        self.inner.commit_flip(flip, gate, now_ms, audit)
-    }
-    fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError> {
-        self.inner.abort_flip(account, flip_id)
-    }
-    fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError> {
-        self.inner.pending_flips()
-    }
-    fn acknowledge_flip(&self, flip_id: &str, host: &str, now_ms: i64) -> Result<(), CoordinationError> {
-        self.inner.acknowledge_flip(flip_id, host, now_ms)
-    }
-    fn flip_acks(&self, flip_id: &str) -> Result<BTreeSet<String>, CoordinationError> {
-        self.inner.flip_acks(flip_id)
-    }
-    fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError> {
-        self.inner.set_flag_unsafely(account, to, now_ms)
-    }
+
     fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError> {
         self.inner.register_host(host, gate)
     }
+
     fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         self.inner.heartbeat(host, now_ms)
     }
+
     fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError> {
         self.inner.expired_hosts()
     }
+
     fn prune_host(&self, host: &str) -> Result<bool, CoordinationError> {
         self.inner.prune_host(host)
     }
+
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError> {
         self.inner.hosts()
     }
+
     fn remove_host(&self, host: &str) -> Result<(), CoordinationError> {
         self.inner.remove_host(host)
     }
+
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
         self.inner.change_watch()
     }
-    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
-        self.inner.record_verify(account, updated_at_ms, verified)
-    }
+}
+
+impl Rollouts for Recording {
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
         self.inner.rollout_percent()
     }
+
     fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError> {
         self.inner.set_rollout_percent(percent)
     }
+
     fn begin_rollout(&self, resume: bool) -> Result<i64, CoordinationError> {
         self.inner.begin_rollout(resume)
     }
+
     fn rollout_latched(&self) -> Result<bool, CoordinationError> {
         self.inner.rollout_latched()
     }
+
     fn stop_rollouts(&self) -> Result<i64, CoordinationError> {
         self.inner.stop_rollouts()
     }
-    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
-        self.inner.append_audit(entry)
-    }
+}
+
+impl Jobs for Recording {
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
         self.inner.create_job(job)
     }
-    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
-        self.inner.create_key(key)
-    }
-    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError> {
-        self.inner.key(id)
-    }
-    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError> {
-        self.inner.keys(account)
-    }
-    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
-        self.inner.revoke_key(account, id, now_ms)
-    }
+
     fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError> {
         self.inner.job(id)
     }
+
     fn jobs(&self) -> Result<Vec<Job>, CoordinationError> {
         self.inner.jobs()
     }
+
     fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError> {
         self.inner.running_jobs()
     }
+
     fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         self.inner.claim_job(id, expected, host, now_ms)
     }
+
     fn save_job(&self, job: &Job) -> Result<bool, CoordinationError> {
         self.inner.save_job(job)
     }
+
     fn set_job_state(&self, id: &str, from: &[JobState], to: JobState, now_ms: i64) -> Result<Option<Job>, CoordinationError> {
         self.inner.set_job_state(id, from, to, now_ms)
     }
+}
+
+impl Keys for Recording {
+    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
+        self.inner.create_key(key)
+    }
+
+    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError> {
+        self.inner.key(id)
+    }
+
+    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError> {
+        self.inner.keys(account)
+    }
+
+    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        self.inner.revoke_key(account, id, now_ms)
+    }
+}
+
+impl AuditLog for Recording {
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
+        self.inner.append_audit(entry)
+    }
+
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {
         self.inner.audit(query)
     }

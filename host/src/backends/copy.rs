@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 
 use super::{DataDir, PostgresBackends, layout};
 use crate::catalog::{Catalog, PostgresCatalog, SqliteCatalog};
-use crate::coordination::{Coordination, Gate, PostgresCoordination, SqliteCoordination};
+use crate::coordination::{Accounts, AuditLog, Flips, Gate, Hosts, Jobs, Keys, PostgresCoordination, Rollouts, SqliteCoordination};
 use crate::fleet::liveness::Liveness;
 use crate::plugins::registry::Registry;
 use crate::stores::{DataStore, PostgresStore, SqliteStore, new_shard_role};

@@ -323,7 +323,7 @@ mod tests {
     fn accounts_whose_stores_and_identity_are_all_gone_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
-        use crate::coordination::{Account, Coordination, Gate, SqliteCoordination};
+        use crate::coordination::{Account, Accounts, Gate, SqliteCoordination};
         let ada = Account { id: Uuid::new_v4(), name: "Ada".into(), is_migrating: false, shard: None, verified: None, created_at_ms: 0, updated_at_ms: 0, was_migrating: false };
         SqliteCoordination::open(&dir.path().join(ACCOUNTS_DB)).unwrap().create_account(&ada, Gate::Checked).unwrap();
         for file in [IDENTITY_FILE, LEGACY_DB, "new-shard-0.db"] {

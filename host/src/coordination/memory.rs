@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord, Job, JobState, PendingFlip,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, Accounts, AuditLog, ChangeWatch, CoordinationError, Flips, Hosts, Jobs, Keys, Rollouts, FlagState, Gate, HostRecord, Job, JobState, PendingFlip,
     PluginSummary, Verified,
-    every_host_can_migrate, no_account_migrates,
 };
 
 #[derive(Default)]
@@ -83,16 +82,14 @@ impl MemoryCoordination {
     }
 }
 
-impl Coordination for MemoryCoordination {
+impl Accounts for MemoryCoordination {
     fn is_in_process(&self) -> bool {
         true
     }
 
     fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
         let mut state = self.write()?;
-        if account.is_migrating && gate == Gate::Checked {
-            every_host_can_migrate(&state.hosts())?;
-        }
+        gate.allows_flag(account.is_migrating, || Ok(state.hosts()))?;
         if state.accounts.contains_key(&account.id) {
             return Err(CoordinationError::AlreadyExists(account.id));
         }
@@ -135,6 +132,19 @@ impl Coordination for MemoryCoordination {
         Ok(state.accounts.get(&id).map(|(a, flip)| FlagState { is_migrating: a.is_migrating, epoch, flip: flip.clone() }))
     }
 
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        match state.accounts.get_mut(&account) {
+            Some((a, None)) if a.updated_at_ms == updated_at_ms => {
+                a.verified = Some(verified);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+impl Flips for MemoryCoordination {
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
         let mut state = self.write()?;
         if flip.to && rollout.is_some_and(|began_at| began_at != state.stop_generation) {
@@ -148,9 +158,7 @@ impl Coordination for MemoryCoordination {
         if account.is_migrating == flip.to {
             return Ok(Announced::Unchanged);
         }
-        if flip.to && gate == Gate::Checked {
-            every_host_can_migrate(&hosts)?;
-        }
+        gate.allows_flag(flip.to, || Ok(hosts.clone()))?;
         *pending = Some(flip.clone());
         let epoch = state.epochs.get(&flip.account).copied().unwrap_or(0) + 1;
         Ok(Announced::Pending { hosts, epoch })
@@ -158,9 +166,7 @@ impl Coordination for MemoryCoordination {
 
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
         let mut state = self.write()?;
-        if flip.to && gate == Gate::Checked {
-            every_host_can_migrate(&state.hosts())?;
-        }
+        gate.allows_flag(flip.to, || Ok(state.hosts()))?;
         state.acks.remove(&flip.id);
         let Some((account, pending)) = state.accounts.get_mut(&flip.account) else { return Ok(false) };
         if pending.as_ref().map(|p| &p.id) != Some(&flip.id) {
@@ -215,12 +221,12 @@ impl Coordination for MemoryCoordination {
         }
         Ok(changed)
     }
+}
 
+impl Hosts for MemoryCoordination {
     fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError> {
         let mut state = self.write()?;
-        if gate == Gate::Checked {
-            no_account_migrates(&host.plugin, state.migrating())?;
-        }
+        gate.allows_plugin(&host.plugin, || Ok(state.migrating()))?;
         state.hosts.insert(host.id.clone(), host.clone());
         Ok(())
     }
@@ -233,9 +239,7 @@ impl Coordination for MemoryCoordination {
         before_commit: &mut dyn FnMut(),
     ) -> Result<(), CoordinationError> {
         let mut state = self.write()?;
-        if gate == Gate::Checked {
-            no_account_migrates(plugin, state.migrating())?;
-        }
+        gate.allows_plugin(plugin, || Ok(state.migrating()))?;
         before_commit();
         if let Some(record) = state.hosts.get_mut(host) {
             record.plugin = plugin.clone();
@@ -272,18 +276,9 @@ impl Coordination for MemoryCoordination {
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
         Ok(Box::new(VersionWatch { version: self.version.clone(), last: None }))
     }
+}
 
-    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
-        let mut state = self.write()?;
-        match state.accounts.get_mut(&account) {
-            Some((a, None)) if a.updated_at_ms == updated_at_ms => {
-                a.verified = Some(verified);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
+impl Rollouts for MemoryCoordination {
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
         Ok(self.read()?.rollout_percent)
     }
@@ -315,36 +310,9 @@ impl Coordination for MemoryCoordination {
         self.write()?.rollout_percent = Some(percent);
         Ok(())
     }
+}
 
-    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
-        self.write()?.append_audit(entry);
-        Ok(())
-    }
-
-    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
-        self.write()?.keys.push(key.clone());
-        Ok(())
-    }
-
-    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError> {
-        Ok(self.read()?.keys.iter().find(|k| k.id == id).cloned())
-    }
-
-    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError> {
-        Ok(self.read()?.keys.iter().filter(|k| k.account == account).cloned().collect())
-    }
-
-    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
-        let mut state = self.write()?;
-        match state.keys.iter_mut().find(|k| k.id == id && k.account == account && k.revoked_at_ms.is_none()) {
-            Some(key) => {
-                key.revoked_at_ms = Some(now_ms);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
+impl Jobs for MemoryCoordination {
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
         self.write()?.jobs.push(job.clone());
         Ok(())
@@ -392,6 +360,39 @@ impl Coordination for MemoryCoordination {
             job.updated_at_ms = now_ms;
             job.clone()
         }))
+    }
+}
+
+impl Keys for MemoryCoordination {
+    fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
+        self.write()?.keys.push(key.clone());
+        Ok(())
+    }
+
+    fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError> {
+        Ok(self.read()?.keys.iter().find(|k| k.id == id).cloned())
+    }
+
+    fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError> {
+        Ok(self.read()?.keys.iter().filter(|k| k.account == account).cloned().collect())
+    }
+
+    fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
+        let mut state = self.write()?;
+        match state.keys.iter_mut().find(|k| k.id == id && k.account == account && k.revoked_at_ms.is_none()) {
+            Some(key) => {
+                key.revoked_at_ms = Some(now_ms);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+impl AuditLog for MemoryCoordination {
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
+        self.write()?.append_audit(entry);
+        Ok(())
     }
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError> {

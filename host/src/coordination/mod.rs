@@ -19,6 +19,7 @@
 //! of the deployment gate safe across processes.
 //! `host/tests/coordination_rules.rs` holds every backend to the same rules.
 
+mod gate;
 mod memory;
 mod postgres;
 mod sqlite;
@@ -28,6 +29,7 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 pub use notes_api_types::{JobKind, JobState};
+pub use gate::Gate;
 pub use memory::MemoryCoordination;
 pub use postgres::{PostgresCoordination, PostgresLayout};
 
@@ -270,17 +272,17 @@ pub enum CoordinationError {
     Unavailable(String),
 }
 
-/// Whether the deployment gate is checked. Only `--unsafe-no-fleet-safety`
-/// turns it off, to reproduce the loss it prevents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    Checked,
-    Unchecked,
-}
-
 /// The shared state of a fleet. Implementations are blocking; every method
 /// is one atomic step.
-pub trait Coordination: Send + Sync {
+///
+/// Each concern is its own trait (no backend method is far from its kin), and
+/// `Coordination` is all of them: what `App` and `Fleet` hold.
+pub trait Coordination: Accounts + Flips + Hosts + Rollouts + Jobs + Keys + AuditLog {}
+
+impl<T: Accounts + Flips + Hosts + Rollouts + Jobs + Keys + AuditLog + ?Sized> Coordination for T {}
+
+/// Accounts and their flags: what a note request reads, and each account's last verify.
+pub trait Accounts: Send + Sync {
     /// Whether a flag read answers in microseconds (a file or memory in this
     /// process), so a request may read it on its async worker; see
     /// [`crate::stores::DataStore::is_in_process`].
@@ -288,28 +290,38 @@ pub trait Coordination: Send + Sync {
         false
     }
 
-    // ---- accounts ----------------------------------------------------------
-
     /// Creates `account`. If its flag is on and `gate` is checked, refused
     /// (`HostsCannotMigrate`) unless every registered host can migrate,
     /// decided atomically with the insert.
     fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError>;
+
     fn account(&self, id: Uuid) -> Result<Option<Account>, CoordinationError>;
+
     /// Every account, oldest first.
     fn accounts(&self) -> Result<Vec<Account>, CoordinationError>;
+
     /// The account with the smallest id above `after` (the first with
     /// `None`): a job over every account walks them one at a time, without
     /// reading them all at every step.
     fn next_account_after(&self, after: Option<Uuid>) -> Result<Option<Uuid>, CoordinationError>;
+
     /// Changes the name and/or shard (`None` keeps it); `None` if there is
     /// no such account. Never changes the flag.
     fn update_account(&self, id: Uuid, details: &AccountDetails, now_ms: i64) -> Result<Option<Account>, CoordinationError>;
+
     /// The flag and any flip in progress, read at once: the one read every
     /// note request makes. `None` if there is no such account.
     fn flag_state(&self, id: Uuid) -> Result<Option<FlagState>, CoordinationError>;
 
-    // ---- flips (see `fleet::flip` for the protocol) ---------------------------
+    /// Records a verify of the account's notes that began when the account
+    /// was last changed at `updated_at_ms` (under the flag it had then), only
+    /// if it has not changed since and no flip is pending: else false (a flip
+    /// meanwhile, even one turned back, leaves the verify saying nothing).
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError>;
+}
 
+/// Changes of an account's flag through the fleet's barrier (`fleet::flip` has the protocol).
+pub trait Flips: Send + Sync {
     /// Marks `flip` pending on its account unless another flip is pending
     /// (`FlipInProgress`) or the flag already has the value (`Unchanged`).
     /// Turning on with `gate` checked is refused unless every host can migrate.
@@ -318,29 +330,37 @@ pub trait Coordination: Send + Sync {
     /// the same step, so no rollout in flight turns an account on after the
     /// kill switch was pressed.
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError>;
+
     /// Sets the flag to the flip's value, raises its epoch, clears the mark
     /// and the account's last verify, and appends `audit`, all only if the
     /// flip is still pending (false if it was aborted). With `gate` checked, a flip to on is
     /// refused (nothing changes) unless every host can migrate.
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError>;
+
     /// Clears the mark if the flip is still pending; the flag keeps its
     /// value, its epoch is raised all the same (stores may have been fenced
     /// at it already).
     fn abort_flip(&self, account: Uuid, flip_id: &str) -> Result<bool, CoordinationError>;
+
     fn pending_flips(&self) -> Result<Vec<PendingFlip>, CoordinationError>;
+
     /// `host` runs no request of the flip's account under the old value.
     fn acknowledge_flip(&self, flip_id: &str, host: &str, now_ms: i64) -> Result<(), CoordinationError>;
+
     /// The hosts that acknowledged `flip_id`.
     fn flip_acks(&self, flip_id: &str) -> Result<BTreeSet<String>, CoordinationError>;
+
     /// TEST ONLY (`--unsafe-no-fleet-safety`): writes the flag, no flip.
     fn set_flag_unsafely(&self, account: Uuid, to: bool, now_ms: i64) -> Result<bool, CoordinationError>;
+}
 
-    // ---- hosts ---------------------------------------------------------------
-
+/// The hosts of the fleet: who runs which plugin, who is alive, and a watch for changes.
+pub trait Hosts: Send + Sync {
     /// Registers `host`. If its plugin cannot migrate and `gate` is checked,
     /// refused (`AccountsMigrating`) while any account migrates or is being
     /// turned on.
     fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError>;
+
     /// Records that `host` runs `plugin`, with the same refusal as
     /// `register_host`. `before_commit` runs after the check and the write,
     /// before they take effect: `fleet` uses it to order a plugin swap.
@@ -351,18 +371,23 @@ pub trait Coordination: Send + Sync {
         gate: Gate,
         before_commit: &mut dyn FnMut(),
     ) -> Result<(), CoordinationError>;
+
     /// Renews the host's heartbeat (and its lease, where hosts hold one).
     /// False if the host's record is gone or its lease had lapsed: it must
     /// then stop serving and join again.
     fn heartbeat(&self, host: &str, now_ms: i64) -> Result<bool, CoordinationError>;
+
     /// Hosts whose lease lapsed, on the coordination state's own clock:
     /// they serve nothing, so no flip waits for them. Always empty where
     /// hosts hold no lease (one machine: lock files tell who is gone).
     fn expired_hosts(&self) -> Result<BTreeSet<String>, CoordinationError>;
+
     /// Every registered host, oldest first.
     fn hosts(&self) -> Result<Vec<HostRecord>, CoordinationError>;
+
     /// Removes the host and its acknowledgements.
     fn remove_host(&self, host: &str) -> Result<(), CoordinationError>;
+
     /// Removes a host found gone, only if it still is: with leases, only
     /// while its lease is lapsed (one that renewed or joined again since it
     /// was looked at keeps its row). False if it was kept.
@@ -371,61 +396,74 @@ pub trait Coordination: Send + Sync {
     /// A cheap way to learn that any host changed the state (the fleet's
     /// watcher polls it every millisecond).
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError>;
+}
 
-    // ---- migration state ----------------------------------------------------
-
-    /// Records a verify of the account's notes that began when the account
-    /// was last changed at `updated_at_ms` (under the flag it had then), only
-    /// if it has not changed since and no flip is pending: else false (a flip
-    /// meanwhile, even one turned back, leaves the verify saying nothing).
-    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError>;
+/// The staged rollout's percent and the kill switch.
+pub trait Rollouts: Send + Sync {
     /// The percent of accounts the last rollout turned on (`None`: no rollout yet).
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError>;
+
     fn set_rollout_percent(&self, percent: f64) -> Result<(), CoordinationError>;
+
     /// Begins a rollout that turns accounts on: answers the stop generation
     /// (how many times the kill switch was pressed), which its flips carry.
     /// Refused (`Latched`) once the kill switch was pressed, unless `resume`,
     /// which releases the latch, in the same step.
     fn begin_rollout(&self, resume: bool) -> Result<i64, CoordinationError>;
+
     /// Whether the kill switch's latch is set (a rollout preview's question).
     fn rollout_latched(&self) -> Result<bool, CoordinationError>;
+
     /// The kill switch, in the state: the rollout percent becomes 0, the
     /// stop generation is raised and the latch set, in one step; answers the
     /// new generation.
     fn stop_rollouts(&self) -> Result<i64, CoordinationError>;
+}
 
-    // ---- migration jobs ---------------------------------------------------------
-
+/// Durable migration jobs (`app::jobs`); `claim_job` and `save_job` are compare-and-sets on the owner.
+pub trait Jobs: Send + Sync {
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError>;
+
     fn job(&self, id: &str) -> Result<Option<Job>, CoordinationError>;
+
     /// Every job, newest first.
     fn jobs(&self) -> Result<Vec<Job>, CoordinationError>;
+
     /// The running jobs, newest first: what the job runner looks at every
     /// step, however many finished jobs the history holds.
     fn running_jobs(&self) -> Result<Vec<Job>, CoordinationError>;
+
     /// Makes `host` the job's owner if its owner is still `expected` (a
     /// compare-and-set: of two hosts taking over a job, one wins).
     fn claim_job(&self, id: &str, expected: Option<&str>, host: &str, now_ms: i64) -> Result<bool, CoordinationError>;
+
     /// Saves a job's progress (counters, cursor, state, detail), only while
     /// `job.owner` still owns it and an operator has not paused or cancelled
     /// it meanwhile (false then: the owner drops the step's bookkeeping).
     fn save_job(&self, job: &Job) -> Result<bool, CoordinationError>;
+
     /// An operator's change of state (pause, resume, cancel), from one of
     /// `from`; `None` if the job is not in one of them.
     fn set_job_state(&self, id: &str, from: &[JobState], to: JobState, now_ms: i64) -> Result<Option<Job>, CoordinationError>;
+}
 
-    // ---- account keys -----------------------------------------------------------
-
+/// Account keys: a holder reaches one account's notes.
+pub trait Keys: Send + Sync {
     fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError>;
+
     fn key(&self, id: &str) -> Result<Option<AccountKey>, CoordinationError>;
+
     /// The account's keys, oldest first, revoked ones included.
     fn keys(&self, account: Uuid) -> Result<Vec<AccountKey>, CoordinationError>;
+
     /// False if the account has no such key, or it is already revoked.
     fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError>;
+}
 
-    // ---- the audit log (append only) ------------------------------------------
-
+/// The append-only audit log.
+pub trait AuditLog: Send + Sync {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError>;
+
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, CoordinationError>;
 }
 
@@ -435,17 +473,3 @@ pub trait ChangeWatch: Send {
     fn changed(&mut self) -> Result<bool, CoordinationError>;
 }
 
-/// The flag side of the deployment gate: every host's plugin must migrate.
-fn every_host_can_migrate(hosts: &[HostRecord]) -> Result<(), CoordinationError> {
-    let lacking: Vec<HostRecord> = hosts.iter().filter(|h| !h.plugin.supports_migration).cloned().collect();
-    if lacking.is_empty() { Ok(()) } else { Err(CoordinationError::HostsCannotMigrate(lacking)) }
-}
-
-/// The plugin side: a plugin that cannot migrate, while no account migrates.
-fn no_account_migrates(plugin: &PluginSummary, migrating: Vec<Uuid>) -> Result<(), CoordinationError> {
-    if plugin.supports_migration || migrating.is_empty() {
-        Ok(())
-    } else {
-        Err(CoordinationError::AccountsMigrating(migrating))
-    }
-}

@@ -23,9 +23,8 @@ use postgres::{Client, NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, Accounts, AuditLog, ChangeWatch, CoordinationError, Flips, Hosts, Jobs, Keys, Rollouts, FlagState, Gate, HostRecord,
     Job, JobState, PendingFlip, PluginSummary, Verified,
-    every_host_can_migrate, no_account_migrates,
 };
 use crate::pg::{self, PgConn, PgPool};
 
@@ -372,13 +371,11 @@ impl PostgresLayout {
     }
 }
 
-impl Coordination for PostgresCoordination {
+impl Accounts for PostgresCoordination {
     fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
-        if account.is_migrating && gate == Gate::Checked {
-            every_host_can_migrate(&hosts_on(&mut tx)?)?;
-        }
+        gate.allows_flag(account.is_migrating, || hosts_on(&mut tx))?;
         let inserted = execute(
             &mut tx,
             INSERT_ACCOUNT,
@@ -428,6 +425,18 @@ impl Coordination for PostgresCoordination {
         query_opt(&mut *self.conn()?, FLAG_STATE, &[&id.to_string()])?.map(|r| row_to_flag_state(&r)).transpose()
     }
 
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
+        // One conditional update: a flip committing meanwhile holds the row,
+        // and PostgreSQL checks the condition again on the row it left.
+        let mut conn = self.conn()?;
+        let mut tx = Tx::begin(&mut conn, BEGIN)?;
+        let changed = execute(&mut tx, RECORD_VERIFY, &[&account.to_string(), &verified.at_ms, &verified.clean, &updated_at_ms])?;
+        tx.commit(changed > 0)?;
+        Ok(changed > 0)
+    }
+}
+
+impl Flips for PostgresCoordination {
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN_DECISION_UNSYNCED)?;
@@ -449,9 +458,7 @@ impl Coordination for PostgresCoordination {
             return Ok(Announced::Unchanged);
         }
         let hosts = hosts_on(&mut tx)?;
-        if flip.to && gate == Gate::Checked {
-            every_host_can_migrate(&hosts)?;
-        }
+        gate.allows_flag(flip.to, || Ok(hosts.clone()))?;
         execute(&mut tx, MARK_FLIP, &[&account, &flip.id, &flip.to, &flip.deadline_ms, &flip.by_host])?;
         tx.commit(true)?;
         Ok(Announced::Pending { hosts, epoch: state.epoch + 1 })
@@ -460,9 +467,7 @@ impl Coordination for PostgresCoordination {
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
-        if flip.to && gate == Gate::Checked {
-            every_host_can_migrate(&hosts_on(&mut tx)?)?;
-        }
+        gate.allows_flag(flip.to, || hosts_on(&mut tx))?;
         let committed = execute(&mut tx, COMMIT_FLIP, &[&flip.account.to_string(), &flip.id, &flip.to, &now_ms])?;
         execute(&mut tx, DELETE_ACKS_OF_FLIP, &[&flip.id])?;
         if committed > 0 {
@@ -509,13 +514,13 @@ impl Coordination for PostgresCoordination {
         tx.commit(changed > 0)?;
         Ok(changed > 0)
     }
+}
 
+impl Hosts for PostgresCoordination {
     fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError> {
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
-        if gate == Gate::Checked {
-            no_account_migrates(&host.plugin, migrating_on(&mut tx)?)?;
-        }
+        gate.allows_plugin(&host.plugin, || migrating_on(&mut tx))?;
         execute(
             &mut tx,
             INSERT_HOST,
@@ -546,9 +551,7 @@ impl Coordination for PostgresCoordination {
     ) -> Result<(), CoordinationError> {
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN_DECISION)?;
-        if gate == Gate::Checked {
-            no_account_migrates(plugin, migrating_on(&mut tx)?)?;
-        }
+        gate.allows_plugin(plugin, || migrating_on(&mut tx))?;
         execute(&mut tx, CHANGE_HOST_PLUGIN, &[&host, &plugin.digest, &plugin.label, &plugin.supports_migration])?;
         before_commit();
         tx.commit(true)?;
@@ -600,17 +603,9 @@ impl Coordination for PostgresCoordination {
             next_reconnect: Instant::now(),
         }))
     }
+}
 
-    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
-        // One conditional update: a flip committing meanwhile holds the row,
-        // and PostgreSQL checks the condition again on the row it left.
-        let mut conn = self.conn()?;
-        let mut tx = Tx::begin(&mut conn, BEGIN)?;
-        let changed = execute(&mut tx, RECORD_VERIFY, &[&account.to_string(), &verified.at_ms, &verified.clean, &updated_at_ms])?;
-        tx.commit(changed > 0)?;
-        Ok(changed > 0)
-    }
-
+impl Rollouts for PostgresCoordination {
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
         let value: Option<String> = query_opt(&mut *self.conn()?, ROLLOUT_PERCENT, &[])?.map(|r| r.get(0));
         Ok(value.and_then(|v| v.parse().ok()))
@@ -655,7 +650,9 @@ impl Coordination for PostgresCoordination {
         tx.commit(true)?;
         Ok(generation)
     }
+}
 
+impl Jobs for PostgresCoordination {
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
         let mut conn = self.conn()?;
         let mut tx = Tx::begin(&mut conn, BEGIN)?;
@@ -743,7 +740,9 @@ impl Coordination for PostgresCoordination {
         job.updated_at_ms = now_ms;
         Ok(Some(job))
     }
+}
 
+impl Keys for PostgresCoordination {
     fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
         execute(
             &mut *self.conn()?,
@@ -764,7 +763,9 @@ impl Coordination for PostgresCoordination {
     fn revoke_key(&self, account: Uuid, id: &str, now_ms: i64) -> Result<bool, CoordinationError> {
         Ok(execute(&mut *self.conn()?, REVOKE_KEY, &[&id, &account.to_string(), &now_ms])? > 0)
     }
+}
 
+impl AuditLog for PostgresCoordination {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
         // Under the decision lock, as `commit_flip`'s entries are: then
         // entries commit in the order of their `seq`. Without it, seq 7

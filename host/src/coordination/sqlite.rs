@@ -15,9 +15,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use uuid::Uuid;
 
 use super::{
-    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, FlagState, Gate, HostRecord,
+    Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, Accounts, AuditLog, ChangeWatch, CoordinationError, Flips, Hosts, Jobs, Keys, Rollouts, FlagState, Gate, HostRecord,
     Job, JobState, PendingFlip, PluginSummary, Verified,
-    every_host_can_migrate, no_account_migrates,
 };
 use crate::db::{self, Pool};
 
@@ -171,7 +170,7 @@ impl SqliteCoordination {
     }
 }
 
-impl Coordination for SqliteCoordination {
+impl Accounts for SqliteCoordination {
     fn is_in_process(&self) -> bool {
         true
     }
@@ -179,9 +178,7 @@ impl Coordination for SqliteCoordination {
     fn create_account(&self, account: &Account, gate: Gate) -> Result<(), CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if account.is_migrating && gate == Gate::Checked {
-            every_host_can_migrate(&hosts_in(&tx)?)?;
-        }
+        gate.allows_flag(account.is_migrating, || hosts_in(&tx))?;
         let inserted = tx.execute(
             "INSERT INTO accounts (id, name, is_migrating, created_at_ms, updated_at_ms, shard, was_migrating)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
@@ -238,6 +235,17 @@ impl Coordination for SqliteCoordination {
         Ok(stmt.query_row([id.to_string()], row_to_flag_state).optional()?)
     }
 
+    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
+        let conn = self.write()?;
+        let changed = conn.execute(
+            "UPDATE accounts SET verified_at_ms = ?2, verified_clean = ?3 WHERE id = ?1 AND updated_at_ms = ?4 AND flip_id IS NULL",
+            params![account.to_string(), verified.at_ms, verified.clean, updated_at_ms],
+        )?;
+        Ok(changed > 0)
+    }
+}
+
+impl Flips for SqliteCoordination {
     fn announce_flip(&self, flip: &PendingFlip, gate: Gate, rollout: Option<i64>) -> Result<Announced, CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -259,9 +267,7 @@ impl Coordination for SqliteCoordination {
             return Ok(Announced::Unchanged);
         }
         let hosts = hosts_in(&tx)?;
-        if flip.to && gate == Gate::Checked {
-            every_host_can_migrate(&hosts)?;
-        }
+        gate.allows_flag(flip.to, || Ok(hosts.clone()))?;
         tx.execute(
             "UPDATE accounts SET flip_id = ?2, flip_to = ?3, flip_deadline_ms = ?4, flip_by = ?5 WHERE id = ?1",
             params![flip.account.to_string(), flip.id, flip.to, flip.deadline_ms, flip.by_host],
@@ -273,9 +279,7 @@ impl Coordination for SqliteCoordination {
     fn commit_flip(&self, flip: &PendingFlip, gate: Gate, now_ms: i64, audit: &AuditEntry) -> Result<bool, CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if flip.to && gate == Gate::Checked {
-            every_host_can_migrate(&hosts_in(&tx)?)?;
-        }
+        gate.allows_flag(flip.to, || hosts_in(&tx))?;
         let committed = tx.execute(
             "UPDATE accounts SET is_migrating = ?3, updated_at_ms = ?4, flip_id = NULL, flip_to = NULL, flip_deadline_ms = NULL, flip_by = NULL,
                  verified_at_ms = NULL, verified_clean = NULL, flag_epoch = flag_epoch + 1, was_migrating = (was_migrating OR ?3)
@@ -335,13 +339,13 @@ impl Coordination for SqliteCoordination {
         )?;
         Ok(changed > 0)
     }
+}
 
+impl Hosts for SqliteCoordination {
     fn register_host(&self, host: &HostRecord, gate: Gate) -> Result<(), CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if gate == Gate::Checked {
-            no_account_migrates(&host.plugin, migrating_in(&tx)?)?;
-        }
+        gate.allows_plugin(&host.plugin, || migrating_in(&tx))?;
         tx.execute(
             &format!("INSERT INTO hosts ({HOST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
             params![
@@ -370,9 +374,7 @@ impl Coordination for SqliteCoordination {
     ) -> Result<(), CoordinationError> {
         let mut conn = self.write()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if gate == Gate::Checked {
-            no_account_migrates(plugin, migrating_in(&tx)?)?;
-        }
+        gate.allows_plugin(plugin, || migrating_in(&tx))?;
         tx.execute(
             "UPDATE hosts SET plugin_digest = ?2, plugin_label = ?3, supports_migration = ?4 WHERE id = ?1",
             params![host, plugin.digest, plugin.label, plugin.supports_migration],
@@ -418,16 +420,9 @@ impl Coordination for SqliteCoordination {
         conn.busy_timeout(Duration::from_secs(1))?;
         Ok(Box::new(DataVersion { conn, last: None }))
     }
+}
 
-    fn record_verify(&self, account: Uuid, updated_at_ms: i64, verified: Verified) -> Result<bool, CoordinationError> {
-        let conn = self.write()?;
-        let changed = conn.execute(
-            "UPDATE accounts SET verified_at_ms = ?2, verified_clean = ?3 WHERE id = ?1 AND updated_at_ms = ?4 AND flip_id IS NULL",
-            params![account.to_string(), verified.at_ms, verified.clean, updated_at_ms],
-        )?;
-        Ok(changed > 0)
-    }
-
+impl Rollouts for SqliteCoordination {
     fn rollout_percent(&self) -> Result<Option<f64>, CoordinationError> {
         let conn = self.pool.get()?;
         let value: Option<String> =
@@ -475,7 +470,9 @@ impl Coordination for SqliteCoordination {
         tx.commit()?;
         Ok(generation)
     }
+}
 
+impl Jobs for SqliteCoordination {
     fn create_job(&self, job: &Job) -> Result<(), CoordinationError> {
         let conn = self.write()?;
         conn.execute(
@@ -561,7 +558,9 @@ impl Coordination for SqliteCoordination {
         job.updated_at_ms = now_ms;
         Ok(Some(job))
     }
+}
 
+impl Keys for SqliteCoordination {
     fn create_key(&self, key: &AccountKey) -> Result<(), CoordinationError> {
         let conn = self.write()?;
         conn.execute(
@@ -591,7 +590,9 @@ impl Coordination for SqliteCoordination {
         )?;
         Ok(revoked > 0)
     }
+}
 
+impl AuditLog for SqliteCoordination {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), CoordinationError> {
         let conn = self.write()?;
         insert_audit(&*conn, entry)
