@@ -3,20 +3,25 @@
 //! fleet. Every host of a data dir shares it, so it is the one state that
 //! decides how a note request is routed.
 //!
-//! One owner: the [`Coordination`] trait, with named operations. `fleet`
-//! keeps the protocol (when to announce, wait, commit or abort) and `app`
-//! the rules; neither knows how the state is kept.
+//! One owner: seven small traits, one per concern ([`Accounts`], [`Flips`],
+//! [`Hosts`], [`Rollouts`], [`Jobs`], [`Keys`], [`AuditLog`]), with named
+//! operations; [`Coordination`] is their sum. `fleet` keeps the protocol
+//! (when to announce, wait, commit or abort) and `app` the rules; neither
+//! knows how the state is kept. Each backend is a directory with one file
+//! per concern:
 //! - [`SqliteCoordination`] keeps it in `accounts.db`: the only code that
-//!   runs SQL on that file (`sqlite.rs`, one `impl` block).
+//!   runs SQL on that file (`sqlite/`).
 //! - [`PostgresCoordination`] keeps it in a PostgreSQL database
-//!   (`postgres.rs`, a port of `sqlite.rs`).
+//!   (`postgres/`, a port of `sqlite/`).
 //! - [`MemoryCoordination`] keeps it in one process: for in-process tests
 //!   and for a host embedded without files.
 //!
 //! Each operation that decides something (a gate, a flip) decides it
 //! atomically: a SQLite write transaction, a PostgreSQL transaction under
 //! one advisory lock, or one lock in memory. That is what makes both halves
-//! of the deployment gate safe across processes.
+//! of the deployment gate safe across processes. The gate's rule itself is
+//! written once, in `gate.rs`: a backend only says how to read the hosts or
+//! the migrating accounts inside its transaction.
 //! `host/tests/coordination_rules.rs` holds every backend to the same rules.
 
 mod gate;
