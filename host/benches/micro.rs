@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use notes_host::clock::SystemClock;
-use notes_host::coordination::{Account, Coordination, Gate, PluginSummary, SqliteCoordination};
+use notes_host::coordination::{Account, Accounts, Gate, PluginSummary, SqliteCoordination};
 use notes_host::fleet::liveness::Liveness;
 use notes_host::fleet::{Fleet, FleetSettings, Identity};
 use notes_host::plugins::{PluginLimits, Runtime};

@@ -76,7 +76,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let config = config.clone();
         Arc::new(tokio::task::spawn_blocking(move || open(&config, addr)).await??)
     };
-    tracing::info!(plugin = app.active().plugin.label(), router = ?config.router, data_dir = %config.data_dir.display(), shards = config.location.new_shards(), "host ready");
+    tracing::info!(plugin = app.plugins().active().plugin.label(), router = ?config.router, data_dir = %config.data_dir.display(), shards = config.location.new_shards(), "host ready");
 
     // The first stdout line is the contract scripts and tests rely on.
     let mut stdout = std::io::stdout().lock();

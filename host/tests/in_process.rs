@@ -169,7 +169,7 @@ async fn a_plugin_that_cannot_migrate_is_refused_while_an_account_migrates() {
     fleet.start("b", LEGACY.as_bytes(), AppSettings::default()).err().expect("a host with old code cannot join");
 
     let app = start(&fleet, "c", MIGRATE);
-    app.push_plugin(LEGACY.as_bytes()).unwrap();
+    app.plugins().push_plugin(LEGACY.as_bytes()).unwrap();
     let (status, body) = call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(LEGACY) }))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["error"].as_str().unwrap().contains(&account), "the refusal names the account: {body}");
@@ -292,7 +292,7 @@ async fn a_new_plugin_that_fails_probation_is_rolled_back_to_the_previous_one() 
     let app = start(&fleet, "a", MIGRATE);
     let router = http(&app);
     let accounts = [new_account(&router, false).await, new_account(&router, false).await, new_account(&router, false).await];
-    app.push_plugin(FAILING.as_bytes()).unwrap();
+    app.plugins().push_plugin(FAILING.as_bytes()).unwrap();
     assert_eq!(call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(FAILING) }))).await.0, StatusCode::OK);
     let (mut failures, mut last_failed) = (0, None);
     for i in 0..20 {
@@ -329,7 +329,7 @@ async fn a_failing_plugin_with_nothing_to_roll_back_to_is_suspended_until_an_ope
     assert!(body["error"].as_str().unwrap().contains("suspended"), "{body}");
     assert!(active_plugin(&router).await["active"]["suspended"].is_string());
 
-    app.push_plugin(MIGRATE.as_bytes()).unwrap();
+    app.plugins().push_plugin(MIGRATE.as_bytes()).unwrap();
     assert_eq!(call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(MIGRATE) }))).await.0, StatusCode::OK);
     assert_eq!(call(&router, "GET", &format!("/accounts/{}/notes", accounts[0]), None).await.0, StatusCode::OK);
 }
@@ -341,7 +341,7 @@ async fn automatic_rollback_never_returns_to_a_plugin_a_watch_took_out() {
     let router = http(&app);
     let accounts = [new_account(&router, false).await, new_account(&router, false).await, new_account(&router, false).await];
     let other_failing = "native:failing#2";
-    app.push_plugin(other_failing.as_bytes()).unwrap();
+    app.plugins().push_plugin(other_failing.as_bytes()).unwrap();
     // The first failing plugin is taken out (suspended: nothing before it);
     // an operator activates the second, which fails as well.
     for i in 0..20 {
@@ -375,9 +375,9 @@ async fn an_upgrade_runs_the_new_code_before_the_fleet_learns_and_a_downgrade_af
         at_commit: Mutex::default(),
     });
     let app = fleet.start_with("a", LEGACY.as_bytes(), AppSettings::default(), recording.clone()).unwrap();
-    app.push_plugin(MIGRATE.as_bytes()).unwrap();
-    app.activate_plugin(&digest(MIGRATE), notes_host::app::Actor::Operator, "upgrade").unwrap();
-    app.activate_plugin(&digest(LEGACY), notes_host::app::Actor::Operator, "downgrade").unwrap();
+    app.plugins().push_plugin(MIGRATE.as_bytes()).unwrap();
+    app.plugins().activate_plugin(&digest(MIGRATE), notes_host::app::Actor::Operator, "upgrade").unwrap();
+    app.plugins().activate_plugin(&digest(LEGACY), notes_host::app::Actor::Operator, "downgrade").unwrap();
     let at_commit = recording.at_commit.lock().unwrap().clone();
     assert_eq!(
         at_commit,
@@ -590,7 +590,7 @@ async fn errors_are_json_with_the_documented_status() {
     }
     // A rejected upload: not a plugin this host can run.
     let app = start(&fleet, "b", MIGRATE);
-    assert!(matches!(app.push_plugin(b"not a plugin"), Err(AppError::Rejected(_))));
+    assert!(matches!(app.plugins().push_plugin(b"not a plugin"), Err(AppError::Rejected(_))));
     // Deleting a note that does not exist succeeds, as Notely's clients expect.
     let (status, _) = call(&router, "DELETE", &format!("/accounts/{account}/notes/{missing}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -1060,7 +1060,7 @@ async fn every_audited_action_appears_once_in_order_with_a_cursor() {
     set_migrating(&router, &account, true).await;
     set_migrating(&router, &account, true).await;
     call(&router, "POST", "/migration/rollout", Some(json!({ "percent": 0 }))).await;
-    app.push_plugin(LEGACY.as_bytes()).unwrap();
+    app.plugins().push_plugin(LEGACY.as_bytes()).unwrap();
     call(&router, "PUT", "/plugins/active", Some(json!({ "digest": digest(LEGACY) }))).await;
     let (_, log) = call(&router, "GET", "/audit", None).await;
     let kinds: Vec<(String, String)> = log["entries"]
@@ -1243,7 +1243,7 @@ async fn a_plugin_is_activated_by_its_12_hex_prefix() {
     let fleet = InProcess::default();
     let app = start(&fleet, "a", MIGRATE);
     let router = http(&app);
-    app.push_plugin(LEGACY.as_bytes()).unwrap();
+    app.plugins().push_plugin(LEGACY.as_bytes()).unwrap();
     let legacy = digest(LEGACY);
     let (status, body) = call(&router, "PUT", "/plugins/active", Some(json!({ "digest": &legacy[..12] }))).await;
     assert_eq!((status, body["digest"].as_str()), (StatusCode::OK, Some(legacy.as_str())), "{body}");

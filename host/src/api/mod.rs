@@ -36,7 +36,7 @@ pub use auth::{AdminToken, ClientAddr};
 pub use console::asset_bytes as console_asset_bytes;
 use error::ApiError;
 
-use crate::app::App;
+use crate::app::{App, NoteService};
 
 #[derive(Clone)]
 pub struct ApiConfig {
@@ -153,34 +153,35 @@ fn x_plugin(plugin: String, digest: &str) -> String {
     }
 }
 
-/// Runs a note operation: on the request's own task when the app says it
-/// cannot hold the worker (`App::note_path_inline`), else on a blocking
-/// thread, driven there to its end, with the request's tag (`request_id`).
-async fn note_path<T, E, F>(app: &Arc<App>, write: bool, op: impl FnOnce(Arc<App>) -> F + Send + 'static) -> Result<T, ApiError>
+/// Runs a note operation: on the request's own task when the note service
+/// says it cannot hold the worker (`NoteService::note_path_inline`), else on
+/// a blocking thread, driven there to its end, with the request's tag
+/// (`request_id`).
+async fn note_path<T, E, F>(notes: &Arc<NoteService>, write: bool, op: impl FnOnce(Arc<NoteService>) -> F + Send + 'static) -> Result<T, ApiError>
 where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
     F: std::future::Future<Output = Result<T, E>> + Send + 'static,
 {
-    if app.note_path_inline(write) {
-        return op(Arc::clone(app)).await.map_err(Into::into);
+    if notes.note_path_inline(write) {
+        return op(Arc::clone(notes)).await.map_err(Into::into);
     }
-    let app = Arc::clone(app);
+    let notes = Arc::clone(notes);
     let tag = crate::request_id::of_task();
     // Not tokio's `block_on`: it would enter the runtime on this thread, and
     // the blocking `postgres` client's own runtime then panics.
-    let drive = move || pollster::block_on(crate::request_id::on_task(tag, op(app)));
+    let drive = move || pollster::block_on(crate::request_id::on_task(tag, op(notes)));
     match tokio::task::spawn_blocking(drive).await {
         Ok(result) => result.map_err(Into::into),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("request handler failed: {e}"))),
     }
 }
 
-/// Runs a blocking `App` operation off the async workers, with the
-/// request's tag (so what it logs names the request).
-async fn blocking<T: Send + 'static>(
-    app: &Arc<App>,
-    op: impl FnOnce(&App) -> Result<T, crate::app::AppError> + Send + 'static,
+/// Runs a blocking operation of the app or one of its services off the
+/// async workers, with the request's tag (so what it logs names the request).
+async fn blocking<S: Send + Sync + 'static, T: Send + 'static>(
+    app: &Arc<S>,
+    op: impl FnOnce(&S) -> Result<T, crate::app::AppError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let app = Arc::clone(app);
     let tag = crate::request_id::of_task();

@@ -138,7 +138,7 @@ pub async fn create(
     let content = content(body.content)?;
     let id = client_id("note", body.id.as_deref())?;
     let created_at = client_time("createdAt", body.created_at.as_deref())?;
-    let note = note_path(&app, true, move |app| async move { app.create_note(account, id, content, created_at).await }).await?;
+    let note = note_path(app.notes(), true, move |notes| async move { notes.create_note(account, id, content, created_at).await }).await?;
     Ok(served(StatusCode::CREATED, note, |note| {
         let location = HeaderValue::from_str(&format!("/accounts/{}/notes/{}", note.account_id, note.id));
         let mut response = note_response(note);
@@ -176,7 +176,7 @@ pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Quer
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
     }
     let after = page.after.map(|after| uuid("after", &after).map(|id| id.to_string())).transpose()?;
-    let ids = note_path(&app, false, move |app| async move { app.note_ids(account).await }).await?;
+    let ids = note_path(app.notes(), false, move |notes| async move { notes.note_ids(account).await }).await?;
     // The ids as the store and plugin passed them, without a String each.
     Ok(served(StatusCode::OK, ids, |ids| {
         let listed = ids.iter().filter(|id| after.as_deref().is_none_or(|after| *id > after));
@@ -214,7 +214,7 @@ pub async fn get(
     held: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
-    let note = note_path(&app, false, move |app| async move { app.note(account, note).await }).await?;
+    let note = note_path(app.notes(), false, move |notes| async move { notes.note(account, note).await }).await?;
     if held.matches(note.value.version) {
         return Ok(served(StatusCode::NOT_MODIFIED, note, |note| ([(ETAG, etag(note.version))]).into_response()));
     }
@@ -237,7 +237,7 @@ pub async fn update(
     let expected = if_match(&headers)?;
     let content = content(body.content)?;
     let updated_at = client_time("updatedAt", body.updated_at.as_deref())?;
-    let note = note_path(&app, true, move |app| async move { app.update_note(account, note, content, expected, updated_at).await }).await?;
+    let note = note_path(app.notes(), true, move |notes| async move { notes.update_note(account, note, content, expected, updated_at).await }).await?;
     Ok(served(StatusCode::OK, note, note_response))
 }
 
@@ -248,7 +248,7 @@ pub async fn update(
 )]
 pub async fn delete(State(app): State<Arc<App>>, Path((account, note)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
-    let done = note_path(&app, true, move |app| async move { app.delete_note(account, note).await }).await?;
+    let done = note_path(app.notes(), true, move |notes| async move { notes.delete_note(account, note).await }).await?;
     Ok(served(StatusCode::NO_CONTENT, done, |()| ().into_response()))
 }
 
@@ -269,6 +269,6 @@ pub async fn placement(
     Path((account, note)): Path<(String, String)>,
 ) -> Result<Json<PlacementBody>, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
-    let Placement { legacy, new } = blocking(&app, move |app| app.placement(account, note)).await?;
+    let Placement { legacy, new } = blocking(app.notes(), move |notes| notes.placement(account, note)).await?;
     Ok(Json(PlacementBody { legacy, new }))
 }

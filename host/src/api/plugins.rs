@@ -81,11 +81,11 @@ pub async fn push(State(app): State<Arc<App>>, Query(query): Query<PushQuery>, w
     // (the request timeout still applies).
     static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
     let _turn = UPLOADS.acquire().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("plugin uploads are closed: {e}")))?;
-    let (record, new) = blocking(&app, move |app| {
+    let (record, new) = blocking(app.plugins(), move |plugins| {
         if query.check {
-            app.check_plugin(&wasm)?;
+            plugins.check_plugin(&wasm)?;
         }
-        app.push_plugin(&wasm)
+        plugins.push_plugin(&wasm)
     })
     .await?;
     Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(record.into())))
@@ -156,7 +156,7 @@ pub struct RegistryBody {
 
 #[utoipa::path(get, path = "/plugins", operation_id = "listPlugins", tag = "plugins", responses((status = 200, description = "The active plugin, every stored plugin and the activation history.", body = RegistryBody), Errors))]
 pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, ApiError> {
-    let PluginsView { active, plugins, history } = blocking(&app, |app| app.plugins()).await?;
+    let PluginsView { active, plugins, history } = blocking(app.plugins(), |plugins| plugins.view()).await?;
     Ok(Json(RegistryBody {
         active: ActiveBody {
             digest: active.plugin.digest().to_owned(),
@@ -199,14 +199,14 @@ pub struct Activate {
 )]
 pub async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Activate>) -> Result<Json<PluginBody>, ApiError> {
     let digest = body.digest.ok_or_else(|| ApiError::bad_request("digest is required"))?;
-    let record = blocking(&app, move |app| app.activate_plugin(&digest, Actor::Operator, "activated by an operator")).await?;
+    let record = blocking(app.plugins(), move |plugins| plugins.activate_plugin(&digest, Actor::Operator, "activated by an operator")).await?;
     Ok(Json(record.into()))
 }
 
 /// The previously active plugin again.
 #[utoipa::path(post, path = "/plugins/rollback", operation_id = "rollbackPlugin", tag = "plugins", responses((status = 200, description = "The plugin now active.", body = PluginBody), Errors))]
 pub async fn rollback(State(app): State<Arc<App>>) -> Result<Json<PluginBody>, ApiError> {
-    Ok(Json(blocking(&app, |app| app.rollback_plugin()).await?.into()))
+    Ok(Json(blocking(app.plugins(), |plugins| plugins.rollback_plugin()).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -261,7 +261,7 @@ impl From<PluginFault> for FaultBody {
     responses((status = 200, description = "The plugin's recent failures on this host, newest first.", body = FaultsBody), Errors)
 )]
 pub async fn errors(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Result<Json<FaultsBody>, ApiError> {
-    let (digest, faults) = blocking(&app, move |app| app.plugin_faults(&digest)).await?;
+    let (digest, faults) = blocking(app.plugins(), move |plugins| plugins.plugin_faults(&digest)).await?;
     Ok(Json(FaultsBody { digest, errors: faults.into_iter().map(Into::into).collect() }))
 }
 
@@ -283,5 +283,5 @@ pub async fn set_instances(
     Path(digest): Path<String>,
     JsonBody(instances): JsonBody<Instances>,
 ) -> Result<Json<PluginBody>, ApiError> {
-    Ok(Json(blocking(&app, move |app| app.set_plugin_instances(&digest, instances)).await?.into()))
+    Ok(Json(blocking(app.plugins(), move |plugins| plugins.set_plugin_instances(&digest, instances)).await?.into()))
 }

@@ -4,7 +4,6 @@ use uuid::Uuid;
 
 use crate::coordination::{Account, AccountDetails};
 use crate::fleet::{FlipCause, FlipOutcome, HostView};
-use crate::router::Router;
 use super::{Actor, App, AppError};
 use super::errors::no_account;
 
@@ -31,7 +30,7 @@ impl App {
     pub fn create_account(&self, id: Option<Uuid>, name: &str, is_migrating: bool, shard: Option<String>) -> Result<Account, AppError> {
         let name = valid_name(name, self.settings.max_name_bytes)?;
         let shard = shard.map(|s| valid_shard(s, self.settings.max_name_bytes)).transpose()?;
-        let _admin = is_migrating.then(|| self.admin_lock());
+        let _admin = is_migrating.then(|| self.plugins.admin_lock());
         if is_migrating {
             self.migration_gate()?;
         }
@@ -117,7 +116,7 @@ impl App {
     /// stop generation it began at: once the kill switch raised it, the
     /// rollout turns nothing on (`AppError::Stopped`).
     pub(super) fn set_flag(&self, id: Uuid, to: bool, cause: FlipCause<'_>) -> Result<FlipOutcome, AppError> {
-        let _admin = to.then(|| self.admin_lock());
+        let _admin = to.then(|| self.plugins.admin_lock());
         if to {
             self.migration_gate()?;
         }
@@ -153,11 +152,7 @@ impl App {
     /// (the design note's first goal): old code beside a migration loses
     /// notes (see `plugins/routing/src/legacy_only.rs`).
     pub(super) fn migration_gate(&self) -> Result<(), AppError> {
-        let active = self.active();
-        let router: &dyn Router = match &self.native {
-            Some(native) => native.as_ref(),
-            None => active.plugin.as_ref(),
-        };
+        let router = self.plugins.serving();
         if !router.supports_migration() {
             return Err(AppError::Gate(format!(
                 "cannot turn isMigrating on: the active plugin {} does not support migration; \

@@ -3,14 +3,12 @@
 //! audit log they all write to.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use notes_routing::{IdList, Placement, Store};
 use uuid::Uuid;
 
 use crate::coordination::{Account, AuditEntry, AuditQuery, Verified};
 use crate::fleet::{FlipCause, FlipOutcome};
-use crate::router::Router;
 use super::{Actor, App, AppError};
 use super::away_memo::Seen;
 
@@ -222,7 +220,7 @@ impl App {
                 Placement::New => legacy_notes,
                 _ => new_notes,
             };
-            let router = self.serving_router();
+            let router = self.plugins.serving();
             if router.homes_by_migrate_rule() {
                 return Ok(by_rule);
             }
@@ -252,14 +250,6 @@ impl App {
         Ok(MigrationStatus { is_migrating, state, legacy_notes, new_notes, verified })
     }
 
-    /// The router serving this host's requests: the native one, or the active plugin.
-    fn serving_router(&self) -> Arc<dyn Router> {
-        match &self.native {
-            Some(native) => native.clone(),
-            None => self.active().plugin.clone(),
-        }
-    }
-
     /// The account's live note ids in legacy and in new (empty without one).
     fn note_ids_per_store(&self, key: &str) -> Result<(IdList, IdList), AppError> {
         let ids = |store: Store| -> Result<IdList, AppError> {
@@ -278,7 +268,7 @@ impl App {
     /// plugin reads the stores through a batched scope never committed:
     /// nothing it writes while asked lands.
     fn homes(&self, account: Uuid, ids: &IdList, is_migrating: bool) -> Result<Vec<Placement>, AppError> {
-        if self.serving_router().homes_by_migrate_rule() {
+        if self.plugins.serving().homes_by_migrate_rule() {
             return Ok(vec![Placement::by_migrate_rule(self.stores.new.is_some(), is_migrating); ids.len()]);
         }
         let all: Vec<&str> = ids.iter().collect();
@@ -287,7 +277,7 @@ impl App {
             let chunk: IdList = chunk.iter().collect();
             let admission = self.fleet.admit(account)?;
             // On a blocking thread (a verify, a status): driven to its end here.
-            let served = pollster::block_on(self.route_admitted(account, crate::router::Op::Homes, &admission, |router, scope, _| async move {
+            let served = pollster::block_on(self.notes.route_admitted(account, crate::router::Op::Homes, &admission, |router, scope, _| async move {
                 let (read_only, _never_committed) = scope.batched(Store::New);
                 router.homes(read_only, &chunk, is_migrating).await
             }))
@@ -367,7 +357,7 @@ impl App {
             }
             let read = match id.parse::<Uuid>() {
                 // On the verify's blocking thread: driven to its end here.
-                Ok(note) => pollster::block_on(self.note(account, note)).map(drop).map_err(|e| e.error),
+                Ok(note) => pollster::block_on(self.notes.note(account, note)).map(drop).map_err(|e| e.error),
                 Err(e) => Err(AppError::Invalid(e.to_string())),
             };
             match read {

@@ -23,7 +23,6 @@
 //! become `AppError`).
 
 mod accounts;
-mod active_plugin;
 mod away_memo;
 mod batch_size;
 mod errors;
@@ -34,8 +33,9 @@ mod note_turns;
 mod moves;
 mod notes;
 mod plugin_faults;
+mod plugins;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use crate::catalog::{Catalog, PluginLoader};
 use crate::clock::Clock;
@@ -48,15 +48,15 @@ use crate::stores::DataStores;
 
 pub use crate::plugin_health::WatchConfig;
 pub use accounts::AccountChange;
-pub use active_plugin::{ActivePlugin, Actor, PluginsView};
+pub use plugins::{ActivePlugin, Actor, PluginService, PluginsView};
 pub use errors::AppError;
 pub use jobs::{JobControl, spawn_job_runner};
 pub use migration::{MigrationState, MigrationStatus, Rollout, RolloutReport, ServiceMigration, VERIFY_PROBLEMS_SHOWN, VerifyReport, cohort};
 pub use batch_size::FIRST as FIRST_MOVE_BATCH;
 pub use moves::MoveOutcome;
-pub use notes::Placement;
+pub use notes::{NoteService, Placement};
 pub use plugin_faults::PluginFault;
-use active_plugin::summary;
+use plugins::summary;
 use errors::internal;
 
 /// Notely's limits, in bytes of UTF-8 (Notely counts bytes): the defaults of
@@ -128,38 +128,25 @@ impl Default for AppSettings {
     }
 }
 
+/// The application core: the services the API holds, and the operator's
+/// side (accounts and keys, migration states, moves, jobs, the rollout).
+/// Whatever two services share has one owner: the fleet, the stores and the
+/// coordination state are built once and handed to each service that needs
+/// them.
 pub struct App {
     coordination: Arc<dyn Coordination>,
     stores: DataStores,
-    catalog: Arc<dyn Catalog>,
-    loader: Arc<dyn PluginLoader>,
     clock: Arc<dyn Clock>,
-    active: RwLock<Arc<ActivePlugin>>,
-    /// Held while a gate decision and the change it allows happen together
-    /// (turning a flag on; activating a plugin), so neither can slip past the other.
-    admin: Mutex<()>,
-    /// Digests a health watch took out since this host started: automatic
-    /// rollback never goes back to one of them.
-    tripped: Mutex<std::collections::HashSet<String>>,
     settings: AppSettings,
-    /// `--router native-*`: route natively instead of through the plugin.
-    native: Option<Arc<dyn Router>>,
-    fleet: Fleet,
+    fleet: Arc<Fleet>,
+    /// The plugin lifecycle (registry, activation, health, faults).
+    plugins: Arc<PluginService>,
+    /// The note path (flag, routing, plugin call).
+    notes: Arc<NoteService>,
     /// When each throttled job may step again on this host.
     job_pacing: jobs::JobPacing,
     /// How many notes the next move batch takes.
     batch_size: batch_size::BatchSize,
-    /// One writer at a time per note in this host.
-    note_turns: note_turns::NoteTurns,
-    /// The flag and every store answer in microseconds (`App::note_path_inline`);
-    /// fixed once the app is built.
-    in_process: bool,
-    /// Every store's request-path calls are awaited or answered in
-    /// microseconds (`DataStore::serves_requests_async`): a plugin's calls
-    /// may run on the request's task.
-    stores_async: bool,
-    /// Recent failures of each plugin, with the messages clients do not see.
-    plugin_faults: plugin_faults::PluginFaults,
     /// The serving plugin's last judgement of each account's notes, so the
     /// states a scrape works out make no plugin call while nothing changed.
     away_memo: away_memo::AwayMemo,
@@ -200,46 +187,48 @@ impl App {
         } else {
             PluginHealth::on_probation(settings.probation, settings.breaker)
         };
-        let active = ActivePlugin::new(plugin, load, health);
-        let in_process = coordination.is_in_process() && stores.are_in_process();
-        let stores_async = stores.serve_requests_async();
-        let app = App {
-            in_process,
-            stores_async,
+        let fleet = Arc::new(fleet);
+        let plugins = Arc::new(PluginService::new(plugins::PluginParts {
+            catalog: catalog.clone(),
+            loader,
+            active: ActivePlugin::new(plugin, load, health),
+            native,
+            probation: settings.probation,
+            breaker: settings.breaker,
+            fleet: fleet.clone(),
+            clock: clock.clone(),
+        }));
+        let notes = Arc::new(NoteService::new(fleet.clone(), stores.clone(), coordination.clone(), plugins.clone(), settings, clock.clone()));
+        if !already_active && plugins.native().is_none() {
+            catalog.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", clock.now_ms()).map_err(internal)?;
+        }
+        Ok(App {
             coordination,
             stores,
-            catalog,
-            loader,
             clock,
-            active: RwLock::new(Arc::new(active)),
-            admin: Mutex::new(()),
-            tripped: Mutex::default(),
             settings,
-            native,
             fleet,
+            plugins,
+            notes,
             batch_size: batch_size::BatchSize::default(),
-            note_turns: note_turns::NoteTurns::default(),
             job_pacing: jobs::JobPacing::default(),
-            plugin_faults: plugin_faults::PluginFaults::default(),
             away_memo: away_memo::AwayMemo::default(),
-        };
-        if !already_active && app.native.is_none() {
-            app.catalog.record_activation(digest, Actor::Startup.as_str(), "--plugin at startup", app.now_ms()).map_err(internal)?;
-        }
-        Ok(app)
+        })
     }
 
-    pub fn active(&self) -> Arc<ActivePlugin> {
-        self.active.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The note path.
+    pub fn notes(&self) -> &Arc<NoteService> {
+        &self.notes
+    }
+
+    /// The plugin lifecycle.
+    pub fn plugins(&self) -> &Arc<PluginService> {
+        &self.plugins
     }
 
     /// Now, by the clock this app was built with.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
-    }
-
-    fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.admin.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

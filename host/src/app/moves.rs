@@ -94,10 +94,7 @@ impl App {
     pub fn move_notes(&self, account: Uuid) -> Result<Served<MoveOutcome>, AppError> {
         // Refused whether or not there is anything to move: an operator
         // learns it now, not at the first note left in the wrong store.
-        let router = match &self.native {
-            Some(native) => native.clone(),
-            None => self.active().plugin.clone(),
-        };
+        let router = self.plugins.serving();
         if !router.supports_migration() {
             return Err(AppError::Conflict(format!(
                 "the active plugin {} does not move notes (it does not support migration): activate one that does \
@@ -207,7 +204,7 @@ impl App {
         let admission = self.fleet.admit(account)?;
         // A batch runs on a job's thread: its plugin call is driven to its
         // end right here (`route_admitted` is the request path's, async).
-        let served = pollster::block_on(self.route_admitted(account, crate::router::Op::MoveNotes, &admission, |router, scope, migrating| async move {
+        let served = pollster::block_on(self.notes.route_admitted(account, crate::router::Op::MoveNotes, &admission, |router, scope, migrating| async move {
             if toward_new.is_some_and(|want| want != migrating) {
                 return Ok(Ok(Err(NotCalled::Ended(Batch::OtherMode { is_migrating: migrating }))));
             }

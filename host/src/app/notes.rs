@@ -1,5 +1,5 @@
-//! The note path: read the flag, call the plugin bound to the account; and
-//! the operator views of notes, straight from the stores.
+//! The note service: read the flag, call the plugin bound to the account;
+//! and the operator views of notes, straight from the stores.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,9 +8,35 @@ use std::time::Instant;
 use notes_routing::{Error as PluginError, IdList, Note, NoteChange, Store};
 use uuid::Uuid;
 
+use crate::clock::Clock;
+use crate::coordination::Coordination;
+use crate::fleet::Fleet;
 use crate::router::{AccountScope, Op, PluginFailure, Routed, Router};
-use super::{App, AppError, NoteError, Served, ServedBy};
+use crate::stores::DataStores;
 use super::errors::no_account;
+use super::note_turns::NoteTurns;
+use super::{AppError, AppSettings, NoteError, PluginService, Served, ServedBy};
+
+/// The note path, given only what it needs: the fleet (the flag, admission),
+/// the stores, the plugin service (which router serves, and where its
+/// failures go), and one writer at a time per note.
+pub struct NoteService {
+    fleet: Arc<Fleet>,
+    stores: DataStores,
+    /// The flag of an account for the operator views (`placement`).
+    coordination: Arc<dyn Coordination>,
+    plugins: Arc<PluginService>,
+    note_turns: NoteTurns,
+    settings: AppSettings,
+    clock: Arc<dyn Clock>,
+    /// The flag and every store answer in microseconds (`note_path_inline`);
+    /// fixed once the service is built.
+    in_process: bool,
+    /// Every store's request-path calls are awaited or answered in
+    /// microseconds (`DataStore::serves_requests_async`): a plugin's calls
+    /// may run on the request's task.
+    stores_async: bool,
+}
 
 /// How often an update carrying `updatedAt` re-reads a note that changed
 /// under it before giving up (503).
@@ -30,7 +56,24 @@ pub struct Placement {
     pub new: bool,
 }
 
-impl App {
+impl NoteService {
+    pub(super) fn new(
+        fleet: Arc<Fleet>,
+        stores: DataStores,
+        coordination: Arc<dyn Coordination>,
+        plugins: Arc<PluginService>,
+        settings: AppSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let in_process = coordination.is_in_process() && stores.are_in_process();
+        let stores_async = stores.serve_requests_async();
+        NoteService { fleet, stores, coordination, plugins, note_turns: NoteTurns::default(), settings, clock, in_process, stores_async }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// `created_at_ms`: the client's creation time, kept if given (Notely's
     /// rule); else now.
     pub async fn create_note(&self, account: Uuid, id: Option<Uuid>, content: String, created_at_ms: Option<i64>) -> Result<Served<Note>, NoteError> {
@@ -151,9 +194,9 @@ impl App {
     /// blocking methods: inline only if they answer in microseconds, and a
     /// write waits for its commit without holding the thread.
     pub fn note_path_inline(&self, write: bool) -> bool {
-        match &self.native {
+        match self.plugins.native() {
             Some(native) => self.in_process && !(write && native.writes_block()),
-            None => self.stores_async && !(write && self.active().plugin.writes_block()),
+            None => self.stores_async && !(write && self.plugins.active().plugin.writes_block()),
         }
     }
 
@@ -162,7 +205,7 @@ impl App {
         let size = served.value.content.len();
         if size > self.settings.max_note_bytes {
             let message = format!("returned a note of {size} bytes, over the {} byte limit", self.settings.max_note_bytes);
-            let error = self.plugin_fault(account, op, &served.by.plugin, &served.by.digest, message);
+            let error = self.plugins.plugin_fault(account, op, &served.by.plugin, &served.by.digest, message);
             return Err(NoteError { error, served_by: Some(served.by) });
         }
         Ok(served)
@@ -180,7 +223,7 @@ impl App {
         self.route_note(account, None, op, call).await
     }
 
-    /// [`App::route`] for a write of the note `note`: once admitted, it
+    /// [`NoteService::route`] for a write of the note `note`: once admitted, it
     /// waits for the note's turn (`note_turns`), so this host's writers of
     /// one note run one at a time and never race. Admitted first, so the
     /// waiters count against the account's `--max-requests-per-account`.
@@ -214,7 +257,7 @@ impl App {
         served
     }
 
-    /// [`App::route`] once admitted.
+    /// [`NoteService::route`] once admitted.
     pub(super) async fn route_admitted<T, F: Future<Output = Routed<T>>>(
         &self,
         account: Uuid,
@@ -231,7 +274,7 @@ impl App {
             Ok(Ok(_)) => None,
             _ => store_failure.get().map(|why| AppError::Unavailable(format!("{why}; retry"))),
         };
-        if let Some(native) = &self.native {
+        if let Some(native) = self.plugins.native() {
             let started = Instant::now();
             let answer = call(native.clone(), scope, is_migrating).await;
             observe_call(native.label(), op, &answer, started.elapsed());
@@ -240,7 +283,7 @@ impl App {
             }
             return self.served(account, op, native.as_ref(), answer);
         }
-        let active = self.active();
+        let active = self.plugins.active();
         let plugin = &active.plugin;
         // Why stays with the operators (`GET /plugins`): the reason quotes
         // the plugin's last failure, its internals.
@@ -263,7 +306,7 @@ impl App {
         let failed = matches!(&answer, Err(f) if !matches!(f, PluginFailure::Busy { .. }));
         if let Some(tripped) = active.health.record(account, failed) {
             // Writes the catalog (a round trip on PostgreSQL): in place.
-            crate::blocking::in_place(|| self.automatic_rollback(&active, tripped, answer.as_ref().err()));
+            crate::blocking::in_place(|| self.plugins.automatic_rollback(&active, tripped, answer.as_ref().err()));
         }
         self.served(account, op, plugin.as_ref(), answer)
     }
@@ -283,9 +326,9 @@ impl App {
                 PluginError::Conflict(m) => AppError::Conflict(m),
                 PluginError::Invalid(m) => AppError::Invalid(m),
                 PluginError::Unavailable(m) => AppError::Unavailable(m),
-                PluginError::Internal(m) => self.plugin_fault(account, op, plugin, digest, m),
+                PluginError::Internal(m) => self.plugins.plugin_fault(account, op, plugin, digest, m),
             })),
-            Err(PluginFailure::Trapped { message, .. } | PluginFailure::OverLimit { message, .. }) => Err(by(self.plugin_fault(account, op, plugin, digest, message))),
+            Err(PluginFailure::Trapped { message, .. } | PluginFailure::OverLimit { message, .. }) => Err(by(self.plugins.plugin_fault(account, op, plugin, digest, message))),
             // The plugin's author needs these as much as a trap (a loop, a
             // slow path): recorded under the request's id, while the client
             // gets the 503 that says it was the plugin's deadline.
@@ -295,7 +338,7 @@ impl App {
                     PluginFailure::OutOfFuel { fuel, .. } => format!("out of fuel ({fuel} units) in {}", op.as_str()),
                     _ => unreachable!("matched above"),
                 };
-                self.record_plugin_fault(account, op, plugin, digest, what, true);
+                self.plugins.record_plugin_fault(account, op, plugin, digest, what, true);
                 Err(by(failure.into()))
             }
             Err(failure) => Err(by(failure.into())),

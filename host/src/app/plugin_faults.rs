@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use super::{App, AppError};
+use super::{AppError, PluginService};
 use crate::router::Op;
 
 /// Failures kept per plugin on this host; the oldest goes first.
@@ -65,7 +65,7 @@ impl PluginFaults {
     }
 }
 
-impl App {
+impl PluginService {
     /// Keeps `message` for the plugin's authors and returns what the client
     /// gets instead: a 500 naming the plugin and the failure's id.
     pub(super) fn plugin_fault(&self, account: Uuid, operation: Op, plugin: &str, digest: &str, message: String) -> AppError {
@@ -98,7 +98,7 @@ impl App {
         let operation = operation.as_str();
         tracing::warn!(error_id = %id, plugin, digest, %account, operation, request_id = request_id.as_deref().unwrap_or(""), error = %message, "plugin failed");
         let fault = PluginFault { id: id.clone(), at_ms: self.now_ms(), plugin: plugin.to_owned(), account, operation, request_id, message, stopped };
-        self.plugin_faults.record(digest, fault);
+        self.faults.record(digest, fault);
         id
     }
 
@@ -108,10 +108,10 @@ impl App {
     pub fn plugin_faults(&self, digest: &str) -> Result<(String, Vec<PluginFault>), AppError> {
         // The router compiled into the host (`--router native-*`) has no stored digest.
         if digest == "native" {
-            return Ok((digest.to_owned(), self.plugin_faults.recent(digest)));
+            return Ok((digest.to_owned(), self.faults.recent(digest)));
         }
         let one = self.stored_plugin(digest)?;
-        let faults = self.plugin_faults.recent(&one.digest);
+        let faults = self.faults.recent(&one.digest);
         Ok((one.digest, faults))
     }
 }

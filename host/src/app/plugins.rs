@@ -1,14 +1,54 @@
-//! The plugin serving new requests, its health watches, and how plugins are
-//! activated, rolled back and suspended.
+//! The plugin service: the registry (check, push, how instances are made),
+//! the plugin serving new requests with its health watches, how plugins are
+//! activated, rolled back and suspended, and their failures kept for their
+//! authors (`plugin_faults`).
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
-use crate::catalog::{Activation, LoadReport, PluginRecord, RegistryError, short};
+use crate::catalog::{Activation, Catalog, LoadReport, PluginLoader, PluginRecord, RegistryError, short};
+use crate::clock::Clock;
 use crate::coordination::PluginSummary;
-use crate::plugin_health::{PluginHealth, Tripped};
+use crate::fleet::Fleet;
+use crate::plugin_health::{PluginHealth, Tripped, WatchConfig};
 use crate::router::{Instances, PluginFailure, Router};
-use super::{App, AppError};
+use super::AppError;
 use super::errors::internal;
+use super::plugin_faults::PluginFaults;
+
+/// Everything about plugins a host does: given only what that needs.
+pub struct PluginService {
+    catalog: Arc<dyn Catalog>,
+    loader: Arc<dyn PluginLoader>,
+    active: RwLock<Arc<ActivePlugin>>,
+    /// `--router native-*`: route natively instead of through the plugin.
+    native: Option<Arc<dyn Router>>,
+    /// Held while a gate decision and the change it allows happen together
+    /// (turning a flag on, in `accounts`; activating a plugin, here), so
+    /// neither can slip past the other.
+    admin: Mutex<()>,
+    /// Digests a health watch took out since this host started: automatic
+    /// rollback never goes back to one of them.
+    tripped: Mutex<HashSet<String>>,
+    probation: WatchConfig,
+    breaker: WatchConfig,
+    /// Recent failures of each plugin, with the messages clients do not see.
+    pub(super) faults: PluginFaults,
+    fleet: Arc<Fleet>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What a [`PluginService`] is built from.
+pub(super) struct PluginParts {
+    pub catalog: Arc<dyn Catalog>,
+    pub loader: Arc<dyn PluginLoader>,
+    pub active: ActivePlugin,
+    pub native: Option<Arc<dyn Router>>,
+    pub probation: WatchConfig,
+    pub breaker: WatchConfig,
+    pub fleet: Arc<Fleet>,
+    pub clock: Arc<dyn Clock>,
+}
 
 /// The plugin serving new requests. A request clones the `Arc` once, at its
 /// start, and uses that plugin to its end: a swap never mixes two plugins in
@@ -59,7 +99,50 @@ pub struct PluginsView {
     pub history: Vec<Activation>,
 }
 
-impl App {
+impl PluginService {
+    pub(super) fn new(parts: PluginParts) -> Self {
+        let PluginParts { catalog, loader, active, native, probation, breaker, fleet, clock } = parts;
+        PluginService {
+            catalog,
+            loader,
+            active: RwLock::new(Arc::new(active)),
+            native,
+            admin: Mutex::new(()),
+            tripped: Mutex::default(),
+            probation,
+            breaker,
+            faults: PluginFaults::default(),
+            fleet,
+            clock,
+        }
+    }
+
+    /// The plugin serving new requests (a request takes it once, at its start).
+    pub fn active(&self) -> Arc<ActivePlugin> {
+        self.active.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The router compiled into the host, if it routes natively (`--router`).
+    pub fn native(&self) -> Option<&Arc<dyn Router>> {
+        self.native.as_ref()
+    }
+
+    /// The router serving new requests: the native one, else the active plugin.
+    pub fn serving(&self) -> Arc<dyn Router> {
+        match &self.native {
+            Some(native) => native.clone(),
+            None => self.active().plugin.clone(),
+        }
+    }
+
+    pub(super) fn admin_lock(&self) -> MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     // ---- the plugin registry ---------------------------------------------
 
     /// Runs the conformance kit's contract cases on an upload (`POST
@@ -147,7 +230,7 @@ impl App {
             return Ok(record);
         }
         let summary = summary(plugin.as_ref());
-        let next = Arc::new(ActivePlugin::new(plugin, load, PluginHealth::on_probation(self.settings.probation, self.settings.breaker)));
+        let next = Arc::new(ActivePlugin::new(plugin, load, PluginHealth::on_probation(self.probation, self.breaker)));
         let swapped = self
             .fleet
             .change_plugin(&summary, || -> Result<(), AppError> {
@@ -215,7 +298,8 @@ impl App {
         }
     }
 
-    pub fn plugins(&self) -> Result<PluginsView, AppError> {
+    /// `GET /plugins`: the active plugin, every stored one, the history.
+    pub fn view(&self) -> Result<PluginsView, AppError> {
         Ok(PluginsView {
             active: self.active(),
             plugins: self.catalog.records().map_err(internal)?,
