@@ -15,7 +15,6 @@ mod freed_memory;
 mod lock;
 mod pg;
 pub mod fleet;
-pub mod in_process;
 pub mod metrics;
 pub mod plugin_health;
 pub mod plugins;

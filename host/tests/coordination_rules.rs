@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use notes_host::coordination::{
     Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, ChangeWatch, Coordination, CoordinationError, Hosts, FlagState, Gate, HostRecord,
-    Job, JobKind, JobState, MemoryCoordination, PendingFlip, PluginSummary, PostgresCoordination, SqliteCoordination, Verified,
+    Job, JobKind, JobState, PendingFlip, PluginSummary, PostgresCoordination, SqliteCoordination, Verified,
 };
+use notes_in_process::MemoryCoordination;
 use uuid::Uuid;
 
 /// One backend under test.

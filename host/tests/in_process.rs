@@ -24,7 +24,7 @@ use notes_host::coordination::{
     Account, AccountDetails, AccountKey, Announced, AuditEntry, AuditQuery, Accounts, AuditLog, ChangeWatch, Coordination, CoordinationError, Flips, Hosts, Jobs, Keys, Rollouts, FlagState, Gate, HostRecord,
     Job, JobKind, JobState, PendingFlip, PluginSummary, Verified,
 };
-use notes_host::in_process::InProcess;
+use notes_in_process::InProcess;
 
 const MIGRATE: &str = "native:migrate";
 const LEGACY: &str = "native:legacy-only";

@@ -1,7 +1,7 @@
 //! The application core: every operation the API offers, with its rules.
 //! Knows no HTTP (that is `api`), no SQL (that is `coordination`, `catalog`
 //! and `stores`) and no wasmtime (that is `plugins`): it is built from
-//! traits, so an `App` runs in one process without files too (`in_process`).
+//! traits, so an `App` runs in one process without files too (crate `notes-in-process`).
 //!
 //! Rules kept here:
 //! - the flag is read for every note request (through `fleet::Fleet::admit`)
@@ -12,15 +12,17 @@
 //!   fleet-wide half (every other host) is `fleet`'s;
 //! - a flag change goes through `fleet::Fleet::flip`, never a plain write.
 //!
-//! One file per concern: `accounts` (accounts, flags and the gate), `notes`
-//! (the note path through the plugin, moving notes, and the operator views
-//! of notes), `migration` (account and service states, verify, rollout and
-//! the kill switch, the audit log), `jobs` (durable backfill, bulk rollback
-//! and verify jobs, and the runner that steps them),
-//! `active_plugin` (the plugin serving requests, its health, activation and
-//! rollback), `away_memo` (the plugin's last judgement of where an account's
-//! notes belong) and `errors` (what can go wrong, and how other layers' errors
-//! become `AppError`).
+//! Services, each given only what it needs: [`NoteService`] (`notes`: the
+//! note path through the plugin, and the operator views of notes) and
+//! [`PluginService`] (`plugins`: the plugin serving requests, its health,
+//! activation and rollback; `plugin_faults`). [`App`] holds them, and is the
+//! operator's side, one file per concern: `accounts` (accounts, flags and the
+//! gate), `keys`, `moves` (move batches), `migration` (account and service
+//! states, verify, rollout and the kill switch, the audit log), `jobs`
+//! (durable backfill, bulk rollback and verify jobs, and the runner that
+//! steps them), `away_memo` (the plugin's last judgement of where an
+//! account's notes belong) and `errors` (what can go wrong, and how other
+//! layers' errors become `AppError`).
 
 mod accounts;
 mod away_memo;
@@ -153,7 +155,7 @@ pub struct App {
 }
 
 /// What an `App` is built from: SQLite files and wasmtime in a host
-/// (`serve::open`), memory and native routers in process (`in_process`).
+/// (`serve::open`), memory and native routers in process (crate `notes-in-process`).
 pub struct AppParts {
     pub coordination: Arc<dyn Coordination>,
     pub stores: DataStores,

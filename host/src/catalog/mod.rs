@@ -11,9 +11,8 @@
 //!
 //! [`PluginLoader`] is the other half of a registry: turning uploaded bytes
 //! into a router. `plugins::registry::Registry` does it with wasmtime; the
-//! in-process seam (`in_process`) with native routers.
+//! in-process seam (crate `notes-in-process`) with native routers.
 
-mod memory;
 mod postgres;
 mod sqlite;
 
@@ -22,7 +21,6 @@ use std::sync::Arc;
 pub use crate::router::Instances;
 use crate::router::Router;
 
-pub use memory::MemoryCatalog;
 pub use postgres::PostgresCatalog;
 pub use sqlite::SqliteCatalog;
 

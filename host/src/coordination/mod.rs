@@ -13,8 +13,8 @@
 //!   runs SQL on that file (`sqlite/`).
 //! - [`PostgresCoordination`] keeps it in a PostgreSQL database
 //!   (`postgres/`, a port of `sqlite/`).
-//! - [`MemoryCoordination`] keeps it in one process: for in-process tests
-//!   and for a host embedded without files.
+//! - `MemoryCoordination` (crate `notes-in-process`, test support) keeps it
+//!   in one process.
 //!
 //! Each operation that decides something (a gate, a flip) decides it
 //! atomically: a SQLite write transaction, a PostgreSQL transaction under
@@ -25,7 +25,6 @@
 //! `host/tests/coordination_rules.rs` holds every backend to the same rules.
 
 mod gate;
-mod memory;
 mod postgres;
 mod sqlite;
 
@@ -35,7 +34,6 @@ use uuid::Uuid;
 
 pub use notes_api_types::{JobKind, JobState};
 pub use gate::Gate;
-pub use memory::MemoryCoordination;
 pub use postgres::{PostgresCoordination, PostgresLayout};
 
 /// How long a host's lease lasts on PostgreSQL unless told otherwise

@@ -45,7 +45,7 @@ impl Op {
     }
 
     /// A note request that only reads: its answer is as good as the flag
-    /// it ran under (`App::route_note` refuses one whose lease lapsed).
+    /// it ran under (`NoteService::route_note` refuses one whose lease lapsed).
     pub const fn is_read(self) -> bool {
         matches!(self, Op::GetNote | Op::ListNotes)
     }

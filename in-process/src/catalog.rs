@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Activation, Catalog, Instances, PluginRecord};
+use notes_host::catalog::{Activation, Catalog, Instances, PluginRecord};
 
 /// Cloning gives another host's view of the same catalog ([`MemoryCatalog::for_host`]).
 #[derive(Clone, Default)]

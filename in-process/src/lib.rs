@@ -15,14 +15,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::app::{App, AppError, AppParts, AppSettings, FleetJoin};
-use crate::catalog::{Catalog, Checked, Instances, LoadReport, MemoryCatalog, PluginLoader, PluginRecord, RegistryError, sha256_hex};
-use crate::clock::{Clock, ManualClock};
-use crate::coordination::{Coordination, MemoryCoordination};
-use crate::fleet::liveness::Liveness;
-use crate::fleet::{FleetSettings, Identity};
-use crate::router::{FailingRouter, NativeRouter, Router};
-use crate::stores::DataStores;
+use notes_host::app::{App, AppError, AppParts, AppSettings, FleetJoin};
+use notes_host::catalog::{Catalog, Checked, Instances, LoadReport, PluginLoader, PluginRecord, RegistryError, sha256_hex};
+use notes_host::clock::{Clock, ManualClock};
+use notes_host::coordination::Coordination;
+use notes_host::fleet::liveness::Liveness;
+use notes_host::fleet::{FleetSettings, Identity};
+use notes_host::router::{FailingRouter, NativeRouter, Router};
+use notes_host::stores::DataStores;
+
+mod catalog;
+mod coordination;
+
+pub use catalog::MemoryCatalog;
+pub use coordination::MemoryCoordination;
 
 /// The shared parts of an in-process fleet.
 pub struct InProcess {
@@ -137,7 +143,7 @@ impl PluginLoader for NativeLoader {
     /// newest WIT.
     fn check(&self, wasm: &[u8]) -> Result<Checked, RegistryError> {
         let router = Self::router(wasm, &sha256_hex(wasm))?;
-        let newest = crate::plugins::SERVED_WIT_VERSIONS[crate::plugins::SERVED_WIT_VERSIONS.len() - 1];
-        Ok(crate::plugins::conformance::check_router(router.as_ref(), newest, &[], |_| {})?.checked())
+        let newest = notes_host::plugins::SERVED_WIT_VERSIONS[notes_host::plugins::SERVED_WIT_VERSIONS.len() - 1];
+        Ok(notes_host::plugins::conformance::check_router(router.as_ref(), newest, &[], |_| {})?.checked())
     }
 }
