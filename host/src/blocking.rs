@@ -11,7 +11,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 ///
 /// For calls that are rare on the request path (a flag not known yet, an
 /// automatic rollback). A request's every-time calls await instead.
-pub fn in_place<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn in_place<T>(f: impl FnOnce() -> T) -> T {
     match Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use r2d2_sqlite::SqliteConnectionManager;
 
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
 
 /// How long a statement waits for another connection's write lock before
 /// failing with SQLITE_BUSY (which the host reports as 503).
@@ -20,7 +20,7 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// WAL lets readers run beside a writer, including writers in other host
 /// processes on the same files. `synchronous = FULL` makes every
 /// acknowledged write survive power loss, not only a process crash.
-pub fn open(path: &Path, max_connections: u32, schema: &str) -> anyhow::Result<Pool> {
+pub(crate) fn open(path: &Path, max_connections: u32, schema: &str) -> anyhow::Result<Pool> {
     let manager = SqliteConnectionManager::file(path).with_init(|c| {
         c.busy_timeout(BUSY_TIMEOUT)?;
         let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -54,7 +54,7 @@ pub const DEFAULT_CACHE_BYTES: i64 = 8 << 20;
 /// page cache on the next read (a `pread`, not a disk read, while the
 /// machine has memory to spare). A soft limit: a statement that needs more
 /// still runs.
-pub fn cap_memory(bytes: i64) {
+pub(crate) fn cap_memory(bytes: i64) {
     // SAFETY: sqlite3_soft_heap_limit64 is thread-safe and only sets a
     // process-wide threshold.
     unsafe {
@@ -64,7 +64,7 @@ pub fn cap_memory(bytes: i64) {
 
 /// True if the error means "the database could not be reached right now"
 /// (locked, I/O, cannot open), as opposed to a bug or bad data.
-pub fn is_transient(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_transient(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::*;
     matches!(
         e.sqlite_error_code(),

@@ -28,7 +28,7 @@ const MMAP_THRESHOLD: i32 = 256 << 10;
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// Sets glibc's policy and starts the trimming thread. Once per process.
-pub fn return_memory_when_freed() {
+pub(crate) fn return_memory_when_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only changes glibc's allocator policy, and is

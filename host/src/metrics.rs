@@ -160,7 +160,3 @@ impl<A: Copy + PartialEq, B: Copy + PartialEq, H: Clone> Series<A, B, H> {
         handle
     }
 }
-
-pub fn seconds(d: Duration) -> f64 {
-    d.as_secs_f64()
-}

@@ -35,14 +35,14 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection with its prepared statements: each statement is parsed once
 /// per connection, so a query costs one round trip, not two.
-pub struct PgConn {
+pub(crate) struct PgConn {
     client: Client,
     statements: HashMap<&'static str, Statement>,
 }
 
 impl PgConn {
     /// `sql`, prepared on this connection (once).
-    pub fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+    pub(crate) fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
@@ -51,12 +51,12 @@ impl PgConn {
         Ok(statement)
     }
 
-    pub fn client(&mut self) -> &mut Client {
+    pub(crate) fn client(&mut self) -> &mut Client {
         &mut self.client
     }
 }
 
-pub struct Manager {
+pub(crate) struct Manager {
     config: postgres::Config,
 }
 
@@ -80,10 +80,10 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-pub type PgPool = r2d2::Pool<Manager>;
+pub(crate) type PgPool = r2d2::Pool<Manager>;
 
 /// Connections for the request path's async calls (see the module doc).
-pub type AsyncPool = deadpool_postgres::Pool;
+pub(crate) type AsyncPool = deadpool_postgres::Pool;
 
 /// `url` with the host's session settings, for either client.
 fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
@@ -100,7 +100,7 @@ fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 /// requests need them (the schema is [`open`]'s). A connection the server
 /// dropped is never handed out again (deadpool checks `is_closed`), and each
 /// keeps its statements prepared (`prepare_cached`).
-pub fn open_async(url: &str, max_connections: usize) -> anyhow::Result<AsyncPool> {
+pub(crate) fn open_async(url: &str, max_connections: usize) -> anyhow::Result<AsyncPool> {
     use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
     let manager = Manager::from_config(config(url)?, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
@@ -116,7 +116,7 @@ pub fn open_async(url: &str, max_connections: usize) -> anyhow::Result<AsyncPool
 /// applies `schema` once (under an advisory lock, since hosts may start at
 /// once and `CREATE … IF NOT EXISTS` races), and pools up to
 /// `max_connections`.
-pub fn open(url: &str, max_connections: u32, schema: &str) -> anyhow::Result<PgPool> {
+pub(crate) fn open(url: &str, max_connections: u32, schema: &str) -> anyhow::Result<PgPool> {
     let config = postgres::Config::from(config(url)?);
     let pool = r2d2::Pool::builder()
         .max_size(max_connections)
@@ -139,7 +139,7 @@ const SCHEMA_LOCK: i64 = 0x6e6f746573;
 /// True if the error means "the database could not be reached right now"
 /// (the connection is gone, the server is starting or shutting down, a lock
 /// wait timed out), as opposed to a bug or bad data.
-pub fn is_transient(e: &postgres::Error) -> bool {
+pub(crate) fn is_transient(e: &postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
@@ -160,7 +160,7 @@ pub fn is_transient(e: &postgres::Error) -> bool {
 }
 
 /// `url` without its password, for messages and logs.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];

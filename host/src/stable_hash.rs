@@ -2,7 +2,7 @@
 //! std's `DefaultHasher`. What it decides must never move: an account's
 //! shard (`stores::sharded`) and its rollout cohort (`app::migration`).
 
-pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in bytes {
         hash ^= u64::from(byte);

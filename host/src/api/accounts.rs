@@ -22,7 +22,7 @@ use crate::app::App;
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Account)]
-pub struct AccountBody {
+pub(super) struct AccountBody {
     #[schema(format = Uuid)]
     id: String,
     name: String,
@@ -53,7 +53,7 @@ impl From<Account> for AccountBody {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct NewAccount {
+pub(super) struct NewAccount {
     /// At most 100 bytes (configurable), not blank, no control characters.
     #[schema(value_type = String, required = true, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
@@ -70,7 +70,7 @@ pub struct NewAccount {
 /// PATCH: any subset of the fields.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AccountPatch {
+pub(super) struct AccountPatch {
     #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
     /// A change goes through the flip barrier: every host acknowledges it
@@ -84,7 +84,7 @@ pub struct AccountPatch {
 /// PUT: `name` is required, the rest optional (left unchanged when absent).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AccountReplace {
+pub(super) struct AccountReplace {
     #[schema(value_type = String, required = true, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$")]
     name: Option<String>,
     is_migrating: Option<bool>,
@@ -112,7 +112,7 @@ pub struct AccountReplace {
         Errors,
     )
 )]
-pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAccount>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAccount>) -> Result<impl IntoResponse, ApiError> {
     let name = body.name.ok_or_else(|| ApiError::bad_request("account name is required"))?;
     let id = client_id("account", body.id.as_deref())?;
     let account = blocking(&app, move |app| app.create_account(id, &name, body.is_migrating, body.shard)).await?;
@@ -121,7 +121,7 @@ pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewAcc
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(super) struct ListParams {
     /// Only accounts whose name contains this (any case), or, from 8
     /// characters on, whose id starts with it.
     q: Option<String>,
@@ -145,7 +145,7 @@ const TOTAL_COUNT: &str = "x-total-count";
     responses((status = 200, description = "The accounts, oldest first: every one, or a page of a search.", body = Vec<AccountBody>,
         headers(("x-total-count" = u64, description = "Accounts the search matched, before `offset` and `limit`."))), Errors)
 )]
-pub async fn list(State(app): State<Arc<App>>, Query(params): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn list(State(app): State<Arc<App>>, Query(params): Query<ListParams>) -> Result<impl IntoResponse, ApiError> {
     if params.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
     }
@@ -165,7 +165,7 @@ pub async fn list(State(app): State<Arc<App>>, Query(params): Query<ListParams>)
     get, path = "/accounts/{account}", operation_id = "getAccount", tag = "accounts", params(AccountParam),
     responses((status = 200, description = "The account.", body = AccountBody), Errors)
 )]
-pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<AccountBody>, ApiError> {
+pub(super) async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<AccountBody>, ApiError> {
     let id = uuid("account", &id)?;
     Ok(Json(blocking(&app, move |app| app.account(id)).await?.into()))
 }
@@ -176,7 +176,7 @@ pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<
     put, path = "/accounts/{account}", operation_id = "replaceAccount", tag = "accounts", params(AccountParam),
     request_body = AccountReplace, responses((status = 200, description = "The account.", body = AccountBody), Errors)
 )]
-pub async fn put(
+pub(super) async fn put(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     JsonBody(AccountReplace { name, is_migrating, shard }): JsonBody<AccountReplace>,
@@ -199,7 +199,7 @@ pub async fn put(
     patch, path = "/accounts/{account}", operation_id = "updateAccount", tag = "accounts", params(AccountPrefixParam),
     request_body = AccountPatch, responses((status = 200, description = "The account.", body = AccountBody), Errors)
 )]
-pub async fn patch(
+pub(super) async fn patch(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<AccountPatch>,

@@ -53,7 +53,7 @@ impl AdminToken {
 /// without credentials is counted but not throttled: it guesses no secret,
 /// and a monitor probing without a token must not lock out its address.
 #[derive(Clone)]
-pub struct AuthState {
+pub(super) struct AuthState {
     pub token: Option<AdminToken>,
     pub app: Arc<App>,
     pub failures: Arc<FailureLimiter>,
@@ -64,7 +64,7 @@ pub struct AuthState {
 pub struct ClientAddr(pub IpAddr);
 
 /// The request, passed on if its credentials reach its route; else the refusal.
-pub async fn authorize(auth: &AuthState, req: Request) -> Result<Request, Response> {
+pub(super) async fn authorize(auth: &AuthState, req: Request) -> Result<Request, Response> {
     let Some(token) = &auth.token else { return Ok(req) };
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     // A throttled address is refused only its wrong credentials: the right
@@ -132,10 +132,10 @@ fn key_may_call(req: &Request, account: Uuid) -> bool {
 /// Failed authentications per client address: a burst of
 /// [`FailureLimiter::BURST`] is allowed, then one per second.
 #[derive(Default)]
-pub struct FailureLimiter(Mutex<HashMap<IpAddr, (f64, Instant)>>);
+pub(super) struct FailureLimiter(Mutex<HashMap<IpAddr, (f64, Instant)>>);
 
 impl FailureLimiter {
-    pub const BURST: f64 = 20.0;
+    pub(super) const BURST: f64 = 20.0;
     /// Addresses remembered at most; past it the table starts over (an
     /// attacker with that many addresses is not stopped by a per-address limit).
     const MAX_CLIENTS: usize = 100_000;

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::error::ApiError;
 
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
+pub(super) struct BodyLimits {
     pub max_body_bytes: usize,
     /// `POST /plugins` carries a component, larger than any note.
     pub max_plugin_bytes: usize,
@@ -40,7 +40,7 @@ impl BodyLimits {
 }
 
 /// The request with its body read, or the refusal.
-pub async fn read_body(limits: &BodyLimits, req: Request) -> Result<Request, Response> {
+pub(super) async fn read_body(limits: &BodyLimits, req: Request) -> Result<Request, Response> {
     // Nothing to read (a GET, most often): no timer, no collecting.
     if axum::body::HttpBody::is_end_stream(req.body()) {
         return Ok(req);

@@ -10,7 +10,7 @@ use crate::app::AppError;
 use crate::router::PluginFailure;
 
 #[derive(Debug)]
-pub struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     message: String,
     extra: Map<String, Value>,
@@ -19,17 +19,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError { status, message: message.into(), extra: Map::new(), served_by: None }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
     /// Notely's text in `error` (its client shows it to its user), and this
     /// host's more precise one beside it.
-    pub fn notely(status: StatusCode, notely_text: &str, detail: impl Into<String>) -> Self {
+    pub(super) fn notely(status: StatusCode, notely_text: &str, detail: impl Into<String>) -> Self {
         Self::new(status, notely_text).with("detail", detail.into())
     }
 
@@ -106,7 +106,7 @@ impl IntoResponse for ApiError {
 /// answered by something other than our handlers (axum's own extractor
 /// rejections, the request timeout) gets the same `{"error": …}` body as
 /// every other error, with its text kept as the message.
-pub async fn json_errors(response: Response) -> Response {
+pub(super) async fn json_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

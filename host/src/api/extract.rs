@@ -18,7 +18,7 @@ use super::error::ApiError;
 /// always send a Content-Type; any other type was refused with 415 before
 /// the body was read, `guard::refuse_non_json`); bad JSON is 400, a body over
 /// the limit 413.
-pub struct JsonBody<T>(pub T);
+pub(super) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -36,7 +36,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// this API's words, naming the parameter, what it takes (from the
 /// parameter's documented schema) and what was sent, instead of axum's
 /// plain-text rejection ("Failed to deserialize query string: …").
-pub struct Query<T>(pub T);
+pub(super) struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + IntoParams> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -98,7 +98,7 @@ fn takes(schema: &Value) -> Option<String> {
 /// Parses an id from the path; ids are UUIDs, always handled in their
 /// canonical (lowercase, hyphenated) form. The error is Notely's text
 /// ("Invalid account ID", "Invalid note ID").
-pub fn uuid(what: &str, raw: &str) -> Result<Uuid, ApiError> {
+pub(super) fn uuid(what: &str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| {
         let notely = match what {
             "account" => "Invalid account ID",
@@ -111,14 +111,14 @@ pub fn uuid(what: &str, raw: &str) -> Result<Uuid, ApiError> {
 
 /// An id a client may supply in a body. Notely's client always sends `"id"`,
 /// as the nil UUID when its caller left it unset: that means "generate one".
-pub fn client_id(what: &str, raw: Option<&str>) -> Result<Option<Uuid>, ApiError> {
+pub(super) fn client_id(what: &str, raw: Option<&str>) -> Result<Option<Uuid>, ApiError> {
     Ok(raw.map(|raw| uuid(what, raw)).transpose()?.filter(|id| !id.is_nil()))
 }
 
 /// A time a client may supply (RFC 3339), in Unix ms. Notely's client sends
 /// Go's zero time (`0001-01-01T00:00:00Z`) when its caller left it unset:
 /// that, and any time before 1970, means "none".
-pub fn client_time(what: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(super) fn client_time(what: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     let time = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
         .map_err(|e| ApiError::bad_request(format!("{what} {raw:?} is not an RFC 3339 time: {e}")))?;
@@ -127,7 +127,7 @@ pub fn client_time(what: &str, raw: Option<&str>) -> Result<Option<i64>, ApiErro
 }
 
 /// `If-Match: "<version>"` (quotes optional; `*` matches any version).
-pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(IF_MATCH) else { return Ok(None) };
     let text = value.to_str().map_err(|_| ApiError::bad_request("If-Match is not text"))?.trim();
     if text == "*" {
@@ -142,7 +142,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 
 /// `If-None-Match`, taken alone: the `HeaderMap` extractor would copy every
 /// header of every GET of a note to read this one.
-pub struct IfNoneMatch(Vec<HeaderValue>);
+pub(super) struct IfNoneMatch(Vec<HeaderValue>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = std::convert::Infallible;
@@ -157,7 +157,7 @@ impl IfNoneMatch {
     /// `"<version>"`): `*` matches any note, and a list matches when one of
     /// its tags does, compared weakly (`W/"3"` matches `"3"`), as a GET
     /// compares. A tag that is not a version (another server's) matches nothing.
-    pub fn matches(&self, version: u64) -> bool {
+    pub(super) fn matches(&self, version: u64) -> bool {
         self.0.iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).any(|tag| {
             let tag = tag.trim();
             tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"').parse::<u64>().is_ok_and(|v| v == version)

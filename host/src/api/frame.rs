@@ -139,7 +139,7 @@ fn request_tag(id: &HeaderValue, request: &Request) -> crate::request_id::Curren
 }
 
 /// What the routes behind credentials need.
-pub struct ProtectedState {
+pub(super) struct ProtectedState {
     pub query_names: Arc<guard::QueryNames>,
     pub auth: auth::AuthState,
     pub limits: body::BodyLimits,
@@ -147,7 +147,7 @@ pub struct ProtectedState {
 
 /// The layer every matched route passes (`Router::route_layer`).
 #[derive(Clone)]
-pub enum RouteGuard {
+pub(super) enum RouteGuard {
     /// Health, the API document, the console's files: the query names each
     /// documents.
     Open(Arc<guard::QueryNames>),
@@ -167,7 +167,7 @@ impl<S> tower::Layer<S> for RouteGuard {
 /// then (protected) the credentials, before a byte of the body is read, then
 /// the body.
 #[derive(Clone)]
-pub struct Guarded<S> {
+pub(super) struct Guarded<S> {
     inner: S,
     guard: RouteGuard,
 }

@@ -30,7 +30,7 @@ use super::error::ApiError;
 
 /// Refuses, in protected mode only, a non-loopback `Host` (403) and a
 /// write from another origin (403): the answer, or `None` to go on.
-pub fn protected_mode_refusal(protected: bool, req: &Request) -> Option<Response> {
+pub(super) fn protected_mode_refusal(protected: bool, req: &Request) -> Option<Response> {
     if !protected {
         return None;
     }
@@ -97,7 +97,7 @@ fn media_type(value: &HeaderValue) -> String {
 
 /// A body that claims another type than JSON on a JSON route: 415. `None`
 /// when the request may go on.
-pub fn refuse_non_json(req: &Request) -> Option<Response> {
+pub(super) fn refuse_non_json(req: &Request) -> Option<Response> {
     let declared = req.headers().get(CONTENT_TYPE)?;
     let media = media_type(declared);
     let json = media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"));
@@ -115,10 +115,10 @@ pub fn refuse_non_json(req: &Request) -> Option<Response> {
 
 /// The query parameters each route (template, method) documents.
 #[derive(Default)]
-pub struct QueryNames(HashMap<(String, Method), BTreeSet<String>>);
+pub(super) struct QueryNames(HashMap<(String, Method), BTreeSet<String>>);
 
 impl QueryNames {
-    pub fn of(document: &utoipa::openapi::OpenApi) -> Self {
+    pub(super) fn of(document: &utoipa::openapi::OpenApi) -> Self {
         use utoipa::openapi::path::ParameterIn;
         let mut names = HashMap::new();
         for (path, item) in &document.paths.paths {
@@ -149,7 +149,7 @@ impl QueryNames {
 
 /// A query parameter the route does not document: 400 naming it, or `None`
 /// to go on.
-pub fn unknown_query_refusal(names: &QueryNames, req: &Request) -> Option<Response> {
+pub(super) fn unknown_query_refusal(names: &QueryNames, req: &Request) -> Option<Response> {
     if let (Some(query), Some(route)) = (req.uri().query(), req.extensions().get::<MatchedPath>()) {
         let method = if req.method() == Method::HEAD { Method::GET } else { req.method().clone() };
         if let Some(allowed) = names.0.get(&(route.as_str().to_owned(), method)) {
@@ -185,7 +185,7 @@ const MAX_REQUEST_ID: usize = 128;
 /// request gets a new UUID (a 64 KB
 /// id echoed and logged, or one with spaces and `=` that forges fields in a
 /// text log line, is no id).
-pub fn plain_request_id(req: &mut Request) -> HeaderValue {
+pub(super) fn plain_request_id(req: &mut Request) -> HeaderValue {
     let plain = |v: &HeaderValue| {
         let b = v.as_bytes();
         !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))

@@ -17,7 +17,7 @@ use crate::fleet::HostView;
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Host)]
-pub struct HostBody {
+pub(super) struct HostBody {
     id: String,
     name: String,
     address: String,
@@ -41,13 +41,13 @@ pub struct HostBody {
 /// The plugin a host serves.
 #[derive(Serialize, ToSchema)]
 #[schema(as = HostPlugin)]
-pub struct PluginBody {
+pub(super) struct PluginBody {
     digest: String,
     label: String,
 }
 
 #[utoipa::path(get, path = "/hosts", operation_id = "listHosts", tag = "operations", responses((status = 200, description = "Every host of the fleet.", body = Vec<HostBody>), Errors))]
-pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<HostBody>>, ApiError> {
+pub(super) async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<HostBody>>, ApiError> {
     let hosts = blocking(&app, |app| app.hosts()).await?;
     let now = app.now_ms();
     Ok(Json(hosts.into_iter().map(|h| body(h, now)).collect()))

@@ -21,7 +21,7 @@ use crate::coordination::{Job, JobKind, JobState};
 use notes_api_types::UnknownName;
 
 #[derive(Deserialize, ToSchema)]
-pub struct NewJob {
+pub(super) struct NewJob {
     // Read as text, so that an unknown kind is refused naming every kind.
     #[schema(value_type = JobKind, required = true)]
     kind: Option<String>,
@@ -37,7 +37,7 @@ pub struct NewJob {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Job)]
-pub struct JobBody {
+pub(super) struct JobBody {
     id: String,
     kind: JobKind,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,7 +105,7 @@ impl From<Job> for JobBody {
         Errors,
     )
 )]
-pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob>) -> Result<impl IntoResponse, ApiError> {
     let kind = body.kind.ok_or_else(|| ApiError::bad_request(format!("kind is required: {}", notes_api_types::any_of(JobKind::NAMES))))?;
     let kind: JobKind = kind.parse().map_err(|e: UnknownName| ApiError::from(AppError::Invalid(e.to_string())))?;
     let job = blocking(&app, move |app| {
@@ -118,27 +118,27 @@ pub async fn create(State(app): State<Arc<App>>, JsonBody(body): JsonBody<NewJob
 }
 
 #[utoipa::path(get, path = "/jobs", operation_id = "listJobs", tag = "jobs", responses((status = 200, description = "Every job, newest first.", body = Vec<JobBody>), Errors))]
-pub async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<JobBody>>, ApiError> {
+pub(super) async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<JobBody>>, ApiError> {
     Ok(Json(blocking(&app, |app| app.jobs()).await?.into_iter().map(Into::into).collect()))
 }
 
 #[utoipa::path(get, path = "/jobs/{job}", operation_id = "getJob", tag = "jobs", params(JobParam), responses((status = 200, description = "The job and its progress.", body = JobBody), Errors))]
-pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<JobBody>, ApiError> {
+pub(super) async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<JobBody>, ApiError> {
     Ok(Json(blocking(&app, move |app| app.job(&id)).await?.into()))
 }
 
 #[utoipa::path(post, path = "/jobs/{job}/pause", operation_id = "pauseJob", tag = "jobs", params(JobParam), responses((status = 200, description = "The job and its progress.", body = JobBody), Errors))]
-pub async fn pause(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
+pub(super) async fn pause(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
     control(state, id, JobControl::Pause).await
 }
 
 #[utoipa::path(post, path = "/jobs/{job}/resume", operation_id = "resumeJob", tag = "jobs", params(JobParam), responses((status = 200, description = "The job and its progress.", body = JobBody), Errors))]
-pub async fn resume(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
+pub(super) async fn resume(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
     control(state, id, JobControl::Resume).await
 }
 
 #[utoipa::path(post, path = "/jobs/{job}/cancel", operation_id = "cancelJob", tag = "jobs", params(JobParam), responses((status = 200, description = "The job and its progress.", body = JobBody), Errors))]
-pub async fn cancel(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
+pub(super) async fn cancel(state: State<Arc<App>>, id: Path<String>) -> Result<Json<JobBody>, ApiError> {
     control(state, id, JobControl::Cancel).await
 }
 

@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::coordination::AccountKey;
 
 #[derive(Deserialize, Default, ToSchema)]
-pub struct NewKey {
+pub(super) struct NewKey {
     /// A name for people (who holds the key).
     label: Option<String>,
 }
@@ -27,7 +27,7 @@ pub struct NewKey {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = AccountKey)]
-pub struct KeyBody {
+pub(super) struct KeyBody {
     id: String,
     label: String,
     #[schema(format = DateTime)]
@@ -44,7 +44,7 @@ pub struct KeyBody {
 /// Whether keys can be made: only with an admin token (without one, every
 /// route is open on loopback and a key would protect nothing).
 #[derive(Clone, Copy)]
-pub struct KeysAllowed(pub bool);
+pub(super) struct KeysAllowed(pub bool);
 
 fn body(k: AccountKey, key: Option<String>) -> KeyBody {
     KeyBody { id: k.id, label: k.label, created_at: rfc3339(k.created_at_ms), revoked_at: k.revoked_at_ms.map(rfc3339), key }
@@ -62,7 +62,7 @@ fn body(k: AccountKey, key: Option<String>) -> KeyBody {
         Errors,
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(app): State<Arc<App>>,
     Extension(KeysAllowed(allowed)): Extension<KeysAllowed>,
     Path(id): Path<String>,
@@ -85,7 +85,7 @@ pub async fn create(
     get, path = "/accounts/{account}/keys", operation_id = "listKeys", tag = "keys", params(AccountParam),
     responses((status = 200, description = "The account's keys.", body = Vec<KeyBody>), Errors)
 )]
-pub async fn list(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Vec<KeyBody>>, ApiError> {
+pub(super) async fn list(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Vec<KeyBody>>, ApiError> {
     let account = uuid("account", &id)?;
     let keys = blocking(&app, move |app| app.keys(account)).await?;
     Ok(Json(keys.into_iter().map(|k| body(k, None)).collect()))
@@ -95,7 +95,7 @@ pub async fn list(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result
     delete, path = "/accounts/{account}/keys/{key}", operation_id = "revokeKey", tag = "keys", params(KeyParams),
     responses((status = 204, description = "The key no longer authenticates."), Errors)
 )]
-pub async fn revoke(State(app): State<Arc<App>>, Path((id, key)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+pub(super) async fn revoke(State(app): State<Arc<App>>, Path((id, key)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let account = uuid("account", &id)?;
     blocking(&app, move |app| app.revoke_key(account, &key)).await?;
     Ok(StatusCode::NO_CONTENT)

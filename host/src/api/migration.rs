@@ -19,7 +19,7 @@ use crate::coordination::{AUDIT_KINDS, AuditEntry, AuditQuery};
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = MigrationStatus)]
-pub struct StatusBody {
+pub(super) struct StatusBody {
     is_migrating: bool,
     /// `legacy`, `migrating`, `migrated`, `rolling-back` or `rolled-back`.
     #[schema(value_type = String)]
@@ -53,14 +53,14 @@ impl From<MigrationStatus> for StatusBody {
     get, path = "/accounts/{account}/migration", operation_id = "accountMigration", tag = "migration", params(AccountPrefixParam),
     responses((status = 200, description = "The account's migration state and notes per store.", body = StatusBody), Errors)
 )]
-pub async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<StatusBody>, ApiError> {
+pub(super) async fn status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<StatusBody>, ApiError> {
     Ok(Json(blocking(&app, move |app| app.migration_status(app.account_id(&id)?)).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = MoveReport)]
-pub struct MoveBody {
+pub(super) struct MoveBody {
     /// `isMigrating` (in the state below) says which way notes moved: true
     /// to the new store (a backfill), false back to legacy (a bulk rollback).
     moved: u32,
@@ -77,7 +77,7 @@ pub struct MoveBody {
     post, path = "/accounts/{account}/migration/move", operation_id = "moveNotes", tag = "migration", params(AccountPrefixParam),
     responses((status = 200, description = "What moved, and the account's state after.", body = MoveBody), Errors)
 )]
-pub async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MoveBody>, ApiError> {
+pub(super) async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<MoveBody>, ApiError> {
     let (MoveOutcome { report, batches, .. }, status) = blocking(&app, move |app| {
         let id = app.account_id(&id)?;
         Ok((app.move_notes(id)?.value, app.migration_status(id)?))
@@ -95,7 +95,7 @@ pub async fn move_notes(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = VerifyReport)]
-pub struct VerifyBody {
+pub(super) struct VerifyBody {
     is_migrating: bool,
     clean: bool,
     /// False if the flag changed while the verify ran (nothing recorded).
@@ -114,7 +114,7 @@ pub struct VerifyBody {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Problem)]
-pub struct ProblemBody {
+pub(super) struct ProblemBody {
     note: String,
     problem: String,
 }
@@ -124,7 +124,7 @@ pub struct ProblemBody {
     post, path = "/accounts/{account}/migration/verify", operation_id = "verifyAccount", tag = "migration", params(AccountPrefixParam),
     responses((status = 200, description = "The verify's counts and first problems.", body = VerifyBody), Errors)
 )]
-pub async fn verify(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<VerifyBody>, ApiError> {
+pub(super) async fn verify(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<VerifyBody>, ApiError> {
     let (report, status) = blocking(&app, move |app| {
         let id = app.account_id(&id)?;
         Ok((app.verify(id)?, app.migration_status(id)?))
@@ -148,7 +148,7 @@ pub async fn verify(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = ServiceMigration)]
-pub struct ServiceBody {
+pub(super) struct ServiceBody {
     /// Accounts per state.
     #[schema(value_type = std::collections::HashMap<String, u64>)]
     accounts: serde_json::Map<String, serde_json::Value>,
@@ -169,7 +169,7 @@ pub struct ServiceBody {
 
 /// `GET /migration`: the whole service.
 #[utoipa::path(get, path = "/migration", operation_id = "serviceMigration", tag = "migration", responses((status = 200, description = "Accounts per state and notes left to move.", body = ServiceBody), Errors))]
-pub async fn service(State(app): State<Arc<App>>) -> Result<Json<ServiceBody>, ApiError> {
+pub(super) async fn service(State(app): State<Arc<App>>) -> Result<Json<ServiceBody>, ApiError> {
     let summary = blocking(&app, |app| app.service_migration()).await?;
     Ok(Json(ServiceBody {
         accounts: summary.accounts.iter().map(|(state, n)| ((*state).to_owned(), (*n).into())).collect(),
@@ -183,7 +183,7 @@ pub async fn service(State(app): State<Arc<App>>) -> Result<Json<ServiceBody>, A
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RolloutRequest {
+pub(super) struct RolloutRequest {
     percent: Option<f64>,
     accounts: Option<Vec<String>>,
     is_migrating: Option<bool>,
@@ -198,7 +198,7 @@ pub struct RolloutRequest {
 #[serde(untagged)]
 #[schema(as = RolloutRequest)]
 #[allow(dead_code)]
-pub enum RolloutShape {
+pub(super) enum RolloutShape {
     /// Migration on for the accounts whose stable hash falls under `percent`
     /// (a sticky, nested cohort), off above it.
     #[serde(rename_all = "camelCase")]
@@ -227,7 +227,7 @@ pub enum RolloutShape {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = RolloutReport)]
-pub struct RolloutBody {
+pub(super) struct RolloutBody {
     /// True when nothing was flipped: the counts say what the rollout would do.
     dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,7 +244,7 @@ pub struct RolloutBody {
 /// An account the rollout could not flip, and why.
 #[derive(Serialize, ToSchema)]
 #[schema(as = FailedFlip)]
-pub struct FailedBody {
+pub(super) struct FailedBody {
     #[schema(format = Uuid)]
     account: String,
     error: String,
@@ -267,7 +267,7 @@ impl RolloutBody {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
-pub struct RolloutParams {
+pub(super) struct RolloutParams {
     /// Flip nothing: answer how many accounts the rollout would turn on, turn
     /// off and leave unchanged (a preview).
     #[serde(default)]
@@ -280,7 +280,7 @@ pub struct RolloutParams {
     post, path = "/migration/rollout", operation_id = "rollout", tag = "migration", params(RolloutParams),
     request_body = RolloutShape, responses((status = 200, description = "How many accounts were flipped, and any that could not be.", body = RolloutBody), Errors)
 )]
-pub async fn rollout(
+pub(super) async fn rollout(
     State(app): State<Arc<App>>,
     Query(RolloutParams { dry_run }): Query<RolloutParams>,
     JsonBody(body): JsonBody<RolloutRequest>,
@@ -309,13 +309,13 @@ pub async fn rollout(
 /// `POST /migration/kill-switch`: every rollout in flight stopped, on every
 /// host, then migration off for every account, through the barrier.
 #[utoipa::path(post, path = "/migration/kill-switch", operation_id = "killSwitch", tag = "migration", responses((status = 200, description = "How many accounts were turned off, and any that could not be (with what to do).", body = RolloutBody), Errors))]
-pub async fn kill_switch(State(app): State<Arc<App>>) -> Result<Json<RolloutBody>, ApiError> {
+pub(super) async fn kill_switch(State(app): State<Arc<App>>) -> Result<Json<RolloutBody>, ApiError> {
     Ok(Json(RolloutBody::of(blocking(&app, |app| app.kill_switch()).await?, false)))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AuditParams {
+pub(super) struct AuditParams {
     /// Entries at or after this time (RFC 3339).
     since: Option<String>,
     /// Entries before this time (RFC 3339).
@@ -344,7 +344,7 @@ pub struct AuditParams {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = AuditPage)]
-pub struct AuditBody {
+pub(super) struct AuditBody {
     entries: Vec<AuditEntryBody>,
     /// The cursor of the next page, if there is one: `?after=` for
     /// oldest first, `?before=` for newest first.
@@ -355,7 +355,7 @@ pub struct AuditBody {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = AuditEntry)]
-pub struct AuditEntryBody {
+pub(super) struct AuditEntryBody {
     seq: i64,
     #[schema(format = DateTime)]
     at: String,
@@ -384,7 +384,7 @@ const AUDIT_MAX_PAGE: u32 = 1000;
 /// oldest first unless `order=newest`; an operator action is one entry
 /// unless `expand=true`.
 #[utoipa::path(get, path = "/audit", operation_id = "audit", tag = "migration", params(AuditParams), responses((status = 200, description = "A page of audit entries, oldest first unless `order=newest`.", body = AuditBody), Errors))]
-pub async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams>) -> Result<Json<AuditBody>, ApiError> {
+pub(super) async fn audit(State(app): State<Arc<App>>, Query(params): Query<AuditParams>) -> Result<Json<AuditBody>, ApiError> {
     let time = |what: &str, raw: Option<String>| -> Result<Option<i64>, ApiError> {
         raw.map(|raw| {
             time::OffsetDateTime::parse(&raw, &time::format_description::well_known::Rfc3339)

@@ -27,7 +27,7 @@ use crate::stores::Note;
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Note)]
-pub struct NoteBody {
+pub(super) struct NoteBody {
     #[schema(format = Uuid)]
     id: String,
     /// The account's id.
@@ -44,7 +44,7 @@ pub struct NoteBody {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct NewNote {
+pub(super) struct NewNote {
     /// At most 10,000 bytes (configurable).
     #[schema(value_type = String, required = true, max_length = 10000)]
     content: Option<String>,
@@ -58,7 +58,7 @@ pub struct NewNote {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct NoteEdit {
+pub(super) struct NoteEdit {
     /// At most 10,000 bytes (configurable).
     #[schema(value_type = String, required = true, max_length = 10000)]
     content: Option<String>,
@@ -76,7 +76,7 @@ const MILLISECONDS_UTC: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// A time in an answer (every `createdAt`, `updatedAt`, `at`…): see [`MILLISECONDS_UTC`].
-pub fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(MILLISECONDS_UTC).ok())
@@ -129,7 +129,7 @@ fn content(content: Option<String>) -> Result<String, ApiError> {
         Errors,
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(app): State<Arc<App>>,
     Path(account): Path<String>,
     JsonBody(body): JsonBody<NewNote>,
@@ -152,7 +152,7 @@ pub async fn create(
 /// An extension of Notely's list: pages. Without either, every id (Notely's shape).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(super) struct ListParams {
     /// At most this many ids, 1 to 10,000. A page with ids after it carries a `Link` to the next one.
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
@@ -170,7 +170,7 @@ const MAX_PAGE: u32 = 10_000;
     responses((status = 200, description = "The ids of the account's notes.", body = Vec<uuid::Uuid>,
         headers(("Link" = String, description = "With `limit`, when more ids follow this page: the next page, `rel=\"next\"`."))), Errors)
 )]
-pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Query(page): Query<ListParams>) -> Result<Response, ApiError> {
+pub(super) async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Query(page): Query<ListParams>) -> Result<Response, ApiError> {
     let account = uuid("account", &account)?;
     if page.limit.is_some_and(|limit| limit == 0 || limit > MAX_PAGE) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
@@ -208,7 +208,7 @@ pub async fn list(State(app): State<Arc<App>>, Path(account): Path<String>, Quer
         Errors,
     )
 )]
-pub async fn get(
+pub(super) async fn get(
     State(app): State<Arc<App>>,
     Path((account, note)): Path<(String, String)>,
     held: IfNoneMatch,
@@ -227,7 +227,7 @@ pub async fn get(
     request_body = NoteEdit,
     responses((status = 200, description = "The note.", body = NoteBody, headers(("ETag" = String, description = "The note's version, quoted."))), Errors)
 )]
-pub async fn update(
+pub(super) async fn update(
     State(app): State<Arc<App>>,
     Path((account, note)): Path<(String, String)>,
     headers: HeaderMap,
@@ -246,7 +246,7 @@ pub async fn update(
     delete, path = "/accounts/{account}/notes/{note}", operation_id = "deleteNote", tag = "notes", params(NoteParams),
     responses((status = 204, description = "The note is gone from every store."), Errors)
 )]
-pub async fn delete(State(app): State<Arc<App>>, Path((account, note)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub(super) async fn delete(State(app): State<Arc<App>>, Path((account, note)): Path<(String, String)>) -> Result<Response, ApiError> {
     let (account, note) = (uuid("account", &account)?, uuid("note", &note)?);
     let done = note_path(app.notes(), true, move |notes| async move { notes.delete_note(account, note).await }).await?;
     Ok(served(StatusCode::NO_CONTENT, done, |()| ().into_response()))
@@ -255,7 +255,7 @@ pub async fn delete(State(app): State<Arc<App>>, Path((account, note)): Path<(St
 /// Which stores hold a copy of the note (a duplicate is in both).
 #[derive(Serialize, ToSchema)]
 #[schema(as = Placement)]
-pub struct PlacementBody {
+pub(super) struct PlacementBody {
     legacy: bool,
     new: bool,
 }
@@ -264,7 +264,7 @@ pub struct PlacementBody {
     get, path = "/accounts/{account}/notes/{note}/placement", operation_id = "notePlacement", tag = "notes", params(NoteParams),
     responses((status = 200, description = "The stores holding a copy.", body = PlacementBody), Errors)
 )]
-pub async fn placement(
+pub(super) async fn placement(
     State(app): State<Arc<App>>,
     Path((account, note)): Path<(String, String)>,
 ) -> Result<Json<PlacementBody>, ApiError> {

@@ -17,7 +17,7 @@ use crate::coordination::{JobKind, JobState};
 use crate::metrics::{self, ACCOUNTS, JOB_NOTES_LEFT, JOBS, NOTES, NOTES_TO_MOVE, ROLLOUT_PERCENT};
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct Health {
+pub(super) struct Health {
     /// Always `ok` when the host answers.
     status: String,
     /// The host's time (RFC 3339), as Notely's `/healthz` gives it.
@@ -26,14 +26,14 @@ pub struct Health {
 
 /// `GET /healthz`: open to anyone, for load balancers and Notely clients.
 #[utoipa::path(get, path = "/healthz", operation_id = "health", tag = "operations", security(()), responses((status = 200, description = "The host is serving.", body = Health)))]
-pub async fn health(State(app): State<Arc<App>>) -> axum::Json<Health> {
+pub(super) async fn health(State(app): State<Arc<App>>) -> axum::Json<Health> {
     axum::Json(Health { status: "ok".to_owned(), timestamp: super::notes::rfc3339(app.now_ms()) })
 }
 
 /// One request in the metrics (`notes_http_requests_total`, its duration),
 /// by route, method and status: started before the route runs, finished
 /// with its answer.
-pub struct Tracked {
+pub(super) struct Tracked {
     /// Its template (an `Arc`), `None` for a request no route matched.
     route: Option<MatchedPath>,
     method: &'static str,
@@ -41,7 +41,7 @@ pub struct Tracked {
 }
 
 impl Tracked {
-    pub fn start(req: &Request) -> Self {
+    pub(super) fn start(req: &Request) -> Self {
         let route = req.extensions().get::<MatchedPath>().cloned();
         // Methods are whatever a client sends: only the ones the API serves are labels.
         let method: &'static str = match req.method().as_str() {
@@ -56,7 +56,7 @@ impl Tracked {
         Tracked { route, method, started: Instant::now() }
     }
 
-    pub fn finish(self, response: &Response) {
+    pub(super) fn finish(self, response: &Response) {
         let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         metrics::http_request(route, self.method, response.status().as_u16(), self.started.elapsed());
     }
@@ -71,7 +71,7 @@ impl Tracked {
         super::openapi::Errors,
     )
 )]
-pub async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+pub(super) async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let (summary, jobs) = blocking(&app, |app| Ok((app.service_migration()?, app.jobs()?))).await?;
     for (state, count) in summary.accounts {
         ::metrics::gauge!(ACCOUNTS, "state" => state).set(count as f64);

@@ -22,7 +22,7 @@ pub const COMMITTED_PATH: &str = "docs/openapi.json";
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Error)]
-pub struct ErrorBody {
+pub(super) struct ErrorBody {
     /// What went wrong, in words a person can act on.
     error: String,
     /// The request's `X-Request-Id`, also in the host's log lines and in
@@ -43,7 +43,7 @@ pub struct ErrorBody {
 /// `If-Match` 412, a body that is not JSON 415, plugin refusal 422, throttled
 /// 429) and 5XX for a retry later (a
 /// plugin's deadline or a flip in progress 503, with `Retry-After`).
-pub struct Errors;
+pub(super) struct Errors;
 
 impl IntoResponses for Errors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
@@ -65,7 +65,7 @@ impl IntoResponses for Errors {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Read by the spec only; handlers take `Path`.
-pub struct AccountParam {
+pub(super) struct AccountParam {
     /// The account's id.
     account: uuid::Uuid,
 }
@@ -74,7 +74,7 @@ pub struct AccountParam {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-pub struct AccountPrefixParam {
+pub(super) struct AccountPrefixParam {
     /// The account's id, or a unique prefix of at least 8 characters of it,
     /// as the console and the CLI show it (400 if shorter or ambiguous, 404
     /// if no account has it).
@@ -86,7 +86,7 @@ pub struct AccountPrefixParam {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-pub struct NoteParams {
+pub(super) struct NoteParams {
     /// The account's id.
     account: uuid::Uuid,
     /// The note's id.
@@ -97,7 +97,7 @@ pub struct NoteParams {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-pub struct JobParam {
+pub(super) struct JobParam {
     /// The job's id, or a unique prefix of at least 8 characters of it, as
     /// the console shows it (400 if shorter or ambiguous).
     job: String,
@@ -107,7 +107,7 @@ pub struct JobParam {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-pub struct KeyParams {
+pub(super) struct KeyParams {
     /// The account's id.
     account: uuid::Uuid,
     /// The key's id (not the key).
@@ -160,7 +160,7 @@ impl Modify for Credentials {
 }
 
 /// The document for `paths`, with the host's version.
-pub fn document(paths: Document) -> Document {
+pub(super) fn document(paths: Document) -> Document {
     let mut doc = ApiDoc::openapi().merge_from(paths);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
@@ -178,10 +178,10 @@ pub fn render(doc: &Document) -> String {
     get, path = "/openapi.json", operation_id = "openapi", tag = "operations", security(()),
     responses((status = 200, description = "This document (OpenAPI 3.1).", body = serde_json::Value))
 )]
-pub async fn serve(Extension(Rendered(text)): Extension<Rendered>) -> impl IntoResponse {
+pub(super) async fn serve(Extension(Rendered(text)): Extension<Rendered>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], text)
 }
 
 /// The document, rendered once when the router is built.
 #[derive(Clone)]
-pub struct Rendered(pub axum::body::Bytes);
+pub(super) struct Rendered(pub axum::body::Bytes);

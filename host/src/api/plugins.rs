@@ -20,7 +20,7 @@ use crate::catalog::{Activation, Instances, PluginRecord};
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Plugin)]
-pub struct PluginBody {
+pub(super) struct PluginBody {
     /// sha256 of the component, 64 lowercase hex digits.
     digest: String,
     name: String,
@@ -51,7 +51,7 @@ impl From<PluginRecord> for PluginBody {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PushQuery {
+pub(super) struct PushQuery {
     /// Run the conformance kit's contract cases first (`notes-host plugin
     /// check`); a plugin failing any is refused (422) naming the cases.
     #[serde(default)]
@@ -71,7 +71,7 @@ pub struct PushQuery {
         Errors,
     )
 )]
-pub async fn push(State(app): State<Arc<App>>, Query(query): Query<PushQuery>, wasm: Bytes) -> Result<(StatusCode, Json<PluginBody>), ApiError> {
+pub(super) async fn push(State(app): State<Arc<App>>, Query(query): Query<PushQuery>, wasm: Bytes) -> Result<(StatusCode, Json<PluginBody>), ApiError> {
     if wasm.is_empty() {
         return Err(ApiError::bad_request("the body must be the plugin's .wasm bytes"));
     }
@@ -94,7 +94,7 @@ pub async fn push(State(app): State<Arc<App>>, Query(query): Query<PushQuery>, w
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = ActivePlugin)]
-pub struct ActiveBody {
+pub(super) struct ActiveBody {
     digest: String,
     /// `name@version`.
     plugin: String,
@@ -119,7 +119,7 @@ pub struct ActiveBody {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = InstanceUsage)]
-pub struct UsageBody {
+pub(super) struct UsageBody {
     /// Routing calls made.
     calls: u64,
     /// Mean time of a call, instantiation included.
@@ -135,7 +135,7 @@ pub struct UsageBody {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Activation)]
-pub struct ActivationBody {
+pub(super) struct ActivationBody {
     digest: String,
     #[schema(format = DateTime)]
     at: String,
@@ -147,7 +147,7 @@ pub struct ActivationBody {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = PluginRegistry)]
-pub struct RegistryBody {
+pub(super) struct RegistryBody {
     active: ActiveBody,
     plugins: Vec<PluginBody>,
     /// Oldest first.
@@ -155,7 +155,7 @@ pub struct RegistryBody {
 }
 
 #[utoipa::path(get, path = "/plugins", operation_id = "listPlugins", tag = "plugins", responses((status = 200, description = "The active plugin, every stored plugin and the activation history.", body = RegistryBody), Errors))]
-pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, ApiError> {
+pub(super) async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, ApiError> {
     let PluginsView { active, plugins, history } = blocking(app.plugins(), |plugins| plugins.view()).await?;
     Ok(Json(RegistryBody {
         active: ActiveBody {
@@ -182,7 +182,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<Json<RegistryBody>, Api
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct Activate {
+pub(super) struct Activate {
     /// A stored plugin's sha256, or a unique prefix of at least 12 hex
     /// digits of it (as `X-Plugin` and the console show it).
     #[schema(value_type = String, required = true, pattern = "^[0-9a-f]{12,64}$")]
@@ -197,7 +197,7 @@ pub struct Activate {
     put, path = "/plugins/active", operation_id = "activatePlugin", tag = "plugins",
     request_body = Activate, responses((status = 200, description = "The plugin now active.", body = PluginBody), Errors)
 )]
-pub async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Activate>) -> Result<Json<PluginBody>, ApiError> {
+pub(super) async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Activate>) -> Result<Json<PluginBody>, ApiError> {
     let digest = body.digest.ok_or_else(|| ApiError::bad_request("digest is required"))?;
     let record = blocking(app.plugins(), move |plugins| plugins.activate_plugin(&digest, Actor::Operator, "activated by an operator")).await?;
     Ok(Json(record.into()))
@@ -205,14 +205,14 @@ pub async fn activate(State(app): State<Arc<App>>, JsonBody(body): JsonBody<Acti
 
 /// The previously active plugin again.
 #[utoipa::path(post, path = "/plugins/rollback", operation_id = "rollbackPlugin", tag = "plugins", responses((status = 200, description = "The plugin now active.", body = PluginBody), Errors))]
-pub async fn rollback(State(app): State<Arc<App>>) -> Result<Json<PluginBody>, ApiError> {
+pub(super) async fn rollback(State(app): State<Arc<App>>) -> Result<Json<PluginBody>, ApiError> {
     Ok(Json(blocking(app.plugins(), |plugins| plugins.rollback_plugin()).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = PluginFaults)]
-pub struct FaultsBody {
+pub(super) struct FaultsBody {
     /// The plugin's full sha256.
     digest: String,
     /// This host's most recent failures of the plugin, newest first.
@@ -222,7 +222,7 @@ pub struct FaultsBody {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = PluginFault)]
-pub struct FaultBody {
+pub(super) struct FaultBody {
     /// The `errorId` the client was answered with.
     id: String,
     #[schema(format = DateTime)]
@@ -260,7 +260,7 @@ impl From<PluginFault> for FaultBody {
     params(("digest" = String, Path, description = "The plugin's sha256, or a unique prefix of at least 12 hex digits of it (400 if ambiguous).")),
     responses((status = 200, description = "The plugin's recent failures on this host, newest first.", body = FaultsBody), Errors)
 )]
-pub async fn errors(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Result<Json<FaultsBody>, ApiError> {
+pub(super) async fn errors(State(app): State<Arc<App>>, Path(digest): Path<String>) -> Result<Json<FaultsBody>, ApiError> {
     let (digest, faults) = blocking(app.plugins(), move |plugins| plugins.plugin_faults(&digest)).await?;
     Ok(Json(FaultsBody { digest, errors: faults.into_iter().map(Into::into).collect() }))
 }
@@ -278,7 +278,7 @@ pub async fn errors(State(app): State<Arc<App>>, Path(digest): Path<String>) -> 
     request_body = Instances,
     responses((status = 200, description = "The plugin, with its instances' mode.", body = PluginBody), Errors)
 )]
-pub async fn set_instances(
+pub(super) async fn set_instances(
     State(app): State<Arc<App>>,
     Path(digest): Path<String>,
     JsonBody(instances): JsonBody<Instances>,

@@ -15,7 +15,7 @@ use super::errors::no_account;
 /// Notely's own routes (`GET`/`PUT /accounts/{id}`, the notes) keep taking
 /// whole UUIDs only: its clients send them, and a note request must not pay
 /// for a lookup.
-pub const ACCOUNT_PREFIX_MIN: usize = 8;
+pub(super) const ACCOUNT_PREFIX_MIN: usize = 8;
 
 /// A change to an account; `None` leaves the field as it is.
 #[derive(Debug, Clone, Default)]

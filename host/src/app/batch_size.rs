@@ -12,16 +12,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// What a batch should take.
-pub const TARGET: Duration = Duration::from_millis(50);
-pub const MIN: usize = 8;
+pub(super) const TARGET: Duration = Duration::from_millis(50);
+pub(super) const MIN: usize = 8;
 /// The most notes one batch takes: its ids are read in one statement and
 /// handed to the plugin in one call.
-pub const MAX: usize = 512;
+pub(super) const MAX: usize = 512;
 /// Where a host starts: small enough for a first batch on PostgreSQL to stay
 /// well inside the plugin deadline and CPU slice.
 pub const FIRST: usize = 64;
 
-pub struct BatchSize(AtomicUsize);
+pub(super) struct BatchSize(AtomicUsize);
 
 impl Default for BatchSize {
     fn default() -> Self {
@@ -31,12 +31,12 @@ impl Default for BatchSize {
 
 impl BatchSize {
     /// The size of the next batch.
-    pub fn next(&self) -> usize {
+    pub(super) fn next(&self) -> usize {
         self.0.load(Ordering::Relaxed)
     }
 
     /// A batch of `notes` took `took`.
-    pub fn record(&self, notes: usize, took: Duration) {
+    pub(super) fn record(&self, notes: usize, took: Duration) {
         if notes == 0 {
             return;
         }

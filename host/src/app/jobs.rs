@@ -26,7 +26,7 @@ use super::{Actor, App, AppError};
 
 /// The fewest characters of a job's id that name it (`GET /jobs/{job}`,
 /// pause, resume, cancel): the console shows 8.
-pub const JOB_PREFIX_MIN: usize = 8;
+pub(super) const JOB_PREFIX_MIN: usize = 8;
 
 /// How long the runner sleeps when no job has work.
 const IDLE: Duration = Duration::from_millis(100);

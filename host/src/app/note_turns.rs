@@ -27,12 +27,12 @@ type Key = (Uuid, Uuid);
 /// Each note's turn is a semaphore of one permit: a waiter waits on the
 /// request's task (a timer and a wake-up), not on a thread.
 #[derive(Default)]
-pub struct NoteTurns {
+pub(super) struct NoteTurns {
     notes: Mutex<HashMap<Key, Arc<Semaphore>>>,
 }
 
 /// A note's turn, given back when dropped.
-pub struct NoteTurn<'a> {
+pub(super) struct NoteTurn<'a> {
     turns: &'a NoteTurns,
     key: Key,
     /// `None` only while being dropped.
@@ -41,7 +41,7 @@ pub struct NoteTurn<'a> {
 
 impl NoteTurns {
     /// Waits for the note's turn, at most `wait`; `None` if it did not come.
-    pub async fn take(&self, account: Uuid, note: Uuid, wait: Duration) -> Option<NoteTurn<'_>> {
+    pub(super) async fn take(&self, account: Uuid, note: Uuid, wait: Duration) -> Option<NoteTurn<'_>> {
         let key = (account, note);
         let turn = lock(&self.notes).entry(key).or_insert_with(|| Arc::new(Semaphore::new(1))).clone();
         match tokio::time::timeout(wait, turn.clone().acquire_owned()).await {

@@ -48,7 +48,7 @@ const STALE_CHECK_ATTEMPTS: usize = 8;
 /// drifting laptop or phone gathers between syncs (seconds). A time within it
 /// but ahead of the host is kept as the host's time (no write can happen
 /// later than it arrived); one beyond it is refused.
-pub const MAX_CLIENT_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
+pub(super) const MAX_CLIENT_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {

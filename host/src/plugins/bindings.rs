@@ -27,23 +27,23 @@ macro_rules! served_version {
 }
 
 /// `notes:plugin@0.1.0`: the interface `note-store`; no move, no recorded version.
-pub mod v0_1 {
+pub(super) mod v0_1 {
     served_version!("../wit/v0.1/notes.wit");
 }
 
 /// `notes:plugin@0.2.0`: the interface `router`, lists of ids as `list<string>`.
-pub mod v0_2 {
+pub(super) mod v0_2 {
     served_version!("../wit/v0.2/notes.wit", "notes:plugin/stores.recorded-version");
 }
 
 /// `notes:plugin@0.3.0`: lists of ids as one `note-id-list`.
-pub mod v0_3 {
+pub(super) mod v0_3 {
     served_version!("../wit/v0.3/notes.wit", "notes:plugin/stores.recorded-version");
 }
 
 /// `notes:plugin@0.4.0` (the current version): `router.homes`, where the
 /// plugin says each note belongs.
-pub mod v0_4 {
+pub(super) mod v0_4 {
     served_version!("../wit/notes.wit", "notes:plugin/stores.recorded-version");
 }
 

@@ -110,7 +110,7 @@ where
 impl ExportsPre {
     /// Finds the router export of the bindings of `wit_version` (already
     /// known to be served). Its types are checked by [`ExportsPre::check`].
-    pub fn new(pre: InstancePre<CallState>, wit_version: &str) -> wasmtime::Result<Self> {
+    pub(super) fn new(pre: InstancePre<CallState>, wit_version: &str) -> wasmtime::Result<Self> {
         let (version, interface) = if wit_version.starts_with("0.1.") {
             (Version::V0_1(v0_1::NotePluginIndices::new(&pre)?), "notes:plugin/note-store@0.1.0")
         } else if wit_version.starts_with("0.2.") {
@@ -124,11 +124,11 @@ impl ExportsPre {
         Ok(ExportsPre { pre, version, notes })
     }
 
-    pub fn engine(&self) -> &wasmtime::Engine {
+    pub(super) fn engine(&self) -> &wasmtime::Engine {
         self.pre.engine()
     }
 
-    pub async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+    pub(super) async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
         self.pre.instantiate_async(store).await
     }
 
@@ -136,7 +136,7 @@ impl ExportsPre {
     /// the bindings of the plugin's version: what [`unchecked`] relies on.
     /// Checked by index, the very functions the calls take (an export name
     /// the bindings look up may differ, say `@0.3.1` beside `@0.3.0`).
-    pub fn check(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<()> {
+    pub(super) fn check(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<()> {
         macro_rules! check_all {
             ($guest:ty) => {{
                 let n = &self.notes;
@@ -157,7 +157,7 @@ impl ExportsPre {
 
     /// Asks the plugin who it is, through the whole router export (its
     /// `load` type-checks every export).
-    pub async fn info(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<PluginInfo> {
+    pub(super) async fn info(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<PluginInfo> {
         Ok(match &self.version {
             Version::V0_1(indices) => {
                 let i = indices.load(&mut *store, instance)?.notes_plugin_note_store().call_info(store).await?;

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One waiting instance, with what it has served so far.
-pub struct Kept<T> {
+pub(super) struct Kept<T> {
     pub instance: T,
     pub born: Instant,
     pub served: u32,
@@ -18,7 +18,7 @@ pub struct Kept<T> {
 
 /// The bounds of one instance's life.
 #[derive(Debug, Clone, Copy)]
-pub struct Life {
+pub(super) struct Life {
     pub max_requests: u32,
     pub max_age: Duration,
 }
@@ -29,7 +29,7 @@ impl Life {
     }
 }
 
-pub struct PerAccount<T> {
+pub(super) struct PerAccount<T> {
     waiting: Mutex<Waiting<T>>,
     cap: usize,
 }
@@ -40,7 +40,7 @@ struct Waiting<T> {
 }
 
 impl<T> PerAccount<T> {
-    pub fn new(cap: usize) -> Self {
+    pub(super) fn new(cap: usize) -> Self {
         PerAccount { waiting: Mutex::new(Waiting { by_account: HashMap::new(), count: 0 }), cap: cap.max(1) }
     }
 
@@ -49,7 +49,7 @@ impl<T> PerAccount<T> {
     }
 
     /// An instance that served `account` before and may serve it again.
-    pub fn take(&self, account: &str, life: Life) -> Option<Kept<T>> {
+    pub(super) fn take(&self, account: &str, life: Life) -> Option<Kept<T>> {
         let mut dropped = Vec::new();
         let found = {
             let mut waiting = self.waiting();
@@ -78,7 +78,7 @@ impl<T> PerAccount<T> {
     /// Keeps an instance that just served `account` for its next request,
     /// unless its life is over. Makes room by dropping instances whose life
     /// is over, else the oldest.
-    pub fn put(&self, account: &str, kept: Kept<T>, life: Life) {
+    pub(super) fn put(&self, account: &str, kept: Kept<T>, life: Life) {
         if life.over(&kept) {
             return;
         }
@@ -112,7 +112,7 @@ impl<T> PerAccount<T> {
     }
 
     /// Drops every waiting instance (the mode changed).
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         let all = {
             let mut waiting = self.waiting();
             waiting.count = 0;
@@ -122,7 +122,7 @@ impl<T> PerAccount<T> {
     }
 
     /// Instances waiting, over all accounts.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.waiting().count
     }
 }

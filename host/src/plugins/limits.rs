@@ -53,9 +53,9 @@ impl Default for PluginLimits {
 /// be instantiated, so its upload is refused. The pool's total of core
 /// instances (`total_core_instances`) is shared, so many-module plugins
 /// fill it sooner: 4 per slot covers Rust plugins in every slot.
-pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
-pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
-pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
+pub(super) const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+pub(super) const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+pub(super) const MAX_TABLES_PER_COMPONENT: u32 = 16;
 /// Bytes of a freed memory slot that may stay resident, reset in place to the
 /// plugin's image instead of being returned to the kernel. With Linux's
 /// `PAGEMAP_SCAN` (6.7+) only the pages a call dirtied are reset, so a fresh
@@ -71,7 +71,7 @@ const KEEP_RESIDENT_BYTES: usize = 256 << 10;
 /// The pooling allocator: every instance, memory and table comes from a slot
 /// sized by `limits`, and a freed slot keeps its copy-on-write memory image,
 /// so a fresh instance per request costs a few microseconds.
-pub fn allocation_strategy(limits: &PluginLimits) -> InstanceAllocationStrategy {
+pub(super) fn allocation_strategy(limits: &PluginLimits) -> InstanceAllocationStrategy {
     let instances = limits.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
@@ -101,7 +101,7 @@ pub fn allocation_strategy(limits: &PluginLimits) -> InstanceAllocationStrategy 
 /// so the failure names the limit instead of a bare trap.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct LimitExceeded(pub String);
+pub(super) struct LimitExceeded(pub String);
 
 /// What one instance holds, against its caps. `memory_growing` is also called
 /// when a memory is created (with `current = 0`), so the sums include every
@@ -113,7 +113,7 @@ pub struct LimitExceeded(pub String);
 /// for failures it never asked the limiter about, and a plugin could then
 /// undo growths that did happen.
 #[derive(Debug)]
-pub struct Allowance {
+pub(super) struct Allowance {
     memory_cap: usize,
     table_cap: usize,
     /// Bytes of linear memory over all the instance's memories.
@@ -123,7 +123,7 @@ pub struct Allowance {
 }
 
 impl Allowance {
-    pub fn new(limits: &PluginLimits) -> Self {
+    pub(super) fn new(limits: &PluginLimits) -> Self {
         Allowance { memory_cap: limits.memory_bytes, table_cap: limits.table_elements, memory_bytes: 0, table_elements: 0 }
     }
 }

@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use wasmtime::UpdateDeadline;
 
 /// CPU a call may use at full speed before it is paced, by default.
-pub const DEFAULT_PACING_AFTER: Duration = Duration::from_millis(50);
+pub(super) const DEFAULT_PACING_AFTER: Duration = Duration::from_millis(50);
 /// A paced call pauses this long per tick it runs: ~5% of a core.
-pub const PACED_PAUSE: Duration = Duration::from_millis(38);
+pub(super) const PACED_PAUSE: Duration = Duration::from_millis(38);
 
 /// The clock of the call in progress.
 #[derive(Debug, Clone, Copy)]
-pub struct CallClock {
+pub(super) struct CallClock {
     started: Instant,
     deadline: Duration,
     /// `None`: never paced.
@@ -46,12 +46,12 @@ pub struct CallClock {
 }
 
 impl CallClock {
-    pub fn start(deadline: Duration, pacing_after: Option<Duration>) -> Self {
+    pub(super) fn start(deadline: Duration, pacing_after: Option<Duration>) -> Self {
         CallClock { started: Instant::now(), deadline, pacing_after, ticks: 0, after_pause: false }
     }
 
     /// What the call does at an epoch tick.
-    pub fn on_tick(&mut self) -> UpdateDeadline {
+    pub(super) fn on_tick(&mut self) -> UpdateDeadline {
         let elapsed = self.started.elapsed();
         if elapsed >= self.deadline {
             return UpdateDeadline::Interrupt;

@@ -29,7 +29,7 @@ use crate::stores::{DataStore, DataStores, StoreError, StoredRow};
 /// Content bytes one batch may hold, read ahead and again in its kept
 /// writes: a batch of 512 notes of 1 MiB each must not hold 1 GiB of the
 /// host's memory.
-pub const MAX_KEPT_BYTES: usize = 16 << 20;
+pub(super) const MAX_KEPT_BYTES: usize = 16 << 20;
 
 /// The kept writes of one batched call (`AccountScope::batched`), landed by
 /// [`ScopeBatch::commit`] once the call succeeded; dropped (a trap, an

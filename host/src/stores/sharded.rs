@@ -32,7 +32,7 @@ impl ShardedStore {
 /// The account's shard: FNV-1a of its id. Changing the hash, or the shard
 /// count, re-homes accounts, so the data dir records the shard count and the
 /// host refuses to start with another (see `layout`).
-pub fn shard_index(account_id: &str, shards: usize) -> usize {
+pub(super) fn shard_index(account_id: &str, shards: usize) -> usize {
     (crate::stable_hash::fnv1a(account_id.bytes()) % shards as u64) as usize
 }
 

@@ -32,7 +32,7 @@ pub fn asset_bytes() -> usize {
     FILES.iter().map(|(_, _, bytes)| bytes.len()).sum()
 }
 
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(|| async { file("index.html") }))
