@@ -245,7 +245,7 @@ impl From<PluginFault> for FaultBody {
             at: rfc3339(f.at_ms),
             plugin: f.plugin,
             account: f.account.to_string(),
-            operation: f.operation.to_owned(),
+            operation: f.operation.as_str().to_owned(),
             request_id: f.request_id,
             message: f.message,
         }

@@ -182,12 +182,9 @@ impl App {
 
     /// One step of `job`, recorded in it; the notes (or accounts) it went
     /// through, for pacing; `None` if it could not run now (retried later).
+    /// It picks the account (the job's own, or the next one in id order),
+    /// and the kind's own step works on it.
     fn step(&self, job: &mut Job) -> Result<Option<u64>, AppError> {
-        let kind = job.kind;
-        let finish = |job: &mut Job, state: JobState, detail: String| {
-            job.state = state;
-            job.detail = detail;
-        };
         let mut skipped = 0;
         loop {
             let account = match job.account {
@@ -197,65 +194,19 @@ impl App {
                     let after = Uuid::parse_str(&job.cursor).ok();
                     match self.coordination.next_account_after(after)? {
                         Some(id) => id,
-                        None => {
-                            finish(job, JobState::Done, format!("every account done; {} moved", job.moved));
-                            return Ok(Some(0));
-                        }
+                        None => return Ok(Some(finish(job, JobState::Done, format!("every account done; {} moved", job.moved)))),
                     }
                 }
             };
-            let next_account = |job: &mut Job| job.cursor = account.to_string();
-            if kind == JobKind::Verify {
-                let report = match self.verify(account) {
-                    Ok(report) => report,
-                    Err(e) if deferrable(&e) => return Ok(None),
-                    Err(e) => {
-                        finish(job, JobState::Failed, format!("account {account}: {e}"));
-                        return Ok(Some(0));
-                    }
-                };
-                job.done += 1;
-                if !report.clean {
-                    job.problems += 1;
-                }
-                next_account(job);
-                if job.account.is_some() {
-                    finish(job, JobState::Done, if report.clean { "clean".into() } else { format!("{} problem(s)", report.problems.len()) });
-                }
-                return Ok(Some(1));
-            }
-            let toward_new = toward_new(kind).expect("a verify returned above");
-            let batch = match self.move_run(account, toward_new, run_budget(job.rate)) {
-                Ok(batch) => batch,
-                Err(e) if deferrable(&e) => {
-                    tracing::warn!(job = %job.id, %account, error = %e, "job step deferred");
-                    return Ok(None);
-                }
-                Err(e) => {
-                    finish(job, JobState::Failed, format!("account {account}: {e}"));
-                    return Ok(Some(0));
-                }
+            let outcome = match toward_new(job.kind) {
+                None => self.verify_step(job, account),
+                Some(toward_new) => self.move_step(job, account, toward_new),
             };
-            match batch {
-                Batch::Moved { report, .. } => {
-                    let went = u64::from(report.moved + report.in_place + report.missing);
-                    job.done += went;
-                    job.moved += u64::from(report.moved);
-                    return Ok(Some(went));
-                }
-                Batch::NothingLeft { .. } | Batch::OtherMode { .. } if job.account.is_some() => {
-                    let detail = match batch {
-                        Batch::OtherMode { is_migrating } => format!(
-                            "the account's isMigrating is {is_migrating}: a {} moves nothing; {} moved before",
-                            job.kind, job.moved
-                        ),
-                        _ => format!("{} moved", job.moved),
-                    };
-                    finish(job, JobState::Done, detail);
-                    return Ok(Some(0));
-                }
-                Batch::NothingLeft { .. } | Batch::OtherMode { .. } => {
-                    next_account(job);
+            match outcome {
+                Stepped::Went(went) => return Ok(went),
+                // An account of an all-accounts job with nothing to move.
+                Stepped::Skipped => {
+                    job.cursor = account.to_string();
                     skipped += 1;
                     if skipped >= SKIPS_PER_STEP {
                         return Ok(Some(0));
@@ -264,6 +215,71 @@ impl App {
             }
         }
     }
+
+    /// A verify's step: one account, checked and counted.
+    fn verify_step(&self, job: &mut Job, account: Uuid) -> Stepped {
+        let report = match self.verify(account) {
+            Ok(report) => report,
+            Err(e) if deferrable(&e) => return Stepped::Went(None),
+            Err(e) => return Stepped::Went(Some(finish(job, JobState::Failed, format!("account {account}: {e}")))),
+        };
+        job.done += 1;
+        if !report.clean {
+            job.problems += 1;
+        }
+        job.cursor = account.to_string();
+        if job.account.is_some() {
+            finish(job, JobState::Done, if report.clean { "clean".into() } else { format!("{} problem(s)", report.problems.len()) });
+        }
+        Stepped::Went(Some(1))
+    }
+
+    /// A backfill's or bulk rollback's step: move batches of one account,
+    /// toward the new store or back to legacy, for up to the step's budget.
+    fn move_step(&self, job: &mut Job, account: Uuid, toward_new: bool) -> Stepped {
+        let batch = match self.move_run(account, toward_new, run_budget(job.rate)) {
+            Ok(batch) => batch,
+            Err(e) if deferrable(&e) => {
+                tracing::warn!(job = %job.id, %account, error = %e, "job step deferred");
+                return Stepped::Went(None);
+            }
+            Err(e) => return Stepped::Went(Some(finish(job, JobState::Failed, format!("account {account}: {e}")))),
+        };
+        match batch {
+            Batch::Moved { report, .. } => {
+                let went = u64::from(report.moved + report.in_place + report.missing);
+                job.done += went;
+                job.moved += u64::from(report.moved);
+                Stepped::Went(Some(went))
+            }
+            Batch::NothingLeft { .. } | Batch::OtherMode { .. } if job.account.is_some() => {
+                let detail = match batch {
+                    Batch::OtherMode { is_migrating } => {
+                        format!("the account's isMigrating is {is_migrating}: a {} moves nothing; {} moved before", job.kind, job.moved)
+                    }
+                    _ => format!("{} moved", job.moved),
+                };
+                Stepped::Went(Some(finish(job, JobState::Done, detail)))
+            }
+            Batch::NothingLeft { .. } | Batch::OtherMode { .. } => Stepped::Skipped,
+        }
+    }
+}
+
+/// What a kind's step did with its account.
+enum Stepped {
+    /// The step is over: what it went through (`None`: retry later).
+    Went(Option<u64>),
+    /// Nothing to do for this account: the job goes on to the next one.
+    Skipped,
+}
+
+/// Ends `job` in `state` with its `detail`; a step that ends a job went
+/// through nothing more.
+fn finish(job: &mut Job, state: JobState, detail: String) -> u64 {
+    job.state = state;
+    job.detail = detail;
+    0
 }
 
 /// The flag value of the accounts a job of `kind` moves: on for a backfill;

@@ -34,7 +34,7 @@ pub struct PluginFault {
     pub plugin: String,
     pub account: Uuid,
     /// The operation called (`get_note`, `move_notes`, …).
-    pub operation: &'static str,
+    pub operation: Op,
     pub request_id: Option<String>,
     pub message: String,
     /// Stopped at its deadline or out of fuel, rather than failed.
@@ -95,8 +95,7 @@ impl PluginService {
         }
         let id = Uuid::new_v4().to_string();
         let request_id = crate::request_id::current();
-        let operation = operation.as_str();
-        tracing::warn!(error_id = %id, plugin, digest, %account, operation, request_id = request_id.as_deref().unwrap_or(""), error = %message, "plugin failed");
+        tracing::warn!(error_id = %id, plugin, digest, %account, operation = operation.as_str(), request_id = request_id.as_deref().unwrap_or(""), error = %message, "plugin failed");
         let fault = PluginFault { id: id.clone(), at_ms: self.now_ms(), plugin: plugin.to_owned(), account, operation, request_id, message, stopped };
         self.faults.record(digest, fault);
         id
@@ -126,7 +125,7 @@ mod tests {
             at_ms: 0,
             plugin: "loops@1".into(),
             account: Uuid::nil(),
-            operation: "get_note",
+            operation: Op::GetNote,
             request_id: None,
             message: message.into(),
             stopped,
