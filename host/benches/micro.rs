@@ -32,7 +32,7 @@ use notes_host::fleet::liveness::Liveness;
 use notes_host::fleet::{Fleet, FleetSettings, Identity};
 use notes_host::plugins::{PluginLimits, Runtime};
 use notes_host::router::{AccountScope, NativeRouter, Router};
-use notes_host::stores::{DataStore, DataStores, Note, SqliteStore, StoreError};
+use notes_host::stores::{AsyncStore, BlockingStore, DataStores, Note, SqliteStore, StoreError};
 use notes_routing::{IdList, NoteChange};
 use uuid::Uuid;
 
@@ -42,11 +42,11 @@ const ACCOUNT: &str = "3f0c8a52-6d1e-4a57-9a3e-2b7d4c1e9f00";
 #[derive(Default)]
 struct MemoryStore(RwLock<BTreeMap<(String, String), Note>>);
 
-#[async_trait::async_trait]
-impl DataStore for MemoryStore {
+impl BlockingStore for MemoryStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         Ok(self.0.read().unwrap().get(&(account_id.to_owned(), note_id.to_owned())).cloned())
     }
+
     fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
         let mut notes = self.0.write().unwrap();
         let key = (note.account_id.clone(), note.id.clone());
@@ -56,35 +56,45 @@ impl DataStore for MemoryStore {
         notes.insert(key, note.clone());
         Ok(true)
     }
+
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
         let mut notes = self.0.write().unwrap();
         let key = (account_id.to_owned(), note_id.to_owned());
         Ok(notes.get(&key).is_some_and(|n| n.version <= version) && notes.remove(&key).is_some())
     }
+
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         let notes = self.0.read().unwrap();
         Ok(notes.keys().filter(|(a, _)| a == account_id).map(|(_, id)| id).collect())
     }
+
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
         Ok(self.list_ids(account_id)?.len() as u64)
     }
+
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.get(account_id, note_id)?.map(|n| n.version))
     }
+
     fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         Ok(self.list_ids(account_id)?.iter().filter(|id| *id > after).take(limit).map(str::to_owned).collect())
     }
+
     fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<notes_host::stores::StoredRow>, StoreError> {
         let found = note_ids.iter().map(|id| self.get(account_id, id)).collect::<Result<Vec<_>, _>>()?;
         Ok(found.into_iter().flatten().map(|note| notes_host::stores::StoredRow { note, deleted: false }).collect())
     }
+
     fn begin_batch(&self, _: &str, _: i64) -> Result<Box<dyn notes_host::stores::StoreBatch>, StoreError> {
         Err(StoreError::Internal("the dispatch benchmarks move no notes".into()))
     }
+
     fn raise_fence(&self, _: &str, _: i64) -> Result<(), StoreError> {
         Ok(())
     }
 }
+
+impl AsyncStore for MemoryStore {}
 
 fn note(id: usize, version: u64) -> Note {
     Note {

@@ -2,7 +2,7 @@
 //! each backend, the embedded SQLite files, a real PostgreSQL database, the
 //! sharded new store over both, and memory (the in-process tests' store).
 
-use notes_host::stores::{DataStore, MemoryStore, Note, PostgresStore, ShardedStore, SqliteStore, StoreBatch, StoreError, StoredRow};
+use notes_host::stores::{AsyncStore, BlockingStore, DataStore, MemoryStore, Note, PostgresStore, ShardedStore, SqliteStore, StoreBatch, StoreError, StoredRow};
 use notes_routing::IdList;
 
 fn note(account: &str, id: &str, version: u64, content: &str) -> Note {
@@ -54,39 +54,49 @@ impl<S> Awaited<S> {
     }
 }
 
-#[async_trait::async_trait]
-impl<S: DataStore> DataStore for Awaited<S> {
+impl<S: DataStore> BlockingStore for Awaited<S> {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         self.runtime.block_on(self.store.get_async(account_id, note_id))
     }
+
     fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
         self.runtime.block_on(self.store.put_async(note, epoch))
     }
+
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         self.runtime.block_on(self.store.delete_if_not_newer_async(account_id, note_id, version, epoch))
     }
+
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         self.runtime.block_on(self.store.list_ids_async(account_id))
     }
+
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         self.runtime.block_on(self.store.recorded_version_async(account_id, note_id))
     }
+
     fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         self.store.first_ids(account_id, after, limit)
     }
+
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
         self.store.count(account_id)
     }
+
     fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
         self.store.rows(account_id, note_ids)
     }
+
     fn begin_batch(&self, account_id: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
         self.store.begin_batch(account_id, epoch)
     }
+
     fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
         self.store.raise_fence(account_id, epoch)
     }
 }
+
+impl<S: DataStore> AsyncStore for Awaited<S> {}
 
 fn sharded_sqlite() -> Opened {
     let dir = tempfile::tempdir().unwrap();

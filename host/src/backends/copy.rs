@@ -21,7 +21,7 @@ use crate::catalog::{Catalog, PostgresCatalog, SqliteCatalog};
 use crate::coordination::{Accounts, AuditLog, Flips, Gate, Hosts, Jobs, Keys, PostgresCoordination, Rollouts, SqliteCoordination};
 use crate::fleet::liveness::Liveness;
 use crate::plugins::registry::Registry;
-use crate::stores::{DataStore, PostgresStore, SqliteStore, new_shard_role};
+use crate::stores::{BlockingStore, PostgresStore, SqliteStore, new_shard_role};
 
 /// What was copied; every count was checked on both sides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

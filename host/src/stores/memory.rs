@@ -7,7 +7,7 @@ use notes_routing::IdList;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{DataStore, Note, StoreBatch, StoreError, StoredRow};
+use super::{AsyncStore, BlockingStore, Note, StoreBatch, StoreError, StoredRow};
 use crate::lock::lock;
 
 #[derive(Default)]
@@ -53,12 +53,7 @@ impl Notes {
     }
 }
 
-#[async_trait::async_trait]
-impl DataStore for MemoryStore {
-    fn is_in_process(&self) -> bool {
-        true
-    }
-
+impl BlockingStore for MemoryStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         Ok(lock(&self.notes).row(account_id, note_id).and_then(StoredRow::live).cloned())
     }
@@ -99,6 +94,12 @@ impl DataStore for MemoryStore {
 
     fn begin_batch(&self, _: &str, _epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
         Ok(Box::new(MemoryBatch { notes: self.notes.clone(), writes: Mutex::default() }))
+    }
+}
+
+impl AsyncStore for MemoryStore {
+    fn is_in_process(&self) -> bool {
+        true
     }
 }
 

@@ -47,8 +47,68 @@ pub enum StoreError {
 /// write; `raise_fence` raises it. On one machine no live host is ever
 /// skipped by a flip (lock files tell dead from paused), so the SQLite and
 /// memory stores keep no fence.
+///
+/// Two traits: [`BlockingStore`], the rules every backend keeps, as blocking
+/// calls; and [`AsyncStore`], the request path's calls for a caller on an
+/// async worker (a plugin's imports), which default to the blocking ones.
+/// `DataStore` is both: what the host holds.
+pub trait DataStore: BlockingStore + AsyncStore {}
+
+impl<T: BlockingStore + AsyncStore + ?Sized> DataStore for T {}
+
+/// A store's rules, as blocking calls (see [`DataStore`]).
+pub trait BlockingStore: Send + Sync {
+    /// The live note, if any (tombstones are invisible).
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
+
+    /// Writes `note` (under `note.account_id`) unless this version or a newer
+    /// one is recorded; true if written.
+    fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError>;
+
+    /// Deletes the note if its recorded version is `version` or older and
+    /// records a tombstone at `version`; true if a live note was removed.
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError>;
+
+    /// Ids of the account's live notes, sorted, in one string (no
+    /// allocation per id: a list goes to a plugin as it is).
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError>;
+
+    /// The first `limit` of them after `after` ("": from the first): what
+    /// one move batch takes, without reading every id of a large account
+    /// for every batch. A job's next batch starts after the one still
+    /// landing, whose notes are still where they were.
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// How many live notes the account has.
+    fn count(&self, account_id: &str) -> Result<u64, StoreError>;
+
+    /// The version recorded for the note, live or deleted; `None` if never written.
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The rows of those of `note_ids` ever written, live or tombstones, in
+    /// any order: what a batched call reads ahead, in one query, instead of
+    /// a `get` and a `recorded_version` per note (`router::batch`).
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError>;
+
+    /// Starts a batch of writes on the store holding `account_id`'s notes:
+    /// they land in one transaction (one fsync at commit instead of one per
+    /// write), or not at all if it is dropped uncommitted. On SQLite it holds
+    /// the file's write lock until then, so it is begun only once its writes
+    /// are known, and never while plugin code runs (`router::batch`). Its
+    /// writes carry `epoch`.
+    fn begin_batch(&self, account_id: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError>;
+
+    /// Refuses, from now on, every write of the account's notes carrying an
+    /// epoch below `epoch`, and returns only once no such write is still
+    /// running. A flip calls it once every live host drained, before the
+    /// flag changes.
+    fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError>;
+}
+
+/// The request path's calls for a caller on an async worker, and whether
+/// they may be made there (see [`DataStore`]).
 #[async_trait::async_trait]
-pub trait DataStore: Send + Sync {
+pub trait AsyncStore: BlockingStore {
     /// Whether its calls answer in microseconds on this machine (a file or
     /// memory in this process), so a request may make them on its async
     /// worker. A store reached over the network (PostgreSQL) is called from
@@ -56,20 +116,14 @@ pub trait DataStore: Send + Sync {
     fn is_in_process(&self) -> bool {
         false
     }
+
     /// Whether the request path's calls (the `*_async` ones) never hold an
     /// async worker: answered in microseconds in this process, or awaited
     /// (PostgreSQL's async client). A plugin's imports make only those.
     fn serves_requests_async(&self) -> bool {
         self.is_in_process()
     }
-    /// The live note, if any (tombstones are invisible).
-    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError>;
-    /// Writes `note` (under `note.account_id`) unless this version or a newer
-    /// one is recorded; true if written.
-    fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError>;
-    /// Deletes the note if its recorded version is `version` or older and
-    /// records a tombstone at `version`; true if a live note was removed.
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError>;
+
     /// [`DataStore::put`] for a caller on an async worker (a plugin's
     /// import): a store whose write waits (a commit's fsync) waits here
     /// without holding the thread. By default, the blocking write, for a
@@ -78,52 +132,28 @@ pub trait DataStore: Send + Sync {
     async fn put_async(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
         self.put(note, epoch)
     }
+
     /// [`DataStore::delete_if_not_newer`] for a caller on an async worker.
     async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         self.delete_if_not_newer(account_id, note_id, version, epoch)
     }
+
     /// [`DataStore::get`] for a caller on an async worker: a store reached
     /// over the network awaits its round trip (see
     /// [`DataStore::serves_requests_async`]). By default, the blocking read.
     async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         self.get(account_id, note_id)
     }
+
     /// [`DataStore::list_ids`] for a caller on an async worker.
     async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
         self.list_ids(account_id)
     }
+
     /// [`DataStore::recorded_version`] for a caller on an async worker.
     async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         self.recorded_version(account_id, note_id)
     }
-    /// Ids of the account's live notes, sorted, in one string (no
-    /// allocation per id: a list goes to a plugin as it is).
-    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError>;
-    /// The first `limit` of them after `after` ("": from the first): what
-    /// one move batch takes, without reading every id of a large account
-    /// for every batch. A job's next batch starts after the one still
-    /// landing, whose notes are still where they were.
-    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError>;
-    /// How many live notes the account has.
-    fn count(&self, account_id: &str) -> Result<u64, StoreError>;
-    /// The version recorded for the note, live or deleted; `None` if never written.
-    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError>;
-    /// The rows of those of `note_ids` ever written, live or tombstones, in
-    /// any order: what a batched call reads ahead, in one query, instead of
-    /// a `get` and a `recorded_version` per note (`router::batch`).
-    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError>;
-    /// Starts a batch of writes on the store holding `account_id`'s notes:
-    /// they land in one transaction (one fsync at commit instead of one per
-    /// write), or not at all if it is dropped uncommitted. On SQLite it holds
-    /// the file's write lock until then, so it is begun only once its writes
-    /// are known, and never while plugin code runs (`router::batch`). Its
-    /// writes carry `epoch`.
-    fn begin_batch(&self, account_id: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError>;
-    /// Refuses, from now on, every write of the account's notes carrying an
-    /// epoch below `epoch`, and returns only once no such write is still
-    /// running. A flip calls it once every live host drained, before the
-    /// flag changes.
-    fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError>;
 }
 
 /// The writes of one batch (`begin_batch`), under the same version rules

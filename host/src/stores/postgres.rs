@@ -11,7 +11,7 @@ use notes_routing::IdList;
 use postgres::GenericClient;
 use postgres::types::ToSql;
 
-use super::{DataStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
+use super::{AsyncStore, BlockingStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
 use crate::pg::{self, PgConn, PgPool};
 
 /// Ids are compared byte by byte (`COLLATE "C"`), whatever the database's
@@ -175,8 +175,85 @@ impl PostgresStore {
     }
 }
 
+impl BlockingStore for PostgresStore {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        get_on(&mut *self.conn()?, account_id, note_id)
+    }
+
+    fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
+        put_on(&mut *self.conn()?, note, epoch)
+    }
+
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let (live, tombstone, fenced) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?, conn.prepared(FENCED_ABOVE)?);
+        let mut tx = conn.client().transaction()?;
+        let removed = delete_with(&mut tx, &live, &tombstone, &fenced, account_id, note_id, version, epoch)?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
+        list_on(&mut *self.conn()?, account_id)
+    }
+
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let statement = conn.prepared(FIRST)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(conn.client().query(&statement, &[&account_id, &after, &limit])?.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn count(&self, account_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn()?;
+        let statement = conn.prepared(COUNT)?;
+        Ok(conn.client().query_one(&statement, &[&account_id])?.get::<_, i64>(0) as u64)
+    }
+
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        recorded_on(&mut *self.conn()?, account_id, note_id)
+    }
+
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
+        let mut conn = self.conn()?;
+        let statement = conn.prepared(ROWS)?;
+        let rows = conn.client().query(&statement, &[&account_id, &note_ids])?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredRow {
+                note: Note {
+                    id: r.get(0),
+                    account_id: account_id.to_owned(),
+                    content: r.get(1),
+                    created_at_ms: r.get(2),
+                    updated_at_ms: r.get(3),
+                    version: r.get::<_, i64>(4) as u64,
+                },
+                deleted: r.get(5),
+            })
+            .collect())
+    }
+
+    fn begin_batch(&self, _: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
+        let mut conn = self.conn()?;
+        conn.client().batch_execute("BEGIN")?;
+        Ok(Box::new(PostgresBatch { conn: RefCell::new(conn), open: true, epoch }))
+    }
+
+    fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let set = conn.prepared(SET_FENCE)?;
+        let client = conn.client();
+        let raised = client.batch_execute(RAISE_FENCE).and_then(|()| client.execute(&set, &[&account_id, &epoch])).and_then(|_| client.batch_execute("COMMIT"));
+        if raised.is_err() {
+            let _ = client.batch_execute("ROLLBACK");
+        }
+        Ok(raised?)
+    }
+}
+
 #[async_trait::async_trait]
-impl DataStore for PostgresStore {
+impl AsyncStore for PostgresStore {
     fn serves_requests_async(&self) -> bool {
         true
     }
@@ -254,81 +331,6 @@ impl DataStore for PostgresStore {
         let conn = self.request_conn().await?;
         let statement = conn.prepare_cached(RECORDED).await?;
         Ok(conn.query_opt(&statement, &[&account_id, &note_id]).await?.map(|r| r.get::<_, i64>(0) as u64))
-    }
-
-    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        get_on(&mut *self.conn()?, account_id, note_id)
-    }
-
-    fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
-        put_on(&mut *self.conn()?, note, epoch)
-    }
-
-    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
-        let mut conn = self.conn()?;
-        let (live, tombstone, fenced) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?, conn.prepared(FENCED_ABOVE)?);
-        let mut tx = conn.client().transaction()?;
-        let removed = delete_with(&mut tx, &live, &tombstone, &fenced, account_id, note_id, version, epoch)?;
-        tx.commit()?;
-        Ok(removed)
-    }
-
-    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
-        list_on(&mut *self.conn()?, account_id)
-    }
-
-    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn()?;
-        let statement = conn.prepared(FIRST)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(conn.client().query(&statement, &[&account_id, &after, &limit])?.iter().map(|r| r.get(0)).collect())
-    }
-
-    fn count(&self, account_id: &str) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
-        let statement = conn.prepared(COUNT)?;
-        Ok(conn.client().query_one(&statement, &[&account_id])?.get::<_, i64>(0) as u64)
-    }
-
-    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        recorded_on(&mut *self.conn()?, account_id, note_id)
-    }
-
-    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
-        let mut conn = self.conn()?;
-        let statement = conn.prepared(ROWS)?;
-        let rows = conn.client().query(&statement, &[&account_id, &note_ids])?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredRow {
-                note: Note {
-                    id: r.get(0),
-                    account_id: account_id.to_owned(),
-                    content: r.get(1),
-                    created_at_ms: r.get(2),
-                    updated_at_ms: r.get(3),
-                    version: r.get::<_, i64>(4) as u64,
-                },
-                deleted: r.get(5),
-            })
-            .collect())
-    }
-
-    fn begin_batch(&self, _: &str, epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
-        let mut conn = self.conn()?;
-        conn.client().batch_execute("BEGIN")?;
-        Ok(Box::new(PostgresBatch { conn: RefCell::new(conn), open: true, epoch }))
-    }
-
-    fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let set = conn.prepared(SET_FENCE)?;
-        let client = conn.client();
-        let raised = client.batch_execute(RAISE_FENCE).and_then(|()| client.execute(&set, &[&account_id, &epoch])).and_then(|_| client.batch_execute("COMMIT"));
-        if raised.is_err() {
-            let _ = client.batch_execute("ROLLBACK");
-        }
-        Ok(raised?)
     }
 }
 

@@ -5,7 +5,7 @@
 use notes_routing::IdList;
 use std::path::PathBuf;
 
-use super::{DataStore, Note, SqliteStore, StoreBatch, StoreError};
+use super::{AsyncStore, BlockingStore, DataStore, Note, SqliteStore, StoreBatch, StoreError};
 
 pub struct ShardedStore {
     shards: Vec<Box<dyn DataStore>>,
@@ -36,43 +36,23 @@ pub(super) fn shard_index(account_id: &str, shards: usize) -> usize {
     (crate::stable_hash::fnv1a(account_id.bytes()) % shards as u64) as usize
 }
 
-#[async_trait::async_trait]
-impl DataStore for ShardedStore {
-    fn is_in_process(&self) -> bool {
-        self.shards.iter().all(|s| s.is_in_process())
-    }
-
-    fn serves_requests_async(&self) -> bool {
-        self.shards.iter().all(|s| s.serves_requests_async())
-    }
-
+impl BlockingStore for ShardedStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         self.shard(account_id).get(account_id, note_id)
     }
+
     fn put(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
         self.shard(&note.account_id).put(note, epoch)
     }
+
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         self.shard(account_id).delete_if_not_newer(account_id, note_id, version, epoch)
     }
-    async fn put_async(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
-        self.shard(&note.account_id).put_async(note, epoch).await
-    }
-    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
-        self.shard(account_id).delete_if_not_newer_async(account_id, note_id, version, epoch).await
-    }
-    async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        self.shard(account_id).get_async(account_id, note_id).await
-    }
-    async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
-        self.shard(account_id).list_ids_async(account_id).await
-    }
-    async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        self.shard(account_id).recorded_version_async(account_id, note_id).await
-    }
+
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
         self.shard(account_id).list_ids(account_id)
     }
+
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
         self.shard(account_id).count(account_id)
     }
@@ -95,6 +75,37 @@ impl DataStore for ShardedStore {
 
     fn raise_fence(&self, account_id: &str, epoch: i64) -> Result<(), StoreError> {
         self.shard(account_id).raise_fence(account_id, epoch)
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncStore for ShardedStore {
+    fn is_in_process(&self) -> bool {
+        self.shards.iter().all(|s| s.is_in_process())
+    }
+
+    fn serves_requests_async(&self) -> bool {
+        self.shards.iter().all(|s| s.serves_requests_async())
+    }
+
+    async fn put_async(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
+        self.shard(&note.account_id).put_async(note, epoch).await
+    }
+
+    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
+        self.shard(account_id).delete_if_not_newer_async(account_id, note_id, version, epoch).await
+    }
+
+    async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        self.shard(account_id).get_async(account_id, note_id).await
+    }
+
+    async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
+        self.shard(account_id).list_ids_async(account_id).await
+    }
+
+    async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        self.shard(account_id).recorded_version_async(account_id, note_id).await
     }
 }
 

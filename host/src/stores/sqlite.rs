@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::oneshot;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{DataStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
+use super::{AsyncStore, BlockingStore, Note, StoreBatch, StoreError, StoredRow, version_to_sql};
 use crate::db::{self, Pool};
 use crate::lock::lock;
 
@@ -247,12 +247,7 @@ impl SqliteStore {
     }
 }
 
-#[async_trait::async_trait]
-impl DataStore for SqliteStore {
-    fn is_in_process(&self) -> bool {
-        true
-    }
-
+impl BlockingStore for SqliteStore {
     fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         get_on(&*self.inner.pool.get()?, account_id, note_id)
     }
@@ -261,16 +256,8 @@ impl DataStore for SqliteStore {
         self.write(Op::Put(note.clone()))
     }
 
-    async fn put_async(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
-        self.write_async(Op::Put(note.clone())).await
-    }
-
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
         self.write(Op::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version })
-    }
-
-    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
-        self.write_async(Op::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version }).await
     }
 
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
@@ -327,6 +314,21 @@ impl DataStore for SqliteStore {
         let conn = self.inner.pool.get()?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(Box::new(SqliteBatch { conn, open: true, _turn: turn }))
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncStore for SqliteStore {
+    fn is_in_process(&self) -> bool {
+        true
+    }
+
+    async fn put_async(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
+        self.write_async(Op::Put(note.clone())).await
+    }
+
+    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
+        self.write_async(Op::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version }).await
     }
 }
 
