@@ -18,7 +18,7 @@ use wasmtime::component::{ComponentExportIndex, ComponentNamedList, Func, Instan
 
 use super::bindings::{v0_1, v0_2, v0_3, v0_4};
 use super::{CallState, Plugin, PluginInfo, WIT_VERSION};
-use crate::router::{AccountScope, InstanceUsage, Instances, Routed, Router};
+use crate::router::{AccountScope, InstanceUsage, Instances, Routed, Router, RouterInfo};
 
 /// The served versions, oldest first: what `exports` and `wit/VERSIONS.md` list.
 pub const SERVED_WIT_VERSIONS: [&str; 4] = ["0.1.0", "0.2.0", "0.3.0", "0.4.0"];
@@ -220,8 +220,7 @@ fn missing_export() -> wasmtime::Error {
     wasmtime::format_err!("the plugin's instance lacks a note operation found when it loaded")
 }
 
-#[async_trait::async_trait]
-impl Router for Plugin {
+impl RouterInfo for Plugin {
     fn label(&self) -> &str {
         &self.label
     }
@@ -250,6 +249,13 @@ impl Router for Plugin {
         false
     }
 
+    fn homes_by_migrate_rule(&self) -> bool {
+        !matches!(self.pre.version, Version::V0_4(_))
+    }
+}
+
+#[async_trait::async_trait]
+impl Router for Plugin {
     async fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
         let account = scope.account_id().to_owned();
         let mut call = self.enter(Some(scope)).await?;
@@ -369,9 +375,5 @@ impl Router for Plugin {
             other => other,
         });
         self.leave(call, answer)
-    }
-
-    fn homes_by_migrate_rule(&self) -> bool {
-        !matches!(self.pre.version, Version::V0_4(_))
     }
 }

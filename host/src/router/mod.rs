@@ -81,43 +81,61 @@ pub type Routed<T> = Result<Result<T, notes_routing::Error>, PluginFailure>;
 /// yields at each epoch tick and while it waits for a write's commit
 /// (ARCHITECTURE.md, "The note path").
 #[async_trait::async_trait]
-pub trait Router: Send + Sync {
-    /// `name@version`, as in `X-Plugin`.
-    fn label(&self) -> &str;
-    /// What the registry knows it by: the sha256 of its `.wasm`, or `native`.
-    fn digest(&self) -> &str;
-    fn supports_migration(&self) -> bool;
+pub trait Router: RouterInfo {
     async fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note>;
+
     async fn get_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<Note>;
+
     async fn list_notes(&self, scope: AccountScope, is_migrating: bool) -> Routed<IdList>;
+
     async fn update_note(&self, scope: AccountScope, change: NoteChange, expected: Option<u64>, is_migrating: bool) -> Routed<Note>;
+
     async fn delete_note(&self, scope: AccountScope, note_id: &str, is_migrating: bool) -> Routed<()>;
+
     /// Puts each note where the account's mode wants it (backfill, bulk rollback).
     async fn move_notes(&self, scope: AccountScope, note_ids: &[String], is_migrating: bool) -> Routed<MoveReport>;
+
     /// Where each of `note_ids` belongs under `is_migrating`, one placement
     /// per id in their order (WIT 0.4's `homes`; the migrate rule for a
     /// plugin built before it). What verify and the account states judge
     /// notes by. The scope should be read-only: what a router writes in it
     /// must not land (`AccountScope::batched`, never committed).
     async fn homes(&self, scope: AccountScope, note_ids: &IdList, is_migrating: bool) -> Routed<Vec<Placement>>;
+}
+
+/// What the host knows of a router besides its calls: its name and digest,
+/// what it supports, and how its instances are made.
+pub trait RouterInfo: Send + Sync {
+    /// `name@version`, as in `X-Plugin`.
+    fn label(&self) -> &str;
+
+    /// What the registry knows it by: the sha256 of its `.wasm`, or `native`.
+    fn digest(&self) -> &str;
+
+    fn supports_migration(&self) -> bool;
+
     /// True if [`Router::homes`] is the migrate rule without asking the
     /// router (a plugin built before WIT 0.4.0): the host may then count
     /// notes per store instead of listing them and calling.
     fn homes_by_migrate_rule(&self) -> bool {
         false
     }
+
     /// What its calls have cost on this host, if it runs in instances (a
     /// Wasm plugin): for authors, in `GET /plugins` and `plugin check`.
     fn usage(&self) -> Option<InstanceUsage> {
         None
     }
+
     /// How its instances are made, if it runs in instances (a Wasm plugin).
     fn instances(&self) -> Option<Instances> {
         None
     }
+
     /// Follows a new setting from its next call on (a Wasm plugin; others
     /// have no instances).
     fn set_instances(&self, _instances: Instances) {}
+
     /// Whether a write through it holds its thread until the commit (the
     /// native routers: their store calls are synchronous), so a write must
     /// not run on an async worker. A Wasm plugin's writes wait as async

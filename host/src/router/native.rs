@@ -9,7 +9,7 @@
 
 use notes_routing::{IdList, MoveReport, Note, NoteChange, Placement};
 
-use super::{AccountScope, Router, PluginFailure, Routed};
+use super::{AccountScope, PluginFailure, Routed, Router, RouterInfo};
 
 pub struct NativeRouter<S> {
     routing: S,
@@ -30,8 +30,7 @@ impl<S: notes_routing::Router> NativeRouter<S> {
     }
 }
 
-#[async_trait::async_trait]
-impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
+impl<S: notes_routing::Router + Send + Sync> RouterInfo for NativeRouter<S> {
     fn label(&self) -> &str {
         &self.label
     }
@@ -43,7 +42,10 @@ impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
     fn supports_migration(&self) -> bool {
         self.routing.info().supports_migration
     }
+}
 
+#[async_trait::async_trait]
+impl<S: notes_routing::Router + Send + Sync> Router for NativeRouter<S> {
     async fn create_note(&self, scope: AccountScope, change: NoteChange, is_migrating: bool) -> Routed<Note> {
         Ok(self.routing.create_note(&scope, &scope.account_id().to_owned(), change, is_migrating))
     }
@@ -91,8 +93,7 @@ impl FailingRouter {
     }
 }
 
-#[async_trait::async_trait]
-impl Router for FailingRouter {
+impl RouterInfo for FailingRouter {
     fn label(&self) -> &str {
         &self.label
     }
@@ -104,7 +105,10 @@ impl Router for FailingRouter {
     fn supports_migration(&self) -> bool {
         self.supports_migration
     }
+}
 
+#[async_trait::async_trait]
+impl Router for FailingRouter {
     async fn create_note(&self, _: AccountScope, _: NoteChange, _: bool) -> Routed<Note> {
         self.fail()
     }
