@@ -461,18 +461,27 @@ impl App {
     /// Flips each of `targets` (account, wanted flag) a few at a time, as
     /// part of the operator action `action`. A flip already in progress on
     /// an account is waited out (at most as long as a flip can stay
-    /// pending), then this one is made.
+    /// pending), then this one is made. A refusal whose flip has already
+    /// ended when it is looked at (it ended between the two) is tried once
+    /// more: only a refusal that holds is an answer.
     fn flip_many(&self, targets: &[(Uuid, bool)], reason: &str, action: &str, rollout: Option<i64>) -> Vec<(Uuid, bool, Result<FlipOutcome, AppError>)> {
         let cause = FlipCause { actor: Actor::Operator.as_str(), reason, action, rollout };
         let chunk = targets.len().div_ceil(ROLLOUT_PARALLELISM).max(1);
         let flip = |id: Uuid, on: bool| {
             let deadline = std::time::Instant::now() + self.fleet.longest_pending_flip();
+            let mut tried_once_settled = false;
             loop {
-                match self.set_flag(id, on, cause) {
-                    Err(AppError::Conflict(_)) if self.flip_pending(id) && std::time::Instant::now() < deadline => {
-                        std::thread::sleep(std::time::Duration::from_millis(2));
-                    }
-                    outcome => return outcome,
+                let outcome = self.set_flag(id, on, cause);
+                if !matches!(outcome, Err(AppError::Conflict(_))) || std::time::Instant::now() >= deadline {
+                    return outcome;
+                }
+                if self.flip_pending(id) {
+                    tried_once_settled = false;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                } else if tried_once_settled {
+                    return outcome;
+                } else {
+                    tried_once_settled = true;
                 }
             }
         };

@@ -2,6 +2,8 @@
 // admin token the operator typed (kept for this tab only), and every button is
 // one API call, so anything done here can be done with curl.
 import { html, render, useState, useEffect, useRef, useCallback } from './htm-preact-standalone-3.1.1.js';
+// The API's names (job kinds and states), written by the host from the types that spell them.
+import { JobKind, JobState } from './names.js';
 
 // A style or script the Content-Security-Policy blocks is a bug of this page:
 // said in the browser's console, and kept for the browser tests to read.
@@ -302,7 +304,7 @@ function VerifyDue({ count, onStarted }) {
   const [message, setMessage] = useState();
   const start = async () => {
     try {
-      const job = await api('POST', '/jobs', { kind: 'verify' });
+      const job = await api('POST', '/jobs', { kind: JobKind.Verify });
       setMessage({ text: `Started verify job ${shortId(job.id)}: ${number(job.total)} accounts to check.` });
       onStarted();
     } catch (e) {
@@ -329,19 +331,19 @@ function Jobs() {
     ${list.length === 0 ? html`<p class="muted">No jobs yet. Start one under Rollout.</p>` : html`<table id="jobs" class="stack">
       <thead><tr><th>Job</th><th>Scope</th><th>State</th><th class="progress">Progress</th><th class="num">Rate</th><th class="num">ETA</th><th class="num hide-narrow">Problems</th><th></th></tr></thead>
       <tbody>${list.map((job) => {
-        const pct = job.total ? Math.floor((job.done / job.total) * 100) : (job.state === 'done' ? 100 : 0);
+        const pct = job.total ? Math.floor((job.done / job.total) * 100) : (job.state === JobState.Done ? 100 : 0);
         return html`<tr key=${job.id} data-job=${job.id} data-state=${job.state}>
           <td>${job.kind}<br /><span class="muted mono">${shortId(job.id)}</span></td>
           <td>${job.account ? html`<span class="mono" title=${job.account}>${shortId(job.account)}</span>` : 'all accounts'}</td>
-          <td class=${job.state === 'failed' ? 'bad' : job.state === 'done' ? 'ok' : ''}>${job.state}${job.detail && job.state !== 'running' ? html`<br /><span class="muted">${job.detail}</span>` : ''}</td>
-          <td class="wide-cell"><progress max=${Math.max(job.total, 1)} value=${job.total ? job.done : (job.state === 'done' ? 1 : 0)} aria-label="${job.kind} progress"></progress>
+          <td class=${job.state === JobState.Failed ? 'bad' : job.state === JobState.Done ? 'ok' : ''}>${job.state}${job.detail && job.state !== JobState.Running ? html`<br /><span class="muted">${job.detail}</span>` : ''}</td>
+          <td class="wide-cell"><progress max=${Math.max(job.total, 1)} value=${job.total ? job.done : (job.state === JobState.Done ? 1 : 0)} aria-label="${job.kind} progress"></progress>
             <span class="progress-text">${number(job.done)} / ${number(job.total)} (${pct}%)</span></td>
           <td class="num">${number(Math.round(job.perSecond))}/s</td>
-          <td class="num">${job.state === 'running' ? duration(job.etaSeconds) : ''}</td>
+          <td class="num">${job.state === JobState.Running ? duration(job.etaSeconds) : ''}</td>
           <td class="num hide-narrow ${job.problems ? 'bad' : ''}">${number(job.problems)}</td>
-          <td class="actions wide-cell">${job.state === 'running' && html`<button class="pause" onClick=${() => act(job, 'pause')}>Pause</button>`}
-              ${job.state === 'paused' && html`<button class="resume" onClick=${() => act(job, 'resume')}>Resume</button>`}
-              ${(job.state === 'running' || job.state === 'paused') && html` <button class="cancel" onClick=${() => act(job, 'cancel')}>Cancel</button>`}</td>
+          <td class="actions wide-cell">${job.state === JobState.Running && html`<button class="pause" onClick=${() => act(job, 'pause')}>Pause</button>`}
+              ${job.state === JobState.Paused && html`<button class="resume" onClick=${() => act(job, 'resume')}>Resume</button>`}
+              ${(job.state === JobState.Running || job.state === JobState.Paused) && html` <button class="cancel" onClick=${() => act(job, 'cancel')}>Cancel</button>`}</td>
         </tr>`;
       })}</tbody></table>`}
   </div>`;
@@ -563,10 +565,11 @@ function Rollout() {
   </section>`;
 }
 
+// Each kind's button: its label and what it does.
 const JOB_KINDS = {
-  backfill: 'Backfill: move notes of accounts in migration mode to the new store',
-  rollback: 'Roll back: move notes of accounts in rollback mode to the legacy store',
-  verify: 'Verify: check every note (read-only)',
+  [JobKind.Backfill]: ['Backfill', 'Backfill: move notes of accounts in migration mode to the new store'],
+  [JobKind.Rollback]: ['Roll back', 'Roll back: move notes of accounts in rollback mode to the legacy store'],
+  [JobKind.Verify]: ['Verify', 'Verify: check every note (read-only)'],
 };
 
 function StartJob() {
@@ -591,8 +594,8 @@ function StartJob() {
       <label for="job-rate">Notes per second</label>
       <input id="job-rate" type="number" min="0" placeholder="no limit" value=${rate} onInput=${(e) => setRate(e.target.value)} class="narrow" />
     </div>
-    <div class="row">${Object.entries(JOB_KINDS).map(([kind, title]) => html`<button id="start-${kind}" title=${title} onClick=${() => start(kind)}>${
-      { backfill: 'Backfill', rollback: 'Roll back', verify: 'Verify' }[kind]}${account.trim() ? ' this account' : ' all'}</button>`)}</div>
+    <div class="row">${Object.entries(JOB_KINDS).map(([kind, [label, title]]) => html`<button id="start-${kind}" title=${title} onClick=${() => start(kind)}>${
+      label}${account.trim() ? ' this account' : ' all'}</button>`)}</div>
     ${message && html`<p class="banner ${message.bad ? 'bad' : 'ok'}" role="status" id="job-message">${message.text}</p>`}
   </div>`;
 }
