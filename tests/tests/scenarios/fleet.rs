@@ -219,8 +219,11 @@ fn a_flip_whose_own_host_is_killed_midway_is_aborted_and_changes_nothing() {
         // when its host is killed.
         let body = json!({ "content": "fault:loop" }).to_string().into_bytes();
         let host2 = &fleet.hosts[2];
+        let before = host2.plugin_calls_started();
         let looping = s.spawn(|| host2.try_request("POST", &format!("/accounts/{account}/notes"), Some(body), &[]));
-        std::thread::sleep(Duration::from_millis(100)); // it has read the flag and runs
+        // It has read the flag and runs in its plugin (not a fixed sleep: on
+        // a loaded machine it may not have started within one).
+        eventually("the looping request runs in its plugin", || host2.plugin_calls_started() > before);
         let flip = s.spawn(|| fleet.hosts[0].try_request("PATCH", &format!("/accounts/{account}"), Some(br#"{"isMigrating":true}"#.to_vec()), &[]));
         std::thread::sleep(Duration::from_millis(30)); // the flip is announced and waits
         fleet.hosts[0].signal("KILL");
