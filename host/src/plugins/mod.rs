@@ -21,6 +21,7 @@ mod exports;
 mod kept;
 mod limits;
 mod pacing;
+pub mod store;
 pub mod registry;
 mod wasi;
 

@@ -59,11 +59,11 @@ pub(super) const DENIED_PACKAGES: &[&str] = &["wasi:sockets"];
 /// `None` when it imports none (the shared linker serves it as is). Per
 /// component, not once for all: the definitions follow the interfaces and
 /// the WASI version the component imports, whatever they are.
-pub(super) fn deny_sockets(
-    linker: &Linker<CallState>,
+pub(super) fn deny_sockets<T: 'static>(
+    linker: &Linker<T>,
     engine: &wasmtime::Engine,
     component: &wasmtime::component::Component,
-) -> wasmtime::Result<Option<Linker<CallState>>> {
+) -> wasmtime::Result<Option<Linker<T>>> {
     use wasmtime::component::ResourceType;
     use wasmtime::component::types::ComponentItem;
     /// The type of every resource of a denied interface: no function makes one.
@@ -116,27 +116,27 @@ pub(super) const LINKED_PACKAGES: &[&str] = &["wasi:cli", "wasi:io", "wasi:clock
 
 /// Every WASI interface a std `wasm32-wasip2` guest imports, but sockets,
 /// with the monotonic clock replaced by [`FrozenTime`].
-pub(super) fn add_to_linker(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(l, |s| s.clocks())?;
-    clocks::monotonic_clock::add_to_linker::<CallState, FrozenTime>(l, |s| FrozenTimeView(&mut s.table))?;
-    filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(l, |s| s.filesystem())?;
-    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(l, |s| s.filesystem())?;
-    random::random::add_to_linker::<CallState, WasiRandom>(l, |s| s.ctx().ctx.random())?;
-    random::insecure::add_to_linker::<CallState, WasiRandom>(l, |s| s.ctx().ctx.random())?;
-    random::insecure_seed::add_to_linker::<CallState, WasiRandom>(l, |s| s.ctx().ctx.random())?;
-    cli::exit::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::environment::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::stdin::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::stdout::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::stderr::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::terminal_input::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::terminal_output::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::terminal_stdin::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::terminal_stdout::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    cli::terminal_stderr::add_to_linker::<CallState, WasiCli>(l, |s| s.cli())?;
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
-    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
-    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<CallState, HasIo>(l, |s| s.ctx().table)?;
+pub(super) fn add_to_linker<T: WasiView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, |s| s.clocks())?;
+    clocks::monotonic_clock::add_to_linker::<T, FrozenTime>(l, |s| FrozenTimeView(s.ctx().table))?;
+    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, |s| s.filesystem())?;
+    filesystem::types::add_to_linker::<T, WasiFilesystem>(l, |s| s.filesystem())?;
+    random::random::add_to_linker::<T, WasiRandom>(l, |s| s.ctx().ctx.random())?;
+    random::insecure::add_to_linker::<T, WasiRandom>(l, |s| s.ctx().ctx.random())?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |s| s.ctx().ctx.random())?;
+    cli::exit::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::environment::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::stdin::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::stdout::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::stderr::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::terminal_input::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::terminal_output::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, |s| s.cli())?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, HasIo>(l, |s| s.ctx().table)?;
+    wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<T, HasIo>(l, |s| s.ctx().table)?;
+    wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<T, HasIo>(l, |s| s.ctx().table)?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod memory;
 mod postgres;
 mod sharded;
 mod sqlite;
+pub mod versions;
 
 use notes_routing::IdList;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,290 @@
+//! [`PluginStore`]: a store plugin served as one of the host's stores, so the
+//! router plugin and every job see a [`DataStore`](crate::stores::DataStore)
+//! like the SQLite and PostgreSQL ones.
+//!
+//! A plugin that keeps versions is called through as it is. For one that
+//! keeps content only, the host keeps each note's version and tombstone in a
+//! [`VersionTable`] and makes every write conditional there; the plugin holds
+//! the content. A note the store held before the host ever wrote it (the
+//! legacy system's own notes) counts as version 1.
+
+use std::sync::Arc;
+
+use notes_routing::{IdList, Note};
+
+use super::StorePlugin;
+use crate::stores::versions::{Recorded, VersionTable};
+use crate::stores::{AsyncStore, BlockingStore, StoreBatch, StoreError, StoredRow};
+
+/// The version of a note found in a content-only store that the host never
+/// wrote: the legacy system's own notes, as if each had been created once.
+const UNTRACKED_VERSION: u64 = 1;
+
+#[derive(Clone)]
+pub struct PluginStore(Arc<Inner>);
+
+struct Inner {
+    plugin: StorePlugin,
+    /// `Some` for a plugin that keeps content only.
+    versions: Option<VersionTable>,
+    /// The runtime the blocking calls (jobs, `db` tools) run the plugin's
+    /// async calls on: its HTTP client needs a tokio reactor.
+    runtime: tokio::runtime::Handle,
+}
+
+impl PluginStore {
+    /// `versions` must be given for a plugin whose `keeps-versions` is false.
+    pub fn new(plugin: StorePlugin, versions: Option<VersionTable>, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
+        let versions = match (plugin.info().keeps_versions, versions) {
+            (true, _) => None,
+            (false, Some(v)) => Some(v),
+            (false, None) => anyhow::bail!("{} keeps no versions, and no version table was given for it", plugin.label()),
+        };
+        Ok(PluginStore(Arc::new(Inner { plugin, versions, runtime })))
+    }
+
+    pub fn plugin(&self) -> &StorePlugin {
+        &self.0.plugin
+    }
+}
+
+impl Inner {
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// The note the content-only store holds, under the version the host
+    /// recorded; read again if a write landed meanwhile, so content and
+    /// version belong together.
+    async fn tracked_get(&self, versions: &VersionTable, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        for _ in 0..8 {
+            let before = versions.recorded(account_id, note_id)?;
+            let note = self.plugin.get(account_id, note_id).await?;
+            if versions.recorded(account_id, note_id)? != before {
+                continue;
+            }
+            return Ok(match (before, note) {
+                (Some(Recorded { deleted: true, .. }), _) | (_, None) => None,
+                (Some(Recorded { version, .. }), Some(note)) => Some(Note { version, ..note }),
+                (None, Some(note)) => Some(Note { version: UNTRACKED_VERSION, ..note }),
+            });
+        }
+        Err(StoreError::Unavailable(format!("note {note_id} kept changing while it was read; retry")))
+    }
+
+    /// What counts as recorded for a note: the host's row, or version 1 for
+    /// a note the store holds that the host never wrote.
+    async fn effective(&self, recorded: Option<Recorded>, account_id: &str, note_id: &str) -> Result<Option<Recorded>, StoreError> {
+        match recorded {
+            Some(r) => Ok(Some(r)),
+            None => Ok(self.plugin.get(account_id, note_id).await?.map(|_| Recorded { version: UNTRACKED_VERSION, deleted: false })),
+        }
+    }
+
+    async fn put_any(&self, note: &Note) -> Result<bool, StoreError> {
+        let Some(versions) = &self.versions else { return self.plugin.put(note).await };
+        let written = versions
+            .write(&note.account_id, &note.id, async |recorded| {
+                let current = self.effective(recorded, &note.account_id, &note.id).await?;
+                if current.is_some_and(|c| note.version <= c.version) {
+                    return Ok(None);
+                }
+                self.plugin.put(note).await?;
+                Ok(Some((Recorded { version: note.version, deleted: false }, ())))
+            })
+            .await?;
+        Ok(written.is_some())
+    }
+
+    async fn delete_any(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+        let Some(versions) = &self.versions else { return self.plugin.delete_if_not_newer(account_id, note_id, version).await };
+        let removed = versions
+            .write(account_id, note_id, async |recorded| {
+                let current = self.effective(recorded, account_id, note_id).await?;
+                if current.is_some_and(|c| c.version > version) {
+                    return Ok(None);
+                }
+                let live = current.is_some_and(|c| !c.deleted);
+                if live {
+                    self.plugin.delete_if_not_newer(account_id, note_id, version).await?;
+                }
+                Ok(Some((Recorded { version, deleted: true }, live)))
+            })
+            .await?;
+        Ok(removed.unwrap_or(false))
+    }
+
+    async fn get_any(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        match &self.versions {
+            Some(versions) => self.tracked_get(versions, account_id, note_id).await,
+            None => self.plugin.get(account_id, note_id).await,
+        }
+    }
+
+    async fn recorded_any(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        match &self.versions {
+            Some(versions) => {
+                let recorded = versions.recorded(account_id, note_id)?;
+                Ok(self.effective(recorded, account_id, note_id).await?.map(|r| r.version))
+            }
+            None => self.plugin.recorded_version(account_id, note_id).await,
+        }
+    }
+
+    async fn list_any(&self, account_id: &str) -> Result<IdList, StoreError> {
+        let listed = self.plugin.list_ids(account_id).await?;
+        let Some(versions) = &self.versions else { return Ok(listed) };
+        let deleted = versions.deleted_ids(account_id)?;
+        if deleted.is_empty() {
+            return Ok(listed);
+        }
+        Ok(listed.iter().filter(|id| !deleted.contains(*id)).collect())
+    }
+
+    async fn first_any(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let Some(versions) = &self.versions else { return self.plugin.first_ids(account_id, after, limit).await };
+        let deleted = versions.deleted_ids(account_id)?;
+        let mut ids = Vec::new();
+        let mut after = after.to_owned();
+        // A page may be all tombstones the store still holds: go on past them.
+        loop {
+            let page = self.plugin.first_ids(account_id, &after, limit).await?;
+            let full = page.len() == limit;
+            if let Some(last) = page.last() {
+                after = last.clone();
+            }
+            ids.extend(page.into_iter().filter(|id| !deleted.contains(id)));
+            if ids.len() >= limit || !full {
+                ids.truncate(limit);
+                return Ok(ids);
+            }
+        }
+    }
+}
+
+impl BlockingStore for PluginStore {
+    fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        self.0.block_on(self.0.get_any(account_id, note_id))
+    }
+
+    fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
+        self.0.block_on(self.0.put_any(note))
+    }
+
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
+        self.0.block_on(self.0.delete_any(account_id, note_id, version))
+    }
+
+    fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
+        self.0.block_on(self.0.list_any(account_id))
+    }
+
+    fn first_ids(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.0.block_on(self.0.first_any(account_id, after, limit))
+    }
+
+    fn count(&self, account_id: &str) -> Result<u64, StoreError> {
+        Ok(self.list_ids(account_id)?.len() as u64)
+    }
+
+    fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        self.0.block_on(self.0.recorded_any(account_id, note_id))
+    }
+
+    fn rows(&self, account_id: &str, note_ids: &[String]) -> Result<Vec<StoredRow>, StoreError> {
+        self.0.block_on(async {
+            let mut rows = Vec::with_capacity(note_ids.len());
+            for id in note_ids {
+                if let Some(note) = self.0.get_any(account_id, id).await? {
+                    rows.push(StoredRow { note, deleted: false });
+                } else if let Some(version) = self.0.recorded_any(account_id, id).await? {
+                    let note = Note { id: id.clone(), account_id: account_id.to_owned(), content: String::new(), created_at_ms: 0, updated_at_ms: 0, version };
+                    rows.push(StoredRow { note, deleted: true });
+                }
+            }
+            Ok(rows)
+        })
+    }
+
+    fn begin_batch(&self, _account_id: &str, _epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
+        Ok(Box::new(Batch { store: self.clone(), writes: Vec::new().into() }))
+    }
+
+    /// One machine (a data dir): no host is ever skipped by a flip, as for
+    /// the SQLite stores, so there is no fence to raise.
+    fn raise_fence(&self, _account_id: &str, _epoch: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncStore for PluginStore {
+    fn serves_requests_async(&self) -> bool {
+        true
+    }
+
+    async fn put_async(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
+        self.0.put_any(note).await
+    }
+
+    async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
+        self.0.delete_any(account_id, note_id, version).await
+    }
+
+    async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
+        self.0.get_any(account_id, note_id).await
+    }
+
+    async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
+        self.0.list_any(account_id).await
+    }
+
+    async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
+        self.0.recorded_any(account_id, note_id).await
+    }
+}
+
+/// A batch's writes, kept until `commit` and then made one by one, each
+/// conditional as a single write is. Not one transaction: a store plugin
+/// has none to offer. A batch that fails midway has landed a prefix of its
+/// writes, which a retry repeats as no-ops (every write is conditional on
+/// its version); one dropped uncommitted lands nothing.
+struct Batch {
+    store: PluginStore,
+    writes: std::sync::Mutex<Vec<Write>>,
+}
+
+enum Write {
+    Put(Note),
+    Delete { account_id: String, note_id: String, version: u64 },
+}
+
+impl StoreBatch for Batch {
+    fn put(&self, note: &Note) -> Result<(), StoreError> {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push(Write::Put(note.clone()));
+        Ok(())
+    }
+
+    fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<(), StoreError> {
+        let write = Write::Delete { account_id: account_id.to_owned(), note_id: note_id.to_owned(), version };
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push(write);
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let writes = std::mem::take(&mut *self.writes.lock().unwrap_or_else(|e| e.into_inner()));
+        self.store.0.block_on(async {
+            for write in &writes {
+                match write {
+                    Write::Put(note) => {
+                        self.store.0.put_any(note).await?;
+                    }
+                    Write::Delete { account_id, note_id, version } => {
+                        self.store.0.delete_any(account_id, note_id, *version).await?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
