@@ -12,7 +12,8 @@ use notes_host::app::WatchConfig;
 use notes_host::fleet::FleetSettings;
 use notes_host::api::server::ConnectionLimits;
 use notes_host::plugins::PluginLimits;
-use notes_host::backends::{Location, PostgresBackends};
+use notes_host::backends::{LegacyStore, Location, PostgresBackends, StorePluginSource};
+use notes_host::plugins::store::{HttpGrant, StoreGrant};
 use notes_host::serve::{RouterChoice, ServeConfig, serve};
 
 mod launch;
@@ -103,9 +104,32 @@ struct ServeArgs {
     /// nothing but PostgreSQL. Needs --legacy-store.
     #[arg(long, value_name = "URL", env = "NOTES_COORDINATION", hide_env_values = true, requires = "legacy_store")]
     coordination: Option<String>,
-    /// PostgreSQL database of the legacy store. Needs --coordination.
-    #[arg(long, value_name = "URL", env = "NOTES_LEGACY_STORE", hide_env_values = true, requires = "coordination")]
+    /// The legacy store: a PostgreSQL database (needs --coordination), or
+    /// `plugin:FILE.wasm`, a store plugin serving it from another system
+    /// (a data dir's legacy store; see --store-config, --store-allow-http).
+    /// A data dir keeps the legacy store it was created with.
+    #[arg(long, value_name = "URL|plugin:FILE.wasm", env = "NOTES_LEGACY_STORE", hide_env_values = true)]
     legacy_store: Option<String>,
+    /// A configuration value for the store plugin (`config.get(KEY)`), such
+    /// as its upstream's URL or a token; repeat for each. Never logged.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_store_config)]
+    store_config: Vec<(String, String)>,
+    /// An origin (http://host:port) the store plugin may send HTTP requests
+    /// to; repeat for each. Any other origin is refused, and the log names it.
+    #[arg(long, value_name = "ORIGIN")]
+    store_allow_http: Vec<String>,
+    /// Longest a store plugin's call may take, its upstream's answers included (503 past it).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    store_deadline_ms: u64,
+    /// A store plugin's connect timeout to an allowed origin.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    store_connect_timeout_ms: u64,
+    /// A store plugin's wait for the response's headers from an allowed origin.
+    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    store_response_timeout_ms: u64,
+    /// Largest response a store plugin may read from an allowed origin.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    store_max_response_mib: u64,
     /// PostgreSQL database of one new-store shard; give it once per shard,
     /// always in the same order (none: plain mode). Needs --legacy-store;
     /// replaces --shards.
@@ -253,6 +277,56 @@ fn default_plugin() -> PathBuf {
 /// The admin token in `file`: its one line, without the newline an editor
 /// or `echo` leaves. Anything else (an empty file, more lines, spaces) is
 /// left for the token's own checks to refuse, naming the file.
+/// Where `serve` finds its databases: a data dir (its legacy store
+/// `legacy.db` or a store plugin), or PostgreSQL.
+fn location(args: &ServeArgs) -> anyhow::Result<Location> {
+    let plugin = args.legacy_store.as_deref().and_then(|s| s.strip_prefix("plugin:"));
+    let granted = !args.store_config.is_empty() || !args.store_allow_http.is_empty();
+    match (&args.coordination, &args.legacy_store, plugin) {
+        (Some(_), _, Some(_)) => anyhow::bail!(
+            "--legacy-store plugin:… serves a data dir's legacy store; on PostgreSQL (--coordination) the legacy store is a database URL"
+        ),
+        (Some(coordination), Some(legacy_store), None) => {
+            if granted {
+                anyhow::bail!("--store-config and --store-allow-http are for a store plugin (--legacy-store plugin:FILE.wasm)");
+            }
+            Ok(Location::Postgres(PostgresBackends { coordination: coordination.clone(), legacy_store: legacy_store.clone(), new_stores: args.new_store.clone() }))
+        }
+        (None, Some(_), None) => anyhow::bail!("--legacy-store URL (a PostgreSQL database) needs --coordination; for a store plugin write plugin:FILE.wasm"),
+        (None, Some(_), Some(file)) => {
+            let allowed = args.store_allow_http.iter().map(|o| notes_host::plugins::store::http::parse_origin(o)).collect::<anyhow::Result<Vec<_>>>()?;
+            let source = StorePluginSource {
+                wasm: PathBuf::from(file),
+                grant: StoreGrant {
+                    config: args.store_config.iter().cloned().collect(),
+                    http: HttpGrant {
+                        allowed,
+                        connect_timeout: Duration::from_millis(args.store_connect_timeout_ms.max(1)),
+                        response_timeout: Duration::from_millis(args.store_response_timeout_ms.max(1)),
+                        max_response_bytes: args.store_max_response_mib.saturating_mul(1 << 20),
+                    },
+                },
+                deadline: Duration::from_millis(args.store_deadline_ms.max(1)),
+            };
+            Ok(Location::DataDir { new_shards: args.shards, legacy: LegacyStore::Plugin(source), sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64 })
+        }
+        (_, None, _) => {
+            if granted {
+                anyhow::bail!("--store-config and --store-allow-http are for a store plugin (--legacy-store plugin:FILE.wasm)");
+            }
+            Ok(Location::DataDir { new_shards: args.shards, legacy: LegacyStore::Sqlite, sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64 })
+        }
+    }
+}
+
+/// `KEY=VALUE` of `--store-config`.
+fn parse_store_config(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
 fn read_token_file(file: &std::path::Path) -> anyhow::Result<String> {
     use anyhow::Context;
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read the admin token file {}", file.display()))?;
@@ -274,6 +348,13 @@ fn main() -> ExitCode {
     logs::init(matches!(cli.log_format, LogFormat::Json), std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match cli.command {
         Command::Serve(args) => {
+            let location = match location(&args) {
+                Ok(location) => location,
+                Err(e) => {
+                    eprintln!("notes-host: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let admin_token = match (&args.admin_token_file, args.admin_token) {
                 (Some(file), _) => match read_token_file(file) {
                     Ok(token) => Some(token),
@@ -290,12 +371,7 @@ fn main() -> ExitCode {
                 data_dir: args.data_dir,
                 plugin: args.plugin,
                 default_plugin: default_plugin(),
-                location: match (args.coordination, args.legacy_store) {
-                    (Some(coordination), Some(legacy_store)) => {
-                        Location::Postgres(PostgresBackends { coordination, legacy_store, new_stores: args.new_store })
-                    }
-                    _ => Location::DataDir { new_shards: args.shards, sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64 },
-                },
+                location,
                 admin_token,
                 limits: PluginLimits {
                     deadline: Duration::from_millis(args.plugin_deadline_ms.max(1)),

@@ -35,6 +35,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("legacy_only_plugin", "legacy-only.wasm"),
     ("migrate_plugin", "migrate.wasm"),
     ("dual_write_plugin", "examples/dual-write.wasm"),
+    ("notely_data_proxy_plugin", "examples/notely-data-proxy.wasm"),
     ("faulty_plugin", "testing/faulty.wasm"),
     ("always_fails_plugin", "testing/always-fails.wasm"),
     ("future_wit_plugin", "testing/future-wit.wasm"),

@@ -38,10 +38,23 @@ pub struct DataDirIdentity {
     pub new_store_shards: u32,
 }
 
+/// Where `accounts.db` records the name of the store plugin serving as the
+/// legacy store (`--legacy-store plugin:FILE.wasm`); absent: `legacy.db`.
+const LEGACY_PLUGIN_KEY: &str = "legacy_store_plugin";
+
 /// Checks the data dir `dir` before anything is opened in it. If it is new,
 /// creates its identity, with `create_stores` making the store files in
-/// between. `new_shards` is the count this start asks for.
-pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<DataDirIdentity> {
+/// between. `new_shards` is the count this start asks for; `legacy_plugin`,
+/// the name of the store plugin it serves as the legacy store (`None`:
+/// `legacy.db`). Both are fixed when the data dir is created: a start
+/// with another legacy store would serve an empty one, and every note in the
+/// recorded one would seem gone.
+pub fn open_data_dir(
+    dir: &Path,
+    new_shards: u32,
+    legacy_plugin: Option<&str>,
+    create_stores: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<DataDirIdentity> {
     // Hosts of a fleet may start on a new data dir at once: one decides.
     let lock_path = dir.join("data-dir.lock");
     let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
@@ -57,7 +70,11 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
     let identity = match (file_identity, db_identity) {
         (None, None) if conn.is_none() && stores.is_empty() => {
             let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: new_shards };
-            write_db_identity(&LayoutRecord::open(&accounts_db)?, identity)?;
+            let record = LayoutRecord::open(&accounts_db)?;
+            write_db_identity(&record, identity)?;
+            if let Some(name) = legacy_plugin {
+                record.write(&[(LEGACY_PLUGIN_KEY, name.to_owned())])?;
+            }
             create_stores()?;
             write_identity_file(dir, identity)?;
             tracing::info!(data_dir = %dir.display(), id = %identity.id, shards = new_shards, "new data dir");
@@ -129,7 +146,25 @@ pub fn open_data_dir(dir: &Path, new_shards: u32, create_stores: impl FnOnce() -
             n = identity.new_store_shards
         );
     }
-    let expected = std::iter::once(LEGACY_DB.to_owned()).chain((0..identity.new_store_shards).map(DataDir::new_shard_name));
+    let recorded = conn.as_ref().map(|conn| conn.value(LEGACY_PLUGIN_KEY)).transpose()?.flatten();
+    match (recorded.as_deref(), legacy_plugin) {
+        (recorded, asked) if recorded == asked => {}
+        (Some(recorded), Some(asked)) => bail!(
+            "this data dir's legacy store is served by the store plugin {recorded:?}, not {asked:?}: another store would not hold its notes; \
+             start with --legacy-store plugin:FILE.wasm of {recorded:?}"
+        ),
+        (Some(recorded), None) => bail!(
+            "this data dir's legacy store is served by the store plugin {recorded:?}: start with --legacy-store plugin:FILE.wasm \
+             (and its --store-config and --store-allow-http); without it the host would serve an empty {LEGACY_DB} and every legacy note would seem gone"
+        ),
+        (None, Some(asked)) => bail!(
+            "this data dir's legacy store is {LEGACY_DB}, not a store plugin: the store plugin {asked:?} can serve only a data dir created with it \
+             (start it on a new data dir)"
+        ),
+        (None, None) => unreachable!("equal"),
+    }
+    let legacy_file = if legacy_plugin.is_some() { DataDir::LEGACY_VERSIONS_DB } else { LEGACY_DB };
+    let expected = std::iter::once(legacy_file.to_owned()).chain((0..identity.new_store_shards).map(DataDir::new_shard_name));
     let missing: Vec<String> = expected.filter(|f| !dir.join(f).exists()).collect();
     if !missing.is_empty() {
         bail!(
@@ -264,18 +299,18 @@ mod tests {
     #[test]
     fn a_new_data_dir_gets_an_identity_that_later_starts_find() {
         let dir = tempfile::tempdir().unwrap();
-        let first = open_data_dir(dir.path(), 2, create_stores(dir.path(), 2)).unwrap();
-        assert_eq!(open_data_dir(dir.path(), 2, nothing).unwrap(), first);
-        let err = open_data_dir(dir.path(), 3, nothing).unwrap_err().to_string();
+        let first = open_data_dir(dir.path(), 2, None, create_stores(dir.path(), 2)).unwrap();
+        assert_eq!(open_data_dir(dir.path(), 2, None, nothing).unwrap(), first);
+        let err = open_data_dir(dir.path(), 3, None, nothing).unwrap_err().to_string();
         assert!(err.contains("start with --shards 2"), "{err}");
     }
 
     #[test]
     fn a_lost_accounts_db_is_refused_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
+        open_data_dir(dir.path(), 1, None, create_stores(dir.path(), 1)).unwrap();
         std::fs::remove_file(dir.path().join(ACCOUNTS_DB)).unwrap();
-        let err = open_data_dir(dir.path(), 1, nothing).unwrap_err().to_string();
+        let err = open_data_dir(dir.path(), 1, None, nothing).unwrap_err().to_string();
         assert!(err.contains("missing accounts.db"), "{err}");
         assert!(!dir.path().join(ACCOUNTS_DB).exists(), "refusing created nothing");
     }
@@ -283,28 +318,28 @@ mod tests {
     #[test]
     fn a_lost_accounts_db_and_identity_beside_stores_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
+        open_data_dir(dir.path(), 1, None, create_stores(dir.path(), 1)).unwrap();
         std::fs::remove_file(dir.path().join(ACCOUNTS_DB)).unwrap();
         std::fs::remove_file(dir.path().join(IDENTITY_FILE)).unwrap();
-        let err = open_data_dir(dir.path(), 1, nothing).unwrap_err().to_string();
+        let err = open_data_dir(dir.path(), 1, None, nothing).unwrap_err().to_string();
         assert!(err.contains("missing accounts.db") && err.contains("legacy.db"), "{err}");
     }
 
     #[test]
     fn a_lost_identity_file_is_rewritten_from_accounts_db() {
         let dir = tempfile::tempdir().unwrap();
-        let first = open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
+        let first = open_data_dir(dir.path(), 1, None, create_stores(dir.path(), 1)).unwrap();
         std::fs::remove_file(dir.path().join(IDENTITY_FILE)).unwrap();
-        assert_eq!(open_data_dir(dir.path(), 1, nothing).unwrap(), first);
+        assert_eq!(open_data_dir(dir.path(), 1, None, nothing).unwrap(), first);
         assert!(dir.path().join(IDENTITY_FILE).exists());
     }
 
     #[test]
     fn a_lost_store_file_is_refused_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        open_data_dir(dir.path(), 2, create_stores(dir.path(), 2)).unwrap();
+        open_data_dir(dir.path(), 2, None, create_stores(dir.path(), 2)).unwrap();
         std::fs::remove_file(dir.path().join("new-shard-1.db")).unwrap();
-        let err = open_data_dir(dir.path(), 2, nothing).unwrap_err().to_string();
+        let err = open_data_dir(dir.path(), 2, None, nothing).unwrap_err().to_string();
         assert!(err.contains("missing new-shard-1.db"), "{err}");
     }
 
@@ -312,24 +347,24 @@ mod tests {
     fn a_first_start_cut_short_is_finished_by_the_next_with_the_same_shard_count() {
         let dir = tempfile::tempdir().unwrap();
         let failing = || -> anyhow::Result<()> { anyhow::bail!("killed while creating the stores") };
-        assert!(open_data_dir(dir.path(), 2, failing).is_err());
-        let err = open_data_dir(dir.path(), 3, nothing).unwrap_err().to_string();
+        assert!(open_data_dir(dir.path(), 2, None, failing).is_err());
+        let err = open_data_dir(dir.path(), 3, None, nothing).unwrap_err().to_string();
         assert!(err.contains("start with --shards 2"), "{err}");
-        open_data_dir(dir.path(), 2, create_stores(dir.path(), 2)).unwrap();
+        open_data_dir(dir.path(), 2, None, create_stores(dir.path(), 2)).unwrap();
         assert!(dir.path().join(IDENTITY_FILE).exists() && dir.path().join("new-shard-1.db").exists());
     }
 
     #[test]
     fn accounts_whose_stores_and_identity_are_all_gone_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        open_data_dir(dir.path(), 1, create_stores(dir.path(), 1)).unwrap();
+        open_data_dir(dir.path(), 1, None, create_stores(dir.path(), 1)).unwrap();
         use crate::coordination::{Account, Accounts, Gate, SqliteCoordination};
         let ada = Account { id: Uuid::new_v4(), name: "Ada".into(), is_migrating: false, shard: None, verified: None, created_at_ms: 0, updated_at_ms: 0, was_migrating: false };
         SqliteCoordination::open(&dir.path().join(ACCOUNTS_DB)).unwrap().create_account(&ada, Gate::Checked).unwrap();
         for file in [IDENTITY_FILE, LEGACY_DB, "new-shard-0.db"] {
             std::fs::remove_file(dir.path().join(file)).unwrap();
         }
-        let err = open_data_dir(dir.path(), 1, nothing).unwrap_err().to_string();
+        let err = open_data_dir(dir.path(), 1, None, nothing).unwrap_err().to_string();
         assert!(err.contains("1 account(s)"), "{err}");
         assert!(!dir.path().join(LEGACY_DB).exists(), "refusing created nothing");
     }

@@ -18,13 +18,17 @@ mod data_dir;
 pub mod layout;
 mod postgres;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::coordination::Coordination;
 use crate::fleet::liveness::Liveness;
+use crate::plugins::store::{StoreGrant, StorePlugin};
+use crate::plugins::{PluginLimits, Runtime};
 use crate::stores::DataStores;
 
 pub use data_dir::DataDir;
@@ -38,6 +42,7 @@ pub enum Location {
     /// the whole process (`db::cap_memory`).
     DataDir {
         new_shards: u32,
+        legacy: LegacyStore,
         sqlite_cache_bytes: i64,
     },
     Postgres(PostgresBackends),
@@ -52,6 +57,41 @@ impl Location {
         }
     }
 }
+
+/// The legacy store of a data dir.
+#[derive(Debug, Clone, Default)]
+pub enum LegacyStore {
+    /// `legacy.db`, a SQLite file in the data dir.
+    #[default]
+    Sqlite,
+    /// A store plugin (`--legacy-store plugin:FILE.wasm`), with what the
+    /// operator granted it.
+    Plugin(StorePluginSource),
+}
+
+/// A store plugin to serve, and what it is granted.
+#[derive(Debug, Clone)]
+pub struct StorePluginSource {
+    pub wasm: PathBuf,
+    pub grant: StoreGrant,
+    /// How long one of its calls may take, waits on its upstream included.
+    pub deadline: Duration,
+}
+
+impl StorePluginSource {
+    /// Compiles and links the plugin on an engine of its own (the routers'
+    /// is made later, by the registry), and asks it who it is.
+    pub fn load(&self) -> anyhow::Result<StorePlugin> {
+        let wasm = std::fs::read(&self.wasm).with_context(|| format!("cannot read the store plugin {}", self.wasm.display()))?;
+        let limits = PluginLimits { deadline: self.deadline, max_instances: STORE_INSTANCES, ..PluginLimits::default() };
+        StorePlugin::load(&Runtime::new(limits.clone())?, &wasm, self.grant.clone(), limits)
+            .with_context(|| format!("cannot serve {} as a store", self.wasm.display()))
+    }
+}
+
+/// Store plugin instances alive at once (the store engine's pool): every
+/// request in flight calls its store at most once at a time.
+const STORE_INSTANCES: u32 = 256;
 
 /// What a host serves from.
 pub struct Backends {
@@ -76,8 +116,8 @@ pub struct Opener<'a> {
 /// blocking client must not run on an async worker.
 pub fn open(data_dir: &Path, location: &Location, host: &Opener) -> anyhow::Result<Backends> {
     match location {
-        Location::DataDir { new_shards, sqlite_cache_bytes } => {
-            data_dir::open(data_dir, *new_shards, *sqlite_cache_bytes, host.host_name, host.host_id)
+        Location::DataDir { new_shards, legacy, sqlite_cache_bytes } => {
+            data_dir::open(data_dir, *new_shards, legacy, *sqlite_cache_bytes, host.host_name, host.host_id)
         }
         Location::Postgres(pg) => postgres::open(pg, host.host_name, host.lease),
     }

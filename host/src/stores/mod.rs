@@ -252,11 +252,16 @@ impl DataStores {
     /// per file in `new_shards`, in shard order (none: plain mode).
     pub fn open_sqlite(legacy: &Path, new_shards: &[PathBuf]) -> anyhow::Result<Self> {
         let legacy: Arc<dyn DataStore> = Arc::new(SqliteStore::open(legacy)?);
-        let new: Option<Arc<dyn DataStore>> = match new_shards {
+        Ok(DataStores { legacy, new: Self::open_new_shards(new_shards)? })
+    }
+
+    /// The new store over one SQLite file per shard, in shard order (none:
+    /// plain mode, no new store).
+    pub fn open_new_shards(files: &[PathBuf]) -> anyhow::Result<Option<Arc<dyn DataStore>>> {
+        Ok(match files {
             [] => None,
             files => Some(Arc::new(ShardedStore::open(files)?)),
-        };
-        Ok(DataStores { legacy, new })
+        })
     }
 
     /// The legacy store in the PostgreSQL database at `legacy`, and one new

@@ -8,6 +8,8 @@
 
 pub use notes_routing as routing;
 
+pub mod store;
+
 /// The wit-bindgen bindings of the `note-plugin` world.
 #[allow(clippy::all, missing_docs)]
 pub mod bindings {

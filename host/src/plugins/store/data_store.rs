@@ -24,7 +24,7 @@ const UNTRACKED_VERSION: u64 = 1;
 pub struct PluginStore(Arc<Inner>);
 
 struct Inner {
-    plugin: StorePlugin,
+    plugin: Arc<StorePlugin>,
     /// `Some` for a plugin that keeps content only.
     versions: Option<VersionTable>,
     /// The runtime the blocking calls (jobs, `db` tools) run the plugin's
@@ -34,7 +34,7 @@ struct Inner {
 
 impl PluginStore {
     /// `versions` must be given for a plugin whose `keeps-versions` is false.
-    pub fn new(plugin: StorePlugin, versions: Option<VersionTable>, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
+    pub fn new(plugin: Arc<StorePlugin>, versions: Option<VersionTable>, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
         let versions = match (plugin.info().keeps_versions, versions) {
             (true, _) => None,
             (false, Some(v)) => Some(v),
@@ -217,6 +217,23 @@ impl BlockingStore for PluginStore {
     }
 }
 
+impl PluginStore {
+    /// Runs `call` on the caller's task if it is on a tokio runtime (a
+    /// request), else as a task of the host's runtime, awaited from here (a
+    /// job's batch, driven by `pollster` on its own thread): the plugin's
+    /// deadline and its HTTP client need a tokio reactor.
+    async fn on_runtime<R: Send + 'static, F: Future<Output = Result<R, StoreError>> + Send + 'static>(
+        &self,
+        call: impl FnOnce(Arc<Inner>) -> F,
+    ) -> Result<R, StoreError> {
+        let future = call(self.0.clone());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return future.await;
+        }
+        self.0.runtime.spawn(future).await.map_err(|e| StoreError::Internal(format!("a store plugin call did not finish: {e}")))?
+    }
+}
+
 #[async_trait::async_trait]
 impl AsyncStore for PluginStore {
     fn serves_requests_async(&self) -> bool {
@@ -224,23 +241,28 @@ impl AsyncStore for PluginStore {
     }
 
     async fn put_async(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
-        self.0.put_any(note).await
+        let note = note.clone();
+        self.on_runtime(move |s| async move { s.put_any(&note).await }).await
     }
 
     async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
-        self.0.delete_any(account_id, note_id, version).await
+        let (account_id, note_id) = (account_id.to_owned(), note_id.to_owned());
+        self.on_runtime(move |s| async move { s.delete_any(&account_id, &note_id, version).await }).await
     }
 
     async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        self.0.get_any(account_id, note_id).await
+        let (account_id, note_id) = (account_id.to_owned(), note_id.to_owned());
+        self.on_runtime(move |s| async move { s.get_any(&account_id, &note_id).await }).await
     }
 
     async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
-        self.0.list_any(account_id).await
+        let account_id = account_id.to_owned();
+        self.on_runtime(move |s| async move { s.list_any(&account_id).await }).await
     }
 
     async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
-        self.0.recorded_any(account_id, note_id).await
+        let (account_id, note_id) = (account_id.to_owned(), note_id.to_owned());
+        self.on_runtime(move |s| async move { s.recorded_any(&account_id, &note_id).await }).await
     }
 }
 

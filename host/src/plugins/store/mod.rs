@@ -39,12 +39,19 @@ pub const STORE_WIT_PACKAGE: &str = "notes:store";
 pub const STORE_WIT_VERSION: &str = "0.1.0";
 
 /// What the operator grants a store plugin at start.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct StoreGrant {
     /// `--store-config KEY=VALUE`: what the plugin's `config.get` answers.
     /// Never logged: a value may be a token.
     pub config: BTreeMap<String, String>,
     pub http: HttpGrant,
+}
+
+/// Names the configuration's keys, never its values (a value may be a token).
+impl std::fmt::Debug for StoreGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreGrant").field("config_keys", &self.config.keys().collect::<Vec<_>>()).field("http", &self.http).finish()
+    }
 }
 
 /// Who a store plugin says it is.
