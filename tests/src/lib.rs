@@ -20,6 +20,7 @@ use tempfile::TempDir;
 pub mod browser;
 pub mod hostile;
 pub mod load;
+pub mod notely;
 pub mod postgres;
 
 /// The plugins built by `cargo xtask build`.
@@ -51,6 +52,9 @@ pub enum Plugin {
     PlacesById,
     /// Another strategy: every write to both stores (`plugins/examples/dual-write`).
     DualWrite,
+    /// A store backend, not a router: the legacy store is a Notely data
+    /// proxy (`plugins/examples/notely-data-proxy`; see [`notely::Proxy`]).
+    NotelyDataProxy,
     /// The migrate strategy in Python (`plugins/examples/python`, componentize-py).
     MigratePython,
     /// The migrate strategy in JavaScript (`plugins/examples/js`, componentize-js).
@@ -91,6 +95,7 @@ impl Plugin {
             Plugin::FutureWit => "plugins/testing/future-wit.wasm",
             Plugin::Remembers => "plugins/testing/remembers.wasm",
             Plugin::DualWrite => "plugins/examples/dual-write.wasm",
+            Plugin::NotelyDataProxy => "plugins/examples/notely-data-proxy.wasm",
             Plugin::PlacesById => "plugins/testing/places-by-id.wasm",
             Plugin::MigrateWit01 | Plugin::MigrateWit02 | Plugin::MigrateWit03 | Plugin::MigratePython | Plugin::MigrateJs => {
                 unreachable!("returned above")
@@ -98,7 +103,7 @@ impl Plugin {
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
-        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "plugins/examples/dual-write/src", "plugins/testing", "wit"]);
+        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "plugins/examples/dual-write/src", "plugins/examples/notely-data-proxy/src", "plugins/testing", "wit"]);
         path
     }
 

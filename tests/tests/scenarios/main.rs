@@ -41,4 +41,5 @@ mod postgres_fleet;
 mod rollback;
 mod sandbox;
 mod slow_clients;
+mod store_plugins;
 mod web_pages;

@@ -1,0 +1,204 @@
+//! Store plugins: a store backend written as a Wasm component, served as the
+//! legacy store. Here the legacy store is a running Notely data proxy (the
+//! stand-in of `notes_scenarios::notely`, over real HTTP, with its lock and
+//! its 1–5 ms per call), reached by `plugins/examples/notely-data-proxy`.
+
+use std::time::Duration;
+
+use notes_scenarios::notely::Proxy;
+use notes_scenarios::*;
+use serde_json::json;
+
+const AT: &str = "2026-11-30T09:15:00.250Z";
+
+fn host_over(proxy: &Proxy) -> HostBuilder {
+    Host::builder()
+        .arg(format!("--legacy-store=plugin:{}", Plugin::NotelyDataProxy.path().display()))
+        .arg(format!("--store-config=url={}", proxy.url))
+        .arg(format!("--store-allow-http={}", proxy.origin))
+}
+
+fn job(host: &Host, kind: &str) -> serde_json::Value {
+    let id = host.post("/jobs", json!({ "kind": kind })).expect(201).json()["id"].as_str().unwrap().to_owned();
+    eventually_within(&format!("the {kind} job finished"), Duration::from_secs(60), || host.get(&format!("/jobs/{id}")).expect(200).json()["state"] == "done");
+    host.get(&format!("/jobs/{id}")).expect(200).json()
+}
+
+fn account_state(host: &Host, account: &str) -> String {
+    host.get(&format!("/accounts/{account}/migration")).expect(200).json()["state"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn notes_kept_in_notely_are_served_backfilled_verified_and_rolled_back_into_notely() {
+    let proxy = Proxy::start();
+    let accounts: Vec<String> = (0..3).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let mut notes = Vec::new();
+    for account in &accounts {
+        for i in 0..8 {
+            let id = uuid::Uuid::new_v4().to_string();
+            proxy.create(account, &id, &format!("{account} note {i}"), AT);
+            notes.push((account.clone(), id, format!("{account} note {i}")));
+        }
+    }
+    let host = host_over(&proxy).start();
+    for account in &accounts {
+        host.post("/accounts", json!({ "id": account, "name": "from Notely", "isMigrating": false })).expect(201);
+    }
+
+    // Served through the host as Notely served them: same ids, content and times, version 1.
+    let (account, id) = (notes[0].0.clone(), notes[0].1.clone());
+    let (account, id) = (&account, &id);
+    let note = host.get_note(account, id).expect(200).json();
+    assert_eq!(note["content"], notes[0].2);
+    assert_eq!(note["createdAt"], AT, "the proxy's times, as they were");
+    assert_eq!(note["version"], 1, "a note the host never wrote counts as created once");
+    assert_eq!(host.list_notes(account).len(), 8);
+
+    // Written through the host, into Notely.
+    host.update_note(account, id, "edited through the host").expect(200);
+    assert_eq!(proxy.note(account, id).unwrap()["content"], "edited through the host", "an update lands in the proxy");
+    assert_eq!(host.get_note(account, id).expect(200).json()["version"], 2);
+    let created = host.create_note(account, "created through the host");
+    assert_eq!(proxy.note(account, &created).unwrap()["content"], "created through the host", "a create lands in the proxy");
+    notes[0].2 = "edited through the host".into();
+    notes.push((account.clone(), created, "created through the host".into()));
+
+    // Backfill: every note moves out of Notely into the sharded store.
+    for account in &accounts {
+        host.set_migrating(account, true).expect(200);
+    }
+    let backfill = job(&host, "backfill");
+    assert_eq!(backfill["moved"], 25, "{backfill}");
+    for account in &accounts {
+        assert_eq!(proxy.count(account), 0, "the backfill emptied Notely of {account}");
+    }
+    let verify = job(&host, "verify");
+    assert_eq!(verify["problems"], 0, "{verify}");
+    for account in &accounts {
+        assert_eq!(account_state(&host, account), "migrated");
+    }
+    for (account, id, content) in &notes {
+        assert_eq!(host.get_note(account, id).expect(200).json()["content"], content.as_str(), "served from the new store");
+    }
+
+    // Roll back: every note goes back into Notely, as it is now.
+    for account in &accounts {
+        host.set_migrating(account, false).expect(200);
+    }
+    let rollback = job(&host, "rollback");
+    assert_eq!(rollback["moved"], 25, "{rollback}");
+    job(&host, "verify");
+    for (account, id, content) in &notes {
+        let back = proxy.note(account, id).unwrap_or_else(|| panic!("note {id} is back in Notely"));
+        assert_eq!(back["content"], content.as_str());
+        assert_eq!(back["creator"], account.as_str());
+        assert_eq!(host.get_note(account, id).expect(200).json()["content"], content.as_str());
+    }
+    for account in &accounts {
+        assert_eq!(account_state(&host, account), "rolled-back");
+        assert_eq!(host.counts(account), (if account == &accounts[0] { 9 } else { 8 }, 0), "all in legacy, none in the new store");
+    }
+}
+
+#[test]
+fn a_note_deleted_through_the_host_stays_deleted_though_notely_keeps_no_tombstones() {
+    let proxy = Proxy::start();
+    let account = uuid::Uuid::new_v4().to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    proxy.create(&account, &id, "doomed", AT);
+    let host = host_over(&proxy).start();
+    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
+    host.delete_note(&account, &id).expect(204);
+    assert!(proxy.note(&account, &id).is_none(), "the delete reached the proxy");
+    // A writer behind the host's back puts it into Notely again: the host's tombstone wins.
+    proxy.create(&account, &id, "written behind the host's back", AT);
+    host.get_note(&account, &id).expect(404);
+    assert!(host.list_notes(&account).is_empty(), "a deleted note is not listed");
+    // Created again through the host, it starts above its tombstone.
+    let again = host.post(&format!("/accounts/{account}/notes"), json!({ "id": id, "content": "reborn" })).expect(201).json();
+    assert_eq!(again["version"], 3, "above the tombstone at version 2");
+}
+
+#[test]
+fn an_upstream_that_is_down_answers_503_with_retry_after_and_a_write_retried_later_lands_once() {
+    let mut proxy = Proxy::start();
+    let account = uuid::Uuid::new_v4().to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    proxy.create(&account, &id, "before", AT);
+    let host = host_over(&proxy).start();
+    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
+
+    proxy.stop();
+    let read = host.get_note(&account, &id).expect(503);
+    assert!(read.header("retry-after").is_some(), "a 503 says when to retry");
+    assert!(read.body.contains("Notely data proxy"), "the error names the upstream: {}", read.body);
+    host.update_note(&account, &id, "while down").expect(503);
+    // Other accounts' requests and the host itself are fine.
+    host.get("/healthz").expect(200);
+
+    proxy.restart();
+    let note = host.get_note(&account, &id).expect(200).json();
+    assert_eq!(note["content"], "before", "the failed update changed nothing");
+    assert_eq!(note["version"], 1);
+    assert_eq!(host.update_note(&account, &id, "after").expect(200).json()["version"], 2, "the retry lands, once");
+    assert_eq!(proxy.note(&account, &id).unwrap()["content"], "after");
+}
+
+#[test]
+fn a_backfill_goes_on_when_the_upstream_restarts_midway_and_loses_nothing() {
+    let mut proxy = Proxy::start();
+    let account = uuid::Uuid::new_v4().to_string();
+    let ids: Vec<String> = (0..150).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        proxy.create(&account, id, &format!("note {i}"), AT);
+    }
+    let host = host_over(&proxy).start();
+    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": true })).expect(201);
+    let id = host.post("/jobs", json!({ "kind": "backfill", "rate": 100 })).expect(201).json()["id"].as_str().unwrap().to_owned();
+    eventually("the backfill moved some notes", || proxy.count(&account) < 140);
+    proxy.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    proxy.restart();
+    eventually_within("the backfill finished", Duration::from_secs(60), || host.get(&format!("/jobs/{id}")).expect(200).json()["state"] == "done");
+    assert_eq!(proxy.count(&account), 0, "every note left Notely");
+    assert_eq!(host.counts(&account), (0, 150));
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(host.get_note(&account, id).expect(200).json()["content"], format!("note {i}"));
+    }
+}
+
+#[test]
+fn a_request_outside_the_allow_list_fails_and_the_log_names_its_origin() {
+    let proxy = Proxy::start();
+    let account = uuid::Uuid::new_v4().to_string();
+    // Configured with the proxy's URL, but only another origin allowed.
+    let host = Host::builder()
+        .arg(format!("--legacy-store=plugin:{}", Plugin::NotelyDataProxy.path().display()))
+        .arg(format!("--store-config=url={}", proxy.url))
+        .arg("--store-config=token=s3cret-value-never-logged")
+        .arg("--store-allow-http=http://127.0.0.1:9")
+        .start();
+    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
+    let refused = host.get(&format!("/accounts/{account}/notes")).expect(503);
+    assert!(refused.body.contains("denied"), "{}", refused.body);
+    eventually("the log names the origin refused", || host.log().contains(&format!("origin={}", proxy.origin)));
+    assert!(!host.log().contains("s3cret-value-never-logged"), "a configuration value is never logged");
+}
+
+#[test]
+fn a_data_dir_keeps_the_legacy_store_it_was_created_with() {
+    let proxy = Proxy::start();
+    let host = host_over(&proxy).start();
+    let stopped = host.stop();
+    let refused = Host::builder().state_of(&stopped).start_fails();
+    assert!(refused.contains("store plugin \"notely-data-proxy\""), "{refused}");
+    let sqlite = Host::start().stop();
+    let refused = host_over(&proxy).state_of(&sqlite).start_fails();
+    assert!(refused.contains("legacy store is legacy.db"), "{refused}");
+    let refused = Host::builder().arg("--legacy-store=plugin:/nonexistent.wasm").start_fails();
+    assert!(refused.contains("cannot read the store plugin /nonexistent.wasm"), "{refused}");
+    let refused = Host::builder().arg(format!("--legacy-store=plugin:{}", Plugin::Migrate.path().display())).start_fails();
+    assert!(refused.contains("this is a router plugin"), "{refused}");
+    let refused = host_over(&proxy).arg("--store-allow-http=https://notely.example").start_fails();
+    assert!(refused.contains("https is not supported"), "{refused}");
+}
