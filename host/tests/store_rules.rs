@@ -105,6 +105,31 @@ fn sharded_sqlite() -> Opened {
     (Box::new(dir), Box::new(store))
 }
 
+/// A store plugin that keeps content only, over a Notely data proxy (the
+/// stand-in, over HTTP): the host's version table keeps the rules.
+fn notely_plugin() -> Opened {
+    use notes_host::backends::StorePluginSource;
+    use notes_host::plugins::store::{HttpGrant, PluginStore, StoreGrant};
+    let proxy = notes_scenarios::notely::Proxy::start();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let source = StorePluginSource {
+        wasm: notes_scenarios::Plugin::NotelyDataProxy.path(),
+        grant: StoreGrant {
+            config: [("url".to_owned(), proxy.url.clone())].into(),
+            http: HttpGrant { allowed: vec![notes_host::plugins::store::http::parse_origin(&proxy.origin).unwrap()], ..HttpGrant::default() },
+        },
+        deadline: std::time::Duration::from_secs(10),
+    };
+    let plugin = {
+        let _inside = runtime.enter();
+        std::sync::Arc::new(source.load().unwrap())
+    };
+    let versions = notes_host::stores::versions::VersionTable::open(&dir.path().join("versions.db")).unwrap();
+    let store = PluginStore::new(plugin, Some(versions), runtime.handle().clone()).unwrap();
+    (Box::new((proxy, dir, runtime)), Box::new(store))
+}
+
 fn memory() -> Opened {
     (Box::new(()), Box::new(MemoryStore::default()))
 }
@@ -114,8 +139,11 @@ fn put_replaces_only_with_a_newer_version(s: &dyn DataStore) {
     assert!(!s.put(&note("a", "n", 2, "again"), 0).unwrap(), "same version is not newer");
     assert!(!s.put(&note("a", "n", 1, "old"), 0).unwrap());
     assert_eq!(s.get("a", "n").unwrap().unwrap().content, "two");
-    assert!(s.put(&note("a", "n", 3, "three"), 0).unwrap());
-    assert_eq!(s.get("a", "n").unwrap().unwrap(), note("a", "n", 3, "three"));
+    // Written later than the first, as a later version is: a store whose
+    // writes are last-writer-wins by time (Notely's) keeps it as it is.
+    let three = Note { updated_at_ms: 3, ..note("a", "n", 3, "three") };
+    assert!(s.put(&three, 0).unwrap());
+    assert_eq!(s.get("a", "n").unwrap().unwrap(), three);
     assert_eq!(s.recorded_version("a", "n").unwrap(), Some(3));
     assert_eq!(s.recorded_version("a", "never").unwrap(), None);
 }
@@ -240,6 +268,13 @@ rules! {
     sharded_postgres_async: [put_replaces_only_with_a_newer_version, delete_if_not_newer_never_removes_a_newer_write, accounts_do_not_see_each_other];
     sharded_sqlite: [put_replaces_only_with_a_newer_version, a_batch_lands_all_its_writes_at_commit_or_none, accounts_do_not_see_each_other];
     sharded_postgres: [put_replaces_only_with_a_newer_version, a_batch_lands_all_its_writes_at_commit_or_none, accounts_do_not_see_each_other];
+    notely_plugin: [
+        put_replaces_only_with_a_newer_version, delete_if_not_newer_never_removes_a_newer_write,
+        a_tombstone_refuses_the_deleted_version_and_older, lists_are_sorted_byte_by_byte_and_pages_start_at_the_front,
+        a_batch_lands_all_its_writes_at_commit_or_none, accounts_do_not_see_each_other,
+        rows_are_the_notes_or_their_tombstones_with_the_recorded_versions,
+        out_of_range_versions_are_refused_and_change_nothing,
+    ];
     memory: [
         put_replaces_only_with_a_newer_version, delete_if_not_newer_never_removes_a_newer_write,
         a_tombstone_refuses_the_deleted_version_and_older, lists_are_sorted_byte_by_byte_and_pages_start_at_the_front,
