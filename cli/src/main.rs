@@ -446,9 +446,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// `notes-host plugin check --profile store`: the store rules on a store plugin.
+fn check_store_plugin(request: notes_client::plugin_cli::CheckRequest<'_>) -> anyhow::Result<bool> {
+    use notes_host::plugins::conformance::Outcome;
+    if let Some(other) = request.profiles.iter().find(|p| *p != "store") {
+        anyhow::bail!("--profile {other} checks a router; a store plugin is checked with --profile store alone");
+    }
+    let config = request.store_config.iter().map(|pair| parse_store_config(pair).map_err(|e| anyhow::anyhow!("--store-config {pair:?}: {e}"))).collect::<anyhow::Result<_>>()?;
+    let allowed = request.store_allow_http.iter().map(|o| notes_host::plugins::store::http::parse_origin(o)).collect::<anyhow::Result<Vec<_>>>()?;
+    let grant = StoreGrant { config, http: HttpGrant { allowed, ..HttpGrant::default() } };
+    let report = notes_host::plugins::store::kit::check_plugin(request.wasm, grant, notes_host::plugins::store::DEFAULT_STORE_DEADLINE)?;
+    println!("{}: {} case(s)", report.plugin, report.cases.len());
+    for case in &report.cases {
+        match &case.outcome {
+            Outcome::Pass => println!("  ok    [store] {}", case.name),
+            Outcome::Fail(difference) => {
+                println!("  FAIL  [store] {}: {difference}", case.name);
+                println!("        why it matters: {}", case.why);
+            }
+            Outcome::Skipped(why) => println!("  skip  [store] {}: {why}", case.name),
+        }
+    }
+    let failed = report.failed();
+    println!("{} passed, {failed} failed", report.cases.len() - failed);
+    Ok(failed == 0)
+}
+
 /// `notes-host plugin check`: the conformance kit's report, one line per case.
-fn check_plugin(wasm: &[u8], profiles: &[String]) -> anyhow::Result<bool> {
+fn check_plugin(request: notes_client::plugin_cli::CheckRequest<'_>) -> anyhow::Result<bool> {
     use notes_host::plugins::conformance::{Outcome, Progress, check_with_progress};
+    let (wasm, profiles) = (request.wasm, request.profiles);
+    if profiles.iter().any(|p| p == "store") {
+        return check_store_plugin(request);
+    }
     // On stderr, and only on a terminal (indicatif draws nothing otherwise):
     // the report on stdout stays what scripts read. Compiling a Python or
     // JavaScript plugin takes seconds with nothing else to show.

@@ -85,9 +85,18 @@ enum PluginCommand {
     /// by name with pass or fail and what differed. Exits 1 on a failure.
     Check {
         file: PathBuf,
-        /// Also check placement expectations: `migrate` (where each mode puts notes).
+        /// Also check placement expectations: `migrate` (where each mode puts
+        /// notes). `store`: the component is a store backend (`notes:store`),
+        /// checked against the store rules instead, served with the grants below.
         #[arg(long)]
         profile: Vec<String>,
+        /// For `--profile store`: a configuration value the store plugin is
+        /// given (`config.get(KEY)`); repeat for each.
+        #[arg(long, value_name = "KEY=VALUE")]
+        store_config: Vec<String>,
+        /// For `--profile store`: an origin (http://host:port) the store plugin may reach.
+        #[arg(long, value_name = "ORIGIN")]
+        store_allow_http: Vec<String>,
     },
     /// Write a new plugin project: Rust (routing on the SDK's operations, a
     /// native unit test), Python or JavaScript (the migrate strategy, ported),
@@ -116,7 +125,17 @@ enum InstancesMode {
 /// The conformance kit, given `.wasm` bytes and the extra profiles: true if
 /// every case passed. It lives in the host crate, which this crate does not
 /// depend on; the binary passes it in.
-pub type Checker<'a> = &'a dyn Fn(&[u8], &[String]) -> anyhow::Result<bool>;
+pub type Checker<'a> = &'a dyn Fn(CheckRequest<'_>) -> anyhow::Result<bool>;
+
+/// What `plugin check` was asked: the component, the profiles, and, for a
+/// store plugin (`--profile store`), what it is granted.
+pub struct CheckRequest<'a> {
+    pub wasm: &'a [u8],
+    pub profiles: &'a [String],
+    /// `KEY=VALUE` pairs.
+    pub store_config: &'a [String],
+    pub store_allow_http: &'a [String],
+}
 
 pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
     // Uploads are validated and compiled by the host before it answers: allow a minute.
@@ -164,9 +183,13 @@ pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
             };
             print_json(&answer(&client, client.set_plugin_instances(&digest, &instances))?);
         }
-        PluginCommand::Check { file, profile } => {
+        PluginCommand::Check { file, profile, store_config, store_allow_http } => {
             let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            if !check(&wasm, &profile)? {
+            if (!store_config.is_empty() || !store_allow_http.is_empty()) && !profile.iter().any(|p| p == "store") {
+                anyhow::bail!("--store-config and --store-allow-http are for a store plugin: add --profile store");
+            }
+            let request = CheckRequest { wasm: &wasm, profiles: &profile, store_config: &store_config, store_allow_http: &store_allow_http };
+            if !check(request)? {
                 anyhow::bail!("{} failed the conformance kit", file.display());
             }
         }

@@ -372,10 +372,10 @@ mod tests {
     #[test]
     fn an_accounts_db_from_another_data_dir_is_refused() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        open_data_dir(a.path(), 1, nothing).unwrap();
-        open_data_dir(b.path(), 1, nothing).unwrap();
+        open_data_dir(a.path(), 1, None, nothing).unwrap();
+        open_data_dir(b.path(), 1, None, nothing).unwrap();
         std::fs::copy(b.path().join(ACCOUNTS_DB), a.path().join(ACCOUNTS_DB)).unwrap();
-        let err = open_data_dir(a.path(), 1, nothing).unwrap_err().to_string();
+        let err = open_data_dir(a.path(), 1, None, nothing).unwrap_err().to_string();
         assert!(err.contains("belongs to another data dir"), "{err}");
     }
 }

@@ -59,10 +59,13 @@ impl BlockingStore for MemoryStore {
     }
 
     fn put(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
+        // The range the SQL stores can record, so memory refuses what they refuse.
+        super::version_to_sql(note.version)?;
         Ok(lock(&self.notes).put(note))
     }
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
+        super::version_to_sql(version)?;
         Ok(lock(&self.notes).delete_if_not_newer(account_id, note_id, version))
     }
 

@@ -202,3 +202,33 @@ fn a_data_dir_keeps_the_legacy_store_it_was_created_with() {
     let refused = host_over(&proxy).arg("--store-allow-http=https://notely.example").start_fails();
     assert!(refused.contains("https is not supported"), "{refused}");
 }
+
+#[test]
+fn the_kit_checks_a_store_plugin_against_the_store_rules_before_an_operator_serves_it() {
+    let proxy = Proxy::start();
+    let wasm = Plugin::NotelyDataProxy.path();
+    let check = |extra: &[&str]| {
+        let out = std::process::Command::new(host_binary())
+            .args(["plugin", "check", wasm.to_str().unwrap(), "--profile", "store"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let url = format!("url={}", proxy.url);
+    let (passed, report) = check(&["--store-config", &url, "--store-allow-http", &proxy.origin]);
+    assert!(passed, "{report}");
+    assert!(report.contains("ok    [store] a tombstone refuses the deleted version and older"), "{report}");
+    assert!(report.contains("8 passed, 0 failed"), "{report}");
+    // Without the grant to reach its upstream, every case fails, and says why.
+    let (passed, report) = check(&["--store-config", &url]);
+    assert!(!passed);
+    assert!(report.contains("not on the host's allow-list"), "{report}");
+    // A router is not a store.
+    let out = std::process::Command::new(host_binary())
+        .args(["plugin", "check", Plugin::Migrate.path().to_str().unwrap(), "--profile", "store"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("this is a router plugin"));
+}

@@ -14,6 +14,7 @@
 mod bindings;
 mod data_store;
 pub mod http;
+pub mod kit;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
