@@ -113,6 +113,9 @@ enum PluginCommand {
         /// The project's language: rust (the SDK), python (componentize-py) or js (componentize-js).
         #[arg(long, value_enum, default_value = "rust")]
         lang: crate::plugin_template::Lang,
+        /// What the plugin is: a router (`notes:plugin`) or a store backend (`notes:store`, Rust only).
+        #[arg(long, value_enum, default_value = "router")]
+        kind: crate::plugin_template::Kind,
     },
 }
 
@@ -193,9 +196,16 @@ pub fn run(args: PluginArgs, check: Checker<'_>) -> anyhow::Result<()> {
                 anyhow::bail!("{} failed the conformance kit", file.display());
             }
         }
-        PluginCommand::New { name, dir, sdk, lang } => {
-            use crate::plugin_template::Lang;
-            let project = crate::plugin_template::write_project(&name, &dir, lang, sdk.as_deref())?;
+        PluginCommand::New { name, dir, sdk, lang, kind } => {
+            use crate::plugin_template::{Kind, Lang};
+            let project = crate::plugin_template::write_project(&name, &dir, lang, kind, sdk.as_deref())?;
+            if kind == Kind::Store {
+                println!("wrote {}", project.display());
+                let wasm = format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
+                println!("next: cd {} && cargo build --release --target wasm32-wasip2", project.display());
+                println!("then: notes-host plugin check {wasm} --profile store --store-config url=URL --store-allow-http ORIGIN");
+                return Ok(());
+            }
             println!("wrote {}", project.display());
             let (build, wasm) = match lang {
                 Lang::Rust => ("cargo test && cargo build --release --target wasm32-wasip2".to_owned(), format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"))),

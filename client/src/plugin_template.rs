@@ -16,6 +16,10 @@ const README: &str = include_str!("../templates/rust/README.md.tmpl");
 
 /// The contract, for projects in languages that build from the WIT itself.
 const WIT: &str = include_str!("../../plugins/sdk/wit/notes.wit");
+const STORE_CARGO_TOML: &str = include_str!("../templates/store/Cargo.toml.tmpl");
+const STORE_README: &str = include_str!("../templates/store/README.md.tmpl");
+/// A store project starts as the notely-data-proxy example.
+const STORE_LIB_RS: &str = include_str!("../../plugins/examples/notely-data-proxy/src/lib.rs");
 const PYTHON_APP: &str = include_str!("../../plugins/examples/python/app.py");
 const PYTHON_README: &str = include_str!("../templates/python/README.md.tmpl");
 const JS_PLUGIN: &str = include_str!("../../plugins/examples/js/migrate.js");
@@ -29,6 +33,13 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+}
+
+/// What a plugin project builds: a router (the default) or a store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Router,
+    Store,
 }
 
 /// `(file in the project, its text)` for a Python or JavaScript project:
@@ -69,7 +80,7 @@ fn default_sdk() -> PathBuf {
 
 /// Writes the project `name` into `into/name`; refuses an existing directory
 /// and a name cargo would refuse. Returns the project's directory.
-pub fn write_project(name: &str, into: &Path, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub fn write_project(name: &str, into: &Path, lang: Lang, kind: Kind, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && name.len() <= 64;
@@ -79,6 +90,9 @@ pub fn write_project(name: &str, into: &Path, lang: Lang, sdk: Option<&Path>) ->
     let dir = into.join(name);
     if dir.exists() {
         bail!("{} already exists; choose another name or directory", dir.display());
+    }
+    if kind == Kind::Store && lang != Lang::Rust {
+        bail!("a store plugin project is written in Rust for now (--lang rust); the notes:store world is in the SDK's wit/store.wit for other languages");
     }
     if lang != Lang::Rust {
         if sdk.is_some() {
@@ -101,10 +115,16 @@ pub fn write_project(name: &str, into: &Path, lang: Lang, sdk: Option<&Path>) ->
             .replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
             .replace("{{sdk}}", &dependency)
+            .replace("{{sdk_with_http}}", &with_http(&dependency))
             .replace("{{host_dir}}", &host_dir)
     };
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (file, template) in [("Cargo.toml", CARGO_TOML), ("src/lib.rs", LIB_RS), ("README.md", README)] {
+    let store_lib = STORE_LIB_RS.replace("\"notely-data-proxy\"", &format!("{name:?}"));
+    let files = match kind {
+        Kind::Router => [("Cargo.toml", CARGO_TOML), ("src/lib.rs", LIB_RS), ("README.md", README)],
+        Kind::Store => [("Cargo.toml", STORE_CARGO_TOML), ("src/lib.rs", store_lib.as_str()), ("README.md", STORE_README)],
+    };
+    for (file, template) in files {
         std::fs::write(dir.join(file), fill(template)).with_context(|| format!("cannot write {}", dir.join(file).display()))?;
     }
     std::fs::write(dir.join(".gitignore"), "/target\n")?;
@@ -132,6 +152,14 @@ fn sdk_dependency(sdk: Option<&Path>, repo_sdk: &Path) -> anyhow::Result<String>
     Ok(format!("{{ version = \"0.1\", path = {} }}", toml_string(path)))
 }
 
+/// The SDK dependency with its `http` feature (a store's outgoing HTTP).
+fn with_http(dependency: &str) -> String {
+    match dependency.strip_prefix('{') {
+        Some(rest) => format!("{{ features = [\"http\"],{rest}"),
+        None => format!("{{ version = {dependency}, features = [\"http\"] }}"),
+    }
+}
+
 /// A TOML basic string.
 fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
@@ -153,18 +181,18 @@ mod tests {
     #[test]
     fn a_project_names_its_crate_and_its_sdk_and_refuses_bad_names_and_existing_dirs() {
         let into = tempfile::tempdir().unwrap();
-        let dir = write_project("my-plugin", into.path(), Lang::Rust, None).unwrap();
+        let dir = write_project("my-plugin", into.path(), Lang::Rust, Kind::Router, None).unwrap();
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"my-plugin\""), "{manifest}");
         assert!(manifest.contains("notes-plugin-sdk = { version = \"0.1\", path = \""), "{manifest}");
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
         assert!(readme.contains("release/my_plugin.wasm"), "{readme}");
         assert!(std::fs::read_to_string(dir.join("src/lib.rs")).unwrap().contains("name: \"my-plugin\".into()"));
-        assert!(write_project("my-plugin", into.path(), Lang::Rust, None).unwrap_err().to_string().contains("already exists"));
+        assert!(write_project("my-plugin", into.path(), Lang::Rust, Kind::Router, None).unwrap_err().to_string().contains("already exists"));
         for bad in ["", "My", "a b", "../x", "-x"] {
-            assert!(write_project(bad, into.path(), Lang::Rust, None).is_err(), "{bad:?}");
+            assert!(write_project(bad, into.path(), Lang::Rust, Kind::Router, None).is_err(), "{bad:?}");
         }
-        assert!(write_project("x", into.path(), Lang::Rust, Some(into.path())).unwrap_err().to_string().contains("no Cargo.toml"));
+        assert!(write_project("x", into.path(), Lang::Rust, Kind::Router, Some(into.path())).unwrap_err().to_string().contains("no Cargo.toml"));
         assert!(readme.contains("export PATH=\""), "the README says how to put notes-host on PATH: {readme}");
         let on_path = readme.split("export PATH=\"").nth(1).and_then(|rest| rest.split(':').next()).unwrap();
         assert!(Path::new(on_path).is_dir(), "the directory it names exists: {on_path}");
@@ -189,13 +217,25 @@ mod tests {
             assert!(JS_PACKAGE.contains(text), "package.json: {text}");
         }
         let into = tempfile::tempdir().unwrap();
-        let dir = write_project("dual-write", into.path(), Lang::Python, None).unwrap();
+        let dir = write_project("dual-write", into.path(), Lang::Python, Kind::Router, None).unwrap();
         assert!(std::fs::read_to_string(dir.join("app.py")).unwrap().contains("PluginInfo(\"dual-write\", "));
         assert_eq!(std::fs::read_to_string(dir.join("wit/notes.wit")).unwrap(), WIT);
-        let dir = write_project("dual-js", into.path(), Lang::Js, None).unwrap();
+        let dir = write_project("dual-js", into.path(), Lang::Js, Kind::Router, None).unwrap();
         assert!(std::fs::read_to_string(dir.join("plugin.js")).unwrap().contains("name: \"dual-js\""));
         let package = std::fs::read_to_string(dir.join("package.json")).unwrap();
         assert!(package.contains("--wit wit") && package.contains("dual-js.wasm") && package.contains(" plugin.js"), "{package}");
-        assert!(write_project("x", into.path(), Lang::Js, Some(into.path())).unwrap_err().to_string().contains("--sdk"));
+        assert!(write_project("x", into.path(), Lang::Js, Kind::Router, Some(into.path())).unwrap_err().to_string().contains("--sdk"));
+    }
+
+    #[test]
+    fn a_store_project_is_the_notely_data_proxy_example_renamed_with_the_sdks_http() {
+        let into = tempfile::tempdir().unwrap();
+        let dir = write_project("my-store", into.path(), Lang::Rust, Kind::Store, None).unwrap();
+        let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("name: \"my-store\".into()") && !lib.contains("\"notely-data-proxy\""), "renamed");
+        let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(cargo.contains("features = [\"http\"]"), "{cargo}");
+        assert!(std::fs::read_to_string(dir.join("README.md")).unwrap().contains("--profile store"));
+        assert!(write_project("py-store", into.path(), Lang::Python, Kind::Store, None).is_err(), "Rust only");
     }
 }

@@ -321,3 +321,17 @@ fn plugin_new(outside: &Path, name: &str, lang: &str) -> (std::path::PathBuf, St
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     (outside.join(name), String::from_utf8_lossy(&made.stdout).into_owned())
 }
+
+#[test]
+fn a_store_plugin_written_from_the_template_outside_the_repo_builds_and_keeps_the_store_rules() {
+    let outside = tempfile::tempdir().unwrap();
+    let new = Command::new(host_binary()).args(["plugin", "new", "my-store", "--kind", "store", "--dir"]).arg(outside.path()).output().unwrap();
+    assert!(new.status.success(), "{}", String::from_utf8_lossy(&new.stderr));
+    assert!(String::from_utf8_lossy(&new.stdout).contains("--profile store"), "it says how to check it");
+    cargo_in(&outside.path().join("my-store"), &["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
+    let wasm = target_dir().join("plugin-template/wasm32-wasip2/release/my_store.wasm");
+    let proxy = notes_scenarios::notely::Proxy::start();
+    let url = format!("url={}", proxy.url);
+    let (passed, report) = check(&wasm, &["--profile", "store", "--store-config", &url, "--store-allow-http", &proxy.origin]);
+    assert!(passed && report.starts_with("my-store@0.1.0: "), "the template keeps the store rules unchanged:\n{report}");
+}
