@@ -105,19 +105,18 @@ fn sharded_sqlite() -> Opened {
     (Box::new(dir), Box::new(store))
 }
 
-/// A store plugin that keeps content only, over a Notely data proxy (the
-/// stand-in, over HTTP): the host's version table keeps the rules.
-fn notely_plugin() -> Opened {
+/// A store plugin as `serve` serves it, reaching `upstream` (a stand-in
+/// over HTTP), over a version table if it keeps content only.
+fn plugin_store(plugin: notes_scenarios::Plugin, upstream: notes_scenarios::standin::Standin) -> Opened {
     use notes_host::backends::StorePluginSource;
-    use notes_host::plugins::store::{HttpGrant, PluginStore, StoreGrant};
-    let proxy = notes_scenarios::notely::Proxy::start();
+    use notes_host::plugins::store::{HttpGrant, PluginStore, StoreGrant, http::parse_origin};
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let source = StorePluginSource {
-        wasm: notes_scenarios::Plugin::NotelyDataProxy.path(),
+        wasm: plugin.path(),
         grant: StoreGrant {
-            config: [("url".to_owned(), proxy.url.clone())].into(),
-            http: HttpGrant { allowed: vec![notes_host::plugins::store::http::parse_origin(&proxy.origin).unwrap()], ..HttpGrant::default() },
+            config: [("url".to_owned(), upstream.url.clone())].into(),
+            http: HttpGrant { allowed: vec![parse_origin(&upstream.origin).unwrap()], ..HttpGrant::default() },
         },
         deadline: std::time::Duration::from_secs(10),
     };
@@ -125,9 +124,22 @@ fn notely_plugin() -> Opened {
         let _inside = runtime.enter();
         std::sync::Arc::new(source.load().unwrap())
     };
-    let versions = notes_host::stores::versions::VersionTable::open(&dir.path().join("versions.db")).unwrap();
-    let store = PluginStore::new(plugin, Some(versions), runtime.handle().clone()).unwrap();
-    (Box::new((proxy, dir, runtime)), Box::new(store))
+    let versions = (!plugin.info().keeps_versions)
+        .then(|| notes_host::stores::versions::VersionTable::open(&dir.path().join("versions.db")).unwrap());
+    let store = PluginStore::new(plugin, versions, runtime.handle().clone()).unwrap();
+    (Box::new((upstream, dir, runtime)), Box::new(store))
+}
+
+/// A store plugin that keeps content only, over a Notely data proxy: the
+/// host's version table keeps the rules.
+fn notely_plugin() -> Opened {
+    plugin_store(notes_scenarios::Plugin::NotelyDataProxy, notes_scenarios::standin::Standin::start("notely-proxy-standin"))
+}
+
+/// A store plugin that keeps versions itself, by check-and-set in a
+/// key-value store: the host passes every call through.
+fn consul_plugin() -> Opened {
+    plugin_store(notes_scenarios::Plugin::ConsulKv, notes_scenarios::standin::Standin::start("kv-standin"))
 }
 
 fn memory() -> Opened {
@@ -168,6 +180,7 @@ rules! {
     sharded_sqlite: [keeps_the_store_rules];
     sharded_postgres: [keeps_the_store_rules];
     notely_plugin: [keeps_the_store_rules];
+    consul_plugin: [keeps_the_store_rules];
     memory: [keeps_the_store_rules];
 }
 

@@ -21,6 +21,7 @@ pub mod browser;
 pub mod hostile;
 pub mod load;
 pub mod notely;
+pub mod standin;
 pub mod postgres;
 
 /// The plugins built by `cargo xtask build`.
@@ -55,6 +56,9 @@ pub enum Plugin {
     /// A store backend, not a router: the legacy store is a Notely data
     /// proxy (`plugins/examples/notely-data-proxy`; see [`notely::Proxy`]).
     NotelyDataProxy,
+    /// A store backend that keeps versions itself: notes in a key-value
+    /// store with Consul's KV API (`plugins/examples/consul-kv`).
+    ConsulKv,
     /// The migrate strategy in Python (`plugins/examples/python`, componentize-py).
     MigratePython,
     /// The migrate strategy in JavaScript (`plugins/examples/js`, componentize-js).
@@ -96,6 +100,7 @@ impl Plugin {
             Plugin::Remembers => "plugins/testing/remembers.wasm",
             Plugin::DualWrite => "plugins/examples/dual-write.wasm",
             Plugin::NotelyDataProxy => "plugins/examples/notely-data-proxy.wasm",
+            Plugin::ConsulKv => "plugins/examples/consul-kv.wasm",
             Plugin::PlacesById => "plugins/testing/places-by-id.wasm",
             Plugin::MigrateWit01 | Plugin::MigrateWit02 | Plugin::MigrateWit03 | Plugin::MigratePython | Plugin::MigrateJs => {
                 unreachable!("returned above")
@@ -103,7 +108,7 @@ impl Plugin {
         };
         let path = target_dir().join(file);
         assert!(path.is_file(), "{} is missing: run `cargo xtask build` first", path.display());
-        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "plugins/examples/dual-write/src", "plugins/examples/notely-data-proxy/src", "plugins/testing", "wit"]);
+        assert_fresh(&path, &["plugins/routing/src", "plugins/sdk/src", "plugins/examples/dual-write/src", "plugins/examples/notely-data-proxy/src", "plugins/examples/consul-kv/src", "plugins/testing", "wit"]);
         path
     }
 

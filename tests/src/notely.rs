@@ -1,72 +1,32 @@
 //! A Notely data proxy for the store-plugin scenarios: the stand-in
-//! (`src/bin/notely-proxy-standin.rs`) as a process on loopback, which a
-//! scenario stops and starts again on the same port with its notes, and a
+//! (`src/bin/notely-proxy-standin.rs`) as a process on loopback ([`Standin`]:
+//! stopped and started again on the same port with its notes), and a
 //! JSON-RPC client that writes and reads "Notely" directly, as Notely's own
 //! API server would.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use super::target_dir;
+use super::standin::Standin;
 
-/// A running stand-in; killed when dropped.
-pub struct Proxy {
-    child: Option<Child>,
-    /// `http://127.0.0.1:PORT/`.
-    pub url: String,
-    /// `http://127.0.0.1:PORT`: what `--store-allow-http` names.
-    pub origin: String,
-    db: PathBuf,
-    _dir: TempDir,
+/// A running Notely data proxy stand-in; killed when dropped.
+pub struct Proxy(Standin);
+
+impl std::ops::Deref for Proxy {
+    type Target = Standin;
+    fn deref(&self) -> &Standin {
+        &self.0
+    }
 }
 
-fn binary() -> PathBuf {
-    let path = target_dir().join("release/notely-proxy-standin");
-    assert!(path.is_file(), "{} is missing: `cargo test --release -p notes-scenarios` builds it", path.display());
-    path
-}
-
-fn spawn(db: &PathBuf, listen: &str) -> (Child, String) {
-    let mut child = Command::new(binary())
-        .args(["--db", db.to_str().unwrap(), "--listen", listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the Notely data proxy stand-in");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("its first line");
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("the stand-in said {line:?}")).to_owned();
-    (child, url)
+impl std::ops::DerefMut for Proxy {
+    fn deref_mut(&mut self) -> &mut Standin {
+        &mut self.0
+    }
 }
 
 impl Proxy {
     pub fn start() -> Proxy {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("notely.db");
-        let (child, url) = spawn(&db, "127.0.0.1:0");
-        let origin = url.trim_end_matches('/').to_owned();
-        Proxy { child: Some(child), url, origin, db, _dir: dir }
-    }
-
-    /// The proxy process is gone (kill -9): its port refuses connections.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// A new process on the same port, with the same notes.
-    pub fn restart(&mut self) {
-        self.stop();
-        let listen = self.origin.trim_start_matches("http://").to_owned();
-        let (child, url) = spawn(&self.db, &listen);
-        assert_eq!(url, self.url, "the stand-in came back on its port");
-        self.child = Some(child);
+        Proxy(Standin::start("notely-proxy-standin"))
     }
 
     /// One JSON-RPC call: its `result`, or its `error` as `Err`.
@@ -98,11 +58,5 @@ impl Proxy {
     /// How many notes "Notely" holds for the account.
     pub fn count(&self, account: &str) -> u64 {
         self.call("CountNotes", json!({ "accountDetails": { "accountId": account, "isMigrating": false } })).unwrap().as_u64().unwrap()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -36,6 +36,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("migrate_plugin", "migrate.wasm"),
     ("dual_write_plugin", "examples/dual-write.wasm"),
     ("notely_data_proxy_plugin", "examples/notely-data-proxy.wasm"),
+    ("consul_kv_plugin", "examples/consul-kv.wasm"),
     ("faulty_plugin", "testing/faulty.wasm"),
     ("always_fails_plugin", "testing/always-fails.wasm"),
     ("future_wit_plugin", "testing/future-wit.wasm"),

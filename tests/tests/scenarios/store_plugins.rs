@@ -232,3 +232,29 @@ fn the_kit_checks_a_store_plugin_against_the_store_rules_before_an_operator_serv
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("this is a router plugin"));
 }
+
+#[test]
+fn a_store_that_keeps_its_own_versions_serves_a_migration_and_its_rollback() {
+    let kv = notes_scenarios::standin::Standin::start("kv-standin");
+    let host = Host::builder()
+        .arg(format!("--legacy-store=plugin:{}", Plugin::ConsulKv.path().display()))
+        .arg(format!("--store-config=url={}", kv.url))
+        .arg(format!("--store-allow-http={}", kv.origin))
+        .start();
+    assert!(!host.data_dir.join("legacy.db").exists(), "the legacy store is the plugin's");
+    let account = host.create_account(false);
+    let notes: Vec<String> = (0..20).map(|i| host.create_note(&account, &format!("kv note {i}"))).collect();
+    host.update_note(&account, &notes[0], "edited").expect(200);
+    host.delete_note(&account, &notes[1]).expect(204);
+    assert_eq!(host.counts(&account), (19, 0));
+    host.set_migrating(&account, true).expect(200);
+    assert_eq!(job(&host, "backfill")["moved"], 19);
+    assert_eq!(host.counts(&account), (0, 19));
+    host.set_migrating(&account, false).expect(200);
+    assert_eq!(job(&host, "rollback")["moved"], 19);
+    assert_eq!(host.counts(&account), (19, 0));
+    assert_eq!(host.get_note(&account, &notes[0]).expect(200).json()["content"], "edited");
+    host.get_note(&account, &notes[1]).expect(404);
+    let again = host.post(&format!("/accounts/{account}/notes"), json!({ "id": notes[1], "content": "again" })).expect(201).json();
+    assert_eq!(again["version"], 3, "created again above the tombstone the store kept through both moves");
+}
