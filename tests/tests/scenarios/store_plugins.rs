@@ -258,3 +258,33 @@ fn a_store_that_keeps_its_own_versions_serves_a_migration_and_its_rollback() {
     let again = host.post(&format!("/accounts/{account}/notes"), json!({ "id": notes[1], "content": "again" })).expect(201).json();
     assert_eq!(again["version"], 3, "created again above the tombstone the store kept through both moves");
 }
+
+/// The strict-client simulator against two hosts on one data dir whose
+/// legacy store is Notely, through the store plugin: random flips,
+/// backfill and rollback jobs, hosts killed and restarted, and the data
+/// proxy itself killed and restarted midway. Every read is checked against
+/// what was acknowledged: 0 lost, stale, duplicated or resurrected notes.
+#[test]
+fn the_simulator_finds_no_anomaly_with_notely_as_the_legacy_store_while_its_proxy_restarts() {
+    let mut proxy = Proxy::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sim = std::process::Command::new(host_binary());
+    sim.args(["sim", "--hosts", "2", "--accounts", "4", "--max-notes", "12", "--seconds", "12", "--chaos", "--backfill", "--seed", "31"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(format!("--host-arg=--legacy-store=plugin:{}", Plugin::NotelyDataProxy.path().display()))
+        .arg(format!("--host-arg=--store-config=url={}", proxy.url))
+        .arg(format!("--host-arg=--store-allow-http={}", proxy.origin))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let running = sim.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    proxy.stop();
+    std::thread::sleep(Duration::from_millis(700));
+    proxy.restart();
+    let out = running.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("anomalies: lost 0 stale 0 duplicated 0 resurrected 0 unexpected 0"), "{report}");
+}
