@@ -39,7 +39,7 @@ from datetime import date
 
 from benchlib import HOST, ROOT, TARGET, ensure_wrk, load_accounts, publish, start, table, wrk, write_lua
 
-PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages", "soak"]
+PARTS = ["micro", "http", "scaling", "profile", "fleet", "plugins", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages", "soak", "stores"]
 
 
 # ---- micro ---------------------------------------------------------------
@@ -251,7 +251,7 @@ def header(meta):
 
 def runner(part):
     """(run, markdown) of a part."""
-    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages", "soak"):
+    if part in ("http", "scaling", "fleet", "fairness", "jobs", "postgres", "writes", "ceilings", "memory", "languages", "soak", "stores"):
         module = importlib.import_module(f"bench_{part}")
         return module.run, module.markdown
     return {"micro": (micro, micro_markdown), "profile": (profile, profile_markdown), "plugins": (plugins, plugins_markdown)}[part]

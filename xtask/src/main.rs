@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             suite.arg(root().join("xtask/bench.py")).args(&args[1..]).env("CARGO_TARGET_DIR", target_dir());
             run_cmd(suite)
         }),
-        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench [all|micro|http|scaling|profile|fleet|plugins|fairness|jobs|postgres|writes|ceilings|memory|languages|soak]… | bench compare REV".into()),
+        _ => Err("usage: cargo xtask build | run [SERVE ARGS] | test [CARGO TEST ARGS] | bench [all|micro|http|scaling|profile|fleet|plugins|fairness|jobs|postgres|writes|ceilings|memory|languages|soak|stores]… | bench compare REV".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
