@@ -12,7 +12,7 @@ use notes_host::app::WatchConfig;
 use notes_host::fleet::FleetSettings;
 use notes_host::api::server::ConnectionLimits;
 use notes_host::plugins::PluginLimits;
-use notes_host::backends::{LegacyStore, Location, PostgresBackends, StorePluginSource};
+use notes_host::backends::{Location, PostgresBackends, StoreChoice, StorePluginSource};
 use notes_host::plugins::store::{HttpGrant, StoreGrant};
 use notes_host::serve::{RouterChoice, ServeConfig, serve};
 
@@ -131,10 +131,18 @@ struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     store_max_response_mib: u64,
     /// PostgreSQL database of one new-store shard; give it once per shard,
-    /// always in the same order (none: plain mode). Needs --legacy-store;
-    /// replaces --shards.
-    #[arg(long, value_name = "URL", requires = "legacy_store", conflicts_with = "shards")]
+    /// always in the same order (none: plain mode). Needs --coordination;
+    /// replaces --shards. Or `plugin:FILE.wasm` (once): a store plugin
+    /// serving a data dir's whole new store (see --new-store-config,
+    /// --new-store-allow-http).
+    #[arg(long, value_name = "URL|plugin:FILE.wasm", conflicts_with = "shards")]
     new_store: Vec<String>,
+    /// A configuration value for the new store's store plugin; repeat for each. Never logged.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_store_config)]
+    new_store_config: Vec<(String, String)>,
+    /// An origin (http://host:port) the new store's store plugin may send HTTP requests to.
+    #[arg(long, value_name = "ORIGIN")]
+    new_store_allow_http: Vec<String>,
     /// Plugin component (.wasm) to store in the registry and activate.
     /// Default: the plugin that was active when the host last ran on this data
     /// dir; in a new data dir, the migrate plugin built by this repo
@@ -277,46 +285,61 @@ fn default_plugin() -> PathBuf {
 /// The admin token in `file`: its one line, without the newline an editor
 /// or `echo` leaves. Anything else (an empty file, more lines, spaces) is
 /// left for the token's own checks to refuse, naming the file.
-/// Where `serve` finds its databases: a data dir (its legacy store
-/// `legacy.db` or a store plugin), or PostgreSQL.
+/// Where `serve` finds its databases: a data dir (each store its SQLite
+/// files or a store plugin), or PostgreSQL.
 fn location(args: &ServeArgs) -> anyhow::Result<Location> {
-    let plugin = args.legacy_store.as_deref().and_then(|s| s.strip_prefix("plugin:"));
-    let granted = !args.store_config.is_empty() || !args.store_allow_http.is_empty();
-    match (&args.coordination, &args.legacy_store, plugin) {
-        (Some(_), _, Some(_)) => anyhow::bail!(
-            "--legacy-store plugin:… serves a data dir's legacy store; on PostgreSQL (--coordination) the legacy store is a database URL"
-        ),
-        (Some(coordination), Some(legacy_store), None) => {
-            if granted {
-                anyhow::bail!("--store-config and --store-allow-http are for a store plugin (--legacy-store plugin:FILE.wasm)");
-            }
-            Ok(Location::Postgres(PostgresBackends { coordination: coordination.clone(), legacy_store: legacy_store.clone(), new_stores: args.new_store.clone() }))
+    let legacy_plugin = args.legacy_store.as_deref().and_then(|s| s.strip_prefix("plugin:"));
+    let new_plugins: Vec<&str> = args.new_store.iter().filter_map(|s| s.strip_prefix("plugin:")).collect();
+    let granted = |config: &[(String, String)], allow: &[String]| !config.is_empty() || !allow.is_empty();
+    let legacy_granted = granted(&args.store_config, &args.store_allow_http);
+    let new_granted = granted(&args.new_store_config, &args.new_store_allow_http);
+    if let Some(coordination) = &args.coordination {
+        if legacy_plugin.is_some() || !new_plugins.is_empty() {
+            anyhow::bail!("a store plugin (plugin:FILE.wasm) serves a data dir's store; on PostgreSQL (--coordination) each store is a database URL");
         }
-        (None, Some(_), None) => anyhow::bail!("--legacy-store URL (a PostgreSQL database) needs --coordination; for a store plugin write plugin:FILE.wasm"),
-        (None, Some(_), Some(file)) => {
-            let allowed = args.store_allow_http.iter().map(|o| notes_host::plugins::store::http::parse_origin(o)).collect::<anyhow::Result<Vec<_>>>()?;
-            let source = StorePluginSource {
-                wasm: PathBuf::from(file),
-                grant: StoreGrant {
-                    config: args.store_config.iter().cloned().collect(),
-                    http: HttpGrant {
-                        allowed,
-                        connect_timeout: Duration::from_millis(args.store_connect_timeout_ms.max(1)),
-                        response_timeout: Duration::from_millis(args.store_response_timeout_ms.max(1)),
-                        max_response_bytes: args.store_max_response_mib.saturating_mul(1 << 20),
-                    },
-                },
-                deadline: Duration::from_millis(args.store_deadline_ms.max(1)),
-            };
-            Ok(Location::DataDir { new_shards: args.shards, legacy: LegacyStore::Plugin(source), sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64 })
+        if legacy_granted || new_granted {
+            anyhow::bail!("--store-config, --store-allow-http and their --new-store-… twins are for a store plugin (plugin:FILE.wasm)");
         }
-        (_, None, _) => {
-            if granted {
-                anyhow::bail!("--store-config and --store-allow-http are for a store plugin (--legacy-store plugin:FILE.wasm)");
-            }
-            Ok(Location::DataDir { new_shards: args.shards, legacy: LegacyStore::Sqlite, sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64 })
-        }
+        let legacy_store = args.legacy_store.clone().ok_or_else(|| anyhow::anyhow!("--coordination needs --legacy-store"))?;
+        return Ok(Location::Postgres(PostgresBackends { coordination: coordination.clone(), legacy_store, new_stores: args.new_store.clone() }));
     }
+    if args.legacy_store.is_some() && legacy_plugin.is_none() {
+        anyhow::bail!("--legacy-store URL (a PostgreSQL database) needs --coordination; for a store plugin write plugin:FILE.wasm");
+    }
+    if new_plugins.len() != args.new_store.len() {
+        anyhow::bail!("--new-store URL (a PostgreSQL database) needs --coordination; for a store plugin write plugin:FILE.wasm");
+    }
+    if new_plugins.len() > 1 {
+        anyhow::bail!("one --new-store plugin:FILE.wasm serves the whole new store (its upstream shards it, if it must)");
+    }
+    let choice = |plugin: Option<&str>, config: &[(String, String)], allow: &[String], flags: &str| -> anyhow::Result<StoreChoice> {
+        let Some(file) = plugin else {
+            if granted(config, allow) {
+                anyhow::bail!("{flags} are for a store plugin (plugin:FILE.wasm), and none is given");
+            }
+            return Ok(StoreChoice::Sqlite);
+        };
+        let allowed = allow.iter().map(|o| notes_host::plugins::store::http::parse_origin(o)).collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(StoreChoice::Plugin(StorePluginSource {
+            wasm: PathBuf::from(file),
+            grant: StoreGrant {
+                config: config.iter().cloned().collect(),
+                http: HttpGrant {
+                    allowed,
+                    connect_timeout: Duration::from_millis(args.store_connect_timeout_ms.max(1)),
+                    response_timeout: Duration::from_millis(args.store_response_timeout_ms.max(1)),
+                    max_response_bytes: args.store_max_response_mib.saturating_mul(1 << 20),
+                },
+            },
+            deadline: Duration::from_millis(args.store_deadline_ms.max(1)),
+        }))
+    };
+    Ok(Location::DataDir {
+        new_shards: args.shards,
+        legacy: choice(legacy_plugin, &args.store_config, &args.store_allow_http, "--store-config and --store-allow-http")?,
+        new: choice(new_plugins.first().copied(), &args.new_store_config, &args.new_store_allow_http, "--new-store-config and --new-store-allow-http")?,
+        sqlite_cache_bytes: (args.sqlite_cache_mib << 20) as i64,
+    })
 }
 
 /// `KEY=VALUE` of `--store-config`.

@@ -4,14 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Backends, LegacyStore};
+use super::layout::StorePlugins;
+use super::{Backends, StoreChoice};
 use crate::plugins::store::{PluginStore, StorePlugin};
 use crate::stores::versions::VersionTable;
 use super::layout;
 use crate::catalog::SqliteCatalog;
 use crate::coordination::SqliteCoordination;
 use crate::fleet::liveness::Liveness;
-use crate::stores::DataStores;
+use crate::stores::{DataStore, DataStores, SqliteStore};
 
 /// The files of a data dir. A data dir on PostgreSQL holds only the plugin
 /// cache.
@@ -41,6 +42,11 @@ impl<'a> DataDir<'a> {
         self.0.join(Self::LEGACY_VERSIONS_DB)
     }
 
+    /// The host's version table for a store plugin serving as the new store.
+    pub fn new_versions_db(self) -> PathBuf {
+        self.0.join(Self::NEW_VERSIONS_DB)
+    }
+
     /// New-store shard `i` (the hash of an account id picks its shard).
     pub fn new_shard_db(self, i: u32) -> PathBuf {
         self.0.join(Self::new_shard_name(i))
@@ -60,6 +66,7 @@ impl<'a> DataDir<'a> {
     pub(super) const ACCOUNTS_DB: &'static str = "accounts.db";
     pub(super) const LEGACY_DB: &'static str = "legacy.db";
     pub(super) const LEGACY_VERSIONS_DB: &'static str = "legacy-versions.db";
+    pub(super) const NEW_VERSIONS_DB: &'static str = "new-versions.db";
 
     pub(super) fn new_shard_name(i: u32) -> String {
         format!("new-shard-{i}.db")
@@ -67,46 +74,62 @@ impl<'a> DataDir<'a> {
 
     /// Whether `name` is one of a data dir's store files.
     pub(super) fn is_store_file(name: &str) -> bool {
-        name == Self::LEGACY_DB || name == Self::LEGACY_VERSIONS_DB || (name.starts_with("new-shard-") && name.ends_with(".db"))
+        name == Self::LEGACY_DB || name == Self::LEGACY_VERSIONS_DB || name == Self::NEW_VERSIONS_DB || (name.starts_with("new-shard-") && name.ends_with(".db"))
     }
 
     /// The legacy store and `new_shards` new-store shards (none: plain mode).
     pub fn stores(self, new_shards: u32) -> anyhow::Result<DataStores> {
-        DataStores::open_sqlite(&self.legacy_db(), &self.new_shards(new_shards))
+        self.stores_with(None, None, new_shards)
     }
 
     fn new_shards(self, new_shards: u32) -> Vec<PathBuf> {
         (0..new_shards).map(|i| self.new_shard_db(i)).collect()
     }
 
-    /// The stores with `legacy` as the legacy store (a store plugin), its
-    /// version table in the data dir, and `new_shards` new-store shards.
-    fn stores_over(self, legacy: &Arc<StorePlugin>, new_shards: u32) -> anyhow::Result<DataStores> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| anyhow::anyhow!("a store plugin is opened from within the host's runtime"))?;
-        let versions = VersionTable::open(&self.legacy_versions_db())?;
-        let legacy = PluginStore::new(legacy.clone(), (!legacy.info().keeps_versions).then_some(versions), runtime)?;
-        Ok(DataStores { legacy: Arc::new(legacy), new: DataStores::open_new_shards(&self.new_shards(new_shards))? })
+    /// The data dir's stores: `legacy.db` or `legacy`'s plugin, and
+    /// `new_shards` shard files or `new`'s plugin, each plugin over its
+    /// version table in the data dir.
+    fn stores_with(self, legacy: Option<&Arc<StorePlugin>>, new: Option<&Arc<StorePlugin>>, new_shards: u32) -> anyhow::Result<DataStores> {
+        let served = |plugin: &Arc<StorePlugin>, table: PathBuf| -> anyhow::Result<Arc<dyn DataStore>> {
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|_| anyhow::anyhow!("a store plugin is opened from within the host's runtime"))?;
+            let versions = VersionTable::open(&table)?;
+            Ok(Arc::new(PluginStore::new(plugin.clone(), (!plugin.info().keeps_versions).then_some(versions), runtime)?))
+        };
+        let legacy: Arc<dyn DataStore> = match legacy {
+            Some(plugin) => served(plugin, self.legacy_versions_db())?,
+            None => Arc::new(SqliteStore::open(&self.legacy_db())?),
+        };
+        let new = match new {
+            Some(plugin) => Some(served(plugin, self.new_versions_db())?),
+            None => DataStores::open_new_shards(&self.new_shards(new_shards))?,
+        };
+        Ok(DataStores { legacy, new })
     }
 }
 
 /// Checks (or creates) the data dir's layout, then opens its databases.
-pub(super) fn open(dir: &Path, new_shards: u32, legacy: &LegacyStore, sqlite_cache_bytes: i64, host_name: &str, host_id: &str) -> anyhow::Result<Backends> {
+pub(super) fn open(
+    dir: &Path,
+    new_shards: u32,
+    (legacy, new): (&StoreChoice, &StoreChoice),
+    sqlite_cache_bytes: i64,
+    host_name: &str,
+    host_id: &str,
+) -> anyhow::Result<Backends> {
     let files = DataDir(dir);
     crate::db::cap_memory(sqlite_cache_bytes);
-    let stores = match legacy {
-        LegacyStore::Sqlite => {
-            layout::open_data_dir(dir, new_shards, None, || files.stores(new_shards).map(drop))?;
-            files.stores(new_shards)?
-        }
-        LegacyStore::Plugin(source) => {
-            let plugin = Arc::new(source.load()?);
-            let name = plugin.info().name.clone();
-            tracing::info!(plugin = %plugin.label(), keeps_versions = plugin.info().keeps_versions, "the legacy store is a store plugin");
-            layout::open_data_dir(dir, new_shards, Some(&name), || files.stores_over(&plugin, new_shards).map(drop))?;
-            files.stores_over(&plugin, new_shards)?
-        }
+    let load = |choice: &StoreChoice, role: &str| -> anyhow::Result<Option<Arc<StorePlugin>>> {
+        let StoreChoice::Plugin(source) = choice else { return Ok(None) };
+        let plugin = source.load()?;
+        tracing::info!(plugin = %plugin.label(), keeps_versions = plugin.info().keeps_versions, "the {role} is a store plugin");
+        Ok(Some(Arc::new(plugin)))
     };
+    let (legacy, new) = (load(legacy, "legacy store")?, load(new, "new store")?);
+    let plugins = StorePlugins { legacy: legacy.as_ref().map(|p| p.info().name.as_str()), new: new.as_ref().map(|p| p.info().name.as_str()) };
+    let new_shards = if new.is_some() { 1 } else { new_shards };
+    layout::open_data_dir(dir, new_shards, plugins, || files.stores_with(legacy.as_ref(), new.as_ref(), new_shards).map(drop))?;
+    let stores = files.stores_with(legacy.as_ref(), new.as_ref(), new_shards)?;
     Ok(Backends {
         coordination: Arc::new(SqliteCoordination::open(&files.accounts_db())?),
         catalog: Arc::new(SqliteCatalog::open(&files.plugins_db(), host_name)?),

@@ -38,21 +38,34 @@ pub struct DataDirIdentity {
     pub new_store_shards: u32,
 }
 
-/// Where `accounts.db` records the name of the store plugin serving as the
-/// legacy store (`--legacy-store plugin:FILE.wasm`); absent: `legacy.db`.
-const LEGACY_PLUGIN_KEY: &str = "legacy_store_plugin";
+/// The store plugins a data dir's stores are served by, by name (`None`:
+/// its SQLite files): fixed when the data dir is created, since a start with
+/// another store would serve an empty one, and every note in the recorded
+/// one would seem gone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StorePlugins<'a> {
+    /// `--legacy-store plugin:FILE.wasm`; else `legacy.db`.
+    pub legacy: Option<&'a str>,
+    /// `--new-store plugin:FILE.wasm`; else the `new-shard-N.db` files.
+    pub new: Option<&'a str>,
+}
+
+/// Where `accounts.db` records the name of each role's store plugin, the
+/// flag that serves it, its SQLite files otherwise, and the host's own
+/// table for it (the versions it keeps for a content-only plugin).
+const ROLES: [(&str, &str, &str, &str); 2] = [
+    ("legacy_store_plugin", "--legacy-store", LEGACY_DB, DataDir::LEGACY_VERSIONS_DB),
+    ("new_store_plugin", "--new-store", "new-shard-N.db", DataDir::NEW_VERSIONS_DB),
+];
 
 /// Checks the data dir `dir` before anything is opened in it. If it is new,
 /// creates its identity, with `create_stores` making the store files in
-/// between. `new_shards` is the count this start asks for; `legacy_plugin`,
-/// the name of the store plugin it serves as the legacy store (`None`:
-/// `legacy.db`). Both are fixed when the data dir is created: a start
-/// with another legacy store would serve an empty one, and every note in the
-/// recorded one would seem gone.
+/// between. `new_shards` is the count this start asks for (1 for a store
+/// plugin as the new store), `plugins` the store plugins it serves.
 pub fn open_data_dir(
     dir: &Path,
     new_shards: u32,
-    legacy_plugin: Option<&str>,
+    plugins: StorePlugins<'_>,
     create_stores: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<DataDirIdentity> {
     // Hosts of a fleet may start on a new data dir at once: one decides.
@@ -72,8 +85,10 @@ pub fn open_data_dir(
             let identity = DataDirIdentity { id: Uuid::new_v4(), new_store_shards: new_shards };
             let record = LayoutRecord::open(&accounts_db)?;
             write_db_identity(&record, identity)?;
-            if let Some(name) = legacy_plugin {
-                record.write(&[(LEGACY_PLUGIN_KEY, name.to_owned())])?;
+            for ((key, ..), plugin) in ROLES.iter().zip([plugins.legacy, plugins.new]) {
+                if let Some(name) = plugin {
+                    record.write(&[(*key, name.to_owned())])?;
+                }
             }
             create_stores()?;
             write_identity_file(dir, identity)?;
@@ -138,6 +153,27 @@ pub fn open_data_dir(
             stores.join(", ")
         ),
     };
+    // Which store serves each role first: its message names the plugin to give.
+    for ((key, flag, files, _), asked) in ROLES.iter().zip([plugins.legacy, plugins.new]) {
+        let role = if *flag == "--legacy-store" { "legacy store" } else { "new store" };
+        let recorded = conn.as_ref().map(|conn| conn.value(key)).transpose()?.flatten();
+        match (recorded.as_deref(), asked) {
+            (recorded, asked) if recorded == asked => {}
+            (Some(recorded), Some(asked)) => bail!(
+                "this data dir's {role} is served by the store plugin {recorded:?}, not {asked:?}: another store would not hold its notes; \
+                 start with {flag} plugin:FILE.wasm of {recorded:?}"
+            ),
+            (Some(recorded), None) => bail!(
+                "this data dir's {role} is served by the store plugin {recorded:?}: start with {flag} plugin:FILE.wasm \
+                 (and its configuration and allowed origins); without it the host would serve an empty {files} and every note there would seem gone"
+            ),
+            (None, Some(asked)) => bail!(
+                "this data dir's {role} is {files}, not a store plugin: the store plugin {asked:?} can serve only a data dir created with it \
+                 (start it on a new data dir)"
+            ),
+            (None, None) => unreachable!("equal"),
+        }
+    }
     if identity.new_store_shards != new_shards {
         bail!(
             "this data dir was created with {n} new-store shard(s), not {new_shards}: \
@@ -146,25 +182,12 @@ pub fn open_data_dir(
             n = identity.new_store_shards
         );
     }
-    let recorded = conn.as_ref().map(|conn| conn.value(LEGACY_PLUGIN_KEY)).transpose()?.flatten();
-    match (recorded.as_deref(), legacy_plugin) {
-        (recorded, asked) if recorded == asked => {}
-        (Some(recorded), Some(asked)) => bail!(
-            "this data dir's legacy store is served by the store plugin {recorded:?}, not {asked:?}: another store would not hold its notes; \
-             start with --legacy-store plugin:FILE.wasm of {recorded:?}"
-        ),
-        (Some(recorded), None) => bail!(
-            "this data dir's legacy store is served by the store plugin {recorded:?}: start with --legacy-store plugin:FILE.wasm \
-             (and its --store-config and --store-allow-http); without it the host would serve an empty {LEGACY_DB} and every legacy note would seem gone"
-        ),
-        (None, Some(asked)) => bail!(
-            "this data dir's legacy store is {LEGACY_DB}, not a store plugin: the store plugin {asked:?} can serve only a data dir created with it \
-             (start it on a new data dir)"
-        ),
-        (None, None) => unreachable!("equal"),
-    }
-    let legacy_file = if legacy_plugin.is_some() { DataDir::LEGACY_VERSIONS_DB } else { LEGACY_DB };
-    let expected = std::iter::once(legacy_file.to_owned()).chain((0..identity.new_store_shards).map(DataDir::new_shard_name));
+    let legacy_file = if plugins.legacy.is_some() { DataDir::LEGACY_VERSIONS_DB } else { LEGACY_DB };
+    let new_files: Vec<String> = match plugins.new {
+        Some(_) => vec![DataDir::NEW_VERSIONS_DB.to_owned()],
+        None => (0..identity.new_store_shards).map(DataDir::new_shard_name).collect(),
+    };
+    let expected = std::iter::once(legacy_file.to_owned()).chain(new_files);
     let missing: Vec<String> = expected.filter(|f| !dir.join(f).exists()).collect();
     if !missing.is_empty() {
         bail!(
@@ -299,18 +322,18 @@ mod tests {
     #[test]
     fn a_new_data_dir_gets_an_identity_that_later_starts_find() {
         let dir = tempfile::tempdir().unwrap();
-        let first = open_data_dir(dir.path(), 2, None, create_stores(dir.path(), 2)).unwrap();
-        assert_eq!(open_data_dir(dir.path(), 2, None, nothing).unwrap(), first);
-        let err = open_data_dir(dir.path(), 3, None, nothing).unwrap_err().to_string();
+        let first = open_data_dir(dir.path(), 2, StorePlugins::default(), create_stores(dir.path(), 2)).unwrap();
+        assert_eq!(open_data_dir(dir.path(), 2, StorePlugins::default(), nothing).unwrap(), first);
+        let err = open_data_dir(dir.path(), 3, StorePlugins::default(), nothing).unwrap_err().to_string();
         assert!(err.contains("start with --shards 2"), "{err}");
     }
 
     #[test]
     fn a_lost_accounts_db_is_refused_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        open_data_dir(dir.path(), 1, None, create_stores(dir.path(), 1)).unwrap();
+        open_data_dir(dir.path(), 1, StorePlugins::default(), create_stores(dir.path(), 1)).unwrap();
         std::fs::remove_file(dir.path().join(ACCOUNTS_DB)).unwrap();
-        let err = open_data_dir(dir.path(), 1, None, nothing).unwrap_err().to_string();
+        let err = open_data_dir(dir.path(), 1, StorePlugins::default(), nothing).unwrap_err().to_string();
         assert!(err.contains("missing accounts.db"), "{err}");
         assert!(!dir.path().join(ACCOUNTS_DB).exists(), "refusing created nothing");
     }
@@ -318,28 +341,28 @@ mod tests {
     #[test]
     fn a_lost_accounts_db_and_identity_beside_stores_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        open_data_dir(dir.path(), 1, None, create_stores(dir.path(), 1)).unwrap();
+        open_data_dir(dir.path(), 1, StorePlugins::default(), create_stores(dir.path(), 1)).unwrap();
         std::fs::remove_file(dir.path().join(ACCOUNTS_DB)).unwrap();
         std::fs::remove_file(dir.path().join(IDENTITY_FILE)).unwrap();
-        let err = open_data_dir(dir.path(), 1, None, nothing).unwrap_err().to_string();
+        let err = open_data_dir(dir.path(), 1, StorePlugins::default(), nothing).unwrap_err().to_string();
         assert!(err.contains("missing accounts.db") && err.contains("legacy.db"), "{err}");
     }
 
     #[test]
     fn a_lost_identity_file_is_rewritten_from_accounts_db() {
         let dir = tempfile::tempdir().unwrap();
-        let first = open_data_dir(dir.path(), 1, None, create_stores(dir.path(), 1)).unwrap();
+        let first = open_data_dir(dir.path(), 1, StorePlugins::default(), create_stores(dir.path(), 1)).unwrap();
         std::fs::remove_file(dir.path().join(IDENTITY_FILE)).unwrap();
-        assert_eq!(open_data_dir(dir.path(), 1, None, nothing).unwrap(), first);
+        assert_eq!(open_data_dir(dir.path(), 1, StorePlugins::default(), nothing).unwrap(), first);
         assert!(dir.path().join(IDENTITY_FILE).exists());
     }
 
     #[test]
     fn a_lost_store_file_is_refused_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        open_data_dir(dir.path(), 2, None, create_stores(dir.path(), 2)).unwrap();
+        open_data_dir(dir.path(), 2, StorePlugins::default(), create_stores(dir.path(), 2)).unwrap();
         std::fs::remove_file(dir.path().join("new-shard-1.db")).unwrap();
-        let err = open_data_dir(dir.path(), 2, None, nothing).unwrap_err().to_string();
+        let err = open_data_dir(dir.path(), 2, StorePlugins::default(), nothing).unwrap_err().to_string();
         assert!(err.contains("missing new-shard-1.db"), "{err}");
     }
 
@@ -347,24 +370,24 @@ mod tests {
     fn a_first_start_cut_short_is_finished_by_the_next_with_the_same_shard_count() {
         let dir = tempfile::tempdir().unwrap();
         let failing = || -> anyhow::Result<()> { anyhow::bail!("killed while creating the stores") };
-        assert!(open_data_dir(dir.path(), 2, None, failing).is_err());
-        let err = open_data_dir(dir.path(), 3, None, nothing).unwrap_err().to_string();
+        assert!(open_data_dir(dir.path(), 2, StorePlugins::default(), failing).is_err());
+        let err = open_data_dir(dir.path(), 3, StorePlugins::default(), nothing).unwrap_err().to_string();
         assert!(err.contains("start with --shards 2"), "{err}");
-        open_data_dir(dir.path(), 2, None, create_stores(dir.path(), 2)).unwrap();
+        open_data_dir(dir.path(), 2, StorePlugins::default(), create_stores(dir.path(), 2)).unwrap();
         assert!(dir.path().join(IDENTITY_FILE).exists() && dir.path().join("new-shard-1.db").exists());
     }
 
     #[test]
     fn accounts_whose_stores_and_identity_are_all_gone_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        open_data_dir(dir.path(), 1, None, create_stores(dir.path(), 1)).unwrap();
+        open_data_dir(dir.path(), 1, StorePlugins::default(), create_stores(dir.path(), 1)).unwrap();
         use crate::coordination::{Account, Accounts, Gate, SqliteCoordination};
         let ada = Account { id: Uuid::new_v4(), name: "Ada".into(), is_migrating: false, shard: None, verified: None, created_at_ms: 0, updated_at_ms: 0, was_migrating: false };
         SqliteCoordination::open(&dir.path().join(ACCOUNTS_DB)).unwrap().create_account(&ada, Gate::Checked).unwrap();
         for file in [IDENTITY_FILE, LEGACY_DB, "new-shard-0.db"] {
             std::fs::remove_file(dir.path().join(file)).unwrap();
         }
-        let err = open_data_dir(dir.path(), 1, None, nothing).unwrap_err().to_string();
+        let err = open_data_dir(dir.path(), 1, StorePlugins::default(), nothing).unwrap_err().to_string();
         assert!(err.contains("1 account(s)"), "{err}");
         assert!(!dir.path().join(LEGACY_DB).exists(), "refusing created nothing");
     }
@@ -372,10 +395,10 @@ mod tests {
     #[test]
     fn an_accounts_db_from_another_data_dir_is_refused() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        open_data_dir(a.path(), 1, None, nothing).unwrap();
-        open_data_dir(b.path(), 1, None, nothing).unwrap();
+        open_data_dir(a.path(), 1, StorePlugins::default(), nothing).unwrap();
+        open_data_dir(b.path(), 1, StorePlugins::default(), nothing).unwrap();
         std::fs::copy(b.path().join(ACCOUNTS_DB), a.path().join(ACCOUNTS_DB)).unwrap();
-        let err = open_data_dir(a.path(), 1, None, nothing).unwrap_err().to_string();
+        let err = open_data_dir(a.path(), 1, StorePlugins::default(), nothing).unwrap_err().to_string();
         assert!(err.contains("belongs to another data dir"), "{err}");
     }
 }

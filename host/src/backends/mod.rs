@@ -42,7 +42,9 @@ pub enum Location {
     /// the whole process (`db::cap_memory`).
     DataDir {
         new_shards: u32,
-        legacy: LegacyStore,
+        legacy: StoreChoice,
+        /// A store plugin here replaces the `new_shards` shard files.
+        new: StoreChoice,
         sqlite_cache_bytes: i64,
     },
     Postgres(PostgresBackends),
@@ -52,20 +54,21 @@ impl Location {
     /// How many new-store shards the service has (0: plain mode).
     pub fn new_shards(&self) -> u32 {
         match self {
+            Location::DataDir { new: StoreChoice::Plugin(_), .. } => 1,
             Location::DataDir { new_shards, .. } => *new_shards,
             Location::Postgres(pg) => pg.new_stores.len() as u32,
         }
     }
 }
 
-/// The legacy store of a data dir.
+/// What serves one of a data dir's stores.
 #[derive(Debug, Clone, Default)]
-pub enum LegacyStore {
-    /// `legacy.db`, a SQLite file in the data dir.
+pub enum StoreChoice {
+    /// Its SQLite files in the data dir: `legacy.db`, or the new store's shards.
     #[default]
     Sqlite,
-    /// A store plugin (`--legacy-store plugin:FILE.wasm`), with what the
-    /// operator granted it.
+    /// A store plugin (`--legacy-store plugin:FILE.wasm`, `--new-store
+    /// plugin:FILE.wasm`), with what the operator granted it.
     Plugin(StorePluginSource),
 }
 
@@ -116,8 +119,8 @@ pub struct Opener<'a> {
 /// blocking client must not run on an async worker.
 pub fn open(data_dir: &Path, location: &Location, host: &Opener) -> anyhow::Result<Backends> {
     match location {
-        Location::DataDir { new_shards, legacy, sqlite_cache_bytes } => {
-            data_dir::open(data_dir, *new_shards, legacy, *sqlite_cache_bytes, host.host_name, host.host_id)
+        Location::DataDir { new_shards, legacy, new, sqlite_cache_bytes } => {
+            data_dir::open(data_dir, *new_shards, (legacy, new), *sqlite_cache_bytes, host.host_name, host.host_id)
         }
         Location::Postgres(pg) => postgres::open(pg, host.host_name, host.lease),
     }

@@ -13,7 +13,7 @@ mod sqlite;
 pub mod versions;
 
 use notes_routing::IdList;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use notes_routing::{Note, Store};
@@ -246,13 +246,6 @@ impl DataStores {
     /// (see [`DataStore::serves_requests_async`]).
     pub fn serve_requests_async(&self) -> bool {
         self.legacy.serves_requests_async() && self.new.as_ref().is_none_or(|n| n.serves_requests_async())
-    }
-
-    /// The legacy store in the SQLite file `legacy`, and one new-store shard
-    /// per file in `new_shards`, in shard order (none: plain mode).
-    pub fn open_sqlite(legacy: &Path, new_shards: &[PathBuf]) -> anyhow::Result<Self> {
-        let legacy: Arc<dyn DataStore> = Arc::new(SqliteStore::open(legacy)?);
-        Ok(DataStores { legacy, new: Self::open_new_shards(new_shards)? })
     }
 
     /// The new store over one SQLite file per shard, in shard order (none:

@@ -288,3 +288,42 @@ fn the_simulator_finds_no_anomaly_with_notely_as_the_legacy_store_while_its_prox
     assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.contains("anomalies: lost 0 stale 0 duplicated 0 resurrected 0 unexpected 0"), "{report}");
 }
+
+#[test]
+fn notes_move_from_notely_into_a_key_value_store_both_served_by_store_plugins() {
+    let proxy = Proxy::start();
+    let kv = notes_scenarios::standin::Standin::start("kv-standin");
+    let account = uuid::Uuid::new_v4().to_string();
+    let ids: Vec<String> = (0..12).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        proxy.create(&account, id, &format!("note {i}"), AT);
+    }
+    let serve = || {
+        host_over(&proxy)
+            .arg(format!("--new-store=plugin:{}", Plugin::ConsulKv.path().display()))
+            .arg(format!("--new-store-config=url={}", kv.url))
+            .arg(format!("--new-store-allow-http={}", kv.origin))
+    };
+    let host = serve().start();
+    for file in ["legacy-versions.db", "new-versions.db"] {
+        assert!(host.data_dir.join(file).exists(), "{file}");
+    }
+    assert!(!host.data_dir.join("new-shard-0.db").exists(), "the new store is the plugin's");
+    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": true })).expect(201);
+    assert_eq!(job(&host, "backfill")["moved"], 12);
+    assert_eq!(proxy.count(&account), 0, "Notely is empty");
+    assert_eq!(host.counts(&account), (0, 12), "every note is in the key-value store");
+    let edited = host.update_note(&account, &ids[0], "edited in the new store").expect(200).json();
+    assert_eq!(edited["version"], 2);
+
+    // A restart must name both plugins again.
+    let stopped = host.stop();
+    let refused = host_over(&proxy).state_of(&stopped).start_fails();
+    assert!(refused.contains("new store is served by the store plugin \"consul-kv\""), "{refused}");
+    let host = serve().state_of(&stopped).start();
+    host.set_migrating(&account, false).expect(200);
+    assert_eq!(job(&host, "rollback")["moved"], 12);
+    assert_eq!(proxy.count(&account), 12, "back in Notely");
+    assert_eq!(proxy.note(&account, &ids[0]).unwrap()["content"], "edited in the new store");
+    assert_eq!(host.get_note(&account, &ids[0]).expect(200).json()["version"], 2);
+}
