@@ -8,6 +8,42 @@ use anyhow::Context;
 use r2d2_sqlite::SqliteConnectionManager;
 
 pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
+pub(crate) type Pooled = r2d2::PooledConnection<SqliteConnectionManager>;
+
+/// A `BEGIN IMMEDIATE` transaction on an owned pooled connection: held
+/// across calls and awaits where a `rusqlite::Transaction`, which borrows
+/// its connection, cannot be (a store's batch, a write that waits on a
+/// store plugin). Rolled back if dropped uncommitted, so the connection goes
+/// back to the pool without a transaction left open.
+pub(crate) struct Immediate {
+    conn: Pooled,
+    open: bool,
+}
+
+impl Immediate {
+    pub(crate) fn begin(conn: Pooled) -> rusqlite::Result<Self> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Immediate { conn, open: true })
+    }
+
+    pub(crate) fn conn(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+
+    pub(crate) fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for Immediate {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
 
 /// How long a statement waits for another connection's write lock before
 /// failing with SQLITE_BUSY (which the host reports as 503).

@@ -311,9 +311,8 @@ impl BlockingStore for SqliteStore {
 
     fn begin_batch(&self, _: &str, _epoch: i64) -> Result<Box<dyn StoreBatch>, StoreError> {
         let turn = self.inner.writer.take();
-        let conn = self.inner.pool.get()?;
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Box::new(SqliteBatch { conn, open: true, _turn: turn }))
+        let tx = db::Immediate::begin(self.inner.pool.get()?)?;
+        Ok(Box::new(SqliteBatch { tx, _turn: turn }))
     }
 }
 
@@ -335,33 +334,23 @@ impl AsyncStore for SqliteStore {
 /// Writes in one transaction, holding this process's turn on the file
 /// until it commits or is dropped (rolled back).
 struct SqliteBatch {
-    conn: r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>,
-    open: bool,
+    tx: db::Immediate,
     _turn: WriteTurn,
 }
 
 impl StoreBatch for SqliteBatch {
     fn put(&self, note: &Note) -> Result<(), StoreError> {
-        put_on(&self.conn, note).map(drop)
+        put_on(self.tx.conn(), note).map(drop)
     }
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<(), StoreError> {
-        delete_on(&self.conn, account_id, note_id, version).map(drop)
+        delete_on(self.tx.conn(), account_id, note_id, version).map(drop)
     }
 
-    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        self.conn.execute_batch("COMMIT")?;
-        self.open = false;
-        Ok(())
-    }
-}
-
-impl Drop for SqliteBatch {
-    fn drop(&mut self) {
-        // Back to the pool without a transaction left open.
-        if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
+    /// Its write turn goes back when it is dropped, after the commit.
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let SqliteBatch { tx, _turn } = *self;
+        Ok(tx.commit()?)
     }
 }
 

@@ -77,10 +77,10 @@ impl VersionTable {
         step: impl AsyncFnOnce(Option<Recorded>) -> Result<Option<(Recorded, R)>, StoreError>,
     ) -> Result<Option<R>, StoreError> {
         let _turn = self.writer.lock().await;
-        let tx = Immediate::begin(self.pool.get()?)?;
-        let recorded = read(&tx.conn, account_id, note_id)?;
+        let tx = db::Immediate::begin(self.pool.get()?)?;
+        let recorded = read(tx.conn(), account_id, note_id)?;
         let Some((row, answer)) = step(recorded).await? else { return Ok(None) };
-        tx.conn.execute(
+        tx.conn().execute(
             "INSERT INTO versions (account_id, note_id, version, deleted) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (account_id, note_id) DO UPDATE SET version = excluded.version, deleted = excluded.deleted",
             params![account_id, note_id, version_to_sql(row.version)?, row.deleted],
@@ -94,34 +94,4 @@ fn read(conn: &rusqlite::Connection, account_id: &str, note_id: &str) -> rusqlit
     conn.prepare_cached("SELECT version, deleted FROM versions WHERE account_id = ?1 AND note_id = ?2")?
         .query_row(params![account_id, note_id], |r| Ok(Recorded { version: r.get::<_, i64>(0)? as u64, deleted: r.get(1)? }))
         .optional()
-}
-
-/// A `BEGIN IMMEDIATE` transaction on an owned pooled connection (a
-/// `rusqlite::Transaction` borrows its connection, and cannot be held across
-/// the store's write, an `await`). Rolled back if dropped uncommitted: a
-/// failed or cancelled write records nothing.
-struct Immediate {
-    conn: r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>,
-    open: bool,
-}
-
-impl Immediate {
-    fn begin(conn: r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>) -> Result<Self, StoreError> {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Immediate { conn, open: true })
-    }
-
-    fn commit(mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("COMMIT")?;
-        self.open = false;
-        Ok(())
-    }
-}
-
-impl Drop for Immediate {
-    fn drop(&mut self) {
-        if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-    }
 }
