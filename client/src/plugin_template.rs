@@ -92,7 +92,7 @@ pub fn write_project(name: &str, into: &Path, lang: Lang, kind: Kind, sdk: Optio
         bail!("{} already exists; choose another name or directory", dir.display());
     }
     if kind == Kind::Store && lang != Lang::Rust {
-        bail!("a store plugin project is written in Rust for now (--lang rust); the notes:store world is in the SDK's wit/store.wit for other languages");
+        bail!("a store plugin project is written in Rust for now (--lang rust); the notes:store world is the SDK's wit-store/store.wit, for other languages' tools");
     }
     if lang != Lang::Rust {
         if sdk.is_some() {

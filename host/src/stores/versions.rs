@@ -77,7 +77,7 @@ impl VersionTable {
         step: impl AsyncFnOnce(Option<Recorded>) -> Result<Option<(Recorded, R)>, StoreError>,
     ) -> Result<Option<R>, StoreError> {
         let _turn = self.writer.lock().await;
-        let tx = db::Immediate::begin(self.pool.get()?)?;
+        let tx = self.begin().await?;
         let recorded = read(tx.conn(), account_id, note_id)?;
         let Some((row, answer)) = step(recorded).await? else { return Ok(None) };
         tx.conn().execute(
@@ -87,6 +87,21 @@ impl VersionTable {
         )?;
         tx.commit()?;
         Ok(Some(answer))
+    }
+}
+
+impl VersionTable {
+    /// The file's write lock. A writer of another process on the same data
+    /// dir may hold it across its store's write (milliseconds, an upstream's
+    /// round trip): the wait, in SQLite's busy handler, is made on a blocking
+    /// thread rather than on the async worker of the request.
+    async fn begin(&self) -> Result<db::Immediate, StoreError> {
+        let pool = self.pool.clone();
+        let begin = move || -> Result<db::Immediate, StoreError> { Ok(db::Immediate::begin(pool.get()?)?) };
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::spawn_blocking(begin).await.map_err(|e| StoreError::Internal(format!("waiting for the version table: {e}")))?,
+            Err(_) => begin(),
+        }
     }
 }
 

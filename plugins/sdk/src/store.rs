@@ -19,7 +19,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         world: "store-backend",
-        path: "wit/store.wit",
+        path: "wit-store/store.wit",
         pub_export_macro: true,
         export_macro_name: "export_store_backend",
         default_bindings_module: "notes_plugin_sdk::store::bindings",

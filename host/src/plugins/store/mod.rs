@@ -214,7 +214,7 @@ impl StorePlugin {
 
     pub async fn get(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
         let note = self.call(async |b, s| b.call_get(s, account_id, note_id).await).await?;
-        note.map(|n| self.checked(n, account_id)).transpose()
+        note.map(|n| self.checked(n, account_id, note_id)).transpose()
     }
 
     pub async fn put(&self, note: &Note) -> Result<bool, StoreError> {
@@ -262,10 +262,10 @@ impl StorePlugin {
         self.call(async |b, s| b.call_health(s).await).await
     }
 
-    /// A note the plugin returned for `account_id`: one of that account's.
-    fn checked(&self, n: wit::Note, account_id: &str) -> Result<Note, StoreError> {
-        if n.account_id != account_id {
-            return Err(StoreError::Internal(format!("{} returned a note of another account", self.label)));
+    /// A note the plugin returned for `account_id`'s `note_id`: that note.
+    fn checked(&self, n: wit::Note, account_id: &str, note_id: &str) -> Result<Note, StoreError> {
+        if n.account_id != account_id || n.id != note_id {
+            return Err(StoreError::Internal(format!("{} answered a get of note {note_id} with another note", self.label)));
         }
         Ok(Note { id: n.id, account_id: n.account_id, content: n.content, created_at_ms: n.created_at_ms, updated_at_ms: n.updated_at_ms, version: n.version })
     }
