@@ -29,6 +29,11 @@ impl Proxy {
         Proxy(Standin::start("notely-proxy-standin"))
     }
 
+    /// A proxy whose every call takes `delay` (`"300-300"`: 300 ms).
+    pub fn slow(delay: &'static str) -> Proxy {
+        Proxy(Standin::start_with("notely-proxy-standin", &["--delay-ms", delay]))
+    }
+
     /// One JSON-RPC call: its `result`, or its `error` as `Err`.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, String> {
         let body = json!({ "method": method, "params": params, "id": 7 });

@@ -15,6 +15,7 @@ use super::target_dir;
 /// A running stand-in; killed when dropped.
 pub struct Standin {
     binary: &'static str,
+    args: Vec<&'static str>,
     child: Option<Child>,
     /// `http://127.0.0.1:PORT/`.
     pub url: String,
@@ -24,11 +25,12 @@ pub struct Standin {
     _dir: TempDir,
 }
 
-fn spawn(binary: &str, db: &PathBuf, listen: &str) -> (Child, String) {
+fn spawn(binary: &str, db: &PathBuf, listen: &str, args: &[&'static str]) -> (Child, String) {
     let path = target_dir().join("release").join(binary);
     assert!(path.is_file(), "{} is missing: `cargo test --release -p notes-scenarios` builds it", path.display());
     let mut child = Command::new(path)
         .args(["--db", db.to_str().unwrap(), "--listen", listen])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -42,11 +44,16 @@ fn spawn(binary: &str, db: &PathBuf, listen: &str) -> (Child, String) {
 impl Standin {
     /// `binary` (of `src/bin/`) on a free port, with a new data file.
     pub fn start(binary: &'static str) -> Standin {
+        Standin::start_with(binary, &[])
+    }
+
+    /// With more arguments (`--delay-ms 300-300` for a slow Notely proxy).
+    pub fn start_with(binary: &'static str, args: &[&'static str]) -> Standin {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("upstream.db");
-        let (child, url) = spawn(binary, &db, "127.0.0.1:0");
+        let (child, url) = spawn(binary, &db, "127.0.0.1:0", args);
         let origin = url.trim_end_matches('/').to_owned();
-        Standin { binary, child: Some(child), url, origin, db, _dir: dir }
+        Standin { binary, args: args.to_vec(), child: Some(child), url, origin, db, _dir: dir }
     }
 
     /// The process is gone (kill -9): its port refuses connections.
@@ -61,7 +68,7 @@ impl Standin {
     pub fn restart(&mut self) {
         self.stop();
         let listen = self.origin.trim_start_matches("http://").to_owned();
-        let (child, url) = spawn(self.binary, &self.db, &listen);
+        let (child, url) = spawn(self.binary, &self.db, &listen, &self.args);
         assert_eq!(url, self.url, "the stand-in came back on its port");
         self.child = Some(child);
     }

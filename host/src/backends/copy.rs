@@ -41,6 +41,13 @@ const COPIER: &str = "db-copy";
 
 pub fn copy_data_dir(from: &Path, to: &PostgresBackends) -> anyhow::Result<CopyReport> {
     let identity = layout::existing_data_dir(from)?;
+    if let Some((flag, name)) = layout::recorded_store_plugins(from)?.into_iter().next() {
+        bail!(
+            "the data dir {} serves a store with the store plugin {name:?} ({flag} plugin:…): its notes are in the plugin's upstream, \
+             not in a file db copy could move. Move them with a migration instead (backfill into a PostgreSQL service's stores)",
+            from.display()
+        );
+    }
     let shards = identity.new_store_shards as usize;
     if to.new_stores.len() != shards {
         bail!(

@@ -92,7 +92,7 @@ impl<'a> DataDir<'a> {
     fn stores_with(self, legacy: Option<&Arc<StorePlugin>>, new: Option<&Arc<StorePlugin>>, new_shards: u32) -> anyhow::Result<DataStores> {
         let served = |plugin: &Arc<StorePlugin>, table: PathBuf| -> anyhow::Result<Arc<dyn DataStore>> {
             let runtime = tokio::runtime::Handle::try_current()
-                .map_err(|_| anyhow::anyhow!("a store plugin is opened from within the host's runtime"))?;
+                .map_err(|_| anyhow::anyhow!("a store plugin must be opened from within the host's tokio runtime, and this thread is outside it"))?;
             let versions = VersionTable::open(&table)?;
             Ok(Arc::new(PluginStore::new(plugin.clone(), (!plugin.info().keeps_versions).then_some(versions), runtime)?))
         };

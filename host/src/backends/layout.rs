@@ -207,6 +207,23 @@ pub fn existing_data_dir(dir: &Path) -> anyhow::Result<DataDirIdentity> {
     })
 }
 
+/// The store plugins recorded for an existing data dir's stores, as
+/// `(flag, name)`: a store a plugin serves has no SQLite file to copy.
+pub fn recorded_store_plugins(dir: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let accounts_db = DataDir(dir).accounts_db();
+    if !accounts_db.exists() {
+        return Ok(Vec::new());
+    }
+    let record = LayoutRecord::open(&accounts_db)?;
+    let mut found = Vec::new();
+    for (key, flag, ..) in ROLES {
+        if let Some(name) = record.value(key)? {
+            found.push((flag, name));
+        }
+    }
+    Ok(found)
+}
+
 /// `legacy.db` and `new-shard-N.db` files present in `dir`.
 fn existing_store_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();

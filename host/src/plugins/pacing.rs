@@ -50,6 +50,12 @@ impl CallClock {
         CallClock { started: Instant::now(), deadline, pacing_after, ticks: 0, after_pause: false }
     }
 
+    /// Takes `waited` (spent in a host call, a store's) off the call's
+    /// time: the deadline bounds the plugin's own time.
+    pub(super) fn excuse(&mut self, waited: Duration) {
+        self.started += waited;
+    }
+
     /// What the call does at an epoch tick.
     pub(super) fn on_tick(&mut self) -> UpdateDeadline {
         let elapsed = self.started.elapsed();

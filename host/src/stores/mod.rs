@@ -309,7 +309,7 @@ impl DataStores {
 }
 
 /// Versions are `u64` in the contract and `INTEGER` (i64) in SQL.
-fn version_to_sql(version: u64) -> Result<i64, StoreError> {
+pub(crate) fn version_to_sql(version: u64) -> Result<i64, StoreError> {
     i64::try_from(version).map_err(|_| StoreError::Invalid(format!("version {version} is out of range")))
 }
 

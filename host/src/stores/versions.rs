@@ -38,6 +38,11 @@ pub struct Recorded {
 
 pub struct VersionTable {
     pool: Pool,
+    /// Beside the table: readers hold it shared and writers exclusive (an
+    /// `flock`, so in every process of the data dir), so a read never sees
+    /// the store's content mid-write, when the store already holds a
+    /// write's content and the table not yet its version.
+    lock_file: std::path::PathBuf,
     /// This process's writers queue here rather than in SQLite's busy
     /// handler; writers of other processes on the same file still meet it.
     writer: tokio::sync::Mutex<()>,
@@ -45,7 +50,9 @@ pub struct VersionTable {
 
 impl VersionTable {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(VersionTable { pool: db::open(path, 4, SCHEMA)?, writer: tokio::sync::Mutex::new(()) })
+        let mut lock_file = path.as_os_str().to_owned();
+        lock_file.push(".lock");
+        Ok(VersionTable { pool: db::open(path, 4, SCHEMA)?, lock_file: lock_file.into(), writer: tokio::sync::Mutex::new(()) })
     }
 
     /// What is recorded for the note, if anything.
@@ -77,6 +84,7 @@ impl VersionTable {
         step: impl AsyncFnOnce(Option<Recorded>) -> Result<Option<(Recorded, R)>, StoreError>,
     ) -> Result<Option<R>, StoreError> {
         let _turn = self.writer.lock().await;
+        let _writing = self.lock(true).await?;
         let tx = self.begin().await?;
         let recorded = read(tx.conn(), account_id, note_id)?;
         let Some((row, answer)) = step(recorded).await? else { return Ok(None) };
@@ -90,7 +98,36 @@ impl VersionTable {
     }
 }
 
+/// Held while a reader reads a note's row and the store's content: no write
+/// of the store runs meanwhile (`VersionTable::reading`).
+pub struct Reading(#[allow(dead_code)] std::fs::File);
+
 impl VersionTable {
+    /// A read of the store and the table that no write interleaves with.
+    pub async fn reading(&self) -> Result<Reading, StoreError> {
+        // Behind this process's waiting writers (a writer waits for the file
+        // lock holding `writer`): readers arriving all the time cannot keep
+        // a shared lock on the file forever and starve them.
+        drop(self.writer.lock().await);
+        Ok(Reading(self.lock(false).await?))
+    }
+
+    /// The lock file, shared or exclusive; taken on a blocking thread when
+    /// on the runtime (a writer may hold it for its store's round trips).
+    async fn lock(&self, exclusive: bool) -> Result<std::fs::File, StoreError> {
+        let path = self.lock_file.clone();
+        let take = move || -> Result<std::fs::File, StoreError> {
+            let failed = |e: std::io::Error| StoreError::Unavailable(format!("cannot lock {}: {e}", path.display()));
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(failed)?;
+            if exclusive { file.lock() } else { file.lock_shared() }.map_err(failed)?;
+            Ok(file)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::spawn_blocking(take).await.map_err(|e| StoreError::Internal(format!("waiting for the version table: {e}")))?,
+            Err(_) => take(),
+        }
+    }
+
     /// The file's write lock. A writer of another process on the same data
     /// dir may hold it across its store's write (milliseconds, an upstream's
     /// round trip): the wait, in SQLite's busy handler, is made on a blocking

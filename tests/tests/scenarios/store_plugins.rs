@@ -174,13 +174,14 @@ fn a_request_outside_the_allow_list_fails_and_the_log_names_its_origin() {
     // Configured with the proxy's URL, but only another origin allowed.
     let host = Host::builder()
         .arg(format!("--legacy-store=plugin:{}", Plugin::NotelyDataProxy.path().display()))
-        .arg(format!("--store-config=url={}", proxy.url))
-        .arg("--store-config=token=s3cret-value-never-logged")
+        // A token in the URL: the plugin names its URL in its errors.
+        .arg(format!("--store-config=url={}?key=s3cret-value-never-logged", proxy.url))
         .arg("--store-allow-http=http://127.0.0.1:9")
         .start();
     host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
     let refused = host.get(&format!("/accounts/{account}/notes")).expect(503);
     assert!(refused.body.contains("denied"), "{}", refused.body);
+    assert!(refused.body.contains("[config]") && !refused.body.contains("s3cret"), "a configuration value is blanked out of answers: {}", refused.body);
     eventually("the log names the origin refused", || host.log().contains(&format!("origin={}", proxy.origin)));
     assert!(!host.log().contains("s3cret-value-never-logged"), "a configuration value is never logged");
 }
@@ -326,4 +327,36 @@ fn notes_move_from_notely_into_a_key_value_store_both_served_by_store_plugins() 
     assert_eq!(proxy.count(&account), 12, "back in Notely");
     assert_eq!(proxy.note(&account, &ids[0]).unwrap()["content"], "edited in the new store");
     assert_eq!(host.get_note(&account, &ids[0]).expect(200).json()["version"], 2);
+}
+
+#[test]
+fn a_slow_upstream_costs_time_but_never_the_routers_deadline() {
+    // Every call of this proxy takes 300 ms; the router may run 200 ms.
+    let proxy = Proxy::slow("300-300");
+    let account = uuid::Uuid::new_v4().to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    proxy.create(&account, &id, "slowly served", AT);
+    let host = host_over(&proxy).arg("--plugin-deadline-ms=200").start();
+    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
+    assert_eq!(host.get_note(&account, &id).expect(200).json()["content"], "slowly served", "the store's wait is not the router's time");
+    host.update_note(&account, &id, "slowly written").expect(200);
+    assert_eq!(proxy.note(&account, &id).unwrap()["content"], "slowly written");
+    let plugins = host.plugins();
+    assert!(plugins.to_string().contains("migrate"), "the router is still the active plugin: {plugins}");
+    assert_eq!(host.get("/plugins").expect(200).json()["history"].as_array().map_or(0, |h| h.iter().filter(|e| e.to_string().contains("automatic")).count()), 0);
+}
+
+#[test]
+fn db_copy_refuses_a_data_dir_whose_store_is_a_plugins() {
+    let proxy = Proxy::start();
+    let stopped = host_over(&proxy).start().stop();
+    let out = std::process::Command::new(host_binary())
+        .args(["db", "copy", "--from"])
+        .arg(&stopped.path)
+        .args(["--coordination", "postgres://nobody@127.0.0.1:1/c", "--legacy-store", "postgres://nobody@127.0.0.1:1/l", "--new-store", "postgres://nobody@127.0.0.1:1/n"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("store plugin \"notely-data-proxy\""), "{said}");
 }

@@ -54,22 +54,17 @@ impl Inner {
     }
 
     /// The note the content-only store holds, under the version the host
-    /// recorded; read again if a write landed meanwhile, so content and
-    /// version belong together.
+    /// recorded, read while no write of the store runs: content and version
+    /// belong together.
     async fn tracked_get(&self, versions: &VersionTable, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {
-        for _ in 0..8 {
-            let before = versions.recorded(account_id, note_id)?;
-            let note = self.plugin.get(account_id, note_id).await?;
-            if versions.recorded(account_id, note_id)? != before {
-                continue;
-            }
-            return Ok(match (before, note) {
-                (Some(Recorded { deleted: true, .. }), _) | (_, None) => None,
-                (Some(Recorded { version, .. }), Some(note)) => Some(Note { version, ..note }),
-                (None, Some(note)) => Some(Note { version: UNTRACKED_VERSION, ..note }),
-            });
-        }
-        Err(StoreError::Unavailable(format!("note {note_id} kept changing while it was read; retry")))
+        let _reading = versions.reading().await?;
+        let recorded = versions.recorded(account_id, note_id)?;
+        let note = self.plugin.get(account_id, note_id).await?;
+        Ok(match (recorded, note) {
+            (Some(Recorded { deleted: true, .. }), _) | (_, None) => None,
+            (Some(Recorded { version, .. }), Some(note)) => Some(Note { version, ..note }),
+            (None, Some(note)) => Some(Note { version: UNTRACKED_VERSION, ..note }),
+        })
     }
 
     /// What counts as recorded for a note: the host's row, or version 1 for
@@ -83,13 +78,17 @@ impl Inner {
 
     async fn put_any(&self, note: &Note) -> Result<bool, StoreError> {
         let Some(versions) = &self.versions else { return self.plugin.put(note).await };
+        // Refused before the store is written, not after.
+        crate::stores::version_to_sql(note.version)?;
         let written = versions
             .write(&note.account_id, &note.id, async |recorded| {
                 let current = self.effective(recorded, &note.account_id, &note.id).await?;
                 if current.is_some_and(|c| note.version <= c.version) {
                     return Ok(None);
                 }
-                self.plugin.put(note).await?;
+                if !self.plugin.put(note).await? {
+                    return Err(StoreError::Internal(format!("{} keeps content only but did not store note {}", self.plugin.label(), note.id)));
+                }
                 Ok(Some((Recorded { version: note.version, deleted: false }, ())))
             })
             .await?;
@@ -98,6 +97,7 @@ impl Inner {
 
     async fn delete_any(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
         let Some(versions) = &self.versions else { return self.plugin.delete_if_not_newer(account_id, note_id, version).await };
+        crate::stores::version_to_sql(version)?;
         let removed = versions
             .write(account_id, note_id, async |recorded| {
                 let current = self.effective(recorded, account_id, note_id).await?;
@@ -124,6 +124,7 @@ impl Inner {
     async fn recorded_any(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         match &self.versions {
             Some(versions) => {
+                let _reading = versions.reading().await?;
                 let recorded = versions.recorded(account_id, note_id)?;
                 Ok(self.effective(recorded, account_id, note_id).await?.map(|r| r.version))
             }
@@ -132,8 +133,9 @@ impl Inner {
     }
 
     async fn list_any(&self, account_id: &str) -> Result<IdList, StoreError> {
+        let Some(versions) = &self.versions else { return self.plugin.list_ids(account_id).await };
+        let _reading = versions.reading().await?;
         let listed = self.plugin.list_ids(account_id).await?;
-        let Some(versions) = &self.versions else { return Ok(listed) };
         let deleted = versions.deleted_ids(account_id)?;
         if deleted.is_empty() {
             return Ok(listed);
@@ -143,6 +145,7 @@ impl Inner {
 
     async fn first_any(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let Some(versions) = &self.versions else { return self.plugin.first_ids(account_id, after, limit).await };
+        let _reading = versions.reading().await?;
         let deleted = versions.deleted_ids(account_id)?;
         let mut ids = Vec::new();
         let mut after = after.to_owned();
@@ -232,6 +235,17 @@ impl PluginStore {
         }
         self.0.runtime.spawn(future).await.map_err(|e| StoreError::Internal(format!("a store plugin call did not finish: {e}")))?
     }
+
+    /// A write runs to its end as a task of its own: a request dropped
+    /// midway (its client gone, its timeout) must not cut a write between
+    /// the store's change and the version the host records for it.
+    async fn write<R: Send + 'static, F: Future<Output = Result<R, StoreError>> + Send + 'static>(
+        &self,
+        call: impl FnOnce(Arc<Inner>) -> F,
+    ) -> Result<R, StoreError> {
+        let future = call(self.0.clone());
+        self.0.runtime.spawn(future).await.map_err(|e| StoreError::Internal(format!("a store plugin write did not finish: {e}")))?
+    }
 }
 
 #[async_trait::async_trait]
@@ -242,12 +256,12 @@ impl AsyncStore for PluginStore {
 
     async fn put_async(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
         let note = note.clone();
-        self.on_runtime(move |s| async move { s.put_any(&note).await }).await
+        self.write(move |s| async move { s.put_any(&note).await }).await
     }
 
     async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, _epoch: i64) -> Result<bool, StoreError> {
         let (account_id, note_id) = (account_id.to_owned(), note_id.to_owned());
-        self.on_runtime(move |s| async move { s.delete_any(&account_id, &note_id, version).await }).await
+        self.write(move |s| async move { s.delete_any(&account_id, &note_id, version).await }).await
     }
 
     async fn get_async(&self, account_id: &str, note_id: &str) -> Result<Option<Note>, StoreError> {

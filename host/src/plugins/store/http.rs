@@ -97,6 +97,12 @@ impl Outgoing {
     }
 
     async fn send(self: Arc<Self>, request: http::Request<WasiBody>, options: Option<RequestOptions>) -> Result<http::Response<WasiBody>, Error> {
+        // Credentials in the authority (`http://evil@allowed/`) would be
+        // checked as the host after the `@` and sent, in `Host`, as written.
+        if request.uri().authority().is_some_and(|a| a.as_str().contains('@')) {
+            tracing::warn!(plugin = %self.plugin, "a store plugin's request was refused: credentials in its URL's authority");
+            return Err(Error::HttpRequestDenied);
+        }
         let Some(origin) = origin(request.uri()) else { return Err(Error::HttpRequestUriInvalid) };
         if !self.grant.allowed.contains(&origin) {
             tracing::warn!(plugin = %self.plugin, origin = %origin, "a store plugin's request was refused: its origin is not on the allow-list (--store-allow-http)");
@@ -186,6 +192,17 @@ impl WasiHttpHooks for Hooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn credentials_in_the_authority_cannot_smuggle_a_request_past_the_allow_list() {
+        let grant = HttpGrant { allowed: vec![parse_origin("http://127.0.0.1:9").unwrap()], ..HttpGrant::default() };
+        let outgoing = Outgoing::new(grant, "test");
+        for uri in ["http://evil.example@127.0.0.1:9/", "http://127.0.0.1:10/", "http://localhost:9/"] {
+            let request = http::Request::builder().uri(uri).body(http_body_util::Empty::new().map_err(|e| match e {}).boxed_unsync()).unwrap();
+            let refused = outgoing.clone().send(request, None).await;
+            assert!(matches!(refused, Err(Error::HttpRequestDenied)), "{uri}: {refused:?}");
+        }
+    }
 
     #[test]
     fn an_allowed_origin_is_a_plain_http_origin_spelled_one_way() {

@@ -273,10 +273,24 @@ impl StorePlugin {
     fn refused(&self, e: wit::Error) -> StoreError {
         let label = &self.label;
         match e {
-            wit::Error::Unavailable(m) => StoreError::Unavailable(format!("{label}: {m}")),
-            wit::Error::Invalid(m) => StoreError::Invalid(format!("{label}: {m}")),
-            wit::Error::Internal(m) => StoreError::Internal(format!("{label}: {m}")),
+            wit::Error::Unavailable(m) => StoreError::Unavailable(format!("{label}: {}", self.redacted(&m))),
+            wit::Error::Invalid(m) => StoreError::Invalid(format!("{label}: {}", self.redacted(&m))),
+            wit::Error::Internal(m) => StoreError::Internal(format!("{label}: {}", self.redacted(&m))),
         }
+    }
+
+    /// What the plugin wrote, with every configuration value it was given
+    /// blanked out: its messages go into answers and logs, and a value may
+    /// be a token (a URL's query, a password in it).
+    fn redacted(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        let mut values: Vec<&String> = self.config.values().filter(|v| v.len() >= 4).collect();
+        // Longest first: a value containing another is blanked whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        for value in values {
+            text = text.replace(value.as_str(), "[config]");
+        }
+        text
     }
 
     /// A trap or a limit: the call failed, not the store's answer.
@@ -291,11 +305,11 @@ impl StorePlugin {
         if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
             return StoreError::Internal(format!("{label}: {limit}"));
         }
-        let printed = printed_for_its_author(&store.data().stderr.contents());
-        let message = match e.downcast_ref::<Trap>() {
+        let printed = self.redacted(&printed_for_its_author(&store.data().stderr.contents()));
+        let message = self.redacted(&match e.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
             None => format!("{e:#}"),
-        };
+        });
         if printed.is_empty() {
             StoreError::Internal(format!("{label} failed: {message}"))
         } else {
