@@ -72,15 +72,23 @@ impl Tracked {
     )
 )]
 pub(super) async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
-    let (summary, jobs) = blocking(&app, |app| Ok((app.service_migration()?, app.jobs()?))).await?;
-    for (state, count) in summary.accounts {
-        ::metrics::gauge!(ACCOUNTS, "state" => state).set(count as f64);
+    let (summary, jobs) = blocking(&app, |app| Ok((app.service_migration(), app.jobs()?))).await?;
+    // The notes are counted in the stores; a store that cannot answer now
+    // (a store plugin's upstream down) leaves these gauges at their last
+    // values, and every other series is still served.
+    match summary {
+        Ok(summary) => {
+            for (state, count) in summary.accounts {
+                ::metrics::gauge!(ACCOUNTS, "state" => state).set(count as f64);
+            }
+            ::metrics::gauge!(NOTES, "store" => "legacy").set(summary.legacy_notes as f64);
+            ::metrics::gauge!(NOTES, "store" => "new").set(summary.new_notes as f64);
+            ::metrics::gauge!(NOTES_TO_MOVE, "to" => "new").set(summary.notes_to_new as f64);
+            ::metrics::gauge!(NOTES_TO_MOVE, "to" => "legacy").set(summary.notes_to_legacy as f64);
+            ::metrics::gauge!(ROLLOUT_PERCENT).set(summary.rollout_percent.unwrap_or(0.0));
+        }
+        Err(e) => tracing::warn!(error = %e, "the migration's gauges were not updated: a store did not answer"),
     }
-    ::metrics::gauge!(NOTES, "store" => "legacy").set(summary.legacy_notes as f64);
-    ::metrics::gauge!(NOTES, "store" => "new").set(summary.new_notes as f64);
-    ::metrics::gauge!(NOTES_TO_MOVE, "to" => "new").set(summary.notes_to_new as f64);
-    ::metrics::gauge!(NOTES_TO_MOVE, "to" => "legacy").set(summary.notes_to_legacy as f64);
-    ::metrics::gauge!(ROLLOUT_PERCENT).set(summary.rollout_percent.unwrap_or(0.0));
     for &state in JobState::ALL {
         ::metrics::gauge!(JOBS, "state" => state.as_str()).set(jobs.iter().filter(|j| j.state == state).count() as f64);
     }

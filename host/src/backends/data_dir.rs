@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::layout::StorePlugins;
+use super::layout::{StorePluginRecord, StorePlugins};
 use super::{Backends, StoreChoice};
 use crate::plugins::store::{PluginStore, StorePlugin};
 use crate::stores::versions::VersionTable;
@@ -123,10 +123,23 @@ pub(super) fn open(
         let StoreChoice::Plugin(source) = choice else { return Ok(None) };
         let plugin = source.load()?;
         tracing::info!(plugin = %plugin.label(), keeps_versions = plugin.info().keeps_versions, "the {role} is a store plugin");
+        // Asked once at start: a misconfiguration (no `url`) is the
+        // operator's to fix now, not every client's 400 later; an upstream
+        // down now may be up later, and is only said.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            match runtime.block_on(plugin.health()) {
+                Ok(()) => {}
+                Err(crate::stores::StoreError::Invalid(problem)) => anyhow::bail!("the {role}'s store plugin is misconfigured: {problem}"),
+                Err(e) => tracing::warn!(plugin = %plugin.label(), error = %e, "the {role}'s store plugin's upstream does not answer now; its requests will get 503 until it does"),
+            }
+        }
         Ok(Some(Arc::new(plugin)))
     };
     let (legacy, new) = (load(legacy, "legacy store")?, load(new, "new store")?);
-    let plugins = StorePlugins { legacy: legacy.as_ref().map(|p| p.info().name.as_str()), new: new.as_ref().map(|p| p.info().name.as_str()) };
+    fn record(p: &Arc<StorePlugin>) -> StorePluginRecord<'_> {
+        StorePluginRecord { name: p.info().name.as_str(), keeps_versions: p.info().keeps_versions }
+    }
+    let plugins = StorePlugins { legacy: legacy.as_ref().map(record), new: new.as_ref().map(record) };
     let new_shards = if new.is_some() { 1 } else { new_shards };
     layout::open_data_dir(dir, new_shards, plugins, || files.stores_with(legacy.as_ref(), new.as_ref(), new_shards).map(drop))?;
     let stores = files.stores_with(legacy.as_ref(), new.as_ref(), new_shards)?;

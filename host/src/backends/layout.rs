@@ -45,9 +45,23 @@ pub struct DataDirIdentity {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StorePlugins<'a> {
     /// `--legacy-store plugin:FILE.wasm`; else `legacy.db`.
-    pub legacy: Option<&'a str>,
+    pub legacy: Option<StorePluginRecord<'a>>,
     /// `--new-store plugin:FILE.wasm`; else the `new-shard-N.db` files.
-    pub new: Option<&'a str>,
+    pub new: Option<StorePluginRecord<'a>>,
+}
+
+/// What the layout keeps of a store plugin: its name, and who keeps its
+/// notes' versions. A build of the same plugin that changed the latter
+/// would lose them (the host's table ignored) or start them over at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorePluginRecord<'a> {
+    pub name: &'a str,
+    pub keeps_versions: bool,
+}
+
+/// Who keeps a store plugin's versions, as recorded (`..._versions` keys).
+fn keeper(keeps_versions: bool) -> &'static str {
+    if keeps_versions { "the plugin" } else { "the host" }
 }
 
 /// Where `accounts.db` records the name of each role's store plugin, the
@@ -86,8 +100,8 @@ pub fn open_data_dir(
             let record = LayoutRecord::open(&accounts_db)?;
             write_db_identity(&record, identity)?;
             for ((key, ..), plugin) in ROLES.iter().zip([plugins.legacy, plugins.new]) {
-                if let Some(name) = plugin {
-                    record.write(&[(*key, name.to_owned())])?;
+                if let Some(plugin) = plugin {
+                    record.write(&[(*key, plugin.name.to_owned()), (&format!("{key}_versions"), keeper(plugin.keeps_versions).to_owned())])?;
                 }
             }
             create_stores()?;
@@ -154,9 +168,24 @@ pub fn open_data_dir(
         ),
     };
     // Which store serves each role first: its message names the plugin to give.
-    for ((key, flag, files, _), asked) in ROLES.iter().zip([plugins.legacy, plugins.new]) {
+    for ((key, flag, files, _), plugin) in ROLES.iter().zip([plugins.legacy, plugins.new]) {
         let role = if *flag == "--legacy-store" { "legacy store" } else { "new store" };
         let recorded = conn.as_ref().map(|conn| conn.value(key)).transpose()?.flatten();
+        if let (Some(name), Some(plugin), Some(conn)) = (&recorded, plugin, conn.as_ref())
+            && *name == plugin.name
+        {
+            let kept_by = conn.value(&format!("{key}_versions"))?;
+            let now = keeper(plugin.keeps_versions);
+            if kept_by.as_deref().is_some_and(|was| was != now) {
+                bail!(
+                    "the store plugin {name:?} serving this data dir's {role} now says {now} keeps its notes' versions, \
+                     but {} kept them when the data dir was created: its notes' versions and tombstones would be lost or start over; \
+                     serve a build of it that keeps them where they are",
+                    kept_by.unwrap_or_default()
+                );
+            }
+        }
+        let asked = plugin.map(|p| p.name);
         match (recorded.as_deref(), asked) {
             (recorded, asked) if recorded == asked => {}
             (Some(recorded), Some(asked)) => bail!(
@@ -407,6 +436,19 @@ mod tests {
         let err = open_data_dir(dir.path(), 1, StorePlugins::default(), nothing).unwrap_err().to_string();
         assert!(err.contains("1 account(s)"), "{err}");
         assert!(!dir.path().join(LEGACY_DB).exists(), "refusing created nothing");
+    }
+
+    #[test]
+    fn a_store_plugin_that_changes_who_keeps_its_versions_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin = |keeps_versions| StorePlugins { legacy: Some(StorePluginRecord { name: "proxy", keeps_versions }), new: None };
+        let versions = dir.path().join(DataDir::LEGACY_VERSIONS_DB);
+        open_data_dir(dir.path(), 0, plugin(false), || Ok(drop(std::fs::File::create(&versions)?))).unwrap();
+        open_data_dir(dir.path(), 0, plugin(false), nothing).unwrap();
+        let err = open_data_dir(dir.path(), 0, plugin(true), nothing).unwrap_err().to_string();
+        assert!(err.contains("now says the plugin keeps") && err.contains("the host kept them"), "{err}");
+        let err = open_data_dir(dir.path(), 0, StorePlugins::default(), nothing).unwrap_err().to_string();
+        assert!(err.contains("served by the store plugin \"proxy\""), "{err}");
     }
 
     #[test]

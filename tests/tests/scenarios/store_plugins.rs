@@ -202,6 +202,9 @@ fn a_data_dir_keeps_the_legacy_store_it_was_created_with() {
     assert!(refused.contains("this is a router plugin"), "{refused}");
     let refused = host_over(&proxy).arg("--store-allow-http=https://notely.example").start_fails();
     assert!(refused.contains("https is not supported"), "{refused}");
+    // Asked for its health at start, a plugin missing its configuration stops the start.
+    let refused = Host::builder().arg(format!("--legacy-store=plugin:{}", Plugin::NotelyDataProxy.path().display())).start_fails();
+    assert!(refused.contains("misconfigured") && refused.contains("no `url` configured"), "{refused}");
 }
 
 #[test]

@@ -30,7 +30,14 @@ struct Inner {
     /// The runtime the blocking calls (jobs, `db` tools) run the plugin's
     /// async calls on: its HTTP client needs a tokio reactor.
     runtime: tokio::runtime::Handle,
+    /// Notes counted per account, for a while: `/metrics` and `migrate
+    /// status` count every account's notes, and each count is a full list
+    /// from the upstream. Forgotten at this host's writes of the account.
+    counts: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
 }
+
+/// How long a count is reused (another host's writes show after it).
+const COUNT_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl PluginStore {
     /// `versions` must be given for a plugin whose `keeps-versions` is false.
@@ -40,7 +47,7 @@ impl PluginStore {
             (false, Some(v)) => Some(v),
             (false, None) => anyhow::bail!("{} keeps no versions, and no version table was given for it", plugin.label()),
         };
-        Ok(PluginStore(Arc::new(Inner { plugin, versions, runtime })))
+        Ok(PluginStore(Arc::new(Inner { plugin, versions, runtime, counts: Default::default() })))
     }
 
     pub fn plugin(&self) -> &StorePlugin {
@@ -76,7 +83,26 @@ impl Inner {
         }
     }
 
+    fn forget_count(&self, account_id: &str) {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).remove(account_id);
+    }
+
+    fn count(&self, account_id: &str) -> Result<u64, StoreError> {
+        if let Some((at, n)) = self.counts.lock().unwrap_or_else(|e| e.into_inner()).get(account_id)
+            && at.elapsed() < COUNT_FOR
+        {
+            return Ok(*n);
+        }
+        let n = self.block_on(self.list_any(account_id))?.len() as u64;
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded by the accounts counted in the last while.
+        counts.retain(|_, (at, _)| at.elapsed() < COUNT_FOR);
+        counts.insert(account_id.to_owned(), (std::time::Instant::now(), n));
+        Ok(n)
+    }
+
     async fn put_any(&self, note: &Note) -> Result<bool, StoreError> {
+        self.forget_count(&note.account_id);
         let Some(versions) = &self.versions else { return self.plugin.put(note).await };
         // Refused before the store is written, not after.
         crate::stores::version_to_sql(note.version)?;
@@ -96,6 +122,7 @@ impl Inner {
     }
 
     async fn delete_any(&self, account_id: &str, note_id: &str, version: u64) -> Result<bool, StoreError> {
+        self.forget_count(account_id);
         let Some(versions) = &self.versions else { return self.plugin.delete_if_not_newer(account_id, note_id, version).await };
         crate::stores::version_to_sql(version)?;
         let removed = versions
@@ -187,7 +214,7 @@ impl BlockingStore for PluginStore {
     }
 
     fn count(&self, account_id: &str) -> Result<u64, StoreError> {
-        Ok(self.list_ids(account_id)?.len() as u64)
+        self.0.count(account_id)
     }
 
     fn recorded_version(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
