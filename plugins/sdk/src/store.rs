@@ -94,19 +94,30 @@ pub mod http {
         request.set_path_with_query(Some(path)).map_err(|()| format!("bad path {path:?}"))?;
         let outgoing = request.body().map_err(|()| "the request body was taken".to_owned())?;
         let future = outgoing_handler::handle(request, None).map_err(|e| describe(&e))?;
+        // The body goes out as the host sends the request; if the host
+        // gave up on it meanwhile (the upstream refused, or answered early),
+        // the response future says why, so a failed write is only kept
+        // as the reason when the future has none.
+        let mut written = Ok(());
         {
             let stream = outgoing.write().map_err(|()| "the request body stream was taken".to_owned())?;
             for chunk in body.chunks(4096) {
-                stream.blocking_write_and_flush(chunk).map_err(|e| format!("writing the request: {e:?}"))?;
+                if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                    written = Err(format!("writing the request: {e:?}"));
+                    break;
+                }
             }
         }
-        OutgoingBody::finish(outgoing, None).map_err(|e| describe(&e))?;
+        if written.is_ok() {
+            OutgoingBody::finish(outgoing, None).map_err(|e| describe(&e))?;
+        }
         future.subscribe().block();
         let response = match future.get() {
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(e))) => return Err(describe(&e)),
             Some(Err(())) | None => return Err("the response was already taken".to_owned()),
         };
+        written?;
         let status = response.status();
         let incoming = response.consume().map_err(|()| "the response body was taken".to_owned())?;
         let mut body = Vec::new();

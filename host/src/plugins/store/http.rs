@@ -113,8 +113,14 @@ impl Outgoing {
         let first_byte = options.and_then(|o| o.first_byte_timeout).map_or(self.grant.response_timeout, |t| t.min(self.grant.response_timeout));
         let response = match tokio::time::timeout(connect + first_byte, self.client.request(request)).await {
             Err(_) => return Err(Error::ConnectionReadTimeout),
-            Ok(Err(e)) if e.is_connect() => return Err(Error::ConnectionRefused),
-            Ok(Err(e)) => return Err(Error::InternalError(Some(e.to_string()))),
+            Ok(Err(e)) if e.is_connect() => {
+                tracing::debug!(plugin = %self.plugin, origin = %origin, error = %e, "a store plugin's request could not connect");
+                return Err(Error::ConnectionRefused);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(plugin = %self.plugin, origin = %origin, error = ?e, "a store plugin's request failed");
+                return Err(Error::InternalError(Some(e.to_string())));
+            }
             Ok(Ok(response)) => response,
         };
         let cap = self.grant.max_response_bytes;
