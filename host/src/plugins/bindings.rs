@@ -121,7 +121,7 @@ macro_rules! shared_by_every_version {
                 s: $v::notes::plugin::stores::Store,
                 note_id: String,
             ) -> Result<Option<$v::notes::plugin::types::Note>, $v::notes::plugin::types::Error> {
-                Ok(store_call(self, async |scope| scope.get_async(s.into(), &note_id).await).await?.map(Into::into))
+                Ok(store_call(self, s.into(), async |scope| scope.get_async(s.into(), &note_id).await).await?.map(Into::into))
             }
 
             async fn put(
@@ -130,7 +130,7 @@ macro_rules! shared_by_every_version {
                 n: $v::notes::plugin::types::Note,
             ) -> Result<bool, $v::notes::plugin::types::Error> {
                 let n = n.into();
-                Ok(store_call(self, async |scope| scope.put_async(s.into(), &n).await).await?)
+                Ok(store_call(self, s.into(), async |scope| scope.put_async(s.into(), &n).await).await?)
             }
 
             async fn delete_if_not_newer(
@@ -139,7 +139,7 @@ macro_rules! shared_by_every_version {
                 note_id: String,
                 version: u64,
             ) -> Result<bool, $v::notes::plugin::types::Error> {
-                Ok(store_call(self, async |scope| scope.delete_if_not_newer_async(s.into(), &note_id, version).await).await?)
+                Ok(store_call(self, s.into(), async |scope| scope.delete_if_not_newer_async(s.into(), &note_id, version).await).await?)
             }
 
             fn is_configured(&mut self, s: $v::notes::plugin::stores::Store) -> bool {
@@ -167,7 +167,7 @@ macro_rules! shared_by_every_version {
             s: $v::notes::plugin::stores::Store,
             note_id: String,
         ) -> Result<Option<u64>, $v::notes::plugin::types::Error> {
-            Ok(store_call(self, async |scope| scope.recorded_version_async(s.into(), &note_id).await).await?)
+            Ok(store_call(self, s.into(), async |scope| scope.recorded_version_async(s.into(), &note_id).await).await?)
         }
     };
     (@list_ids v0_3) => {
@@ -178,12 +178,12 @@ macro_rules! shared_by_every_version {
     };
     (@joined_list_ids $v:ident) => {
         async fn list_ids(&mut self, s: $v::notes::plugin::stores::Store) -> Result<String, $v::notes::plugin::types::Error> {
-            Ok(store_call(self, async |scope| scope.list_ids_async(s.into()).await).await?.into_joined())
+            Ok(store_call(self, s.into(), async |scope| scope.list_ids_async(s.into()).await).await?.into_joined())
         }
     };
     (@list_ids $v:ident) => {
         async fn list_ids(&mut self, s: $v::notes::plugin::stores::Store) -> Result<Vec<String>, $v::notes::plugin::types::Error> {
-            Ok(store_call(self, async |scope| scope.list_ids_async(s.into()).await).await?.to_vec())
+            Ok(store_call(self, s.into(), async |scope| scope.list_ids_async(s.into()).await).await?.to_vec())
         }
     };
 }
@@ -204,15 +204,19 @@ impl From<v0_4::notes::plugin::types::Placement> for Placement {
     }
 }
 
-/// A store call of the plugin's, in the scope of the call in progress. Its
-/// wait is the host's, not the plugin's: it is excused from the plugin's
-/// deadline, so a slow store (a store plugin's upstream, a queue of
-/// writers) never stops a router that did nothing wrong, nor counts against
-/// its health. The store bounds its own waits.
-async fn store_call<T>(state: &mut CallState, call: impl AsyncFnOnce(&AccountScope) -> Result<T, Error>) -> Result<T, Error> {
+/// A store call of the plugin's, in the scope of the call in progress. A
+/// wait on a store plugin's upstream is not the router's: it is excused from
+/// the router's deadline, so a slow upstream never stops a router that did
+/// nothing wrong, nor counts against its health (the store plugin's own
+/// deadline bounds it). The host's own databases answer within the deadline.
+async fn store_call<T>(state: &mut CallState, store: Store, call: impl AsyncFnOnce(&AccountScope) -> Result<T, Error>) -> Result<T, Error> {
     let started = std::time::Instant::now();
-    let answer = call(scope(state)?).await;
-    state.clock.excuse(started.elapsed());
+    let scope = scope(state)?;
+    let excused = scope.waits_on_an_upstream(store);
+    let answer = call(scope).await;
+    if excused {
+        state.clock.excuse(started.elapsed());
+    }
     answer
 }
 

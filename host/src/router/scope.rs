@@ -46,6 +46,12 @@ impl AccountScope {
         AccountScope { refused_writes: Some(refused), ..self }
     }
 
+    /// Whether calls to `store` wait on another system (a store plugin's
+    /// upstream): their waits are excused from the plugin's deadline.
+    pub fn waits_on_an_upstream(&self, store: Store) -> bool {
+        self.stores.get(store).is_some_and(|s| s.waits_on_an_upstream())
+    }
+
     pub fn account_id(&self) -> &str {
         &self.account_id
     }

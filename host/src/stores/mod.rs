@@ -118,6 +118,13 @@ pub trait AsyncStore: BlockingStore {
         false
     }
 
+    /// Whether its calls wait on another system the operator runs (a store
+    /// plugin's upstream), not on this host's databases: a router's call is
+    /// not held to its deadline while it waits on them.
+    fn waits_on_an_upstream(&self) -> bool {
+        false
+    }
+
     /// Whether the request path's calls (the `*_async` ones) never hold an
     /// async worker: answered in microseconds in this process, or awaited
     /// (PostgreSQL's async client). A plugin's imports make only those.

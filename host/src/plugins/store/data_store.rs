@@ -281,6 +281,10 @@ impl AsyncStore for PluginStore {
         true
     }
 
+    fn waits_on_an_upstream(&self) -> bool {
+        true
+    }
+
     async fn put_async(&self, note: &Note, _epoch: i64) -> Result<bool, StoreError> {
         let note = note.clone();
         self.write(move |s| async move { s.put_any(&note).await }).await
