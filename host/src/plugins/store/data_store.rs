@@ -49,10 +49,6 @@ impl PluginStore {
         };
         Ok(PluginStore(Arc::new(Inner { plugin, versions, runtime, counts: Default::default() })))
     }
-
-    pub fn plugin(&self) -> &StorePlugin {
-        &self.0.plugin
-    }
 }
 
 impl Inner {
