@@ -38,6 +38,8 @@ pub struct Admission<'a> {
     pub epoch: i64,
     _entered: Entered<'a>,
     lease: &'a super::OwnLease,
+    /// The lease's lapses before admission (`lease_held`).
+    lapses: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +90,15 @@ impl Shared {
 }
 
 impl Admission<'_> {
-    /// Whether this host's lease still holds (always, without leases): a
-    /// request that ends with it held ran under a flag no flip changed.
+    /// Whether this host's lease held throughout the request (always,
+    /// without leases): held now, and never lapsed since admission. A request
+    /// that ends so ran under a flag no flip changed. "Held now" alone is
+    /// not enough: a host stopped past its lease (SIGSTOP) and resumed joins
+    /// again at its next heartbeat, and a read admitted before the stop would
+    /// then end with the lease held, having read both stores around a move
+    /// made under the new flag (a note missing from its answer).
     pub fn lease_held(&self) -> bool {
-        self.lease.holds()
+        self.lease.held_since(self.lapses)
     }
 }
 
@@ -152,6 +159,8 @@ impl Fleet {
     /// pending on the flag).
     fn try_admit(&self, account: Uuid) -> Result<Option<Admission<'_>>, FleetError> {
         let shared = &self.shared;
+        // Before anything is checked or read: a lapse from here on voids it.
+        let lapses = shared.lease.lapses();
         let in_the_fleet = || -> Result<(), FleetError> {
             if !shared.registered.load(std::sync::atomic::Ordering::Acquire) {
                 return Err(FleetError::Unavailable("this host is not registered in the fleet; it serves no note request".into()));
@@ -196,7 +205,7 @@ impl Fleet {
                 flag
             }
         };
-        Ok(Some(Admission { is_migrating: flag.is_migrating, epoch: flag.epoch, _entered: entered, lease: &shared.lease }))
+        Ok(Some(Admission { is_migrating: flag.is_migrating, epoch: flag.epoch, _entered: entered, lease: &shared.lease, lapses }))
     }
 
     /// Sets the account's flag to `to` on the whole fleet (see the module doc),

@@ -130,15 +130,37 @@ pub enum FleetError {
 /// heartbeat period short of the lease: so it lapses here before the
 /// database (whose clock started later) counts it lapsed, and this host
 /// stops admitting requests before any flip stops waiting for it.
+///
+/// It also counts its lapses: a request that began before one and ends after
+/// the host joined again finds the lease held, yet flips may have completed
+/// without this host in between (it was stopped past its lease, or cut off).
 struct OwnLease {
     /// `None`: no lease (one machine, or one process): always held.
     length: Option<Duration>,
     until: std::sync::Mutex<std::time::Instant>,
+    /// Raised each time the fleet may have gone on without this host (the
+    /// database refused a renewal: the lease had lapsed there).
+    lapses: std::sync::atomic::AtomicU64,
 }
 
 impl OwnLease {
     fn new(length: Option<Duration>) -> Self {
-        OwnLease { length, until: std::sync::Mutex::new(std::time::Instant::now()) }
+        OwnLease { length, until: std::sync::Mutex::new(std::time::Instant::now()), lapses: Default::default() }
+    }
+
+    fn lapses(&self) -> u64 {
+        self.lapses.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The database counted this host gone: whatever began before now ran
+    /// under flags a flip may have changed.
+    fn lapsed(&self) {
+        self.lapses.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Held now, and never lapsed since `lapses()` answered `since`.
+    fn held_since(&self, since: u64) -> bool {
+        self.holds() && self.lapses() == since
     }
 
     fn holds(&self) -> bool {
@@ -426,5 +448,32 @@ impl Shared {
             }
             Err(e) => tracing::warn!(error = %e, "could not check the fleet for ended hosts"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OwnLease;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_read_that_began_before_the_lease_lapsed_is_not_trusted_after_the_host_joins_again() {
+        let lease = OwnLease::new(Some(Duration::from_secs(60)));
+        lease.renewed(Instant::now());
+        let admitted = lease.lapses();
+        assert!(lease.held_since(admitted), "a read that ends with the lease held throughout is served");
+        // The host was stopped past its lease; on resuming, the database
+        // refused its renewal and it joined the fleet again.
+        lease.lapsed();
+        lease.renewed(Instant::now());
+        assert!(lease.holds(), "the lease holds again for new requests");
+        assert!(!lease.held_since(admitted), "but not for the read admitted before the lapse");
+        assert!(lease.held_since(lease.lapses()), "a read admitted after joining again is served");
+    }
+
+    #[test]
+    fn without_leases_every_read_is_served() {
+        let lease = OwnLease::new(None);
+        assert!(lease.held_since(lease.lapses()));
     }
 }

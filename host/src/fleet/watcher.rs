@@ -164,7 +164,9 @@ fn rejoin(shared: &Shared, me: &str) {
     if shared.registered.swap(false, Ordering::AcqRel) {
         tracing::error!("this host's lease in the fleet lapsed; serving no note request until it joins again");
     }
-    // Flips went on without this host: what it knew of flags may be stale.
+    // Flips went on without this host: what it knew of flags may be stale,
+    // and so may every read still running (`Admission::lease_held`).
+    shared.lease.lapsed();
     shared.inflight.forget_all();
     let sent = Instant::now();
     let joined = shared.coordination.remove_host(me).and_then(|()| shared.coordination.register_host(&shared.record(), shared.gate()));
