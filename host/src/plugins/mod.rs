@@ -57,6 +57,10 @@ const STDERR_CAPACITY: usize = 4096;
 /// kept none of them.
 const REUSE_MAX_GROWTH: usize = 8 << 20;
 
+/// Set (to anything) in a host's environment, the plugins' compiled code is
+/// named in `/tmp/perf-PID.map` for `perf report`: a diagnostic, not a setting.
+pub const PERFMAP_ENV: &str = "NOTES_HOST_PERFMAP";
+
 /// The wasmtime engine and linker shared by every plugin of this host.
 pub struct Runtime {
     engine: Engine,
@@ -75,6 +79,11 @@ impl Runtime {
             // The default, stated: a fresh instance maps the plugin's memory
             // image copy-on-write instead of copying its data segments.
             .memory_init_cow(true);
+        // For `perf`: with this set, wasmtime writes /tmp/perf-PID.map, so a
+        // profile names the plugin's own functions (docs/profiling.md).
+        if std::env::var_os(PERFMAP_ENV).is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         // On its own OS thread: as a task on a busy runtime it could starve,
