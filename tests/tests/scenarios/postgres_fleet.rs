@@ -89,6 +89,46 @@ fn a_host_stopped_past_its_lease_is_left_behind_by_a_flip_and_its_write_from_bef
     assert_eq!(flipper.get("/hosts").expect(200).json().as_array().unwrap().len(), 2);
 }
 
+/// A read is answered only if its host's lease held throughout it. Here the
+/// host is stopped past its lease while a get runs, the flip goes on
+/// without it, and it wakes and joins the fleet again before the get ends:
+/// its lease holds again by then, yet the get ran under a flag a flip
+/// changed (it could have read both stores around a move and missed the
+/// note), so it is answered 503, not served.
+#[test]
+fn a_read_that_ran_while_its_host_was_stopped_past_its_lease_is_refused_even_once_the_host_joined_again() {
+    let service = PgService::new();
+    let flipper = Host::builder().postgres(&service).start();
+    let sleeper = Host::builder()
+        .postgres(&service)
+        .plugin(Plugin::Faulty)
+        .args(["--plugin-deadline-ms", "120000", "--plugin-pacing-after-ms", "0"])
+        .start();
+    let account = flipper.create_account(false);
+    let slow = flipper.create_note(&account, "fault:slow-read");
+
+    let calls_before = sleeper.plugin_calls_started();
+    let in_flight = {
+        let (base, account, slow) = (sleeper.base.clone(), account.clone(), slow.clone());
+        std::thread::spawn(move || notes_client::Client::new(&base).get_note(&account, &slow).map(|r| (r.status, r.body)))
+    };
+    eventually("the get's plugin call started", || sleeper.plugin_calls_started() > calls_before);
+    sleeper.signal("STOP");
+    std::thread::sleep(Duration::from_millis(2500));
+    flipper.set_migrating(&account, true).expect(200);
+
+    // Woken, it joins again within a heartbeat, while the get still spins.
+    sleeper.signal("CONT");
+    let (status, body) = in_flight.join().unwrap().expect("an answer");
+    assert!(sleeper.log().contains("joined the fleet again"), "it joined again before the get ended: {}", sleeper.log());
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("lease lapsed while the request ran"), "{body}");
+
+    // Reads admitted after it joined again are served.
+    let plain = flipper.create_note(&account, "plain");
+    assert_eq!(sleeper.get_note(&account, &plain).expect(200).json()["content"], "plain");
+}
+
 #[test]
 fn a_postgresql_restart_under_load_answers_503_while_down_and_loses_no_acknowledged_write() {
     let server = Arc::new(Server::start());

@@ -12,6 +12,9 @@
 //! - `fault:alloc` — allocates without end (the host's memory cap must stop it).
 //! - `fault:slow` — a create spins for a while (≈0.2 s here; the guest has no
 //!   clock) before succeeding: a request still running during a swap.
+//! - `fault:slow-read` — created like any note, but a get that reads it
+//!   spins for a while (≈1.5 s here) before answering: a read still running
+//!   when its host is stopped past its lease and wakes.
 //! - `fault:chatty` — prints 1 KiB to stderr (a panic if the write fails,
 //!   as `eprintln!` does), then behaves like any note.
 //! - `fault:huge` — a create returns a note of 24 MiB (the host must refuse
@@ -112,7 +115,14 @@ impl Router for Faulty {
         Migrate.create_note(stores, account, change, migrating)
     }
     fn get_note(&self, stores: &dyn Stores, account: &str, id: &str, migrating: bool) -> Result<Note> {
-        Migrate.get_note(stores, account, id, migrating)
+        let note = Migrate.get_note(stores, account, id, migrating)?;
+        if note.content == "fault:slow-read" {
+            let mut n: u64 = 0;
+            for i in 0..3_000_000_000u64 {
+                n = std::hint::black_box(n.wrapping_add(i));
+            }
+        }
+        Ok(note)
     }
     fn list_notes(&self, stores: &dyn Stores, account: &str, migrating: bool) -> Result<IdList> {
         Migrate.list_notes(stores, account, migrating)
