@@ -37,17 +37,24 @@ fn three_hosts_with_separate_data_dirs_serve_one_account_set_and_a_flip_is_in_fo
     }
 }
 
-#[test]
-fn a_host_stopped_past_its_lease_is_left_behind_by_a_flip_and_its_write_from_before_is_refused_at_the_store() {
-    let service = PgService::new();
-    let flipper = Host::builder().postgres(&service).start();
-    // The stopped host's request must still be running when it wakes: no
-    // deadline or pacing to end it first.
+/// Two hosts of one fleet: one that flips, and one, serving the faulty
+/// plugin, that the test stops past its lease (2 s) while a request of it
+/// runs. That request must still be running when it wakes: no deadline or
+/// pacing to end it first.
+fn flipper_and_sleeper(service: &Arc<PgService>) -> (Host, Host) {
+    let flipper = Host::builder().postgres(service).start();
     let sleeper = Host::builder()
-        .postgres(&service)
+        .postgres(service)
         .plugin(Plugin::Faulty)
         .args(["--plugin-deadline-ms", "120000", "--plugin-pacing-after-ms", "0"])
         .start();
+    (flipper, sleeper)
+}
+
+#[test]
+fn a_host_stopped_past_its_lease_is_left_behind_by_a_flip_and_its_write_from_before_is_refused_at_the_store() {
+    let service = PgService::new();
+    let (flipper, sleeper) = flipper_and_sleeper(&service);
     let account = flipper.create_account(false);
     let before = flipper.create_note(&account, "in legacy");
 
@@ -98,12 +105,7 @@ fn a_host_stopped_past_its_lease_is_left_behind_by_a_flip_and_its_write_from_bef
 #[test]
 fn a_read_that_ran_while_its_host_was_stopped_past_its_lease_is_refused_even_once_the_host_joined_again() {
     let service = PgService::new();
-    let flipper = Host::builder().postgres(&service).start();
-    let sleeper = Host::builder()
-        .postgres(&service)
-        .plugin(Plugin::Faulty)
-        .args(["--plugin-deadline-ms", "120000", "--plugin-pacing-after-ms", "0"])
-        .start();
+    let (flipper, sleeper) = flipper_and_sleeper(&service);
     let account = flipper.create_account(false);
     let slow = flipper.create_note(&account, "fault:slow-read");
 
