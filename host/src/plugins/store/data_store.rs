@@ -256,7 +256,7 @@ impl PluginStore {
         if tokio::runtime::Handle::try_current().is_ok() {
             return future.await;
         }
-        self.0.runtime.spawn(future).await.map_err(|e| StoreError::Internal(format!("a store plugin call did not finish: {e}")))?
+        self.spawned(future).await
     }
 
     /// A write runs to its end as a task of its own: a request dropped
@@ -266,8 +266,12 @@ impl PluginStore {
         &self,
         call: impl FnOnce(Arc<Inner>) -> F,
     ) -> Result<R, StoreError> {
-        let future = call(self.0.clone());
-        self.0.runtime.spawn(future).await.map_err(|e| StoreError::Internal(format!("a store plugin write did not finish: {e}")))?
+        self.spawned(call(self.0.clone())).await
+    }
+
+    /// `future` as a task of the host's runtime, awaited from here.
+    async fn spawned<R: Send + 'static>(&self, future: impl Future<Output = Result<R, StoreError>> + Send + 'static) -> Result<R, StoreError> {
+        self.0.runtime.spawn(future).await.map_err(|e| StoreError::Internal(format!("a store plugin call did not finish: {e}")))?
     }
 }
 

@@ -44,12 +44,7 @@ fn trigger(content: &str) {
         "fault:sleep-forever" => loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         },
-        "fault:slow" => {
-            let mut n: u64 = 0;
-            for i in 0..400_000_000u64 {
-                n = std::hint::black_box(n.wrapping_add(i));
-            }
-        }
+        "fault:slow" => spin(400_000_000),
         "fault:chatty" => eprintln!("{}", "chatty plugin ".repeat(73)),
         "fault:alloc" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
@@ -59,6 +54,14 @@ fn trigger(content: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// Busy for `rounds` additions (the guest has no clock): ≈0.2 s per 400M here.
+fn spin(rounds: u64) {
+    let mut n: u64 = 0;
+    for i in 0..rounds {
+        n = std::hint::black_box(n.wrapping_add(i));
     }
 }
 
@@ -117,10 +120,7 @@ impl Router for Faulty {
     fn get_note(&self, stores: &dyn Stores, account: &str, id: &str, migrating: bool) -> Result<Note> {
         let note = Migrate.get_note(stores, account, id, migrating)?;
         if note.content == "fault:slow-read" {
-            let mut n: u64 = 0;
-            for i in 0..3_000_000_000u64 {
-                n = std::hint::black_box(n.wrapping_add(i));
-            }
+            spin(3_000_000_000);
         }
         Ok(note)
     }
