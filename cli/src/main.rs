@@ -119,16 +119,16 @@ struct ServeArgs {
     #[arg(long, value_name = "ORIGIN")]
     store_allow_http: Vec<String>,
     /// Longest a store plugin's call may take, its upstream's answers included (503 past it).
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    #[arg(long, value_name = "MS", default_value_t = notes_host::plugins::store::DEFAULT_STORE_DEADLINE.as_millis() as u64)]
     store_deadline_ms: u64,
     /// A store plugin's connect timeout to an allowed origin.
-    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    #[arg(long, value_name = "MS", default_value_t = notes_host::plugins::store::http::DEFAULT_CONNECT_TIMEOUT_MS)]
     store_connect_timeout_ms: u64,
     /// A store plugin's wait for the response's headers from an allowed origin.
-    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    #[arg(long, value_name = "MS", default_value_t = notes_host::plugins::store::http::DEFAULT_RESPONSE_TIMEOUT_MS)]
     store_response_timeout_ms: u64,
     /// Largest response a store plugin may read from an allowed origin.
-    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    #[arg(long, value_name = "MIB", default_value_t = notes_host::plugins::store::http::DEFAULT_MAX_RESPONSE_MIB)]
     store_max_response_mib: u64,
     /// PostgreSQL database of one new-store shard; give it once per shard,
     /// always in the same order (none: plain mode). Needs --coordination;
@@ -295,7 +295,7 @@ fn location(args: &ServeArgs) -> anyhow::Result<Location> {
     let new_granted = granted(&args.new_store_config, &args.new_store_allow_http);
     if let Some(coordination) = &args.coordination {
         if legacy_plugin.is_some() || !new_plugins.is_empty() {
-            anyhow::bail!("a store plugin (plugin:FILE.wasm) serves a data dir's store; on PostgreSQL (--coordination) each store is a database URL");
+            anyhow::bail!("a store plugin (plugin:FILE.wasm) serves a data dir's store (the host fences its writes with the data dir's files, on one machine); on PostgreSQL (--coordination) each store is a database URL");
         }
         if legacy_granted || new_granted {
             anyhow::bail!("--store-config, --store-allow-http and their --new-store-… twins are for a store plugin (plugin:FILE.wasm)");

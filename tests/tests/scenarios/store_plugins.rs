@@ -363,3 +363,23 @@ fn db_copy_refuses_a_data_dir_whose_store_is_a_plugins() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("store plugin \"notely-data-proxy\""), "{said}");
 }
+
+#[test]
+fn an_upstream_slower_than_the_stores_deadline_answers_503_with_retry_after_in_time_and_the_router_stays() {
+    // Every call of this proxy takes 1.5 s; the store plugin may wait 200 ms.
+    let proxy = Proxy::slow("1500-1500");
+    let account = uuid::Uuid::new_v4().to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    proxy.create(&account, &id, "slowly kept", AT);
+    let host = host_over(&proxy).arg("--store-deadline-ms=200").start();
+    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
+    let started = std::time::Instant::now();
+    let read = host.get_note(&account, &id).expect(503);
+    assert!(started.elapsed() < Duration::from_millis(1200), "answered at the store's deadline, not the upstream's pace: {:?}", started.elapsed());
+    assert!(read.header("retry-after").is_some(), "a 503 says when to retry");
+    assert!(read.body.contains("did not answer within"), "the error says the store was too slow: {}", read.body);
+    host.get("/healthz").expect(200);
+    // The router did nothing wrong: it stays active, rolled back by no one.
+    assert!(host.plugins().to_string().contains("migrate"));
+    assert_eq!(host.get("/plugins").expect(200).json()["history"].as_array().map_or(0, |h| h.iter().filter(|e| e.to_string().contains("automatic")).count()), 0);
+}

@@ -33,13 +33,21 @@ pub struct HttpGrant {
     pub max_response_bytes: u64,
 }
 
+/// The defaults of `serve`'s flags (`--store-connect-timeout-ms`,
+/// `--store-response-timeout-ms`, `--store-max-response-mib`), which
+/// `plugin check --profile store` uses too: a plugin is checked under the
+/// limits it will be served with.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_MAX_RESPONSE_MIB: u64 = 16;
+
 impl Default for HttpGrant {
     fn default() -> Self {
         HttpGrant {
             allowed: Vec::new(),
-            connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(10),
-            max_response_bytes: 16 << 20,
+            connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+            response_timeout: Duration::from_millis(DEFAULT_RESPONSE_TIMEOUT_MS),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_MIB << 20,
         }
     }
 }
@@ -208,6 +216,80 @@ mod tests {
             let refused = outgoing.clone().send(request, None).await;
             assert!(matches!(refused, Err(Error::HttpRequestDenied)), "{uri}: {refused:?}");
         }
+    }
+
+    /// An upstream on loopback that answers every request with `answer`,
+    /// after `delay`; returns its origin.
+    async fn upstream(answer: impl Into<Bytes>, delay: Duration) -> String {
+        let answer: Bytes = answer.into();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                    let _ = socket.write_all(&answer).await;
+                });
+            }
+        });
+        origin
+    }
+
+    fn limited(origin: &str) -> Arc<Outgoing> {
+        let grant = HttpGrant {
+            allowed: vec![parse_origin(origin).unwrap()],
+            connect_timeout: Duration::from_millis(200),
+            response_timeout: Duration::from_millis(200),
+            max_response_bytes: 1000,
+        };
+        Outgoing::new(grant, "test")
+    }
+
+    async fn get(outgoing: &Arc<Outgoing>, origin: &str) -> Result<http::Response<WasiBody>, Error> {
+        let request = http::Request::builder().uri(format!("{origin}/")).body(http_body_util::Empty::new().map_err(|e| match e {}).boxed_unsync()).unwrap();
+        outgoing.clone().send(request, None).await
+    }
+
+    #[tokio::test]
+    async fn an_upstream_slower_than_the_response_timeout_fails_the_request_in_time() {
+        let origin = upstream(&b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"[..], Duration::from_secs(3)).await;
+        let started = std::time::Instant::now();
+        let answer = get(&limited(&origin), &origin).await;
+        assert!(matches!(answer, Err(Error::ConnectionReadTimeout)), "{answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "failed after {:?}, not when the upstream answered", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_response_over_the_size_cap_fails_by_its_length_or_as_it_streams() {
+        let origin = upstream(&b"HTTP/1.1 200 OK\r\ncontent-length: 1500\r\n\r\n"[..], Duration::ZERO).await;
+        let answer = get(&limited(&origin), &origin).await;
+        assert!(matches!(answer, Err(Error::HttpResponseBodySize(Some(1500)))), "refused by its Content-Length: {answer:?}");
+
+        // No length given: 3 chunks of 400 bytes; the third passes 1,000.
+        let chunk = format!("190\r\n{}\r\n", "x".repeat(400)); // 0x190 = 400
+        let chunked = format!("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{}0\r\n\r\n", chunk.repeat(3));
+        let origin = upstream(chunked, Duration::ZERO).await;
+        let response = get(&limited(&origin), &origin).await.expect("the head arrives");
+        let body = response.into_body().collect().await;
+        assert!(matches!(body, Err(Error::HttpResponseBodySize(Some(1000)))), "refused as it streamed past the cap: {:?}", body.map(|b| b.to_bytes().len()));
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_is_down_is_a_refused_connection() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let origin = format!("http://{closed}");
+        let answer = get(&limited(&origin), &origin).await;
+        assert!(matches!(answer, Err(Error::ConnectionRefused)), "{answer:?}");
     }
 
     #[test]
