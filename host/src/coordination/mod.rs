@@ -474,5 +474,17 @@ pub trait AuditLog: Send + Sync {
 pub trait ChangeWatch: Send {
     /// True on the first call, and whenever anything may have changed since.
     fn changed(&mut self) -> Result<bool, CoordinationError>;
+
+    /// Waits at most `timeout`, returning early once another process may
+    /// have changed the state. A watch that cannot tell sleeps it out.
+    fn wait(&mut self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout)
+    }
+
+    /// True if `wait` returns as soon as another process changes the state,
+    /// so a watcher with nothing pending may wait long without missing one.
+    fn wakes_on_change(&self) -> bool {
+        false
+    }
 }
 

@@ -1,7 +1,9 @@
 //! The two background threads of a fleet member.
 //!
-//! `fleet-watcher` polls the coordination state's change watch (SQLite's
-//! `PRAGMA data_version` on its own connection: ≈1.5 µs, no I/O). When it
+//! `fleet-watcher` follows the coordination state's change watch (SQLite's
+//! `PRAGMA data_version` on its own connection, woken by inotify when any
+//! process writes `accounts.db`; on PostgreSQL, its notifications), polling
+//! every millisecond only while a flip is pending here. When it
 //! changes it reads the pending flips, freezes
 //! their accounts locally and acknowledges each once this host runs no request
 //! for it; it thaws accounts whose flip ended. It also aborts flips whose
@@ -28,6 +30,10 @@ use crate::coordination::PendingFlip;
 
 /// How often the watcher checks for abandoned flips (deadline, dead flipper).
 const ABANDONED_CHECK_EVERY: Duration = Duration::from_millis(20);
+/// The longest a watcher with no flip pending waits for a change to wake it
+/// (`ChangeWatch::wakes_on_change`) before it looks anyway, and how long
+/// leaving the fleet may wait for it.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
 
 pub(super) fn start(shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
     let watcher = {
@@ -105,7 +111,11 @@ fn watch(shared: &Shared) {
                 }
             }
         }
-        std::thread::sleep(shared.settings.poll_every);
+        // Polled while a flip is pending here (its acknowledgement waits for
+        // this host's requests to drain, which no file change announces);
+        // otherwise woken by the next change itself.
+        let idle = watched.is_empty() && !reload && changes.wakes_on_change();
+        changes.wait(if idle { IDLE_WAIT } else { shared.settings.poll_every });
     }
     for account in watched.keys() {
         shared.inflight.thaw(*account);

@@ -75,10 +75,6 @@ impl Hosts for SqliteCoordination {
     }
 
     fn change_watch(&self) -> Result<Box<dyn ChangeWatch>, CoordinationError> {
-        // Its own connection: `data_version` changes when *another*
-        // connection commits, and every write here goes through others.
-        let conn = Connection::open(&self.path)?;
-        conn.busy_timeout(Duration::from_secs(1))?;
-        Ok(Box::new(DataVersion { conn, last: None }))
+        Ok(Box::new(super::change_watch::DataVersion::open(&self.path)?))
     }
 }
