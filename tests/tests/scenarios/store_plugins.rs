@@ -332,21 +332,34 @@ fn notes_move_from_notely_into_a_key_value_store_both_served_by_store_plugins() 
     assert_eq!(host.get_note(&account, &ids[0]).expect(200).json()["version"], 2);
 }
 
+/// A host over a proxy whose every call takes `delay` (`"300-300"`), with
+/// one note of one account (flag off) and the host's extra `arg`.
+fn over_a_slow_proxy(delay: &'static str, content: &str, arg: &str) -> (Proxy, Host, String, String) {
+    let proxy = Proxy::slow(delay);
+    let account = uuid::Uuid::new_v4().to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    proxy.create(&account, &id, content, AT);
+    let host = host_over(&proxy).arg(arg).start();
+    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
+    (proxy, host, account, id)
+}
+
+/// The router did nothing wrong: it stays the active plugin, rolled back by no one.
+fn assert_the_router_stays(host: &Host) {
+    let plugins = host.plugins();
+    assert!(plugins.to_string().contains("migrate"), "the router is still the active plugin: {plugins}");
+    let history = host.get("/plugins").expect(200).json()["history"].clone();
+    assert_eq!(history.as_array().map_or(0, |h| h.iter().filter(|e| e.to_string().contains("automatic")).count()), 0, "{history}");
+}
+
 #[test]
 fn a_slow_upstream_costs_time_but_never_the_routers_deadline() {
     // Every call of this proxy takes 300 ms; the router may run 200 ms.
-    let proxy = Proxy::slow("300-300");
-    let account = uuid::Uuid::new_v4().to_string();
-    let id = uuid::Uuid::new_v4().to_string();
-    proxy.create(&account, &id, "slowly served", AT);
-    let host = host_over(&proxy).arg("--plugin-deadline-ms=200").start();
-    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
+    let (proxy, host, account, id) = over_a_slow_proxy("300-300", "slowly served", "--plugin-deadline-ms=200");
     assert_eq!(host.get_note(&account, &id).expect(200).json()["content"], "slowly served", "the store's wait is not the router's time");
     host.update_note(&account, &id, "slowly written").expect(200);
     assert_eq!(proxy.note(&account, &id).unwrap()["content"], "slowly written");
-    let plugins = host.plugins();
-    assert!(plugins.to_string().contains("migrate"), "the router is still the active plugin: {plugins}");
-    assert_eq!(host.get("/plugins").expect(200).json()["history"].as_array().map_or(0, |h| h.iter().filter(|e| e.to_string().contains("automatic")).count()), 0);
+    assert_the_router_stays(&host);
 }
 
 #[test]
@@ -367,19 +380,12 @@ fn db_copy_refuses_a_data_dir_whose_store_is_a_plugins() {
 #[test]
 fn an_upstream_slower_than_the_stores_deadline_answers_503_with_retry_after_in_time_and_the_router_stays() {
     // Every call of this proxy takes 1.5 s; the store plugin may wait 200 ms.
-    let proxy = Proxy::slow("1500-1500");
-    let account = uuid::Uuid::new_v4().to_string();
-    let id = uuid::Uuid::new_v4().to_string();
-    proxy.create(&account, &id, "slowly kept", AT);
-    let host = host_over(&proxy).arg("--store-deadline-ms=200").start();
-    host.post("/accounts", json!({ "id": account, "name": "n", "isMigrating": false })).expect(201);
+    let (_proxy, host, account, id) = over_a_slow_proxy("1500-1500", "slowly kept", "--store-deadline-ms=200");
     let started = std::time::Instant::now();
     let read = host.get_note(&account, &id).expect(503);
     assert!(started.elapsed() < Duration::from_millis(1200), "answered at the store's deadline, not the upstream's pace: {:?}", started.elapsed());
     assert!(read.header("retry-after").is_some(), "a 503 says when to retry");
     assert!(read.body.contains("did not answer within"), "the error says the store was too slow: {}", read.body);
     host.get("/healthz").expect(200);
-    // The router did nothing wrong: it stays active, rolled back by no one.
-    assert!(host.plugins().to_string().contains("migrate"));
-    assert_eq!(host.get("/plugins").expect(200).json()["history"].as_array().map_or(0, |h| h.iter().filter(|e| e.to_string().contains("automatic")).count()), 0);
+    assert_the_router_stays(&host);
 }
