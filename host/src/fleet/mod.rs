@@ -326,6 +326,8 @@ impl Fleet {
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {
+            // The heartbeat sleeps until its next beat: wake it to leave now.
+            thread.thread().unpark();
             let _ = thread.join();
         }
         let id = self.shared.me.id.to_string();

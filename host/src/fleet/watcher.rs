@@ -161,8 +161,9 @@ fn heartbeat(shared: &Shared) {
             }
             shared.prune_gone_hosts();
         }
-        // Short sleeps, so leaving the fleet does not wait a whole beat.
-        std::thread::sleep(Duration::from_millis(20));
+        // Until the next beat; leaving the fleet unparks it (`Fleet::leave`).
+        // A spurious wake-up only loops.
+        std::thread::park_timeout(next_beat.saturating_duration_since(Instant::now()));
     }
 }
 

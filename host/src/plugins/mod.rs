@@ -23,6 +23,7 @@ mod limits;
 mod pacing;
 pub mod store;
 pub mod registry;
+mod ticker;
 mod wasi;
 
 use std::sync::Mutex;
@@ -36,16 +37,12 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use exports::{EXPORT_NAMES, ExportsPre};
 use limits::{Allowance, LimitExceeded};
 use pacing::CallClock;
+use ticker::EPOCH_TICK;
 pub use exports::SERVED_WIT_VERSIONS;
 pub use limits::PluginLimits;
 use crate::catalog::short;
 use crate::router::{AccountScope, InstanceUsage, Instances, PluginFailure};
 
-/// How often the epoch advances; the deadline is counted in these ticks. A
-/// running call yields its worker at each one, so a tick is the longest an
-/// honest request can wait behind a looping call on its worker: 2 ms, not
-/// 10 (the other accounts' p99 beside 128 loops, BENCHMARKS.md "Fairness").
-const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// How much of a plugin's stderr (where a Rust panic message goes) is kept.
 const STDERR_CAPACITY: usize = 4096;
 /// With `reuse_instances`, an instance whose linear memory grew more than
@@ -85,16 +82,7 @@ impl Runtime {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config)?;
-        let ticker = engine.weak();
-        // On its own OS thread: as a task on a busy runtime it could starve,
-        // and a runaway plugin would never be stopped.
-        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
+        ticker::start(engine.weak())?;
         let mut linker = Linker::new(&engine);
         // A std wasm32-wasip2 guest imports wasi:cli and wasi:io even if it
         // does no I/O; link them to a context that grants nothing (`wasi`).
@@ -313,6 +301,8 @@ pub struct CallState {
     clock: CallClock,
     /// The account this call may touch; `None` between calls.
     scope: Option<AccountScope>,
+    /// Keeps the epoch ticking while this store lives.
+    _ticking: ticker::Ticking,
 }
 
 struct Warm {
@@ -491,6 +481,7 @@ impl Plugin {
             allowance: Allowance::new(&self.limits),
             clock: CallClock::start(self.limits.deadline, self.limits.pacing_after),
             scope: None,
+            _ticking: ticker::Ticking::start(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.allowance);

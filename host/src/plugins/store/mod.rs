@@ -85,6 +85,8 @@ pub(super) struct StoreState {
     config: Arc<BTreeMap<String, String>>,
     allowance: Allowance,
     clock: CallClock,
+    /// Keeps the epoch ticking while this store lives.
+    _ticking: super::ticker::Ticking,
 }
 
 impl WasiView for StoreState {
@@ -174,6 +176,7 @@ impl StorePlugin {
             config: self.config.clone(),
             allowance: Allowance::new(&self.limits),
             clock: CallClock::start(self.limits.deadline, self.limits.pacing_after),
+            _ticking: super::ticker::Ticking::start(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.allowance);
