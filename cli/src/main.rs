@@ -211,6 +211,11 @@ struct ServeArgs {
     /// A request's body must arrive within this (else 408).
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     body_read_timeout_ms: u64,
+    /// Wrong credentials (admin token or account key) one client address may
+    /// send at once; past them it gets 429 for wrong credentials, one more
+    /// allowed each second. The right credentials always pass.
+    #[arg(long, default_value_t = notes_host::api::DEFAULT_AUTH_FAILURE_BURST, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    auth_failure_burst: u32,
     /// Connections open at once; at the cap, new ones wait in the listen
     /// backlog (keep it under the file-descriptor limit, `ulimit -n`).
     #[arg(long, default_value_t = ConnectionLimits::default().max_connections as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -408,6 +413,7 @@ fn main() -> ExitCode {
                 max_body_bytes: args.max_body_bytes,
                 max_plugin_bytes: args.max_plugin_bytes,
                 body_read_timeout: Duration::from_millis(args.body_read_timeout_ms.max(1)),
+                auth_failure_burst: args.auth_failure_burst,
                 max_content_bytes: args.max_content_bytes,
                 max_name_bytes: args.max_name_bytes,
                 connections: ConnectionLimits {

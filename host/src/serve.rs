@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub max_name_bytes: usize,
     /// A request body must arrive within this (408).
     pub body_read_timeout: std::time::Duration,
+    /// Wrong credentials one address may send at once before it gets 429s.
+    pub auth_failure_burst: u32,
     pub connections: ConnectionLimits,
     pub probation: WatchConfig,
     pub breaker: WatchConfig,
@@ -94,6 +96,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             max_plugin_bytes: config.max_plugin_bytes,
             body_read_timeout: config.body_read_timeout,
             admin_token,
+            auth_failure_burst: config.auth_failure_burst,
         },
     );
     crate::freed_memory::return_memory_when_freed();

@@ -37,7 +37,13 @@ fn start(fleet: &InProcess, host: &str, plugin: &str) -> Arc<App> {
 fn http(app: &Arc<App>) -> ApiService {
     api::router(
         app.clone(),
-        ApiConfig { max_body_bytes: 1 << 20, max_plugin_bytes: 1 << 20, body_read_timeout: Duration::from_secs(5), admin_token: None },
+        ApiConfig {
+            max_body_bytes: 1 << 20,
+            max_plugin_bytes: 1 << 20,
+            body_read_timeout: Duration::from_secs(5),
+            admin_token: None,
+            auth_failure_burst: api::DEFAULT_AUTH_FAILURE_BURST,
+        },
     )
 }
 
@@ -1391,6 +1397,7 @@ async fn without_an_admin_token_a_page_of_another_origin_or_a_rebound_name_chang
             max_plugin_bytes: 1 << 20,
             body_read_timeout: Duration::from_secs(5),
             admin_token: Some(api::AdminToken::new("0123456789abcdef0123".into()).unwrap()),
+            auth_failure_burst: api::DEFAULT_AUTH_FAILURE_BURST,
         },
     );
     let (status, _) = raw(&guarded, "GET", "/accounts", "", &[("host", "notes.example.com"), ("authorization", "Bearer 0123456789abcdef0123")]).await;

@@ -129,20 +129,28 @@ fn key_may_call(req: &Request, account: Uuid) -> bool {
     }
 }
 
-/// Failed authentications per client address: a burst of
-/// [`FailureLimiter::BURST`] is allowed, then one per second.
-#[derive(Default)]
-pub(super) struct FailureLimiter(Mutex<HashMap<IpAddr, (f64, Instant)>>);
+/// Failed authentications per client address: a burst (`--auth-failure-burst`,
+/// [`DEFAULT_AUTH_FAILURE_BURST`]) is allowed, then one per second.
+pub(super) struct FailureLimiter {
+    table: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    burst: f64,
+}
+
+/// Wrong credentials an address may send at once before it is throttled.
+pub const DEFAULT_AUTH_FAILURE_BURST: u32 = 20;
 
 impl FailureLimiter {
-    pub(super) const BURST: f64 = 20.0;
+    pub(super) fn new(burst: u32) -> Self {
+        FailureLimiter { table: Mutex::default(), burst: f64::from(burst.max(1)) }
+    }
+
     /// Addresses remembered at most; past it the table starts over (an
     /// attacker with that many addresses is not stopped by a per-address limit).
     const MAX_CLIENTS: usize = 100_000;
 
     fn allowance(&self, ip: IpAddr) -> f64 {
-        let table = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        table.get(&ip).map_or(Self::BURST, |(left, at)| (left + at.elapsed().as_secs_f64()).min(Self::BURST))
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.get(&ip).map_or(self.burst, |(left, at)| (left + at.elapsed().as_secs_f64()).min(self.burst))
     }
 
     fn is_blocked(&self, ip: IpAddr) -> bool {
@@ -151,7 +159,7 @@ impl FailureLimiter {
 
     fn record(&self, ip: IpAddr) {
         let left = self.allowance(ip) - 1.0;
-        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table.len() >= Self::MAX_CLIENTS {
             table.clear();
         }

@@ -32,7 +32,7 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{AdminToken, ClientAddr};
+pub use auth::{AdminToken, ClientAddr, DEFAULT_AUTH_FAILURE_BURST};
 pub use console::asset_bytes as console_asset_bytes;
 use error::ApiError;
 
@@ -46,6 +46,9 @@ pub struct ApiConfig {
     /// A request body must arrive within this (else 408).
     pub body_read_timeout: Duration,
     pub admin_token: Option<AdminToken>,
+    /// Wrong credentials one address may send at once before it gets 429s
+    /// (then one a second): [`DEFAULT_AUTH_FAILURE_BURST`].
+    pub auth_failure_burst: u32,
 }
 
 /// The whole API as one service: [`frame::Frame`] around the router.
@@ -62,7 +65,7 @@ pub fn router(app: Arc<App>, config: ApiConfig) -> ApiService {
     let document = openapi::Rendered(openapi::render(&spec).into());
     let protected_state = Arc::new(frame::ProtectedState {
         query_names: query_names.clone(),
-        auth: auth::AuthState { token: config.admin_token.clone(), app: app.clone(), failures: Arc::default() },
+        auth: auth::AuthState { token: config.admin_token.clone(), app: app.clone(), failures: Arc::new(auth::FailureLimiter::new(config.auth_failure_burst)) },
         limits: body::BodyLimits {
             max_body_bytes: config.max_body_bytes,
             max_plugin_bytes: config.max_plugin_bytes,
