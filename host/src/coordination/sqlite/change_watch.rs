@@ -35,20 +35,18 @@ impl DataVersion {
     pub(super) fn open(path: &Path) -> Result<Self, CoordinationError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(1))?;
-        let mut watch = DataVersion { conn, last: None, wal: None };
-        // The first read creates the WAL if no process had yet.
-        watch.changed()?;
-        watch.last = None;
+        // A first read creates the WAL if no process had yet, so it can be watched.
+        conn.query_row("PRAGMA data_version", [], |_| Ok(()))?;
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
-        watch.wal = match WalWrites::watch(PathBuf::from(wal_path)) {
+        let wal = match WalWrites::watch(PathBuf::from(wal_path)) {
             Ok(wal) => Some(wal),
             Err(e) => {
                 tracing::info!(error = %e, "cannot follow the coordination database's writes with inotify; the fleet watcher polls every millisecond");
                 None
             }
         };
-        Ok(watch)
+        Ok(DataVersion { conn, last: None, wal })
     }
 }
 
