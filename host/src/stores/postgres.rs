@@ -46,9 +46,14 @@ CREATE TABLE IF NOT EXISTS store_identity (
 
 /// Connections for jobs' batches, fences and operator reads (blocking).
 const BLOCKING_CONNECTIONS: u32 = 8;
-/// Connections for requests' store calls (async), made as needed: one per
-/// request in a store call at once, up to this.
+/// Connections for requests' writes (async), made as needed: one per
+/// request in a write at once, up to this.
 const REQUEST_CONNECTIONS: usize = 16;
+/// The request path's reads of one note, on a shared connection.
+const POINT_READS: &[&str] = &[GET, RECORDED];
+/// The request path's reads of an account's ids, on a shared connection of
+/// their own: a long list is then never queued before a note's read.
+const SCANS: &[&str] = &[LIST];
 
 const GET: &str = "SELECT content, created_at_ms, updated_at_ms, version FROM notes WHERE account_id = $1 AND id = $2 AND NOT deleted";
 /// The fencing check, inside each writing statement: no fence of the
@@ -111,14 +116,23 @@ const SET_FENCE: &str = "INSERT INTO fences (account_id, epoch) VALUES ($1, $2)
 
 pub struct PostgresStore {
     pool: PgPool,
-    /// The request path's calls (`*_async`): awaited on the request's task.
+    /// The request path's writes (`*_async`): awaited on the request's task.
     requests: pg::AsyncPool,
+    /// The request path's reads, on connections requests share
+    /// (`pg::Shared`): one for notes, one for lists.
+    point_reads: pg::Shared,
+    scans: pg::Shared,
 }
 
 impl PostgresStore {
     /// Connects to the database at `url`, creating the notes table if needed.
     pub fn open(url: &str) -> anyhow::Result<Self> {
-        Ok(PostgresStore { pool: pg::open(url, BLOCKING_CONNECTIONS, SCHEMA)?, requests: pg::open_async(url, REQUEST_CONNECTIONS)? })
+        Ok(PostgresStore {
+            pool: pg::open(url, BLOCKING_CONNECTIONS, SCHEMA)?,
+            requests: pg::open_async(url, REQUEST_CONNECTIONS)?,
+            point_reads: pg::open_shared(url, POINT_READS)?,
+            scans: pg::open_shared(url, SCANS)?,
+        })
     }
 
     /// Records that this database is the `role` store of service `service`
@@ -262,9 +276,8 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.get(account_id, note_id);
         }
-        let conn = self.request_conn().await?;
-        let statement = conn.prepare_cached(GET).await?;
-        let row = conn.query_opt(&statement, &[&account_id, &note_id]).await?;
+        let conn = self.point_reads.get().await?;
+        let row = conn.client().query_opt(conn.statement(GET), &[&account_id, &note_id]).await?;
         Ok(row.map(|r| live_note(&r, account_id, note_id)))
     }
 
@@ -314,10 +327,9 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.list_ids(account_id);
         }
-        let conn = self.request_conn().await?;
-        let statement = conn.prepare_cached(LIST).await?;
+        let conn = self.scans.get().await?;
         let mut joined = String::new();
-        for row in conn.query(&statement, &[&account_id]).await? {
+        for row in conn.client().query(conn.statement(LIST), &[&account_id]).await? {
             joined.push_str(row.get::<_, &str>(0));
             joined.push('\n');
         }
@@ -328,9 +340,8 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.recorded_version(account_id, note_id);
         }
-        let conn = self.request_conn().await?;
-        let statement = conn.prepare_cached(RECORDED).await?;
-        Ok(conn.query_opt(&statement, &[&account_id, &note_id]).await?.map(|r| r.get::<_, i64>(0) as u64))
+        let conn = self.point_reads.get().await?;
+        Ok(conn.client().query_opt(conn.statement(RECORDED), &[&account_id, &note_id]).await?.map(|r| r.get::<_, i64>(0) as u64))
     }
 }
 
