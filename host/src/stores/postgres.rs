@@ -109,7 +109,7 @@ const ROWS: &str =
 /// holds new ones back until the fence is committed: no write that read the
 /// old fence is still running when this returns. A write stuck in an open
 /// transaction of a stopped host is ended by the server
-/// (`idle_in_transaction_session_timeout`, `pg.rs`) within the lock wait.
+/// (`idle_in_transaction_session_timeout`, `pg/mod.rs`) within the lock wait.
 const RAISE_FENCE: &str = "BEGIN; SET LOCAL lock_timeout = '4s'; LOCK TABLE notes IN SHARE MODE;";
 const SET_FENCE: &str = "INSERT INTO fences (account_id, epoch) VALUES ($1, $2)
      ON CONFLICT (account_id) DO UPDATE SET epoch = greatest(fences.epoch, excluded.epoch)";
