@@ -77,23 +77,39 @@ const PUT: &str = concat!(
          updated_at_ms = excluded.updated_at_ms, version = excluded.version, deleted = false
      WHERE excluded.version > notes.version"
 );
-const DELETE_LIVE: &str = concat!(
-    "UPDATE notes SET deleted = true, content = '', version = $3
-     WHERE account_id = $1 AND id = $2 AND NOT deleted AND version <= $3 AND ",
-    unfenced!("$4")
-);
-/// No row, or an older tombstone: record (or raise) the tombstone. Also a
-/// live row `DELETE_LIVE` could not see: one a concurrent transaction
-/// (another host's move batch) inserted and had not committed yet. This
-/// insert waits for it, then must delete it under the same rule, or the
-/// acknowledged delete would leave that copy live.
-const TOMBSTONE: &str = concat!(
-    "INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
-     SELECT $1::text, $2::text, '', 0, 0, $3::bigint, true WHERE ",
+/// A delete, in one statement (one round trip, its own transaction unless
+/// in a batch's). `live` tombstones the live note if it is not newer. If it
+/// changed nothing, `tombstone` records the tombstone where there is no row
+/// or an older tombstone (or raises it); and also deletes a live row `live`
+/// could not see: one a concurrent transaction (another host's move batch)
+/// inserted and had not committed yet. The insert waits for it, then must
+/// delete it under the same rule, or the acknowledged delete would leave
+/// that copy live. In that race `removed` is false: the copy was not live
+/// when this delete began, and a plugin then re-reads (`ops::delete`) and
+/// finds the note gone. Answers (removed, tombstoned, fenced).
+///
+/// `tombstone` reads `live`, so it runs after it and, when `live` changed
+/// the row, inserts nothing: no row is changed twice. Both parts and the
+/// fence's look share the statement's snapshot, taken after its lock on
+/// `notes` (see `PUT`).
+const DELETE: &str = concat!(
+    "WITH live AS (
+         UPDATE notes SET deleted = true, content = '', version = $3
+         WHERE account_id = $1 AND id = $2 AND NOT deleted AND version <= $3 AND ",
     unfenced!("$4"),
     "
-     ON CONFLICT (account_id, id) DO UPDATE SET deleted = true, content = '', version = excluded.version
-     WHERE notes.version < excluded.version OR (notes.version = excluded.version AND NOT notes.deleted)"
+         RETURNING 1
+     ), tombstone AS (
+         INSERT INTO notes (account_id, id, content, created_at_ms, updated_at_ms, version, deleted)
+         SELECT $1::text, $2::text, '', 0, 0, $3::bigint, true WHERE NOT EXISTS (SELECT 1 FROM live) AND ",
+    unfenced!("$4"),
+    "
+         ON CONFLICT (account_id, id) DO UPDATE SET deleted = true, content = '', version = excluded.version
+         WHERE notes.version < excluded.version OR (notes.version = excluded.version AND NOT notes.deleted)
+         RETURNING 1
+     )
+     SELECT EXISTS (SELECT 1 FROM live), EXISTS (SELECT 1 FROM tombstone), NOT ",
+    unfenced!("$4")
 );
 /// Whether the account is fenced above an epoch: asked only when a write
 /// changed nothing, to tell a fenced write from one refused for its version.
@@ -200,11 +216,8 @@ impl BlockingStore for PostgresStore {
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
-        let (live, tombstone, fenced) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?, conn.prepared(FENCED_ABOVE)?);
-        let mut tx = conn.client().transaction()?;
-        let removed = delete_with(&mut tx, &live, &tombstone, &fenced, account_id, note_id, version, epoch)?;
-        tx.commit()?;
-        Ok(removed)
+        let statement = conn.prepared(DELETE)?;
+        delete_with(conn.client(), &statement, account_id, note_id, version, epoch)
     }
 
     fn list_ids(&self, account_id: &str) -> Result<IdList, StoreError> {
@@ -300,27 +313,15 @@ impl AsyncStore for PostgresStore {
         Ok(changed == 1)
     }
 
-    /// [`delete_with`]'s two statements, sent together in one transaction
-    /// (pipelined: one round trip for both).
     async fn delete_if_not_newer_async(&self, account_id: &str, note_id: &str, version: u64, epoch: i64) -> Result<bool, StoreError> {
         if !on_runtime() {
             return self.delete_if_not_newer(account_id, note_id, version, epoch);
         }
-        let version = version_to_sql(version)?;
-        let mut conn = self.request_conn().await?;
-        let (live, tombstone) = tokio::try_join!(conn.prepare_cached(DELETE_LIVE), conn.prepare_cached(TOMBSTONE))?;
-        let tx = conn.transaction().await?;
-        let params: [&(dyn ToSql + Sync); 4] = [&account_id, &note_id, &version, &epoch];
-        let (removed, tombstoned) = tokio::try_join!(tx.execute(&live, &params), tx.execute(&tombstone, &params))?;
-        if removed == 0 && tombstoned == 0 {
-            let fenced = tx.prepare_cached(FENCED_ABOVE).await?;
-            if tx.query_one(&fenced, &[&account_id, &epoch]).await?.get::<_, bool>(0) {
-                // Dropped uncommitted: rolled back.
-                return Err(StoreError::Fenced { epoch });
-            }
-        }
-        tx.commit().await?;
-        Ok(removed == 1)
+        let sql_version = version_to_sql(version)?;
+        let conn = self.request_conn().await?;
+        let statement = conn.prepare_cached(DELETE).await?;
+        let row = conn.query_one(&statement, &[&account_id, &note_id, &sql_version, &epoch]).await?;
+        deleted(&row, epoch)
     }
 
     async fn list_ids_async(&self, account_id: &str) -> Result<IdList, StoreError> {
@@ -361,8 +362,8 @@ impl StoreBatch for PostgresBatch {
 
     fn delete_if_not_newer(&self, account_id: &str, note_id: &str, version: u64) -> Result<(), StoreError> {
         let mut conn = self.conn.borrow_mut();
-        let (live, tombstone, fenced) = (conn.prepared(DELETE_LIVE)?, conn.prepared(TOMBSTONE)?, conn.prepared(FENCED_ABOVE)?);
-        delete_with(conn.client(), &live, &tombstone, &fenced, account_id, note_id, version, self.epoch).map(drop)
+        let statement = conn.prepared(DELETE)?;
+        delete_with(conn.client(), &statement, account_id, note_id, version, self.epoch).map(drop)
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
@@ -419,27 +420,25 @@ fn put_on(conn: &mut PgConn, note: &Note, epoch: i64) -> Result<bool, StoreError
     Ok(changed == 1)
 }
 
-/// Both statements of a delete; the caller runs them in one transaction.
+/// Runs [`DELETE`].
 fn delete_with(
     client: &mut impl GenericClient,
-    live: &postgres::Statement,
-    tombstone: &postgres::Statement,
-    fenced: &postgres::Statement,
+    statement: &postgres::Statement,
     account_id: &str,
     note_id: &str,
     version: u64,
     epoch: i64,
 ) -> Result<bool, StoreError> {
     let version = version_to_sql(version)?;
-    // In the race `TOMBSTONE` describes, the copy it deletes was not yet
-    // live when this delete began, and `removed` stays false: a plugin then
-    // re-reads (`ops::delete`) and finds the note gone.
-    let removed = client.execute(live, &[&account_id, &note_id, &version, &epoch])? == 1;
-    let tombstoned = client.execute(tombstone, &[&account_id, &note_id, &version, &epoch])? == 1;
-    if !removed && !tombstoned {
-        refuse_if_fenced(client, fenced, account_id, epoch)?;
-    }
-    Ok(removed)
+    deleted(&client.query_one(statement, &[&account_id, &note_id, &version, &epoch])?, epoch)
+}
+
+/// Whether [`DELETE`] removed the live note; `Fenced` if it changed nothing
+/// and the account is fenced above the write's epoch (see
+/// [`refuse_if_fenced`]).
+fn deleted(row: &postgres::Row, epoch: i64) -> Result<bool, StoreError> {
+    let (removed, tombstoned, fenced): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    if !removed && !tombstoned && fenced { Err(StoreError::Fenced { epoch }) } else { Ok(removed) }
 }
 
 /// `Fenced` if the account is fenced above `epoch`. Fences only go up, so a
