@@ -289,6 +289,44 @@ fn a_delete_racing_an_uncommitted_insert_of_the_note_still_deletes_it() {
     assert_eq!(store.get("a", "m").unwrap(), None, "a copy at the delete's own version is deleted too");
 }
 
+/// PostgreSQL, a request's calls: a read never waits behind a write that
+/// waits for a lock. A move batch holds note `n`; an update of `n` waits for
+/// it; meanwhile reads of `m` and `n` (the committed state), a list, and
+/// the other note's update answer at once, although reads of many requests
+/// share one connection to the database.
+#[test]
+fn reads_and_other_writes_answer_while_a_write_waits_for_a_batchs_row_lock() {
+    let store = std::sync::Arc::new(PostgresStore::open(&notes_scenarios::postgres::database()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        assert!(store.put_async(&note("a", "n", 1, "committed"), 0).await.unwrap());
+        assert!(store.put_async(&note("a", "m", 1, "another note"), 0).await.unwrap());
+    });
+    let batch = store.begin_batch("a", 0).unwrap();
+    batch.put(&note("a", "n", 2, "being moved, not committed")).unwrap();
+    let waiting = {
+        let store = store.clone();
+        runtime.spawn(async move { store.put_async(&note("a", "n", 3, "waits for the batch"), 0).await })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!waiting.is_finished(), "the update of the batch's note waits for its lock");
+    let answered = runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            let n = store.get_async("a", "n").await.unwrap().expect("n is readable");
+            let m = store.get_async("a", "m").await.unwrap().expect("m is readable");
+            let ids = store.list_ids_async("a").await.unwrap();
+            let other_write = store.put_async(&note("a", "m", 2, "not held"), 0).await.unwrap();
+            (n.content, m.content, ids.len(), other_write)
+        })
+        .await
+    });
+    let (n, m, listed, other_write) = answered.expect("reads and another note's write answer while a write waits for a lock");
+    assert_eq!((n.as_str(), m.as_str(), listed, other_write), ("committed", "another note", 2, true));
+    batch.commit().unwrap();
+    assert!(runtime.block_on(waiting).unwrap().unwrap(), "the waiting update lands once the batch commits (version 3 over its 2)");
+    assert_eq!(runtime.block_on(store.get_async("a", "n")).unwrap().unwrap().content, "waits for the batch");
+}
+
 /// SQLite only: single writes from many threads share commits (group
 /// commit), and each still gets its own answer under the version rules: a
 /// refused write does not fail the writes committed with it.
