@@ -301,6 +301,9 @@ fn reads_and_other_writes_answer_while_a_write_waits_for_a_batchs_row_lock() {
     runtime.block_on(async {
         assert!(store.put_async(&note("a", "n", 1, "committed"), 0).await.unwrap());
         assert!(store.put_async(&note("a", "m", 1, "another note"), 0).await.unwrap());
+        // Connected before the lock is taken: the wait below measures waiting, not connecting.
+        store.get_async("a", "m").await.unwrap();
+        store.list_ids_async("a").await.unwrap();
     });
     let batch = store.begin_batch("a", 0).unwrap();
     batch.put(&note("a", "n", 2, "being moved, not committed")).unwrap();
@@ -311,7 +314,7 @@ fn reads_and_other_writes_answer_while_a_write_waits_for_a_batchs_row_lock() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!waiting.is_finished(), "the update of the batch's note waits for its lock");
     let answered = runtime.block_on(async {
-        tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        tokio::time::timeout(std::time::Duration::from_secs(3), async {
             let n = store.get_async("a", "n").await.unwrap().expect("n is readable");
             let m = store.get_async("a", "m").await.unwrap().expect("m is readable");
             let ids = store.list_ids_async("a").await.unwrap();
@@ -325,6 +328,65 @@ fn reads_and_other_writes_answer_while_a_write_waits_for_a_batchs_row_lock() {
     batch.commit().unwrap();
     assert!(runtime.block_on(waiting).unwrap().unwrap(), "the waiting update lands once the batch commits (version 3 over its 2)");
     assert_eq!(runtime.block_on(store.get_async("a", "n")).unwrap().unwrap().content, "waits for the batch");
+}
+
+/// PostgreSQL, a request's reads: a server that stops answering without
+/// closing the connection (a partition) fails the reads on the shared
+/// connection in seconds, 503-style, and once it answers again the next read
+/// makes a new connection and is served. Between the host and the server, a
+/// proxy that can stop forwarding.
+#[test]
+fn a_read_on_a_connection_that_stopped_answering_fails_in_seconds_and_the_next_read_reconnects() {
+    let url = notes_scenarios::postgres::database();
+    let (stalled, proxied) = stalling_proxy(&url);
+    let store = PostgresStore::open(&proxied).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        assert!(store.put_async(&note("a", "n", 1, "kept"), 0).await.unwrap());
+        assert_eq!(store.get_async("a", "n").await.unwrap().unwrap().content, "kept");
+        stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+        let asked = std::time::Instant::now();
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(20), store.get_async("a", "n")).await.expect("the read is answered");
+        assert!(matches!(failed, Err(StoreError::Unavailable(_))), "a read with no answer fails as unavailable: {failed:?}");
+        assert!(asked.elapsed() < std::time::Duration::from_secs(8), "and in seconds ({:?})", asked.elapsed());
+        stalled.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(store.get_async("a", "n").await.unwrap().unwrap().content, "kept", "the next read is served");
+    });
+}
+
+/// A TCP proxy to `url`'s server; while the flag is set it forwards nothing
+/// (and holds what it read). Returns the flag and `url` through the proxy.
+fn stalling_proxy(url: &str) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, String) {
+    use std::io::{Read, Write};
+    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let (before, after) = url.split_once("@127.0.0.1:").unwrap();
+    let (server_port, db) = after.split_once('/').unwrap();
+    let server = format!("127.0.0.1:{server_port}");
+    let flag = stalled.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let client = client.unwrap();
+            let upstream = std::net::TcpStream::connect(&server).unwrap();
+            for (mut from, mut to) in [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)] {
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 << 10];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        while flag.load(std::sync::atomic::Ordering::SeqCst) {
+                            std::thread::sleep(std::time::Duration::from_millis(10));
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    (stalled, format!("{before}@127.0.0.1:{proxy_port}/{db}"))
 }
 
 /// SQLite only: single writes from many threads share commits (group

@@ -20,7 +20,7 @@ use postgres::{Client, NoTls, Statement};
 use deadpool_postgres::tokio_postgres;
 
 mod shared;
-pub(crate) use shared::Shared;
+pub(crate) use shared::{Shared, Unreachable};
 
 /// How long a statement waits for a row another transaction holds before it
 /// fails (503): a backstop, since waits across two databases (a batch's
@@ -95,7 +95,14 @@ fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let mut config: tokio_postgres::Config = url.parse().with_context(|| format!("invalid PostgreSQL URL {}", redact(url)))?;
     config
         .connect_timeout(CHECKOUT_TIMEOUT)
+        // A connection that died without closing (a partition, a crashed
+        // server machine) is noticed within seconds, not the kernel's
+        // minutes: requests' reads share one connection (`shared`).
         .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(15))
         .application_name("notes-host")
         .options(format!("-c lock_timeout={LOCK_TIMEOUT} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}"));
     Ok(config)

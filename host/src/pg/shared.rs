@@ -11,47 +11,72 @@
 //! statements of requests under way leave in one write, and the backend
 //! finds them waiting when it wakes.
 //!
+//! (tokio also releases a deferred wake-up at each worker's maintenance
+//! tick, every 61 polls, so a busy worker cannot hold the send back.)
+//!
 //! Only statements that never wait for a lock belong here: a read under
-//! MVCC waits for no writer, fence or batch. A write may wait for a row lock
-//! for seconds, and every statement queued behind it would wait too, so
-//! writes keep a pooled connection of their own.
+//! MVCC waits for no writer, fence or batch (only for an operator's DDL, a
+//! `VACUUM FULL` or `REINDEX`, and `lock_timeout` ends that). A write may
+//! wait for a row lock for seconds, and every statement queued behind it
+//! would wait too, so writes keep a pooled connection of their own. What
+//! sharing costs: statements on one connection run one after the other, so
+//! a long read (a list of 100k ids, ~10-30 ms) delays the reads behind it;
+//! hence lists have a connection of their own, apart from notes' reads.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::tokio_postgres::{self, Client, NoTls, Statement};
+use deadpool_postgres::tokio_postgres::types::ToSql;
+use deadpool_postgres::tokio_postgres::{self, Client, NoTls, Row, Statement};
 
 use super::CHECKOUT_TIMEOUT;
-use crate::stores::StoreError;
+
+/// Why a shared read failed before PostgreSQL answered it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unreachable {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    /// Could not connect now (timed out, or refused while this request
+    /// waited for the attempt), or the connection stopped answering.
+    #[error("{0}")]
+    Failed(String),
+    /// The attempt this request waited for was turned away for good (a
+    /// wrong password, an unknown database): not worth a retry.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// The longest a shared read may take. A read waits for no lock (bar an
+/// operator's DDL, which `lock_timeout` ends sooner), so one that takes
+/// longer is on a connection that died without closing (a partition, a
+/// crashed server machine): it is dropped, and the next read makes another.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One connection to one database, made on first use (on the runtime of the
-/// request that needs it) and made again once the server has dropped it.
+/// request that needs it) and made again once the server has dropped it or
+/// it stopped answering.
 pub(crate) struct Shared {
     config: tokio_postgres::Config,
     /// Prepared on the connection as it is made.
     statements: &'static [&'static str],
     live: Mutex<Option<Arc<SharedConn>>>,
     /// One request makes the connection; the others wait for it, and take
-    /// its failure as theirs (holds when it failed and why).
-    connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
+    /// its failure as theirs: when it failed, why, and whether for good.
+    connecting: tokio::sync::Mutex<Option<(Instant, String, bool)>>,
 }
 
 /// The shared connection, with its statements prepared.
-pub(crate) struct SharedConn {
+struct SharedConn {
     client: Client,
     statements: Vec<(&'static str, Statement)>,
 }
 
 impl SharedConn {
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// `sql`'s prepared statement; `sql` must be one the [`Shared`] was made with.
-    pub(crate) fn statement(&self, sql: &str) -> &Statement {
+    fn statement(&self, sql: &str) -> &Statement {
         let found = self.statements.iter().find(|(s, _)| std::ptr::eq(*s, sql) || *s == sql);
         &found.unwrap_or_else(|| panic!("statement not prepared on the shared connection: {sql}")).1
     }
@@ -62,22 +87,41 @@ impl Shared {
         Shared { config, statements, live: Mutex::new(None), connecting: tokio::sync::Mutex::new(None) }
     }
 
-    /// The connection to send one statement on.
-    pub(crate) async fn get(&self) -> Result<Arc<SharedConn>, StoreError> {
+    /// The rows of `sql` (one of the statements this was made with), sent on
+    /// the shared connection behind the reads of other requests.
+    pub(crate) async fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Unreachable> {
+        let conn = self.connection().await?;
+        match tokio::time::timeout(READ_TIMEOUT, conn.client.query(conn.statement(sql), params)).await {
+            Ok(rows) => Ok(rows?),
+            Err(_) => {
+                self.drop_if_live(&conn);
+                Err(Unreachable::Failed(format!("PostgreSQL did not answer a read in {} s; reconnecting", READ_TIMEOUT.as_secs())))
+            }
+        }
+    }
+
+    async fn connection(&self) -> Result<Arc<SharedConn>, Unreachable> {
         if let Some(conn) = self.open() {
             return Ok(conn);
         }
         let waiting_since = Instant::now();
-        let mut failed = self.connecting.lock().await;
+        let Ok(mut failed) = tokio::time::timeout(CHECKOUT_TIMEOUT, self.connecting.lock()).await else {
+            return Err(Unreachable::Failed("timed out waiting for a connection to PostgreSQL".into()));
+        };
         if let Some(conn) = self.open() {
             return Ok(conn);
         }
         // A server that cannot be reached fails each request that waited for
         // this attempt once, not once per request before it in line.
-        if let Some((at, why)) = failed.as_ref().filter(|(at, _)| *at >= waiting_since) {
-            return Err(StoreError::Unavailable(format!("{why} ({} ms ago)", at.elapsed().as_millis())));
+        if let Some((at, why, for_good)) = failed.as_ref().filter(|(at, ..)| *at >= waiting_since) {
+            let why = format!("{why} ({} ms ago)", at.elapsed().as_millis());
+            return Err(if *for_good { Unreachable::Rejected(why) } else { Unreachable::Failed(why) });
         }
-        match self.connect().await {
+        let connected = match tokio::time::timeout(CHECKOUT_TIMEOUT, self.connect()).await {
+            Ok(connected) => connected,
+            Err(_) => Err(Unreachable::Failed("timed out connecting to PostgreSQL".into())),
+        };
+        match connected {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
@@ -85,11 +129,12 @@ impl Shared {
                 Ok(conn)
             }
             Err(e) => {
-                let why = match &e {
-                    StoreError::Unavailable(why) => why.clone(),
-                    e => e.to_string(),
+                let for_good = match &e {
+                    Unreachable::Postgres(e) => !super::is_transient(e),
+                    Unreachable::Failed(_) => false,
+                    Unreachable::Rejected(_) => true,
                 };
-                *failed = Some((Instant::now(), why));
+                *failed = Some((Instant::now(), e.to_string(), for_good));
                 Err(e)
             }
         }
@@ -99,9 +144,17 @@ impl Shared {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|c| !c.client.is_closed()).cloned()
     }
 
-    async fn connect(&self) -> Result<SharedConn, StoreError> {
-        let connected = tokio::time::timeout(CHECKOUT_TIMEOUT, self.config.connect(NoTls)).await;
-        let (client, connection) = connected.map_err(|_| StoreError::Unavailable("timed out connecting to PostgreSQL".into()))??;
+    /// Forgets `conn` if it is still the live one; it closes once the reads
+    /// still on it have ended.
+    fn drop_if_live(&self, conn: &Arc<SharedConn>) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *live = None;
+        }
+    }
+
+    async fn connect(&self) -> Result<SharedConn, Unreachable> {
+        let (client, connection) = self.config.connect(NoTls).await?;
         // Ends when the server drops the connection or the client is dropped;
         // every statement in flight then fails with the connection's error.
         tokio::spawn(AfterReadyTasks { inner: connection, yielded: false });

@@ -91,7 +91,7 @@ const PUT: &str = concat!(
 /// `tombstone` reads `live`, so it runs after it and, when `live` changed
 /// the row, inserts nothing: no row is changed twice. Both parts and the
 /// fence's look share the statement's snapshot, taken after its lock on
-/// `notes` (see `PUT`).
+/// `notes` (see `unfenced!` and `RAISE_FENCE`).
 const DELETE: &str = concat!(
     "WITH live AS (
          UPDATE notes SET deleted = true, content = '', version = $3
@@ -289,9 +289,8 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.get(account_id, note_id);
         }
-        let conn = self.point_reads.get().await?;
-        let row = conn.client().query_opt(conn.statement(GET), &[&account_id, &note_id]).await?;
-        Ok(row.map(|r| live_note(&r, account_id, note_id)))
+        let rows = self.point_reads.query(GET, &[&account_id, &note_id]).await?;
+        Ok(rows.first().map(|r| live_note(r, account_id, note_id)))
     }
 
     async fn put_async(&self, note: &Note, epoch: i64) -> Result<bool, StoreError> {
@@ -328,9 +327,8 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.list_ids(account_id);
         }
-        let conn = self.scans.get().await?;
         let mut joined = String::new();
-        for row in conn.client().query(conn.statement(LIST), &[&account_id]).await? {
+        for row in self.scans.query(LIST, &[&account_id]).await? {
             joined.push_str(row.get::<_, &str>(0));
             joined.push('\n');
         }
@@ -341,8 +339,8 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.recorded_version(account_id, note_id);
         }
-        let conn = self.point_reads.get().await?;
-        Ok(conn.client().query_opt(conn.statement(RECORDED), &[&account_id, &note_id]).await?.map(|r| r.get::<_, i64>(0) as u64))
+        let rows = self.point_reads.query(RECORDED, &[&account_id, &note_id]).await?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64))
     }
 }
 
@@ -462,6 +460,16 @@ fn list_on(conn: &mut PgConn, account_id: &str) -> Result<IdList, StoreError> {
 fn recorded_on(conn: &mut PgConn, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
     let statement = conn.prepared(RECORDED)?;
     Ok(conn.client().query_opt(&statement, &[&account_id, &note_id])?.map(|r| r.get::<_, i64>(0) as u64))
+}
+
+impl From<pg::Unreachable> for StoreError {
+    fn from(e: pg::Unreachable) -> Self {
+        match e {
+            pg::Unreachable::Postgres(e) => e.into(),
+            e @ pg::Unreachable::Failed(_) => StoreError::Unavailable(e.to_string()),
+            e @ pg::Unreachable::Rejected(_) => StoreError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl From<postgres::Error> for StoreError {
