@@ -196,3 +196,56 @@ impl<F: Future + Unpin> Future for AfterReadyTasks<F> {
         polled
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::AfterReadyTasks;
+
+    /// On a worker, a task that wakes another usually hands it the worker
+    /// next (tokio's LIFO slot): the connection would send the first
+    /// request's statement alone. Wrapped, it runs once the requests ready
+    /// at the same time have all queued theirs, and sends them together.
+    #[test]
+    fn a_woken_connection_sends_after_every_request_then_ready_has_queued() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+        let sent = log.clone();
+        // Stands in for tokio-postgres's connection task: each poll sends
+        // what has been queued since the last.
+        let connection = std::future::poll_fn(move |cx| {
+            let mut batch = Vec::new();
+            while let std::task::Poll::Ready(Some(statement)) = queued.poll_recv(cx) {
+                batch.push(statement);
+            }
+            if !batch.is_empty() {
+                sent.lock().unwrap().push(format!("sent {}", batch.join(" ")));
+            }
+            std::task::Poll::<()>::Pending
+        });
+        let driver = log.clone();
+        runtime.block_on(async move {
+            tokio::spawn(async move {
+                tokio::spawn(AfterReadyTasks { inner: Box::pin(connection), yielded: false });
+                // The connection's first polls are over (it waits for statements).
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                for request in ["a", "b", "c"] {
+                    let (queue, log) = (queue.clone(), driver.clone());
+                    tokio::spawn(async move {
+                        log.lock().unwrap().push(format!("queued {request}"));
+                        queue.send(request).unwrap();
+                    });
+                }
+            })
+            .await
+            .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        });
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.len(), 4, "three requests queued, then one send: {log:?}");
+        assert!(log[..3].iter().all(|l| l.starts_with("queued")), "every request queued before the send: {log:?}");
+        assert!(log[3].starts_with("sent ") && log[3].split(' ').count() == 4, "one send of all three: {log:?}");
+    }
+}
