@@ -213,9 +213,12 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::<String>::new()));
         let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
         let sent = log.clone();
+        let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let polled = polls.clone();
         // Stands in for tokio-postgres's connection task: each poll sends
         // what has been queued since the last.
         let connection = std::future::poll_fn(move |cx| {
+            polled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut batch = Vec::new();
             while let std::task::Poll::Ready(Some(statement)) = queued.poll_recv(cx) {
                 batch.push(statement);
@@ -225,12 +228,14 @@ mod tests {
             }
             std::task::Poll::<()>::Pending
         });
-        let driver = log.clone();
+        let (driver, driver_done) = (log.clone(), log.clone());
         runtime.block_on(async move {
             tokio::spawn(async move {
                 tokio::spawn(AfterReadyTasks { inner: Box::pin(connection), yielded: false });
-                // The connection's first polls are over (it waits for statements).
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                // Until its first polls are over (it waits for statements, with no wake-up pending).
+                while polls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
                 for request in ["a", "b", "c"] {
                     let (queue, log) = (queue.clone(), driver.clone());
                     tokio::spawn(async move {
@@ -241,7 +246,15 @@ mod tests {
             })
             .await
             .unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            // Until all three are sent, however slowly the machine runs.
+            let sent_statements =
+                |log: &[String]| log.iter().filter_map(|l| l.strip_prefix("sent ")).map(|b| b.split(' ').count()).sum::<usize>();
+            for _ in 0..5000 {
+                if sent_statements(&driver_done.lock().unwrap()) == 3 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
         });
         let log = log.lock().unwrap().clone();
         assert_eq!(log.len(), 4, "three requests queued, then one send: {log:?}");
