@@ -77,7 +77,7 @@ struct SharedConn {
 impl SharedConn {
     /// `sql`'s prepared statement; `sql` must be one the [`Shared`] was made with.
     fn statement(&self, sql: &str) -> &Statement {
-        let found = self.statements.iter().find(|(s, _)| std::ptr::eq(*s, sql) || *s == sql);
+        let found = self.statements.iter().find(|(s, _)| *s == sql);
         &found.unwrap_or_else(|| panic!("statement not prepared on the shared connection: {sql}")).1
     }
 }
