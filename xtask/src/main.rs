@@ -148,21 +148,22 @@ fn run(args: &[String]) -> Result {
 }
 
 /// What `test` needs from PyPI: schemathesis checks the API against its
-/// OpenAPI document (tests/tests/scenarios/contract.rs). Pinned, so a new
-/// release cannot change what CI checks.
-const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+/// OpenAPI document (tests/tests/scenarios/contract.rs). Pinned, with the
+/// hypothesis it runs on (schemathesis only bounds it, `<7`), so a new
+/// release of either cannot change what CI checks.
+const CONTRACT_TOOLS: [&str; 2] = ["schemathesis==4.32.5", "hypothesis==6.170.29"];
 
 fn ensure_schemathesis() -> Result {
-    let version = SCHEMATHESIS.split("==").nth(1).expect("pinned");
     let probe = Command::new("python3")
-        .args(["-c", "import importlib.metadata as m; print(m.version('schemathesis'))"])
+        .args(["-c", "import importlib.metadata as m\nfor p in ('schemathesis', 'hypothesis'):\n    try: print(p + '==' + m.version(p))\n    except m.PackageNotFoundError: pass"])
         .output()
         .map_err(|e| format!("python3 is needed for the API contract test: {e}"))?;
-    if String::from_utf8_lossy(&probe.stdout).trim() == version {
+    let installed = String::from_utf8_lossy(&probe.stdout);
+    if CONTRACT_TOOLS.iter().all(|pin| installed.lines().any(|line| line == *pin)) {
         return Ok(());
     }
     let mut install = Command::new("python3");
-    install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS]);
+    install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(CONTRACT_TOOLS);
     run_cmd(install)
 }
 
