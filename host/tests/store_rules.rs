@@ -2,7 +2,10 @@
 //! each backend, the embedded SQLite files, a real PostgreSQL database, the
 //! sharded new store over both, and memory (the in-process tests' store).
 
-use notes_host::stores::{AsyncStore, BlockingStore, DataStore, MemoryStore, Note, PostgresStore, ShardedStore, SqliteStore, StoreBatch, StoreError, StoredRow};
+use notes_host::stores::{
+    AsyncStore, BlockingStore, DataStore, MemoryStore, Note, PostgresStore, ReadConnections, ShardedStore, SqliteStore, StoreBatch, StoreError,
+    StoredRow,
+};
 use notes_routing::IdList;
 
 fn note(account: &str, id: &str, version: u64, content: &str) -> Note {
@@ -38,6 +41,26 @@ fn sharded_postgres_async() -> Opened {
     let shards: Vec<Box<dyn DataStore>> =
         (0..3).map(|_| Box::new(PostgresStore::open(&notes_scenarios::postgres::database()).unwrap()) as Box<dyn DataStore>).collect();
     (Box::new(()), Box::new(Awaited::new(ShardedStore::new(shards))))
+}
+
+/// Three shards in schemas of one database, opened together as `serve`
+/// opens them: they share the database's read connections.
+fn shards_in_schemas() -> ShardedStore {
+    let database = notes_scenarios::postgres::database();
+    let reads = ReadConnections::default();
+    ShardedStore::new(
+        (0..3)
+            .map(|i| Box::new(PostgresStore::open_sharing(&format!("{database}?schema=shard{i}"), &reads).unwrap()) as Box<dyn DataStore>)
+            .collect(),
+    )
+}
+
+fn sharded_postgres_schemas() -> Opened {
+    (Box::new(()), Box::new(shards_in_schemas()))
+}
+
+fn sharded_postgres_schemas_async() -> Opened {
+    (Box::new(()), Box::new(Awaited::new(shards_in_schemas())))
 }
 
 /// A store whose request-path calls (get, put, delete, list, recorded
@@ -179,6 +202,8 @@ rules! {
     sharded_postgres_async: [keeps_the_store_rules];
     sharded_sqlite: [keeps_the_store_rules];
     sharded_postgres: [keeps_the_store_rules];
+    sharded_postgres_schemas: [keeps_the_store_rules];
+    sharded_postgres_schemas_async: [keeps_the_store_rules];
     notely_plugin: [keeps_the_store_rules];
     consul_plugin: [keeps_the_store_rules];
     memory: [keeps_the_store_rules];
@@ -413,4 +438,52 @@ fn concurrent_single_writes_to_one_file_each_get_their_own_answer() {
     assert_eq!(s.count("a").unwrap(), 16 * 20);
     assert_eq!(s.get("a", "3-1").unwrap().unwrap().content, "two");
     assert_eq!((s.get("a", "3-2").unwrap(), s.recorded_version("a", "3-2").unwrap()), (None, Some(2)));
+}
+
+/// Stores in schemas of one database (`?schema=`) keep their notes apart,
+/// each its own table, and the reads requests make of all of them travel on
+/// one connection to the server, not one per store.
+#[test]
+fn stores_in_schemas_of_one_database_keep_their_notes_apart_and_share_one_connection_for_reads() {
+    let database = notes_scenarios::postgres::database();
+    let reads = ReadConnections::default();
+    let legacy = PostgresStore::open_sharing(&format!("{database}?schema=legacy"), &reads).unwrap();
+    let shard = PostgresStore::open_sharing(&format!("{database}?schema=shard0"), &reads).unwrap();
+    legacy.put(&note("a", "in-legacy", 1, "old"), 0).unwrap();
+    shard.put(&note("a", "in-shard", 1, "new"), 0).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(async {
+        assert_eq!(legacy.get_async("a", "in-legacy").await.unwrap().map(|n| n.content), Some("old".into()));
+        assert_eq!(shard.get_async("a", "in-legacy").await.unwrap(), None, "a note put in one schema is not in the other");
+        assert_eq!(shard.get_async("a", "in-shard").await.unwrap().map(|n| n.content), Some("new".into()));
+        assert_eq!(legacy.list_ids_async("a").await.unwrap(), IdList::from_joined("in-legacy\n".into()));
+        assert_eq!(shard.list_ids_async("a").await.unwrap(), IdList::from_joined("in-shard\n".into()));
+        assert_eq!(legacy.recorded_version_async("a", "in-shard").await.unwrap(), None);
+    });
+    // The server's view: the point reads of both stores came from one session.
+    let mut admin = ::postgres::Client::connect(&database, ::postgres::NoTls).unwrap();
+    let sessions: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND (query LIKE 'SELECT content, created_at_ms%' OR query LIKE 'SELECT version FROM%')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(sessions, 1, "one connection carries both stores' note reads");
+    drop(runtime);
+}
+
+/// A schema name that is not a plain identifier is refused before anything
+/// is made, with the rule in the message.
+#[test]
+fn a_store_url_naming_an_invalid_schema_is_refused_with_the_rule() {
+    let database = notes_scenarios::postgres::database();
+    for bad in ["Shard", "shard-0", "0shard", "pg_shard", "a\"; DROP TABLE notes; --"] {
+        let err = PostgresStore::open(&format!("{database}?schema={bad}")).err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(err.contains("invalid schema") && err.contains("lowercase letters"), "{bad}: {err}");
+    }
+    let mut admin = ::postgres::Client::connect(&database, ::postgres::NoTls).unwrap();
+    let schemas: i64 =
+        admin.query_one("SELECT count(*) FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema'", &[]).unwrap().get(0);
+    assert_eq!(schemas, 1, "only the database's own public schema exists");
 }

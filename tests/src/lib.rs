@@ -167,11 +167,22 @@ pub enum Backend {
 
 thread_local! {
     static BACKEND: Cell<Backend> = const { Cell::new(Backend::Sqlite) };
+    /// On PostgreSQL, whether a service's stores are schemas of one database.
+    static IN_SCHEMAS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `scenario` with every host it starts on PostgreSQL.
 pub fn on_postgres(scenario: fn()) {
     BACKEND.set(Backend::Postgres);
+    scenario();
+}
+
+/// Runs `scenario` with every host it starts on PostgreSQL, its legacy
+/// store and new-store shards in schemas of one database
+/// ([`PgService::in_schemas`]).
+pub fn on_postgres_schemas(scenario: fn()) {
+    BACKEND.set(Backend::Postgres);
+    IN_SCHEMAS.set(true);
     scenario();
 }
 
@@ -200,6 +211,21 @@ impl PgService {
     /// A service on the shared test server.
     pub fn new() -> Arc<PgService> {
         Self::with(Box::new(postgres::database))
+    }
+
+    /// A service on the shared test server whose stores (the legacy store
+    /// and each new-store shard) are schemas of one database
+    /// (`?schema=store0`, `store1`, …), as an operator may lay them out.
+    pub fn in_schemas() -> Arc<PgService> {
+        let stores = postgres::database();
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let coordination = postgres::database();
+        Arc::new(PgService {
+            coordination,
+            legacy: format!("{stores}?schema=store0"),
+            shards: Mutex::default(),
+            create: Box::new(move || format!("{stores}?schema=store{}", 1 + made.fetch_add(1, std::sync::atomic::Ordering::Relaxed))),
+        })
     }
 
     /// A service on a server of the test's own (one it stops and restarts).
@@ -293,7 +319,7 @@ impl HostBuilder {
     /// The PostgreSQL service, made on first use (PostgreSQL backend only).
     fn service(&mut self) -> Option<Arc<PgService>> {
         if self.backend == Backend::Postgres && self.postgres.is_none() {
-            self.postgres = Some(PgService::new());
+            self.postgres = Some(if IN_SCHEMAS.get() { PgService::in_schemas() } else { PgService::new() });
         }
         self.postgres.clone()
     }

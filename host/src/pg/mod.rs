@@ -10,9 +10,13 @@
 //!   store calls: a request awaits its round trip on its own task, and no
 //!   thread waits for it. Writes take a connection of their own from a
 //!   deadpool pool ([`open_async`]); reads share connections, their
-//!   statements pipelined ([`open_shared`], [`shared`]).
+//!   statements pipelined ([`ReadConnections`], [`shared`]).
+//!
+//! A store may live in a schema of its database (`?schema=NAME` on its URL,
+//! [`StorePlace`]): stores in one database then share its read connections.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -92,7 +96,14 @@ pub(crate) type AsyncPool = deadpool_postgres::Pool;
 
 /// `url` with the host's session settings, for either client.
 fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    config_in(url, None)
+}
+
+/// `url` with the host's session settings, and unqualified names resolved
+/// in `schema` when given.
+fn config_in(url: &str, schema: Option<&str>) -> anyhow::Result<tokio_postgres::Config> {
     let mut config: tokio_postgres::Config = url.parse().with_context(|| format!("invalid PostgreSQL URL {}", redact(url)))?;
+    let search_path = schema.map(|s| format!(" -c search_path={s}")).unwrap_or_default();
     config
         .connect_timeout(CHECKOUT_TIMEOUT)
         // A connection that died without closing (a partition, a crashed
@@ -104,30 +115,126 @@ fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         .keepalives_retries(3)
         .tcp_user_timeout(Duration::from_secs(15))
         .application_name("notes-host")
-        .options(format!("-c lock_timeout={LOCK_TIMEOUT} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}"));
+        .options(format!("-c lock_timeout={LOCK_TIMEOUT} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION}{search_path}"));
     Ok(config)
 }
 
-/// A pool of async connections to `url`, up to `max_connections`, made as
-/// requests need them (the schema is [`open`]'s). A connection the server
-/// dropped is never handed out again (deadpool checks `is_closed`), and each
-/// keeps its statements prepared (`prepare_cached`).
-pub(crate) fn open_async(url: &str, max_connections: usize) -> anyhow::Result<AsyncPool> {
+/// Where a store lives: a database, and the schema in it when the store's
+/// URL names one (`postgres://…/notes?schema=shard0`; the parameter is the
+/// host's, taken out before the URL reaches the client). Stores in schemas
+/// of one database share its read connections ([`ReadConnections`]): a
+/// GET's reads of the legacy store and a shard then travel on one
+/// connection, and wake one server process, not two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StorePlace {
+    /// The database's URL, without `schema`.
+    pub database: String,
+    pub schema: Option<String>,
+}
+
+impl StorePlace {
+    pub(crate) fn parse(url: &str) -> anyhow::Result<StorePlace> {
+        let mut schema = None;
+        let database = if url.contains("://") {
+            match url.split_once('?') {
+                None => url.to_owned(),
+                Some((base, query)) => {
+                    let mut kept = Vec::new();
+                    for pair in query.split('&') {
+                        match pair.strip_prefix("schema=") {
+                            Some(name) => schema = Some(name.to_owned()),
+                            None => kept.push(pair),
+                        }
+                    }
+                    if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) }
+                }
+            }
+        } else {
+            // A libpq key=value string.
+            let mut kept = Vec::new();
+            for pair in url.split_whitespace() {
+                match pair.strip_prefix("schema=") {
+                    Some(name) => schema = Some(name.to_owned()),
+                    None => kept.push(pair),
+                }
+            }
+            kept.join(" ")
+        };
+        if let Some(name) = &schema {
+            let valid = name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !name.starts_with("pg_");
+            if !valid {
+                anyhow::bail!(
+                    "invalid schema {name:?} in {}: a store's schema is 1-63 lowercase letters, digits and underscores, \
+                     starting with a letter or underscore, and not pg_",
+                    redact(url)
+                );
+            }
+        }
+        Ok(StorePlace { database, schema })
+    }
+
+    /// `sql` (naming the `notes` table) with the table in this store's
+    /// schema: for connections shared by the stores of one database, which
+    /// cannot rely on a search path.
+    pub(crate) fn qualify(&self, sql: &str) -> String {
+        match &self.schema {
+            None => sql.to_owned(),
+            Some(schema) => {
+                assert!(sql.contains(" FROM notes "), "a shared read names its table as FROM notes: {sql}");
+                sql.replace(" FROM notes ", &format!(" FROM \"{schema}\".notes "))
+            }
+        }
+    }
+}
+
+/// The shared read connections of the stores opened together, one per
+/// database and purpose (see [`shared`]): stores in schemas of one database
+/// share them.
+#[derive(Default)]
+pub struct ReadConnections {
+    opened: Mutex<HashMap<(String, &'static str), Arc<Shared>>>,
+}
+
+impl ReadConnections {
+    /// The connection for `purpose` (say "notes" or "lists") to `place`'s
+    /// database, made on a request's first read.
+    pub(crate) fn to(&self, place: &StorePlace, purpose: &'static str) -> anyhow::Result<Arc<Shared>> {
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(shared) = opened.get(&(place.database.clone(), purpose)) {
+            return Ok(shared.clone());
+        }
+        let shared = Arc::new(Shared::new(config(&place.database)?));
+        opened.insert((place.database.clone(), purpose), shared.clone());
+        Ok(shared)
+    }
+}
+
+/// A pool of async connections to a store's database, up to
+/// `max_connections`, made as requests need them (the schema is
+/// [`open_store`]'s). A connection the server dropped is never handed out
+/// again (deadpool checks `is_closed`), and each keeps its statements
+/// prepared (`prepare_cached`).
+pub(crate) fn open_async(place: &StorePlace, max_connections: usize) -> anyhow::Result<AsyncPool> {
     use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-    let manager = Manager::from_config(config(url)?, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let config = config_in(&place.database, place.schema.as_deref())?;
+    let manager = Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(max_connections)
         .wait_timeout(Some(CHECKOUT_TIMEOUT))
         .create_timeout(Some(CHECKOUT_TIMEOUT))
         .runtime(Runtime::Tokio1)
         .build()
-        .with_context(|| format!("cannot pool connections to {}", redact(url)))
+        .with_context(|| format!("cannot pool connections to {}", redact(&place.database)))
 }
 
-/// A connection to `url` that requests share for the reads in `statements`
-/// (see [`shared`]), made when a request first needs it.
-pub(crate) fn open_shared(url: &str, statements: &'static [&'static str]) -> anyhow::Result<Shared> {
-    Ok(Shared::new(config(url)?, statements))
+/// [`open`] for a store: in its schema, made first if it names one.
+pub(crate) fn open_store(place: &StorePlace, max_connections: u32, ddl: &str) -> anyhow::Result<PgPool> {
+    let config = config_in(&place.database, place.schema.as_deref())?;
+    let create = place.schema.as_ref().map(|s| format!("CREATE SCHEMA IF NOT EXISTS \"{s}\";")).unwrap_or_default();
+    open_with(&place.database, config, max_connections, &format!("{create}{ddl}"))
 }
 
 /// Connects to `url` (a `postgres://` URL or a libpq key=value string),
@@ -135,7 +242,11 @@ pub(crate) fn open_shared(url: &str, statements: &'static [&'static str]) -> any
 /// once and `CREATE … IF NOT EXISTS` races), and pools up to
 /// `max_connections`.
 pub(crate) fn open(url: &str, max_connections: u32, schema: &str) -> anyhow::Result<PgPool> {
-    let config = postgres::Config::from(config(url)?);
+    open_with(url, config(url)?, max_connections, schema)
+}
+
+fn open_with(url: &str, config: tokio_postgres::Config, max_connections: u32, schema: &str) -> anyhow::Result<PgPool> {
+    let config = postgres::Config::from(config);
     let pool = r2d2::Pool::builder()
         .max_size(max_connections)
         .min_idle(Some(1))
@@ -194,6 +305,23 @@ pub(crate) fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stores_schema_is_taken_out_of_its_url_and_the_rest_kept() {
+        let place = |url| StorePlace::parse(url).unwrap();
+        assert_eq!(place("postgres://u@h/db"), StorePlace { database: "postgres://u@h/db".into(), schema: None });
+        assert_eq!(place("postgres://u@h/db?schema=shard_1"), StorePlace { database: "postgres://u@h/db".into(), schema: Some("shard_1".into()) });
+        assert_eq!(
+            place("postgres://u@h/db?sslmode=disable&schema=s&connect_timeout=3"),
+            StorePlace { database: "postgres://u@h/db?sslmode=disable&connect_timeout=3".into(), schema: Some("s".into()) }
+        );
+        assert_eq!(place("host=h dbname=db schema=legacy"), StorePlace { database: "host=h dbname=db".into(), schema: Some("legacy".into()) });
+        assert_eq!(
+            place("postgres://u@h/db?schema=s").qualify("SELECT id FROM notes WHERE account_id = $1"),
+            r#"SELECT id FROM "s".notes WHERE account_id = $1"#
+        );
+        assert!(StorePlace::parse("postgres://u@h/db?schema=S").is_err());
+    }
 
     #[test]
     fn a_password_never_reaches_a_message() {

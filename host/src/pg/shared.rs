@@ -57,41 +57,53 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One connection to one database, made on first use (on the runtime of the
 /// request that needs it) and made again once the server has dropped it or
-/// it stopped answering.
+/// it stopped answering. The stores of one database share it (each store's
+/// statements name their schema).
 pub(crate) struct Shared {
     config: tokio_postgres::Config,
-    /// Prepared on the connection as it is made.
-    statements: &'static [&'static str],
     live: Mutex<Option<Arc<SharedConn>>>,
     /// One request makes the connection; the others wait for it, and take
     /// its failure as theirs: when it failed, why, and whether for good.
     connecting: tokio::sync::Mutex<Option<(Instant, String, bool)>>,
 }
 
-/// The shared connection, with its statements prepared.
+/// The shared connection, with the statements prepared on it so far.
 struct SharedConn {
     client: Client,
-    statements: Vec<(&'static str, Statement)>,
+    /// A handful (three per store), found by their text.
+    statements: Mutex<Vec<(Box<str>, Statement)>>,
 }
 
 impl SharedConn {
-    /// `sql`'s prepared statement; `sql` must be one the [`Shared`] was made with.
-    fn statement(&self, sql: &str) -> &Statement {
-        let found = self.statements.iter().find(|(s, _)| *s == sql);
-        &found.unwrap_or_else(|| panic!("statement not prepared on the shared connection: {sql}")).1
+    /// `sql`'s statement, prepared on this connection on its first use.
+    async fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some((_, statement)) = self.statements.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(s, _)| &**s == sql) {
+            return Ok(statement.clone());
+        }
+        // Two requests may both prepare it; the first kept is used after.
+        let statement = self.client.prepare(sql).await?;
+        let mut statements = self.statements.lock().unwrap_or_else(|e| e.into_inner());
+        if !statements.iter().any(|(s, _)| &**s == sql) {
+            statements.push((sql.into(), statement.clone()));
+        }
+        Ok(statement)
     }
 }
 
 impl Shared {
-    pub(crate) fn new(config: tokio_postgres::Config, statements: &'static [&'static str]) -> Self {
-        Shared { config, statements, live: Mutex::new(None), connecting: tokio::sync::Mutex::new(None) }
+    pub(crate) fn new(config: tokio_postgres::Config) -> Self {
+        Shared { config, live: Mutex::new(None), connecting: tokio::sync::Mutex::new(None) }
     }
 
-    /// The rows of `sql` (one of the statements this was made with), sent on
-    /// the shared connection behind the reads of other requests.
-    pub(crate) async fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Unreachable> {
+    /// The rows of `sql`, sent on the shared connection behind the reads of
+    /// other requests (prepared first, on the connection's first use of it).
+    pub(crate) async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Unreachable> {
         let conn = self.connection().await?;
-        match tokio::time::timeout(READ_TIMEOUT, conn.client.query(conn.statement(sql), params)).await {
+        let read = async {
+            let statement = conn.statement(sql).await?;
+            conn.client.query(&statement, params).await
+        };
+        match tokio::time::timeout(READ_TIMEOUT, read).await {
             Ok(rows) => Ok(rows?),
             Err(_) => {
                 self.drop_if_live(&conn);
@@ -158,11 +170,7 @@ impl Shared {
         // Ends when the server drops the connection or the client is dropped;
         // every statement in flight then fails with the connection's error.
         tokio::spawn(AfterReadyTasks { inner: connection, yielded: false });
-        let mut statements = Vec::with_capacity(self.statements.len());
-        for &sql in self.statements {
-            statements.push((sql, client.prepare(sql).await?));
-        }
-        Ok(SharedConn { client, statements })
+        Ok(SharedConn { client, statements: Mutex::new(Vec::new()) })
     }
 }
 

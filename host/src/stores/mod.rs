@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 pub use notes_routing::{Note, Store};
 pub use memory::MemoryStore;
+pub use crate::pg::ReadConnections;
 pub use postgres::PostgresStore;
 pub use sharded::ShardedStore;
 pub use sqlite::SqliteStore;
@@ -267,11 +268,13 @@ impl DataStores {
     /// The legacy store in the PostgreSQL database at `legacy`, and one new
     /// store shard per URL in `new` (none: plain mode), each claimed for
     /// `service` (see `PostgresStore::claim`). Shard URLs may name databases
-    /// on one server; their order decides which shard an account's notes
-    /// live in, so it must not change.
+    /// on one server, or schemas of one database (`?schema=`); their order
+    /// decides which shard an account's notes live in, so it must not change.
     pub fn open_postgres(legacy: &str, new: &[String], service: uuid::Uuid) -> anyhow::Result<Self> {
+        // Stores in schemas of one database share its read connections.
+        let reads = crate::pg::ReadConnections::default();
         let open = |url: &str, role: &str| -> anyhow::Result<PostgresStore> {
-            let store = PostgresStore::open(url)?;
+            let store = PostgresStore::open_sharing(url, &reads)?;
             store.claim(url, service, role)?;
             Ok(store)
         };

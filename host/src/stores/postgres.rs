@@ -6,6 +6,7 @@
 //! store as SQLite needs: writers to different notes run side by side.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use notes_routing::IdList;
 use postgres::GenericClient;
@@ -49,12 +50,6 @@ const BLOCKING_CONNECTIONS: u32 = 8;
 /// Connections for requests' writes (async), made as needed: one per
 /// request in a write at once, up to this.
 const REQUEST_CONNECTIONS: usize = 16;
-/// The request path's reads of one note, on a shared connection.
-const POINT_READS: &[&str] = &[GET, RECORDED];
-/// The request path's reads of an account's ids, on a shared connection of
-/// their own: a long list is then never queued before a note's read.
-const SCANS: &[&str] = &[LIST];
-
 const GET: &str = "SELECT content, created_at_ms, updated_at_ms, version FROM notes WHERE account_id = $1 AND id = $2 AND NOT deleted";
 /// The fencing check, inside each writing statement: no fence of the
 /// account above the write's epoch. It reads only parameters, so the planner
@@ -114,7 +109,9 @@ const DELETE: &str = concat!(
 /// Whether the account is fenced above an epoch: asked only when a write
 /// changed nothing, to tell a fenced write from one refused for its version.
 const FENCED_ABOVE: &str = "SELECT EXISTS (SELECT 1 FROM fences WHERE account_id = $1 AND epoch > $2)";
-const LIST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id";
+/// An account's live ids, joined as `IdList` holds them ("id\n" each), in one
+/// row: one message instead of one a note, on both sides of the connection.
+const LIST: &str = "SELECT coalesce(string_agg(id || E'\\n', '' ORDER BY id), '') FROM notes WHERE account_id = $1 AND NOT deleted";
 const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted AND id > $2 ORDER BY id LIMIT $3";
 const COUNT: &str = "SELECT count(*) FROM notes WHERE account_id = $1 AND NOT deleted";
 const RECORDED: &str = "SELECT version FROM notes WHERE account_id = $1 AND id = $2";
@@ -135,19 +132,38 @@ pub struct PostgresStore {
     /// The request path's writes (`*_async`): awaited on the request's task.
     requests: pg::AsyncPool,
     /// The request path's reads, on connections requests share
-    /// (`pg::Shared`): one for notes, one for lists.
-    point_reads: pg::Shared,
-    scans: pg::Shared,
+    /// (`pg::Shared`), with the other stores of its database: one for
+    /// notes, one for lists (a long list is then never queued before a
+    /// note's read).
+    point_reads: Arc<pg::Shared>,
+    scans: Arc<pg::Shared>,
+    /// Those reads' statements, naming this store's schema.
+    shared_sql: SharedSql,
+}
+
+struct SharedSql {
+    get: String,
+    recorded: String,
+    list: String,
 }
 
 impl PostgresStore {
-    /// Connects to the database at `url`, creating the notes table if needed.
+    /// Connects to the database at `url`, creating the notes table if needed
+    /// (and the schema, if `url` names one: `?schema=NAME`).
     pub fn open(url: &str) -> anyhow::Result<Self> {
+        Self::open_sharing(url, &pg::ReadConnections::default())
+    }
+
+    /// [`open`](Self::open), sharing `reads`' connections with the stores
+    /// opened with it that live in the same database.
+    pub fn open_sharing(url: &str, reads: &pg::ReadConnections) -> anyhow::Result<Self> {
+        let place = pg::StorePlace::parse(url)?;
         Ok(PostgresStore {
-            pool: pg::open(url, BLOCKING_CONNECTIONS, SCHEMA)?,
-            requests: pg::open_async(url, REQUEST_CONNECTIONS)?,
-            point_reads: pg::open_shared(url, POINT_READS)?,
-            scans: pg::open_shared(url, SCANS)?,
+            pool: pg::open_store(&place, BLOCKING_CONNECTIONS, SCHEMA)?,
+            requests: pg::open_async(&place, REQUEST_CONNECTIONS)?,
+            point_reads: reads.to(&place, "notes")?,
+            scans: reads.to(&place, "lists")?,
+            shared_sql: SharedSql { get: place.qualify(GET), recorded: place.qualify(RECORDED), list: place.qualify(LIST) },
         })
     }
 
@@ -289,7 +305,7 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.get(account_id, note_id);
         }
-        let rows = self.point_reads.query(GET, &[&account_id, &note_id]).await?;
+        let rows = self.point_reads.query(&self.shared_sql.get, &[&account_id, &note_id]).await?;
         Ok(rows.first().map(|r| live_note(r, account_id, note_id)))
     }
 
@@ -327,19 +343,15 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.list_ids(account_id);
         }
-        let mut joined = String::new();
-        for row in self.scans.query(LIST, &[&account_id]).await? {
-            joined.push_str(row.get::<_, &str>(0));
-            joined.push('\n');
-        }
-        Ok(IdList::from_joined(joined))
+        let rows = self.scans.query(&self.shared_sql.list, &[&account_id]).await?;
+        Ok(IdList::from_joined(rows.first().map(|r| r.get(0)).unwrap_or_default()))
     }
 
     async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
         if !on_runtime() {
             return self.recorded_version(account_id, note_id);
         }
-        let rows = self.point_reads.query(RECORDED, &[&account_id, &note_id]).await?;
+        let rows = self.point_reads.query(&self.shared_sql.recorded, &[&account_id, &note_id]).await?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64))
     }
 }
@@ -449,12 +461,7 @@ fn refuse_if_fenced(client: &mut impl GenericClient, fenced: &postgres::Statemen
 
 fn list_on(conn: &mut PgConn, account_id: &str) -> Result<IdList, StoreError> {
     let statement = conn.prepared(LIST)?;
-    let mut joined = String::new();
-    for row in conn.client().query(&statement, &[&account_id])? {
-        joined.push_str(row.get::<_, &str>(0));
-        joined.push('\n');
-    }
-    Ok(IdList::from_joined(joined))
+    Ok(IdList::from_joined(conn.client().query_one(&statement, &[&account_id])?.get(0)))
 }
 
 fn recorded_on(conn: &mut PgConn, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {

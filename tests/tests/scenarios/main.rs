@@ -19,6 +19,22 @@ macro_rules! also_on_postgres {
     };
 }
 
+/// Runs the named scenarios again on PostgreSQL with each service's stores
+/// in schemas of one database (`<module>::postgres_schemas::<scenario>`):
+/// they share that database's read connections, and keep their notes apart.
+macro_rules! also_on_postgres_schemas {
+    ($($scenario:ident),* $(,)?) => {
+        mod postgres_schemas {
+            $(
+                #[test]
+                fn $scenario() {
+                    notes_scenarios::on_postgres_schemas(super::$scenario);
+                }
+            )*
+        }
+    };
+}
+
 mod api;
 mod authoring;
 mod cli;

@@ -168,3 +168,12 @@ also_on_postgres!(
     concurrent_updates_in_migration_mode_each_get_their_own_version,
     if_match_guards_an_update_against_a_stale_version,
 );
+
+also_on_postgres_schemas!(
+    migration_mode_create_goes_to_the_new_store,
+    migration_mode_update_moves_the_note_to_the_new_store,
+    migration_mode_list_reads_both_stores,
+    migration_mode_get_tries_new_first_then_legacy,
+    migration_mode_delete_removes_from_both_stores,
+    a_full_cycle_moves_every_note_and_brings_it_back_without_losing_one,
+);

@@ -288,6 +288,8 @@ also_on_postgres!(
     a_backfill_job_killed_with_its_host_resumes_after_a_restart_and_loses_nothing,
 );
 
+also_on_postgres_schemas!(a_backfill_moves_every_note_to_the_new_store_and_a_bulk_rollback_brings_them_back);
+
 #[test]
 fn a_move_plugin_that_loops_holds_up_no_other_accounts_writes_and_lands_nothing() {
     let host = Host::builder().plugin(Plugin::Faulty).args(["--plugin-deadline-ms", "8000", "--plugin-pacing-after-ms", "0"]).start();
