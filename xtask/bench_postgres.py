@@ -4,10 +4,13 @@
 Starts a throwaway PostgreSQL server (Debian's binaries, a temp dir, a
 loopback port; fsync on, as SQLite's synchronous=FULL), then:
 
-1. **Requests.** Two hosts with the Wasm plugin and 4 new-store shards: one
-   on a SQLite data dir, one on PostgreSQL (coordination, legacy and 4 shard
-   databases). Same data, mid-migration (half of each account's notes
-   moved); wrk alternates between them, ROUNDS times, per scenario.
+1. **Requests.** Three hosts with the Wasm plugin and 4 new-store shards:
+   one on a SQLite data dir, and two on PostgreSQL (a coordination
+   database, the legacy store and 4 shards): with each store in a database
+   of its own, and with the stores as schemas of one database
+   (`?schema=NAME`), whose reads then share connections. Same data,
+   mid-migration (half of each account's notes moved); wrk alternates
+   between them, ROUNDS times, per scenario.
 2. **Flip propagation** across 3 PostgreSQL hosts with data dirs of their
    own (`notes-host sim --own-data-dirs`): a flip returns once it is in force
    on every host, so its duration is the propagation time. Flips alone, and
@@ -84,39 +87,52 @@ class Server:
         self.server(["pg_ctl", "-D", f"{self.dir}/data", "-m", "fast", "-w", "stop"])
 
 
-def service(server, name):
-    """serve arguments for a new service on `server`."""
+def service(server, name, layout="databases"):
+    """serve arguments for a new service on `server`: each store in a
+    database of its own, or (`layout="schemas"`) the stores as schemas of
+    one database."""
+    if layout == "schemas":
+        stores = server.database(f"{name}_stores")
+        args = ["--coordination", server.database(f"{name}_coordination"), "--legacy-store", f"{stores}?schema=legacy"]
+        return args + [a for i in range(SHARDS) for a in ["--new-store", f"{stores}?schema=shard{i}"]]
     args = ["--coordination", server.database(f"{name}_coordination"), "--legacy-store", server.database(f"{name}_legacy")]
     for i in range(SHARDS):
         args += ["--new-store", server.database(f"{name}_shard{i}")]
     return args
 
 
+LAYOUTS = {"postgres": "databases", "postgres_schemas": "schemas"}
+
+
 def requests(server, workdir):
     script = write_lua(workdir)
-    sqlite, sqlite_base = start(["--shards", str(SHARDS)], workdir, "sqlite")
-    pg, pg_base = start(service(server, "requests"), workdir, "postgres")
+    hosts = [("sqlite", *start(["--shards", str(SHARDS)], workdir, "sqlite"))]
+    for name, layout in LAYOUTS.items():
+        hosts.append((name, *start(service(server, f"requests_{layout}", layout), workdir, name)))
     try:
         ids = {}
-        for name, base in [("sqlite", sqlite_base), ("postgres", pg_base)]:
+        for name, _, base in hosts:
             path = os.path.join(workdir, f"{name}.ids")
             open(path, "w").write("\n".join(populate(base, True)) + "\n")
             ids[name] = path
         rows = []
         for scenario in SCENARIOS:
-            runs = {"sqlite": [], "postgres": []}
-            for _ in range(ROUNDS):
-                for name, base in [("sqlite", sqlite_base), ("postgres", pg_base)]:
+            runs = {name: [] for name, _, _ in hosts}
+            for n in range(ROUNDS):
+                # The order alternates, so no host always runs first.
+                for name, _, base in (hosts if n % 2 == 0 else hosts[::-1]):
                     runs[name].append(wrk(base, scenario, ids[name], script, SECONDS))
             row = {"scenario": scenario, **{name: mean_runs(rs) for name, rs in runs.items()}}
             row["throughput_ratio"] = round(row["postgres"]["rps"] / row["sqlite"]["rps"], 3)
+            row["schemas_ratio"] = round(row["postgres_schemas"]["rps"] / row["sqlite"]["rps"], 3)
             rows.append(row)
-            print(f"{scenario:7} sqlite {row['sqlite']['rps']:8.0f} req/s  postgres {row['postgres']['rps']:8.0f} req/s  "
-                  f"ratio {row['throughput_ratio']:.2f}", file=sys.stderr)
+            print(f"{scenario:7} sqlite {row['sqlite']['rps']:8.0f} req/s  postgres {row['postgres']['rps']:8.0f} "
+                  f"(ratio {row['throughput_ratio']:.2f})  schemas {row['postgres_schemas']['rps']:8.0f} "
+                  f"(ratio {row['schemas_ratio']:.2f})", file=sys.stderr)
         return rows
     finally:
-        sqlite.terminate()
-        pg.terminate()
+        for _, proc, _ in hosts:
+            proc.terminate()
 
 
 def propagation(server, workdir):
@@ -181,7 +197,7 @@ def run():
     results["meta"] = {
         "date": date.today().isoformat(),
         "command": "cargo xtask bench postgres",
-        "wrk": f"-t2 -c16 -d{SECONDS}s, {ROUNDS} rounds alternating SQLite/PostgreSQL",
+        "wrk": f"-t2 -c16 -d{SECONDS}s, {ROUNDS} rounds alternating SQLite and the two PostgreSQL layouts",
         "data": f"{ACCOUNTS} accounts x {NOTES} notes (200 B), half moved to the new store; {SHARDS} shards; fsync on both",
     }
     return results
@@ -189,10 +205,13 @@ def run():
 
 def markdown(results):
     requests = table(
-        ["scenario", "SQLite req/s", "PostgreSQL req/s", "ratio", "SQLite p50", "PostgreSQL p50", "SQLite p99", "PostgreSQL p99"],
+        ["scenario", "SQLite req/s", "PostgreSQL req/s (a database a store)", "ratio", "PostgreSQL req/s (schemas of one database)",
+         "ratio", "SQLite p50", "PostgreSQL p50 (databases / schemas)", "SQLite p99", "PostgreSQL p99 (databases / schemas)"],
         [[r["scenario"], f"{r['sqlite']['rps']:,.0f}", f"{r['postgres']['rps']:,.0f}", f"{r['throughput_ratio']:.2f}",
-          f"{r['sqlite']['p50_ms']:.2f} ms", f"{r['postgres']['p50_ms']:.2f} ms", f"{r['sqlite']['p99_ms']:.2f} ms",
-          f"{r['postgres']['p99_ms']:.2f} ms"] for r in results["requests"]],
+          f"{r['postgres_schemas']['rps']:,.0f}", f"{r['schemas_ratio']:.2f}",
+          f"{r['sqlite']['p50_ms']:.2f} ms", f"{r['postgres']['p50_ms']:.2f} / {r['postgres_schemas']['p50_ms']:.2f} ms",
+          f"{r['sqlite']['p99_ms']:.2f} ms", f"{r['postgres']['p99_ms']:.2f} / {r['postgres_schemas']['p99_ms']:.2f} ms"]
+         for r in results["requests"]],
     )
     flips = table(
         ["load (3 PostgreSQL hosts, own data dirs)", "flips", "flip p50", "flip p99", "flip max", "anomalies"],

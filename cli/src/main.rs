@@ -104,8 +104,9 @@ struct ServeArgs {
     /// nothing but PostgreSQL. Needs --legacy-store.
     #[arg(long, value_name = "URL", env = "NOTES_COORDINATION", hide_env_values = true, requires = "legacy_store")]
     coordination: Option<String>,
-    /// The legacy store: a PostgreSQL database (needs --coordination), or
-    /// `plugin:FILE.wasm`, a store plugin serving it from another system
+    /// The legacy store: a PostgreSQL database (needs --coordination;
+    /// `?schema=NAME` puts it in a schema of that database, beside the
+    /// shards), or `plugin:FILE.wasm`, a store plugin serving it from another system
     /// (a data dir's legacy store; see --store-config, --store-allow-http).
     /// A data dir keeps the legacy store it was created with.
     #[arg(long, value_name = "URL|plugin:FILE.wasm", env = "NOTES_LEGACY_STORE", hide_env_values = true)]
@@ -130,8 +131,9 @@ struct ServeArgs {
     /// Largest response a store plugin may read from an allowed origin.
     #[arg(long, value_name = "MIB", default_value_t = notes_host::plugins::store::http::DEFAULT_MAX_RESPONSE_MIB)]
     store_max_response_mib: u64,
-    /// PostgreSQL database of one new-store shard; give it once per shard,
-    /// always in the same order (none: plain mode). Needs --coordination;
+    /// PostgreSQL database of one new-store shard (or `?schema=NAME`, a
+    /// schema of one); give it once per shard, always in the same order
+    /// (none: plain mode). Needs --coordination;
     /// replaces --shards. Or `plugin:FILE.wasm` (once): a store plugin
     /// serving a data dir's whole new store (see --new-store-config,
     /// --new-store-allow-http).

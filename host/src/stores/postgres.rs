@@ -109,9 +109,11 @@ const DELETE: &str = concat!(
 /// Whether the account is fenced above an epoch: asked only when a write
 /// changed nothing, to tell a fenced write from one refused for its version.
 const FENCED_ABOVE: &str = "SELECT EXISTS (SELECT 1 FROM fences WHERE account_id = $1 AND epoch > $2)";
-/// An account's live ids, joined as `IdList` holds them ("id\n" each), in one
-/// row: one message instead of one a note, on both sides of the connection.
-const LIST: &str = "SELECT coalesce(string_agg(id || E'\\n', '' ORDER BY id), '') FROM notes WHERE account_id = $1 AND NOT deleted";
+/// An account's live ids, joined by line feeds as `IdList` holds them, in
+/// one row: one message instead of one a note, on both sides of the
+/// connection. The array keeps the index scan's order (no sort, unlike an
+/// ordered `string_agg`).
+const LIST: &str = "SELECT array_to_string(ARRAY(SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id), E'\\n')";
 const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted AND id > $2 ORDER BY id LIMIT $3";
 const COUNT: &str = "SELECT count(*) FROM notes WHERE account_id = $1 AND NOT deleted";
 const RECORDED: &str = "SELECT version FROM notes WHERE account_id = $1 AND id = $2";
