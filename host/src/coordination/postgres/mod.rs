@@ -292,6 +292,11 @@ impl PostgresCoordination {
     /// Connects to the database at `url` (a `postgres://` URL or a libpq
     /// key=value string), creating the tables if needed.
     pub fn open(url: &str) -> anyhow::Result<Self> {
+        if pg::StorePlace::parse(url)?.schema.is_some() {
+            // Its change notifications are per database: two services in
+            // schemas of one would hear each other.
+            anyhow::bail!("{}: only a store's URL may name a schema; the coordination state needs a database of its own", pg::redact(url));
+        }
         let mut listen_config: postgres::Config = url.parse().with_context(|| format!("invalid PostgreSQL URL {}", pg::redact(url)))?;
         listen_config
             .connect_timeout(LISTEN_CONNECT_TIMEOUT)
@@ -591,4 +596,14 @@ impl From<postgres::Error> for CoordinationError {
 fn stop_generation_in(conn: &mut PgConn) -> Result<i64, CoordinationError> {
     let value: Option<String> = query_opt(conn, STOP_GENERATION, &[])?.map(|r| r.get(0));
     Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Refused before any connection is tried: no server listens here.
+    #[test]
+    fn a_coordination_url_naming_a_schema_is_refused_with_why() {
+        let err = super::PostgresCoordination::open("postgres://notes@127.0.0.1:1/fleet?schema=one").err().expect("refused");
+        assert!(err.to_string().contains("only a store's URL may name a schema"), "{err:#}");
+    }
 }
