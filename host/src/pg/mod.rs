@@ -150,15 +150,15 @@ impl StorePlace {
                 }
             }
         } else {
-            // A libpq key=value string.
-            let mut kept = Vec::new();
-            for pair in url.split_whitespace() {
-                match pair.strip_prefix("schema=") {
-                    Some(name) => schema = Some(name.to_owned()),
-                    None => kept.push(pair),
-                }
+            // A libpq key=value string: the `schema=` pair is cut out, and
+            // the rest left as written (a quoted value keeps its spaces).
+            let mut database = url.to_owned();
+            if let Some(pair) = url.split_whitespace().find(|pair| pair.starts_with("schema=")) {
+                schema = Some(pair["schema=".len()..].to_owned());
+                let start = pair.as_ptr() as usize - url.as_ptr() as usize;
+                database.replace_range(start..start + pair.len(), "");
             }
-            kept.join(" ")
+            database.trim().to_owned()
         };
         if let Some(name) = &schema {
             let valid = name.len() <= 63
@@ -316,6 +316,10 @@ mod tests {
             StorePlace { database: "postgres://u@h/db?sslmode=disable&connect_timeout=3".into(), schema: Some("s".into()) }
         );
         assert_eq!(place("host=h dbname=db schema=legacy"), StorePlace { database: "host=h dbname=db".into(), schema: Some("legacy".into()) });
+        assert_eq!(
+            place("host=h schema=s password='a  b'"),
+            StorePlace { database: "host=h  password='a  b'".into(), schema: Some("s".into()) }
+        );
         assert_eq!(
             place("postgres://u@h/db?schema=s").qualify("SELECT id FROM notes WHERE account_id = $1"),
             r#"SELECT id FROM "s".notes WHERE account_id = $1"#
