@@ -3,36 +3,33 @@
 //! step), one module per area; test names say the behaviour in the design
 //! note's words (ARCHITECTURE.md, "Words").
 
-/// Runs the named scenarios of the module again with every host on
-/// PostgreSQL (`<module>::postgres::<scenario>`): the scenarios whose
-/// subject is not SQLite itself hold on both backends.
-macro_rules! also_on_postgres {
-    ($($scenario:ident),* $(,)?) => {
-        mod postgres {
+/// Runs the named scenarios of the module again in module `$module`, each
+/// through `$runner` (which sets how the hosts it starts are backed).
+macro_rules! again_in {
+    ($module:ident, $runner:path, $($scenario:ident),* $(,)?) => {
+        mod $module {
             $(
                 #[test]
                 fn $scenario() {
-                    notes_scenarios::on_postgres(super::$scenario);
+                    $runner(super::$scenario);
                 }
             )*
         }
     };
 }
 
+/// Runs the named scenarios of the module again with every host on
+/// PostgreSQL (`<module>::postgres::<scenario>`): the scenarios whose
+/// subject is not SQLite itself hold on both backends.
+macro_rules! also_on_postgres {
+    ($($scenario:ident),* $(,)?) => { again_in!(postgres, notes_scenarios::on_postgres, $($scenario),*); };
+}
+
 /// Runs the named scenarios again on PostgreSQL with each service's stores
 /// in schemas of one database (`<module>::postgres_schemas::<scenario>`):
 /// they share that database's read connections, and keep their notes apart.
 macro_rules! also_on_postgres_schemas {
-    ($($scenario:ident),* $(,)?) => {
-        mod postgres_schemas {
-            $(
-                #[test]
-                fn $scenario() {
-                    notes_scenarios::on_postgres_schemas(super::$scenario);
-                }
-            )*
-        }
-    };
+    ($($scenario:ident),* $(,)?) => { again_in!(postgres_schemas, notes_scenarios::on_postgres_schemas, $($scenario),*); };
 }
 
 mod api;
