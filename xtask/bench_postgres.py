@@ -93,6 +93,8 @@ def service(server, name, layout="databases"):
     one database."""
     if layout == "schemas":
         stores = server.database(f"{name}_stores")
+        names = ["legacy"] + [f"shard{i}" for i in range(SHARDS)]
+        subprocess.run([os.path.join(server.bin, "psql"), stores, "-qc", "".join(f"CREATE SCHEMA {n};" for n in names)], check=True)
         args = ["--coordination", server.database(f"{name}_coordination"), "--legacy-store", f"{stores}?schema=legacy"]
         return args + [a for i in range(SHARDS) for a in ["--new-store", f"{stores}?schema=shard{i}"]]
     args = ["--coordination", server.database(f"{name}_coordination"), "--legacy-store", server.database(f"{name}_legacy")]

@@ -46,7 +46,7 @@ fn sharded_postgres_async() -> Opened {
 /// Three shards in schemas of one database, opened together as `serve`
 /// opens them: they share the database's read connections.
 fn shards_in_schemas() -> ShardedStore {
-    let database = notes_scenarios::postgres::database();
+    let database = notes_scenarios::postgres::with_schemas(notes_scenarios::postgres::database(), &["shard0", "shard1", "shard2"]);
     let reads = ReadConnections::default();
     ShardedStore::new(
         (0..3)
@@ -445,7 +445,7 @@ fn concurrent_single_writes_to_one_file_each_get_their_own_answer() {
 /// one connection to the server, not one per store.
 #[test]
 fn stores_in_schemas_of_one_database_keep_their_notes_apart_and_share_one_connection_for_reads() {
-    let database = notes_scenarios::postgres::database();
+    let database = notes_scenarios::postgres::with_schemas(notes_scenarios::postgres::database(), &["legacy", "shard0"]);
     let reads = ReadConnections::default();
     let legacy = PostgresStore::open_sharing(&format!("{database}?schema=legacy"), &reads).unwrap();
     let shard = PostgresStore::open_sharing(&format!("{database}?schema=shard0"), &reads).unwrap();
@@ -486,4 +486,36 @@ fn a_store_url_naming_an_invalid_schema_is_refused_with_the_rule() {
     let schemas: i64 =
         admin.query_one("SELECT count(*) FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema'", &[]).unwrap().get(0);
     assert_eq!(schemas, 1, "only the database's own public schema exists");
+}
+
+/// The host makes a store's tables, never its schema: a mistyped schema
+/// fails with what to do, and makes nothing, where it would otherwise start
+/// an empty store beside the real one.
+#[test]
+fn a_store_naming_a_schema_that_does_not_exist_is_refused_and_nothing_is_made() {
+    let database = notes_scenarios::postgres::with_schemas(notes_scenarios::postgres::database(), &["shard0"]);
+    let err = PostgresStore::open(&format!("{database}?schema=shard1")).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(err.contains("the schema shard1 does not exist") && err.contains("CREATE SCHEMA shard1"), "{err}");
+    let mut admin = ::postgres::Client::connect(&database, ::postgres::NoTls).unwrap();
+    let made: i64 = admin.query_one("SELECT count(*) FROM pg_namespace WHERE nspname = 'shard1'", &[]).unwrap().get(0);
+    assert_eq!(made, 0);
+}
+
+/// A store whose URL names no schema keeps the one its names resolved to
+/// when it opened: a schema made later that comes first in PostgreSQL's
+/// default search path (one named after the user, here another store's)
+/// does not take over its table while it runs.
+#[test]
+fn a_store_without_a_schema_keeps_its_table_when_a_schema_named_after_the_user_appears() {
+    let database = notes_scenarios::postgres::database();
+    let legacy = PostgresStore::open(&database).unwrap();
+    legacy.put(&note("a", "kept", 1, "in public"), 0).unwrap();
+    let user: String = ::postgres::Client::connect(&database, ::postgres::NoTls).unwrap().query_one("SELECT current_user", &[]).unwrap().get(0);
+    let database = notes_scenarios::postgres::with_schemas(database, &[&user]);
+    let shard = PostgresStore::open(&format!("{database}?schema={user}")).unwrap();
+    assert_eq!(legacy.get("a", "kept").unwrap().map(|n| n.content), Some("in public".into()), "the legacy store still reads its own table");
+    legacy.put(&note("a", "later", 1, "also in public"), 0).unwrap();
+    assert_eq!(shard.get("a", "later").unwrap(), None, "and writes there, not into the new schema's table");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    assert!(runtime.block_on(legacy.get_async("a", "later")).unwrap().is_some(), "its shared reads too");
 }

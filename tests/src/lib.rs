@@ -217,7 +217,7 @@ impl PgService {
     /// and each new-store shard) are schemas of one database
     /// (`?schema=store0`, `store1`, …), as an operator may lay them out.
     pub fn in_schemas() -> Arc<PgService> {
-        let stores = postgres::database();
+        let stores = postgres::with_schemas(postgres::database(), &["store0", "store1", "store2", "store3", "store4", "store5"]);
         let made = std::sync::atomic::AtomicUsize::new(0);
         let coordination = postgres::database();
         Arc::new(PgService {

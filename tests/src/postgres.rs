@@ -160,6 +160,15 @@ pub fn database() -> String {
         .create_database()
 }
 
+/// Makes `schemas` in the database at `url`, as an operator does before
+/// giving the host store URLs naming them (`?schema=`). Returns `url`.
+pub fn with_schemas(url: String, schemas: &[&str]) -> String {
+    let sql: String = schemas.iter().map(|s| format!("CREATE SCHEMA {s};")).collect();
+    let out = Command::new(bin_dir().join("psql")).arg(&url).args(["-qc", &sql]).output().expect("psql");
+    check(&out, "psql CREATE SCHEMA");
+    url
+}
+
 fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -134,15 +134,15 @@ pub(crate) struct StorePlace {
 
 impl StorePlace {
     pub(crate) fn parse(url: &str) -> anyhow::Result<StorePlace> {
-        let mut schema = None;
-        let database = if url.contains("://") {
+        let mut schemas = Vec::new();
+        let database = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             match url.split_once('?') {
                 None => url.to_owned(),
                 Some((base, query)) => {
                     let mut kept = Vec::new();
                     for pair in query.split('&') {
                         match pair.strip_prefix("schema=") {
-                            Some(name) => schema = Some(name.to_owned()),
+                            Some(name) => schemas.push(name.to_owned()),
                             None => kept.push(pair),
                         }
                     }
@@ -153,27 +153,58 @@ impl StorePlace {
             // A libpq key=value string: the `schema=` pair is cut out, and
             // the rest left as written (a quoted value keeps its spaces).
             let mut database = url.to_owned();
-            if let Some(pair) = url.split_whitespace().find(|pair| pair.starts_with("schema=")) {
-                schema = Some(pair["schema=".len()..].to_owned());
+            for pair in url.split_whitespace().filter(|pair| pair.starts_with("schema=")).collect::<Vec<_>>().into_iter().rev() {
+                schemas.push(pair["schema=".len()..].to_owned());
                 let start = pair.as_ptr() as usize - url.as_ptr() as usize;
                 database.replace_range(start..start + pair.len(), "");
             }
             database.trim().to_owned()
         };
-        if let Some(name) = &schema {
-            let valid = name.len() <= 63
-                && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && !name.starts_with("pg_");
-            if !valid {
-                anyhow::bail!(
-                    "invalid schema {name:?} in {}: a store's schema is 1-63 lowercase letters, digits and underscores, \
-                     starting with a letter or underscore, and not pg_",
-                    redact(url)
-                );
-            }
+        if schemas.len() > 1 {
+            anyhow::bail!("{} names a schema {} times: a store lives in one", redact(url), schemas.len());
+        }
+        let schema = schemas.pop();
+        if let Some(name) = &schema
+            && !is_plain_schema_name(name)
+        {
+            anyhow::bail!("invalid schema {name:?} in {}: {SCHEMA_NAME_RULE}", redact(url));
         }
         Ok(StorePlace { database, schema })
+    }
+
+    /// Where the store's tables are, as the server resolves its unqualified
+    /// names, checked on one connection: the named schema, which must exist
+    /// (the host makes a store's tables, never its schema, so a mistyped
+    /// name fails instead of starting an empty store) and must be the
+    /// connection's search path (a pooler that drops startup options would
+    /// put every store in `public`); or, when none is named, the schema the
+    /// server picks now, pinned from then on, so that a schema made later
+    /// (one named after the user, which comes first in the default path)
+    /// cannot take the store's names over while it runs.
+    fn pinned(self) -> anyhow::Result<StorePlace> {
+        let config = postgres::Config::from(config_in(&self.database, self.schema.as_deref())?);
+        let mut client = config.connect(NoTls).with_context(|| format!("cannot connect to PostgreSQL at {}", redact(&self.database)))?;
+        let row = client.query_one(
+            "SELECT current_schema(), $1::text IS NULL OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&self.schema],
+        )?;
+        let (current, exists): (Option<String>, bool) = (row.get(0), row.get(1));
+        let database = redact(&self.database);
+        match (self.schema, current) {
+            (Some(named), _) if !exists => anyhow::bail!(
+                "the schema {named} does not exist in {database}: make it first (CREATE SCHEMA {named};). \
+                 The host makes a store's tables, not its schema, so that a mistyped name cannot start an empty store"
+            ),
+            (Some(named), Some(current)) if current == named => Ok(StorePlace { database: self.database, schema: Some(named) }),
+            (Some(named), current) => anyhow::bail!(
+                "connections to {database} resolve names in {current:?}, not in the schema {named}: the server did not take the \
+                 session's search_path (a connection pooler that drops startup options?)"
+            ),
+            (None, Some(current)) if is_plain_schema_name(&current) => Ok(StorePlace { database: self.database, schema: Some(current) }),
+            (None, current) => anyhow::bail!(
+                "the store's tables in {database} would go in the schema {current:?}; name the schema with ?schema= ({SCHEMA_NAME_RULE})"
+            ),
+        }
     }
 
     /// `sql` (naming the `notes` table) with the table in this store's
@@ -188,6 +219,16 @@ impl StorePlace {
             }
         }
     }
+}
+
+const SCHEMA_NAME_RULE: &str =
+    "a store's schema is 1-63 lowercase letters, digits and underscores, starting with a letter or underscore, and not pg_";
+
+fn is_plain_schema_name(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with("pg_")
 }
 
 /// The shared read connections of the stores opened together, one per
@@ -230,11 +271,12 @@ pub(crate) fn open_async(place: &StorePlace, max_connections: usize) -> anyhow::
         .with_context(|| format!("cannot pool connections to {}", redact(&place.database)))
 }
 
-/// [`open`] for a store: in its schema, made first if it names one.
-pub(crate) fn open_store(place: &StorePlace, max_connections: u32, ddl: &str) -> anyhow::Result<PgPool> {
+/// [`open`] for a store at `url`, in its schema ([`StorePlace::pinned`]);
+/// with where it is, its schema always known.
+pub(crate) fn open_store(url: &str, max_connections: u32, ddl: &str) -> anyhow::Result<(PgPool, StorePlace)> {
+    let place = StorePlace::parse(url)?.pinned()?;
     let config = config_in(&place.database, place.schema.as_deref())?;
-    let create = place.schema.as_ref().map(|s| format!("CREATE SCHEMA IF NOT EXISTS \"{s}\";")).unwrap_or_default();
-    open_with(&place.database, config, max_connections, &format!("{create}{ddl}"))
+    Ok((open_with(&place.database, config, max_connections, ddl)?, place))
 }
 
 /// Connects to `url` (a `postgres://` URL or a libpq key=value string),
@@ -288,9 +330,11 @@ pub(crate) fn is_transient(e: &postgres::Error) -> bool {
     }
 }
 
-/// `url` without its password, for messages and logs.
+/// `url` without its password, for messages and logs: in the user info of
+/// a URL (`user:PASSWORD@`), and as a `password=` parameter (of a URL's
+/// query or a key=value string, quoted or not).
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let mut out = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
             match credentials.find(':') {
@@ -299,7 +343,31 @@ pub(crate) fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    let mut from = 0;
+    while let Some(found) = out[from..].find("password=") {
+        let start = from + found + "password=".len();
+        let rest = &out[start..];
+        let len = match rest.strip_prefix('\'') {
+            // A quoted value ends at its closing quote (`\'` escapes one).
+            Some(quoted) => {
+                let mut escaped = false;
+                let mut end = rest.len();
+                for (i, c) in quoted.char_indices() {
+                    if c == '\'' && !escaped {
+                        end = i + 2;
+                        break;
+                    }
+                    escaped = c == '\\' && !escaped;
+                }
+                end
+            }
+            None => rest.find(|c: char| c == '&' || c.is_whitespace()).unwrap_or(rest.len()),
+        };
+        out.replace_range(start..start + len, "***");
+        from = start + 3;
     }
+    out
 }
 
 #[cfg(test)]
@@ -325,11 +393,17 @@ mod tests {
             r#"SELECT id FROM "s".notes WHERE account_id = $1"#
         );
         assert!(StorePlace::parse("postgres://u@h/db?schema=S").is_err());
+        assert!(StorePlace::parse("postgres://u@h/db?schema=a&schema=b").unwrap_err().to_string().contains("names a schema 2 times"));
     }
 
     #[test]
     fn a_password_never_reaches_a_message() {
         assert_eq!(redact("postgres://notes:s3cret@db:5432/x"), "postgres://notes:***@db:5432/x");
         assert_eq!(redact("postgres://notes@db/x"), "postgres://notes@db/x");
+        assert_eq!(redact("postgres://notes@db/x?password=s3cret&schema=a"), "postgres://notes@db/x?password=***&schema=a");
+        assert_eq!(redact("host=db password=s3cret dbname=x"), "host=db password=*** dbname=x");
+        assert_eq!(redact(r"host=db password='s3 \'cret' dbname=x"), "host=db password=*** dbname=x");
+        let refused = StorePlace::parse("host=db password=s3cret schema=Bad").unwrap_err().to_string();
+        assert!(refused.contains("invalid schema") && !refused.contains("s3cret"), "{refused}");
     }
 }

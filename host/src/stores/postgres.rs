@@ -109,11 +109,7 @@ const DELETE: &str = concat!(
 /// Whether the account is fenced above an epoch: asked only when a write
 /// changed nothing, to tell a fenced write from one refused for its version.
 const FENCED_ABOVE: &str = "SELECT EXISTS (SELECT 1 FROM fences WHERE account_id = $1 AND epoch > $2)";
-/// An account's live ids, joined by line feeds as `IdList` holds them, in
-/// one row: one message instead of one a note, on both sides of the
-/// connection. The array keeps the index scan's order (no sort, unlike an
-/// ordered `string_agg`).
-const LIST: &str = "SELECT array_to_string(ARRAY(SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id), E'\\n')";
+const LIST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted ORDER BY id";
 const FIRST: &str = "SELECT id FROM notes WHERE account_id = $1 AND NOT deleted AND id > $2 ORDER BY id LIMIT $3";
 const COUNT: &str = "SELECT count(*) FROM notes WHERE account_id = $1 AND NOT deleted";
 const RECORDED: &str = "SELECT version FROM notes WHERE account_id = $1 AND id = $2";
@@ -150,8 +146,9 @@ struct SharedSql {
 }
 
 impl PostgresStore {
-    /// Connects to the database at `url`, creating the notes table if needed
-    /// (and the schema, if `url` names one: `?schema=NAME`).
+    /// Connects to the database at `url`, creating the notes table if needed,
+    /// in the schema `url` names (`?schema=NAME`, which must exist) or the
+    /// one the server resolves names in.
     pub fn open(url: &str) -> anyhow::Result<Self> {
         Self::open_sharing(url, &pg::ReadConnections::default())
     }
@@ -159,9 +156,9 @@ impl PostgresStore {
     /// [`open`](Self::open), sharing `reads`' connections with the stores
     /// opened with it that live in the same database.
     pub fn open_sharing(url: &str, reads: &pg::ReadConnections) -> anyhow::Result<Self> {
-        let place = pg::StorePlace::parse(url)?;
+        let (pool, place) = pg::open_store(url, BLOCKING_CONNECTIONS, SCHEMA)?;
         Ok(PostgresStore {
-            pool: pg::open_store(&place, BLOCKING_CONNECTIONS, SCHEMA)?,
+            pool,
             requests: pg::open_async(&place, REQUEST_CONNECTIONS)?,
             point_reads: reads.to(&place, "notes")?,
             scans: reads.to(&place, "lists")?,
@@ -345,8 +342,12 @@ impl AsyncStore for PostgresStore {
         if !on_runtime() {
             return self.list_ids(account_id);
         }
-        let rows = self.scans.query(&self.shared_sql.list, &[&account_id]).await?;
-        Ok(IdList::from_joined(rows.first().map(|r| r.get(0)).unwrap_or_default()))
+        let mut joined = String::new();
+        for row in self.scans.query(&self.shared_sql.list, &[&account_id]).await? {
+            joined.push_str(row.get::<_, &str>(0));
+            joined.push('\n');
+        }
+        Ok(IdList::from_joined(joined))
     }
 
     async fn recorded_version_async(&self, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
@@ -463,7 +464,12 @@ fn refuse_if_fenced(client: &mut impl GenericClient, fenced: &postgres::Statemen
 
 fn list_on(conn: &mut PgConn, account_id: &str) -> Result<IdList, StoreError> {
     let statement = conn.prepared(LIST)?;
-    Ok(IdList::from_joined(conn.client().query_one(&statement, &[&account_id])?.get(0)))
+    let mut joined = String::new();
+    for row in conn.client().query(&statement, &[&account_id])? {
+        joined.push_str(row.get::<_, &str>(0));
+        joined.push('\n');
+    }
+    Ok(IdList::from_joined(joined))
 }
 
 fn recorded_on(conn: &mut PgConn, account_id: &str, note_id: &str) -> Result<Option<u64>, StoreError> {
