@@ -209,15 +209,12 @@ impl StorePlace {
 
     /// `sql` (naming the `notes` table) with the table in this store's
     /// schema: for connections shared by the stores of one database, which
-    /// cannot rely on a search path.
+    /// cannot rely on a search path. The place must know its schema (one
+    /// [`open_store`] returns, pinned, always does).
     pub(crate) fn qualify(&self, sql: &str) -> String {
-        match &self.schema {
-            None => sql.to_owned(),
-            Some(schema) => {
-                assert!(sql.contains(" FROM notes "), "a shared read names its table as FROM notes: {sql}");
-                sql.replace(" FROM notes ", &format!(" FROM \"{schema}\".notes "))
-            }
-        }
+        let schema = self.schema.as_deref().expect("a pinned store place knows its schema");
+        assert!(sql.contains(" FROM notes "), "a shared read names its table as FROM notes: {sql}");
+        sql.replace(" FROM notes ", &format!(" FROM \"{schema}\".notes "))
     }
 }
 
