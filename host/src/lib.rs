@@ -11,7 +11,7 @@ pub mod clock;
 pub mod coordination;
 mod db;
 mod files;
-mod freed_memory;
+pub mod freed_memory;
 mod lock;
 mod pg;
 pub mod fleet;
