@@ -1,7 +1,7 @@
 //! Memory that comes back after a burst.
 //!
 //! After a burst of big lists (16 connections listing 100k ids) a host held
-//! 2.6× its idle RSS for good. Four holders, each bounded now (BENCHMARKS.md,
+//! 2.6× its idle RSS for good. Five holders, each bounded now (BENCHMARKS.md,
 //! "Memory after a burst"):
 //! - glibc gives a block of 128 KiB or more its own mapping, unmapped when
 //!   freed, but after each such free it raises that threshold (up to
@@ -12,9 +12,15 @@
 //! - Plugin memory slots keep their first pages resident between instances
 //!   (`plugins::limits`): 256 KiB per slot, not 2 MiB.
 //! - Freed pages inside glibc's per-thread arenas stay resident until
-//!   trimmed: a thread trims every few seconds (here).
+//!   trimmed: a thread trims every few seconds (here). glibc still serves
+//!   SQLite and the other C code.
+//! - The binary's allocator is mimalloc (`cli/src/main.rs`). A block freed
+//!   on another thread than the one that allocated it waits in its page
+//!   until the owner collects with force; an async worker does so when it
+//!   goes idle (`worker_idle`, the runtime's `on_thread_park`), and the
+//!   trimming thread purges mimalloc's free arena pages (here).
 //!
-//! Linux with glibc only; elsewhere nothing changes.
+//! glibc's part is Linux with glibc only; elsewhere it changes nothing.
 
 use std::time::{Duration, Instant};
 
