@@ -87,15 +87,15 @@ pub(crate) fn return_memory_when_freed() {
             // SAFETY: initialises this thread's mimalloc heap; idempotent.
             unsafe { libmimalloc_sys::mi_thread_init() };
             loop {
-            std::thread::sleep(TRIM_EVERY);
-            // SAFETY: malloc_trim only returns free pages to the kernel; it
-            // is thread-safe (it takes each arena's lock).
-            unsafe {
-                libc::malloc_trim(0);
-            }
-            // mimalloc's free arena pages are the whole process's: a forced
-            // collection from any thread purges them.
-            collect_mimalloc(true);
+                std::thread::sleep(TRIM_EVERY);
+                // SAFETY: malloc_trim only returns free pages to the kernel; it
+                // is thread-safe (it takes each arena's lock).
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+                // mimalloc's free arena pages are the whole process's: a forced
+                // collection from any thread purges them.
+                collect_mimalloc(true);
             }
         });
         if let Err(e) = started {
